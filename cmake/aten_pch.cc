@@ -1,0 +1,1 @@
+// Anchor for the shared ATen precompiled header (see cmake/SaeTargets.cmake).

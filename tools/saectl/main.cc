@@ -1,0 +1,20 @@
+// saectl: the command-line face of the SAE training service.
+#include <cstdio>
+
+#include "CLI/CLI.hpp"
+#include "tools/saectl/command.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"saectl: train sparse autoencoders on GPT-2 activations, locally or on a cluster"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "saectl 0.1.0");
+  sae::saectl::RegisterModelCommands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    // CLI11 returns 0 for --help/--version and its own codes for usage errors; ours is 2.
+    return code == 0 ? 0 : sae::saectl::kExitUsage;
+  }
+  return sae::saectl::ProcessExitCode();
+}
