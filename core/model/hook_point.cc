@@ -45,7 +45,7 @@ bool IsBlockKind(HookKind kind) {
 constexpr int kBlockKinds =
     static_cast<int>(HookKind::kResidPost) - static_cast<int>(HookKind::kResidPre) + 1;
 
-absl::Status BadName(std::string_view name) {
+absl::Status BadName(absl::string_view name) {
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown hook point '", name,
       "'; expected TransformerLens names such as hook_embed, hook_pos_embed, "
@@ -91,7 +91,8 @@ std::vector<int64_t> HookPoint::Shape(const ModelDims& d, int64_t batch, int64_t
 }
 
 int64_t HookPoint::ActivationSize(const ModelDims& d, bool has_head_index) const {
-  if (is_per_head()) return has_head_index ? d.d_head() : static_cast<int64_t>(d.n_head) * d.d_head();
+  if (is_per_head())
+    return has_head_index ? d.d_head() : static_cast<int64_t>(d.n_head) * d.d_head();
   std::vector<int64_t> shape = Shape(d, 1, 1);
   return shape.back();
 }
@@ -100,9 +101,11 @@ int HookPoint::Ordinal(int n_layer) const {
   if (kind == HookKind::kEmbed) return 0;
   if (kind == HookKind::kPosEmbed) return 1;
   if (IsBlockKind(kind)) {
-    return 2 + layer * kBlockKinds + (static_cast<int>(kind) - static_cast<int>(HookKind::kResidPre));
+    return 2 + layer * kBlockKinds +
+           (static_cast<int>(kind) - static_cast<int>(HookKind::kResidPre));
   }
-  return 2 + n_layer * kBlockKinds + (static_cast<int>(kind) - static_cast<int>(HookKind::kLnFinalScale));
+  return 2 + n_layer * kBlockKinds +
+         (static_cast<int>(kind) - static_cast<int>(HookKind::kLnFinalScale));
 }
 
 int HookPoint::BlockLayer(int n_layer) const {
@@ -111,24 +114,24 @@ int HookPoint::BlockLayer(int n_layer) const {
   return n_layer - 1;
 }
 
-absl::StatusOr<HookPoint> ParseHookPoint(std::string_view name, int n_layer) {
+absl::StatusOr<HookPoint> ParseHookPoint(absl::string_view name, int n_layer) {
   for (const KindName& k : kNames) {
     if (!IsBlockKind(k.kind) && name == k.suffix) return HookPoint{k.kind, -1};
   }
-  constexpr std::string_view kPrefix = "blocks.";
+  constexpr absl::string_view kPrefix = "blocks.";
   if (name.substr(0, kPrefix.size()) != kPrefix) return BadName(name);
-  std::string_view rest = name.substr(kPrefix.size());
+  absl::string_view rest = name.substr(kPrefix.size());
   size_t dot = rest.find('.');
-  if (dot == std::string_view::npos) return BadName(name);
+  if (dot == absl::string_view::npos) return BadName(name);
   int layer = 0;
   if (!absl::SimpleAtoi(rest.substr(0, dot), &layer) || layer < 0) return BadName(name);
-  std::string_view suffix = rest.substr(dot + 1);
+  absl::string_view suffix = rest.substr(dot + 1);
   for (const KindName& k : kNames) {
     if (IsBlockKind(k.kind) && suffix == k.suffix) {
       if (n_layer > 0 && layer >= n_layer) {
         return absl::OutOfRangeError(absl::StrCat("hook point '", name, "' names layer ", layer,
-                                                  " but the model has ", n_layer,
-                                                  " layers (0..", n_layer - 1, ")"));
+                                                  " but the model has ", n_layer, " layers (0..",
+                                                  n_layer - 1, ")"));
       }
       return HookPoint{k.kind, layer};
     }

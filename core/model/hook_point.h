@@ -12,31 +12,32 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace sae::model {
 
 // Where in the forward pass a hook sits. The enumerators of per-block hooks are in forward order.
 enum class HookKind : int {
-  kEmbed = 0,          // hook_embed            [B,T,D]
-  kPosEmbed,           // hook_pos_embed        [B,T,D]
+  kEmbed = 0,  // hook_embed            [B,T,D]
+  kPosEmbed,   // hook_pos_embed        [B,T,D]
   // Per block (layer L):
-  kResidPre,           // blocks.L.hook_resid_pre        [B,T,D]
-  kLn1Scale,           // blocks.L.ln1.hook_scale        [B,T,1]
-  kLn1Normalized,      // blocks.L.ln1.hook_normalized   [B,T,D]
-  kQ,                  // blocks.L.attn.hook_q           [B,T,H,dh]
-  kK,                  // blocks.L.attn.hook_k           [B,T,H,dh]
-  kV,                  // blocks.L.attn.hook_v           [B,T,H,dh]
-  kAttnScores,         // blocks.L.attn.hook_attn_scores [B,H,T,T]
-  kPattern,            // blocks.L.attn.hook_pattern     [B,H,T,T]
-  kZ,                  // blocks.L.attn.hook_z           [B,T,H,dh]
-  kAttnOut,            // blocks.L.hook_attn_out         [B,T,D]
-  kResidMid,           // blocks.L.hook_resid_mid        [B,T,D]
-  kLn2Scale,           // blocks.L.ln2.hook_scale        [B,T,1]
-  kLn2Normalized,      // blocks.L.ln2.hook_normalized   [B,T,D]
-  kMlpPre,             // blocks.L.mlp.hook_pre          [B,T,d_mlp]
-  kMlpPost,            // blocks.L.mlp.hook_post         [B,T,d_mlp]
-  kMlpOut,             // blocks.L.hook_mlp_out          [B,T,D]
-  kResidPost,          // blocks.L.hook_resid_post       [B,T,D]
+  kResidPre,       // blocks.L.hook_resid_pre        [B,T,D]
+  kLn1Scale,       // blocks.L.ln1.hook_scale        [B,T,1]
+  kLn1Normalized,  // blocks.L.ln1.hook_normalized   [B,T,D]
+  kQ,              // blocks.L.attn.hook_q           [B,T,H,dh]
+  kK,              // blocks.L.attn.hook_k           [B,T,H,dh]
+  kV,              // blocks.L.attn.hook_v           [B,T,H,dh]
+  kAttnScores,     // blocks.L.attn.hook_attn_scores [B,H,T,T]
+  kPattern,        // blocks.L.attn.hook_pattern     [B,H,T,T]
+  kZ,              // blocks.L.attn.hook_z           [B,T,H,dh]
+  kAttnOut,        // blocks.L.hook_attn_out         [B,T,D]
+  kResidMid,       // blocks.L.hook_resid_mid        [B,T,D]
+  kLn2Scale,       // blocks.L.ln2.hook_scale        [B,T,1]
+  kLn2Normalized,  // blocks.L.ln2.hook_normalized   [B,T,D]
+  kMlpPre,         // blocks.L.mlp.hook_pre          [B,T,d_mlp]
+  kMlpPost,        // blocks.L.mlp.hook_post         [B,T,d_mlp]
+  kMlpOut,         // blocks.L.hook_mlp_out          [B,T,D]
+  kResidPost,      // blocks.L.hook_resid_post       [B,T,D]
   // After the last block:
   kLnFinalScale,       // ln_final.hook_scale            [B,T,1]
   kLnFinalNormalized,  // ln_final.hook_normalized       [B,T,D]
@@ -88,7 +89,7 @@ struct HookPoint {
 // Parses a TransformerLens hook name. InvalidArgument names the hook and lists the valid forms;
 // OutOfRange when the layer does not exist in a model with `n_layer` layers (pass n_layer <= 0
 // to skip the range check).
-absl::StatusOr<HookPoint> ParseHookPoint(std::string_view name, int n_layer);
+absl::StatusOr<HookPoint> ParseHookPoint(absl::string_view name, int n_layer);
 
 // Every hook point of a model with `n_layer` layers, in forward order.
 std::vector<HookPoint> AllHookPoints(int n_layer);

@@ -9,10 +9,10 @@
 #define SAE_STATUS_CONCAT_(a, b) SAE_STATUS_CONCAT_INNER_(a, b)
 
 // Evaluates `expr` (an absl::Status) and returns it from the caller when it is not OK.
-#define SAE_RETURN_IF_ERROR(expr)                  \
-  do {                                             \
-    absl::Status sae_status_ = (expr);             \
-    if (!sae_status_.ok()) return sae_status_;     \
+#define SAE_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    absl::Status sae_status_ = (expr);         \
+    if (!sae_status_.ok()) return sae_status_; \
   } while (0)
 
 // `lhs` = the value of `rexpr` (an absl::StatusOr<T>), or returns its status from the caller.
@@ -20,8 +20,8 @@
 #define SAE_ASSIGN_OR_RETURN(lhs, rexpr) \
   SAE_ASSIGN_OR_RETURN_IMPL_(SAE_STATUS_CONCAT_(sae_statusor_, __LINE__), lhs, rexpr)
 
-#define SAE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                               \
+#define SAE_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)   \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 

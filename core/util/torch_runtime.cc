@@ -1,0 +1,24 @@
+#include "core/util/torch_runtime.h"
+
+#include <ATen/Parallel.h>
+
+#include <mutex>
+#include <thread>
+
+namespace sae {
+
+int ConfigureTorchThreads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  static std::once_flag interop_once;
+  std::call_once(interop_once, [] {
+    try {
+      at::set_num_interop_threads(1);
+    } catch (...) {
+      // Already started by an earlier parallel call; the default is kept.
+    }
+  });
+  at::set_num_threads(threads);
+  return at::get_num_threads();
+}
+
+}  // namespace sae
