@@ -1,0 +1,28 @@
+// Small helpers shared by the benchmarks: timing, the machine's GEMM rate, and running the
+// Python eager references.
+#ifndef SAE_BENCH_BENCH_UTIL_H_
+#define SAE_BENCH_BENCH_UTIL_H_
+
+#include <string>
+#include <vector>
+
+namespace sae::bench {
+
+// Median wall-clock seconds of `reps` calls of `fn` after `warmup` calls.
+template <typename Fn>
+double MedianSeconds(Fn&& fn, int reps, int warmup = 1);
+
+// fp32 GEMM rate of LibTorch (at::mm) on this machine for an m x k by k x n product, GFLOP/s.
+double MeasureGemmGflops(int m, int k, int n);
+
+// Runs `command` and returns its stdout's last line (empty on failure, with a warning printed).
+std::string RunAndCaptureLastLine(const std::string& command);
+
+// The source directory (from SAE_SOURCE_DIR or the compile-time default).
+std::string SourceDir();
+
+}  // namespace sae::bench
+
+#include "bench/bench_util_inl.h"
+
+#endif  // SAE_BENCH_BENCH_UTIL_H_
