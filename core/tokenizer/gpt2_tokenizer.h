@@ -37,6 +37,11 @@ class Gpt2Tokenizer {
   virtual int32_t vocab_size() const = 0;
 };
 
+// The folder that tests, benchmarks and saectl load the GPT-2 files from: $SAE_TOKENIZER_DIR when
+// set and non-empty, else SaeCacheDir() + "/gpt2-tokenizer" (cache_dir.h: $SAE_CACHE_DIR, else
+// ${XDG_CACHE_HOME:-$HOME/.cache}/sae-service), where scripts/fetch-assets.sh installs them.
+std::string DefaultTokenizerDir();
+
 }  // namespace sae::tokenizer
 
 #endif  // SAE_CORE_TOKENIZER_GPT2_TOKENIZER_H_

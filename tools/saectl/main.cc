@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "saectl 0.1.0");
   sae::saectl::RegisterModelCommands(app);
+  sae::saectl::RegisterTokenizeCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
