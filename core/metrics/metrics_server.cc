@@ -1,0 +1,94 @@
+#include "core/metrics/metrics_server.h"
+
+#include <httplib.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "core/metrics/text_format.h"
+
+namespace sae::metrics {
+namespace {
+
+// Request handlers are short; two workers let a scrape and a health check overlap.
+constexpr size_t kWorkerThreads = 2;
+constexpr time_t kReadTimeoutSeconds = 2;
+constexpr time_t kWriteTimeoutSeconds = 5;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
+    Registry* registry, const MetricsServerOptions& options) {
+  if (options.port < 0 || options.port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics port ", options.port, " is outside [0, 65535]"));
+  }
+  auto server = std::make_unique<httplib::Server>();
+  server->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+  // httplib's default also sets SO_REUSEPORT, which would let a second process bind the same
+  // port and silently take half the scrapes. SO_REUSEADDR alone still allows a quick restart.
+  server->set_socket_options([](socket_t socket) {
+    int on = 1;
+    ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  });
+  server->set_keep_alive_max_count(1);
+  server->set_keep_alive_timeout(1);
+  server->set_read_timeout(kReadTimeoutSeconds);
+  server->set_write_timeout(kWriteTimeoutSeconds);
+  server->Get("/metrics", [registry](const httplib::Request&, httplib::Response& response) {
+    response.set_content(FormatText(registry->Collect()), kTextFormatContentType);
+  });
+  server->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content("ok\n", "text/plain; charset=utf-8");
+  });
+
+  errno = 0;
+  int port = options.port;
+  bool bound = port == 0 ? (port = server->bind_to_any_port(options.bind_address)) > 0
+                         : server->bind_to_port(options.bind_address, port);
+  if (!bound) {
+    int error = errno;
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on ", options.bind_address, ":", options.port,
+                     error != 0 ? absl::StrCat(": ", std::strerror(error)) : std::string(),
+                     "; pick another --metrics-port or bind address"));
+  }
+  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(server), port));
+}
+
+MetricsServer::MetricsServer(std::unique_ptr<httplib::Server> server, int port)
+    : server_(std::move(server)), port_(port) {
+  thread_ = std::thread([this] {
+    // A scraper that hangs up mid-response makes send() raise SIGPIPE, which would kill the
+    // process (this httplib build sends without MSG_NOSIGNAL). Blocking it here, before the
+    // worker threads are created, makes send() fail with EPIPE instead, for this server's
+    // threads only; the signal stays pending on them, harmlessly.
+    sigset_t pipe_only;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr);
+    server_->listen_after_bind();
+    listen_returned_ = true;
+  });
+}
+
+MetricsServer::~MetricsServer() { Stop(); }
+
+void MetricsServer::Stop() {
+  std::lock_guard<std::mutex> lock(stop_mutex_);
+  if (!thread_.joinable()) return;
+  // httplib's stop() does nothing until the accept loop has started, so a Stop right after Start
+  // waits for it (microseconds) rather than leaving the loop running forever.
+  while (!listen_returned_ && !server_->is_running()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  server_->stop();
+  thread_.join();
+}
+
+}  // namespace sae::metrics

@@ -1,0 +1,70 @@
+// An HTTP endpoint serving a Registry to Prometheus: GET /metrics and GET /healthz.
+#ifndef SAE_CORE_METRICS_METRICS_SERVER_H_
+#define SAE_CORE_METRICS_METRICS_SERVER_H_
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "core/metrics/registry.h"
+
+namespace httplib {
+class Server;
+}  // namespace httplib
+
+namespace sae::metrics {
+
+struct MetricsServerOptions {
+  // Address to listen on. The default, "0.0.0.0", lets a Prometheus on another host scrape;
+  // "127.0.0.1" keeps the endpoint local (tests).
+  std::string bind_address = "0.0.0.0";
+
+  // TCP port. 0 (the default) lets the kernel pick a free one; MetricsServer::port() tells which.
+  int port = 0;
+};
+
+// Serves, on its own thread:
+//   GET /metrics  the registry's text exposition (Content-Type kTextFormatContentType), after
+//                 running its collectors;
+//   GET /healthz  "ok".
+// Anything else is 404. Connections are not kept alive: a scrape every few seconds gains nothing
+// from it, and it keeps Stop prompt.
+class MetricsServer {
+ public:
+  // Listens on options.bind_address:options.port and starts serving `registry`, which must
+  // outlive the server. The port is bound when this returns, so a scrape may follow at once.
+  // InvalidArgument for a port outside [0, 65535]; Unavailable when the address cannot be bound
+  // (the port is in use, or the address is not local).
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(Registry* registry,
+                                                              const MetricsServerOptions& options);
+
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  // Stops the server (see Stop).
+  ~MetricsServer();
+
+  // The port it listens on: options.port, or the one the kernel picked when that was 0.
+  int port() const { return port_; }
+
+  // Stops listening, waits for requests in progress and joins the thread. Returns within
+  // milliseconds unless a client is mid-request, and within the read timeout (2 s) if that
+  // client stalls. Idempotent and thread-safe; must not be called from a request handler.
+  void Stop();
+
+ private:
+  MetricsServer(std::unique_ptr<httplib::Server> server, int port);
+
+  const std::unique_ptr<httplib::Server> server_;
+  const int port_;
+  std::atomic<bool> listen_returned_{false};
+  std::mutex stop_mutex_;
+  std::thread thread_;
+};
+
+}  // namespace sae::metrics
+
+#endif  // SAE_CORE_METRICS_METRICS_SERVER_H_

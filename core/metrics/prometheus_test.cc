@@ -1,0 +1,338 @@
+// Checks the exposition with the real tools from Debian's prometheus package: promtool's parser
+// and linter, and a Prometheus server that scrapes a MetricsServer and answers a query.
+#include <fcntl.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/metrics/metrics_server.h"
+#include "core/metrics/process_metrics.h"
+#include "core/metrics/registry.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace sae::metrics {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+constexpr char kInstallHint[] =
+    " not found in PATH or /usr/bin; run scripts/install-deps.sh, which installs Debian's "
+    "prometheus package";
+
+// The path of executable `name` in PATH or /usr/bin, or "" when there is none.
+std::string FindExecutable(const std::string& name) {
+  std::string path = getenv("PATH") != nullptr ? getenv("PATH") : "";
+  path += ":/usr/bin";
+  std::stringstream folders(path);
+  std::string folder;
+  while (std::getline(folders, folder, ':')) {
+    if (folder.empty()) continue;
+    std::string candidate = folder + "/" + name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+// A fresh folder under $TMPDIR (or /tmp), removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = getenv("TMPDIR") != nullptr ? getenv("TMPDIR") : "/tmp";
+    std::string pattern = std::string(base) + "/sae_metrics_test.XXXXXX";
+    path_ = mkdtemp(pattern.data()) != nullptr ? pattern : "";
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream contents;
+  contents << file.rdbuf();
+  return contents.str();
+}
+
+// A port on 127.0.0.1 that was free a moment ago.
+int FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+// A child process with stdout and stderr in a log file. Killed when this object is destroyed, and
+// by the kernel when the test process dies first (PR_SET_PDEATHSIG), so it never outlives a test.
+class ChildProcess {
+ public:
+  ChildProcess(const std::vector<std::string>& argv, const std::string& log_path) {
+    std::vector<char*> args;
+    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+    args.push_back(nullptr);
+    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    pid_t parent = ::getpid();
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      // Only async-signal-safe calls between fork and exec.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      ::dup2(log, STDOUT_FILENO);
+      ::dup2(log, STDERR_FILENO);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+    ::close(log);
+  }
+  ~ChildProcess() { Kill(); }
+
+  // Whether it has exited (and is reaped).
+  bool Exited() {
+    if (pid_ <= 0) return true;
+    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
+    return pid_ <= 0;
+  }
+
+  // SIGTERM, then SIGKILL after 10 s; returns once it is reaped.
+  void Kill() {
+    if (Exited()) return;
+    ::kill(pid_, SIGTERM);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!Exited() && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (!Exited()) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+    }
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// A registry with every kind of metric we produce: labelled and unlabelled counters, gauges
+// holding NaN and infinities, histograms with default and custom buckets, families with no
+// children, escaped help and label values, and the process metrics.
+void FillWithEveryKind(Registry* registry) {
+  Family<Counter>* tokens = *registry->AddCounter(
+      "sae_test_tokens_total", "Tokens trained, in global tokens.", {"run_id", "rank"});
+  tokens->Labels({"run-1", "0"}).Increment(12345);
+  tokens->Labels({"run \"quoted\" \\ and\nnewline", "1"}).Increment(1);
+  (*registry->AddCounter("sae_test_reconnects_total", "Stream reconnects.", {}))
+      ->Labels()
+      .Increment(2);
+  ASSERT_TRUE(registry->AddCounter("sae_test_unused_total", "Never updated.", {"server"}).ok());
+  Family<Gauge>* loss = *registry->AddGauge(
+      "sae_test_loss", "Overall loss.\nSecond line with \\ backslash.", {"run_id"});
+  loss->Labels({"finite"}).Set(0.125);
+  loss->Labels({"nan"}).Set(kNaN);
+  loss->Labels({"inf"}).Set(kInf);
+  loss->Labels({"minus-inf"}).Set(-kInf);
+  loss->Labels({"caf\xC3\xA9"}).Set(-1e-9);
+  Family<Histogram>* step = *registry->AddHistogram(
+      "sae_test_step_duration_seconds", "Time of one training step.", {"run_id", "rank"});
+  Histogram& run_step = step->Labels({"run-1", "0"});
+  for (double seconds : {0.003, 0.02, 0.02, 0.7, 30.0}) run_step.Observe(seconds);
+  (*registry->AddHistogram("sae_test_batch_bytes", "Batch sizes in bytes.", {},
+                           ExponentialBuckets(1024, 4, 6)))
+      ->Labels()
+      .Observe(3e6);
+  ASSERT_TRUE(registry->AddHistogram("sae_test_unused_seconds", "Never observed.", {"rank"}).ok());
+  ASSERT_TRUE(AddProcessMetrics(registry).ok());
+}
+
+MetricsServerOptions Loopback() {
+  MetricsServerOptions options;
+  options.bind_address = "127.0.0.1";
+  options.port = 0;
+  return options;
+}
+
+TEST(Promtool, AcceptsTheServedExpositionOfEveryKindOfMetric) {
+  std::string promtool = FindExecutable("promtool");
+  ASSERT_FALSE(promtool.empty()) << "promtool" << kInstallHint;
+  Registry registry;
+  FillWithEveryKind(&registry);
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start(&registry, Loopback());
+  ASSERT_TRUE(server.ok()) << server.status();
+  httplib::Result response = httplib::Client("127.0.0.1", (*server)->port()).Get("/metrics");
+  ASSERT_TRUE(response) << httplib::to_string(response.error());
+  ASSERT_EQ(response->status, 200);
+
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  std::string exposition_path = dir.path() + "/metrics.txt";
+  std::ofstream(exposition_path) << response->body;
+  std::string command = promtool + " check metrics < " + exposition_path + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof(buffer), pipe)) output.append(buffer, n);
+  int status = ::pclose(pipe);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "promtool says:\n"
+                                    << output << "\nabout:\n"
+                                    << response->body;
+  EXPECT_EQ(output, "");
+}
+
+std::string UrlEncode(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char hex[4];
+      std::snprintf(hex, sizeof(hex), "%%%02X", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+
+// The value of the single series `query` returns on Prometheus at `port`, or nullopt while there
+// is none.
+std::optional<std::string> QueryValue(int port, const std::string& query) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(5);
+  httplib::Result response = client.Get(("/api/v1/query?query=" + UrlEncode(query)).c_str());
+  if (!response || response->status != 200) return std::nullopt;
+  nlohmann::json body = nlohmann::json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded() || body.value("status", "") != "success") return std::nullopt;
+  const nlohmann::json& result = body["data"]["result"];
+  if (!result.is_array() || result.size() != 1) return std::nullopt;
+  return result[0]["value"][1].get<std::string>();
+}
+
+// A Prometheus server scraping 127.0.0.1:`target_port` every second.
+class PrometheusServer {
+ public:
+  PrometheusServer(const std::string& binary, const std::string& dir, int target_port) : dir_(dir) {
+    std::ofstream(dir + "/prometheus.yml") << "global:\n"
+                                              "  scrape_interval: 1s\n"
+                                              "  scrape_timeout: 1s\n"
+                                              "scrape_configs:\n"
+                                              "  - job_name: sae_metrics_test\n"
+                                              "    static_configs:\n"
+                                              "      - targets: ['127.0.0.1:"
+                                           << target_port << "']\n";
+    // Another process may take the free port before Prometheus binds it; then try another.
+    for (int attempt = 0; attempt < 3 && port_ < 0; ++attempt) {
+      int port = FreeLoopbackPort();
+      process_ = std::make_unique<ChildProcess>(
+          std::vector<std::string>{binary, "--config.file=" + dir + "/prometheus.yml",
+                                   "--storage.tsdb.path=" + dir + "/data",
+                                   "--web.listen-address=127.0.0.1:" + std::to_string(port)},
+          log_path());
+      if (WaitUntilReady(port)) port_ = port;
+    }
+  }
+
+  // The port its HTTP API listens on, or -1 when it did not start.
+  int port() const { return port_; }
+  std::string log_path() const { return dir_ + "/prometheus.log"; }
+  std::string Log() const { return ReadWholeFile(log_path()); }
+
+ private:
+  bool WaitUntilReady(int port) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline && !process_->Exited()) {
+      httplib::Result ready = httplib::Client("127.0.0.1", port).Get("/-/ready");
+      if (ready && ready->status == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  std::string dir_;
+  std::unique_ptr<ChildProcess> process_;
+  int port_ = -1;
+};
+
+// Polls `query` until it answers `expected`, for at most `timeout`.
+testing::AssertionResult EventuallyAnswers(const PrometheusServer& prometheus,
+                                           const std::string& query, const std::string& expected,
+                                           std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::optional<std::string> last;
+  while (std::chrono::steady_clock::now() < deadline) {
+    last = QueryValue(prometheus.port(), query);
+    if (last == expected) return testing::AssertionSuccess();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return testing::AssertionFailure()
+         << query << " did not answer " << expected << " within " << timeout.count()
+         << " s (last answer: " << last.value_or("no series") << "). Prometheus's log:\n"
+         << prometheus.Log();
+}
+
+TEST(PrometheusServer, ScrapesTheMetricsServerAndAnswersQueries) {
+  std::string binary = FindExecutable("prometheus");
+  ASSERT_FALSE(binary.empty()) << "prometheus" << kInstallHint;
+  Registry registry;
+  FillWithEveryKind(&registry);
+  Counter& tokens = (*registry.AddCounter("sae_test_tokens_total",
+                                          "Tokens trained, in global tokens.", {"run_id", "rank"}))
+                        ->Labels({"run-1", "0"});
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server =
+      MetricsServer::Start(&registry, Loopback());
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  PrometheusServer prometheus(binary, dir.path(), (*server)->port());
+  ASSERT_GT(prometheus.port(), 0) << "Prometheus did not become ready. Its log:\n"
+                                  << prometheus.Log();
+
+  auto timeout = std::chrono::seconds(60);
+  ASSERT_TRUE(EventuallyAnswers(prometheus, "sae_test_tokens_total{run_id=\"run-1\",rank=\"0\"}",
+                                "12345", timeout));
+  EXPECT_TRUE(EventuallyAnswers(
+      prometheus, "sae_test_step_duration_seconds_bucket{run_id=\"run-1\",le=\"0.025\"}", "3",
+      timeout));
+  EXPECT_TRUE(EventuallyAnswers(prometheus, "sae_test_loss{run_id=\"nan\"}", "NaN", timeout));
+  // A later scrape sees the update.
+  tokens.Increment(655);
+  EXPECT_TRUE(EventuallyAnswers(prometheus, "sae_test_tokens_total{run_id=\"run-1\",rank=\"0\"}",
+                                "13000", timeout));
+  EXPECT_TRUE(EventuallyAnswers(prometheus, "up{job=\"sae_metrics_test\"}", "1", timeout));
+}
+
+}  // namespace
+}  // namespace sae::metrics
