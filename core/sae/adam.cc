@@ -1,0 +1,51 @@
+#include "core/sae/adam.h"
+
+#include <ATen/Parallel.h>
+
+#include <cmath>
+
+namespace sae::sparse {
+
+Adam::Adam(const std::vector<at::Tensor>& params) {
+  for (const at::Tensor& p : params) {
+    exp_avg_.push_back(at::zeros_like(p));
+    exp_avg_sq_.push_back(at::zeros_like(p));
+  }
+}
+
+void Adam::Step(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
+                double lr) {
+  ++step_;
+  const double bias_correction1 = 1 - std::pow(kBeta1, static_cast<double>(step_));
+  const double bias_correction2 = 1 - std::pow(kBeta2, static_cast<double>(step_));
+  const float step_size = static_cast<float>(lr / bias_correction1);
+  const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  const float b1 = static_cast<float>(kBeta1), b2 = static_cast<float>(kBeta2);
+  const float one_minus_b1 = static_cast<float>(1 - kBeta1);
+  const float one_minus_b2 = static_cast<float>(1 - kBeta2);
+  const float eps = static_cast<float>(kEps);
+  for (size_t i = 0; i < params.size(); ++i) {
+    TORCH_CHECK(params[i].is_contiguous() && grads[i].is_contiguous() &&
+                    params[i].scalar_type() == at::kFloat && grads[i].scalar_type() == at::kFloat,
+                "Adam needs contiguous float32 parameters and gradients");
+    float* p = params[i].data_ptr<float>();
+    const float* g = grads[i].data_ptr<float>();
+    float* m = exp_avg_[i].data_ptr<float>();
+    float* v = exp_avg_sq_[i].data_ptr<float>();
+    at::parallel_for(0, params[i].numel(), 16384, [&](int64_t begin, int64_t end) {
+      for (int64_t j = begin; j < end; ++j) {
+        // The same operations in the same order as torch.optim.Adam:
+        // exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);
+        // denom = exp_avg_sq.sqrt() / sqrt(bc2) + eps; param.addcdiv_(exp_avg, denom, -step_size)
+        const float gj = g[j];
+        m[j] = m[j] + one_minus_b1 * (gj - m[j]);
+        v[j] = v[j] * b2 + one_minus_b2 * gj * gj;
+        const float denom = std::sqrt(v[j]) / bc2_sqrt + eps;
+        p[j] = p[j] - step_size * (m[j] / denom);
+      }
+    });
+  }
+  (void)b1;
+}
+
+}  // namespace sae::sparse

@@ -1,0 +1,29 @@
+// The seed's learning-rate schedules and SAELens's L1 warm-up, in closed form.
+#ifndef SAE_CORE_SAE_LR_SCHEDULE_H_
+#define SAE_CORE_SAE_LR_SCHEDULE_H_
+
+#include <cstdint>
+
+#include "core/sae/sae_options.h"
+
+namespace sae::sparse {
+
+// The learning rate Adam uses at training step `step` (0-based). The seed calls
+// scheduler.step() before optimizer.step(), so step s uses LambdaLR's value after s + 1 calls:
+//   constant                     lr
+//   constantwithwarmup           lr * min(1, (s+1+1)/warmup)  -- i.e. lambda(s + 1)
+//   linearwarmupdecay            warm up, then lr * (T - t) / (T - warmup)
+//   cosineannealing              lr_end + (lr - lr_end)(1 + cos(pi t / T)) / 2
+//   cosineannealingwarmup        warm up, then lr * (lr_end + (1 - lr_end)(1 + cos(pi p)) / 2)
+//   cosineannealingwarmrestarts  cosineannealing with period T restarting (T_0 = T)
+// where t = s + 1 and warm-up is (t + 1) / warmup for t < warmup. A warm-up of 0 steps means
+// none (the seed divides by zero there).
+double LearningRateAt(const TrainerOptions& options, int64_t step);
+
+// The L1 coefficient at step `step`: l1_coefficient * min(1, step / l1_warm_up_steps)
+// (SAELens's L1Scheduler: 0 at the first step when warming up).
+double L1CoefficientAt(const TrainerOptions& options, int64_t step);
+
+}  // namespace sae::sparse
+
+#endif  // SAE_CORE_SAE_LR_SCHEDULE_H_

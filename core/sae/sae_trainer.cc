@@ -1,0 +1,335 @@
+#include "core/sae/sae_trainer.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "core/io/tensor_io.h"
+#include "core/sae/geometric_median.h"
+#include "core/sae/lr_schedule.h"
+#include "core/util/files.h"
+#include "core/util/status.h"
+#include "nlohmann/json.hpp"
+
+namespace sae::sparse {
+namespace {
+
+absl::Status TorchError(const c10::Error& e, absl::string_view what) {
+  return absl::InternalError(absl::StrCat(what, ": ", e.what_without_backtrace()));
+}
+
+}  // namespace
+
+SaeTrainer::SaeTrainer(const TrainerOptions& options, Collective* collective)
+    : SaeTrainer(options, SparseAutoencoder(options.sae, options.seed).params(), collective) {}
+
+SaeTrainer::SaeTrainer(const TrainerOptions& options, SaeParameters params, Collective* collective)
+    : options_(options),
+      collective_(collective != nullptr ? collective : &single_),
+      sae_(options.sae, std::move(params)),
+      adam_(sae_.params().List()),
+      buffer_(options.sae.d_in, options.sae.d_sae),
+      generator_(at::detail::createCPUGenerator(options.seed + 1)) {
+  passes_since_fired_ = at::zeros({options.sae.d_sae}, at::kLong);
+  act_freq_scores_ = at::zeros({options.sae.d_sae}, at::kDouble);
+  last_window_sparsity_ = at::zeros({options.sae.d_sae}, at::kFloat);
+}
+
+absl::Status SaeTrainer::Reduce(at::Tensor& t) {
+  if (collective_->world_size() == 1) return absl::OkStatus();
+  return collective_->AllReduceSum(t);
+}
+
+absl::Status SaeTrainer::InitializeDecoderBias(const at::Tensor& sample) {
+  try {
+    at::Tensor b_dec = sae_.params().b_dec;
+    if (collective_->rank() == 0) {
+      at::Tensor x = sample.to(at::kFloat).reshape({-1, options_.sae.d_in});
+      switch (options_.b_dec_init) {
+        case BDecInit::kGeometricMedian:
+          b_dec.copy_(GeometricMedian(x).median);
+          break;
+        case BDecInit::kMean:
+          b_dec.copy_(x.mean(0));
+          break;
+        case BDecInit::kZeros:
+          b_dec.zero_();
+          break;
+      }
+    }
+    if (collective_->world_size() > 1) {
+      SAE_RETURN_IF_ERROR(collective_->Broadcast(b_dec, 0));
+    }
+  } catch (const c10::Error& e) {
+    return TorchError(e, "initialising b_dec");
+  }
+  return absl::OkStatus();
+}
+
+at::Tensor SaeTrainer::DeadMask() const {
+  if (options_.sae.architecture == Architecture::kTopK) {
+    // Dead after dead_tokens_threshold tokens without firing (counted in global tokens).
+    const int64_t steps =
+        std::max<int64_t>(1, (options_.dead_tokens_threshold + options_.train_batch_size - 1) /
+                                 std::max<int64_t>(options_.train_batch_size, 1));
+    return passes_since_fired_ >= steps;
+  }
+  return passes_since_fired_ > options_.dead_feature_window;
+}
+
+at::Tensor SaeTrainer::FeatureSparsity() const {
+  if (window_tokens_ == 0) return last_window_sparsity_;
+  return (act_freq_scores_ / static_cast<double>(window_tokens_)).to(at::kFloat);
+}
+
+SparsityMetrics SaeTrainer::WindowMetrics() const {
+  SparsityMetrics m;
+  at::Tensor sparsity =
+      act_freq_scores_ / static_cast<double>(std::max<int64_t>(window_tokens_, 1));
+  m.mean_log10_feature_sparsity = at::log10(sparsity + 1e-10).mean().item<double>();
+  m.below_1e5 = (sparsity < 1e-5).sum().item<int64_t>();
+  m.below_1e6 = (sparsity < 1e-6).sum().item<int64_t>();
+  m.dead_by_threshold = (sparsity < options_.dead_feature_threshold).sum().item<int64_t>();
+  return m;
+}
+
+absl::StatusOr<int64_t> SaeTrainer::ResampleDeadFeatures(const BatchSource& source) {
+  at::Tensor dead = (act_freq_scores_ == 0).nonzero().squeeze(1);
+  const int64_t n_dead = dead.numel();
+  if (n_dead == 0) return 0;
+  SaeParameters& p = sae_.params();
+  if (collective_->rank() == 0) {
+    if (!source) {
+      return absl::FailedPreconditionError("resampling dead features needs a batch source");
+    }
+    std::vector<at::Tensor> batches;
+    for (int64_t i = 0; i < options_.resample_batches; ++i) {
+      SAE_ASSIGN_OR_RETURN(at::Tensor b, source());
+      batches.push_back(b.to(at::kFloat));
+    }
+    at::Tensor inputs = at::cat(batches);  // (N,D)
+    // Each dead feature takes one input, drawn with probability proportional to the square of
+    // the SAE's reconstruction loss on it (Anthropic, "Towards Monosemanticity").
+    at::Tensor loss = (inputs - sae_.Reconstruct(inputs)).pow(2).sum(1);
+    at::Tensor weights = loss.pow(2).to(at::kDouble);
+    if (!(weights.sum().item<double>() > 0)) weights = at::ones_like(weights);
+    at::Tensor chosen =
+        at::multinomial(weights, n_dead, /*replacement=*/n_dead > inputs.size(0), generator_);
+    at::Tensor directions = inputs.index_select(0, chosen) - p.b_dec;
+    directions = directions / directions.norm(2, {1}, true).clamp_min(1e-12);
+    at::Tensor alive = (act_freq_scores_ != 0).nonzero().squeeze(1);
+    double mean_alive_norm =
+        alive.numel() > 0 ? p.W_enc.index_select(1, alive).norm(2, {0}).mean().item<double>() : 1.0;
+    p.W_dec.index_copy_(0, dead, directions);
+    p.W_enc.index_copy_(1, dead,
+                        directions.t() * (options_.feature_reinit_scale * mean_alive_norm));
+    p.b_enc.index_fill_(0, dead, 0);
+    // Adam's moments of every resampled parameter start again from zero.
+    adam_.exp_avg(0).index_fill_(1, dead, 0);
+    adam_.exp_avg_sq(0).index_fill_(1, dead, 0);
+    adam_.exp_avg(1).index_fill_(0, dead, 0);
+    adam_.exp_avg_sq(1).index_fill_(0, dead, 0);
+    adam_.exp_avg(2).index_fill_(0, dead, 0);
+    adam_.exp_avg_sq(2).index_fill_(0, dead, 0);
+  }
+  if (collective_->world_size() > 1) {
+    for (at::Tensor* t : {&p.W_enc, &p.b_enc, &p.W_dec}) {
+      SAE_RETURN_IF_ERROR(collective_->Broadcast(*t, 0));
+    }
+    for (size_t i = 0; i < 3; ++i) {
+      SAE_RETURN_IF_ERROR(collective_->Broadcast(adam_.exp_avg(i), 0));
+      SAE_RETURN_IF_ERROR(collective_->Broadcast(adam_.exp_avg_sq(i), 0));
+    }
+  }
+  return n_dead;
+}
+
+absl::StatusOr<StepMetrics> SaeTrainer::Step(const at::Tensor& batch,
+                                             const BatchSource& resample_source) {
+  const int64_t D = options_.sae.d_in;
+  if (!batch.defined() || batch.dim() != 2 || batch.size(1) != D || batch.size(0) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("a training batch must be [tokens, ", D, "]"));
+  }
+  StepMetrics metrics;
+  try {
+    sae_.NormalizeDecoderRows();
+
+    if (options_.feature_sampling_window > 0 &&
+        (step_ + 1) % options_.feature_sampling_window == 0) {
+      SparsityMetrics sparsity = WindowMetrics();
+      if (options_.resample_dead_features) {
+        SAE_ASSIGN_OR_RETURN(sparsity.resampled, ResampleDeadFeatures(resample_source));
+        sae_.NormalizeDecoderRows();
+      }
+      metrics.sparsity = sparsity;
+      last_window_sparsity_ = FeatureSparsity();
+      act_freq_scores_.zero_();
+      window_tokens_ = 0;
+    }
+
+    const double lr = LearningRateAt(options_, step_);
+    LossOptions loss;
+    loss.l1_coefficient = L1CoefficientAt(options_, step_);
+    loss.use_ghost_grads = options_.use_ghost_grads;
+    loss.aux_k_coefficient = options_.aux_k_coefficient;
+    loss.dead_mask = DeadMask();
+    const int64_t n_dead = loss.dead_mask.sum().item<int64_t>();
+    const bool keep_hidden_pre =
+        n_dead > 0 && (options_.sae.architecture == Architecture::kTopK || loss.use_ghost_grads);
+
+    ForwardPass pass = sae_.Forward(batch, keep_hidden_pre);
+
+    // Batch means over the global batch (the normalised MSE and ghost loss depend on them).
+    at::Tensor sums = at::cat({SparseAutoencoder::MomentSums(pass).flatten(),
+                               at::full({1}, static_cast<float>(pass.x.size(0)))});
+    SAE_RETURN_IF_ERROR(Reduce(sums));
+    const double global_tokens = sums[2 * D].item<double>();
+    BatchMoments moments{sums.narrow(0, 0, D) / global_tokens,
+                         sums.narrow(0, D, D) / global_tokens};
+
+    sae_.Backward(pass, moments, loss, buffer_);
+    SAE_RETURN_IF_ERROR(Reduce(buffer_.flat()));
+    const double world = collective_->world_size();
+    if (world > 1) buffer_.gradient_span().div_(world);
+
+    // Dead-feature counters and feature frequencies, from the global firing counts.
+    at::Tensor fired = buffer_.fired > 0;
+    passes_since_fired_.add_(1).masked_fill_(fired, 0);
+    act_freq_scores_.add_(buffer_.fired.to(at::kDouble));
+    window_tokens_ += static_cast<int64_t>(global_tokens);
+
+    at::Tensor grad_W_dec = buffer_.W_dec;
+    sae_.RemoveGradientParallelToDecoder(grad_W_dec);
+    adam_.Step(sae_.params().List(), buffer_.gradients(), lr);
+    ++step_;
+    tokens_seen_ += static_cast<int64_t>(global_tokens);
+
+    const double n = global_tokens;
+    metrics.step = step_;
+    metrics.tokens = tokens_seen_;
+    metrics.learning_rate = lr;
+    metrics.l1_coefficient = loss.l1_coefficient;
+    metrics.overall_loss = buffer_.scalar(StepBuffer::kLossSum) / world;
+    metrics.mse_loss = buffer_.scalar(StepBuffer::kMseSum) / world;
+    metrics.l1_loss = buffer_.scalar(StepBuffer::kL1Sum) / world;
+    metrics.ghost_grad_loss = buffer_.scalar(StepBuffer::kGhostSum) / world;
+    metrics.aux_loss = buffer_.scalar(StepBuffer::kAuxSum) / world;
+    metrics.l0 = buffer_.scalar(StepBuffer::kL0TokenSum) / n;
+    metrics.explained_variance = buffer_.scalar(StepBuffer::kEvTokenSum) / n;
+    const double ev_sq = buffer_.scalar(StepBuffer::kEvSqTokenSum);
+    metrics.explained_variance_std =
+        n > 1 ? std::sqrt(std::max(
+                    0.0, (ev_sq - n * metrics.explained_variance * metrics.explained_variance) /
+                             (n - 1)))
+              : 0.0;
+    metrics.l2_norm = buffer_.scalar(StepBuffer::kL2NormTokenSum) / n;
+    metrics.l2_ratio = buffer_.scalar(StepBuffer::kL2RatioTokenSum) / n;
+    metrics.dead_features = n_dead;
+    metrics.mean_passes_since_fired = passes_since_fired_.to(at::kDouble).mean().item<double>();
+  } catch (const c10::Error& e) {
+    return TorchError(e, "SAE training step failed");
+  }
+  return metrics;
+}
+
+absl::Status SaeTrainer::SaveState(const std::string& dir,
+                                   const std::map<std::string, std::string>& extra) const {
+  SAE_RETURN_IF_ERROR(MakeDirectories(dir));
+  const SaeParameters& p = sae_.params();
+  Adam& adam = const_cast<Adam&>(adam_);
+  io::NamedTensors tensors = {
+      {"W_enc", p.W_enc}, {"b_enc", p.b_enc}, {"W_dec", p.W_dec}, {"b_dec", p.b_dec}};
+  const char* names[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
+  for (size_t i = 0; i < adam.size(); ++i) {
+    tensors.emplace_back(absl::StrCat("adam.exp_avg.", names[i]), adam.exp_avg(i));
+    tensors.emplace_back(absl::StrCat("adam.exp_avg_sq.", names[i]), adam.exp_avg_sq(i));
+  }
+  tensors.emplace_back("passes_since_fired", passes_since_fired_);
+  tensors.emplace_back("act_freq_scores", act_freq_scores_);
+  tensors.emplace_back("last_window_sparsity", last_window_sparsity_);
+  tensors.emplace_back("rng_state", generator_.get_state());
+  SAE_RETURN_IF_ERROR(io::SaveTensors(dir + "/state.safetensors", tensors));
+
+  nlohmann::json j;
+  j["format"] = "sae-service training state v1";
+  j["architecture"] = std::string(ArchitectureName(options_.sae.architecture));
+  j["d_in"] = options_.sae.d_in;
+  j["d_sae"] = options_.sae.d_sae;
+  j["step"] = step_;
+  j["tokens_seen"] = tokens_seen_;
+  j["adam_step"] = adam_.step();
+  j["window_tokens"] = window_tokens_;
+  nlohmann::json ex = nlohmann::json::object();
+  for (const auto& [k, v] : extra) ex[k] = absl::Base64Escape(v);
+  j["extra_base64"] = ex;
+  return WriteFileAtomically(dir + "/state.json", j.dump(2) + "\n");
+}
+
+absl::StatusOr<std::map<std::string, std::string>> SaeTrainer::LoadState(const std::string& dir) {
+  SAE_ASSIGN_OR_RETURN(std::string text, ReadFile(dir + "/state.json"));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("step")) {
+    return absl::InvalidArgumentError(absl::StrCat(dir, "/state.json is not a training state"));
+  }
+  if (j.value("architecture", "") != ArchitectureName(options_.sae.architecture) ||
+      j.value("d_in", int64_t{-1}) != options_.sae.d_in ||
+      j.value("d_sae", int64_t{-1}) != options_.sae.d_sae) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", dir, " holds a ", j.value("architecture", "?"), " SAE with d_in ",
+        j.value("d_in", int64_t{-1}), " and d_sae ", j.value("d_sae", int64_t{-1}),
+        "; this run has ", ArchitectureName(options_.sae.architecture), " with d_in ",
+        options_.sae.d_in, " and d_sae ", options_.sae.d_sae));
+  }
+  SAE_ASSIGN_OR_RETURN(auto tensors, io::LoadTensors(dir + "/state.safetensors"));
+  auto get = [&](const std::string& name) -> absl::StatusOr<at::Tensor> {
+    auto it = tensors.find(name);
+    if (it == tensors.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(dir, "/state.safetensors lacks tensor '", name, "'"));
+    }
+    return it->second;
+  };
+  SaeParameters& p = sae_.params();
+  const char* names[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
+  std::vector<at::Tensor> params = p.List();
+  for (size_t i = 0; i < 4; ++i) {
+    SAE_ASSIGN_OR_RETURN(at::Tensor t, get(names[i]));
+    if (t.sizes() != params[i].sizes()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint tensor ", names[i], " has the wrong shape"));
+    }
+    params[i].copy_(t);
+    SAE_ASSIGN_OR_RETURN(at::Tensor m, get(absl::StrCat("adam.exp_avg.", names[i])));
+    SAE_ASSIGN_OR_RETURN(at::Tensor v, get(absl::StrCat("adam.exp_avg_sq.", names[i])));
+    adam_.exp_avg(i).copy_(m);
+    adam_.exp_avg_sq(i).copy_(v);
+  }
+  SAE_ASSIGN_OR_RETURN(at::Tensor passes, get("passes_since_fired"));
+  passes_since_fired_.copy_(passes);
+  SAE_ASSIGN_OR_RETURN(at::Tensor freq, get("act_freq_scores"));
+  act_freq_scores_.copy_(freq);
+  SAE_ASSIGN_OR_RETURN(at::Tensor last, get("last_window_sparsity"));
+  last_window_sparsity_.copy_(last);
+  SAE_ASSIGN_OR_RETURN(at::Tensor rng, get("rng_state"));
+  generator_.set_state(rng);
+  step_ = j["step"].get<int64_t>();
+  tokens_seen_ = j.value("tokens_seen", int64_t{0});
+  adam_.set_step(j.value("adam_step", int64_t{0}));
+  window_tokens_ = j.value("window_tokens", int64_t{0});
+  std::map<std::string, std::string> extra;
+  if (j.contains("extra_base64")) {
+    for (auto& [k, v] : j["extra_base64"].items()) {
+      std::string decoded;
+      if (!absl::Base64Unescape(v.get<std::string>(), &decoded)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(dir, "/state.json: extra '", k, "' is not base64"));
+      }
+      extra[k] = decoded;
+    }
+  }
+  return extra;
+}
+
+}  // namespace sae::sparse

@@ -1,0 +1,268 @@
+#include "core/sae/sparse_autoencoder.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/sae/sparse_kernels.h"
+
+namespace sae::sparse {
+namespace {
+
+// torch.nn.init.kaiming_uniform_ with its defaults (a = 0, fan_in, leaky_relu gain sqrt(2)).
+at::Tensor KaimingUniform(int64_t rows, int64_t cols, at::Generator& gen) {
+  const double bound = std::sqrt(6.0 / static_cast<double>(cols));  // fan_in = size(1)
+  return at::empty({rows, cols}, at::kFloat).uniform_(-bound, bound, gen);
+}
+
+}  // namespace
+
+StepBuffer::StepBuffer(int64_t d_in, int64_t d_sae) {
+  gradient_numel_ = 2 * d_in * d_sae + d_sae + d_in;
+  flat_ = at::zeros({gradient_numel_ + d_sae + kNumScalars}, at::kFloat);
+  int64_t offset = 0;
+  auto take = [&](std::vector<int64_t> shape) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    at::Tensor view = flat_.narrow(0, offset, n).view(shape);
+    offset += n;
+    return view;
+  };
+  W_enc = take({d_in, d_sae});
+  b_enc = take({d_sae});
+  W_dec = take({d_sae, d_in});
+  b_dec = take({d_in});
+  fired = take({d_sae});
+  scalars = take({kNumScalars});
+}
+
+SparseAutoencoder::SparseAutoencoder(const SaeOptions& options, uint64_t seed) : options_(options) {
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  const int64_t D = options.d_in, S = options.d_sae;
+  params_.W_enc = KaimingUniform(D, S, gen);
+  params_.W_dec = KaimingUniform(S, D, gen);
+  params_.W_dec.div_(params_.W_dec.norm(2, {1}, /*keepdim=*/true));
+  if (options.architecture == Architecture::kTopK) {
+    params_.W_enc = params_.W_dec.t().contiguous();
+  }
+  params_.b_enc = at::zeros({S}, at::kFloat);
+  params_.b_dec = at::zeros({D}, at::kFloat);
+}
+
+SparseAutoencoder::SparseAutoencoder(const SaeOptions& options, SaeParameters params)
+    : options_(options), params_(std::move(params)) {
+  const int64_t D = options.d_in, S = options.d_sae;
+  TORCH_CHECK(params_.W_enc.sizes() == at::IntArrayRef({D, S}) &&
+                  params_.W_dec.sizes() == at::IntArrayRef({S, D}) &&
+                  params_.b_enc.sizes() == at::IntArrayRef({S}) &&
+                  params_.b_dec.sizes() == at::IntArrayRef({D}),
+              "SAE parameters do not match d_in ", D, " and d_sae ", S);
+  for (at::Tensor* t : {&params_.W_enc, &params_.b_enc, &params_.W_dec, &params_.b_dec}) {
+    *t = t->to(at::kFloat).contiguous();
+  }
+}
+
+void SparseAutoencoder::NormalizeDecoderRows() {
+  params_.W_dec.div_(params_.W_dec.norm(2, {1}, /*keepdim=*/true));
+}
+
+void SparseAutoencoder::RemoveGradientParallelToDecoder(at::Tensor& grad_W_dec) const {
+  at::Tensor parallel = (grad_W_dec * params_.W_dec).sum(1, /*keepdim=*/true);  // [S,1]
+  grad_W_dec.sub_(parallel * params_.W_dec);
+}
+
+ForwardPass SparseAutoencoder::Forward(const at::Tensor& x_in, bool keep_hidden_pre) const {
+  ForwardPass pass;
+  pass.x = x_in.to(at::kFloat).contiguous();
+  pass.sae_in = pass.x - params_.b_dec;
+  at::Tensor h = at::addmm(params_.b_enc, pass.sae_in, params_.W_enc);  // (B,S)
+  if (options_.architecture == Architecture::kStandard) {
+    if (keep_hidden_pre) {
+      pass.hidden_pre = h;
+      pass.feature_acts = at::relu(h);
+    } else {
+      pass.feature_acts = h.relu_();
+    }
+    pass.x_hat = at::addmm(params_.b_dec, pass.feature_acts, params_.W_dec);
+    return pass;
+  }
+  auto [values, indices] = h.topk(options_.k, /*dim=*/1, /*largest=*/true, /*sorted=*/false);
+  pass.topk_values = at::relu(values).contiguous();
+  pass.topk_indices = indices.contiguous();
+  if (keep_hidden_pre) pass.hidden_pre = h;
+  pass.x_hat = params_.b_dec.expand({pass.x.size(0), options_.d_in}).clone();
+  SparseRowsCombine(params_.W_dec, pass.topk_indices, pass.topk_values, pass.x_hat);
+  return pass;
+}
+
+at::Tensor SparseAutoencoder::MomentSums(const ForwardPass& pass) {
+  return at::stack({pass.x.sum(0), (pass.x - pass.x_hat).sum(0)});
+}
+
+void SparseAutoencoder::Backward(const ForwardPass& pass, const BatchMoments& moments,
+                                 const LossOptions& loss, StepBuffer& buffer) const {
+  buffer.scalars.zero_();
+  if (options_.architecture == Architecture::kStandard) {
+    BackwardStandard(pass, moments, loss, buffer);
+  } else {
+    BackwardTopK(pass, loss, buffer);
+  }
+  RecordReconstructionStats(pass, moments, buffer);
+}
+
+void SparseAutoencoder::RecordReconstructionStats(const ForwardPass& pass,
+                                                  const BatchMoments& moments,
+                                                  StepBuffer& buffer) const {
+  // Explained variance per token: 1 - ||x - x_hat||^2 / ||x - mean_batch(x)||^2.
+  at::Tensor l2 = (pass.x - pass.x_hat).pow(2).sum(1);
+  at::Tensor variance = (pass.x - moments.x_mean).pow(2).sum(1);
+  at::Tensor ev = 1 - l2 / variance;
+  at::Tensor x_hat_norm = pass.x_hat.norm(2, {1});
+  buffer.set_scalar(StepBuffer::kEvTokenSum, ev.sum().item<double>());
+  buffer.set_scalar(StepBuffer::kEvSqTokenSum, ev.pow(2).sum().item<double>());
+  buffer.set_scalar(StepBuffer::kL2NormTokenSum, x_hat_norm.sum().item<double>());
+  buffer.set_scalar(StepBuffer::kL2RatioTokenSum,
+                    (x_hat_norm / pass.x.norm(2, {1})).sum().item<double>());
+  buffer.set_scalar(StepBuffer::kTokens, static_cast<double>(pass.x.size(0)));
+}
+
+void SparseAutoencoder::BackwardStandard(const ForwardPass& pass, const BatchMoments& moments,
+                                         const LossOptions& loss, StepBuffer& buffer) const {
+  const at::Tensor& f = pass.feature_acts;
+  const int64_t B = pass.x.size(0), D = options_.d_in;
+  const double BD = static_cast<double>(B) * static_cast<double>(D);
+
+  // mse_elem = (x_hat - x)^2 / ||x - mean_batch(x)||  (row norm, not squared); mse = its mean.
+  at::Tensor diff = pass.x_hat - pass.x;                                     // (B,D)
+  at::Tensor x_centred_norm = (pass.x - moments.x_mean).norm(2, {1}, true);  // (B,1)
+  at::Tensor mse_elem = diff.pow(2) / x_centred_norm;
+  const double mse = mse_elem.mean().item<double>();
+  const double l1_raw = f.sum().item<double>() / B;  // f >= 0, so sum|f| = sum f
+  const double l1 = loss.l1_coefficient * l1_raw;
+
+  // d mse / d x_hat, and dL/dh = (G W_dec^T + l1_coefficient / B) * 1[h > 0].
+  at::Tensor G = diff * (2.0 / BD) / x_centred_norm;  // (B,D)
+  at::Tensor dh = at::mm(G, params_.W_dec.t());       // (B,S)
+  {
+    const float l1_grad = static_cast<float>(loss.l1_coefficient / B);
+    float* dhp = dh.data_ptr<float>();
+    const float* fp = f.data_ptr<float>();
+    at::parallel_for(0, dh.numel(), 32768, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) dhp[i] = fp[i] > 0.0f ? dhp[i] + l1_grad : 0.0f;
+    });
+  }
+  at::mm_out(buffer.W_dec, f.t(), G);
+
+  // Ghost gradients: dead latents, through exp of their pre-activations, reconstruct the
+  // residual at half its norm; the loss is rescaled to the size of the MSE.
+  double ghost = 0;
+  if (loss.use_ghost_grads && loss.dead_mask.defined() && loss.dead_mask.any().item<bool>()) {
+    TORCH_CHECK(pass.hidden_pre.defined(), "ghost gradients need the pre-activations");
+    at::Tensor dead = loss.dead_mask.nonzero().squeeze(1);
+    at::Tensor E = pass.hidden_pre.index_select(1, dead).exp();  // (B,Nd)
+    at::Tensor W_dead = params_.W_dec.index_select(0, dead);     // (Nd,D)
+    at::Tensor g0 = at::mm(E, W_dead);                           // (B,D)
+    at::Tensor residual = -diff;
+    at::Tensor scale =
+        residual.norm(2, {1}, true) / (1e-6 + 2 * g0.norm(2, {1}, true));  // detached
+    at::Tensor g = g0 * scale;
+    at::Tensor residual_centred_norm = (residual - moments.residual_mean).norm(2, {1}, true);
+    at::Tensor gap = g - residual;
+    at::Tensor mg = gap.pow(2) / residual_centred_norm;
+    at::Tensor rescale = mse_elem / (mg + 1e-6);  // detached
+    ghost = (rescale * mg).mean().item<double>();
+    at::Tensor dg0 = rescale * gap * (2.0 / BD) / residual_centred_norm * scale;  // (B,D)
+    dh.index_add_(1, dead, at::mm(dg0, W_dead.t()) * E);
+    buffer.W_dec.index_add_(0, dead, at::mm(E.t(), dg0));
+  }
+
+  at::mm_out(buffer.W_enc, pass.sae_in.t(), dh);
+  at::sum_out(buffer.b_enc, dh, {0});
+  // sae_in = x - b_dec, so b_dec's gradient through the encoder is -(sum_b dh_b) W_enc^T.
+  at::sum_out(buffer.b_dec, G, {0});
+  buffer.b_dec.sub_(at::mv(params_.W_enc, buffer.b_enc));
+
+  at::Tensor active = f > 0;
+  at::sum_out(buffer.fired, active, {0}, false, at::kFloat);
+  buffer.set_scalar(StepBuffer::kL0TokenSum, active.sum().item<double>());
+  buffer.set_scalar(StepBuffer::kMseSum, mse);
+  buffer.set_scalar(StepBuffer::kL1Sum, l1_raw);
+  buffer.set_scalar(StepBuffer::kGhostSum, ghost);
+  buffer.set_scalar(StepBuffer::kLossSum, mse + l1 + ghost);
+}
+
+void SparseAutoencoder::BackwardTopK(const ForwardPass& pass, const LossOptions& loss,
+                                     StepBuffer& buffer) const {
+  const int64_t B = pass.x.size(0), D = options_.d_in;
+  const at::Tensor& idx = pass.topk_indices;
+  const at::Tensor& vals = pass.topk_values;
+
+  // mse = mean over tokens of ||x_hat - x||^2 (SAELens's TopK loss).
+  at::Tensor diff = pass.x_hat - pass.x;
+  const double mse = diff.pow(2).sum(1).mean().item<double>();
+  at::Tensor G = diff * (2.0 / B);
+  at::Tensor dvals = SparseRowsDot(params_.W_dec, idx, G) * (vals > 0);  // through the ReLU
+  buffer.W_dec.zero_();
+  SparseRowsAccumulate(idx, vals, G, buffer.W_dec);
+  at::sum_out(buffer.b_dec, G, {0});
+
+  // AuxK: the top k_aux pre-activations among dead latents reconstruct the residual.
+  double aux = 0;
+  at::Tensor aux_idx, aux_dvals;
+  if (loss.dead_mask.defined() && loss.dead_mask.any().item<bool>()) {
+    TORCH_CHECK(pass.hidden_pre.defined(), "AuxK needs the pre-activations");
+    at::Tensor dead = loss.dead_mask.nonzero().squeeze(1);
+    const int64_t n_dead = dead.numel();
+    const int64_t half = std::max<int64_t>(D / 2, 1);
+    const int64_t k_aux = std::min(half, n_dead);
+    const double scale = std::min(static_cast<double>(n_dead) / half, 1.0);
+    auto [aux_vals, local] = pass.hidden_pre.index_select(1, dead).topk(k_aux, 1, true, false);
+    aux_vals = aux_vals.contiguous();
+    aux_idx = dead.index_select(0, local.flatten()).view({B, k_aux});
+    at::Tensor recons = params_.b_dec.expand({B, D}).clone();
+    SparseRowsCombine(params_.W_dec, aux_idx, aux_vals, recons);
+    at::Tensor gap = recons + diff;  // recons - (x - x_hat), the residual detached
+    const double coefficient = loss.aux_k_coefficient * scale;
+    aux = coefficient * gap.pow(2).sum(1).mean().item<double>();
+    at::Tensor Ga = gap * (2.0 * coefficient / B);
+    SparseRowsAccumulate(aux_idx, aux_vals, Ga, buffer.W_dec);
+    buffer.b_dec.add_(Ga.sum(0));
+    aux_dvals = SparseRowsDot(params_.W_dec, aux_idx, Ga);
+  }
+
+  buffer.W_enc.zero_();
+  SparseColumnsAccumulate(pass.sae_in, idx, dvals, buffer.W_enc);
+  buffer.b_enc.zero_();
+  buffer.b_enc.index_add_(0, idx.flatten(), dvals.flatten());
+  if (aux_idx.defined()) {
+    SparseColumnsAccumulate(pass.sae_in, aux_idx, aux_dvals, buffer.W_enc);
+    buffer.b_enc.index_add_(0, aux_idx.flatten(), aux_dvals.flatten());
+  }
+  buffer.b_dec.sub_(at::mv(params_.W_enc, buffer.b_enc));
+
+  at::Tensor active = (vals > 0).to(at::kFloat);
+  buffer.fired.zero_();
+  buffer.fired.index_add_(0, idx.flatten(), active.flatten());
+  buffer.set_scalar(StepBuffer::kL0TokenSum, active.sum().item<double>());
+  buffer.set_scalar(StepBuffer::kMseSum, mse);
+  buffer.set_scalar(StepBuffer::kL1Sum, vals.sum().item<double>() / B);
+  buffer.set_scalar(StepBuffer::kAuxSum, aux);
+  buffer.set_scalar(StepBuffer::kLossSum, mse + aux);
+}
+
+at::Tensor SparseAutoencoder::Encode(const at::Tensor& x_in) const {
+  at::Tensor x = x_in.to(at::kFloat);
+  at::Tensor h = at::addmm(params_.b_enc, x - params_.b_dec, params_.W_enc);
+  if (options_.architecture == Architecture::kStandard) return h.relu_();
+  auto [values, indices] = h.topk(options_.k, 1, true, false);
+  return at::zeros_like(h).scatter_(1, indices, at::relu(values));
+}
+
+at::Tensor SparseAutoencoder::Reconstruct(const at::Tensor& x) const {
+  if (options_.architecture == Architecture::kTopK) return Forward(x, false).x_hat;
+  return at::addmm(params_.b_dec, Encode(x), params_.W_dec);
+}
+
+}  // namespace sae::sparse

@@ -1,0 +1,78 @@
+// Runs SaeTrainer steps on fixed parameters and batches for the reference test.
+//
+//   sae_step_harness IN.safetensors OUT.safetensors
+// IN holds W_enc, b_enc, W_dec, b_dec, batches [steps,B,D] and a JSON string of options in its
+// metadata ("options"). OUT holds, for every step i, the loss terms ("step{i}.loss" =
+// [overall, mse, l1, ghost, aux, l0, ev]), the applied gradients ("step{i}.grad.{name}") and the
+// parameters after the last step ("final.{name}").
+#include <cstdio>
+
+#include "core/io/tensor_io.h"
+#include "core/sae/sae_trainer.h"
+#include "core/util/torch_runtime.h"
+#include "nlohmann/json.hpp"
+
+using namespace sae::sparse;
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s IN.safetensors OUT.safetensors\n", argv[0]);
+    return 2;
+  }
+  sae::ConfigureTorchThreads(1);
+  auto file = sae::io::SafetensorsFile::Open(argv[1]);
+  if (!file.ok()) {
+    std::fprintf(stderr, "%s\n", file.status().ToString().c_str());
+    return 1;
+  }
+  auto tensors = *sae::io::LoadTensors(argv[1]);
+  nlohmann::json o = nlohmann::json::parse((*file)->metadata().at("options"));
+  TrainerOptions opt;
+  opt.sae.architecture = *ParseArchitecture(o["architecture"].get<std::string>());
+  opt.sae.d_in = tensors["W_enc"].size(0);
+  opt.sae.d_sae = tensors["W_enc"].size(1);
+  opt.sae.k = o.value("k", 4);
+  opt.lr = o["lr"];
+  opt.lr_schedule = *ParseLrSchedule(o["lr_scheduler_name"].get<std::string>());
+  opt.lr_warm_up_steps = o["lr_warm_up_steps"];
+  opt.lr_end = o.value("lr_end", opt.lr / 10);
+  opt.total_steps = o["total_steps"];
+  opt.l1_coefficient = o["l1_coefficient"];
+  opt.l1_warm_up_steps = o.value("l1_warm_up_steps", 0);
+  opt.use_ghost_grads = o.value("use_ghost_grads", false);
+  opt.dead_feature_window = o["dead_feature_window"];
+  opt.feature_sampling_window = o.value("feature_sampling_window", 1000);
+  opt.aux_k_coefficient = o.value("aux_k_coefficient", 1.0 / 32);
+  opt.dead_tokens_threshold = o.value("dead_tokens_threshold", int64_t{10'000'000});
+  at::Tensor batches = tensors["batches"];
+  opt.train_batch_size = batches.size(1);
+  SaeParameters params{tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"]};
+  SaeTrainer trainer(opt, params, nullptr);
+  sae::io::NamedTensors out;
+  const char* names[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
+  for (int64_t s = 0; s < batches.size(0); ++s) {
+    auto m = trainer.Step(batches[s]);
+    if (!m.ok()) {
+      std::fprintf(stderr, "%s\n", m.status().ToString().c_str());
+      return 1;
+    }
+    out.emplace_back("step" + std::to_string(s) + ".loss",
+                     at::tensor({m->overall_loss, m->mse_loss, m->l1_loss, m->ghost_grad_loss,
+                                 m->aux_loss, m->l0, m->explained_variance},
+                                at::kDouble));
+    out.emplace_back("step" + std::to_string(s) + ".dead",
+                     at::tensor({double(m->dead_features)}, at::kDouble));
+    auto grads = trainer.last_gradients();
+    for (int i = 0; i < 4; ++i) {
+      out.emplace_back("step" + std::to_string(s) + ".grad." + names[i], grads[i].clone());
+    }
+  }
+  auto list = trainer.sae().params().List();
+  for (int i = 0; i < 4; ++i) out.emplace_back(std::string("final.") + names[i], list[i]);
+  auto status = sae::io::SaveTensors(argv[2], out);
+  if (!status.ok()) {
+    std::fprintf(stderr, "%s\n", status.ToString().c_str());
+    return 1;
+  }
+  return 0;
+}
