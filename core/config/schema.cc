@@ -1,0 +1,745 @@
+#include "core/config/schema.h"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/config/field.h"
+
+namespace sae::config {
+namespace internal {
+
+// The shortest text that reads back as exactly `value`, in the notation Python's repr picks:
+// fixed for exponents -5 to 15 ("0.0003", "0.00008", "2000000"), else scientific ("1e-8").
+std::string FormatDouble(double value) {
+  std::array<char, 400> buffer;
+  char* begin = buffer.data();
+  char* end = std::to_chars(begin, begin + buffer.size(), value, std::chars_format::scientific).ptr;
+  std::string scientific(begin, end);
+  size_t e = scientific.find('e');
+  int exponent = std::stoi(scientific.substr(e + 1));
+  if (exponent >= -5 && exponent < 16) {
+    end = std::to_chars(begin, begin + buffer.size(), value, std::chars_format::fixed).ptr;
+    return std::string(begin, end);
+  }
+  return absl::StrCat(scientific.substr(0, e), "e", exponent);
+}
+
+namespace {
+
+// ---- Scalar codecs: one per member type ----
+
+// Removes underscores between digits ("2_000_000"). std::nullopt when an underscore is
+// anywhere else.
+std::optional<std::string> StripDigitSeparators(absl::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '_') {
+      out.push_back(text[i]);
+      continue;
+    }
+    bool between_digits = i > 0 && i + 1 < text.size() && absl::ascii_isdigit(text[i - 1]) &&
+                          absl::ascii_isdigit(text[i + 1]);
+    if (!between_digits) return std::nullopt;
+  }
+  return out;
+}
+
+// Decimal or scientific notation, no hex, no inf/nan.
+std::optional<double> ReadDouble(absl::string_view text) {
+  std::optional<std::string> digits = StripDigitSeparators(text);
+  if (!digits || digits->empty()) return std::nullopt;
+  absl::string_view view = *digits;
+  if (view.front() == '+') view.remove_prefix(1);
+  double value = 0;
+  auto [end, error] =
+      std::from_chars(view.data(), view.data() + view.size(), value, std::chars_format::general);
+  if (error != std::errc() || end != view.data() + view.size() || !std::isfinite(value)) {
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<int64_t> ReadInteger(absl::string_view text) {
+  std::optional<std::string> digits = StripDigitSeparators(text);
+  if (!digits || digits->empty()) return std::nullopt;
+  absl::string_view view = *digits;
+  if (view.front() == '+') view.remove_prefix(1);
+  int64_t value = 0;
+  auto [end, error] = std::from_chars(view.data(), view.data() + view.size(), value);
+  if (error == std::errc() && end == view.data() + view.size()) return value;
+  // 2e6, 3.0e8: accepted when the number is an integer a double represents exactly.
+  std::optional<double> real = ReadDouble(text);
+  constexpr double kExactLimit = 9007199254740992.0;  // 2^53
+  if (!real || std::trunc(*real) != *real || std::fabs(*real) > kExactLimit) return std::nullopt;
+  return static_cast<int64_t>(*real);
+}
+
+// "expected a number, got 'abc'"; `nullable` adds "or null" to what is expected.
+absl::Status TypeError(absl::string_view expected, bool nullable, const ScalarValue& value) {
+  std::string what = absl::StrCat("expected ", expected, nullable ? " or null" : "");
+  if (value.is_null) return absl::InvalidArgumentError(absl::StrCat(what, ", got null"));
+  if (value.is_quoted) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ", got the string '", value.text, "' (write it without quotes)"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(what, ", got '", value.text, "'"));
+}
+
+template <typename T>
+struct Codec;
+
+template <>
+struct Codec<std::string> {
+  static constexpr KeyType kType = KeyType::kString;
+  static std::string Allowed() { return "string"; }
+  static absl::Status Parse(const ScalarValue& value, bool nullable, std::string* out) {
+    if (value.is_null) return TypeError("a string", nullable, value);
+    *out = value.text;
+    return absl::OkStatus();
+  }
+  // Plain when the text cannot be mistaken for another type or need escaping; else quoted.
+  static std::string Format(const std::string& text) {
+    bool plain = !text.empty() && (absl::ascii_isalpha(text.front()) || text.front() == '/') &&
+                 text.back() != ':';
+    for (char c : text) {
+      plain = plain &&
+              (absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '/' || c == '-' || c == ':');
+    }
+    std::string lower = absl::AsciiStrToLower(text);
+    for (absl::string_view reserved : {"null", "true", "false", "yes", "no", "on", "off"}) {
+      plain = plain && lower != reserved;
+    }
+    if (plain) return text;
+    std::string quoted = "\"";
+    for (unsigned char c : text) {
+      switch (c) {
+        case '"':
+          quoted += "\\\"";
+          break;
+        case '\\':
+          quoted += "\\\\";
+          break;
+        case '\n':
+          quoted += "\\n";
+          break;
+        case '\t':
+          quoted += "\\t";
+          break;
+        case '\r':
+          quoted += "\\r";
+          break;
+        default:
+          if (c < 0x20 || c == 0x7f) {
+            constexpr char kHex[] = "0123456789abcdef";
+            quoted +=
+                absl::StrCat("\\x", std::string(1, kHex[c >> 4]), std::string(1, kHex[c & 15]));
+          } else {
+            quoted.push_back(static_cast<char>(c));
+          }
+      }
+    }
+    return quoted + "\"";
+  }
+  static nlohmann::json Json(const std::string& text) { return text; }
+};
+
+template <>
+struct Codec<int64_t> {
+  static constexpr KeyType kType = KeyType::kInteger;
+  static std::string Allowed() { return "integer"; }
+  static absl::Status Parse(const ScalarValue& value, bool nullable, int64_t* out) {
+    std::optional<int64_t> number;
+    if (!value.is_null && !value.is_quoted) number = ReadInteger(value.text);
+    if (!number) {
+      return TypeError("an integer (for example 4096, 2_000_000 or 2e6)", nullable, value);
+    }
+    *out = *number;
+    return absl::OkStatus();
+  }
+  static std::string Format(int64_t number) { return absl::StrCat(number); }
+  static nlohmann::json Json(int64_t number) { return number; }
+};
+
+template <>
+struct Codec<double> {
+  static constexpr KeyType kType = KeyType::kNumber;
+  static std::string Allowed() { return "number"; }
+  static absl::Status Parse(const ScalarValue& value, bool nullable, double* out) {
+    std::optional<double> number;
+    if (!value.is_null && !value.is_quoted) number = ReadDouble(value.text);
+    if (!number) return TypeError("a number", nullable, value);
+    *out = *number;
+    return absl::OkStatus();
+  }
+  static std::string Format(double number) { return FormatDouble(number); }
+  static nlohmann::json Json(double number) { return number; }
+};
+
+template <>
+struct Codec<bool> {
+  static constexpr KeyType kType = KeyType::kBoolean;
+  static std::string Allowed() { return "true or false"; }
+  static absl::Status Parse(const ScalarValue& value, bool nullable, bool* out) {
+    if (!value.is_null && !value.is_quoted) {
+      // YAML 1.2 core schema spellings.
+      if (value.text == "true" || value.text == "True" || value.text == "TRUE") {
+        *out = true;
+        return absl::OkStatus();
+      }
+      if (value.text == "false" || value.text == "False" || value.text == "FALSE") {
+        *out = false;
+        return absl::OkStatus();
+      }
+    }
+    return TypeError("true or false", nullable, value);
+  }
+  static std::string Format(bool flag) { return flag ? "true" : "false"; }
+  static nlohmann::json Json(bool flag) { return flag; }
+};
+
+// Enumerations: their canonical names, in declaration order.
+template <typename E>
+struct EnumNames;
+template <>
+struct EnumNames<Architecture> {
+  static constexpr std::array<Architecture, 2> kValues = {Architecture::kStandard,
+                                                          Architecture::kTopK};
+};
+template <>
+struct EnumNames<LrScheduler> {
+  static constexpr std::array<LrScheduler, 6> kValues = {LrScheduler::kConstant,
+                                                         LrScheduler::kConstantWithWarmup,
+                                                         LrScheduler::kLinearWarmupDecay,
+                                                         LrScheduler::kCosineAnnealing,
+                                                         LrScheduler::kCosineAnnealingWarmup,
+                                                         LrScheduler::kCosineAnnealingWarmRestarts};
+};
+template <>
+struct EnumNames<BDecInitMethod> {
+  static constexpr std::array<BDecInitMethod, 3> kValues = {
+      BDecInitMethod::kGeometricMedian, BDecInitMethod::kMean, BDecInitMethod::kZeros};
+};
+template <>
+struct EnumNames<FeatureSamplingMethod> {
+  static constexpr std::array<FeatureSamplingMethod, 1> kValues = {
+      FeatureSamplingMethod::kAnthropic};
+};
+template <>
+struct EnumNames<Processing> {
+  static constexpr std::array<Processing, 2> kValues = {Processing::kTransformerLens,
+                                                        Processing::kNone};
+};
+template <>
+struct EnumNames<DType> {
+  static constexpr std::array<DType, 3> kValues = {DType::kFloat32, DType::kBFloat16,
+                                                   DType::kFloat16};
+};
+
+template <typename E>
+std::vector<std::string> ChoiceNames() {
+  std::vector<std::string> names;
+  for (E value : EnumNames<E>::kValues) names.emplace_back(ToString(value));
+  return names;
+}
+
+template <typename E>
+struct EnumCodec {
+  static constexpr KeyType kType = KeyType::kChoice;
+  static std::string Allowed() { return absl::StrJoin(ChoiceNames<E>(), ", "); }
+  static absl::Status Parse(const ScalarValue& value, bool nullable, E* out) {
+    if (!value.is_null) {
+      std::string name = absl::AsciiStrToLower(value.text);
+      // The seed writes dtypes as torch.float32.
+      if (std::is_same_v<E, DType> && absl::StartsWith(name, "torch.")) name.erase(0, 6);
+      for (E candidate : EnumNames<E>::kValues) {
+        if (name == ToString(candidate)) {
+          *out = candidate;
+          return absl::OkStatus();
+        }
+      }
+    }
+    return TypeError(absl::StrCat("one of ", absl::StrJoin(ChoiceNames<E>(), ", ")), nullable,
+                     value);
+  }
+  static std::string Format(E value) { return std::string(ToString(value)); }
+  static nlohmann::json Json(E value) { return std::string(ToString(value)); }
+};
+template <>
+struct Codec<Architecture> : EnumCodec<Architecture> {};
+template <>
+struct Codec<LrScheduler> : EnumCodec<LrScheduler> {};
+template <>
+struct Codec<BDecInitMethod> : EnumCodec<BDecInitMethod> {};
+template <>
+struct Codec<FeatureSamplingMethod> : EnumCodec<FeatureSamplingMethod> {};
+template <>
+struct Codec<Processing> : EnumCodec<Processing> {};
+template <>
+struct Codec<DType> : EnumCodec<DType> {};
+
+// Optional members: null is std::nullopt; anything else is the inner type.
+template <typename T>
+struct Codec<std::optional<T>> {
+  static absl::Status Parse(const ScalarValue& value, bool nullable, std::optional<T>* out) {
+    if (value.is_null) {
+      out->reset();
+      return absl::OkStatus();
+    }
+    T inner{};
+    absl::Status status = Codec<T>::Parse(value, /*nullable=*/true, &inner);
+    if (!status.ok()) return status;
+    *out = std::move(inner);
+    return absl::OkStatus();
+  }
+  static std::string Format(const std::optional<T>& value) {
+    return value ? Codec<T>::Format(*value) : "null";
+  }
+  static nlohmann::json Json(const std::optional<T>& value) {
+    return value ? Codec<T>::Json(*value) : nlohmann::json(nullptr);
+  }
+};
+
+template <typename T>
+struct Unwrapped {
+  using Type = T;
+  static constexpr bool kNullable = false;
+};
+template <typename T>
+struct Unwrapped<std::optional<T>> {
+  using Type = T;
+  static constexpr bool kNullable = true;
+};
+
+// ---- Value rules: a range or a pattern, in words and as a check ----
+
+template <typename V>
+struct Rule {
+  std::string allowed;  // empty: only the type's own constraint
+  std::function<absl::Status(const V&)> check;
+};
+
+template <typename V>
+Rule<V> AtLeast(V minimum) {
+  return {absl::StrCat(">= ", Codec<V>::Format(minimum)), [minimum](const V& value) {
+            if (value >= minimum) return absl::OkStatus();
+            return absl::InvalidArgumentError(absl::StrCat("must be >= ", Codec<V>::Format(minimum),
+                                                           ", got ", Codec<V>::Format(value)));
+          }};
+}
+
+Rule<double> Positive() {
+  return {
+      "> 0", [](const double& value) {
+        if (value > 0) return absl::OkStatus();
+        return absl::InvalidArgumentError(absl::StrCat("must be > 0, got ", FormatDouble(value)));
+      }};
+}
+
+Rule<double> Between(double low, double high) {
+  return {absl::StrCat("in [", FormatDouble(low), ", ", FormatDouble(high), "]"),
+          [low, high](const double& value) {
+            if (value >= low && value <= high) return absl::OkStatus();
+            return absl::InvalidArgumentError(absl::StrCat("must be in [", FormatDouble(low), ", ",
+                                                           FormatDouble(high), "], got ",
+                                                           FormatDouble(value)));
+          }};
+}
+
+Rule<std::string> NonEmpty() {
+  return {"non-empty string", [](const std::string& value) {
+            if (!value.empty()) return absl::OkStatus();
+            return absl::InvalidArgumentError("must not be empty");
+          }};
+}
+
+Rule<std::string> Device() {
+  return {"cpu, cuda or cuda:N", [](const std::string& value) {
+            int index = 0;
+            if (value == "cpu" || value == "cuda") return absl::OkStatus();
+            if (absl::StartsWith(value, "cuda:") &&
+                absl::SimpleAtoi(absl::string_view(value).substr(5), &index) && index >= 0) {
+              return absl::OkStatus();
+            }
+            return absl::InvalidArgumentError(
+                absl::StrCat("expected cpu, cuda or cuda:N, got '", value, "'"));
+          }};
+}
+
+Rule<std::string> TrainableHook() {
+  return {"TransformerLens hook name",
+          [](const std::string& value) { return ParseTrainableHookPoint(value, 0).status(); }};
+}
+
+// ---- The table ----
+
+class TableBuilder {
+ public:
+  void Group(std::string name) {
+    group_ = name;
+    groups_.push_back(std::move(name));
+  }
+
+  template <typename M>
+  void Add(std::string name, M RunConfig::*member, KeyOrigin origin, std::string description,
+           Rule<typename Unwrapped<M>::Type> rule = {}) {
+    using V = typename Unwrapped<M>::Type;
+    Field field;
+    KeySpec& spec = field.spec;
+    spec.name = std::move(name);
+    spec.type = Codec<V>::kType;
+    spec.nullable = Unwrapped<M>::kNullable;
+    spec.default_text = Codec<M>::Format(RunConfig{}.*member);
+    spec.allowed = rule.allowed.empty() ? Codec<V>::Allowed()
+                   : Codec<V>::kType == KeyType::kString
+                       ? rule.allowed
+                       : absl::StrCat(Codec<V>::Allowed(), " ", rule.allowed);
+    if (spec.nullable) spec.allowed += " or null";
+    if constexpr (Codec<V>::kType == KeyType::kChoice) spec.choices = ChoiceNames<V>();
+    spec.group = group_;
+    spec.description = std::move(description);
+    spec.origin = origin;
+    auto check = rule.check;
+    field.parse = [member, check](const ScalarValue& value, RunConfig& config) {
+      M parsed{};
+      absl::Status status = Codec<M>::Parse(value, Unwrapped<M>::kNullable, &parsed);
+      if (!status.ok()) return status;
+      if (check) {
+        if constexpr (Unwrapped<M>::kNullable) {
+          if (parsed) status = check(*parsed);
+        } else {
+          status = check(parsed);
+        }
+        if (!status.ok()) return status;
+      }
+      config.*member = std::move(parsed);
+      return absl::OkStatus();
+    };
+    field.to_yaml = [member](const RunConfig& config) { return Codec<M>::Format(config.*member); };
+    field.to_json = [member](const RunConfig& config) { return Codec<M>::Json(config.*member); };
+    field.equal = [member](const RunConfig& a, const RunConfig& b) {
+      return a.*member == b.*member;
+    };
+    fields_.push_back(std::move(field));
+  }
+
+  std::vector<Field> TakeFields() { return std::move(fields_); }
+  std::vector<std::string> TakeGroups() { return std::move(groups_); }
+
+ private:
+  std::string group_;
+  std::vector<std::string> groups_;
+  std::vector<Field> fields_;
+};
+
+struct Table {
+  std::vector<Field> fields;
+  std::vector<KeySpec> keys;
+  std::vector<std::string> groups;
+};
+
+Table BuildTable() {
+  constexpr KeyOrigin kSeed = KeyOrigin::kSeed;
+  constexpr KeyOrigin kOurs = KeyOrigin::kOurs;
+  using C = RunConfig;
+  TableBuilder t;
+
+  t.Group("Model and hook point");
+  t.Add("model_name", &C::model_name, kSeed,
+        "TransformerLens name of the model, recorded in exports (cfg.json). Only GPT-2 "
+        "architectures run.",
+        NonEmpty());
+  t.Add("model_path", &C::model_path, kOurs,
+        "Hugging Face GPT-2 folder (config.json, model.safetensors) on the workers. Required "
+        "unless use_cached_activations.",
+        NonEmpty());
+  t.Add("tokenizer_path", &C::tokenizer_path, kOurs,
+        "Folder with vocab.json + merges.txt (or encoder.json + vocab.bpe); null: model_path.",
+        NonEmpty());
+  t.Add("processing", &C::processing, kOurs,
+        "Weight processing before hooks are read: transformer_lens (fold_ln, "
+        "center_writing_weights, center_unembed, fold_value_biases, as the seed) or none.");
+  t.Add("hook_point", &C::hook_point, kSeed,
+        "TransformerLens hook whose activations the SAE reconstructs, e.g. "
+        "blocks.2.hook_resid_pre.",
+        TrainableHook());
+  t.Add("hook_point_layer", &C::hook_point_layer, kSeed,
+        "Deepest block the forward runs through; null: derived from hook_point (checked when "
+        "given).",
+        AtLeast<int64_t>(0));
+  t.Add("hook_point_head_index", &C::hook_point_head_index, kSeed,
+        "Per-head hooks (attn.hook_q/k/v/z) only: train on this head; null: all heads "
+        "flattened.",
+        AtLeast<int64_t>(0));
+  t.Add("d_in", &C::d_in, kSeed,
+        "Width of the activations; null: derived from the model and hook point (checked when "
+        "given).",
+        AtLeast<int64_t>(1));
+
+  t.Group("Data");
+  t.Add("dataset_path", &C::dataset_path, kSeed,
+        "Local dataset: text file or folder, JSONL, or pre-tokenised .bin/.npy. Required unless "
+        "use_cached_activations.",
+        NonEmpty());
+  t.Add("is_dataset_tokenized", &C::is_dataset_tokenized, kSeed,
+        "null: detected from the dataset; when given, checked against it.");
+  t.Add("context_size", &C::context_size, kSeed,
+        "Tokens per context fed to the model; at most the model's n_ctx.", AtLeast<int64_t>(1));
+  t.Add("prepend_bos", &C::prepend_bos, kSeed,
+        "Start every context with BOS (a document overflowing a context continues after a BOS).");
+  t.Add("shuffle", &C::shuffle, kOurs,
+        "Shuffle activations in the mixing buffer and cached activations; false: FIFO order, "
+        "for exactly reproducible runs.");
+  t.Add("use_cached_activations", &C::use_cached_activations, kSeed,
+        "Train from activations written by saectl cache instead of running the model.");
+  t.Add("cached_activations_path", &C::cached_activations_path, kSeed,
+        "Folder written by saectl cache. Required when use_cached_activations.", NonEmpty());
+
+  t.Group("SAE");
+  t.Add("architecture", &C::architecture, kOurs,
+        "standard: the seed's ReLU SAE with L1 penalty; topk: k largest pre-activations per "
+        "token, AuxK for dead latents.");
+  t.Add("expansion_factor", &C::expansion_factor, kSeed,
+        "d_sae = d_in * expansion_factor. Yields to d_sae when only d_sae is written.",
+        AtLeast<int64_t>(1));
+  t.Add("d_sae", &C::d_sae, kSeed,
+        "Number of SAE features; null: d_in * expansion_factor. Both may be written only when "
+        "they agree.",
+        AtLeast<int64_t>(1));
+  t.Add("k", &C::k, kOurs, "topk: active latents per token; required for topk, at most d_sae.",
+        AtLeast<int64_t>(1));
+  t.Add("b_dec_init_method", &C::b_dec_init_method, kSeed,
+        "Decoder bias init: geometric_median or mean of the first storage buffer, or zeros.");
+  t.Add("from_pretrained_path", &C::from_pretrained_path, kSeed,
+        "SAELens-format SAE folder to start from instead of a fresh init.", NonEmpty());
+
+  t.Group("Training");
+  t.Add("lr", &C::lr, kSeed, "Adam learning rate (betas 0.9, 0.999).", Positive());
+  t.Add("l1_coefficient", &C::l1_coefficient, kSeed, "standard: weight of the L1 sparsity penalty.",
+        AtLeast(0.0));
+  t.Add("l1_warm_up_steps", &C::l1_warm_up_steps, kOurs,
+        "standard: the L1 coefficient rises linearly from 0 over this many steps; 0: none.",
+        AtLeast<int64_t>(0));
+  t.Add("aux_k_coefficient", &C::aux_k_coefficient, kOurs,
+        "topk: weight of the AuxK loss (k_aux = d_in / 2) that revives dead latents.",
+        AtLeast(0.0));
+  t.Add("lr_scheduler_name", &C::lr_scheduler_name, kSeed,
+        "Learning-rate schedule of the seed's get_scheduler; formulas under Schedules below.");
+  t.Add("lr_warm_up_steps", &C::lr_warm_up_steps, kSeed,
+        "Warm-up steps of constantwithwarmup, linearwarmupdecay and cosineannealingwarmup: "
+        "factor min(1, (step + 1) / lr_warm_up_steps); 0: none.",
+        AtLeast<int64_t>(0));
+  t.Add("lr_end", &C::lr_end, kSeed,
+        "Final learning rate of the cosine schedules; null: lr / 10, as the seed passes it.",
+        AtLeast(0.0));
+  t.Add("n_restart_cycles", &C::n_restart_cycles, kSeed,
+        "cosineannealingwarmrestarts: the cosine restarts every total steps / n_restart_cycles "
+        "steps.",
+        AtLeast<int64_t>(1));
+  t.Add("train_batch_size", &C::train_batch_size, kSeed,
+        "Activations per optimiser step, over all trainers together.", AtLeast<int64_t>(1));
+  t.Add("total_training_tokens", &C::total_training_tokens, kSeed,
+        "Training stops after this many activations; steps = total_training_tokens / "
+        "train_batch_size.",
+        AtLeast<int64_t>(1));
+  t.Add("seed", &C::seed, kSeed, "Seeds initialisation, shuffling and sampling.",
+        AtLeast<int64_t>(0));
+
+  t.Group("Activation buffer");
+  t.Add("n_batches_in_buffer", &C::n_batches_in_buffer, kSeed,
+        "Mixing buffer size in model batches; half of it (n_batches_in_buffer / 2 * "
+        "store_batch_size contexts) is refreshed and served at a time.",
+        AtLeast<int64_t>(2));
+  t.Add("store_batch_size", &C::store_batch_size, kSeed, "Contexts per model forward pass.",
+        AtLeast<int64_t>(1));
+
+  t.Group("Dead features and resampling");
+  t.Add("use_ghost_grads", &C::use_ghost_grads, kSeed,
+        "standard: ghost gradients for features that have not fired for dead_feature_window "
+        "steps.");
+  t.Add("feature_sampling_window", &C::feature_sampling_window, kSeed,
+        "Steps over which feature frequencies are accumulated, logged and reset (and the "
+        "anthropic resampling period).",
+        AtLeast<int64_t>(1));
+  t.Add("feature_sampling_method", &C::feature_sampling_method, kSeed,
+        "standard: null (no resampling) or anthropic (resample dead features every "
+        "feature_sampling_window steps).");
+  t.Add("resample_batches", &C::resample_batches, kSeed,
+        "anthropic: batches of inputs whose reconstruction losses choose the new directions.",
+        AtLeast<int64_t>(1));
+  t.Add("feature_reinit_scale", &C::feature_reinit_scale, kSeed,
+        "anthropic: norm of a resampled encoder column relative to the mean living encoder "
+        "norm.",
+        Positive());
+  t.Add("dead_feature_window", &C::dead_feature_window, kSeed,
+        "standard: a feature that has not fired for this many steps is dead (ghost grads, "
+        "sparsity/dead_features).",
+        AtLeast<int64_t>(1));
+  t.Add("dead_feature_threshold", &C::dead_feature_threshold, kSeed,
+        "anthropic: features firing on fewer than this fraction of tokens in the window are "
+        "resampled.",
+        Between(0.0, 1.0));
+  t.Add("dead_tokens_threshold", &C::dead_tokens_threshold, kOurs,
+        "topk: a latent that has not fired for this many tokens is dead (AuxK, "
+        "sparsity/dead_features).",
+        AtLeast<int64_t>(1));
+
+  t.Group("Checkpoints");
+  t.Add("n_checkpoints", &C::n_checkpoints, kSeed,
+        "Evenly spaced checkpoints during training; the final SAE is always written.",
+        AtLeast<int64_t>(0));
+  t.Add("checkpoint_path", &C::checkpoint_path, kSeed,
+        "Folder for the checkpoints of saectl train, relative to its --output folder.", NonEmpty());
+
+  t.Group("Device");
+  t.Add("device", &C::device, kSeed, "cpu, cuda (each process uses its own GPU) or cuda:N.",
+        Device());
+  t.Add("dtype", &C::dtype, kSeed,
+        "Parameters and activations in training; torch.float32 etc. are accepted.");
+
+  t.Group("Distributed");
+  t.Add("activation_servers", &C::activation_servers, kOurs,
+        "Activation servers (model forward + mixing buffer), each on its own shard.",
+        AtLeast<int64_t>(1));
+  t.Add("trainers", &C::trainers, kOurs,
+        "Data-parallel trainers; each takes train_batch_size / trainers activations per step.",
+        AtLeast<int64_t>(1));
+  t.Add("max_restarts", &C::max_restarts, kOurs,
+        "Restarts from the last checkpoint after a lost worker before the run fails.",
+        AtLeast<int64_t>(0));
+  t.Add("wire_dtype", &C::wire_dtype, kOurs,
+        "Element type of activations streamed from activation servers to trainers.");
+
+  t.Group("Weights & Biases");
+  t.Add("log_to_wandb", &C::log_to_wandb, kSeed,
+        "Accepted for seed configs; true warns that metrics go to Prometheus and the "
+        "controller. The seed's default is true.");
+  t.Add("wandb_project", &C::wandb_project, kSeed, "Accepted and ignored.");
+  t.Add("run_name", &C::run_name, kSeed,
+        "Display name of the run; null: saectl submit --name, or the run id.", NonEmpty());
+  t.Add("wandb_entity", &C::wandb_entity, kSeed, "Accepted and ignored.");
+  t.Add("wandb_log_frequency", &C::wandb_log_frequency, kSeed,
+        "Steps between metric reports: saectl train log lines and progress sent to the "
+        "controller.",
+        AtLeast<int64_t>(1));
+
+  Table table;
+  table.fields = t.TakeFields();
+  table.groups = t.TakeGroups();
+  for (const Field& field : table.fields) table.keys.push_back(field.spec);
+  return table;
+}
+
+const Table& GetTable() {
+  static const Table* const table = new Table(BuildTable());
+  return *table;
+}
+
+size_t EditDistance(absl::string_view a, absl::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+absl::StatusOr<model::HookPoint> ParseTrainableHookPoint(absl::string_view name, int n_layer) {
+  absl::StatusOr<model::HookPoint> hook = model::ParseHookPoint(name, n_layer);
+  if (!hook.ok()) return absl::InvalidArgumentError(hook.status().message());
+  switch (hook->kind) {
+    case model::HookKind::kAttnScores:
+    case model::HookKind::kPattern:
+      return absl::InvalidArgumentError(absl::StrCat(
+          name,
+          " has shape [batch, head, query, key]: attention patterns are not activations an "
+          "SAE can train on; allowed: hooks with a feature dimension such as "
+          "hook_resid_pre, hook_mlp_out, mlp.hook_post or attn.hook_z"));
+    case model::HookKind::kLn1Scale:
+    case model::HookKind::kLn2Scale:
+    case model::HookKind::kLnFinalScale:
+      return absl::InvalidArgumentError(absl::StrCat(
+          name,
+          " has one value per token: there is nothing for an SAE to reconstruct; allowed: "
+          "hooks with a feature dimension such as hook_resid_pre, hook_mlp_out, "
+          "mlp.hook_post or attn.hook_z"));
+    default:
+      return hook;
+  }
+}
+
+const std::vector<Field>& Fields() { return GetTable().fields; }
+
+const Field* FindField(absl::string_view name) {
+  for (const Field& field : Fields()) {
+    if (field.spec.name == name) return &field;
+  }
+  return nullptr;
+}
+
+}  // namespace internal
+
+const std::vector<KeySpec>& RunConfigKeys() { return internal::GetTable().keys; }
+
+const std::vector<std::string>& RunConfigGroups() { return internal::GetTable().groups; }
+
+const KeySpec* FindKey(absl::string_view name) {
+  for (const KeySpec& key : RunConfigKeys()) {
+    if (key.name == name) return &key;
+  }
+  return nullptr;
+}
+
+std::string ClosestKey(absl::string_view name) {
+  std::string lower = absl::AsciiStrToLower(name);
+  std::string best;
+  size_t best_distance = std::string::npos;
+  for (const KeySpec& key : RunConfigKeys()) {
+    size_t distance = internal::EditDistance(lower, key.name);
+    if (distance < best_distance) {
+      best_distance = distance;
+      best = key.name;
+    }
+  }
+  // A typo changes a few characters; anything further is a different key.
+  size_t limit = std::max<size_t>(2, name.size() / 3);
+  return best_distance <= limit ? best : "";
+}
+
+absl::string_view KeyTypeName(KeyType type) {
+  switch (type) {
+    case KeyType::kString:
+      return "string";
+    case KeyType::kInteger:
+      return "integer";
+    case KeyType::kNumber:
+      return "number";
+    case KeyType::kBoolean:
+      return "boolean";
+    case KeyType::kChoice:
+      return "choice";
+  }
+  return "unknown";
+}
+
+}  // namespace sae::config

@@ -1,0 +1,274 @@
+// Checks across keys (ValidateRunConfig) and against a model (ResolveAgainstModel).
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/config/field.h"
+#include "core/config/run_config.h"
+#include "core/util/status.h"
+
+namespace sae::config {
+namespace {
+
+// How to point at another key inside a message: "hook_point blocks.2.hook_resid_pre (line 3)".
+std::string Where(const RunConfig& config, absl::string_view key) {
+  auto it = config.source.lines.find(key);
+  if (it == config.source.lines.end()) return "(default)";
+  if (it->second == RunConfigSource::kOverrideLine) return "(--set)";
+  return absl::StrCat("(line ", it->second, ")");
+}
+
+void Warn(RunConfig& config, absl::string_view key, absl::string_view message) {
+  config.source.warnings.push_back(
+      absl::StrCat(KeyLocation(config, key), ": ", key, ": ", message));
+}
+
+// Keys that only one architecture reads: written for the other one, they are ignored.
+void WarnAboutIgnoredKeys(RunConfig& config) {
+  bool topk = config.architecture == Architecture::kTopK;
+  absl::string_view name = ToString(config.architecture);
+  std::vector<absl::string_view> ignored = {"l1_coefficient", "l1_warm_up_steps"};
+  if (!topk) ignored = {"k", "aux_k_coefficient", "dead_tokens_threshold"};
+  for (absl::string_view key : ignored) {
+    if (config.source.Given(key)) {
+      Warn(config, key,
+           absl::StrCat("ignored by architecture ", name, " ", Where(config, "architecture")));
+    }
+  }
+}
+
+absl::Status CheckRequiredPaths(const RunConfig& config) {
+  if (config.use_cached_activations) {
+    if (!config.cached_activations_path) {
+      return ConfigKeyError(config, "cached_activations_path",
+                            absl::StrCat("required when use_cached_activations is true ",
+                                         Where(config, "use_cached_activations"),
+                                         "; give the folder written by saectl cache"));
+    }
+    return absl::OkStatus();
+  }
+  if (!config.model_path) {
+    return ConfigKeyError(config, "model_path",
+                          "required unless use_cached_activations is true; give a Hugging Face "
+                          "GPT-2 folder (config.json, model.safetensors)");
+  }
+  if (!config.dataset_path) {
+    return ConfigKeyError(config, "dataset_path",
+                          "required unless use_cached_activations is true; give a text file or "
+                          "folder, a JSONL file or folder, or a .bin/.npy file of tokens");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckHookPoint(const RunConfig& config) {
+  absl::StatusOr<model::HookPoint> hook = internal::ParseTrainableHookPoint(config.hook_point, 0);
+  if (!hook.ok()) return ConfigKeyError(config, "hook_point", hook.status().message());
+  if (config.hook_point_head_index && !hook->is_per_head()) {
+    return ConfigKeyError(
+        config, "hook_point_head_index",
+        absl::StrCat("only per-head hooks (attn.hook_q, hook_k, hook_v, hook_z) have heads; "
+                     "hook_point ",
+                     config.hook_point, " ", Where(config, "hook_point"),
+                     " is not one; remove hook_point_head_index or set it to null"));
+  }
+  // The layer of ln_final hooks depends on the model: ResolveAgainstModel checks those.
+  bool layer_known = hook->is_block_hook() || hook->kind == model::HookKind::kEmbed ||
+                     hook->kind == model::HookKind::kPosEmbed;
+  if (config.hook_point_layer && layer_known && *config.hook_point_layer != hook->BlockLayer(0)) {
+    return ConfigKeyError(
+        config, "hook_point_layer",
+        absl::StrCat(*config.hook_point_layer, " contradicts hook_point ", config.hook_point, " ",
+                     Where(config, "hook_point"), ", which is in layer ", hook->BlockLayer(0),
+                     "; remove hook_point_layer (it is derived) or make them agree"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWidth(const RunConfig& config) {
+  if (!config.expansion_factor && !config.d_sae) {
+    return ConfigKeyError(config, "expansion_factor",
+                          "null needs d_sae; give expansion_factor (for example 4) or d_sae");
+  }
+  if (config.d_in && config.d_sae && config.expansion_factor &&
+      *config.d_sae != *config.d_in * *config.expansion_factor) {
+    return ConfigKeyError(
+        config, "d_sae",
+        absl::StrCat(*config.d_sae, " contradicts expansion_factor ", *config.expansion_factor, " ",
+                     Where(config, "expansion_factor"), " times d_in ", *config.d_in, " = ",
+                     *config.d_in * *config.expansion_factor, "; write only one of them"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckArchitecture(const RunConfig& config) {
+  if (config.architecture != Architecture::kTopK) return absl::OkStatus();
+  std::string where = Where(config, "architecture");
+  if (!config.k) {
+    return ConfigKeyError(config, "k",
+                          absl::StrCat("required by architecture topk ", where,
+                                       "; give the number of active latents per token, for "
+                                       "example 32"));
+  }
+  std::optional<int64_t> d_sae = EffectiveDSae(config);
+  if (d_sae && *config.k > *d_sae) {
+    return ConfigKeyError(
+        config, "k",
+        absl::StrCat(*config.k, " is larger than d_sae ", *d_sae, "; allowed: 1 to d_sae"));
+  }
+  if (config.use_ghost_grads) {
+    return ConfigKeyError(config, "use_ghost_grads",
+                          absl::StrCat("ghost gradients belong to architecture standard, but "
+                                       "architecture is topk ",
+                                       where,
+                                       ", which revives dead latents with AuxK "
+                                       "(aux_k_coefficient); set use_ghost_grads: false"));
+  }
+  if (config.feature_sampling_method) {
+    return ConfigKeyError(config, "feature_sampling_method",
+                          absl::StrCat("resampling belongs to architecture standard, but "
+                                       "architecture is topk ",
+                                       where, "; set feature_sampling_method: null"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckSchedule(const RunConfig& config) {
+  int64_t steps = TotalTrainingSteps(config);
+  if (steps < 1) {
+    return ConfigKeyError(
+        config, "total_training_tokens",
+        absl::StrCat(config.total_training_tokens, " is less than train_batch_size ",
+                     config.train_batch_size, " ", Where(config, "train_batch_size"),
+                     ": not one training step would run"));
+  }
+  if (config.train_batch_size % config.trainers != 0) {
+    return ConfigKeyError(
+        config, "train_batch_size",
+        absl::StrCat(config.train_batch_size, " is not divisible by trainers ", config.trainers,
+                     " ", Where(config, "trainers"),
+                     "; each trainer takes train_batch_size / trainers activations per step"));
+  }
+  if (config.lr_end && *config.lr_end > config.lr) {
+    return ConfigKeyError(config, "lr_end",
+                          absl::StrCat(internal::FormatDouble(*config.lr_end), " is above lr ",
+                                       internal::FormatDouble(config.lr), " ", Where(config, "lr"),
+                                       "; allowed: 0 to lr"));
+  }
+  bool decays_after_warm_up = config.lr_scheduler_name == LrScheduler::kLinearWarmupDecay ||
+                              config.lr_scheduler_name == LrScheduler::kCosineAnnealingWarmup;
+  if (decays_after_warm_up && config.lr_warm_up_steps >= steps) {
+    return ConfigKeyError(
+        config, "lr_warm_up_steps",
+        absl::StrCat(config.lr_warm_up_steps, " leaves no steps to decay over: the run has ", steps,
+                     " steps (total_training_tokens / train_batch_size) and ",
+                     ToString(config.lr_scheduler_name), " decays after the warm-up"));
+  }
+  if (config.lr_scheduler_name == LrScheduler::kCosineAnnealingWarmRestarts &&
+      config.n_restart_cycles > steps) {
+    return ConfigKeyError(
+        config, "n_restart_cycles",
+        absl::StrCat(config.n_restart_cycles, " is more than the run's ", steps, " steps"));
+  }
+  if (config.n_checkpoints > steps) {
+    return ConfigKeyError(config, "n_checkpoints",
+                          absl::StrCat(config.n_checkpoints, " is more than the run's ", steps,
+                                       " steps (total_training_tokens / train_batch_size)"));
+  }
+  return absl::OkStatus();
+}
+
+// The mixing buffer serves half its contents at a time; that half must hold at least one
+// trainer's share of a batch.
+absl::Status CheckBuffer(const RunConfig& config) {
+  int64_t half_buffer =
+      config.n_batches_in_buffer / 2 * config.store_batch_size * config.context_size;
+  int64_t per_trainer_batch = config.train_batch_size / config.trainers;
+  if (half_buffer < per_trainer_batch) {
+    return ConfigKeyError(
+        config, "n_batches_in_buffer",
+        absl::StrCat(config.n_batches_in_buffer, " makes half a buffer ",
+                     config.n_batches_in_buffer / 2, " * store_batch_size ",
+                     config.store_batch_size, " * context_size ", config.context_size, " = ",
+                     half_buffer, " activations, fewer than one trainer's batch of ",
+                     per_trainer_batch, "; raise n_batches_in_buffer or store_batch_size"));
+  }
+  return absl::OkStatus();
+}
+
+void CollectWarnings(RunConfig& config) {
+  config.source.warnings.clear();
+  if (config.log_to_wandb) {
+    Warn(config, "log_to_wandb",
+         "this service does not log to Weights & Biases; metrics go to Prometheus (/metrics) "
+         "and to the controller (saectl get runs, saectl logs); wandb_project and wandb_entity "
+         "are ignored");
+  }
+  if (config.b_dec_init_method == BDecInitMethod::kZeros) {
+    Warn(config, "b_dec_init_method",
+         "zeros is probably not what you want; geometric_median or mean start the decoder "
+         "bias at the data");
+  }
+  WarnAboutIgnoredKeys(config);
+}
+
+}  // namespace
+
+absl::Status ValidateRunConfig(RunConfig& config) {
+  SAE_RETURN_IF_ERROR(CheckRequiredPaths(config));
+  SAE_RETURN_IF_ERROR(CheckHookPoint(config));
+  SAE_RETURN_IF_ERROR(CheckWidth(config));
+  SAE_RETURN_IF_ERROR(CheckArchitecture(config));
+  SAE_RETURN_IF_ERROR(CheckSchedule(config));
+  SAE_RETURN_IF_ERROR(CheckBuffer(config));
+  CollectWarnings(config);
+  return absl::OkStatus();
+}
+
+absl::Status ResolveAgainstModel(RunConfig& config, const model::ModelDims& dims) {
+  absl::StatusOr<model::HookPoint> hook =
+      internal::ParseTrainableHookPoint(config.hook_point, dims.n_layer);
+  if (!hook.ok()) return ConfigKeyError(config, "hook_point", hook.status().message());
+
+  int64_t layer = hook->BlockLayer(dims.n_layer);
+  if (config.hook_point_layer && *config.hook_point_layer != layer) {
+    return ConfigKeyError(
+        config, "hook_point_layer",
+        absl::StrCat(*config.hook_point_layer, " contradicts hook_point ", config.hook_point, " ",
+                     Where(config, "hook_point"), ", which needs the forward through layer ", layer,
+                     "; remove hook_point_layer (it is derived) or make them agree"));
+  }
+  config.hook_point_layer = layer;
+
+  if (config.hook_point_head_index && hook->is_per_head() &&
+      *config.hook_point_head_index >= dims.n_head) {
+    return ConfigKeyError(
+        config, "hook_point_head_index",
+        absl::StrCat(*config.hook_point_head_index, " is out of range: the model has ", dims.n_head,
+                     " heads; allowed: 0 to ", dims.n_head - 1));
+  }
+
+  int64_t width =
+      hook->ActivationSize(dims, hook->is_per_head() && config.hook_point_head_index.has_value());
+  if (config.d_in && *config.d_in != width) {
+    return ConfigKeyError(
+        config, "d_in",
+        absl::StrCat(*config.d_in, " contradicts hook_point ", config.hook_point, " ",
+                     Where(config, "hook_point"), ", whose activations have ", width,
+                     " dimensions in this model; remove d_in (it is derived) or write ", width));
+  }
+  config.d_in = width;
+
+  if (config.context_size > dims.n_ctx) {
+    return ConfigKeyError(config, "context_size",
+                          absl::StrCat(config.context_size,
+                                       " is longer than the model's context "
+                                       "of ",
+                                       dims.n_ctx, " tokens; allowed: 1 to ", dims.n_ctx));
+  }
+
+  SAE_RETURN_IF_ERROR(CheckWidth(config));
+  config.d_sae = EffectiveDSae(config);
+  return ValidateRunConfig(config);
+}
+
+}  // namespace sae::config
