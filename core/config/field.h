@@ -35,10 +35,6 @@ struct Field {
   std::function<bool(const RunConfig& a, const RunConfig& b)> equal;
 };
 
-// `value` as run.yaml writes numbers: the shortest text that reads back exactly, fixed for
-// exponents -5 to 15 ("0.0003"), else scientific ("1e-8").
-std::string FormatDouble(double value);
-
 // ParseHookPoint (pass n_layer <= 0 to skip the layer check), rejecting hooks an SAE cannot
 // train on: attention scores and patterns ([batch, head, query, key]) and LayerNorm scales (one
 // value per token). InvalidArgument whose message names the hook and what is allowed.

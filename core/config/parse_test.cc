@@ -55,7 +55,6 @@ TEST(RunConfigDefaults, EqualTheSeedsLanguageModelSAERunnerConfig) {
   EXPECT_EQ(c.lr_scheduler_name, LrScheduler::kConstantWithWarmup);
   EXPECT_EQ(c.lr_warm_up_steps, 500);
   EXPECT_EQ(EffectiveLrEnd(c), 3e-4 / 10);
-  EXPECT_EQ(c.n_restart_cycles, 1);
   EXPECT_EQ(c.train_batch_size, 4096);
   EXPECT_EQ(c.n_batches_in_buffer, 20);
   EXPECT_EQ(c.total_training_tokens, 2'000'000);

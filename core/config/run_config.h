@@ -173,10 +173,10 @@ struct RunConfig {
   LrScheduler lr_scheduler_name = LrScheduler::kConstantWithWarmup;
   // Warm-up steps of the *warmup schedulers (0: none).
   int64_t lr_warm_up_steps = 500;
-  // Floor of the cosine schedulers. null: lr / 10, as the seed passes it.
+  // Floor given to the cosine schedules. null: lr / 10, as the seed passes it. cosineannealing
+  // and cosineannealingwarmrestarts end at this learning rate; cosineannealingwarmup reads it
+  // as a fraction of lr, as the seed's code does (core/sae/lr_schedule.h).
   std::optional<double> lr_end;
-  // cosineannealingwarmrestarts: the cosine restarts every total_steps / n_restart_cycles steps.
-  int64_t n_restart_cycles = 1;
   // Activations per optimiser step, over all trainers together.
   int64_t train_batch_size = 4096;
   // Training stops when this many activations have been trained on.
@@ -304,7 +304,7 @@ int64_t TotalTrainingSteps(const RunConfig& config);
 // d_sae when set, else d_in * expansion_factor when both are known, else std::nullopt.
 std::optional<int64_t> EffectiveDSae(const RunConfig& config);
 
-// The learning-rate floor of the cosine schedulers: lr_end, or lr / 10 when it is null.
+// lr_end, or lr / 10 when it is null (what the seed passes to its cosine schedules).
 double EffectiveLrEnd(const RunConfig& config);
 
 }  // namespace sae::config

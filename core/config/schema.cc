@@ -1,327 +1,21 @@
 #include "core/config/schema.h"
 
 #include <algorithm>
-#include <array>
-#include <charconv>
-#include <cmath>
 #include <cstdint>
-#include <optional>
 #include <string>
-#include <string_view>
-#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "core/config/codec.h"
 #include "core/config/field.h"
 
 namespace sae::config {
 namespace internal {
-
-// The shortest text that reads back as exactly `value`, in the notation Python's repr picks:
-// fixed for exponents -5 to 15 ("0.0003", "0.00008", "2000000"), else scientific ("1e-8").
-std::string FormatDouble(double value) {
-  std::array<char, 400> buffer;
-  char* begin = buffer.data();
-  char* end = std::to_chars(begin, begin + buffer.size(), value, std::chars_format::scientific).ptr;
-  std::string scientific(begin, end);
-  size_t e = scientific.find('e');
-  int exponent = std::stoi(scientific.substr(e + 1));
-  if (exponent >= -5 && exponent < 16) {
-    end = std::to_chars(begin, begin + buffer.size(), value, std::chars_format::fixed).ptr;
-    return std::string(begin, end);
-  }
-  return absl::StrCat(scientific.substr(0, e), "e", exponent);
-}
-
 namespace {
-
-// ---- Scalar codecs: one per member type ----
-
-// Removes underscores between digits ("2_000_000"). std::nullopt when an underscore is
-// anywhere else.
-std::optional<std::string> StripDigitSeparators(absl::string_view text) {
-  std::string out;
-  for (size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '_') {
-      out.push_back(text[i]);
-      continue;
-    }
-    bool between_digits = i > 0 && i + 1 < text.size() && absl::ascii_isdigit(text[i - 1]) &&
-                          absl::ascii_isdigit(text[i + 1]);
-    if (!between_digits) return std::nullopt;
-  }
-  return out;
-}
-
-// Decimal or scientific notation, no hex, no inf/nan.
-std::optional<double> ReadDouble(absl::string_view text) {
-  std::optional<std::string> digits = StripDigitSeparators(text);
-  if (!digits || digits->empty()) return std::nullopt;
-  absl::string_view view = *digits;
-  if (view.front() == '+') view.remove_prefix(1);
-  double value = 0;
-  auto [end, error] =
-      std::from_chars(view.data(), view.data() + view.size(), value, std::chars_format::general);
-  if (error != std::errc() || end != view.data() + view.size() || !std::isfinite(value)) {
-    return std::nullopt;
-  }
-  return value;
-}
-
-std::optional<int64_t> ReadInteger(absl::string_view text) {
-  std::optional<std::string> digits = StripDigitSeparators(text);
-  if (!digits || digits->empty()) return std::nullopt;
-  absl::string_view view = *digits;
-  if (view.front() == '+') view.remove_prefix(1);
-  int64_t value = 0;
-  auto [end, error] = std::from_chars(view.data(), view.data() + view.size(), value);
-  if (error == std::errc() && end == view.data() + view.size()) return value;
-  // 2e6, 3.0e8: accepted when the number is an integer a double represents exactly.
-  std::optional<double> real = ReadDouble(text);
-  constexpr double kExactLimit = 9007199254740992.0;  // 2^53
-  if (!real || std::trunc(*real) != *real || std::fabs(*real) > kExactLimit) return std::nullopt;
-  return static_cast<int64_t>(*real);
-}
-
-// "expected a number, got 'abc'"; `nullable` adds "or null" to what is expected.
-absl::Status TypeError(absl::string_view expected, bool nullable, const ScalarValue& value) {
-  std::string what = absl::StrCat("expected ", expected, nullable ? " or null" : "");
-  if (value.is_null) return absl::InvalidArgumentError(absl::StrCat(what, ", got null"));
-  if (value.is_quoted) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, ", got the string '", value.text, "' (write it without quotes)"));
-  }
-  return absl::InvalidArgumentError(absl::StrCat(what, ", got '", value.text, "'"));
-}
-
-template <typename T>
-struct Codec;
-
-template <>
-struct Codec<std::string> {
-  static constexpr KeyType kType = KeyType::kString;
-  static std::string Allowed() { return "string"; }
-  static absl::Status Parse(const ScalarValue& value, bool nullable, std::string* out) {
-    if (value.is_null) return TypeError("a string", nullable, value);
-    *out = value.text;
-    return absl::OkStatus();
-  }
-  // Plain when the text cannot be mistaken for another type or need escaping; else quoted.
-  static std::string Format(const std::string& text) {
-    bool plain = !text.empty() && (absl::ascii_isalpha(text.front()) || text.front() == '/') &&
-                 text.back() != ':';
-    for (char c : text) {
-      plain = plain &&
-              (absl::ascii_isalnum(c) || c == '_' || c == '.' || c == '/' || c == '-' || c == ':');
-    }
-    std::string lower = absl::AsciiStrToLower(text);
-    for (absl::string_view reserved : {"null", "true", "false", "yes", "no", "on", "off"}) {
-      plain = plain && lower != reserved;
-    }
-    if (plain) return text;
-    std::string quoted = "\"";
-    for (unsigned char c : text) {
-      switch (c) {
-        case '"':
-          quoted += "\\\"";
-          break;
-        case '\\':
-          quoted += "\\\\";
-          break;
-        case '\n':
-          quoted += "\\n";
-          break;
-        case '\t':
-          quoted += "\\t";
-          break;
-        case '\r':
-          quoted += "\\r";
-          break;
-        default:
-          if (c < 0x20 || c == 0x7f) {
-            constexpr char kHex[] = "0123456789abcdef";
-            quoted +=
-                absl::StrCat("\\x", std::string(1, kHex[c >> 4]), std::string(1, kHex[c & 15]));
-          } else {
-            quoted.push_back(static_cast<char>(c));
-          }
-      }
-    }
-    return quoted + "\"";
-  }
-  static nlohmann::json Json(const std::string& text) { return text; }
-};
-
-template <>
-struct Codec<int64_t> {
-  static constexpr KeyType kType = KeyType::kInteger;
-  static std::string Allowed() { return "integer"; }
-  static absl::Status Parse(const ScalarValue& value, bool nullable, int64_t* out) {
-    std::optional<int64_t> number;
-    if (!value.is_null && !value.is_quoted) number = ReadInteger(value.text);
-    if (!number) {
-      return TypeError("an integer (for example 4096, 2_000_000 or 2e6)", nullable, value);
-    }
-    *out = *number;
-    return absl::OkStatus();
-  }
-  static std::string Format(int64_t number) { return absl::StrCat(number); }
-  static nlohmann::json Json(int64_t number) { return number; }
-};
-
-template <>
-struct Codec<double> {
-  static constexpr KeyType kType = KeyType::kNumber;
-  static std::string Allowed() { return "number"; }
-  static absl::Status Parse(const ScalarValue& value, bool nullable, double* out) {
-    std::optional<double> number;
-    if (!value.is_null && !value.is_quoted) number = ReadDouble(value.text);
-    if (!number) return TypeError("a number", nullable, value);
-    *out = *number;
-    return absl::OkStatus();
-  }
-  static std::string Format(double number) { return FormatDouble(number); }
-  static nlohmann::json Json(double number) { return number; }
-};
-
-template <>
-struct Codec<bool> {
-  static constexpr KeyType kType = KeyType::kBoolean;
-  static std::string Allowed() { return "true or false"; }
-  static absl::Status Parse(const ScalarValue& value, bool nullable, bool* out) {
-    if (!value.is_null && !value.is_quoted) {
-      // YAML 1.2 core schema spellings.
-      if (value.text == "true" || value.text == "True" || value.text == "TRUE") {
-        *out = true;
-        return absl::OkStatus();
-      }
-      if (value.text == "false" || value.text == "False" || value.text == "FALSE") {
-        *out = false;
-        return absl::OkStatus();
-      }
-    }
-    return TypeError("true or false", nullable, value);
-  }
-  static std::string Format(bool flag) { return flag ? "true" : "false"; }
-  static nlohmann::json Json(bool flag) { return flag; }
-};
-
-// Enumerations: their canonical names, in declaration order.
-template <typename E>
-struct EnumNames;
-template <>
-struct EnumNames<Architecture> {
-  static constexpr std::array<Architecture, 2> kValues = {Architecture::kStandard,
-                                                          Architecture::kTopK};
-};
-template <>
-struct EnumNames<LrScheduler> {
-  static constexpr std::array<LrScheduler, 6> kValues = {LrScheduler::kConstant,
-                                                         LrScheduler::kConstantWithWarmup,
-                                                         LrScheduler::kLinearWarmupDecay,
-                                                         LrScheduler::kCosineAnnealing,
-                                                         LrScheduler::kCosineAnnealingWarmup,
-                                                         LrScheduler::kCosineAnnealingWarmRestarts};
-};
-template <>
-struct EnumNames<BDecInitMethod> {
-  static constexpr std::array<BDecInitMethod, 3> kValues = {
-      BDecInitMethod::kGeometricMedian, BDecInitMethod::kMean, BDecInitMethod::kZeros};
-};
-template <>
-struct EnumNames<FeatureSamplingMethod> {
-  static constexpr std::array<FeatureSamplingMethod, 1> kValues = {
-      FeatureSamplingMethod::kAnthropic};
-};
-template <>
-struct EnumNames<Processing> {
-  static constexpr std::array<Processing, 2> kValues = {Processing::kTransformerLens,
-                                                        Processing::kNone};
-};
-template <>
-struct EnumNames<DType> {
-  static constexpr std::array<DType, 3> kValues = {DType::kFloat32, DType::kBFloat16,
-                                                   DType::kFloat16};
-};
-
-template <typename E>
-std::vector<std::string> ChoiceNames() {
-  std::vector<std::string> names;
-  for (E value : EnumNames<E>::kValues) names.emplace_back(ToString(value));
-  return names;
-}
-
-template <typename E>
-struct EnumCodec {
-  static constexpr KeyType kType = KeyType::kChoice;
-  static std::string Allowed() { return absl::StrJoin(ChoiceNames<E>(), ", "); }
-  static absl::Status Parse(const ScalarValue& value, bool nullable, E* out) {
-    if (!value.is_null) {
-      std::string name = absl::AsciiStrToLower(value.text);
-      // The seed writes dtypes as torch.float32.
-      if (std::is_same_v<E, DType> && absl::StartsWith(name, "torch.")) name.erase(0, 6);
-      for (E candidate : EnumNames<E>::kValues) {
-        if (name == ToString(candidate)) {
-          *out = candidate;
-          return absl::OkStatus();
-        }
-      }
-    }
-    return TypeError(absl::StrCat("one of ", absl::StrJoin(ChoiceNames<E>(), ", ")), nullable,
-                     value);
-  }
-  static std::string Format(E value) { return std::string(ToString(value)); }
-  static nlohmann::json Json(E value) { return std::string(ToString(value)); }
-};
-template <>
-struct Codec<Architecture> : EnumCodec<Architecture> {};
-template <>
-struct Codec<LrScheduler> : EnumCodec<LrScheduler> {};
-template <>
-struct Codec<BDecInitMethod> : EnumCodec<BDecInitMethod> {};
-template <>
-struct Codec<FeatureSamplingMethod> : EnumCodec<FeatureSamplingMethod> {};
-template <>
-struct Codec<Processing> : EnumCodec<Processing> {};
-template <>
-struct Codec<DType> : EnumCodec<DType> {};
-
-// Optional members: null is std::nullopt; anything else is the inner type.
-template <typename T>
-struct Codec<std::optional<T>> {
-  static absl::Status Parse(const ScalarValue& value, bool nullable, std::optional<T>* out) {
-    if (value.is_null) {
-      out->reset();
-      return absl::OkStatus();
-    }
-    T inner{};
-    absl::Status status = Codec<T>::Parse(value, /*nullable=*/true, &inner);
-    if (!status.ok()) return status;
-    *out = std::move(inner);
-    return absl::OkStatus();
-  }
-  static std::string Format(const std::optional<T>& value) {
-    return value ? Codec<T>::Format(*value) : "null";
-  }
-  static nlohmann::json Json(const std::optional<T>& value) {
-    return value ? Codec<T>::Json(*value) : nlohmann::json(nullptr);
-  }
-};
-
-template <typename T>
-struct Unwrapped {
-  using Type = T;
-  static constexpr bool kNullable = false;
-};
-template <typename T>
-struct Unwrapped<std::optional<T>> {
-  using Type = T;
-  static constexpr bool kNullable = true;
-};
 
 // ---- Value rules: a range or a pattern, in words and as a check ----
 
@@ -406,7 +100,12 @@ class TableBuilder {
                    : Codec<V>::kType == KeyType::kString
                        ? rule.allowed
                        : absl::StrCat(Codec<V>::Allowed(), " ", rule.allowed);
-    if (spec.nullable) spec.allowed += " or null";
+    if (spec.nullable) {
+      // "true or false" becomes "true, false or null".
+      size_t last_or = spec.allowed.rfind(" or ");
+      if (last_or != std::string::npos) spec.allowed.replace(last_or, 4, ", ");
+      spec.allowed += " or null";
+    }
     if constexpr (Codec<V>::kType == KeyType::kChoice) spec.choices = ChoiceNames<V>();
     spec.group = group_;
     spec.description = std::move(description);
@@ -542,12 +241,9 @@ Table BuildTable() {
         "factor min(1, (step + 1) / lr_warm_up_steps); 0: none.",
         AtLeast<int64_t>(0));
   t.Add("lr_end", &C::lr_end, kSeed,
-        "Final learning rate of the cosine schedules; null: lr / 10, as the seed passes it.",
+        "Floor given to the cosine schedules; null: lr / 10, as the seed passes it. "
+        "cosineannealingwarmup reads it as a fraction of lr, as the seed's code does.",
         AtLeast(0.0));
-  t.Add("n_restart_cycles", &C::n_restart_cycles, kSeed,
-        "cosineannealingwarmrestarts: the cosine restarts every total steps / n_restart_cycles "
-        "steps.",
-        AtLeast<int64_t>(1));
   t.Add("train_batch_size", &C::train_batch_size, kSeed,
         "Activations per optimiser step, over all trainers together.", AtLeast<int64_t>(1));
   t.Add("total_training_tokens", &C::total_training_tokens, kSeed,

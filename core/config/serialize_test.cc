@@ -43,7 +43,6 @@ RunConfig Unusual() {
   c.lr_scheduler_name = LrScheduler::kCosineAnnealingWarmRestarts;
   c.lr_warm_up_steps = 0;
   c.lr_end = 1e-300;
-  c.n_restart_cycles = 3;
   c.train_batch_size = 1024;
   c.total_training_tokens = 123'456'789;
   c.seed = 0;

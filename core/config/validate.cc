@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/config/codec.h"
 #include "core/config/field.h"
 #include "core/config/run_config.h"
 #include "core/util/status.h"
@@ -162,12 +163,6 @@ absl::Status CheckSchedule(const RunConfig& config) {
         absl::StrCat(config.lr_warm_up_steps, " leaves no steps to decay over: the run has ", steps,
                      " steps (total_training_tokens / train_batch_size) and ",
                      ToString(config.lr_scheduler_name), " decays after the warm-up"));
-  }
-  if (config.lr_scheduler_name == LrScheduler::kCosineAnnealingWarmRestarts &&
-      config.n_restart_cycles > steps) {
-    return ConfigKeyError(
-        config, "n_restart_cycles",
-        absl::StrCat(config.n_restart_cycles, " is more than the run's ", steps, " steps"));
   }
   if (config.n_checkpoints > steps) {
     return ConfigKeyError(config, "n_checkpoints",
