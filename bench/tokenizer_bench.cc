@@ -82,7 +82,7 @@ int main(int argc, char** argv) {
                  source.c_str());
     return 2;
   }
-  const double megabytes = corpus.size() / 1e6;
+  const double megabytes = static_cast<double>(corpus.size()) / 1e6;
   std::printf("GPT-2 tokenizer benchmark: %s, %.2f MB, %s UTF-8\n", source.c_str(), megabytes,
               sae::tokenizer::IsValidUtf8(corpus) ? "valid" : "NOT valid");
 
@@ -125,13 +125,13 @@ int main(int argc, char** argv) {
   std::printf("load: %.0f ms (%d tokens)\n", load_seconds * 1e3, tokenizer.vocab_size());
   std::printf("\n%-44s %10s %12s\n", "", "MB/s", "tokens/s");
   std::printf("%-44s %10.2f %12.0f\n", "ours, 1 thread, cold (first pass)",
-              megabytes / cold_seconds, ids.size() / cold_seconds);
+              megabytes / cold_seconds, static_cast<double>(ids.size()) / cold_seconds);
   std::printf("%-44s %10.2f %12.0f\n", "ours, 1 thread, warm (median of 5)", ours,
-              ids.size() / warm_seconds);
+              static_cast<double>(ids.size()) / warm_seconds);
   char label[64];
   std::snprintf(label, sizeof(label), "ours, %d threads, %zu documents", threads, documents.size());
   std::printf("%-44s %10.2f %12.0f\n", label, megabytes / parallel_seconds,
-              ids.size() / parallel_seconds);
+              static_cast<double>(ids.size()) / parallel_seconds);
   if (!peer_throughput.ok()) {
     std::printf("js-tiktoken r50k_base: not measured: %s\n",
                 peer_throughput.status().ToString().c_str());
@@ -139,7 +139,8 @@ int main(int argc, char** argv) {
   }
   const double theirs = peer_throughput->megabytes_per_second();
   std::printf("%-44s %10.2f %12.0f\n", "js-tiktoken r50k_base (node), 1 thread", theirs,
-              peer_throughput->tokens * peer_throughput->runs / peer_throughput->seconds);
+              static_cast<double>(peer_throughput->tokens * peer_throughput->runs) /
+                  peer_throughput->seconds);
   std::printf("\nratio, ours (1 thread, warm) / js-tiktoken: %.2fx (goal: at least 2x)\n",
               ours / theirs);
   std::printf("ratio, ours (1 thread, cold) / js-tiktoken: %.2fx\n",

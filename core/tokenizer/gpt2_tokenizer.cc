@@ -28,8 +28,8 @@ struct FileNames {
 constexpr FileNames kHuggingFaceNames = {"vocab.json", "merges.txt"};
 constexpr FileNames kOpenAiNames = {"encoder.json", "vocab.bpe"};
 
-// Pieces merged by BPE are remembered in a cache of this many entries (a few MB); longer pieces
-// are rare and not worth the memory.
+// Up to kCacheCapacity pieces that needed the merge loop are remembered (a few MB); pieces longer
+// than kMaxCachedPieceBytes are rare and not worth the memory.
 constexpr size_t kCacheCapacity = 1 << 16;
 constexpr size_t kMaxCachedPieceBytes = 64;
 

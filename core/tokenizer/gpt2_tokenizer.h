@@ -28,6 +28,8 @@ class Gpt2Tokenizer {
 
   // Token ids of `text` (arbitrary bytes: invalid UTF-8 is encoded byte-exactly).
   // "<|endoftext|>" in the text becomes the single token 50256.
+  // A byte that is not part of well-formed UTF-8 splits from its neighbours as U+FFFD would and
+  // keeps its own value, so Decode(Encode(text)) == text for any bytes.
   virtual std::vector<int32_t> Encode(std::string_view text) const = 0;
 
   // The exact bytes of `tokens`. InvalidArgument for an id outside the vocabulary.

@@ -87,8 +87,8 @@ std::vector<std::string> HandPickedStrings() {
       "\uc548\ub155\ud558\uc138\uc694 \uc138\uacc4",
       "\u4f60\u597d\uff0c\u4e16\u754c\uff01\u6211\u662f\u4e00\u4e2a\u6a21\u578b\u3002",
       "\u3053\u3093\u306b\u3061\u306f\u3001\u30ab\u30bf\u30ab\u30ca\u3068\u3072\u3089\u304c\u306a",
-      "\U0001f600\U0001f601 \U0001f44d\U0001f3fd \U0001f468\u200d\U0001f469\u200d\U0001f467 "
-      "\U0001f1fa\U0001f1f8 \u2764\ufe0f",
+      "\U0001f600\U0001f601 \U0001f44d\U0001f3fd \U0001f468\u200d\U0001f469\u200d\U0001f467",
+      "\U0001f1fa\U0001f1f8 \u2764\ufe0f flags and hearts",
       "\u2200x\u2208\u211d: x\u00b2 \u2265 0 \u222b f dx \u2211 \u221e",
       "\U0001d400\U0001d401\U0001d402 mathematical bold",
       "\u00a0nbsp\u00a0\u00a0and\u3000ideographic\u2003em\u2009thin\u2028line\u2029para",
