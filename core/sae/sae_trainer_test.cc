@@ -1,0 +1,215 @@
+#include "core/sae/sae_trainer.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace sae::sparse {
+namespace {
+
+// Data drawn from a known sparse dictionary: `atoms` unit directions in `dim` dimensions, a few
+// active per sample with positive magnitudes, plus a little noise.
+class SparseDictionary {
+ public:
+  SparseDictionary(int64_t atoms, int64_t dim, int64_t active, uint64_t seed)
+      : active_(active), gen_(at::detail::createCPUGenerator(seed)) {
+    directions_ = at::randn({atoms, dim}, gen_);
+    directions_ /= directions_.norm(2, {1}, true);
+  }
+
+  at::Tensor Sample(int64_t n) {
+    const int64_t atoms = directions_.size(0);
+    at::Tensor idx = at::randint(0, atoms, {n, active_}, gen_);
+    at::Tensor mag = at::rand({n, active_}, gen_) + 0.5;
+    at::Tensor codes = at::zeros({n, atoms}).scatter_add_(1, idx, mag);
+    return at::matmul(codes, directions_) + 0.01 * at::randn({n, directions_.size(1)}, gen_);
+  }
+
+  // Fraction of true directions with a decoder row at cosine >= threshold.
+  double Recovered(const at::Tensor& W_dec, double threshold) const {
+    at::Tensor rows = W_dec / W_dec.norm(2, {1}, true);
+    at::Tensor cos = at::matmul(directions_, rows.t());  // [atoms, d_sae]
+    at::Tensor best = std::get<0>(cos.max(1));
+    return (best >= threshold).to(at::kFloat).mean().item<double>();
+  }
+
+ private:
+  int64_t active_;
+  at::Generator gen_;
+  at::Tensor directions_;
+};
+
+TrainerOptions RecoveryOptions(Architecture arch) {
+  TrainerOptions o;
+  o.sae.architecture = arch;
+  o.sae.d_in = 64;
+  o.sae.d_sae = 1024;
+  o.sae.k = 4;
+  o.seed = 7;
+  o.b_dec_init = BDecInit::kGeometricMedian;
+  o.lr = 2e-3;
+  o.lr_schedule = LrSchedule::kConstantWithWarmup;
+  o.lr_warm_up_steps = 50;
+  o.total_steps = arch == Architecture::kStandard ? 2000 : 1200;
+  o.l1_coefficient = 2e-3;
+  o.use_ghost_grads = true;
+  o.dead_feature_window = 200;
+  o.feature_sampling_window = 500;
+  o.train_batch_size = arch == Architecture::kStandard ? 1024 : 512;
+  o.dead_tokens_threshold = 200 * 512;
+  return o;
+}
+
+double TrainAndMeasureRecovery(Architecture arch, StepMetrics* last) {
+  SparseDictionary dict(512, 64, 4, 99);
+  TrainerOptions o = RecoveryOptions(arch);
+  SaeTrainer trainer(o, nullptr);
+  EXPECT_TRUE(trainer.InitializeDecoderBias(dict.Sample(4096)).ok());
+  for (int64_t s = 0; s < o.total_steps; ++s) {
+    auto m = trainer.Step(dict.Sample(o.train_batch_size));
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) return 0;
+    *last = *m;
+  }
+  return dict.Recovered(trainer.sae().params().W_dec, 0.9);
+}
+
+TEST(SaeTrainer, StandardSaeRecoversAKnownSparseDictionary) {
+  StepMetrics last;
+  double recovered = TrainAndMeasureRecovery(Architecture::kStandard, &last);
+  RecordProperty("recovered", std::to_string(recovered));
+  std::printf("standard: recovered %.3f, L0 %.2f, explained variance %.3f\n", recovered, last.l0,
+              last.explained_variance);
+  EXPECT_GE(recovered, 0.9);
+  EXPECT_LT(last.l0, 64);  // sparse: a small fraction of the 1024 latents
+}
+
+TEST(SaeTrainer, TopKSaeRecoversAKnownSparseDictionary) {
+  StepMetrics last;
+  double recovered = TrainAndMeasureRecovery(Architecture::kTopK, &last);
+  std::printf("topk: recovered %.3f, L0 %.2f, explained variance %.3f\n", recovered, last.l0,
+              last.explained_variance);
+  EXPECT_GE(recovered, 0.9);
+  EXPECT_LE(last.l0, 4.0);
+}
+
+class SaeTrainerStateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() /
+            ("sae_trainer_test_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    o_.sae.d_in = 16;
+    o_.sae.d_sae = 64;
+    o_.lr = 1e-3;
+    o_.lr_schedule = LrSchedule::kCosineAnnealingWarmup;
+    o_.lr_warm_up_steps = 3;
+    o_.total_steps = 24;
+    o_.l1_warm_up_steps = 5;
+    o_.use_ghost_grads = true;
+    o_.dead_feature_window = 2;
+    o_.feature_sampling_window = 5;
+    o_.resample_dead_features = true;
+    o_.resample_batches = 2;
+    o_.train_batch_size = 32;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Batch number i of a fixed stream (the same data however the run is split).
+  static at::Tensor Batch(int64_t i) {
+    at::Generator g = at::detail::createCPUGenerator(1000 + i);
+    at::Tensor x = at::randn({32, 16}, g);
+    x.narrow(1, 0, 4).mul_(3);
+    return x;
+  }
+
+  TrainerOptions o_;
+  std::string dir_;
+};
+
+TEST_F(SaeTrainerStateTest, ResumingFromACheckpointEqualsTrainingStraightThrough) {
+  int64_t cursor = 0;  // the stream's position, saved as a data cursor would be
+  auto source = [&]() -> absl::StatusOr<at::Tensor> { return Batch(cursor++); };
+
+  // Ten latents start unable to fire, so the first window ends with features to resample.
+  SaeParameters init = SparseAutoencoder(o_.sae, o_.seed).params();
+  init.b_enc.narrow(0, 0, 10).fill_(-50);
+  auto copy = [](const SaeParameters& p) {
+    return SaeParameters{p.W_enc.clone(), p.b_enc.clone(), p.W_dec.clone(), p.b_dec.clone()};
+  };
+  SaeTrainer straight(o_, copy(init), nullptr);
+  ASSERT_TRUE(straight.InitializeDecoderBias(Batch(-1)).ok());
+  int64_t resampled = 0;
+  for (int s = 0; s < 24; ++s) {
+    auto m = straight.Step(*source(), source);
+    ASSERT_TRUE(m.ok()) << m.status();
+    if (m->sparsity) resampled += m->sparsity->resampled;
+  }
+  EXPECT_GT(resampled, 0) << "the run should exercise resampling";
+
+  cursor = 0;
+  SaeTrainer first(o_, copy(init), nullptr);
+  ASSERT_TRUE(first.InitializeDecoderBias(Batch(-1)).ok());
+  for (int s = 0; s < 12; ++s) ASSERT_TRUE(first.Step(*source(), source).ok());
+  ASSERT_TRUE(first.SaveState(dir_, {{"cursor", std::to_string(cursor)}}).ok());
+
+  SaeTrainer second(o_, nullptr);
+  auto extra = second.LoadState(dir_);
+  ASSERT_TRUE(extra.ok()) << extra.status();
+  cursor = std::stoll(extra->at("cursor"));
+  EXPECT_EQ(second.step(), 12);
+  for (int s = 12; s < 24; ++s) ASSERT_TRUE(second.Step(*source(), source).ok());
+
+  auto a = straight.sae().params().List();
+  auto b = second.sae().params().List();
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_LE((a[i] - b[i]).abs().max().item<double>(), 1e-6) << "parameter " << i;
+  }
+  EXPECT_TRUE(at::equal(straight.passes_since_fired(), second.passes_since_fired()));
+  EXPECT_EQ(straight.tokens_seen(), second.tokens_seen());
+}
+
+TEST_F(SaeTrainerStateTest, ACheckpointOfAnotherShapeIsRefused) {
+  SaeTrainer trainer(o_, nullptr);
+  ASSERT_TRUE(trainer.SaveState(dir_).ok());
+  TrainerOptions other = o_;
+  other.sae.d_sae = 128;
+  SaeTrainer wrong(other, nullptr);
+  auto status = wrong.LoadState(dir_).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr("d_sae 64"));
+}
+
+TEST_F(SaeTrainerStateTest, MetricsFollowTheSeedsDefinitions) {
+  SaeTrainer trainer(o_, nullptr);
+  at::Tensor x = Batch(0);
+  auto m = trainer.Step(x);
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->step, 1);
+  EXPECT_EQ(m->tokens, 32);
+  EXPECT_DOUBLE_EQ(m->l1_coefficient, 0.0);  // l1 warm-up starts at 0
+  EXPECT_NEAR(m->overall_loss, m->mse_loss + m->ghost_grad_loss, 1e-6);
+  EXPECT_GT(m->l0, 0);
+  EXPECT_LE(m->l0, 64);
+  EXPECT_LE(m->explained_variance, 1.0);
+  // Four more steps end the first window of 5: frequency metrics are logged.
+  std::optional<SparsityMetrics> window;
+  for (int i = 1; i < 5; ++i) {
+    auto next = trainer.Step(Batch(i), [] { return absl::StatusOr<at::Tensor>(Batch(99)); });
+    ASSERT_TRUE(next.ok());
+    if (next->sparsity) window = next->sparsity;
+  }
+  ASSERT_TRUE(window.has_value());
+  EXPECT_LE(window->mean_log10_feature_sparsity, 0);
+}
+
+TEST_F(SaeTrainerStateTest, ABatchOfTheWrongWidthIsRejected) {
+  SaeTrainer trainer(o_, nullptr);
+  EXPECT_EQ(trainer.Step(at::zeros({4, 8})).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace sae::sparse
