@@ -5,14 +5,15 @@
 #ifndef SAE_CORE_DATA_ACTIVATION_STORE_H_
 #define SAE_CORE_DATA_ACTIVATION_STORE_H_
 
+#include <ATen/ATen.h>
+
 #include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
-
-#include <ATen/ATen.h>
 
 #include "absl/status/statusor.h"
 #include "core/data/context_shard.h"
@@ -108,7 +109,7 @@ class ActivationStore {
   std::atomic<int64_t> contexts_generated_{0};
   int64_t rows_generated_ = 0;  // rows passed to the buffer (after skipping)
   // (rows generated before the forward, cursor before the forward), for FIFO resume points.
-  std::deque<std::pair<int64_t, ShardCursor>> history_;
+  mutable std::deque<std::pair<int64_t, ShardCursor>> history_;
   int64_t history_base_rows_ = 0;  // rows skipped at resume count as served before history
 
   std::thread background_;
