@@ -9,7 +9,7 @@ bash scripts/install-deps.sh
 BUILD_DIR="${SAE_BUILD_DIR:-build}"
 JOBS="${SAE_JOBS:-$(nproc)}"
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAE_BUILD_TESTS=ON \
-  -DSAE_BUILD_BENCHMARKS=ON -DSAE_CORE_DIRS="util;io;model;tokenizer;data;sae;config;metrics"
+  -DSAE_BUILD_BENCHMARKS=ON
 cmake --build "$BUILD_DIR" -j "$JOBS"
 
 cd "$BUILD_DIR"

@@ -1,0 +1,54 @@
+// Training in one process, no networking: `saectl train`, the laptop and debugging path, and
+// the baseline the distributed path is measured against.
+#ifndef SAE_CORE_TRAINING_LOCAL_TRAINING_H_
+#define SAE_CORE_TRAINING_LOCAL_TRAINING_H_
+
+#include <atomic>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/config/run_config.h"
+#include "core/metrics/registry.h"
+#include "core/sae/sae_trainer.h"
+
+namespace sae::training {
+
+struct LocalTrainingOptions {
+  // Where run.yaml, checkpoints (under checkpoint_path) and the final SAE (final/) go.
+  std::string output_dir;
+  // A checkpoint folder to continue from.
+  std::optional<std::string> resume_dir;
+  // Called after every step (progress display, logs).
+  std::function<void(const sparse::StepMetrics& step, double tokens_per_second,
+                     int64_t total_steps)>
+      on_step;
+  // Set from a signal handler: the loop writes a checkpoint and returns at the next step.
+  const std::atomic<bool>* interrupt = nullptr;
+  // Optional Prometheus registry for the training series (run_id = output folder name).
+  metrics::Registry* metrics = nullptr;
+  std::string run_id = "local";
+};
+
+struct LocalTrainingResult {
+  int64_t steps = 0;
+  int64_t tokens = 0;
+  bool interrupted = false;
+  std::string final_dir;         // the SAELens export (empty when interrupted)
+  std::string last_checkpoint;   // the last checkpoint written, if any
+  double tokens_per_second = 0;  // over the whole run (model forwards included)
+  double seconds = 0;
+  sparse::StepMetrics last;
+};
+
+// Trains `config` (resolved here) to total_training_tokens. Checkpoints: n_checkpoints evenly
+// spaced ones, at steps i * total / n_checkpoints for i = 1..n_checkpoints (the last at the
+// end), each under output_dir/checkpoint_path/step_XXXXXXXX; the final SAE in SAELens format
+// in output_dir/final. An interrupt writes a checkpoint first.
+absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
+                                                     const LocalTrainingOptions& options);
+
+}  // namespace sae::training
+
+#endif  // SAE_CORE_TRAINING_LOCAL_TRAINING_H_

@@ -1,0 +1,169 @@
+#include "core/training/local_training.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "core/data/token_file_format.h"
+#include "core/io/saelens.h"
+#include "core/model/gpt2_weights.h"
+#include "core/training/activation_source.h"
+#include "core/training/checkpoint.h"
+#include "core/training/run_assets.h"
+#include "core/util/files.h"
+
+namespace sae::training {
+namespace {
+
+class LocalTrainingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (std::filesystem::temp_directory_path() /
+            ("local_training_test_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    std::filesystem::create_directories(dir_);
+    model::Gpt2Config c;
+    c.n_layer = 2;
+    c.n_embd = 32;
+    c.n_head = 4;
+    c.n_positions = 64;
+    ASSERT_TRUE(model::SaveGpt2(model::RandomGpt2Weights(c, 1), dir_ + "/model").ok());
+    std::mt19937 rng(2);
+    std::vector<int32_t> tokens;
+    for (int doc = 0; doc < 400; ++doc) {
+      int len = 10 + static_cast<int>(rng() % 50);
+      for (int i = 0; i < len; ++i) tokens.push_back(static_cast<int32_t>(rng() % 1000));
+      tokens.push_back(50256);
+    }
+    ASSERT_TRUE(WriteFileAtomically(dir_ + "/tokens.bin", *data::EncodeNanoGptBin(tokens)).ok());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  config::RunConfig Config(const std::string& extra = "", bool ghost = true) {
+    std::string yaml =
+        absl::StrCat("model_path: ", dir_, "/model\n", "dataset_path: ", dir_, "/tokens.bin\n",
+                     "hook_point: blocks.1.hook_resid_pre\n"
+                     "context_size: 16\n"
+                     "expansion_factor: 4\n"
+                     "train_batch_size: 64\n"
+                     "total_training_tokens: 1280\n"
+                     "n_batches_in_buffer: 8\n"
+                     "store_batch_size: 4\n"
+                     "lr: 0.001\n"
+                     "lr_warm_up_steps: 2\n"
+                     "l1_coefficient: 0.001\n"
+                     "dead_feature_window: 3\n"
+                     "feature_sampling_window: 5\n"
+                     "b_dec_init_method: mean\n",
+                     ghost ? "use_ghost_grads: true\n" : "", extra);
+    auto config = config::ParseRunConfig(yaml, "test.yaml");
+    EXPECT_TRUE(config.ok()) << config.status();
+    return *config;
+  }
+
+  std::string dir_;
+};
+
+TEST_F(LocalTrainingTest, TrainsToTheTokenBudgetWritingCheckpointsAndTheFinalSae) {
+  LocalTrainingOptions options;
+  options.output_dir = dir_ + "/out";
+  double first_loss = -1;
+  options.on_step = [&](const sparse::StepMetrics& m, double, int64_t) {
+    if (first_loss < 0) first_loss = m.mse_loss;
+  };
+  auto result = RunLocalTraining(Config("n_checkpoints: 4\n"), options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->steps, 20);
+  EXPECT_EQ(result->tokens, 1280);
+  for (int step : {5, 10, 15, 20}) {
+    std::string ckpt = dir_ + "/out/checkpoints/" + CheckpointName(step);
+    EXPECT_TRUE(std::filesystem::exists(ckpt + "/state.json")) << ckpt;
+    EXPECT_TRUE(std::filesystem::exists(ckpt + "/sae/cfg.json")) << ckpt;
+  }
+  auto sae = io::ReadSaeLens(dir_ + "/out/final");
+  ASSERT_TRUE(sae.ok()) << sae.status();
+  EXPECT_EQ(sae->W_enc.size(0), 32);
+  EXPECT_EQ(sae->W_enc.size(1), 128);
+  EXPECT_EQ(sae->metadata.hook_name, "blocks.1.hook_resid_pre");
+  EXPECT_EQ(sae->metadata.hook_layer, 1);
+  EXPECT_TRUE(sae->sparsity.defined());
+  EXPECT_LT(result->last.mse_loss, first_loss);
+}
+
+TEST_F(LocalTrainingTest, ResumingHalfwayEqualsTrainingStraightThroughWithoutShuffle) {
+  LocalTrainingOptions straight;
+  straight.output_dir = dir_ + "/straight";
+  ASSERT_TRUE(RunLocalTraining(Config("shuffle: false\nn_checkpoints: 2\n"), straight).ok());
+
+  LocalTrainingOptions resumed;
+  resumed.output_dir = dir_ + "/resumed";
+  resumed.resume_dir = dir_ + "/straight/checkpoints/" + CheckpointName(10);
+  auto result = RunLocalTraining(Config("shuffle: false\n"), resumed);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->steps, 20);
+
+  auto a = *io::ReadSaeLens(dir_ + "/straight/final");
+  auto b = *io::ReadSaeLens(dir_ + "/resumed/final");
+  EXPECT_LE((a.W_enc - b.W_enc).abs().max().item<double>(), 1e-6);
+  EXPECT_LE((a.W_dec - b.W_dec).abs().max().item<double>(), 1e-6);
+  EXPECT_LE((a.b_enc - b.b_enc).abs().max().item<double>(), 1e-6);
+  EXPECT_LE((a.b_dec - b.b_dec).abs().max().item<double>(), 1e-6);
+}
+
+TEST_F(LocalTrainingTest, AnInterruptWritesACheckpointAndStops) {
+  std::atomic<bool> interrupt{false};
+  LocalTrainingOptions options;
+  options.output_dir = dir_ + "/out";
+  options.interrupt = &interrupt;
+  options.on_step = [&](const sparse::StepMetrics& m, double, int64_t) {
+    if (m.step == 7) interrupt = true;
+  };
+  auto result = RunLocalTraining(Config(), options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->interrupted);
+  EXPECT_EQ(result->steps, 7);
+  EXPECT_TRUE(
+      std::filesystem::exists(dir_ + "/out/checkpoints/" + CheckpointName(7) + "/state.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/out/final"));
+}
+
+TEST_F(LocalTrainingTest, TopKTrainsFromAnActivationCache) {
+  config::RunConfig config = Config("architecture: topk\nk: 4\n", /*ghost=*/false);
+  auto assets = LoadRunAssets(config);
+  ASSERT_TRUE(assets.ok()) << assets.status();
+  auto source = OpenActivationSource(config, *assets);
+  ASSERT_TRUE(source.ok()) << source.status();
+  ASSERT_TRUE(WriteActivationCache(**source, config, 1280, 500, dir_ + "/cache").ok());
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/cache/chunk_00002.safetensors"));
+
+  config::RunConfig cached =
+      Config(absl::StrCat("architecture: topk\nk: 4\nuse_cached_activations: true\n",
+                          "cached_activations_path: ", dir_, "/cache\n"),
+             /*ghost=*/false);
+  LocalTrainingOptions options;
+  options.output_dir = dir_ + "/topk";
+  auto result = RunLocalTraining(cached, options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->tokens, 1280);
+  EXPECT_LE(result->last.l0, 4.0);
+  EXPECT_TRUE(io::ReadSaeLens(dir_ + "/topk/final").ok());
+}
+
+TEST_F(LocalTrainingTest, AMissingModelNamesTheKeyAndLine) {
+  config::RunConfig config = Config();
+  config.model_path = dir_ + "/nowhere";
+  LocalTrainingOptions options;
+  options.output_dir = dir_ + "/out";
+  auto result = RunLocalTraining(config, options);
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("model_path"));
+  EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("test.yaml:1"));
+}
+
+}  // namespace
+}  // namespace sae::training

@@ -1,0 +1,145 @@
+#include "core/training/run_assets.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "core/util/status.h"
+
+namespace sae::training {
+namespace {
+
+template <typename To, typename From>
+absl::StatusOr<To> ByName(From value, absl::StatusOr<To> (*parse)(absl::string_view)) {
+  return parse(config::ToString(value));
+}
+
+}  // namespace
+
+absl::Status ResolveRunConfig(config::RunConfig& config) {
+  if (!config.model_path) {
+    return config::ConfigKeyError(
+        config, "model_path",
+        "is required: a Hugging Face GPT-2 folder (config.json + model.safetensors); "
+        "`saectl model init --preset gpt2-small --out DIR` makes one with random weights");
+  }
+  auto model_config = model::LoadGpt2Config(*config.model_path);
+  if (!model_config.ok()) {
+    return config::ConfigKeyError(config, "model_path", model_config.status().message());
+  }
+  return config::ResolveAgainstModel(config, model_config->dims());
+}
+
+std::string TokenizerFolderFor(const config::RunConfig& config) {
+  if (config.tokenizer_path) return *config.tokenizer_path;
+  if (config.model_path) {
+    for (const char* f : {"/vocab.json", "/encoder.json"}) {
+      if (std::filesystem::exists(*config.model_path + f)) return *config.model_path;
+    }
+  }
+  return tokenizer::DefaultTokenizerDir();
+}
+
+absl::StatusOr<RunAssets> LoadRunAssets(config::RunConfig& config, bool with_model) {
+  SAE_RETURN_IF_ERROR(ResolveRunConfig(config));
+  RunAssets assets;
+  SAE_ASSIGN_OR_RETURN(assets.hook, model::ParseHookPoint(config.hook_point, 0));
+  if (with_model) {
+    model::ModelOptions options;
+    options.processing = config.processing == config::Processing::kTransformerLens
+                             ? model::Processing::kTransformerLens
+                             : model::Processing::kNone;
+    options.dtype = config.dtype == config::DType::kBFloat16 ? at::kBFloat16 : at::kFloat;
+    auto model = model::Gpt2Model::Load(*config.model_path, options);
+    if (!model.ok()) return config::ConfigKeyError(config, "model_path", model.status().message());
+    assets.model = std::move(model).value();
+  }
+  if (config.use_cached_activations) return assets;
+
+  absl::Status tokenizer_status;
+  auto tok = tokenizer::Gpt2Tokenizer::Load(TokenizerFolderFor(config));
+  if (tok.ok()) {
+    assets.tokenizer = std::move(tok).value();
+  } else {
+    tokenizer_status = tok.status();
+  }
+  data::DatasetOptions options;
+  options.dataset_path = config.dataset_path.value_or("");
+  options.is_dataset_tokenized = config.is_dataset_tokenized;
+  options.context_size = config.context_size;
+  options.prepend_bos = config.prepend_bos;
+  if (assets.model) options.vocab_size = assets.model->config().vocab_size;
+  auto dataset = data::Dataset::Open(options, assets.tokenizer.get());
+  if (!dataset.ok()) {
+    std::string message(dataset.status().message());
+    if (!tokenizer_status.ok()) {
+      absl::StrAppend(&message, " (the tokenizer could not be loaded: ", tokenizer_status.message(),
+                      "; set tokenizer_path or run scripts/fetch-assets.sh)");
+    }
+    return config::ConfigKeyError(config, "dataset_path", message);
+  }
+  assets.dataset = std::move(dataset).value();
+  return assets;
+}
+
+absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig& c) {
+  sparse::TrainerOptions o;
+  SAE_ASSIGN_OR_RETURN(o.sae.architecture, ByName(c.architecture, &sparse::ParseArchitecture));
+  if (!c.d_in || !config::EffectiveDSae(c)) {
+    return absl::FailedPreconditionError("the run config is not resolved against its model");
+  }
+  o.sae.d_in = *c.d_in;
+  o.sae.d_sae = *config::EffectiveDSae(c);
+  o.sae.k = c.k.value_or(0);
+  o.seed = static_cast<uint64_t>(c.seed);
+  SAE_ASSIGN_OR_RETURN(o.b_dec_init, ByName(c.b_dec_init_method, &sparse::ParseBDecInit));
+  o.lr = c.lr;
+  SAE_ASSIGN_OR_RETURN(o.lr_schedule, ByName(c.lr_scheduler_name, &sparse::ParseLrSchedule));
+  o.lr_warm_up_steps = c.lr_warm_up_steps;
+  o.lr_end = config::EffectiveLrEnd(c);
+  o.total_steps = config::TotalTrainingSteps(c);
+  o.l1_coefficient = c.l1_coefficient;
+  o.l1_warm_up_steps = c.l1_warm_up_steps;
+  o.use_ghost_grads = c.use_ghost_grads;
+  o.aux_k_coefficient = c.aux_k_coefficient;
+  o.dead_tokens_threshold = c.dead_tokens_threshold;
+  o.dead_feature_window = c.dead_feature_window;
+  o.feature_sampling_window = c.feature_sampling_window;
+  o.dead_feature_threshold = c.dead_feature_threshold;
+  o.resample_dead_features = c.feature_sampling_method == config::FeatureSamplingMethod::kAnthropic;
+  o.resample_batches = c.resample_batches;
+  o.feature_reinit_scale = c.feature_reinit_scale;
+  o.train_batch_size = c.train_batch_size;
+  return o;
+}
+
+data::ActivationStoreOptions ActivationStoreOptionsFor(const config::RunConfig& c,
+                                                       const model::HookPoint& hook) {
+  data::ActivationStoreOptions o;
+  o.hook = hook;
+  o.head_index = c.hook_point_head_index ? static_cast<int>(*c.hook_point_head_index) : -1;
+  o.store_batch_size = c.store_batch_size;
+  o.buffer.capacity = c.n_batches_in_buffer * c.store_batch_size * c.context_size;
+  o.buffer.shuffle = c.shuffle;
+  o.buffer.seed = static_cast<uint64_t>(c.seed);
+  o.buffer.dtype = at::kFloat;
+  return o;
+}
+
+io::SaeLensMetadata SaeLensMetadataFor(const config::RunConfig& c) {
+  io::SaeLensMetadata m;
+  m.architecture = std::string(config::ToString(c.architecture));
+  m.k = c.k.value_or(0);
+  m.model_name = c.model_name;
+  m.hook_name = c.hook_point;
+  m.hook_layer = static_cast<int>(c.hook_point_layer.value_or(0));
+  m.hook_head_index = c.hook_point_head_index ? static_cast<int>(*c.hook_point_head_index) : -1;
+  m.context_size = static_cast<int>(c.context_size);
+  m.prepend_bos = c.prepend_bos;
+  m.dataset_path = c.dataset_path.value_or("");
+  m.dtype = "float32";
+  m.device = c.device;
+  m.processed_weights = c.processing == config::Processing::kTransformerLens;
+  return m;
+}
+
+}  // namespace sae::training

@@ -1,0 +1,105 @@
+#include "core/training/training_metrics.h"
+
+#include "core/util/status.h"
+
+namespace sae::training {
+
+absl::StatusOr<std::unique_ptr<TrainingMetrics>> TrainingMetrics::Create(
+    metrics::Registry& registry, const std::string& run_id, int rank) {
+  std::unique_ptr<TrainingMetrics> m(new TrainingMetrics());
+  const std::vector<std::string> labels = {"run_id", "rank"};
+  const std::vector<std::string> values = {run_id, std::to_string(rank)};
+  auto gauge = [&](const char* name, const char* help, metrics::Gauge** out) -> absl::Status {
+    SAE_ASSIGN_OR_RETURN(auto* family, registry.AddGauge(name, help, labels));
+    *out = &family->Labels(values);
+    return absl::OkStatus();
+  };
+  SAE_RETURN_IF_ERROR(gauge("sae_train_overall_loss", "losses/overall_loss: total training loss.",
+                            &m->overall_loss_));
+  SAE_RETURN_IF_ERROR(
+      gauge("sae_train_mse_loss", "losses/mse_loss: reconstruction loss.", &m->mse_loss_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_l1_loss",
+                            "losses/l1_loss: mean over tokens of sum |f|, without the coefficient.",
+                            &m->l1_loss_));
+  SAE_RETURN_IF_ERROR(
+      gauge("sae_train_ghost_grad_loss", "losses/ghost_grad_loss.", &m->ghost_grad_loss_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_aux_loss", "AuxK loss of TopK SAEs.", &m->aux_loss_));
+  SAE_RETURN_IF_ERROR(
+      gauge("sae_train_l0", "metrics/l0: mean number of active features per token.", &m->l0_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_explained_variance",
+                            "metrics/explained_variance: mean over tokens.",
+                            &m->explained_variance_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_explained_variance_std", "metrics/explained_variance_std.",
+                            &m->explained_variance_std_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_dead_features",
+                            "sparsity/dead_features: features in the step's dead mask.",
+                            &m->dead_features_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_mean_passes_since_fired",
+                            "sparsity/mean_passes_since_fired.", &m->mean_passes_since_fired_));
+  SAE_RETURN_IF_ERROR(
+      gauge("sae_train_mean_log10_feature_sparsity",
+            "metrics/mean_log10_feature_sparsity over the last feature-sampling window.",
+            &m->mean_log10_feature_sparsity_));
+  SAE_RETURN_IF_ERROR(
+      gauge("sae_train_learning_rate", "details/current_learning_rate.", &m->learning_rate_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_l1_coefficient", "Current L1 coefficient (after warm-up).",
+                            &m->l1_coefficient_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_tokens_per_second",
+                            "Training throughput over the last step.", &m->tokens_per_second_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_l2_norm",
+                            "metrics/l2_norm: mean norm of the reconstruction.", &m->l2_norm_));
+  SAE_RETURN_IF_ERROR(
+      gauge("sae_train_l2_ratio", "metrics/l2_ratio: mean ||x_hat|| / ||x||.", &m->l2_ratio_));
+  SAE_RETURN_IF_ERROR(gauge("sae_train_step", "Training steps completed.", &m->step_));
+  SAE_ASSIGN_OR_RETURN(
+      auto* tokens,
+      registry.AddCounter("sae_train_tokens_total",
+                          "details/n_training_tokens: tokens trained on (global).", labels));
+  m->tokens_ = &tokens->Labels(values);
+  SAE_ASSIGN_OR_RETURN(auto* steps, registry.AddCounter("sae_train_steps_total",
+                                                        "Training steps completed.", labels));
+  m->steps_ = &steps->Labels(values);
+  SAE_ASSIGN_OR_RETURN(
+      auto* step_seconds,
+      registry.AddHistogram("sae_train_step_duration_seconds",
+                            "Wall time of a training step, data wait excluded.", labels));
+  m->step_seconds_ = &step_seconds->Labels(values);
+  SAE_ASSIGN_OR_RETURN(auto* wait,
+                       registry.AddHistogram("sae_train_wait_for_data_seconds",
+                                             "Time a step waited for its batch.", labels));
+  m->wait_seconds_ = &wait->Labels(values);
+  SAE_ASSIGN_OR_RETURN(auto* allreduce,
+                       registry.AddHistogram("sae_train_allreduce_duration_seconds",
+                                             "Time of the step's gradient all-reduce.", labels));
+  m->allreduce_seconds_ = &allreduce->Labels(values);
+  return m;
+}
+
+void TrainingMetrics::RecordStep(const sparse::StepMetrics& s, double step_seconds,
+                                 int64_t step_tokens) {
+  overall_loss_->Set(s.overall_loss);
+  mse_loss_->Set(s.mse_loss);
+  l1_loss_->Set(s.l1_loss);
+  ghost_grad_loss_->Set(s.ghost_grad_loss);
+  aux_loss_->Set(s.aux_loss);
+  l0_->Set(s.l0);
+  explained_variance_->Set(s.explained_variance);
+  explained_variance_std_->Set(s.explained_variance_std);
+  dead_features_->Set(static_cast<double>(s.dead_features));
+  mean_passes_since_fired_->Set(s.mean_passes_since_fired);
+  if (s.sparsity) mean_log10_feature_sparsity_->Set(s.sparsity->mean_log10_feature_sparsity);
+  learning_rate_->Set(s.learning_rate);
+  l1_coefficient_->Set(s.l1_coefficient);
+  l2_norm_->Set(s.l2_norm);
+  l2_ratio_->Set(s.l2_ratio);
+  step_->Set(static_cast<double>(s.step));
+  if (step_seconds > 0) tokens_per_second_->Set(static_cast<double>(step_tokens) / step_seconds);
+  tokens_->Increment(static_cast<double>(step_tokens));
+  steps_->Increment();
+  step_seconds_->Observe(step_seconds);
+}
+
+void TrainingMetrics::RecordWaitForData(double seconds) { wait_seconds_->Observe(seconds); }
+void TrainingMetrics::RecordAllReduce(double seconds) { allreduce_seconds_->Observe(seconds); }
+
+}  // namespace sae::training

@@ -1,0 +1,40 @@
+// The seed's training metrics as Prometheus series (DESIGN.md: names start with sae_, base
+// units, counters end in _total, durations are histograms; labels run_id and rank).
+#ifndef SAE_CORE_TRAINING_TRAINING_METRICS_H_
+#define SAE_CORE_TRAINING_TRAINING_METRICS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "core/metrics/registry.h"
+#include "core/sae/sae_trainer.h"
+
+namespace sae::training {
+
+// One run's training series, labelled {run_id, rank}. Thread-compatible: one thread records.
+class TrainingMetrics {
+ public:
+  static absl::StatusOr<std::unique_ptr<TrainingMetrics>> Create(metrics::Registry& registry,
+                                                                 const std::string& run_id,
+                                                                 int rank);
+
+  // Records a step: every seed metric as a gauge, tokens and steps counters, the step duration.
+  void RecordStep(const sparse::StepMetrics& step, double step_seconds, int64_t step_tokens);
+  // Time spent waiting for the next batch.
+  void RecordWaitForData(double seconds);
+  // Time of the gradient all-reduce.
+  void RecordAllReduce(double seconds);
+
+ private:
+  TrainingMetrics() = default;
+  metrics::Gauge *overall_loss_, *mse_loss_, *l1_loss_, *ghost_grad_loss_, *aux_loss_, *l0_,
+      *explained_variance_, *explained_variance_std_, *dead_features_, *mean_passes_since_fired_,
+      *mean_log10_feature_sparsity_, *learning_rate_, *l1_coefficient_, *tokens_per_second_,
+      *l2_norm_, *l2_ratio_, *step_;
+  metrics::Counter *tokens_, *steps_;
+  metrics::Histogram *step_seconds_, *wait_seconds_, *allreduce_seconds_;
+};
+
+}  // namespace sae::training
+
+#endif  // SAE_CORE_TRAINING_TRAINING_METRICS_H_
