@@ -12,6 +12,7 @@
 using sae::model::Gpt2Model;
 
 int main(int argc, char** argv) {
+  sae::UsePassiveOpenMpWaits(argv);
   const int threads = sae::ConfigureTorchThreads(0);
   const int B = 32, T = 128, D = 768;
   const int reps = argc > 1 ? std::atoi(argv[1]) : 3;
@@ -23,7 +24,8 @@ int main(int argc, char** argv) {
 
   sae::model::Gpt2Config config = *sae::model::Gpt2Preset("gpt2-small");
   auto weights = sae::model::RandomGpt2Weights(config, 0);
-  auto model = *Gpt2Model::FromWeights(weights, {sae::model::Processing::kTransformerLens, at::kFloat});
+  auto model =
+      *Gpt2Model::FromWeights(weights, {sae::model::Processing::kTransformerLens, at::kFloat});
   at::Tensor tokens = at::randint(0, config.vocab_size, {B, T}, at::kLong);
 
   // Per token per block: QKV, output, MLP in and out projections (24 D^2) plus attention

@@ -1,6 +1,7 @@
 #include "core/util/torch_runtime.h"
 
 #include <ATen/Parallel.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <mutex>
@@ -24,6 +25,13 @@ int ConfigureTorchThreads(int threads) {
   });
   at::set_num_threads(threads);
   return at::get_num_threads();
+}
+
+void UsePassiveOpenMpWaits(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::execv("/proc/self/exe", argv);
+  // Still here: exec failed; carry on with the default policy.
 }
 
 }  // namespace sae

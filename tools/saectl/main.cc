@@ -2,9 +2,11 @@
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
+#include "core/util/torch_runtime.h"
 #include "tools/saectl/command.h"
 
 int main(int argc, char** argv) {
+  sae::UsePassiveOpenMpWaits(argv);
   CLI::App app{"saectl: train sparse autoencoders on GPT-2 activations, locally or on a cluster"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "saectl 0.1.0");

@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "core/io/tensor_io.h"
 #include "core/model/gpt2_model.h"
+#include "core/tokenizer/gpt2_tokenizer.h"
 #include "core/util/status.h"
 #include "core/util/torch_runtime.h"
 #include "nlohmann/json.hpp"
@@ -110,6 +111,9 @@ struct ActivationFlags {
   std::string model;
   std::vector<std::string> hooks;
   std::string tokens;
+  std::string text;
+  std::string tokenizer;
+  bool prepend_bos = false;
   std::string processing = "transformer_lens";
   std::string dtype = "float32";
   bool logits = false;
@@ -122,7 +126,22 @@ absl::Status RunActivations(const ActivationFlags& f) {
   if (f.hooks.empty() && !f.logits && !f.loss) {
     return absl::InvalidArgumentError("nothing to compute: give --hook NAME, --logits or --loss");
   }
-  SAE_ASSIGN_OR_RETURN(std::vector<int64_t> ids, ParseTokenList(f.tokens));
+  if (f.tokens.empty() == f.text.empty()) {
+    return absl::InvalidArgumentError("give exactly one of --tokens IDS and --text STRING");
+  }
+  std::vector<int64_t> ids;
+  std::string token_text = f.tokens;
+  if (!f.text.empty()) {
+    std::string folder = f.tokenizer.empty() ? tokenizer::DefaultTokenizerDir() : f.tokenizer;
+    SAE_ASSIGN_OR_RETURN(auto tok, tokenizer::Gpt2Tokenizer::Load(folder));
+    if (f.prepend_bos) ids.push_back(tokenizer::kEndOfText);
+    for (int32_t id : tok->Encode(f.text)) ids.push_back(id);
+    token_text = absl::StrJoin(ids, ",");
+    std::printf("tokens: %s\n", token_text.c_str());
+  } else {
+    SAE_ASSIGN_OR_RETURN(ids, ParseTokenList(f.tokens));
+  }
+  if (ids.empty()) return absl::InvalidArgumentError("--text encodes to no tokens");
   model::ModelOptions options;
   SAE_ASSIGN_OR_RETURN(options.processing, model::ParseProcessing(f.processing));
   SAE_ASSIGN_OR_RETURN(options.dtype, ParseModelDtype(f.dtype));
@@ -147,9 +166,11 @@ absl::Status RunActivations(const ActivationFlags& f) {
   }
   if (f.logits) out.emplace_back("logits", result.logits);
   if (f.loss) out.emplace_back("loss", result.loss);
-  SAE_RETURN_IF_ERROR(io::SaveTensors(
-      f.out, out,
-      {{"format", "pt"}, {"processing", f.processing}, {"dtype", f.dtype}, {"tokens", f.tokens}}));
+  SAE_RETURN_IF_ERROR(io::SaveTensors(f.out, out,
+                                      {{"format", "pt"},
+                                       {"processing", f.processing},
+                                       {"dtype", f.dtype},
+                                       {"tokens", token_text}}));
   std::printf("wrote %s\n", f.out.c_str());
   return absl::OkStatus();
 }
@@ -187,8 +208,12 @@ void RegisterModelCommands(CLI::App& app) {
       "activations", "Run the forward and write hook activations to a safetensors file");
   acts->add_option("--model", act->model, "Hugging Face GPT-2 folder")->required();
   acts->add_option("--hook", act->hooks, "TransformerLens hook name (repeatable)");
-  acts->add_option("--tokens", act->tokens, "Comma-separated token ids, e.g. 50256,464,2068")
-      ->required();
+  acts->add_option("--tokens", act->tokens, "Comma-separated token ids, e.g. 50256,464,2068");
+  acts->add_option("--text", act->text, "Text to tokenize instead of --tokens");
+  acts->add_option("--tokenizer", act->tokenizer,
+                   "Tokenizer folder for --text (vocab.json+merges.txt or encoder.json+vocab.bpe; "
+                   "default: the cache that scripts/fetch-assets.sh fills)");
+  acts->add_flag("--prepend-bos", act->prepend_bos, "Put <|endoftext|> (50256) before --text");
   acts->add_option("--processing", act->processing, "transformer_lens | none")
       ->capture_default_str();
   acts->add_option("--dtype", act->dtype, "float32 | bfloat16")->capture_default_str();
