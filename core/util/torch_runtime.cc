@@ -7,6 +7,9 @@
 #include <mutex>
 #include <thread>
 
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
 namespace sae {
 
 int ConfigureTorchThreads(int threads) {
@@ -32,6 +35,10 @@ void UsePassiveOpenMpWaits(char** argv) {
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   ::execv("/proc/self/exe", argv);
   // Still here: exec failed; carry on with the default policy.
+}
+
+void LogToStderr(const char* name) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt(name));
 }
 
 }  // namespace sae

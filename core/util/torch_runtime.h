@@ -18,6 +18,10 @@ int ConfigureTorchThreads(int threads);
 // wins) or when /proc/self/exe cannot be executed. Call first thing in main().
 void UsePassiveOpenMpWaits(char** argv);
 
+// Sends log lines (spdlog's default logger) to stderr, so that stdout carries only a command's
+// output (run ids, JSON, tables). `name` tags each line.
+void LogToStderr(const char* name);
+
 }  // namespace sae
 
 #endif  // SAE_CORE_UTIL_TORCH_RUNTIME_H_

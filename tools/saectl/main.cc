@@ -7,6 +7,7 @@
 
 int main(int argc, char** argv) {
   sae::UsePassiveOpenMpWaits(argv);
+  sae::LogToStderr("saectl");
   CLI::App app{"saectl: train sparse autoencoders on GPT-2 activations, locally or on a cluster"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "saectl 0.1.0");
