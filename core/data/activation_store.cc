@@ -122,7 +122,13 @@ absl::Status ActivationStore::Generate() {
       history_.emplace_back(rows_generated_ + rows_skipped_, before);
     }
   }
+  const auto forward_start = std::chrono::steady_clock::now();
   SAE_ASSIGN_OR_RETURN(at::Tensor rows, Forward(contexts, options_.store_batch_size));
+  if (options_.on_forward) {
+    options_.on_forward(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - forward_start).count(),
+        options_.store_batch_size);
+  }
   contexts_generated_.fetch_add(options_.store_batch_size);
   if (skip_rows_left_ > 0) {
     int64_t drop = std::min<int64_t>(skip_rows_left_, rows.size(0));

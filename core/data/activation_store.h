@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -31,6 +32,10 @@ struct ActivationStoreOptions {
   // The mixing buffer: capacity in activations (n_batches_in_buffer * store_batch_size *
   // context_size), dtype, shuffle and seed.
   MixingBufferOptions buffer;
+  // Optional: called on the generating thread after each forward with its wall time in seconds
+  // and the contexts it ran (a forward-duration metric). Must be quick and must not call back
+  // into the store.
+  std::function<void(double seconds, int64_t contexts)> on_forward;
 };
 
 // Where a store's stream stands, to continue it after a restart.

@@ -1,0 +1,95 @@
+// The trainers' data-parallel group on torch's c10d: a TCPStore rendezvous hosted by rank 0,
+// then ProcessGroupGloo (CPU builds) or ProcessGroupNCCL (builds configured with
+// -DSAE_WITH_NCCL=ON against a CUDA LibTorch). Everything else in the trainer talks to the
+// group through sparse::Collective only, as the maths does.
+#ifndef SAE_SERVICES_TRAINER_PROCESS_GROUP_H_
+#define SAE_SERVICES_TRAINER_PROCESS_GROUP_H_
+
+#include <ATen/ATen.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/sae/collective.h"
+
+namespace sae::trainer {
+
+enum class CollectiveBackend {
+  kGloo,  // CPU tensors over TCP; always built
+  kNccl,  // CUDA tensors over NVLink/IB/TCP; only in SAE_WITH_NCCL builds
+};
+
+// "gloo" or "nccl".
+const char* BackendName(CollectiveBackend backend);
+
+// kNccl in SAE_WITH_NCCL builds when a CUDA device is present, kGloo otherwise.
+CollectiveBackend DefaultBackend();
+
+struct ProcessGroupOptions {
+  int rank = 0;
+  int world_size = 1;
+  // host:port (or [v6]:port) of the c10d TCPStore. Rank 0 hosts it on that port, listening on
+  // every interface; the other ranks connect to it.
+  std::string rendezvous;
+  // Address this rank's Gloo transport binds and advertises to its peers. Empty: 127.0.0.1 when
+  // the rendezvous host is a loopback name or address, else the address of this machine's
+  // hostname (c10d's default device).
+  std::string bind_address;
+  CollectiveBackend backend = CollectiveBackend::kGloo;
+  // How long rank 0 waits for every rank to join, and a rank waits for the store.
+  absl::Duration rendezvous_timeout = absl::Minutes(5);
+  // How long one collective may take before it fails (a peer died or hangs).
+  absl::Duration collective_timeout = absl::Minutes(5);
+  // NCCL only: the CUDA device of this rank (tensors on the CPU are copied there and back).
+  int cuda_device = 0;
+};
+
+// A sparse::Collective over a c10d process group. Thread-compatible: one thread issues the
+// collectives, in the same order on every rank.
+class ProcessGroupCollective final : public sparse::Collective {
+ public:
+  // Joins the group: blocks until every rank has joined (or rendezvous_timeout passes).
+  // InvalidArgument for a bad rank, world size or address, or a backend this build lacks;
+  // Unavailable when the rendezvous fails (the message names the address and the cause);
+  // DeadlineExceeded when a rank does not come.
+  static absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> Create(
+      const ProcessGroupOptions& options);
+
+  ~ProcessGroupCollective() override;
+  ProcessGroupCollective(const ProcessGroupCollective&) = delete;
+  ProcessGroupCollective& operator=(const ProcessGroupCollective&) = delete;
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_size_; }
+  // Unavailable when a peer is gone or the collective failed, DeadlineExceeded after
+  // collective_timeout; the group is unusable afterwards.
+  absl::Status AllReduceSum(at::Tensor& tensor) override;
+  absl::Status Broadcast(at::Tensor& tensor, int root) override;
+
+  CollectiveBackend backend() const { return backend_; }
+  // Seconds spent inside collectives since the last call (the all-reduce duration metric).
+  double TakeCollectiveSeconds();
+
+ private:
+  struct Group;  // the c10d objects; c10d headers stay in process_group.cc
+  ProcessGroupCollective(std::unique_ptr<Group> group, int rank, int world_size,
+                         CollectiveBackend backend);
+
+  std::unique_ptr<Group> group_;
+  const int rank_;
+  const int world_size_;
+  const CollectiveBackend backend_;
+  double collective_seconds_ = 0;
+};
+
+// Splits "host:port" or "[v6]:port". InvalidArgument names `what` and the text.
+absl::Status SplitHostPort(const std::string& address, const char* what, std::string* host,
+                           int* port);
+
+}  // namespace sae::trainer
+
+#endif  // SAE_SERVICES_TRAINER_PROCESS_GROUP_H_

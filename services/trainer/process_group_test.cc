@@ -1,0 +1,276 @@
+// The trainers' process group over real c10d: a TCPStore on 127.0.0.1 and ProcessGroupGloo,
+// one per rank, each rank on its own thread (no fake collective anywhere).
+#include "services/trainer/process_group.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "core/sae/sae_trainer.h"
+#include "core/sae/sparse_autoencoder.h"
+#include "tests/data_plane/loopback.h"
+
+namespace sae::trainer {
+namespace {
+
+using testing_loopback::FreeLoopbackPort;
+
+ProcessGroupOptions Rank(int rank, int world_size, int port) {
+  ProcessGroupOptions options;
+  options.rank = rank;
+  options.world_size = world_size;
+  options.rendezvous = "127.0.0.1:" + std::to_string(port);
+  options.rendezvous_timeout = absl::Seconds(30);
+  options.collective_timeout = absl::Seconds(30);
+  return options;
+}
+
+// Runs `body(collective)` on `world_size` threads, each the rank of a fresh Gloo group.
+void RunGroup(int world_size, const std::function<void(ProcessGroupCollective&)>& body) {
+  const int port = FreeLoopbackPort();
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < world_size; ++rank) {
+    ranks.emplace_back([&, rank] {
+      auto group = ProcessGroupCollective::Create(Rank(rank, world_size, port));
+      ASSERT_TRUE(group.ok()) << group.status();
+      body(**group);
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+}
+
+TEST(ProcessGroupCollective, SumsAndBroadcastsOverRealGloo) {
+  RunGroup(2, [](ProcessGroupCollective& group) {
+    EXPECT_EQ(group.backend(), CollectiveBackend::kGloo);
+    at::Tensor t = at::full({5}, static_cast<float>(group.rank() + 1));
+    ASSERT_TRUE(group.AllReduceSum(t).ok());
+    EXPECT_TRUE(at::equal(t, at::full({5}, 3.0f)));
+    at::Tensor ints = at::full({3}, group.rank() == 0 ? 7 : 0, at::kInt);
+    ASSERT_TRUE(group.AllReduceSum(ints).ok());
+    EXPECT_TRUE(at::equal(ints, at::full({3}, 7, at::kInt)));
+    at::Tensor b = at::full({2, 2}, static_cast<float>(group.rank() * 10 + 1));
+    ASSERT_TRUE(group.Broadcast(b, 1).ok());
+    EXPECT_TRUE(at::equal(b, at::full({2, 2}, 11.0f)));
+    EXPECT_GT(group.TakeCollectiveSeconds(), 0.0);
+    EXPECT_EQ(group.TakeCollectiveSeconds(), 0.0);
+  });
+}
+
+TEST(ProcessGroupCollective, RendezvousFailsInTimeWhenARankNeverComes) {
+  ProcessGroupOptions options = Rank(0, 2, FreeLoopbackPort());
+  options.rendezvous_timeout = absl::Seconds(1);
+  auto start = std::chrono::steady_clock::now();
+  auto group = ProcessGroupCollective::Create(options);
+  EXPECT_FALSE(group.ok());
+  EXPECT_NE(group.status().message().find("rank 0 of 2"), std::string::npos) << group.status();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+}
+
+TEST(ProcessGroupCollective, ACollectiveFailsWhenAPeerIsGone) {
+  const int port = FreeLoopbackPort();
+  std::thread peer([&] {
+    auto group = ProcessGroupCollective::Create(Rank(1, 2, port));
+    ASSERT_TRUE(group.ok()) << group.status();
+    at::Tensor t = at::ones({4});
+    ASSERT_TRUE((*group)->AllReduceSum(t).ok());
+    // Leaves: its group (and its sockets) go away.
+  });
+  ProcessGroupOptions options = Rank(0, 2, port);
+  options.collective_timeout = absl::Seconds(10);
+  auto group = ProcessGroupCollective::Create(options);
+  ASSERT_TRUE(group.ok()) << group.status();
+  at::Tensor t = at::ones({4});
+  ASSERT_TRUE((*group)->AllReduceSum(t).ok());
+  peer.join();
+  auto start = std::chrono::steady_clock::now();
+  absl::Status status = (*group)->AllReduceSum(t);
+  EXPECT_FALSE(status.ok());
+  EXPECT_TRUE(status.code() == absl::StatusCode::kUnavailable ||
+              status.code() == absl::StatusCode::kDeadlineExceeded)
+      << status;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+}
+
+TEST(ProcessGroupCollective, RefusesARankOutsideTheWorld) {
+  EXPECT_EQ(ProcessGroupCollective::Create(Rank(2, 2, 1234)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ProcessGroupOptions no_port = Rank(0, 1, 0);
+  EXPECT_EQ(ProcessGroupCollective::Create(no_port).status().code(),
+            absl::StatusCode::kInvalidArgument);
+#ifndef SAE_WITH_NCCL
+  ProcessGroupOptions nccl = Rank(0, 1, 1234);
+  nccl.backend = CollectiveBackend::kNccl;
+  EXPECT_EQ(ProcessGroupCollective::Create(nccl).status().code(),
+            absl::StatusCode::kInvalidArgument);
+#endif
+}
+
+TEST(SplitHostPort, ReadsNamesIpv4AndBracketedIpv6) {
+  std::string host;
+  int port = 0;
+  ASSERT_TRUE(SplitHostPort("trainer-0.local:29500", "x", &host, &port).ok());
+  EXPECT_EQ(host, "trainer-0.local");
+  EXPECT_EQ(port, 29500);
+  ASSERT_TRUE(SplitHostPort("[::1]:80", "x", &host, &port).ok());
+  EXPECT_EQ(host, "::1");
+  EXPECT_FALSE(SplitHostPort("nohost", "x", &host, &port).ok());
+  EXPECT_FALSE(SplitHostPort("h:99999", "x", &host, &port).ok());
+}
+
+// ---- One data-parallel step equals one single-process step on the whole batch ----
+
+sparse::TrainerOptions Options(sparse::Architecture architecture) {
+  sparse::TrainerOptions o;
+  o.sae.architecture = architecture;
+  o.sae.d_in = 24;
+  o.sae.d_sae = 96;
+  o.sae.k = 6;
+  o.seed = 5;
+  o.b_dec_init = sparse::BDecInit::kGeometricMedian;
+  o.lr = 1e-3;
+  o.lr_schedule = sparse::LrSchedule::kConstantWithWarmup;
+  o.lr_warm_up_steps = 2;
+  o.total_steps = 8;
+  o.l1_coefficient = 5e-3;
+  o.use_ghost_grads = architecture == sparse::Architecture::kStandard;
+  o.dead_feature_window = 1;  // features die quickly, so ghost grads and AuxK take part
+  o.dead_tokens_threshold = 64;
+  o.feature_sampling_window = 3;
+  o.resample_dead_features = architecture == sparse::Architecture::kStandard;
+  o.resample_batches = 2;
+  o.train_batch_size = 64;
+  return o;
+}
+
+struct Trajectory {
+  std::vector<sparse::StepMetrics> metrics;
+  std::vector<sparse::SaeParameters> params;  // after each step (copies)
+};
+
+sparse::SaeParameters Copy(const sparse::SaeParameters& p) {
+  return {p.W_enc.clone(), p.b_enc.clone(), p.W_dec.clone(), p.b_dec.clone()};
+}
+
+// Batches [steps][64, 24], a sample for b_dec, and resampling batches: the same for every run.
+struct Data {
+  std::vector<at::Tensor> batches;
+  at::Tensor sample;
+  std::vector<at::Tensor> resample;
+};
+
+Data MakeData(int steps) {
+  at::manual_seed(11);
+  Data data;
+  // Sparse-ish inputs with a non-zero mean, so that b_dec, ghost grads and resampling matter.
+  for (int i = 0; i < steps; ++i) {
+    data.batches.push_back(at::relu(at::randn({64, 24})) * 2 + 0.5);
+  }
+  data.sample = at::relu(at::randn({200, 24})) * 2 + 0.5;
+  for (int i = 0; i < 16; ++i) data.resample.push_back(at::randn({64, 24}));
+  return data;
+}
+
+// The seeded initial parameters, with a third of the features silenced by a very negative
+// encoder bias: they never fire, so the dead-feature paths (ghost gradients, AuxK, resampling)
+// take part from the first steps.
+sparse::SaeParameters InitialParameters(const sparse::TrainerOptions& options) {
+  sparse::SaeParameters params = sparse::SparseAutoencoder(options.sae, options.seed).params();
+  params.b_enc.narrow(0, 0, options.sae.d_sae / 3).fill_(-100.0f);
+  return params;
+}
+
+Trajectory Train(const sparse::TrainerOptions& options, const Data& data, sparse::Collective* group,
+                 int rank, int world_size) {
+  Trajectory out;
+  sparse::SaeTrainer trainer(options, InitialParameters(options), group);
+  EXPECT_TRUE(trainer.InitializeDecoderBias(rank == 0 ? data.sample : at::Tensor()).ok());
+  size_t next_resample = 0;
+  sparse::BatchSource source = [&]() -> absl::StatusOr<at::Tensor> {
+    return data.resample.at(next_resample++);
+  };
+  for (const at::Tensor& global : data.batches) {
+    const int64_t share = global.size(0) / world_size;
+    at::Tensor mine = global.narrow(0, rank * share, share).contiguous();
+    auto m = trainer.Step(mine, source);
+    EXPECT_TRUE(m.ok()) << m.status();
+    if (!m.ok()) break;
+    out.metrics.push_back(*m);
+    out.params.push_back(Copy(trainer.sae().params()));
+  }
+  return out;
+}
+
+void ExpectNear(const sparse::StepMetrics& a, const sparse::StepMetrics& b, int step) {
+  const double tol = 1e-5;
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_EQ(a.tokens, b.tokens) << "step " << step;
+  EXPECT_NEAR(a.overall_loss, b.overall_loss, tol) << "step " << step;
+  EXPECT_NEAR(a.mse_loss, b.mse_loss, tol) << "step " << step;
+  EXPECT_NEAR(a.l1_loss, b.l1_loss, tol) << "step " << step;
+  EXPECT_NEAR(a.ghost_grad_loss, b.ghost_grad_loss, tol) << "step " << step;
+  EXPECT_NEAR(a.aux_loss, b.aux_loss, tol) << "step " << step;
+  EXPECT_NEAR(a.l0, b.l0, tol) << "step " << step;
+  EXPECT_NEAR(a.explained_variance, b.explained_variance, tol) << "step " << step;
+  EXPECT_NEAR(a.explained_variance_std, b.explained_variance_std, tol) << "step " << step;
+  EXPECT_NEAR(a.l2_norm, b.l2_norm, tol) << "step " << step;
+  EXPECT_NEAR(a.l2_ratio, b.l2_ratio, tol) << "step " << step;
+  EXPECT_NEAR(a.learning_rate, b.learning_rate, 1e-12) << "step " << step;
+  EXPECT_EQ(a.dead_features, b.dead_features) << "step " << step;
+  EXPECT_NEAR(a.mean_passes_since_fired, b.mean_passes_since_fired, tol) << "step " << step;
+  ASSERT_EQ(a.sparsity.has_value(), b.sparsity.has_value()) << "step " << step;
+  if (a.sparsity) {
+    EXPECT_NEAR(a.sparsity->mean_log10_feature_sparsity, b.sparsity->mean_log10_feature_sparsity,
+                tol);
+    EXPECT_EQ(a.sparsity->resampled, b.sparsity->resampled) << "step " << step;
+  }
+}
+
+double MaxDifference(const sparse::SaeParameters& a, const sparse::SaeParameters& b) {
+  double worst = 0;
+  for (auto [x, y] : {std::pair{a.W_enc, b.W_enc}, std::pair{a.b_enc, b.b_enc},
+                      std::pair{a.W_dec, b.W_dec}, std::pair{a.b_dec, b.b_dec}}) {
+    worst = std::max(worst, (x - y).abs().max().item<double>());
+  }
+  return worst;
+}
+
+void ExpectDataParallelEqualsSingleProcess(sparse::Architecture architecture) {
+  const sparse::TrainerOptions options = Options(architecture);
+  const Data data = MakeData(static_cast<int>(options.total_steps));
+  const Trajectory single = Train(options, data, nullptr, 0, 1);
+  ASSERT_EQ(single.metrics.size(), data.batches.size());
+
+  std::vector<Trajectory> ranks(2);
+  RunGroup(2, [&](ProcessGroupCollective& group) {
+    ranks[group.rank()] = Train(options, data, &group, group.rank(), group.world_size());
+  });
+  bool some_dead = false, some_resampled = false;
+  for (int rank = 0; rank < 2; ++rank) {
+    ASSERT_EQ(ranks[rank].metrics.size(), single.metrics.size()) << "rank " << rank;
+    for (size_t step = 0; step < single.metrics.size(); ++step) {
+      SCOPED_TRACE(testing::Message() << "rank " << rank << " step " << step + 1);
+      ExpectNear(ranks[rank].metrics[step], single.metrics[step], static_cast<int>(step + 1));
+      EXPECT_LE(MaxDifference(ranks[rank].params[step], single.params[step]), 1e-5);
+      some_dead |= single.metrics[step].dead_features > 0;
+      const auto& sparsity = single.metrics[step].sparsity;
+      some_resampled |= sparsity.has_value() && sparsity->resampled > 0;
+    }
+  }
+  // The comparison covered the paths that need more than the gradient all-reduce.
+  EXPECT_TRUE(some_dead);
+  if (options.resample_dead_features) EXPECT_TRUE(some_resampled);
+}
+
+TEST(DataParallelStep, StandardSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
+  ExpectDataParallelEqualsSingleProcess(sparse::Architecture::kStandard);
+}
+
+TEST(DataParallelStep, TopKSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
+  ExpectDataParallelEqualsSingleProcess(sparse::Architecture::kTopK);
+}
+
+}  // namespace
+}  // namespace sae::trainer
