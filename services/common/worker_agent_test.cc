@@ -1,0 +1,207 @@
+// The worker agent against a real controller, in-process on a loopback port.
+#include "services/common/worker_agent.h"
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "core/data/test_folder.h"
+#include "core/util/files.h"
+#include "gtest/gtest.h"
+#include "services/controller/controller_server.h"
+#include "services/controller/fake_worker.h"
+
+namespace sae::client {
+namespace {
+
+using controller::ControllerServer;
+using controller::ControllerServerOptions;
+using controller::testing::TestRunYaml;
+using data::TestFolder;
+
+class WorkerAgentTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    agents_.clear();
+    if (server_ != nullptr) server_->Shutdown(absl::Milliseconds(500));
+  }
+
+  void StartController(const std::string& data_dir, const std::string& listen = "127.0.0.1:0") {
+    ControllerServerOptions options;
+    options.listen = listen;
+    options.data_dir = data_dir;
+    options.controller.lease = absl::Seconds(3);
+    options.tick = absl::Milliseconds(20);
+    auto server = ControllerServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+  }
+
+  WorkerAgent* StartAgent(v1::WorkerRole role) {
+    WorkerAgentOptions options;
+    options.controller = server_->address();
+    options.role = role;
+    options.address = absl::StrCat("127.0.0.1:", 30000 + agents_.size());
+    auto agent = WorkerAgent::Start(options);
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    agents_.push_back(std::move(*agent));
+    return agents_.back().get();
+  }
+
+  std::string Submit(const std::string& yaml) {
+    v1::SubmitRunRequest request;
+    request.set_config_yaml(yaml);
+    auto run = server_->controller().SubmitRun(request);
+    EXPECT_TRUE(run.ok()) << run.status();
+    return run->run_id();
+  }
+
+  // Waits (up to 10 s) for a state that satisfies `done`.
+  static AssignmentState WaitUntil(WorkerAgent& agent,
+                                   const std::function<bool(const AssignmentState&)>& done) {
+    absl::Time give_up = absl::Now() + absl::Seconds(10);
+    AssignmentState state = agent.Current();
+    while (!done(state) && absl::Now() < give_up) {
+      state = agent.WaitForChange(state.version, absl::Milliseconds(100));
+    }
+    EXPECT_TRUE(done(state)) << "version " << state.version;
+    return state;
+  }
+
+  TestFolder folder_;
+  std::unique_ptr<ControllerServer> server_;
+  std::vector<std::unique_ptr<WorkerAgent>> agents_;
+};
+
+TEST_F(WorkerAgentTest, RegistersAndLearnsItsAssignmentFromHeartbeats) {
+  StartController(folder_.path() + "/db");
+  WorkerAgent* server = StartAgent(v1::WORKER_ROLE_ACTIVATION_SERVER);
+  WorkerAgent* trainer = StartAgent(v1::WORKER_ROLE_TRAINER);
+  EXPECT_EQ(trainer->worker_id().rfind("trainer-", 0), 0u) << trainer->worker_id();
+  EXPECT_GT(trainer->Current().version, 0u);
+  EXPECT_FALSE(trainer->Current().assignment.has_value());
+  std::atomic<int> callbacks{0};
+  trainer->SetChangeCallback([&](const AssignmentState&) { ++callbacks; });
+
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  AssignmentState state =
+      WaitUntil(*trainer, [](const AssignmentState& s) { return s.assignment.has_value(); });
+  EXPECT_EQ(state.assignment->run_id(), run_id);
+  EXPECT_EQ(state.assignment->generation(), 0u);
+  EXPECT_EQ(state.assignment->rendezvous_address(), "127.0.0.1:30001");
+  EXPECT_EQ(state.assignment->activation_server_addresses(0), "127.0.0.1:30000");
+  EXPECT_GE(callbacks.load(), 1);
+  EXPECT_EQ(WaitUntil(*server, [](const AssignmentState& s) { return s.assignment.has_value(); })
+                .assignment->shard_count(),
+            1);
+}
+
+TEST_F(WorkerAgentTest, NotifiesANewGenerationAndAStopRequest) {
+  StartController(folder_.path() + "/db");
+  StartAgent(v1::WORKER_ROLE_ACTIVATION_SERVER);
+  WorkerAgent* trainer = StartAgent(v1::WORKER_ROLE_TRAINER);
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  AssignmentState first =
+      WaitUntil(*trainer, [](const AssignmentState& s) { return s.assignment.has_value(); });
+
+  v1::ReportProgressRequest failure;
+  failure.set_outcome(v1::ReportProgressRequest::OUTCOME_FAILED);
+  failure.set_error("lost its NCCL communicator");
+  ASSERT_TRUE(trainer->ReportProgress(failure).ok());
+  AssignmentState second = WaitUntil(*trainer, [](const AssignmentState& s) {
+    return s.assignment.has_value() && s.assignment->generation() == 1;
+  });
+  EXPECT_GT(second.version, first.version);
+  EXPECT_FALSE(second.stop_requested);
+
+  v1::StopRunRequest stop;
+  stop.set_run_id(run_id);
+  ASSERT_TRUE(server_->controller().StopRun(stop).ok());
+  AssignmentState stopping =
+      WaitUntil(*trainer, [](const AssignmentState& s) { return s.stop_requested; });
+  EXPECT_EQ(stopping.assignment->generation(), 1u);
+}
+
+TEST_F(WorkerAgentTest, KeepsItsAssignmentWhileTheControllerIsDown) {
+  StartController(folder_.path() + "/db");
+  StartAgent(v1::WORKER_ROLE_ACTIVATION_SERVER);
+  WorkerAgent* trainer = StartAgent(v1::WORKER_ROLE_TRAINER);
+  Submit(TestRunYaml(1, 1, 100));
+  AssignmentState assigned =
+      WaitUntil(*trainer, [](const AssignmentState& s) { return s.assignment.has_value(); });
+  server_->Shutdown(absl::Milliseconds(100));
+  absl::SleepFor(absl::Seconds(1.5));  // several failed heartbeats
+  AssignmentState during = trainer->Current();
+  EXPECT_EQ(during.version, assigned.version);
+  EXPECT_TRUE(during.assignment.has_value());
+}
+
+TEST_F(WorkerAgentTest, RegistersAgainUnderANewIdWhenTheControllerForgetsIt) {
+  StartController(folder_.path() + "/first");
+  WorkerAgent* trainer = StartAgent(v1::WORKER_ROLE_TRAINER);
+  std::string old_id = trainer->worker_id();
+  std::string address = server_->address();
+  server_->Shutdown(absl::Milliseconds(100));
+  server_.reset();
+  // A controller with empty storage on the same address knows nobody.
+  StartController(folder_.path() + "/second", address);
+  absl::Time give_up = absl::Now() + absl::Seconds(10);
+  while (trainer->worker_id() == old_id && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_NE(trainer->worker_id(), old_id);
+  EXPECT_EQ(server_->controller().ListWorkers().size(), 1u);
+}
+
+TEST_F(WorkerAgentTest, UploadedCheckpointDownloadsIntoAnIdenticalDirectory) {
+  StartController(folder_.path() + "/db");
+  StartAgent(v1::WORKER_ROLE_ACTIVATION_SERVER);
+  WorkerAgent* trainer = StartAgent(v1::WORKER_ROLE_TRAINER);
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  WaitUntil(*trainer, [](const AssignmentState& s) { return s.assignment.has_value(); });
+
+  TestFolder source, target;
+  std::string weights(2'500'000, '\0');
+  for (size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<char>(i * 7919 >> 3);
+  source.Write("state.safetensors", weights);
+  source.Write("state.json", R"({"step": 40})");
+  source.Write("saelens/cfg.json", R"({"d_in": 64})");
+  auto uploaded = trainer->UploadCheckpoint(source.path(), 40, 2560, /*final=*/false);
+  ASSERT_TRUE(uploaded.ok()) << uploaded.status();
+  EXPECT_EQ(uploaded->chunk_count(), 3);  // 2.5 MB in 1 MiB chunks
+  EXPECT_EQ(uploaded->step(), 40);
+  EXPECT_EQ(uploaded->tokens(), 2560);
+
+  auto downloaded = trainer->DownloadCheckpoint(run_id, 40, target.path());
+  ASSERT_TRUE(downloaded.ok()) << downloaded.status();
+  EXPECT_EQ(downloaded->sha256(), uploaded->sha256());
+  for (const char* name : {"state.safetensors", "state.json", "saelens/cfg.json"}) {
+    EXPECT_EQ(*ReadFile(target.path() + "/" + name), *ReadFile(source.path() + "/" + name)) << name;
+  }
+  EXPECT_TRUE(absl::IsNotFound(trainer->DownloadCheckpoint(run_id, 41, target.path()).status()));
+}
+
+TEST_F(WorkerAgentTest, StartRefusesAWorkerWithoutRoleOrAddress) {
+  WorkerAgentOptions options;
+  options.address = "127.0.0.1:1";
+  EXPECT_TRUE(absl::IsInvalidArgument(WorkerAgent::Start(options).status()));
+  options.role = v1::WORKER_ROLE_TRAINER;
+  options.address = "";
+  EXPECT_TRUE(absl::IsInvalidArgument(WorkerAgent::Start(options).status()));
+}
+
+TEST_F(WorkerAgentTest, StartGivesUpWhenNoControllerAnswers) {
+  WorkerAgentOptions options;
+  options.controller = "127.0.0.1:1";
+  options.role = v1::WORKER_ROLE_TRAINER;
+  options.address = "127.0.0.1:2";
+  options.rpc_timeout = absl::Milliseconds(200);
+  options.register_timeout = absl::Milliseconds(800);
+  absl::Time started = absl::Now();
+  absl::Status status = WorkerAgent::Start(options).status();
+  EXPECT_TRUE(absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) << status;
+  EXPECT_LT(absl::Now() - started, absl::Seconds(5));
+}
+
+}  // namespace
+}  // namespace sae::client

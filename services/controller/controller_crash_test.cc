@@ -1,0 +1,185 @@
+// A real sae-controller process killed with SIGKILL in the middle of a checkpoint upload: after
+// a restart no part of that checkpoint is visible, the checkpoints committed before are intact,
+// and no orphaned chunk stays in the store.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/data/test_folder.h"
+#include "core/util/files.h"
+#include "gtest/gtest.h"
+#include "sae/v1/controller.grpc.pb.h"
+#include "services/common/controller_client.h"
+#include "services/common/sha256.h"
+#include "services/controller/fake_worker.h"
+#include "services/controller/run_store.h"
+
+extern char** environ;
+
+namespace sae::controller {
+namespace {
+
+using data::TestFolder;
+
+// build/bin/sae-controller, beside build/tests/ where this test runs from.
+std::string ControllerBinary() {
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe");
+  return (self.parent_path().parent_path() / "bin" / "sae-controller").string();
+}
+
+// A sae-controller child process on a free loopback port.
+class ControllerProcess {
+ public:
+  ControllerProcess(const std::string& data_dir, const std::string& work_dir) {
+    std::string port_file = absl::StrCat(work_dir, "/port.", counter_++);
+    std::string log = absl::StrCat(work_dir, "/controller.log");
+    std::vector<std::string> args = {ControllerBinary(), "--listen",        "127.0.0.1:0",
+                                     "--data-dir",       data_dir,          "--port-file",
+                                     port_file,          "--lease-seconds", "60"};
+    std::vector<char*> argv;
+    for (std::string& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    int spawned = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    EXPECT_EQ(spawned, 0) << "cannot start " << argv[0];
+    absl::Time give_up = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < give_up) {
+      auto text = ReadFile(port_file);
+      int port = 0;
+      if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) {
+        address_ = absl::StrCat("127.0.0.1:", port);
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ADD_FAILURE() << "sae-controller did not start; see " << log;
+  }
+
+  ~ControllerProcess() { Stop(SIGTERM); }
+
+  const std::string& address() const { return address_; }
+
+  // Sends `signal` and waits for the process to end.
+  void Stop(int signal) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, signal);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+
+ private:
+  static inline int counter_ = 0;
+  pid_t pid_ = -1;
+  std::string address_;
+};
+
+std::unique_ptr<client::ControllerClient> Connect(const std::string& address) {
+  client::ControllerClientOptions options;
+  options.address = address;
+  options.timeout = absl::Seconds(10);
+  return std::move(*client::ControllerClient::Connect(options));
+}
+
+TEST(ControllerCrash, KilledDuringAnUploadShowsNoPartOfThatCheckpointAfterRestart) {
+  TestFolder folder;
+  std::string data_dir = folder.path() + "/db";
+  auto controller = std::make_unique<ControllerProcess>(data_dir, folder.path());
+  ASSERT_FALSE(controller->address().empty());
+  auto client = Connect(controller->address());
+
+  // A running run: one activation server and one trainer, registered by hand.
+  v1::RegisterWorkerRequest server;
+  server.set_role(v1::WORKER_ROLE_ACTIVATION_SERVER);
+  server.set_address("127.0.0.1:1");
+  ASSERT_TRUE(client->RegisterWorker(server).ok());
+  v1::RegisterWorkerRequest trainer_request;
+  trainer_request.set_role(v1::WORKER_ROLE_TRAINER);
+  trainer_request.set_address("127.0.0.1:2");
+  auto trainer = client->RegisterWorker(trainer_request);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  v1::SubmitRunRequest submit;
+  submit.set_config_yaml(testing::TestRunYaml(1, 1, 1000));
+  auto run = client->SubmitRun(submit);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->state(), v1::RUN_STATE_RUNNING);
+
+  // A first checkpoint, committed whole.
+  TestFolder checkpoint;
+  checkpoint.Write("state.json", "10");
+  std::string weights(1'500'000, 'w');
+  checkpoint.Write("state.safetensors", weights);
+  v1::UploadHeader header;
+  header.set_worker_id(trainer->worker_id());
+  header.set_run_id(run->run_id());
+  header.set_step(10);
+  header.set_tokens(640);
+  auto committed = client->UploadCheckpoint(header, checkpoint.path());
+  ASSERT_TRUE(committed.ok()) << committed.status();
+
+  // A second one streamed slowly, and the controller killed half-way.
+  auto channel = *rpc::CreateChannel(controller->address(), rpc::ClientSecurity{});
+  auto stub = v1::Controller::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+  v1::CheckpointManifest ignored;
+  auto writer = stub->UploadCheckpoint(&context, &ignored);
+  v1::UploadCheckpointRequest message;
+  header.set_step(20);
+  *message.mutable_header() = header;
+  ASSERT_TRUE(writer->Write(message));
+  std::string chunk_data(256 << 10, 'x');
+  for (int i = 0; i < 6; ++i) {
+    message.Clear();
+    message.mutable_chunk()->set_index(i);
+    message.mutable_chunk()->set_data(chunk_data);
+    message.mutable_chunk()->set_sha256(rpc::Sha256::Of(chunk_data));
+    ASSERT_TRUE(writer->Write(message));
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  absl::SleepFor(absl::Milliseconds(200));  // the chunks reach the store
+  controller->Stop(SIGKILL);
+  EXPECT_FALSE(writer->Finish().ok());
+
+  controller = std::make_unique<ControllerProcess>(data_dir, folder.path());
+  client = Connect(controller->address());
+  // The upload had reached the store: the restarted controller found it and dropped it.
+  EXPECT_NE(ReadFile(folder.path() + "/controller.log")->find("dropped 1 checkpoint upload"),
+            std::string::npos);
+  auto listed = client->ListCheckpoints(run->run_id());
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].step(), 10);
+  auto recovered = client->GetRun(run->run_id());
+  ASSERT_TRUE(recovered.ok());
+  EXPECT_EQ(recovered->state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(recovered->latest_checkpoint_step(), 10);
+
+  TestFolder restored;
+  auto downloaded = client->DownloadCheckpoint(run->run_id(), 10, restored.path());
+  ASSERT_TRUE(downloaded.ok()) << downloaded.status();
+  EXPECT_EQ(*ReadFile(restored.path() + "/state.safetensors"), weights);
+
+  controller->Stop(SIGTERM);
+  auto store = RunStore::Open(data_dir);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_EQ(*(*store)->CountChunks(run->run_id()), committed->chunk_count())
+      << "chunks of the interrupted upload are left in the store";
+}
+
+}  // namespace
+}  // namespace sae::controller

@@ -1,0 +1,105 @@
+#include "services/controller/controller_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "core/metrics/process_metrics.h"
+#include "core/util/status.h"
+#include "spdlog/spdlog.h"
+
+namespace sae::controller {
+
+absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::Start(
+    const ControllerServerOptions& options) {
+  if (options.data_dir.empty()) {
+    return absl::InvalidArgumentError("the controller needs a data folder (--data-dir)");
+  }
+  size_t colon = options.listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen: '", options.listen, "' is not host:port"));
+  }
+  std::unique_ptr<ControllerServer> server(new ControllerServer());
+  server->host_ = options.listen.substr(0, colon);
+  if (server->host_ == "0.0.0.0" || server->host_ == "[::]") server->host_ = "127.0.0.1";
+
+  SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&server->registry_));
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<RunStore> store, RunStore::Open(options.data_dir));
+  if (store->dropped_uploads() > 0) {
+    spdlog::warn("dropped {} checkpoint upload(s) left unfinished by the previous controller",
+                 store->dropped_uploads());
+  }
+  SAE_ASSIGN_OR_RETURN(server->controller_,
+                       Controller::Open(std::move(store), options.controller, &server->registry_));
+  server->service_ =
+      std::make_unique<ControllerService>(server->controller_.get(), options.security.auth_token);
+
+  SAE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                       rpc::MakeServerCredentials(options.security));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen, credentials, &server->port_);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(static_cast<int>(kMaxChunkBytes + (1 << 20)));
+  builder.SetMaxSendMessageSize(static_cast<int>(kMaxChunkBytes + (1 << 20)));
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen,
+                                               " (in use, or not an address of this machine)"));
+  }
+
+  if (options.metrics_port >= 0) {
+    metrics::MetricsServerOptions metrics_options;
+    metrics_options.port = options.metrics_port;
+    metrics_options.bind_address = options.metrics_bind_address;
+    SAE_ASSIGN_OR_RETURN(server->metrics_server_,
+                         metrics::MetricsServer::Start(&server->registry_, metrics_options));
+  }
+  server->ticker_ = std::thread([raw = server.get(), tick = options.tick] { raw->TickLoop(tick); });
+  return server;
+}
+
+ControllerServer::~ControllerServer() { Shutdown(); }
+
+std::string ControllerServer::address() const { return absl::StrCat(host_, ":", port_); }
+
+int ControllerServer::metrics_port() const {
+  return metrics_server_ == nullptr ? -1 : metrics_server_->port();
+}
+
+void ControllerServer::TickLoop(absl::Duration tick) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stopping_) {
+    stop_changed_.wait_for(lock, absl::ToChronoNanoseconds(tick));
+    if (stopping_) break;
+    lock.unlock();
+    controller_->Tick();
+    lock.lock();
+  }
+}
+
+void ControllerServer::Shutdown(absl::Duration grace) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_ && !ticker_.joinable()) return;
+    stopping_ = true;
+  }
+  stop_changed_.notify_all();
+  if (ticker_.joinable()) ticker_.join();
+  if (server_ != nullptr) {
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    server_->Wait();
+  }
+  if (metrics_server_ != nullptr) metrics_server_->Stop();
+  // Closing the store waits for nothing: every write was made under the controller's lock.
+  controller_.reset();
+}
+
+void ControllerServer::Wait() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  stop_changed_.wait(lock, [&] { return stopping_; });
+}
+
+}  // namespace sae::controller

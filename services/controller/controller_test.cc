@@ -1,0 +1,283 @@
+// Controller's logic without gRPC, on a clock the tests move.
+#include "services/controller/controller.h"
+
+#include <memory>
+#include <string>
+
+#include "core/data/test_folder.h"
+#include "gtest/gtest.h"
+#include "services/controller/fake_worker.h"
+
+namespace sae::controller {
+namespace {
+
+using data::TestFolder;
+using testing::TestRunYaml;
+
+constexpr v1::WorkerRole kServer = v1::WORKER_ROLE_ACTIVATION_SERVER;
+constexpr v1::WorkerRole kTrainer = v1::WORKER_ROLE_TRAINER;
+
+class ControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Open(); }
+
+  void Open() {
+    controller_.reset();
+    auto store = RunStore::Open(folder_.path());
+    ASSERT_TRUE(store.ok()) << store.status();
+    ControllerOptions options;
+    options.lease = absl::Seconds(10);
+    options.stop_timeout = absl::Seconds(60);
+    options.now = [this] { return now_; };
+    auto controller = Controller::Open(std::move(*store), options, &registry_);
+    ASSERT_TRUE(controller.ok()) << controller.status();
+    controller_ = std::move(*controller);
+  }
+
+  std::string Register(v1::WorkerRole role, const std::string& address) {
+    v1::RegisterWorkerRequest request;
+    request.set_role(role);
+    request.set_address(address);
+    auto response = controller_->RegisterWorker(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response->worker_id();
+  }
+
+  v1::HeartbeatResponse Beat(const std::string& worker_id) {
+    v1::HeartbeatRequest request;
+    request.set_worker_id(worker_id);
+    auto response = controller_->Heartbeat(request);
+    EXPECT_TRUE(response.ok()) << response.status();
+    return response.ok() ? *response : v1::HeartbeatResponse();
+  }
+
+  std::string Submit(const std::string& yaml) {
+    v1::SubmitRunRequest request;
+    request.set_config_yaml(yaml);
+    auto run = controller_->SubmitRun(request);
+    EXPECT_TRUE(run.ok()) << run.status();
+    return run->run_id();
+  }
+
+  v1::Run Get(const std::string& run_id) { return *controller_->GetRun(run_id); }
+
+  // Commits a one-chunk checkpoint at `step` from `worker_id`.
+  absl::Status Checkpoint(const std::string& worker_id, const v1::Run& run, int64_t step) {
+    v1::UploadHeader header;
+    header.set_worker_id(worker_id);
+    header.set_run_id(run.run_id());
+    header.set_generation(run.generation());
+    header.set_step(step);
+    auto upload = controller_->BeginUpload(header);
+    if (!upload.ok()) return upload.status();
+    v1::CheckpointChunk chunk;
+    chunk.set_data("weights");
+    if (absl::Status added = controller_->AddChunk(**upload, chunk); !added.ok()) return added;
+    v1::UploadCommit commit;
+    commit.set_chunk_count(1);
+    commit.set_total_bytes(7);
+    commit.set_sha256(rpc::Sha256::Of("weights"));
+    return controller_->CommitUpload(**upload, commit).status();
+  }
+
+  TestFolder folder_;
+  metrics::Registry registry_;
+  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
+  std::unique_ptr<Controller> controller_;
+};
+
+TEST_F(ControllerTest, AssignmentsCarryEverythingTheWorkersNeed) {
+  std::string s0 = Register(kServer, "10.0.0.1:7001");
+  std::string s1 = Register(kServer, "10.0.0.2:7001");
+  std::string t0 = Register(kTrainer, "10.0.0.3:29500");
+  std::string t1 = Register(kTrainer, "10.0.0.4:29500");
+  std::string run_id = Submit(TestRunYaml(2, 2, 100));
+  EXPECT_EQ(Get(run_id).state(), v1::RUN_STATE_RUNNING);
+
+  v1::Assignment server = Beat(s1).assignment();
+  EXPECT_EQ(server.role(), kServer);
+  EXPECT_EQ(server.shard_index(), 1);
+  EXPECT_EQ(server.shard_count(), 2);
+  EXPECT_EQ(server.world_size(), 2);
+  EXPECT_EQ(server.generation(), 0u);
+  EXPECT_NE(server.config_yaml().find("train_batch_size: 64"), std::string::npos);
+
+  v1::Assignment trainer = Beat(t1).assignment();
+  EXPECT_EQ(trainer.role(), kTrainer);
+  EXPECT_EQ(trainer.rank(), 1);
+  EXPECT_EQ(trainer.world_size(), 2);
+  EXPECT_EQ(trainer.rendezvous_address(), "10.0.0.3:29500");
+  EXPECT_EQ(std::vector<std::string>(trainer.activation_server_addresses().begin(),
+                                     trainer.activation_server_addresses().end()),
+            (std::vector<std::string>{"10.0.0.1:7001", "10.0.0.2:7001"}));
+  EXPECT_FALSE(trainer.has_resume_checkpoint_step());
+  EXPECT_TRUE(Beat(t0).has_assignment());
+  EXPECT_TRUE(Beat(s0).has_assignment());
+}
+
+TEST_F(ControllerTest, SilentWorkerIsLostAfterItsLeaseAndTheRunResumesFromItsCheckpoint) {
+  std::string s0 = Register(kServer, "h:1");
+  std::string t0 = Register(kTrainer, "h:2");
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  v1::Run run = Get(run_id);
+  ASSERT_TRUE(Checkpoint(t0, run, 20).ok());
+  v1::ReportProgressRequest cursor;
+  cursor.set_worker_id(s0);
+  cursor.set_run_id(run_id);
+  cursor.set_shard_cursor("cursor-after-20");
+  cursor.set_tokens_generated(5000);
+  ASSERT_TRUE(controller_->ReportProgress(cursor).ok());
+
+  now_ += absl::Seconds(6);
+  Beat(s0);  // the server keeps its lease; the trainer stays silent
+  now_ += absl::Seconds(5);
+  controller_->Tick();
+  run = Get(run_id);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_RESTARTING);
+  EXPECT_EQ(run.generation(), 1u);
+  EXPECT_NE(run.message().find("trainer rank 0"), std::string::npos) << run.message();
+  EXPECT_NE(run.message().find("no heartbeat for 10s"), std::string::npos) << run.message();
+  EXPECT_NE(run.message().find("waiting for workers: 1 trainer needed, 0 idle"), std::string::npos)
+      << run.message();
+  EXPECT_TRUE(absl::IsNotFound(controller_
+                                   ->Heartbeat([&] {
+                                     v1::HeartbeatRequest request;
+                                     request.set_worker_id(t0);
+                                     return request;
+                                   }())
+                                   .status()));
+
+  std::string replacement = Register(kTrainer, "h:3");
+  run = Get(run_id);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_RUNNING);
+  v1::Assignment trainer = Beat(replacement).assignment();
+  EXPECT_EQ(trainer.generation(), 1u);
+  EXPECT_EQ(trainer.resume_checkpoint_step(), 20);
+  v1::Assignment server = Beat(s0).assignment();
+  EXPECT_EQ(server.generation(), 1u);
+  EXPECT_EQ(server.shard_cursor(), "cursor-after-20");
+  EXPECT_EQ(run.tokens_generated(), 5000);
+}
+
+TEST_F(ControllerTest, ReportOfAnEarlierGenerationIsRefused) {
+  Register(kServer, "h:1");
+  std::string t0 = Register(kTrainer, "h:2");
+  std::string spare = Register(kTrainer, "h:3");
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  v1::ReportProgressRequest failure;
+  failure.set_worker_id(t0);
+  failure.set_run_id(run_id);
+  failure.set_outcome(v1::ReportProgressRequest::OUTCOME_FAILED);
+  failure.set_error("CUDA out of memory");
+  ASSERT_TRUE(controller_->ReportProgress(failure).ok());
+  v1::Run run = Get(run_id);
+  EXPECT_EQ(run.generation(), 1u);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_RUNNING);  // re-placed at once on the idle workers
+
+  v1::ReportProgressRequest stale;
+  stale.set_worker_id(t0);
+  stale.set_run_id(run_id);
+  stale.set_generation(0);
+  stale.set_step(5);
+  EXPECT_TRUE(absl::IsFailedPrecondition(controller_->ReportProgress(stale).status()));
+  (void)spare;
+}
+
+TEST_F(ControllerTest, FatalWorkerErrorFailsTheRunAtOnce) {
+  Register(kServer, "h:1");
+  std::string t0 = Register(kTrainer, "h:2");
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  v1::ReportProgressRequest failure;
+  failure.set_worker_id(t0);
+  failure.set_run_id(run_id);
+  failure.set_outcome(v1::ReportProgressRequest::OUTCOME_FAILED);
+  failure.set_error("dataset_path /data/corpus.txt does not exist");
+  failure.set_fatal(true);
+  ASSERT_TRUE(controller_->ReportProgress(failure).ok());
+  v1::Run run = Get(run_id);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_FAILED);
+  EXPECT_NE(run.message().find("does not exist"), std::string::npos) << run.message();
+}
+
+TEST_F(ControllerTest, FinishingWithoutTheFinalCheckpointIsRefused) {
+  Register(kServer, "h:1");
+  std::string t0 = Register(kTrainer, "h:2");
+  std::string run_id = Submit(TestRunYaml(1, 1, 10));
+  v1::ReportProgressRequest finished;
+  finished.set_worker_id(t0);
+  finished.set_run_id(run_id);
+  finished.set_outcome(v1::ReportProgressRequest::OUTCOME_FINISHED);
+  finished.set_checkpoint_step(10);
+  EXPECT_TRUE(absl::IsFailedPrecondition(controller_->ReportProgress(finished).status()));
+  ASSERT_TRUE(Checkpoint(t0, Get(run_id), 10).ok());
+  ASSERT_TRUE(controller_->ReportProgress(finished).ok());
+  v1::Run run = Get(run_id);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_SUCCEEDED);
+  EXPECT_EQ(run.final_checkpoint_step(), 10);
+  EXPECT_FALSE(Beat(t0).has_assignment());
+}
+
+TEST_F(ControllerTest, StopEndsAfterTheTimeoutWhenRankZeroNeverConfirms) {
+  std::string s0 = Register(kServer, "h:1");
+  std::string t0 = Register(kTrainer, "h:2");
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  v1::StopRunRequest stop;
+  stop.set_run_id(run_id);
+  ASSERT_TRUE(controller_->StopRun(stop).ok());
+  EXPECT_TRUE(Beat(t0).stop_requested());
+  for (int i = 0; i < 7; ++i) {  // 70 s of heartbeats without a confirmation
+    now_ += absl::Seconds(10);
+    Beat(s0);
+    Beat(t0);
+    controller_->Tick();
+  }
+  v1::Run run = Get(run_id);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_STOPPED);
+  EXPECT_NE(run.message().find("did not confirm within 1m"), std::string::npos) << run.message();
+}
+
+TEST_F(ControllerTest, ReopenedControllerKeepsTheGangWhoseWorkersComeBack) {
+  std::string s0 = Register(kServer, "h:1");
+  std::string t0 = Register(kTrainer, "h:2");
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  std::string queued = Submit(TestRunYaml(1, 1, 100));
+  Open();
+  EXPECT_EQ(Get(run_id).state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(Get(queued).state(), v1::RUN_STATE_PENDING);
+  EXPECT_EQ(Beat(t0).assignment().run_id(), run_id);
+  now_ += absl::Seconds(8);
+  Beat(s0);
+  Beat(t0);
+  now_ += absl::Seconds(8);
+  controller_->Tick();
+  EXPECT_EQ(Get(run_id).state(), v1::RUN_STATE_RUNNING);
+  EXPECT_EQ(Get(run_id).generation(), 0u);
+}
+
+TEST_F(ControllerTest, ReopenedControllerRestartsAGangThatNeverComesBack) {
+  Register(kServer, "h:1");
+  Register(kTrainer, "h:2");
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  Open();
+  now_ += absl::Seconds(11);
+  controller_->Tick();
+  v1::Run run = Get(run_id);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_RESTARTING);
+  EXPECT_EQ(run.generation(), 1u);
+}
+
+TEST_F(ControllerTest, ValidateOnlySubmissionStoresNothing) {
+  v1::SubmitRunRequest request;
+  request.set_config_yaml(TestRunYaml(1, 2, 100));
+  request.set_name("My Big Run!");
+  request.set_validate_only(true);
+  auto run = controller_->SubmitRun(request);
+  ASSERT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(run->name(), "my-big-run");
+  EXPECT_EQ(run->trainers(), 2);
+  EXPECT_EQ(run->total_steps(), 100);
+  EXPECT_TRUE(controller_->ListRuns(v1::ListRunsRequest()).empty());
+}
+
+}  // namespace
+}  // namespace sae::controller
