@@ -9,6 +9,9 @@ include(GoogleTest OPTIONAL)
 add_library(sae_aten_pch STATIC ${PROJECT_SOURCE_DIR}/cmake/aten_pch.cc)
 target_link_libraries(sae_aten_pch PUBLIC ${TORCH_LIBRARIES})
 target_precompile_headers(sae_aten_pch PRIVATE <ATen/ATen.h>)
+# gRPC's targets add -pthread (which defines _REENTRANT); a header precompiled without it is
+# silently rejected, so every LibTorch target compiles with it.
+target_compile_options(sae_aten_pch PUBLIC -pthread)
 
 # sae_use_torch(target): link LibTorch and reuse the shared ATen precompiled header.
 function(sae_use_torch target)

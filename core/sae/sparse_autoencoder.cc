@@ -139,20 +139,60 @@ void SparseAutoencoder::BackwardStandard(const ForwardPass& pass, const BatchMom
   at::Tensor x_centred_norm = (pass.x - moments.x_mean).norm(2, {1}, true);  // (B,1)
   at::Tensor mse_elem = diff.pow(2) / x_centred_norm;
   const double mse = mse_elem.mean().item<double>();
-  const double l1_raw = f.sum().item<double>() / B;  // f >= 0, so sum|f| = sum f
-  const double l1 = loss.l1_coefficient * l1_raw;
 
   // d mse / d x_hat, and dL/dh = (G W_dec^T + l1_coefficient / B) * 1[h > 0].
   at::Tensor G = diff * (2.0 / BD) / x_centred_norm;  // (B,D)
   at::Tensor dh = at::mm(G, params_.W_dec.t());       // (B,S)
+
+  // One pass over the (B,S) activations: masks dh through the ReLU and gathers sum f (the L1
+  // term; f >= 0 so |f| = f), the active count (L0) and each latent's firing count.
+  double f_sum = 0;
+  int64_t active_count = 0;
   {
+    const int64_t S = options_.d_sae;
     const float l1_grad = static_cast<float>(loss.l1_coefficient / B);
     float* dhp = dh.data_ptr<float>();
     const float* fp = f.data_ptr<float>();
-    at::parallel_for(0, dh.numel(), 32768, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) dhp[i] = fp[i] > 0.0f ? dhp[i] + l1_grad : 0.0f;
+    const int threads = at::get_num_threads();
+    std::vector<float> fired(static_cast<size_t>(threads) * S, 0.0f);
+    std::vector<double> sums(threads, 0.0);
+    std::vector<int64_t> counts(threads, 0);
+    at::parallel_for(0, B, 16, [&](int64_t b0, int64_t b1) {
+      const int t = at::get_thread_num();
+      float* fired_t = fired.data() + static_cast<size_t>(t) * S;
+      double sum = 0;
+      int64_t count = 0;
+      for (int64_t b = b0; b < b1; ++b) {
+        const float* frow = fp + b * S;
+        float* drow = dhp + b * S;
+        float row_sum = 0;
+        for (int64_t j = 0; j < S; ++j) {
+          const float v = frow[j];
+          if (v > 0.0f) {
+            drow[j] += l1_grad;
+            row_sum += v;
+            ++count;
+            fired_t[j] += 1.0f;
+          } else {
+            drow[j] = 0.0f;
+          }
+        }
+        sum += row_sum;
+      }
+      sums[t] += sum;
+      counts[t] += count;
     });
+    float* out = buffer.fired.data_ptr<float>();
+    std::fill(out, out + S, 0.0f);
+    for (int t = 0; t < threads; ++t) {
+      f_sum += sums[t];
+      active_count += counts[t];
+      const float* fired_t = fired.data() + static_cast<size_t>(t) * S;
+      for (int64_t j = 0; j < S; ++j) out[j] += fired_t[j];
+    }
   }
+  const double l1_raw = f_sum / B;
+  const double l1 = loss.l1_coefficient * l1_raw;
   at::mm_out(buffer.W_dec, f.t(), G);
 
   // Ghost gradients: dead latents, through exp of their pre-activations, reconstruct the
@@ -184,9 +224,7 @@ void SparseAutoencoder::BackwardStandard(const ForwardPass& pass, const BatchMom
   at::sum_out(buffer.b_dec, G, {0});
   buffer.b_dec.sub_(at::mv(params_.W_enc, buffer.b_enc));
 
-  at::Tensor active = f > 0;
-  at::sum_out(buffer.fired, active, {0}, false, at::kFloat);
-  buffer.set_scalar(StepBuffer::kL0TokenSum, active.sum().item<double>());
+  buffer.set_scalar(StepBuffer::kL0TokenSum, static_cast<double>(active_count));
   buffer.set_scalar(StepBuffer::kMseSum, mse);
   buffer.set_scalar(StepBuffer::kL1Sum, l1_raw);
   buffer.set_scalar(StepBuffer::kGhostSum, ghost);
