@@ -59,4 +59,26 @@ grep -q "bad.yaml:3" "$WORK/bad.err" && grep -q "learning_rate" "$WORK/bad.err" 
 "$SAECTL" model activations --model "$WORK/model" --hook blocks.0.hook_resid_post --text "Hello world" --prepend-bos --out "$WORK/acts.safetensors" > "$WORK/acts.log"
 grep -q "tokens: 50256,15496,995" "$WORK/acts.log" || { cat "$WORK/acts.log"; fail "--text tokens"; }
 grep -q "\[1, 3, 64\]" "$WORK/acts.log" || { cat "$WORK/acts.log"; fail "activation shape"; }
+# Ctrl-C (SIGINT) mid-run: a checkpoint is written, the message says how to resume, exit 3.
+"$SAECTL" train "$WORK/run.yaml" --output "$WORK/int" --set total_training_tokens=2048000 \
+  --set n_checkpoints=0 --set wandb_log_frequency=1 > "$WORK/int.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do grep -q "^step 3/" "$WORK/int.log" && break; sleep 0.1; done
+kill -INT "$pid"
+set +e
+wait "$pid"
+code=$?
+set -e
+[ "$code" = 3 ] || { cat "$WORK/int.log"; fail "interrupted train exited $code, expected 3"; }
+grep -q "resume with: saectl train" "$WORK/int.log" || { cat "$WORK/int.log"; fail "no resume hint"; }
+ls "$WORK/int/checkpoints"/step_*/state.json >/dev/null || fail "no checkpoint after Ctrl-C"
+
+# from_pretrained_path starts from an exported SAE.
+"$SAECTL" train "$WORK/run.yaml" --output "$WORK/pre" --set from_pretrained_path="$WORK/out/final" \
+  --set total_training_tokens=2560 --set n_checkpoints=0 --set wandb_log_frequency=1 > "$WORK/pre.log" 2>&1 || { cat "$WORK/pre.log"; fail "from_pretrained_path run failed"; }
+"$SAECTL" train "$WORK/run.yaml" --output "$WORK/fresh" \
+  --set total_training_tokens=2560 --set n_checkpoints=0 --set wandb_log_frequency=1 > "$WORK/fresh.log" 2>&1
+mse_of() { grep "^step 1/" "$1" | sed -E 's/.* mse ([^ ]+) .*/\1/'; }
+/usr/bin/python3 -c "import sys; p, f = float(sys.argv[1]), float(sys.argv[2]); sys.exit(0 if p < 0.8 * f else 1)" \
+  "$(mse_of "$WORK/pre.log")" "$(mse_of "$WORK/fresh.log")" || { grep "^step 1/" "$WORK/pre.log" "$WORK/fresh.log"; fail "from_pretrained_path did not start from the trained SAE"; }
 echo "saectl train end to end: OK"
