@@ -1,0 +1,65 @@
+// The gRPC face of an activation server: ActivationService's handlers. They check the request
+// and hand the work to the feed (batches out of the mixing buffer) and the consumer sessions
+// (sequences, acknowledgements, resends).
+#ifndef SAE_SERVICES_ACTIVATION_SERVER_ACTIVATION_SERVICE_H_
+#define SAE_SERVICES_ACTIVATION_SERVER_ACTIVATION_SERVICE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "core/config/run_config.h"
+#include "sae/v1/activations.grpc.pb.h"
+#include "services/activation_server/activation_feed.h"
+#include "services/activation_server/consumer_sessions.h"
+#include "services/activation_server/server_metrics.h"
+#include "services/common/rpc.h"
+
+namespace sae::activation_server {
+
+// What a consumer's request must match.
+struct ServedRun {
+  std::string run_id;
+  std::string config_digest;  // wire::RunConfigDigest of the resolved config
+  int64_t train_batch_size = 0;
+  int max_batches_per_call = 8;
+};
+
+class ActivationServiceImpl final : public v1::ActivationService::Service {
+ public:
+  // Every pointer must outlive the service; `metrics` may be null.
+  ActivationServiceImpl(ServedRun run, ActivationFeed* feed, ConsumerSessions* sessions,
+                        ServerMetrics* metrics, std::string auth_token);
+
+  grpc::Status StreamActivations(grpc::ServerContext* context, const v1::StreamRequest* request,
+                                 grpc::ServerWriter<v1::ActivationBatch>* writer) override;
+  grpc::Status GetServerStatus(grpc::ServerContext* context,
+                               const v1::GetServerStatusRequest* request,
+                               v1::ServerStatus* status) override;
+
+  // From now on streams end at their next batch boundary with UNAVAILABLE (writes in progress
+  // finish first) and new calls are refused.
+  void BeginShutdown() { shutting_down_ = true; }
+
+ private:
+  // OK, or why `request` cannot be served (the status the call ends with).
+  grpc::Status CheckRequest(const v1::StreamRequest& request) const;
+  // Skips generation ahead to the request's cursor of this server's shard, if it is further.
+  grpc::Status ApplyResumeCursors(const v1::StreamRequest& request);
+  // The next batch out of the feed, encoded (DeadlineExceeded when none is ready yet).
+  absl::StatusOr<std::unique_ptr<v1::ActivationBatch>> NextBatch(const v1::StreamRequest& request,
+                                                                 config::DType dtype);
+  // Writes one batch, timing it and counting its bytes.
+  bool Write(grpc::ServerWriter<v1::ActivationBatch>* writer, const v1::ActivationBatch& batch);
+
+  const ServedRun run_;
+  ActivationFeed* const feed_;
+  ConsumerSessions* const sessions_;
+  ServerMetrics* const metrics_;
+  const rpc::BearerTokenCheck auth_;
+  std::atomic<bool> shutting_down_{false};
+};
+
+}  // namespace sae::activation_server
+
+#endif  // SAE_SERVICES_ACTIVATION_SERVER_ACTIVATION_SERVICE_H_

@@ -1,0 +1,184 @@
+// sae-activation-server: runs GPT-2 over one shard of a run's dataset and streams the hook
+// point's activations, shuffled, to the run's trainers (docs/operations.md).
+//
+//   sae-activation-server --config run.yaml --shard-index 0 --shard-count 2 \
+//       --listen 0.0.0.0:50051 --metrics-port 9401 --cursor-file /var/lib/sae/shard0.cursor
+//
+// Exit codes: 0 after SIGTERM/SIGINT and a graceful shutdown; 1 a failure (generation error,
+// port in use); 2 a usage or config error.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "core/config/run_config.h"
+#include "core/metrics/metrics_server.h"
+#include "core/metrics/process_metrics.h"
+#include "core/util/files.h"
+#include "core/util/status.h"
+#include "core/util/torch_runtime.h"
+#include "core/wire/cursor_text.h"
+#include "nlohmann/json.hpp"
+#include "services/activation_server/activation_server.h"
+#include "services/activation_server/termination_signals.h"
+#include "spdlog/spdlog.h"
+
+namespace sae::activation_server {
+namespace {
+
+struct Flags {
+  std::string config;
+  std::vector<std::string> sets;
+  std::string run_id;
+  uint32_t shard_index = 0;
+  uint32_t shard_count = 1;
+  std::string listen = "0.0.0.0:50051";
+  int metrics_port = 0;
+  std::string metrics_address = "0.0.0.0";
+  int threads = 0;
+  std::string resume_cursor;
+  std::string cursor_file;
+  int max_batches_per_call = 8;
+  std::string auth_token;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string ready_file;
+  double shutdown_grace_seconds = 10;
+};
+
+int ExitCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+absl::Status Run(const Flags& flags) {
+  SAE_ASSIGN_OR_RETURN(config::RunConfig config, config::LoadRunConfig(flags.config));
+  if (!flags.sets.empty()) SAE_RETURN_IF_ERROR(config::ApplyOverrides(config, flags.sets));
+  for (const std::string& warning : config.source.warnings) spdlog::warn("{}", warning);
+  const int threads = ConfigureTorchThreads(flags.threads);
+
+  metrics::Registry registry;
+  SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&registry));
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (flags.metrics_port >= 0) {
+    metrics::MetricsServerOptions metrics_options;
+    metrics_options.bind_address = flags.metrics_address;
+    metrics_options.port = flags.metrics_port;
+    SAE_ASSIGN_OR_RETURN(metrics_server, metrics::MetricsServer::Start(&registry, metrics_options));
+  }
+
+  ActivationServerOptions options;
+  options.config = std::move(config);
+  options.run_id = flags.run_id;
+  options.shard_index = flags.shard_index;
+  options.shard_count = flags.shard_count;
+  options.listen = flags.listen;
+  if (!flags.resume_cursor.empty()) {
+    absl::StatusOr<data::ShardCursor> cursor = wire::CursorFromHex(flags.resume_cursor);
+    if (!cursor.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--resume-cursor: ", cursor.status().message()));
+    }
+    options.resume_cursor = *cursor;
+  }
+  options.cursor_file = flags.cursor_file;
+  options.max_batches_per_call = flags.max_batches_per_call;
+  options.security.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
+  options.security.tls_cert_file = flags.tls_cert;
+  options.security.tls_key_file = flags.tls_key;
+  options.metrics = &registry;
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<ActivationServer> server,
+                       ActivationServer::Start(std::move(options)));
+  const int metrics_port = metrics_server ? metrics_server->port() : -1;
+  spdlog::info("serving on port {} with {} torch threads; metrics on port {}", server->port(),
+               threads, metrics_port);
+  if (!flags.ready_file.empty()) {
+    nlohmann::json ready = {{"pid", ::getpid()},
+                            {"port", server->port()},
+                            {"metrics_port", metrics_port},
+                            {"run_id", server->run_id()},
+                            {"incarnation", absl::StrCat(server->incarnation())}};
+    SAE_RETURN_IF_ERROR(WriteFileAtomically(flags.ready_file, ready.dump() + "\n"));
+  }
+
+  absl::Status outcome;
+  for (;;) {
+    const int signal = service::WaitForTerminationSignal(absl::Milliseconds(500));
+    if (signal != 0) {
+      spdlog::info("signal {}: shutting down (grace {} s)", signal, flags.shutdown_grace_seconds);
+      break;
+    }
+    absl::Status generation = server->generation_status();
+    if (!generation.ok()) {
+      outcome =
+          absl::InternalError(absl::StrCat("activation generation failed: ", generation.message()));
+      break;
+    }
+  }
+  server->Shutdown(absl::Seconds(flags.shutdown_grace_seconds));
+  return outcome;
+}
+
+}  // namespace
+}  // namespace sae::activation_server
+
+int main(int argc, char** argv) {
+  sae::UsePassiveOpenMpWaits(argv);
+  sae::LogToStderr("sae-activation-server");
+  sae::service::BlockTerminationSignals();
+  sae::activation_server::Flags flags;
+  CLI::App app{
+      "sae-activation-server: GPT-2 activations of one dataset shard, streamed to "
+      "the trainers over gRPC"};
+  app.add_option("--config", flags.config, "run.yaml of the run")->required();
+  app.add_option("--set", flags.sets, "override a run.yaml key (key=value), repeatable");
+  app.add_option("--run-id", flags.run_id,
+                 "the run's id; trainers must use the same (default: run_name, else \"run\")");
+  app.add_option("--shard-index", flags.shard_index, "the shard this server generates");
+  app.add_option("--shard-count", flags.shard_count,
+                 "the number of shards (activation servers) of the run");
+  app.add_option("--listen", flags.listen, "host:port for gRPC (port 0: any free port)");
+  app.add_option("--metrics-port", flags.metrics_port,
+                 "port of /metrics (0: any free port, -1: none)");
+  app.add_option("--metrics-address", flags.metrics_address, "address /metrics binds");
+  app.add_option("--threads", flags.threads, "LibTorch threads for the model (0: one per core)");
+  app.add_option("--resume-cursor", flags.resume_cursor,
+                 "hex shard cursor to start generating from (a trainer checkpoint or a "
+                 "previous server's frontier)");
+  app.add_option("--cursor-file", flags.cursor_file,
+                 "file that keeps the generation frontier; resumed from when it exists");
+  app.add_option("--max-batches-per-call", flags.max_batches_per_call,
+                 "batches per StreamActivations call (the unacknowledged window per consumer)");
+  app.add_option("--auth-token", flags.auth_token,
+                 "bearer token every call must carry (default: $SAE_AUTH_TOKEN)");
+  app.add_option("--tls-cert", flags.tls_cert, "PEM certificate chain for TLS");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key for TLS");
+  app.add_option("--ready-file", flags.ready_file,
+                 "write {pid, port, metrics_port, ...} as JSON here once serving");
+  app.add_option("--shutdown-grace", flags.shutdown_grace_seconds,
+                 "seconds streams get to finish after SIGTERM");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  absl::Status status = sae::activation_server::Run(flags);
+  if (!status.ok()) {
+    std::fprintf(stderr, "sae-activation-server: error: %s\n",
+                 std::string(status.message()).c_str());
+    return sae::activation_server::ExitCodeFor(status);
+  }
+  return 0;
+}

@@ -1,0 +1,108 @@
+// The trainer service's loop: one rank of a data-parallel SAE training run fed by activation
+// servers. The distributed twin of core/training's RunLocalTraining, with the same schedule
+// (b_dec from an initial sample, checkpoints at i * total / n_checkpoints, the final SAE in
+// SAELens format) and the same batch semantics: each of N ranks takes train_batch_size / N
+// activations per step, and one step of the group equals one single-process step on the whole
+// batch (core/sae SaeTrainer does the maths given a Collective).
+//
+// sae-trainer's main builds the options from flags and run.yaml; a worker started with
+// --controller builds them from its assignment and reports through the callbacks.
+#ifndef SAE_SERVICES_TRAINER_DISTRIBUTED_TRAINING_H_
+#define SAE_SERVICES_TRAINER_DISTRIBUTED_TRAINING_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "core/config/run_config.h"
+#include "core/metrics/registry.h"
+#include "core/sae/sae_trainer.h"
+#include "services/common/rpc.h"
+#include "services/trainer/activation_stream.h"
+#include "services/trainer/process_group.h"
+
+namespace sae::trainer {
+
+struct DistributedTrainingOptions {
+  // The run, as parsed from run.yaml (resolved here against the model's config.json).
+  config::RunConfig config;
+  // The run's id; the activation servers must serve the same. "": wire::DefaultRunId(config).
+  std::string run_id;
+
+  // The group: this rank, the number of ranks, and rank 0's TCPStore (host:port; unused for a
+  // world of one).
+  int rank = 0;
+  int world_size = 1;
+  std::string rendezvous;
+  std::string bind_address;  // see ProcessGroupOptions
+  CollectiveBackend backend = CollectiveBackend::kGloo;
+  absl::Duration rendezvous_timeout = absl::Minutes(5);
+  absl::Duration collective_timeout = absl::Minutes(5);
+
+  // The activation servers (host:port), in shard order: every rank streams from all of them.
+  std::vector<std::string> servers;
+  rpc::ClientSecurity security;
+  // Batches received ahead of the step, at most (0: 2 per server, at least 4).
+  int prefetch_batches = 0;
+  // Batches per StreamActivations call, at most.
+  int max_batches_per_call = 8;
+  // How long a server may stay unreachable before the run fails.
+  absl::Duration server_deadline = absl::Seconds(60);
+  // Deadline of one StreamActivations call (the reader calls again after it).
+  absl::Duration call_timeout = absl::Minutes(10);
+
+  // Rank 0 writes run.yaml, checkpoints (under config.checkpoint_path), the final SAE (final/)
+  // and summary.json here.
+  std::string output_dir;
+  // A checkpoint folder to continue from (every rank reads it).
+  std::optional<std::string> resume_dir;
+  // When not empty: one JSON line per batch this rank trained on (server, incarnation,
+  // sequence, stream offset, rows, sums of its values, the step's losses).
+  std::string batch_log;
+
+  // Optional: the Prometheus registry for the training and stream series.
+  metrics::Registry* metrics = nullptr;
+  // Optional: set (e.g. on SIGTERM) to checkpoint and stop at the next step boundary. Any rank
+  // may set it; all ranks stop at the same step.
+  const std::atomic<bool>* stop = nullptr;
+  // Optional, every rank: after every step.
+  std::function<void(const sparse::StepMetrics& step, double tokens_per_second,
+                     int64_t total_steps)>
+      on_step;
+  // Optional, rank 0: after each checkpoint (and the final SAE, `final` true) is written.
+  std::function<absl::Status(const std::string& dir, int64_t step, bool final)> on_checkpoint;
+};
+
+struct DistributedTrainingResult {
+  int64_t steps = 0;
+  int64_t tokens = 0;  // global
+  bool stopped = false;
+  std::string final_dir;          // rank 0, when not stopped
+  std::string last_checkpoint;    // rank 0
+  double seconds = 0;             // start to end, loading and rendezvous included
+  double tokens_per_second = 0;   // global tokens over the training loop's time
+  double wait_seconds = 0;        // this rank's time waiting for batches
+  double collective_seconds = 0;  // this rank's time in collectives
+  sparse::StepMetrics first;
+  sparse::StepMetrics last;
+  std::vector<std::string> cursors;            // per server: the furthest cursor, hex ("" none)
+  std::vector<ActivationStreamStats> streams;  // per server, this rank
+};
+
+// Trains this rank to the end of the run (TotalTrainingSteps(config), the same step on every
+// rank) or until `stop`. Errors: InvalidArgument for a config or flag mistake (naming it);
+// Unavailable / DeadlineExceeded when the group or a server is gone (naming which).
+absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
+    DistributedTrainingOptions options);
+
+// The checkpoint extra that records the furthest cursor seen from each server.
+inline constexpr char kStreamCursorsKey[] = "stream_cursors";
+
+}  // namespace sae::trainer
+
+#endif  // SAE_SERVICES_TRAINER_DISTRIBUTED_TRAINING_H_

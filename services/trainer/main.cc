@@ -1,0 +1,213 @@
+// sae-trainer: one rank of a data-parallel SAE training run, fed by activation servers
+// (docs/operations.md).
+//
+//   sae-trainer --config run.yaml --rank 0 --world-size 2 --rendezvous 10.0.0.5:29500 \
+//       --servers 10.0.0.7:50051,10.0.0.8:50051 --output /runs/r1 --metrics-port 9402
+//
+// Exit codes: 0 the run reached total_training_tokens; 1 a failure (a server or a peer gone,
+// I/O); 2 a usage or config error; 3 stopped by SIGTERM/SIGINT after writing a checkpoint.
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/strings/str_split.h"
+#include "core/config/run_config.h"
+#include "core/metrics/metrics_server.h"
+#include "core/metrics/process_metrics.h"
+#include "core/util/files.h"
+#include "core/util/status.h"
+#include "core/util/torch_runtime.h"
+#include "nlohmann/json.hpp"
+#include "services/activation_server/termination_signals.h"
+#include "services/trainer/distributed_training.h"
+#include "spdlog/spdlog.h"
+
+namespace sae::trainer {
+namespace {
+
+struct Flags {
+  std::string config;
+  std::vector<std::string> sets;
+  std::string run_id;
+  int rank = 0;
+  int world_size = 1;
+  std::string rendezvous;
+  std::string bind_address;
+  std::string backend = "auto";
+  std::string servers;
+  std::string output;
+  std::string resume;
+  int metrics_port = 0;
+  std::string metrics_address = "0.0.0.0";
+  int threads = 0;
+  int prefetch_batches = 0;
+  int max_batches_per_call = 8;
+  double server_deadline_seconds = 60;
+  double rendezvous_timeout_seconds = 300;
+  double collective_timeout_seconds = 300;
+  std::string batch_log;
+  std::string auth_token;
+  std::string tls_ca;
+  std::string ready_file;
+};
+
+int ExitCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kNotFound:
+    case absl::StatusCode::kOutOfRange:
+      return 2;
+    default:
+      return 1;
+  }
+}
+
+absl::StatusOr<CollectiveBackend> ParseBackend(const std::string& name) {
+  if (name == "auto") return DefaultBackend();
+  if (name == "gloo") return CollectiveBackend::kGloo;
+  if (name == "nccl") return CollectiveBackend::kNccl;
+  return absl::InvalidArgumentError("--backend must be auto, gloo or nccl");
+}
+
+absl::StatusOr<bool> Run(const Flags& flags, const std::atomic<bool>* stop) {
+  SAE_ASSIGN_OR_RETURN(config::RunConfig config, config::LoadRunConfig(flags.config));
+  if (!flags.sets.empty()) SAE_RETURN_IF_ERROR(config::ApplyOverrides(config, flags.sets));
+  for (const std::string& warning : config.source.warnings) spdlog::warn("{}", warning);
+  const int threads = ConfigureTorchThreads(flags.threads);
+
+  metrics::Registry registry;
+  SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&registry));
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (flags.metrics_port >= 0) {
+    metrics::MetricsServerOptions metrics_options;
+    metrics_options.bind_address = flags.metrics_address;
+    metrics_options.port = flags.metrics_port;
+    SAE_ASSIGN_OR_RETURN(metrics_server, metrics::MetricsServer::Start(&registry, metrics_options));
+  }
+  const int metrics_port = metrics_server ? metrics_server->port() : -1;
+  spdlog::info("trainer rank {} of {} with {} torch threads; metrics on port {}", flags.rank,
+               flags.world_size, threads, metrics_port);
+  if (!flags.ready_file.empty()) {
+    nlohmann::json ready = {{"pid", ::getpid()}, {"metrics_port", metrics_port}};
+    SAE_RETURN_IF_ERROR(WriteFileAtomically(flags.ready_file, ready.dump() + "\n"));
+  }
+
+  DistributedTrainingOptions options;
+  options.config = std::move(config);
+  options.run_id = flags.run_id;
+  options.rank = flags.rank;
+  options.world_size = flags.world_size;
+  options.rendezvous = flags.rendezvous;
+  options.bind_address = flags.bind_address;
+  SAE_ASSIGN_OR_RETURN(options.backend, ParseBackend(flags.backend));
+  options.rendezvous_timeout = absl::Seconds(flags.rendezvous_timeout_seconds);
+  options.collective_timeout = absl::Seconds(flags.collective_timeout_seconds);
+  for (absl::string_view server : absl::StrSplit(flags.servers, ',', absl::SkipWhitespace())) {
+    options.servers.emplace_back(server);
+  }
+  options.security.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
+  options.security.tls_ca_file = flags.tls_ca;
+  options.prefetch_batches = flags.prefetch_batches;
+  options.max_batches_per_call = flags.max_batches_per_call;
+  options.server_deadline = absl::Seconds(flags.server_deadline_seconds);
+  options.output_dir = flags.output;
+  if (!flags.resume.empty()) options.resume_dir = flags.resume;
+  options.batch_log = flags.batch_log;
+  options.metrics = &registry;
+  options.stop = stop;
+  SAE_ASSIGN_OR_RETURN(DistributedTrainingResult result,
+                       RunDistributedTraining(std::move(options)));
+  spdlog::info(
+      "rank {}: {} after {} steps, {} tokens in {:.1f} s ({:.0f} tokens/s in the loop, "
+      "{:.1f} s waiting for data, {:.1f} s in collectives)",
+      flags.rank, result.stopped ? "stopped" : "finished", result.steps, result.tokens,
+      result.seconds, result.tokens_per_second, result.wait_seconds, result.collective_seconds);
+  return !result.stopped;
+}
+
+}  // namespace
+}  // namespace sae::trainer
+
+int main(int argc, char** argv) {
+  sae::UsePassiveOpenMpWaits(argv);
+  sae::LogToStderr("sae-trainer");
+  sae::service::BlockTerminationSignals();
+  sae::trainer::Flags flags;
+  CLI::App app{
+      "sae-trainer: one rank of a data-parallel SAE training run fed by activation "
+      "servers"};
+  app.add_option("--config", flags.config, "run.yaml of the run")->required();
+  app.add_option("--set", flags.sets, "override a run.yaml key (key=value), repeatable");
+  app.add_option("--run-id", flags.run_id,
+                 "the run's id; the activation servers must use the same (default: run_name, "
+                 "else \"run\")");
+  app.add_option("--rank", flags.rank, "this trainer's rank");
+  app.add_option("--world-size", flags.world_size, "the number of trainers");
+  app.add_option("--rendezvous", flags.rendezvous,
+                 "HOST:PORT of the c10d TCPStore, hosted by rank 0 (needed for > 1 trainer)");
+  app.add_option("--bind-address", flags.bind_address,
+                 "address the Gloo transport binds (default: 127.0.0.1 for a loopback "
+                 "rendezvous, else this host's address)");
+  app.add_option("--backend", flags.backend, "process group: auto, gloo or nccl");
+  app.add_option("--servers", flags.servers,
+                 "activation servers, HOST:PORT,HOST:PORT,... in shard order")
+      ->required();
+  app.add_option("--output", flags.output,
+                 "folder for run.yaml, checkpoints, final/ and summary.json (rank 0)")
+      ->required();
+  app.add_option("--resume", flags.resume, "a checkpoint folder to continue from");
+  app.add_option("--metrics-port", flags.metrics_port,
+                 "port of /metrics (0: any free port, -1: none)");
+  app.add_option("--metrics-address", flags.metrics_address, "address /metrics binds");
+  app.add_option("--threads", flags.threads, "LibTorch threads for the SAE (0: one per core)");
+  app.add_option("--prefetch-batches", flags.prefetch_batches,
+                 "batches received ahead of the step (0: 2 per server, at least 4)");
+  app.add_option("--max-batches-per-call", flags.max_batches_per_call,
+                 "batches one StreamActivations call may lease");
+  app.add_option("--server-deadline", flags.server_deadline_seconds,
+                 "seconds an activation server may stay unreachable before the run fails");
+  app.add_option("--rendezvous-timeout", flags.rendezvous_timeout_seconds,
+                 "seconds to wait for every trainer to join");
+  app.add_option("--collective-timeout", flags.collective_timeout_seconds,
+                 "seconds one all-reduce may take before the run fails");
+  app.add_option("--batch-log", flags.batch_log,
+                 "append one JSON line per trained batch here (provenance and checksums)");
+  app.add_option("--auth-token", flags.auth_token,
+                 "bearer token for the activation servers (default: $SAE_AUTH_TOKEN)");
+  app.add_option("--tls-ca", flags.tls_ca, "PEM CA certificates to verify TLS servers with");
+  app.add_option("--ready-file", flags.ready_file,
+                 "write {pid, metrics_port} as JSON here once the metrics port is bound");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  // SIGTERM / SIGINT: checkpoint and stop at the next step boundary (all ranks agree on it).
+  std::atomic<bool> stop{false};
+  std::atomic<bool> done{false};
+  std::thread signals([&] {
+    while (!done.load()) {
+      if (const int signal = sae::service::WaitForTerminationSignal(absl::Milliseconds(200))) {
+        spdlog::warn("signal {}: checkpointing and stopping at the next step", signal);
+        stop = true;
+      }
+    }
+  });
+  absl::StatusOr<bool> finished = sae::trainer::Run(flags, &stop);
+  done = true;
+  signals.join();
+  if (!finished.ok()) {
+    std::fprintf(stderr, "sae-trainer: error: %s\n",
+                 std::string(finished.status().message()).c_str());
+    return sae::trainer::ExitCodeFor(finished.status());
+  }
+  return *finished ? 0 : 3;
+}
