@@ -130,7 +130,8 @@ absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
       "activation server for run {} (config {}) shard {}/{} listening on port {}; "
       "generating {} (d_in {}) from {}",
       server->run_.run_id, server->run_.config_digest, options.shard_index, options.shard_count,
-      server->port_, config.hook_point, server->feed_->d_in(), frontier.DebugString());
+      server->port_, config.hook_point, server->feed_->d_in(),
+      server->feed_->start_cursor().DebugString());
   return server;
 }
 
