@@ -10,9 +10,10 @@
 // and nothing after the last file. Folders are implied by the paths; empty folders, links and
 // special files are not recorded.
 //
-// A trainer's checkpoint directory holds its SaveState files (state.safetensors, state.json) and
-// the SAELens export (cfg.json, sae_weights.safetensors, sparsity.safetensors) in a folder of its
-// own, `saelens/` by convention; `saectl export` finds the folder that holds cfg.json.
+// A trainer's checkpoint directory is core/training/checkpoint.h's layout: its SaveState files
+// (state.safetensors, state.json), run.yaml, and the SAELens export (cfg.json,
+// sae_weights.safetensors, sparsity.safetensors) in `sae/`; `saectl export` writes out the folder
+// that holds cfg.json.
 #ifndef SAE_SERVICES_COMMON_CHECKPOINT_ARCHIVE_H_
 #define SAE_SERVICES_COMMON_CHECKPOINT_ARCHIVE_H_
 

@@ -38,8 +38,8 @@ TEST(CheckpointArchive, RoundTripsADirectoryReadAndWrittenInOddPieces) {
   TestFolder source, target;
   source.Write("state.json", R"({"step": 100})");
   source.Write("state.safetensors", Binary(100000, 7));
-  source.Write("saelens/cfg.json", "{}");
-  source.Write("saelens/sae_weights.safetensors", Binary(3333, 1));
+  source.Write("sae/cfg.json", "{}");
+  source.Write("sae/sae_weights.safetensors", Binary(3333, 1));
   source.Write("empty", "");
 
   std::string archive = ArchiveOf(source.path(), 7);
@@ -53,8 +53,8 @@ TEST(CheckpointArchive, RoundTripsADirectoryReadAndWrittenInOddPieces) {
   }
   ASSERT_TRUE((*extractor)->Finish().ok());
   EXPECT_EQ((*extractor)->files().size(), 5u);
-  for (const char* name : {"state.json", "state.safetensors", "saelens/cfg.json",
-                           "saelens/sae_weights.safetensors", "empty"}) {
+  for (const char* name : {"state.json", "state.safetensors", "sae/cfg.json",
+                           "sae/sae_weights.safetensors", "empty"}) {
     EXPECT_EQ(*ReadFile(target.path() + "/restored/" + name), *ReadFile(source.path() + "/" + name))
         << name;
   }
@@ -110,7 +110,7 @@ TEST(CheckpointArchive, ExtractorReportsAnArchiveCutShort) {
 }
 
 TEST(CheckpointArchive, PathCheckAcceptsNestedRelativePathsOnly) {
-  EXPECT_TRUE(CheckArchivePath("saelens/cfg.json").ok());
+  EXPECT_TRUE(CheckArchivePath("sae/cfg.json").ok());
   EXPECT_FALSE(CheckArchivePath("").ok());
   EXPECT_FALSE(CheckArchivePath("/etc/passwd").ok());
   EXPECT_FALSE(CheckArchivePath("a//b").ok());

@@ -31,9 +31,9 @@
 //     worker (its lease expired, or the controller lost its records), the agent registers again
 //     under a new id and the assignment becomes empty.
 //
-// Checkpoints: UploadCheckpoint ships a directory (the trainer's SaveState output and the SAELens
-// export in `saelens/`, see services/common/checkpoint_archive.h); DownloadCheckpoint restores
-// it into a directory.
+// Checkpoints: UploadCheckpoint ships a directory (core/training/checkpoint.h's layout: the
+// trainer's SaveState output and the SAELens export in `sae/`; see
+// services/common/checkpoint_archive.h); DownloadCheckpoint restores it into a directory.
 #ifndef SAE_SERVICES_COMMON_WORKER_AGENT_H_
 #define SAE_SERVICES_COMMON_WORKER_AGENT_H_
 

@@ -165,7 +165,7 @@ TEST_F(WorkerAgentTest, UploadedCheckpointDownloadsIntoAnIdenticalDirectory) {
   for (size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<char>(i * 7919 >> 3);
   source.Write("state.safetensors", weights);
   source.Write("state.json", R"({"step": 40})");
-  source.Write("saelens/cfg.json", R"({"d_in": 64})");
+  source.Write("sae/cfg.json", R"({"d_in": 64})");
   auto uploaded = trainer->UploadCheckpoint(source.path(), 40, 2560, /*final=*/false);
   ASSERT_TRUE(uploaded.ok()) << uploaded.status();
   EXPECT_EQ(uploaded->chunk_count(), 3);  // 2.5 MB in 1 MiB chunks
@@ -175,7 +175,7 @@ TEST_F(WorkerAgentTest, UploadedCheckpointDownloadsIntoAnIdenticalDirectory) {
   auto downloaded = trainer->DownloadCheckpoint(run_id, 40, target.path());
   ASSERT_TRUE(downloaded.ok()) << downloaded.status();
   EXPECT_EQ(downloaded->sha256(), uploaded->sha256());
-  for (const char* name : {"state.safetensors", "state.json", "saelens/cfg.json"}) {
+  for (const char* name : {"state.safetensors", "state.json", "sae/cfg.json"}) {
     EXPECT_EQ(*ReadFile(target.path() + "/" + name), *ReadFile(source.path() + "/" + name)) << name;
   }
   EXPECT_TRUE(absl::IsNotFound(trainer->DownloadCheckpoint(run_id, 41, target.path()).status()));

@@ -2,7 +2,7 @@
 // protocol through a real WorkerAgent but do no maths. Not part of any library.
 //
 // A fake trainer of rank 0 counts steps of train_batch_size tokens, reports each step, uploads
-// a checkpoint directory (state.json with the step, and saelens/cfg.json) every few steps,
+// a checkpoint directory (state.json with the step, and sae/cfg.json) every few steps,
 // resumes from the assignment's checkpoint after a restart (reporting the tokens it rolled
 // back as skipped), honours stop requests, and at total_training_tokens uploads the final
 // checkpoint and reports OUTCOME_FINISHED. A fake activation server reports a growing cursor.
@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/config/run_config.h"
 #include "core/data/test_folder.h"
+#include "core/io/safetensors.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "services/common/worker_agent.h"
@@ -30,6 +31,8 @@ struct FakeWorkerOptions {
   std::string controller;
   std::string auth_token;
   v1::WorkerRole role = v1::WORKER_ROLE_TRAINER;
+  // host:port it registers with; "" picks a distinct loopback address.
+  std::string address;
   // Trainers: time one step takes; servers: time between reports.
   absl::Duration step_time = absl::Milliseconds(15);
   // Trainers of rank 0: a checkpoint every this many steps.
@@ -45,7 +48,9 @@ class FakeWorker {
     agent_options.controller = options.controller;
     agent_options.security.auth_token = options.auth_token;
     agent_options.role = options.role;
-    agent_options.address = absl::StrCat("127.0.0.1:", next_port.fetch_add(1));
+    agent_options.address = options.address.empty()
+                                ? absl::StrCat("127.0.0.1:", next_port.fetch_add(1))
+                                : options.address;
     agent_options.register_timeout = absl::Seconds(10);
     auto agent = client::WorkerAgent::Start(agent_options);
     EXPECT_TRUE(agent.ok()) << agent.status();
@@ -169,9 +174,33 @@ class FakeWorker {
   bool Upload(int64_t step, int64_t tokens, bool final) {
     data::TestFolder checkpoint;
     checkpoint.Write("state.json", absl::StrCat(step));
-    checkpoint.Write("saelens/cfg.json", absl::StrCat(R"({"d_in": 64, "step": )", step, "}"));
+    WriteSaeLens(checkpoint, tokens);
     auto manifest = agent_->UploadCheckpoint(checkpoint.path(), step, tokens, final);
     return manifest.ok();
+  }
+
+  // A SAELens folder in sae/ (core/io/saelens.h) of a 64 -> 128 SAE with constant weights.
+  static void WriteSaeLens(const data::TestFolder& checkpoint, int64_t tokens) {
+    constexpr int64_t kDIn = 64, kDSae = 128;
+    checkpoint.Write(
+        "sae/cfg.json",
+        absl::StrCat(R"({"architecture": "standard", "d_in": )", kDIn, R"(, "d_sae": )", kDSae,
+                     R"(, "hook_name": "blocks.0.hook_resid_pre", "training_tokens": )", tokens,
+                     "}"));
+    io::SafetensorsWriter writer;
+    auto add = [&](const char* name, std::vector<int64_t> shape) {
+      int64_t count = 1;
+      for (int64_t d : shape) count *= d;
+      std::vector<float> values(static_cast<size_t>(count), 0.01f);
+      auto bytes = absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(values.data()),
+                                       values.size() * sizeof(float));
+      EXPECT_TRUE(writer.Add(name, io::DType::kF32, std::move(shape), bytes).ok());
+    };
+    add("W_enc", {kDIn, kDSae});
+    add("b_enc", {kDSae});
+    add("W_dec", {kDSae, kDIn});
+    add("b_dec", {kDIn});
+    EXPECT_TRUE(writer.Write(checkpoint.path() + "/sae/sae_weights.safetensors").ok());
   }
 
   const FakeWorkerOptions options_;

@@ -34,6 +34,8 @@ int& ProcessExitCode();
 void RegisterModelCommands(CLI::App& app);
 void RegisterTokenizeCommands(CLI::App& app);
 void RegisterTrainCommands(CLI::App& app);
+void RegisterRunCommands(CLI::App& app);
+void RegisterClusterCommands(CLI::App& app);
 
 }  // namespace sae::saectl
 

@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
   sae::saectl::RegisterModelCommands(app);
   sae::saectl::RegisterTokenizeCommands(app);
   sae::saectl::RegisterTrainCommands(app);
+  sae::saectl::RegisterRunCommands(app);
+  sae::saectl::RegisterClusterCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

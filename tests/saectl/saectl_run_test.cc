@@ -1,0 +1,355 @@
+// saectl's run and cluster commands, run as a user would: the saectl binary against a cluster
+// it starts itself (`saectl cluster up`), whose workers are stand-ins (sae_fake_worker) that
+// follow the real protocol. Output formats and exit codes: 0 succeeded, 1 failed or RPC error,
+// 2 usage or validation error, 3 stopped, timed out or detached.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "core/data/test_folder.h"
+#include "core/util/files.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace sae {
+namespace {
+
+namespace fs = std::filesystem;
+using data::TestFolder;
+
+// build/bin and build/tests, found from this test's own path (build/tests/saectl_run_test).
+fs::path BuildDir() { return fs::read_symlink("/proc/self/exe").parent_path().parent_path(); }
+std::string SaectlPath() { return (BuildDir() / "bin" / "saectl").string(); }
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// A run.yaml of `steps` steps of 64 tokens for the given gang.
+std::string RunYaml(int servers, int trainers, int steps, int max_restarts = 3) {
+  return absl::StrCat(
+      "model_path: /models/gpt2-tiny\ndataset_path: /data/corpus.txt\n"
+      "hook_point: blocks.0.hook_resid_pre\nd_in: 64\nexpansion_factor: 2\n"
+      "train_batch_size: 64\ntotal_training_tokens: ",
+      steps * 64, "\nlr_warm_up_steps: 0\nactivation_servers: ", servers, "\ntrainers: ", trainers,
+      "\nmax_restarts: ", max_restarts, "\n");
+}
+
+class SaectlTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ::setenv("SAECTL_SERVER", "127.0.0.1:1", 1); }
+
+  void TearDown() override {
+    if (!cluster_up_) return;
+    absl::StatusOr<std::string> record = ReadFile(DataDir() + "/cluster.json");
+    Result down = Saectl(absl::StrCat("cluster down --data-dir ", DataDir(), " --timeout 5"));
+    EXPECT_EQ(down.code, 0) << down.err;
+    // Whatever `cluster down` left behind is this test's to end.
+    if (!record.ok()) return;
+    for (const auto& process : nlohmann::json::parse(*record)["processes"]) {
+      int pid = process["pid"].get<int>();
+      if (!Cmdline(pid).empty()) {
+        ADD_FAILURE() << "still running after cluster down: " << process.dump();
+        ::kill(pid, SIGKILL);
+      }
+    }
+  }
+
+  // The process's command line; empty when it is gone or a zombie.
+  static std::string Cmdline(int pid) {
+    std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+
+  // Runs saectl with `args` (split by the shell), killed after `timeout_seconds`.
+  Result Saectl(const std::string& args, int timeout_seconds = 90) {
+    std::string out = absl::StrCat(folder_.path(), "/out.", calls_);
+    std::string err = absl::StrCat(folder_.path(), "/err.", calls_++);
+    std::string command = absl::StrCat("timeout -s KILL ", timeout_seconds, " ", SaectlPath(), " ",
+                                       args, " >", out, " 2>", err, " </dev/null");
+    int status = std::system(command.c_str());
+    Result result;
+    result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    result.out = ReadFile(out).value_or("");
+    result.err = ReadFile(err).value_or("");
+    return result;
+  }
+
+  std::string DataDir() const { return folder_.path() + "/cluster"; }
+
+  std::string WriteRunYaml(const std::string& yaml, const std::string& name = "run.yaml") {
+    return folder_.Write(name, yaml);
+  }
+
+  // `saectl cluster up` with stand-in workers; points SAECTL_SERVER at its controller.
+  void StartCluster(int servers, int trainers, double lease_seconds = 3) {
+    fs::path bin = folder_.path() + "/bin";
+    fs::create_directories(bin);
+    fs::create_symlink(BuildDir() / "bin" / "sae-controller", bin / "sae-controller");
+    fs::create_symlink(BuildDir() / "tests" / "sae_fake_worker", bin / "sae-activation-server");
+    fs::create_symlink(BuildDir() / "tests" / "sae_fake_worker", bin / "sae-trainer");
+    Result up =
+        Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --bin-dir ", bin.string(),
+                            " --port 0 --activation-servers ", servers, " --trainers ", trainers,
+                            " --lease-seconds ", lease_seconds, " --wait 30"));
+    ASSERT_EQ(up.code, 0) << up.out << up.err;
+    cluster_up_ = true;
+    size_t at = up.out.find("SAECTL_SERVER=");
+    ASSERT_NE(at, std::string::npos) << up.out;
+    std::string address(
+        absl::StripAsciiWhitespace(up.out.substr(at + 14, up.out.find('\n', at) - at - 14)));
+    ::setenv("SAECTL_SERVER", address.c_str(), 1);
+  }
+
+  // The run id `submit` printed on the first line of stdout.
+  static std::string RunId(const Result& submitted) {
+    return std::string(
+        absl::StripAsciiWhitespace(submitted.out.substr(0, submitted.out.find('\n'))));
+  }
+
+  nlohmann::json GetRunJson(const std::string& run_id) {
+    Result got = Saectl(absl::StrCat("get runs ", run_id, " -o json"));
+    EXPECT_EQ(got.code, 0) << got.err;
+    return nlohmann::json::parse(got.out, nullptr, false);
+  }
+
+  // Polls `get runs RUN -o json` until `state` (a RunState name); fails after 30 s.
+  void WaitForState(const std::string& run_id, const std::string& state) {
+    absl::Time give_up = absl::Now() + absl::Seconds(30);
+    std::string seen;
+    while (absl::Now() < give_up) {
+      nlohmann::json run = GetRunJson(run_id);
+      seen = run.value("state", "");
+      if (seen == state) return;
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    ADD_FAILURE() << "run " << run_id << " stayed " << seen << ", never " << state;
+  }
+
+  TestFolder folder_;
+  int calls_ = 0;
+  bool cluster_up_ = false;
+};
+
+TEST_F(SaectlTest, SubmitOfABadRunYamlExitsTwoNamingTheKeyAndLine) {
+  std::string path = WriteRunYaml(RunYaml(1, 1, 10) + "l1_coefficent: 0.001\n");
+  Result submitted = Saectl("submit " + path);
+  EXPECT_EQ(submitted.code, 2);
+  EXPECT_TRUE(submitted.out.empty()) << submitted.out;
+  EXPECT_TRUE(absl::StrContains(submitted.err, "run.yaml:12")) << submitted.err;
+  EXPECT_TRUE(absl::StrContains(submitted.err, "l1_coefficent")) << submitted.err;
+  EXPECT_TRUE(absl::StrContains(submitted.err, "l1_coefficient")) << "suggests the known key";
+
+  Result overridden = Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 10), "ok.yaml") +
+                             " --set train_batch_size=many");
+  EXPECT_EQ(overridden.code, 2);
+  EXPECT_TRUE(absl::StrContains(overridden.err, "--set")) << overridden.err;
+  EXPECT_TRUE(absl::StrContains(overridden.err, "train_batch_size")) << overridden.err;
+
+  EXPECT_EQ(Saectl("submit /nonexistent/run.yaml").code, 2);
+  EXPECT_EQ(Saectl("submit").code, 2) << "a missing argument is a usage error";
+}
+
+TEST_F(SaectlTest, DryRunPrintsTheResolvedConfigAndContactsNobody) {
+  Result dry =
+      Saectl("submit " + WriteRunYaml(RunYaml(1, 2, 10)) + " --set lr=0.001 --name demo --dry-run");
+  EXPECT_EQ(dry.code, 0) << dry.err;
+  EXPECT_TRUE(absl::StrContains(dry.out, "lr: 0.001")) << dry.out;
+  EXPECT_TRUE(absl::StrContains(dry.out, "run_name: demo")) << dry.out;
+  EXPECT_TRUE(absl::StrContains(dry.out, "trainers: 2")) << dry.out;
+}
+
+TEST_F(SaectlTest, UnreachableControllerExitsOneSayingWhere) {
+  Result listed = Saectl("get runs --server 127.0.0.1:1 --request-timeout 2");
+  EXPECT_EQ(listed.code, 1);
+  EXPECT_TRUE(absl::StrContains(listed.err, "127.0.0.1:1")) << listed.err;
+}
+
+TEST_F(SaectlTest, ClusterRunsASubmittedRunToSuccessAndExportsItInSaeLensFormat) {
+  StartCluster(1, 2);
+  Result status = Saectl("cluster status --data-dir " + DataDir());
+  EXPECT_EQ(status.code, 0) << status.err;
+  for (const char* process : {"controller", "activation-server-0", "trainer-0", "trainer-1"}) {
+    EXPECT_TRUE(absl::StrContains(status.out, process)) << status.out;
+  }
+  EXPECT_FALSE(absl::StrContains(status.out, "not registered")) << status.out;
+
+  Result submitted = Saectl("submit " + WriteRunYaml(RunYaml(1, 2, 40)) + " --name quick -f");
+  EXPECT_EQ(submitted.code, 0) << submitted.out << submitted.err;
+  std::string run_id = RunId(submitted);
+  EXPECT_TRUE(absl::StartsWith(run_id, "quick-")) << run_id;
+  // Not a terminal: plain event lines, no progress bar.
+  EXPECT_FALSE(absl::StrContains(submitted.out, "\r"));
+  EXPECT_TRUE(absl::StrContains(submitted.out, "CHECKPOINT_COMMITTED")) << submitted.out;
+  EXPECT_TRUE(absl::StrContains(submitted.out, "SUCCEEDED")) << submitted.out;
+
+  Result table = Saectl("get runs");
+  EXPECT_EQ(table.code, 0);
+  EXPECT_TRUE(absl::StartsWith(table.out, "RUN ")) << table.out;
+  EXPECT_TRUE(absl::StrContains(table.out, run_id));
+  EXPECT_TRUE(absl::StrContains(table.out, "100%"));
+  Result wide = Saectl("get runs -o wide");
+  EXPECT_TRUE(absl::StrContains(wide.out, "EXPL.VAR")) << wide.out;
+  EXPECT_TRUE(absl::StrContains(wide.out, "1+2")) << wide.out;
+  nlohmann::json run = GetRunJson(run_id);
+  EXPECT_EQ(run.value("state", ""), "RUN_STATE_SUCCEEDED");
+  EXPECT_EQ(run.value("final_checkpoint_step", ""), "40");
+  Result yaml = Saectl("get runs -o yaml");
+  EXPECT_TRUE(absl::StrContains(yaml.out, "state: RUN_STATE_SUCCEEDED")) << yaml.out;
+  EXPECT_TRUE(absl::StrContains(yaml.out, "config_yaml: |")) << yaml.out;
+
+  Result described = Saectl("describe run " + run_id);
+  EXPECT_EQ(described.code, 0);
+  for (const char* section : {"State:            SUCCEEDED", "Workers:", "Checkpoints:",
+                              "State history:", "Last error:", "Config:", "trainers: 2"}) {
+    EXPECT_TRUE(absl::StrContains(described.out, section)) << section << "\n" << described.out;
+  }
+
+  Result logs = Saectl("logs " + run_id);
+  std::vector<std::string> lines = absl::StrSplit(logs.out, '\n', absl::SkipEmpty());
+  ASSERT_GT(lines.size(), 5u);
+  EXPECT_TRUE(absl::StartsWith(absl::StripLeadingAsciiWhitespace(lines[0]), "1  ")) << lines[0];
+  Result since = Saectl("logs " + run_id + " --since 3");
+  EXPECT_TRUE(absl::StartsWith(absl::StripLeadingAsciiWhitespace(since.out), "4  ")) << since.out;
+  EXPECT_EQ(static_cast<size_t>(std::count(since.out.begin(), since.out.end(), '\n')),
+            lines.size() - 3);
+
+  Result checkpoints = Saectl("checkpoints " + run_id);
+  EXPECT_TRUE(absl::StrContains(checkpoints.out, "FINAL")) << checkpoints.out;
+  EXPECT_TRUE(absl::StrContains(checkpoints.out, "yes")) << checkpoints.out;
+
+  std::string out = folder_.path() + "/exported";
+  Result exported = Saectl("export " + run_id + " --out " + out);
+  EXPECT_EQ(exported.code, 0) << exported.err;
+  EXPECT_TRUE(absl::StrContains(exported.out, "SAELens format: d_in 64, d_sae 128"))
+      << exported.out;
+  EXPECT_TRUE(fs::exists(out + "/cfg.json"));
+  EXPECT_TRUE(fs::exists(out + "/sae_weights.safetensors"));
+  EXPECT_EQ(Saectl("export " + run_id + " --out " + out).code, 2) << "refuses a non-empty --out";
+
+  EXPECT_EQ(Saectl("wait " + run_id).code, 0);
+  EXPECT_EQ(Saectl("delete " + run_id).code, 0);
+  EXPECT_EQ(Saectl("get runs " + run_id).code, 2);
+}
+
+TEST_F(SaectlTest, SecondRunWaitsPendingUntilTheFirstFinishes) {
+  StartCluster(1, 1);
+  std::string first = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 300), "long.yaml")));
+  std::string second = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 10))));
+  EXPECT_EQ(GetRunJson(second).value("state", ""), "RUN_STATE_PENDING");
+  EXPECT_EQ(Saectl("wait " + first + " --timeout 60").code, 0);
+  EXPECT_EQ(Saectl("wait " + second + " --timeout 60").code, 0);
+}
+
+TEST_F(SaectlTest, StoppedRunEndsWithExitThreeAndKeepsACheckpoint) {
+  StartCluster(1, 1);
+  std::string run_id = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 1000000))));
+  WaitForState(run_id, "RUN_STATE_RUNNING");
+  absl::SleepFor(absl::Milliseconds(300));
+  Result stopped = Saectl("stop " + run_id);
+  EXPECT_EQ(stopped.code, 0) << stopped.err;
+  EXPECT_TRUE(absl::StrContains(stopped.out, "stop requested")) << stopped.out;
+  Result waited = Saectl("wait " + run_id + " --timeout 30");
+  EXPECT_EQ(waited.code, 3) << waited.out << waited.err;
+  EXPECT_TRUE(absl::StrContains(waited.out, "STOPPED")) << waited.out;
+  EXPECT_TRUE(absl::StrContains(Saectl("checkpoints " + run_id).out, "no")) << "a checkpoint";
+}
+
+TEST_F(SaectlTest, KilledTrainerFailsARunWithoutRestartsAndWaitExitsOne) {
+  StartCluster(1, 1, /*lease_seconds=*/1);
+  std::string run_id = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 1000000, 0))));
+  WaitForState(run_id, "RUN_STATE_RUNNING");
+  auto record = nlohmann::json::parse(*ReadFile(DataDir() + "/cluster.json"));
+  for (const auto& process : record["processes"]) {
+    if (process["name"] == "trainer-0") ::kill(process["pid"].get<int>(), SIGKILL);
+  }
+  Result waited = Saectl("wait " + run_id + " --timeout 30");
+  EXPECT_EQ(waited.code, 1) << waited.out << waited.err;
+  EXPECT_TRUE(absl::StrContains(waited.err, "no restarts left")) << waited.err;
+  Result described = Saectl("describe run " + run_id);
+  EXPECT_TRUE(absl::StrContains(described.out, "Last error:        ")) << described.out;
+  EXPECT_TRUE(absl::StrContains(described.out, "no heartbeat")) << described.out;
+  // The dead process shows in the cluster's status.
+  EXPECT_TRUE(absl::StrContains(Saectl("cluster status --data-dir " + DataDir()).out, "exited"));
+}
+
+TEST_F(SaectlTest, WaitTimesOutWithExitThree) {
+  StartCluster(1, 1);
+  std::string run_id = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 4, 10))));
+  Result waited = Saectl("wait " + run_id + " --timeout 1");
+  EXPECT_EQ(waited.code, 3) << waited.err;
+  EXPECT_TRUE(absl::StrContains(waited.err, "did not finish within 1s")) << waited.err;
+  Result deleted = Saectl("delete " + run_id);
+  EXPECT_EQ(deleted.code, 2) << "an active run cannot be deleted";
+  EXPECT_TRUE(absl::StrContains(deleted.err, "stop it first")) << deleted.err;
+}
+
+TEST_F(SaectlTest, CtrlCDetachesAFollowWithoutStoppingTheRun) {
+  StartCluster(1, 1);
+  std::string run_id = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 4, 10))));
+  std::string err = folder_.path() + "/follow.err";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    std::freopen("/dev/null", "w", stdout);
+    std::freopen(err.c_str(), "w", stderr);
+    ::execl(SaectlPath().c_str(), "saectl", "logs", run_id.c_str(), "-f", nullptr);
+    ::_exit(127);
+  }
+  absl::SleepFor(absl::Seconds(1));
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3);
+  EXPECT_TRUE(absl::StrContains(ReadFile(err).value_or(""), "detached")) << *ReadFile(err);
+  EXPECT_EQ(GetRunJson(run_id).value("state", ""), "RUN_STATE_PENDING");
+}
+
+TEST_F(SaectlTest, ClusterUpRefusesASecondClusterInTheSameFolder) {
+  StartCluster(0, 1);
+  Result again = Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --bin-dir ",
+                                     folder_.path(), "/bin --port 0 --activation-servers 0"));
+  EXPECT_EQ(again.code, 2) << again.err;
+  EXPECT_TRUE(absl::StrContains(again.err, "already up")) << again.err;
+  Result missing = Saectl(absl::StrCat("cluster up --data-dir ", folder_.path(),
+                                       "/other --bin-dir /nonexistent --port 0"));
+  EXPECT_EQ(missing.code, 2);
+  EXPECT_TRUE(absl::StrContains(missing.err, "sae-controller")) << missing.err;
+}
+
+TEST_F(SaectlTest, ClusterDownStopsEveryProcessAndKeepsTheRuns) {
+  StartCluster(1, 1);
+  std::string run_id = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 10))));
+  EXPECT_EQ(Saectl("wait " + run_id + " --timeout 30").code, 0);
+  auto record = nlohmann::json::parse(*ReadFile(DataDir() + "/cluster.json"));
+  Result down = Saectl("cluster down --data-dir " + DataDir());
+  cluster_up_ = false;
+  EXPECT_EQ(down.code, 0) << down.err;
+  EXPECT_TRUE(absl::StrContains(down.out, "stopped 3 processes")) << down.out;
+  for (const auto& process : record["processes"]) {
+    // Gone, or a zombie waiting for init: either way it runs no more.
+    EXPECT_TRUE(Cmdline(process["pid"].get<int>()).empty()) << process.dump();
+  }
+  EXPECT_EQ(Saectl("cluster status --data-dir " + DataDir()).code, 2);
+  // The runs are still there for the next `cluster up`.
+  fs::remove_all(folder_.path() + "/bin");
+  StartCluster(1, 1);
+  EXPECT_EQ(GetRunJson(run_id).value("state", ""), "RUN_STATE_SUCCEEDED");
+}
+
+}  // namespace
+}  // namespace sae

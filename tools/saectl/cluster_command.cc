@@ -1,0 +1,483 @@
+// saectl cluster up | status | down: a controller and local workers as separate processes on
+// loopback, for one machine. The processes and their ports are recorded in DATA_DIR/cluster.json;
+// their logs go to DATA_DIR/logs/; the controller's store lives in DATA_DIR/controller, so runs
+// survive a `cluster down` and `cluster up`.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "core/util/files.h"
+#include "core/util/status.h"
+#include "nlohmann/json.hpp"
+#include "services/common/rpc.h"
+#include "services/common/run_state.h"
+#include "tools/saectl/command.h"
+#include "tools/saectl/format.h"
+#include "tools/saectl/server_flags.h"
+
+namespace sae::saectl {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr char kClusterFile[] = "cluster.json";
+constexpr char kControllerBinary[] = "sae-controller";
+constexpr char kActivationServerBinary[] = "sae-activation-server";
+constexpr char kTrainerBinary[] = "sae-trainer";
+
+struct ClusterFlags {
+  std::string data_dir;
+  int activation_servers = 2;
+  int trainers = 2;
+  int port = 7070;
+  std::string bin_dir;
+  double lease_seconds = 10;
+  double wait_seconds = 120;
+  double stop_seconds = 15;
+  bool purge = false;
+};
+
+// One process of the cluster, as cluster.json records it.
+struct Process {
+  std::string name;    // "controller", "activation-server-0", "trainer-1"
+  std::string binary;  // sae-controller, ...
+  pid_t pid = -1;
+  std::string address;
+  int metrics_port = -1;
+  std::string log;
+};
+
+nlohmann::json ToJson(const Process& p) {
+  return {{"name", p.name},
+          {"binary", p.binary},
+          {"pid", p.pid},
+          {"address", p.address},
+          {"metrics_port", p.metrics_port},
+          {"log", p.log}};
+}
+
+Process FromJson(const nlohmann::json& j) {
+  Process p;
+  p.name = j.value("name", "");
+  p.binary = j.value("binary", "");
+  p.pid = j.value("pid", -1);
+  p.address = j.value("address", "");
+  p.metrics_port = j.value("metrics_port", -1);
+  p.log = j.value("log", "");
+  return p;
+}
+
+std::string DefaultDataDir() {
+  if (const char* dir = std::getenv("SAE_CLUSTER_DIR"); dir != nullptr && *dir != '\0') return dir;
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home != nullptr ? home : ".", "/.sae/cluster");
+}
+
+// The folder saectl runs from (build/bin), where the service binaries are built too.
+std::string DefaultBinDir() {
+  std::error_code error;
+  fs::path self = fs::read_symlink("/proc/self/exe", error);
+  return error ? "." : self.parent_path().string();
+}
+
+// Free loopback ports, found by binding port 0; held until all are picked so none repeats.
+absl::StatusOr<std::vector<int>> FreePorts(int count) {
+  std::vector<int> sockets, ports;
+  absl::Status status;
+  for (int i = 0; i < count && status.ok(); ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address = {};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      status = absl::UnavailableError("cannot find a free loopback port");
+    } else {
+      ports.push_back(ntohs(address.sin_port));
+    }
+    if (fd >= 0) sockets.push_back(fd);
+  }
+  for (int fd : sockets) ::close(fd);
+  SAE_RETURN_IF_ERROR(status);
+  return ports;
+}
+
+// Starts `args` in a session of its own (so that Ctrl-C in saectl's terminal does not reach it),
+// with stdout and stderr appended to `log`.
+absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log) {
+  pid_t pid = ::fork();
+  if (pid < 0) return ErrnoStatus("cannot fork to start", args[0], errno);
+  if (pid == 0) {
+    ::setsid();
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    if (log_fd >= 0) {
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+    }
+    std::vector<char*> argv;
+    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    std::fprintf(stderr, "cannot run %s\n", argv[0]);
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// Whether `p` is still running as the program cluster.json says (a pid may be reused).
+bool IsRunning(const Process& p) {
+  if (p.pid <= 0 || ::kill(p.pid, 0) != 0) return false;
+  // A child of this saectl that exited stays a zombie until reaped.
+  int status = 0;
+  if (::waitpid(p.pid, &status, WNOHANG) == p.pid) return false;
+  // /proc files report size 0, so they are read as streams; a zombie's cmdline is empty.
+  std::ifstream cmdline(absl::StrCat("/proc/", p.pid, "/cmdline"), std::ios::binary);
+  std::string argv0;
+  if (!std::getline(cmdline, argv0, '\0')) return false;
+  return fs::path(argv0).filename() == p.binary;
+}
+
+// Whether a child this saectl started has not exited (its program may still be starting).
+bool ChildRunning(pid_t pid) {
+  int status = 0;
+  return ::waitpid(pid, &status, WNOHANG) == 0;
+}
+
+// SIGTERM to every running process, SIGKILL to those still running after `grace`.
+int StopProcesses(const std::vector<Process>& processes, absl::Duration grace) {
+  int stopped = 0;
+  for (const Process& p : processes) {
+    if (IsRunning(p)) {
+      ::kill(p.pid, SIGTERM);
+      ++stopped;
+    }
+  }
+  absl::Time give_up = absl::Now() + grace;
+  while (absl::Now() < give_up) {
+    bool any = false;
+    for (const Process& p : processes) any = any || IsRunning(p);
+    if (!any) return stopped;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  for (const Process& p : processes) {
+    if (IsRunning(p)) ::kill(p.pid, SIGKILL);
+  }
+  return stopped;
+}
+
+// Stops children this saectl started (a failed `cluster up`) and reaps them.
+void StopChildren(const std::vector<Process>& processes) {
+  for (const Process& p : processes) ::kill(p.pid, SIGTERM);
+  absl::Time give_up = absl::Now() + absl::Seconds(5);
+  for (const Process& p : processes) {
+    while (ChildRunning(p.pid) && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
+    if (ChildRunning(p.pid)) ::kill(p.pid, SIGKILL);
+    int status = 0;
+    ::waitpid(p.pid, &status, 0);
+  }
+}
+
+std::string LogTail(const std::string& log) {
+  absl::StatusOr<std::string> text = ReadFile(log);
+  if (!text.ok() || text->empty()) return "(empty log)";
+  std::string tail = text->size() > 600 ? text->substr(text->size() - 600) : *text;
+  return std::string(absl::StripTrailingAsciiWhitespace(tail));
+}
+
+absl::StatusOr<std::vector<Process>> LoadCluster(const std::string& data_dir) {
+  std::string path = absl::StrCat(data_dir, "/", kClusterFile);
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(absl::StrCat("no cluster in ", data_dir,
+                                            " (start one with: saectl cluster up --data-dir ",
+                                            data_dir, ")"));
+  }
+  SAE_RETURN_IF_ERROR(text.status());
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.contains("processes")) {
+    return absl::DataLossError(absl::StrCat(path, " is not a cluster record"));
+  }
+  std::vector<Process> processes;
+  for (const nlohmann::json& p : j["processes"]) processes.push_back(FromJson(p));
+  return processes;
+}
+
+absl::Status SaveCluster(const std::string& data_dir, const std::vector<Process>& processes) {
+  nlohmann::json j = {{"processes", nlohmann::json::array()}};
+  for (const Process& p : processes) j["processes"].push_back(ToJson(p));
+  return WriteFileAtomically(absl::StrCat(data_dir, "/", kClusterFile), j.dump(2) + "\n");
+}
+
+// ---- up ----
+
+// Starts the controller and waits until it answers its health check.
+absl::StatusOr<Process> StartController(const ClusterFlags& f, const std::string& data_dir,
+                                        int metrics_port) {
+  Process p;
+  p.name = "controller";
+  p.binary = kControllerBinary;
+  p.metrics_port = metrics_port;
+  p.log = absl::StrCat(data_dir, "/logs/controller.log");
+  std::string port_file = absl::StrCat(data_dir, "/controller.port");
+  std::error_code ignored;
+  fs::remove(port_file, ignored);
+  SAE_ASSIGN_OR_RETURN(p.pid, Spawn({absl::StrCat(f.bin_dir, "/", kControllerBinary), "--listen",
+                                     absl::StrCat("127.0.0.1:", f.port), "--data-dir",
+                                     absl::StrCat(data_dir, "/controller"), "--metrics-port",
+                                     absl::StrCat(metrics_port), "--lease-seconds",
+                                     absl::StrCat(f.lease_seconds), "--port-file", port_file},
+                                    p.log));
+  absl::Time give_up = absl::Now() + absl::Seconds(30);
+  while (absl::Now() < give_up) {
+    if (!ChildRunning(p.pid)) {
+      return absl::InternalError(
+          absl::StrCat("the controller exited at start; ", p.log, " ends with:\n", LogTail(p.log)));
+    }
+    absl::StatusOr<std::string> port = ReadFile(port_file);
+    int number = 0;
+    if (port.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*port), &number)) {
+      p.address = absl::StrCat("127.0.0.1:", number);
+      SAE_ASSIGN_OR_RETURN(auto channel, rpc::CreateChannel(p.address, rpc::ClientSecurity{}));
+      if (rpc::CheckHealth(channel, "", absl::Seconds(5)).ok()) return p;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  StopChildren({p});
+  return absl::DeadlineExceededError(
+      absl::StrCat("the controller did not come up within 30 s; see ", p.log));
+}
+
+absl::Status ClusterUp(ClusterFlags f) {
+  if (f.data_dir.empty()) f.data_dir = DefaultDataDir();
+  if (f.bin_dir.empty()) f.bin_dir = DefaultBinDir();
+  std::string data_dir = fs::absolute(f.data_dir).string();
+  if (absl::StatusOr<std::vector<Process>> existing = LoadCluster(data_dir); existing.ok()) {
+    for (const Process& p : *existing) {
+      if (IsRunning(p)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("a cluster is already up in ", data_dir, " (its ", p.name, " is pid ",
+                         p.pid, "); stop it with: saectl cluster down --data-dir ", data_dir));
+      }
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> binaries = {{"controller", kControllerBinary}};
+  if (f.activation_servers > 0) binaries.push_back({"activation server", kActivationServerBinary});
+  if (f.trainers > 0) binaries.push_back({"trainer", kTrainerBinary});
+  for (const auto& [what, binary] : binaries) {
+    std::string path = absl::StrCat(f.bin_dir, "/", binary);
+    if (::access(path.c_str(), X_OK) != 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no ", what, " binary at ", path, ": build it (cmake --build build --target ", binary,
+          ") or point --bin-dir at the folder that has it"));
+    }
+  }
+  SAE_RETURN_IF_ERROR(MakeDirectories(absl::StrCat(data_dir, "/logs")));
+
+  int workers = f.activation_servers + f.trainers;
+  SAE_ASSIGN_OR_RETURN(std::vector<int> ports, FreePorts(1 + 2 * workers));
+  std::vector<Process> processes;
+  auto fail = [&](absl::Status status) {
+    StopChildren(processes);
+    return status;
+  };
+  absl::StatusOr<Process> controller = StartController(f, data_dir, ports[0]);
+  if (!controller.ok()) return controller.status();
+  processes.push_back(*controller);
+
+  for (int i = 0; i < workers; ++i) {
+    bool server = i < f.activation_servers;
+    int index = server ? i : i - f.activation_servers;
+    Process p;
+    p.binary = server ? kActivationServerBinary : kTrainerBinary;
+    p.name = absl::StrCat(server ? "activation-server-" : "trainer-", index);
+    p.address = absl::StrCat("127.0.0.1:", ports[1 + 2 * i]);
+    p.metrics_port = ports[2 + 2 * i];
+    p.log = absl::StrCat(data_dir, "/logs/", p.name, ".log");
+    absl::StatusOr<pid_t> pid =
+        Spawn({absl::StrCat(f.bin_dir, "/", p.binary), "--controller", controller->address,
+               "--listen", p.address, "--metrics-port", absl::StrCat(p.metrics_port)},
+              p.log);
+    if (!pid.ok()) return fail(pid.status());
+    p.pid = *pid;
+    processes.push_back(p);
+  }
+  if (absl::Status saved = SaveCluster(data_dir, processes); !saved.ok()) return fail(saved);
+
+  // Every worker registered with the controller, or the first that died, or the timeout.
+  ServerFlags server_flags;
+  server_flags.server = controller->address;
+  SAE_ASSIGN_OR_RETURN(auto client, ConnectController(server_flags));
+  absl::Time give_up = absl::Now() + absl::Seconds(f.wait_seconds);
+  while (true) {
+    for (const Process& p : processes) {
+      if (!ChildRunning(p.pid)) {
+        return fail(absl::InternalError(absl::StrCat(p.name, " (", p.binary, ") exited; ", p.log,
+                                                     " ends with:\n", LogTail(p.log))));
+      }
+    }
+    absl::StatusOr<std::vector<v1::Worker>> registered = client->ListWorkers();
+    if (registered.ok() && static_cast<int>(registered->size()) >= workers) break;
+    if (absl::Now() > give_up) {
+      return fail(absl::DeadlineExceededError(
+          absl::StrCat("only ", registered.ok() ? registered->size() : 0, " of ", workers,
+                       " workers registered within ", HumanDuration(f.wait_seconds), "; logs in ",
+                       data_dir, "/logs")));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+  std::printf(
+      "cluster up in %s: controller %s (metrics :%d), %d activation server%s, %d "
+      "trainer%s; logs in %s/logs\n",
+      data_dir.c_str(), controller->address.c_str(), controller->metrics_port, f.activation_servers,
+      f.activation_servers == 1 ? "" : "s", f.trainers, f.trainers == 1 ? "" : "s",
+      data_dir.c_str());
+  if (controller->address != client::kDefaultControllerAddress) {
+    std::printf("point saectl at it with: export %s=%s\n", kServerEnv, controller->address.c_str());
+  }
+  return absl::OkStatus();
+}
+
+// ---- status ----
+
+absl::Status ClusterStatus(ClusterFlags f) {
+  if (f.data_dir.empty()) f.data_dir = DefaultDataDir();
+  std::string data_dir = fs::absolute(f.data_dir).string();
+  SAE_ASSIGN_OR_RETURN(std::vector<Process> processes, LoadCluster(data_dir));
+  std::map<std::string, v1::Worker> by_address;
+  std::vector<v1::Run> runs;
+  bool controller_up = false;
+  for (const Process& p : processes) {
+    if (p.binary != kControllerBinary || !IsRunning(p)) continue;
+    ServerFlags server_flags;
+    server_flags.server = p.address;
+    server_flags.timeout_seconds = 5;
+    SAE_ASSIGN_OR_RETURN(auto client, ConnectController(server_flags));
+    absl::StatusOr<std::vector<v1::Worker>> workers = client->ListWorkers();
+    if (workers.ok()) {
+      controller_up = true;
+      for (v1::Worker& w : *workers) by_address[w.address()] = w;
+    }
+    if (absl::StatusOr<std::vector<v1::Run>> listed = client->ListRuns(); listed.ok()) {
+      runs = *listed;
+    }
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"PROCESS", "PID", "STATE", "ADDRESS", "METRICS", "WORKER", "RUN"}};
+  for (const Process& p : processes) {
+    auto worker = by_address.find(p.address);
+    bool registered = worker != by_address.end();
+    std::string state = IsRunning(p) ? "running" : "exited";
+    if (state == "running" && p.binary != kControllerBinary && controller_up && !registered) {
+      state = "running (not registered)";
+    }
+    rows.push_back(
+        {p.name, absl::StrCat(p.pid), state, p.address, absl::StrCat(":", p.metrics_port),
+         registered ? worker->second.worker_id() : "-",
+         registered && !worker->second.run_id().empty()
+             ? absl::StrCat(worker->second.run_id(), " (rank ", worker->second.rank(), ")")
+             : "-"});
+  }
+  std::fputs(FormatTable(rows).c_str(), stdout);
+  std::map<std::string, int> counts;
+  for (const v1::Run& run : runs) ++counts[client::RunStateName(run.state())];
+  std::string summary;
+  for (const auto& [state, count] : counts) absl::StrAppend(&summary, " ", count, " ", state);
+  std::printf("runs:%s\n", summary.empty() ? " none" : summary.c_str());
+  if (!controller_up) {
+    return absl::UnavailableError(
+        absl::StrCat("the controller of the cluster in ", data_dir, " is not answering"));
+  }
+  return absl::OkStatus();
+}
+
+// ---- down ----
+
+absl::Status ClusterDown(ClusterFlags f) {
+  if (f.data_dir.empty()) f.data_dir = DefaultDataDir();
+  std::string data_dir = fs::absolute(f.data_dir).string();
+  SAE_ASSIGN_OR_RETURN(std::vector<Process> processes, LoadCluster(data_dir));
+  // Workers first, so that the controller does not see them as lost and restart their runs.
+  std::vector<Process> workers, controller;
+  for (const Process& p : processes) {
+    (p.binary == kControllerBinary ? controller : workers).push_back(p);
+  }
+  absl::Duration grace = absl::Seconds(f.stop_seconds);
+  int stopped = StopProcesses(workers, grace) + StopProcesses(controller, grace);
+  std::error_code error;
+  fs::remove(absl::StrCat(data_dir, "/", kClusterFile), error);
+  if (f.purge) fs::remove_all(data_dir, error);
+  std::printf(
+      "cluster down: stopped %d process%s%s\n", stopped, stopped == 1 ? "" : "es",
+      f.purge ? absl::StrCat("; removed ", data_dir).c_str()
+              : absl::StrCat("; runs and checkpoints stay in ", data_dir, "/controller").c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterClusterCommands(CLI::App& app) {
+  CLI::App* cluster =
+      app.add_subcommand("cluster", "A local controller and workers as processes on loopback")
+          ->require_subcommand(1);
+  auto flags = std::make_shared<ClusterFlags>();
+  auto add_data_dir = [&](CLI::App* command) {
+    command->add_option("--data-dir", flags->data_dir,
+                        "Folder of the cluster's record, logs and store (default: "
+                        "$SAE_CLUSTER_DIR, else ~/.sae/cluster)");
+  };
+
+  CLI::App* up = cluster->add_subcommand("up", "Start a controller and workers");
+  add_data_dir(up);
+  up->add_option("--activation-servers", flags->activation_servers, "Activation servers")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  up->add_option("--trainers", flags->trainers, "Trainers")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  up->add_option("--port", flags->port, "Controller port on 127.0.0.1 (0: any free port)")
+      ->capture_default_str();
+  up->add_option("--bin-dir", flags->bin_dir,
+                 "Folder with sae-controller, sae-activation-server and sae-trainer (default: "
+                 "saectl's own folder)");
+  up->add_option("--lease-seconds", flags->lease_seconds, "Worker lease of the controller")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  up->add_option("--wait", flags->wait_seconds, "Seconds to wait for every worker to register")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  up->callback([flags] { RunCommand([&] { return ClusterUp(*flags); }); });
+
+  CLI::App* status = cluster->add_subcommand("status", "Show the cluster's processes and runs");
+  add_data_dir(status);
+  status->callback([flags] { RunCommand([&] { return ClusterStatus(*flags); }); });
+
+  CLI::App* down = cluster->add_subcommand("down", "Stop the cluster's processes");
+  add_data_dir(down);
+  down->add_option("--timeout", flags->stop_seconds,
+                   "Seconds each process gets to exit after SIGTERM before SIGKILL")
+      ->capture_default_str();
+  down->add_flag("--purge", flags->purge, "Also delete the data folder (runs, checkpoints, logs)");
+  down->callback([flags] { RunCommand([&] { return ClusterDown(*flags); }); });
+}
+
+}  // namespace sae::saectl
