@@ -81,17 +81,9 @@ void ControllerClient::Cancel() {
 
 // ---- Unary calls ----
 
-#define SAE_UNARY_CALL(method, request, response)                      \
-  do {                                                                 \
-    grpc::ClientContext context;                                       \
-    Prepare(&context, options_.timeout);                               \
-    grpc::Status status = stub_->method(&context, request, &response); \
-    if (!status.ok()) return CallError(status, #method);               \
-  } while (0)
-
 absl::StatusOr<v1::Run> ControllerClient::SubmitRun(const v1::SubmitRunRequest& request) {
   v1::Run run;
-  SAE_UNARY_CALL(SubmitRun, request, run);
+  SAE_RETURN_IF_ERROR(Call(&v1::Controller::Stub::SubmitRun, request, &run, "SubmitRun"));
   return run;
 }
 
@@ -99,7 +91,7 @@ absl::StatusOr<v1::Run> ControllerClient::GetRun(const std::string& run_id) {
   v1::GetRunRequest request;
   request.set_run_id(run_id);
   v1::Run run;
-  SAE_UNARY_CALL(GetRun, request, run);
+  SAE_RETURN_IF_ERROR(Call(&v1::Controller::Stub::GetRun, request, &run, "GetRun"));
   return run;
 }
 
@@ -108,7 +100,7 @@ absl::StatusOr<std::vector<v1::Run>> ControllerClient::ListRuns(
   v1::ListRunsRequest request;
   for (v1::RunState state : states) request.add_states(state);
   v1::ListRunsResponse response;
-  SAE_UNARY_CALL(ListRuns, request, response);
+  SAE_RETURN_IF_ERROR(Call(&v1::Controller::Stub::ListRuns, request, &response, "ListRuns"));
   return std::vector<v1::Run>(response.runs().begin(), response.runs().end());
 }
 
@@ -118,7 +110,7 @@ absl::StatusOr<v1::Run> ControllerClient::StopRun(const std::string& run_id,
   request.set_run_id(run_id);
   request.set_reason(reason);
   v1::Run run;
-  SAE_UNARY_CALL(StopRun, request, run);
+  SAE_RETURN_IF_ERROR(Call(&v1::Controller::Stub::StopRun, request, &run, "StopRun"));
   return run;
 }
 
@@ -126,7 +118,7 @@ absl::Status ControllerClient::DeleteRun(const std::string& run_id) {
   v1::DeleteRunRequest request;
   request.set_run_id(run_id);
   v1::DeleteRunResponse response;
-  SAE_UNARY_CALL(DeleteRun, request, response);
+  SAE_RETURN_IF_ERROR(Call(&v1::Controller::Stub::DeleteRun, request, &response, "DeleteRun"));
   return absl::OkStatus();
 }
 
@@ -135,7 +127,8 @@ absl::StatusOr<std::vector<v1::CheckpointManifest>> ControllerClient::ListCheckp
   v1::ListCheckpointsRequest request;
   request.set_run_id(run_id);
   v1::ListCheckpointsResponse response;
-  SAE_UNARY_CALL(ListCheckpoints, request, response);
+  SAE_RETURN_IF_ERROR(
+      Call(&v1::Controller::Stub::ListCheckpoints, request, &response, "ListCheckpoints"));
   return std::vector<v1::CheckpointManifest>(response.checkpoints().begin(),
                                              response.checkpoints().end());
 }
@@ -143,32 +136,32 @@ absl::StatusOr<std::vector<v1::CheckpointManifest>> ControllerClient::ListCheckp
 absl::StatusOr<std::vector<v1::Worker>> ControllerClient::ListWorkers() {
   v1::ListWorkersRequest request;
   v1::ListWorkersResponse response;
-  SAE_UNARY_CALL(ListWorkers, request, response);
+  SAE_RETURN_IF_ERROR(Call(&v1::Controller::Stub::ListWorkers, request, &response, "ListWorkers"));
   return std::vector<v1::Worker>(response.workers().begin(), response.workers().end());
 }
 
 absl::StatusOr<v1::RegisterWorkerResponse> ControllerClient::RegisterWorker(
     const v1::RegisterWorkerRequest& request) {
   v1::RegisterWorkerResponse response;
-  SAE_UNARY_CALL(RegisterWorker, request, response);
+  SAE_RETURN_IF_ERROR(
+      Call(&v1::Controller::Stub::RegisterWorker, request, &response, "RegisterWorker"));
   return response;
 }
 
 absl::StatusOr<v1::HeartbeatResponse> ControllerClient::Heartbeat(
     const v1::HeartbeatRequest& request) {
   v1::HeartbeatResponse response;
-  SAE_UNARY_CALL(Heartbeat, request, response);
+  SAE_RETURN_IF_ERROR(Call(&v1::Controller::Stub::Heartbeat, request, &response, "Heartbeat"));
   return response;
 }
 
 absl::StatusOr<v1::ReportProgressResponse> ControllerClient::ReportProgress(
     const v1::ReportProgressRequest& request) {
   v1::ReportProgressResponse response;
-  SAE_UNARY_CALL(ReportProgress, request, response);
+  SAE_RETURN_IF_ERROR(
+      Call(&v1::Controller::Stub::ReportProgress, request, &response, "ReportProgress"));
   return response;
 }
-
-#undef SAE_UNARY_CALL
 
 // ---- Streams ----
 

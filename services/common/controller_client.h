@@ -106,6 +106,16 @@ class ControllerClient {
 
   // Prepares a call's context: deadline and token.
   void Prepare(grpc::ClientContext* context, absl::Duration timeout) const;
+  // One unary call of `method` with the deadline and token; `name` names it in errors.
+  template <typename Request, typename Response>
+  absl::Status Call(grpc::Status (v1::Controller::Stub::*method)(grpc::ClientContext*,
+                                                                 const Request&, Response*),
+                    const Request& request, Response* response, const char* name) const {
+    grpc::ClientContext context;
+    Prepare(&context, options_.timeout);
+    grpc::Status status = (stub_.get()->*method)(&context, request, response);
+    return status.ok() ? absl::OkStatus() : CallError(status, name);
+  }
   // An absl::Status for a failed call, naming the controller and the call.
   absl::Status CallError(const grpc::Status& status, const char* call) const;
   // Registers a stream's context for Cancel(); false when already cancelled.

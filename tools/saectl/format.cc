@@ -19,9 +19,11 @@ std::string HumanCount(double n) {
 
 std::string HumanBytes(int64_t bytes) {
   if (bytes < 1024) return absl::StrCat(bytes, " B");
-  if (bytes < (int64_t{1} << 20)) return absl::StrFormat("%.1f KiB", bytes / 1024.0);
-  if (bytes < (int64_t{1} << 30)) return absl::StrFormat("%.1f MiB", bytes / 1048576.0);
-  return absl::StrFormat("%.2f GiB", bytes / 1073741824.0);
+  if (bytes < (int64_t{1} << 20))
+    return absl::StrFormat("%.1f KiB", static_cast<double>(bytes) / 1024.0);
+  if (bytes < (int64_t{1} << 30))
+    return absl::StrFormat("%.1f MiB", static_cast<double>(bytes) / 1048576.0);
+  return absl::StrFormat("%.2f GiB", static_cast<double>(bytes) / 1073741824.0);
 }
 
 std::string HumanAge(int64_t unix_ms, absl::Time now) {
