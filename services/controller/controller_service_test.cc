@@ -1,6 +1,7 @@
 // The controller over gRPC on a loopback port, with fake workers that follow the real protocol
 // (services/controller/fake_worker.h).
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <string>
@@ -331,6 +332,33 @@ TEST_F(ControllerServiceTest, CallsWithoutTheRightTokenAreRefused) {
   EXPECT_TRUE(absl::IsUnauthenticated(anonymous->RegisterWorker(request).status()));
   auto channel = rpc::CreateChannel(server_->address(), rpc::ClientSecurity{});
   EXPECT_TRUE(rpc::CheckHealth(*channel, "", absl::Seconds(5)).ok());
+}
+
+TEST_F(ControllerServiceTest, ServesTlsToClientsThatTrustItsCertificate) {
+  std::string cert = folder_.path() + "/cert.pem", key = folder_.path() + "/key.pem";
+  std::string make_cert = absl::StrCat(
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext "
+      "subjectAltName=IP:127.0.0.1 -keyout ",
+      key, " -out ", cert, " 2>/dev/null");
+  ASSERT_EQ(std::system(make_cert.c_str()), 0) << "openssl could not make a certificate";
+  ControllerServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.data_dir = folder_.path() + "/db";
+  options.security.tls_cert_file = cert;
+  options.security.tls_key_file = key;
+  auto server = ControllerServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(*server);
+
+  client::ControllerClientOptions secure;
+  secure.address = server_->address();
+  secure.security.tls_ca_file = cert;
+  secure.timeout = absl::Seconds(10);
+  auto trusted = client::ControllerClient::Connect(secure);
+  ASSERT_TRUE(trusted.ok());
+  EXPECT_TRUE((*trusted)->ListRuns().ok());
+  auto plaintext = Connect("");
+  EXPECT_FALSE(plaintext->ListRuns().ok()) << "a plaintext client cannot talk to a TLS port";
 }
 
 TEST_F(ControllerServiceTest, BadConfigIsRefusedNamingTheKeyAndLine) {

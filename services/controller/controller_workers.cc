@@ -19,6 +19,12 @@ using internal::RunWorkerOf;
 using internal::UnixMillis;
 using internal::WorkerLabel;
 
+// How often workers heartbeat: a third of the lease, and at least every second so that a new
+// assignment reaches them quickly.
+absl::Duration HeartbeatInterval(absl::Duration lease) {
+  return std::min(lease / 3, absl::Seconds(1));
+}
+
 // Progress of a run is written to the store at most this often (buffered).
 constexpr absl::Duration kProgressWriteInterval = absl::Seconds(1);
 
@@ -58,7 +64,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Controller::RegisterWorker(
   v1::RegisterWorkerResponse response;
   response.set_worker_id(worker_id);
   response.set_lease_ms(absl::ToInt64Milliseconds(options_.lease));
-  response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.lease / 3));
+  response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(HeartbeatInterval(options_.lease)));
   return response;
 }
 
@@ -76,7 +82,7 @@ absl::StatusOr<v1::HeartbeatResponse> Controller::Heartbeat(const v1::HeartbeatR
 
   v1::HeartbeatResponse response;
   response.set_lease_ms(absl::ToInt64Milliseconds(options_.lease));
-  response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(options_.lease / 3));
+  response.set_heartbeat_interval_ms(absl::ToInt64Milliseconds(HeartbeatInterval(options_.lease)));
   const RunEntry* entry = FindRun(worker.info.run_id());
   if (entry != nullptr && entry->run.state() == v1::RUN_STATE_RUNNING &&
       entry->run.generation() == worker.info.generation()) {

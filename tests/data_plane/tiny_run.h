@@ -1,0 +1,72 @@
+// A small run for the data-plane tests: a 2-layer GPT-2 of d_model 32 with random weights (the
+// real vocabulary size), a nanoGPT .bin of random documents, and a run.yaml for them.
+#ifndef SAE_TESTS_DATA_PLANE_TINY_RUN_H_
+#define SAE_TESTS_DATA_PLANE_TINY_RUN_H_
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "core/config/run_config.h"
+#include "core/data/token_file_format.h"
+#include "core/model/gpt2_weights.h"
+#include "core/util/files.h"
+
+namespace sae::testing_loopback {
+
+// `documents` random documents of 10 to 69 ids below 1000, each ended by <|endoftext|>.
+inline absl::Status WriteRandomTokens(const std::string& path, int documents, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> tokens;
+  for (int doc = 0; doc < documents; ++doc) {
+    const int length = 10 + static_cast<int>(rng() % 60);
+    for (int i = 0; i < length; ++i) tokens.push_back(static_cast<int32_t>(rng() % 1000));
+    tokens.push_back(50256);
+  }
+  absl::StatusOr<std::string> bytes = data::EncodeNanoGptBin(tokens);
+  if (!bytes.ok()) return bytes.status();
+  return WriteFileAtomically(path, *bytes);
+}
+
+// The run.yaml text of the tiny run in `dir` (model/ and tokens.bin), plus `extra` keys.
+inline std::string TinyRunYaml(const std::string& dir, const std::string& extra = "") {
+  return absl::StrCat("model_path: ", dir, "/model\n", "dataset_path: ", dir, "/tokens.bin\n",
+                      "hook_point: blocks.1.hook_resid_pre\n"
+                      "context_size: 16\n"
+                      "expansion_factor: 4\n"
+                      "train_batch_size: 64\n"
+                      "total_training_tokens: 6400\n"
+                      "n_batches_in_buffer: 8\n"
+                      "store_batch_size: 4\n"
+                      "lr: 0.001\n"
+                      "lr_warm_up_steps: 2\n"
+                      "b_dec_init_method: mean\n",
+                      extra);
+}
+
+// Writes the model and tokens into `dir`.
+inline absl::Status WriteTinyRunFiles(const std::string& dir, int documents = 2000) {
+  model::Gpt2Config c;
+  c.n_layer = 2;
+  c.n_embd = 32;
+  c.n_head = 4;
+  c.n_positions = 64;
+  absl::Status saved = model::SaveGpt2(model::RandomGpt2Weights(c, 1), dir + "/model");
+  if (!saved.ok()) return saved;
+  return WriteRandomTokens(dir + "/tokens.bin", documents, 2);
+}
+
+// The tiny run's config with `overrides` ("key=value", as saectl --set) applied; a default
+// config (which fails later, loudly) when they do not apply.
+inline config::RunConfig ParseTinyRun(const std::string& dir,
+                                      const std::vector<std::string>& overrides = {}) {
+  absl::StatusOr<config::RunConfig> config = config::ParseRunConfig(TinyRunYaml(dir), "run.yaml");
+  if (!config.ok() || !config::ApplyOverrides(*config, overrides).ok()) return config::RunConfig();
+  return *config;
+}
+
+}  // namespace sae::testing_loopback
+
+#endif  // SAE_TESTS_DATA_PLANE_TINY_RUN_H_
