@@ -23,6 +23,7 @@
 #include "core/util/torch_runtime.h"
 #include "nlohmann/json.hpp"
 #include "tools/saectl/command.h"
+#include "tools/saectl/format.h"
 
 namespace sae::saectl {
 namespace {
@@ -35,21 +36,6 @@ void OnInterrupt(int) {
       "\nsaectl: interrupt: writing a checkpoint at the end of this step "
       "(Ctrl-C again to abort without one)\n";
   (void)!write(STDERR_FILENO, message, sizeof(message) - 1);
-}
-
-std::string HumanCount(double n) {
-  if (n >= 1e9) return absl::StrFormat("%.2fG", n / 1e9);
-  if (n >= 1e6) return absl::StrFormat("%.2fM", n / 1e6);
-  if (n >= 1e3) return absl::StrFormat("%.1fk", n / 1e3);
-  return absl::StrFormat("%.0f", n);
-}
-
-std::string HumanDuration(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "?";
-  int64_t s = static_cast<int64_t>(seconds + 0.5);
-  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
-  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
-  return absl::StrFormat("%ds", s);
 }
 
 absl::StatusOr<config::RunConfig> LoadConfigWithOverrides(const std::string& path,
