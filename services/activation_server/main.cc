@@ -6,6 +6,7 @@
 //
 // Exit codes: 0 after SIGTERM/SIGINT and a graceful shutdown; 1 a failure (generation error,
 // port in use); 2 a usage or config error.
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -136,7 +137,9 @@ absl::Status Run(const Flags& flags) {
 int main(int argc, char** argv) {
   sae::UsePassiveOpenMpWaits(argv);
   sae::LogToStderr("sae-activation-server");
-  sae::service::BlockTerminationSignals();
+  // The re-exec above names the process "exe" (/proc/self/exe); ps and top should say what it is.
+  ::prctl(PR_SET_NAME, "sae-activation");
+  sae::service::CatchTerminationSignals();
   sae::activation_server::Flags flags;
   CLI::App app{
       "sae-activation-server: GPT-2 activations of one dataset shard, streamed to "

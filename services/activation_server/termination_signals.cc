@@ -1,37 +1,40 @@
 #include "services/activation_server/termination_signals.h"
 
-#include <pthread.h>
 #include <signal.h>
 
-#include <cerrno>
-#include <ctime>
+#include <algorithm>
+#include <atomic>
+#include <thread>
+
+#include "absl/time/clock.h"
 
 namespace sae::service {
 namespace {
 
-sigset_t TerminationSet() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  return set;
-}
+// Lock-free, so the handler may touch it.
+std::atomic<int> caught{0};
+static_assert(std::atomic<int>::is_always_lock_free);
+
+void Record(int signal) { caught.store(signal); }
 
 }  // namespace
 
-void BlockTerminationSignals() {
-  sigset_t set = TerminationSet();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+void CatchTerminationSignals() {
+  struct sigaction action = {};
+  action.sa_handler = Record;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
 }
 
 int WaitForTerminationSignal(absl::Duration timeout) {
-  sigset_t set = TerminationSet();
-  timespec wait = absl::ToTimespec(timeout);
+  const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
-    int signal = sigtimedwait(&set, nullptr, &wait);
-    if (signal > 0) return signal;
-    if (errno == EAGAIN) return 0;
-    if (errno != EINTR) return 0;
+    if (const int signal = caught.exchange(0); signal != 0) return signal;
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return 0;
+    std::this_thread::sleep_for(absl::ToChronoMilliseconds(std::min(left, absl::Milliseconds(50))));
   }
 }
 

@@ -1,6 +1,7 @@
-// SIGTERM and SIGINT as events a service's main loop waits for, instead of handlers that
-// interrupt arbitrary code: BlockTerminationSignals() first thing in main (before any thread
-// starts, so every thread inherits the mask), then WaitForTerminationSignal() where it suits.
+// SIGTERM and SIGINT as events a service's main loop waits for: CatchTerminationSignals() at
+// the start of main, then WaitForTerminationSignal() where it suits. The handler only records
+// the signal (whichever thread the kernel picks to run it, including threads LibTorch or gRPC
+// started before main), so no code is interrupted half-way.
 #ifndef SAE_SERVICES_ACTIVATION_SERVER_TERMINATION_SIGNALS_H_
 #define SAE_SERVICES_ACTIVATION_SERVER_TERMINATION_SIGNALS_H_
 
@@ -8,10 +9,11 @@
 
 namespace sae::service {
 
-// Blocks SIGTERM and SIGINT in the calling thread and the threads it starts afterwards.
-void BlockTerminationSignals();
+// Installs the SIGTERM / SIGINT handler.
+void CatchTerminationSignals();
 
-// Waits at most `timeout` for SIGTERM or SIGINT; returns the signal number, or 0 on timeout.
+// Waits at most `timeout` for SIGTERM or SIGINT; returns the signal number (and forgets it),
+// or 0 when none came.
 int WaitForTerminationSignal(absl::Duration timeout);
 
 }  // namespace sae::service

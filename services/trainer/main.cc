@@ -6,6 +6,7 @@
 //
 // Exit codes: 0 the run reached total_training_tokens; 1 a failure (a server or a peer gone,
 // I/O); 2 a usage or config error; 3 stopped by SIGTERM/SIGINT after writing a checkpoint.
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -137,7 +138,9 @@ absl::StatusOr<bool> Run(const Flags& flags, const std::atomic<bool>* stop) {
 int main(int argc, char** argv) {
   sae::UsePassiveOpenMpWaits(argv);
   sae::LogToStderr("sae-trainer");
-  sae::service::BlockTerminationSignals();
+  // The re-exec above names the process "exe" (/proc/self/exe); ps and top should say what it is.
+  ::prctl(PR_SET_NAME, "sae-trainer");
+  sae::service::CatchTerminationSignals();
   sae::trainer::Flags flags;
   CLI::App app{
       "sae-trainer: one rank of a data-parallel SAE training run fed by activation "
