@@ -73,6 +73,12 @@ void LetDSaeDecideWidth(RunConfig& config) {
 
 absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
                                          absl::string_view source_name) {
+  return ParseRunConfig(yaml_text, source_name, {});
+}
+
+absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
+                                         absl::string_view source_name,
+                                         const std::vector<std::string>& overrides) {
   RunConfig config;
   config.source.name = std::string(source_name);
   YAML::Node root;
@@ -83,7 +89,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
         absl::StrCat(source_name, ":", error.mark.line + 1, ": invalid YAML: ", error.msg));
   }
   if (root.IsNull()) {  // an empty file: every key at its default
-    SAE_RETURN_IF_ERROR(ValidateRunConfig(config));
+    SAE_RETURN_IF_ERROR(ApplyOverrides(config, overrides));
     return config;
   }
   if (!root.IsMap()) {
@@ -112,13 +118,19 @@ absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
     SAE_RETURN_IF_ERROR(SetKey(*field, entry.second, config));
   }
   LetDSaeDecideWidth(config);
-  SAE_RETURN_IF_ERROR(ValidateRunConfig(config));
+  // Overrides come before the checks across keys, so --set can supply a required key.
+  SAE_RETURN_IF_ERROR(ApplyOverrides(config, overrides));
   return config;
 }
 
 absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path) {
+  return LoadRunConfig(path, {});
+}
+
+absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,
+                                        const std::vector<std::string>& overrides) {
   SAE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  return ParseRunConfig(text, path);
+  return ParseRunConfig(text, path, overrides);
 }
 
 absl::Status ApplyOverride(RunConfig& config, absl::string_view assignment) {

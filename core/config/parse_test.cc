@@ -467,5 +467,17 @@ TEST(ConfigKeyError, NamesTheKeyItsLineAndTheMessage) {
   EXPECT_EQ(status.message(), "run.yaml:3: is_dataset_tokenized: the dataset holds text");
 }
 
+TEST(LoadRunConfig, OverridesMaySupplyAKeyTheFileLeavesOut) {
+  // model_path and dataset_path are required; the file has neither.
+  absl::StatusOr<RunConfig> without = ParseRunConfig("lr: 0.001\n", "run.yaml");
+  EXPECT_FALSE(without.ok());
+  absl::StatusOr<RunConfig> with = ParseRunConfig(
+      "lr: 0.001\n", "run.yaml", {"model_path=/models/gpt2", "dataset_path=/data/corpus.jsonl"});
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(with->model_path, "/models/gpt2");
+  EXPECT_EQ(with->source.lines.at("dataset_path"), RunConfigSource::kOverrideLine);
+}
+
 }  // namespace
 }  // namespace sae::config
+

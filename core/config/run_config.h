@@ -257,8 +257,16 @@ inline bool operator!=(const RunConfig& a, const RunConfig& b) { return !(a == b
 absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
                                          absl::string_view source_name);
 
+// As ParseRunConfig, with `overrides` ("key=value", as `--set`) applied after the file's keys
+// and before the checks across keys, so an override may supply a key the file leaves out.
+absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
+                                         absl::string_view source_name,
+                                         const std::vector<std::string>& overrides);
+
 // Reads `path` and parses it with `path` as the source name. NotFound etc. when unreadable.
 absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path);
+absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,
+                                        const std::vector<std::string>& overrides);
 
 // Sets one key from "key=value" (`saectl submit --set`); the value is read as one YAML scalar
 // with the same type and range checks as in a file, and its line is recorded as

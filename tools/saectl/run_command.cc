@@ -44,8 +44,7 @@ struct SubmitFlags {
 };
 
 absl::Status RunSubmit(const SubmitFlags& f) {
-  SAE_ASSIGN_OR_RETURN(config::RunConfig config, config::LoadRunConfig(f.config));
-  if (!f.sets.empty()) SAE_RETURN_IF_ERROR(config::ApplyOverrides(config, f.sets));
+  SAE_ASSIGN_OR_RETURN(config::RunConfig config, config::LoadRunConfig(f.config, f.sets));
   for (const std::string& warning : config.source.warnings) {
     std::fprintf(stderr, "saectl: warning: %s\n", warning.c_str());
   }

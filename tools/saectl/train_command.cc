@@ -40,8 +40,7 @@ void OnInterrupt(int) {
 
 absl::StatusOr<config::RunConfig> LoadConfigWithOverrides(const std::string& path,
                                                           const std::vector<std::string>& sets) {
-  SAE_ASSIGN_OR_RETURN(config::RunConfig config, config::LoadRunConfig(path));
-  if (!sets.empty()) SAE_RETURN_IF_ERROR(config::ApplyOverrides(config, sets));
+  SAE_ASSIGN_OR_RETURN(config::RunConfig config, config::LoadRunConfig(path, sets));
   for (const std::string& w : config.source.warnings) {
     std::fprintf(stderr, "saectl: warning: %s\n", w.c_str());
   }
