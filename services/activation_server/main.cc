@@ -25,6 +25,7 @@
 #include "core/wire/cursor_text.h"
 #include "nlohmann/json.hpp"
 #include "services/activation_server/activation_server.h"
+#include "services/activation_server/large_allocations.h"
 #include "services/activation_server/termination_signals.h"
 #include "spdlog/spdlog.h"
 
@@ -140,6 +141,7 @@ int main(int argc, char** argv) {
   // The re-exec above names the process "exe" (/proc/self/exe); ps and top should say what it is.
   ::prctl(PR_SET_NAME, "sae-activation");
   sae::service::CatchTerminationSignals();
+  sae::service::ReuseLargeAllocations();
   sae::activation_server::Flags flags;
   CLI::App app{
       "sae-activation-server: GPT-2 activations of one dataset shard, streamed to "

@@ -42,16 +42,20 @@ absl::StatusOr<std::unique_ptr<ActivationStreamReader>> ActivationStreamReader::
     return absl::InvalidArgumentError(
         absl::StrCat("activation server \"", options.address, "\": ", channel.status().message()));
   }
-  std::unique_ptr<ActivationStreamReader> reader(new ActivationStreamReader(
-      std::move(options), queue, metrics, v1::ActivationService::NewStub(*channel)));
+  std::unique_ptr<ActivationStreamReader> reader(
+      new ActivationStreamReader(std::move(options), queue, metrics, *std::move(channel)));
   reader->thread_ = std::thread([r = reader.get()] { r->Loop(); });
   return reader;
 }
 
 ActivationStreamReader::ActivationStreamReader(ActivationStreamOptions options,
                                                PrefetchQueue* queue, ServerStreamMetrics* metrics,
-                                               std::unique_ptr<v1::ActivationService::Stub> stub)
-    : options_(std::move(options)), queue_(queue), metrics_(metrics), stub_(std::move(stub)) {}
+                                               std::shared_ptr<grpc::Channel> channel)
+    : options_(std::move(options)),
+      queue_(queue),
+      metrics_(metrics),
+      channel_(std::move(channel)),
+      stub_(v1::ActivationService::NewStub(channel_)) {}
 
 ActivationStreamReader::~ActivationStreamReader() { Stop(); }
 
@@ -61,7 +65,6 @@ void ActivationStreamReader::Stop() {
     stopping_ = true;
     if (active_ != nullptr) active_->TryCancel();
   }
-  stop_requested_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -75,10 +78,26 @@ ActivationStreamStats ActivationStreamReader::stats() const {
   return stats_;
 }
 
-bool ActivationStreamReader::Sleep(absl::Duration duration) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  return !stop_requested_.wait_for(lock, absl::ToChronoNanoseconds(duration),
-                                   [&] { return stopping_; });
+bool ActivationStreamReader::Backoff(absl::Duration duration) {
+  // A call that failed on a connected channel failed for another reason: wait it out. Otherwise
+  // the wait ends as soon as the server listens again.
+  const bool connected = channel_->GetState(false) == GRPC_CHANNEL_READY;
+  const absl::Time deadline = absl::Now() + duration;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return false;
+    }
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return true;
+    // Slices of at most 100 ms, so that Stop is noticed promptly.
+    const absl::Duration slice = std::min(left, absl::Milliseconds(100));
+    if (connected) {
+      std::this_thread::sleep_for(absl::ToChronoNanoseconds(slice));
+    } else if (channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + slice))) {
+      return true;
+    }
+  }
 }
 
 v1::StreamRequest ActivationStreamReader::Request(int lease) const {
@@ -253,7 +272,7 @@ void ActivationStreamReader::Loop() {
     if (metrics_ != nullptr) metrics_->reconnects->Increment();
     spdlog::warn("{}: stream broke after {} of {} batches ({}); retrying in {}", server, received,
                  lease, Describe(status), absl::FormatDuration(backoff));
-    if (!Sleep(backoff)) return;
+    if (!Backoff(backoff)) return;
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }

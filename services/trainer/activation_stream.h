@@ -3,9 +3,10 @@
 // stands with the server (the server's incarnation, the last sequence received, the furthest
 // shard cursor seen), so that a broken stream resumes exactly where it broke.
 //
-// Failures: a call that fails is retried on the same channel with exponential backoff (100 ms
-// doubling to 5 s by default), acknowledging what arrived and resuming from the furthest
-// cursor, so a restarted server neither repeats nor rewinds. A server that stays unreachable
+// Failures: a call that fails is retried on the same channel after a backoff (100 ms doubling
+// to 5 s by default) that ends early as soon as the channel connects again, acknowledging what
+// arrived and resuming from the furthest cursor, so a restarted server neither repeats nor
+// rewinds and is used the moment it listens. A server that stays unreachable
 // longer than server_deadline is reported: an error log, sae_stream_server_up 0, and the
 // prefetch queue fails with a message naming the server, which fails the run. Errors a retry
 // cannot fix (another run's server, a bad request, a malformed batch) fail the queue at once.
@@ -15,7 +16,6 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -92,8 +92,7 @@ class ActivationStreamReader {
 
  private:
   ActivationStreamReader(ActivationStreamOptions options, PrefetchQueue* queue,
-                         ServerStreamMetrics* metrics,
-                         std::unique_ptr<v1::ActivationService::Stub> stub);
+                         ServerStreamMetrics* metrics, std::shared_ptr<grpc::Channel> channel);
   void Loop();
   // One StreamActivations call for at most `lease` batches (0: acknowledge only); counts the
   // batches it queued in `received`.
@@ -101,16 +100,17 @@ class ActivationStreamReader {
   // Checks and queues one batch; an error that a retry cannot fix.
   absl::Status Accept(v1::ActivationBatch& batch);
   v1::StreamRequest Request(int lease) const;
-  // Sleeps `duration` unless Stop comes first; false when stopping.
-  bool Sleep(absl::Duration duration);
+  // Waits up to `duration` for the channel to connect (returning early when it does); false
+  // when Stop came first.
+  bool Backoff(absl::Duration duration);
 
   const ActivationStreamOptions options_;
   PrefetchQueue* const queue_;
   ServerStreamMetrics* const metrics_;
-  std::unique_ptr<v1::ActivationService::Stub> stub_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::ActivationService::Stub> stub_;
 
   mutable std::mutex mutex_;  // guards the fields below
-  std::condition_variable stop_requested_;
   bool stopping_ = false;
   grpc::ClientContext* active_ = nullptr;  // the call in progress
   uint64_t incarnation_ = 0;               // of the last batch received

@@ -25,6 +25,7 @@
 #include "core/util/status.h"
 #include "core/util/torch_runtime.h"
 #include "nlohmann/json.hpp"
+#include "services/activation_server/large_allocations.h"
 #include "services/activation_server/termination_signals.h"
 #include "services/trainer/distributed_training.h"
 #include "spdlog/spdlog.h"
@@ -141,6 +142,7 @@ int main(int argc, char** argv) {
   // The re-exec above names the process "exe" (/proc/self/exe); ps and top should say what it is.
   ::prctl(PR_SET_NAME, "sae-trainer");
   sae::service::CatchTerminationSignals();
+  sae::service::ReuseLargeAllocations();
   sae::trainer::Flags flags;
   CLI::App app{
       "sae-trainer: one rank of a data-parallel SAE training run fed by activation "
@@ -162,8 +164,8 @@ int main(int argc, char** argv) {
                  "activation servers, HOST:PORT,HOST:PORT,... in shard order")
       ->required();
   app.add_option("--output", flags.output,
-                 "folder for run.yaml, checkpoints, final/ and summary.json (rank 0)")
-      ->required();
+                 "folder for run.yaml, checkpoints, final/ and summary.json (rank 0 writes; "
+                 "required there)");
   app.add_option("--resume", flags.resume, "a checkpoint folder to continue from");
   app.add_option("--metrics-port", flags.metrics_port,
                  "port of /metrics (0: any free port, -1: none)");
