@@ -40,9 +40,12 @@ using testing_loopback::FreeLoopbackPort;
 using testing_loopback::ReadWholeFile;
 using testing_loopback::TempDir;
 
+// The build's bin/ folder: $SAE_BINARY_DIR/bin, else beside this test's own folder (tests/).
 std::string BinaryDir() {
   const char* dir = getenv("SAE_BINARY_DIR");
-  return dir != nullptr ? std::string(dir) + "/bin" : "build/bin";
+  if (dir != nullptr) return std::string(dir) + "/bin";
+  return (std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "bin")
+      .string();
 }
 
 // The numbers of a run: 256 tokens per global step, 60 steps.
