@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <exception>
 #include <memory>
 #include <string>
 #include <vector>
@@ -135,7 +136,9 @@ absl::Status Run(const Flags& flags) {
 }  // namespace
 }  // namespace sae::activation_server
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   sae::UsePassiveOpenMpWaits(argv);
   sae::LogToStderr("sae-activation-server");
   // The re-exec above names the process "exe" (/proc/self/exe); ps and top should say what it is.
@@ -186,4 +189,15 @@ int main(int argc, char** argv) {
     return sae::activation_server::ExitCodeFor(status);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", "sae-activation-server", e.what());
+    return 1;
+  }
 }

@@ -94,8 +94,8 @@ absl::StatusOr<std::vector<std::string>> GatherCursors(
         return absl::InternalError("a shard cursor is longer than 64 bytes");
       }
       mine[s][0] = static_cast<int32_t>(bytes.size());
-      for (size_t i = 0; i < bytes.size(); ++i) {
-        mine[s][i + 1] = static_cast<unsigned char>(bytes[i]);
+      for (int64_t i = 0; i < static_cast<int64_t>(bytes.size()); ++i) {
+        mine[s][i + 1] = static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
       }
     }
   }
@@ -106,7 +106,9 @@ absl::StatusOr<std::vector<std::string>> GatherCursors(
     std::optional<data::ShardCursor> best;
     for (int r = 0; r < world; ++r) {
       std::string bytes(static_cast<size_t>(all[r][s][0]), '\0');
-      for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(all[r][s][i + 1]);
+      for (int64_t i = 0; i < static_cast<int64_t>(bytes.size()); ++i) {
+        bytes[static_cast<size_t>(i)] = static_cast<char>(all[r][s][i + 1]);
+      }
       if (bytes.empty()) continue;
       SAE_ASSIGN_OR_RETURN(data::ShardCursor cursor, data::ShardCursor::FromBytes(bytes));
       if (!best || cursor.IsAfter(*best)) best = cursor;

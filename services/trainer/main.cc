@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <exception>
 #include <memory>
 #include <string>
 #include <thread>
@@ -136,7 +137,9 @@ absl::StatusOr<bool> Run(const Flags& flags, const std::atomic<bool>* stop) {
 }  // namespace
 }  // namespace sae::trainer
 
-int main(int argc, char** argv) {
+namespace {
+
+int Main(int argc, char** argv) {
   sae::UsePassiveOpenMpWaits(argv);
   sae::LogToStderr("sae-trainer");
   // The re-exec above names the process "exe" (/proc/self/exe); ps and top should say what it is.
@@ -206,7 +209,12 @@ int main(int argc, char** argv) {
       }
     }
   });
-  absl::StatusOr<bool> finished = sae::trainer::Run(flags, &stop);
+  absl::StatusOr<bool> finished;
+  try {
+    finished = sae::trainer::Run(flags, &stop);
+  } catch (const std::exception& e) {
+    finished = absl::InternalError(e.what());  // the signal thread must be joined first
+  }
   done = true;
   signals.join();
   if (!finished.ok()) {
@@ -215,4 +223,15 @@ int main(int argc, char** argv) {
     return sae::trainer::ExitCodeFor(finished.status());
   }
   return *finished ? 0 : 3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", "sae-trainer", e.what());
+    return 1;
+  }
 }

@@ -179,7 +179,8 @@ absl::Status RunCollective(const char* name, at::Tensor& tensor, CollectiveBacke
   try {
     std::vector<at::Tensor> tensors = {tensor};
     const bool staged = backend == CollectiveBackend::kNccl && !tensor.is_cuda();
-    if (staged) tensors[0] = tensor.to(at::Device(at::kCUDA, cuda_device));
+    if (staged)
+      tensors[0] = tensor.to(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(cuda_device)));
     c10::intrusive_ptr<c10d::Work> work = issue(tensors);
     work->wait(timeout);
     if (staged) tensor.copy_(tensors[0]);
