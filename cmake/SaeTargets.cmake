@@ -50,5 +50,7 @@ function(sae_test name)
   endif()
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST
     PROPERTIES TIMEOUT ${ARG_TIMEOUT}
-    ENVIRONMENT "SAE_SOURCE_DIR=${PROJECT_SOURCE_DIR};SAE_BINARY_DIR=${PROJECT_BINARY_DIR}")
+    # Two single-item properties: gtest_discover_tests splits a two-item ENVIRONMENT list.
+    ENVIRONMENT "SAE_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+    ENVIRONMENT_MODIFICATION "SAE_BINARY_DIR=set:${PROJECT_BINARY_DIR}")
 endfunction()

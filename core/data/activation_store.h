@@ -65,8 +65,8 @@ class ActivationStore {
   // Width of an activation row.
   int64_t d_in() const { return d_in_; }
 
-  // Runs one forward of store_batch_size contexts and adds its activations to the buffer,
-  // blocking while the buffer is full (rows that do not fit wait in the store).
+  // Runs one forward of store_batch_size contexts and queues its activations in the store;
+  // NextBatch and the background thread move queued rows into the buffer as room frees up.
   absl::Status Generate();
 
   // The next `n` activations, [n, d_in] float32, generating as needed (single-thread use).

@@ -33,7 +33,12 @@ int ConfigureTorchThreads(int threads) {
 void UsePassiveOpenMpWaits(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-  ::execv("/proc/self/exe", argv);
+  // The real path, not /proc/self/exe, so that the process keeps its name (ps, pkill).
+  char path[4096];
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n <= 0) return;
+  path[n] = '\0';
+  ::execv(path, argv);
   // Still here: exec failed; carry on with the default policy.
 }
 

@@ -15,7 +15,7 @@ int ConfigureTorchThreads(int threads);
 // training run went from 45k to 111k tokens/s with passive waits. libgomp reads the policy once,
 // when the program loads, so this sets OMP_WAIT_POLICY=PASSIVE and re-executes the program with
 // the same arguments. It does nothing when OMP_WAIT_POLICY is already set (so a user's choice
-// wins) or when /proc/self/exe cannot be executed. Call first thing in main().
+// wins) or when the program's own file cannot be executed. Call first thing in main().
 void UsePassiveOpenMpWaits(char** argv);
 
 // Sends log lines (spdlog's default logger) to stderr, so that stdout carries only a command's
