@@ -17,6 +17,7 @@ target_compile_options(sae_aten_pch PUBLIC -pthread)
 function(sae_use_torch target)
   target_link_libraries(${target} PUBLIC ${TORCH_LIBRARIES})
   target_precompile_headers(${target} REUSE_FROM sae_aten_pch)
+  target_compile_options(${target} PRIVATE -pthread)  # the flags the header was compiled with
 endfunction()
 
 # sae_library(name SOURCES ... [TORCH] [DEPS ...]) builds a static library sae_<name>.
