@@ -80,6 +80,7 @@ absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
   server->run_.config_digest = wire::RunConfigDigest(config);
   server->run_.train_batch_size = config.train_batch_size;
   server->run_.max_batches_per_call = options.max_batches_per_call;
+  server->run_.other_runs_are_early = options.other_runs_are_early;
   if (options.metrics != nullptr) {
     SAE_ASSIGN_OR_RETURN(server->metrics_,
                          ServerMetrics::Create(*options.metrics, server->run_.run_id,
@@ -99,6 +100,7 @@ absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
   server->service_ = std::make_unique<ActivationServiceImpl>(
       server->run_, server->feed_.get(), server->sessions_.get(), server->metrics_.get(),
       options.security.auth_token);
+  server->service_->SetTrainerGeneration(options.trainer_generation);
 
   SAE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                        rpc::MakeServerCredentials(options.security));

@@ -45,6 +45,11 @@ struct ActivationServerOptions {
   // When not empty: the generation frontier is kept in this file, and a server started with
   // an existing file resumes from it (see ActivationFeedOptions::cursor_file).
   std::string cursor_file;
+  // The trainer generation served at first (see SetTrainerGeneration). 0: what trainers started by
+  // hand send.
+  int64_t trainer_generation = 0;
+  // Under a controller: consumers of another run are told to retry (ServedRun).
+  bool other_runs_are_early = false;
   // The cap on the batches of one StreamActivations call, which is also the most a consumer's
   // unacknowledged window holds.
   int max_batches_per_call = 8;
@@ -79,6 +84,13 @@ class ActivationServer {
   int64_t activations_served() const { return feed_->rows_served(); }
   // OK while generation is healthy; the error that stopped it otherwise.
   absl::Status generation_status() const { return feed_->generation_status(); }
+
+  // The trainer generation whose consumers are served (StreamRequest.generation), or
+  // ActivationServiceImpl::kBetweenGenerations to serve none while the run waits for its next
+  // generation; the model, the mixing buffer and the frontier stay. Streams of another
+  // generation end at their next batch boundary.
+  void SetTrainerGeneration(int64_t generation) { service_->SetTrainerGeneration(generation); }
+  int64_t trainer_generation() const { return service_->trainer_generation(); }
 
   // Graceful stop: the health service says NOT_SERVING, new calls are refused, streams end at
   // their next batch boundary (a write in progress finishes), and after `grace` whatever is

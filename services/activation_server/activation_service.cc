@@ -32,8 +32,9 @@ ActivationServiceImpl::ActivationServiceImpl(ServedRun run, ActivationFeed* feed
 
 grpc::Status ActivationServiceImpl::CheckRequest(const v1::StreamRequest& request) const {
   if (request.run_id() != run_.run_id || request.config_digest() != run_.config_digest) {
+    const bool early = run_.other_runs_are_early && request.run_id() != run_.run_id;
     return Error(
-        grpc::StatusCode::FAILED_PRECONDITION,
+        early ? grpc::StatusCode::UNAVAILABLE : grpc::StatusCode::FAILED_PRECONDITION,
         absl::StrCat("this activation server streams run \"", run_.run_id, "\" (config digest ",
                      run_.config_digest, "); the consumer belongs to run \"", request.run_id(),
                      "\" (config digest ", request.config_digest(),
@@ -66,6 +67,28 @@ grpc::Status ActivationServiceImpl::CheckRequest(const v1::StreamRequest& reques
   }
   if (request.max_batches() < 0) {
     return Error(grpc::StatusCode::INVALID_ARGUMENT, "max_batches must not be negative");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ActivationServiceImpl::CheckTrainerGeneration(const v1::StreamRequest& request) const {
+  const int64_t served = trainer_generation_;
+  const int64_t asked = static_cast<int64_t>(request.generation());
+  if (served == kBetweenGenerations) {
+    return Error(grpc::StatusCode::UNAVAILABLE,
+                 absl::StrCat("run \"", run_.run_id,
+                              "\" is between two generations of its trainer group: waiting for "
+                              "the controller's next assignment"));
+  }
+  if (asked < served) {
+    return Error(grpc::StatusCode::FAILED_PRECONDITION,
+                 absl::StrCat("the consumer belongs to generation ", asked, " of run \"",
+                              run_.run_id, "\", which was replaced by generation ", served));
+  }
+  if (asked > served) {
+    return Error(grpc::StatusCode::UNAVAILABLE,
+                 absl::StrCat("this server has not been assigned generation ", asked, " of run \"",
+                              run_.run_id, "\" yet (it serves generation ", served, ")"));
   }
   return grpc::Status::OK;
 }
@@ -120,6 +143,7 @@ grpc::Status ActivationServiceImpl::StreamActivations(
   if (grpc::Status denied = auth_.Check(*context); !denied.ok()) return denied;
   if (shutting_down_) return Error(grpc::StatusCode::UNAVAILABLE, "shutting down");
   if (grpc::Status bad = CheckRequest(*request); !bad.ok()) return bad;
+  if (grpc::Status other = CheckTrainerGeneration(*request); !other.ok()) return other;
   if (grpc::Status bad = ApplyResumeCursors(*request); !bad.ok()) return bad;
   absl::StatusOr<std::unique_ptr<ConsumerCall>> call =
       sessions_->Attach(*request, context, kReplaceWait);
@@ -139,6 +163,7 @@ grpc::Status ActivationServiceImpl::StreamActivations(
     if ((*call)->replaced()) {
       return Error(grpc::StatusCode::ABORTED, "a newer call of this consumer took over");
     }
+    if (grpc::Status other = CheckTrainerGeneration(*request); !other.ok()) return other;
     absl::StatusOr<std::unique_ptr<v1::ActivationBatch>> next = NextBatch(*request, dtype);
     if (next.status().code() == absl::StatusCode::kDeadlineExceeded) continue;
     if (!next.ok()) {
@@ -177,6 +202,9 @@ grpc::Status ActivationServiceImpl::GetServerStatus(grpc::ServerContext* context
   status->set_max_batches_per_call(run_.max_batches_per_call);
   status->set_consumers(sessions_->sessions());
   status->set_active_streams(sessions_->attached());
+  if (const int64_t generation = trainer_generation_; generation != kBetweenGenerations) {
+    status->set_generation(static_cast<uint64_t>(generation));
+  }
   return grpc::Status::OK;
 }
 

@@ -23,6 +23,10 @@ struct ServedRun {
   std::string config_digest;  // wire::RunConfigDigest of the resolved config
   int64_t train_batch_size = 0;
   int max_batches_per_call = 8;
+  // Under a controller, a consumer of another run is early rather than wrong: this server is
+  // about to be reassigned to that run. It is then answered UNAVAILABLE (retry) instead of
+  // FAILED_PRECONDITION.
+  bool other_runs_are_early = false;
 };
 
 class ActivationServiceImpl final : public v1::ActivationService::Service {
@@ -41,9 +45,20 @@ class ActivationServiceImpl final : public v1::ActivationService::Service {
   // finish first) and new calls are refused.
   void BeginShutdown() { shutting_down_ = true; }
 
+  // The trainer generation served (StreamRequest.generation); kBetweenGenerations: none, between
+  // two generations. Consumers of any other generation are refused (an older one with
+  // FAILED_PRECONDITION, a newer one with UNAVAILABLE), and streams of another generation end
+  // at their next batch boundary. 0 at construction, which is what processes started by hand
+  // send.
+  void SetTrainerGeneration(int64_t generation) { trainer_generation_ = generation; }
+  int64_t trainer_generation() const { return trainer_generation_; }
+  static constexpr int64_t kBetweenGenerations = -1;
+
  private:
   // OK, or why `request` cannot be served (the status the call ends with).
   grpc::Status CheckRequest(const v1::StreamRequest& request) const;
+  // OK while the request's generation is the one served.
+  grpc::Status CheckTrainerGeneration(const v1::StreamRequest& request) const;
   // Skips generation ahead to the request's cursor of this server's shard, if it is further.
   grpc::Status ApplyResumeCursors(const v1::StreamRequest& request);
   // The next batch out of the feed, encoded (DeadlineExceeded when none is ready yet).
@@ -58,6 +73,7 @@ class ActivationServiceImpl final : public v1::ActivationService::Service {
   ServerMetrics* const metrics_;
   const rpc::BearerTokenCheck auth_;
   std::atomic<bool> shutting_down_{false};
+  std::atomic<int64_t> trainer_generation_{0};
 };
 
 }  // namespace sae::activation_server

@@ -4,6 +4,10 @@
 //   sae-activation-server --config run.yaml --shard-index 0 --shard-count 2 \
 //       --listen 0.0.0.0:50051 --metrics-port 9401 --cursor-file /var/lib/sae/shard0.cursor
 //
+// or, serving whatever the controller assigns (services/activation_server/worker_mode.h):
+//
+//   sae-activation-server --controller 10.0.0.2:7070 --listen 0.0.0.0:50051 --metrics-port 9401
+//
 // Exit codes: 0 after SIGTERM/SIGINT and a graceful shutdown; 1 a failure (generation error,
 // port in use); 2 a usage or config error.
 #include <sys/prctl.h>
@@ -28,12 +32,17 @@
 #include "services/activation_server/activation_server.h"
 #include "services/activation_server/large_allocations.h"
 #include "services/activation_server/termination_signals.h"
+#include "services/activation_server/worker_mode.h"
 #include "spdlog/spdlog.h"
 
 namespace sae::activation_server {
 namespace {
 
 struct Flags {
+  std::string controller;
+  std::string advertise;
+  std::string tls_ca;
+  double keep_warm_seconds = 120;
   std::string config;
   std::vector<std::string> sets;
   std::string run_id;
@@ -65,21 +74,74 @@ int ExitCodeFor(const absl::Status& status) {
   }
 }
 
+// The metrics registry with the process series, served on --metrics-port unless it is -1.
+struct MetricsEndpoint {
+  metrics::Registry registry;
+  std::unique_ptr<metrics::MetricsServer> server;
+  int port() const { return server ? server->port() : -1; }
+};
+
+absl::Status StartMetrics(const Flags& flags, MetricsEndpoint& metrics) {
+  SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&metrics.registry));
+  if (flags.metrics_port < 0) return absl::OkStatus();
+  metrics::MetricsServerOptions options;
+  options.bind_address = flags.metrics_address;
+  options.port = flags.metrics_port;
+  SAE_ASSIGN_OR_RETURN(metrics.server, metrics::MetricsServer::Start(&metrics.registry, options));
+  return absl::OkStatus();
+}
+
+// The address trainers are told: --advertise, else --listen with a wildcard host replaced by
+// this machine's host name.
+std::string AdvertisedAddress(const Flags& flags) {
+  if (!flags.advertise.empty()) return flags.advertise;
+  const size_t colon = flags.listen.rfind(':');
+  const std::string host = colon == std::string::npos ? "" : flags.listen.substr(0, colon);
+  if (host != "0.0.0.0" && host != "[::]" && host != "::" && !host.empty()) return flags.listen;
+  char name[256] = {0};
+  if (::gethostname(name, sizeof(name) - 1) != 0) return flags.listen;
+  return absl::StrCat(name, flags.listen.substr(colon));
+}
+
+// --controller: serve what the controller assigns until SIGTERM / SIGINT.
+absl::Status RunWorker(const Flags& flags) {
+  const int threads = ConfigureTorchThreads(flags.threads);
+  MetricsEndpoint metrics;
+  SAE_RETURN_IF_ERROR(StartMetrics(flags, metrics));
+  spdlog::info("activation server worker with {} torch threads; metrics on port {}", threads,
+               metrics.port());
+  ActivationWorkerOptions options;
+  options.controller = flags.controller;
+  options.controller_security.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
+  options.controller_security.tls_ca_file = flags.tls_ca;
+  options.listen = flags.listen;
+  options.advertise = AdvertisedAddress(flags);
+  options.security.auth_token = options.controller_security.auth_token;
+  options.security.tls_cert_file = flags.tls_cert;
+  options.security.tls_key_file = flags.tls_key;
+  options.max_batches_per_call = flags.max_batches_per_call;
+  options.keep_warm = absl::Seconds(flags.keep_warm_seconds);
+  options.shutdown_grace = absl::Seconds(flags.shutdown_grace_seconds);
+  options.metrics = &metrics.registry;
+  return RunActivationServerWorker(options, [](absl::Duration timeout) {
+    const int signal = service::WaitForTerminationSignal(timeout);
+    if (signal != 0) spdlog::info("signal {}: shutting down", signal);
+    return signal != 0;
+  });
+}
+
 absl::Status Run(const Flags& flags) {
+  if (!flags.controller.empty()) return RunWorker(flags);
+  if (flags.config.empty()) {
+    return absl::InvalidArgumentError("--config run.yaml is required (or --controller ADDR)");
+  }
   SAE_ASSIGN_OR_RETURN(config::RunConfig config, config::LoadRunConfig(flags.config));
   if (!flags.sets.empty()) SAE_RETURN_IF_ERROR(config::ApplyOverrides(config, flags.sets));
   for (const std::string& warning : config.source.warnings) spdlog::warn("{}", warning);
   const int threads = ConfigureTorchThreads(flags.threads);
 
-  metrics::Registry registry;
-  SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&registry));
-  std::unique_ptr<metrics::MetricsServer> metrics_server;
-  if (flags.metrics_port >= 0) {
-    metrics::MetricsServerOptions metrics_options;
-    metrics_options.bind_address = flags.metrics_address;
-    metrics_options.port = flags.metrics_port;
-    SAE_ASSIGN_OR_RETURN(metrics_server, metrics::MetricsServer::Start(&registry, metrics_options));
-  }
+  MetricsEndpoint metrics;
+  SAE_RETURN_IF_ERROR(StartMetrics(flags, metrics));
 
   ActivationServerOptions options;
   options.config = std::move(config);
@@ -100,10 +162,10 @@ absl::Status Run(const Flags& flags) {
   options.security.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
   options.security.tls_cert_file = flags.tls_cert;
   options.security.tls_key_file = flags.tls_key;
-  options.metrics = &registry;
+  options.metrics = &metrics.registry;
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<ActivationServer> server,
                        ActivationServer::Start(std::move(options)));
-  const int metrics_port = metrics_server ? metrics_server->port() : -1;
+  const int metrics_port = metrics.port();
   spdlog::info("serving on port {} with {} torch threads; metrics on port {}", server->port(),
                threads, metrics_port);
   if (!flags.ready_file.empty()) {
@@ -149,31 +211,52 @@ int Main(int argc, char** argv) {
   CLI::App app{
       "sae-activation-server: GPT-2 activations of one dataset shard, streamed to "
       "the trainers over gRPC"};
-  app.add_option("--config", flags.config, "run.yaml of the run")->required();
-  app.add_option("--set", flags.sets, "override a run.yaml key (key=value), repeatable");
-  app.add_option("--run-id", flags.run_id,
-                 "the run's id; trainers must use the same (default: run_name, else \"run\")");
-  app.add_option("--shard-index", flags.shard_index, "the shard this server generates");
-  app.add_option("--shard-count", flags.shard_count,
-                 "the number of shards (activation servers) of the run");
-  app.add_option("--listen", flags.listen, "host:port for gRPC (port 0: any free port)");
+  CLI::Option* controller = app.add_option(
+      "--controller", flags.controller,
+      "host:port of the controller: serve the runs it assigns (instead of --config)");
+  app.add_option("--advertise", flags.advertise,
+                 "with --controller: host:port trainers reach this server at (default: --listen, "
+                 "with this host's name for a 0.0.0.0 host)")
+      ->needs(controller);
+  app.add_option("--tls-ca", flags.tls_ca,
+                 "with --controller: PEM CA certificates to verify the controller's TLS with")
+      ->needs(controller);
+  app.add_option("--keep-warm", flags.keep_warm_seconds,
+                 "with --controller: seconds a server whose run is between generations stays "
+                 "loaded")
+      ->needs(controller);
+  const std::vector<CLI::Option*> by_hand = {
+      app.add_option("--config", flags.config, "run.yaml of the run (without --controller)"),
+      app.add_option("--set", flags.sets, "override a run.yaml key (key=value), repeatable"),
+      app.add_option("--run-id", flags.run_id,
+                     "the run's id; trainers must use the same (default: run_name, else \"run\")"),
+      app.add_option("--shard-index", flags.shard_index, "the shard this server generates"),
+      app.add_option("--shard-count", flags.shard_count,
+                     "the number of shards (activation servers) of the run")};
+  for (CLI::Option* option : by_hand) option->excludes(controller);
+  app.add_option("--listen", flags.listen,
+                 "host:port for gRPC (port 0: any free port, not with --controller)");
   app.add_option("--metrics-port", flags.metrics_port,
                  "port of /metrics (0: any free port, -1: none)");
   app.add_option("--metrics-address", flags.metrics_address, "address /metrics binds");
   app.add_option("--threads", flags.threads, "LibTorch threads for the model (0: one per core)");
   app.add_option("--resume-cursor", flags.resume_cursor,
                  "hex shard cursor to start generating from (a trainer checkpoint or a "
-                 "previous server's frontier)");
+                 "previous server's frontier)")
+      ->excludes(controller);
   app.add_option("--cursor-file", flags.cursor_file,
-                 "file that keeps the generation frontier; resumed from when it exists");
+                 "file that keeps the generation frontier; resumed from when it exists")
+      ->excludes(controller);
   app.add_option("--max-batches-per-call", flags.max_batches_per_call,
                  "batches per StreamActivations call (the unacknowledged window per consumer)");
   app.add_option("--auth-token", flags.auth_token,
-                 "bearer token every call must carry (default: $SAE_AUTH_TOKEN)");
+                 "bearer token every call must carry, and that this server sends the controller "
+                 "(default: $SAE_AUTH_TOKEN)");
   app.add_option("--tls-cert", flags.tls_cert, "PEM certificate chain for TLS");
   app.add_option("--tls-key", flags.tls_key, "PEM private key for TLS");
   app.add_option("--ready-file", flags.ready_file,
-                 "write {pid, port, metrics_port, ...} as JSON here once serving");
+                 "write {pid, port, metrics_port, ...} as JSON here once serving")
+      ->excludes(controller);
   app.add_option("--shutdown-grace", flags.shutdown_grace_seconds,
                  "seconds streams get to finish after SIGTERM");
   try {

@@ -70,6 +70,11 @@ std::string WorkerAgent::worker_id() const {
   return worker_id_;
 }
 
+absl::Duration WorkerAgent::lease() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return lease_;
+}
+
 AssignmentState WorkerAgent::Current() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return state_;
@@ -101,6 +106,7 @@ absl::Status WorkerAgent::Register(absl::Time give_up) {
       worker_id_ = response->worker_id();
       heartbeat_interval_ =
           absl::Milliseconds(std::max<int64_t>(response->heartbeat_interval_ms(), 10));
+      if (response->lease_ms() > 0) lease_ = absl::Milliseconds(response->lease_ms());
       return absl::OkStatus();
     }
     bool retry =
@@ -161,8 +167,10 @@ void WorkerAgent::Apply(std::optional<v1::Assignment> assignment, bool stop_requ
     snapshot = state_;
     callback = callback_;
   }
-  changed_.notify_all();
+  // The callback runs before the waiters wake, so that whoever sees the change also sees its
+  // callback's effects.
   if (callback) callback(snapshot);
+  changed_.notify_all();
 }
 
 void WorkerAgent::Loop() {

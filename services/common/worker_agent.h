@@ -98,6 +98,9 @@ class WorkerAgent {
   // The id the controller gave this worker (a new one after a re-registration).
   std::string worker_id() const;
 
+  // The controller's lease: a worker silent this long is lost (RegisterWorkerResponse.lease_ms).
+  absl::Duration lease() const;
+
   // What to do now.
   AssignmentState Current() const;
 
@@ -150,6 +153,7 @@ class WorkerAgent {
   mutable std::condition_variable changed_;
   std::string worker_id_;
   absl::Duration heartbeat_interval_ = absl::Seconds(1);
+  absl::Duration lease_ = absl::Seconds(10);
   AssignmentState state_;
   std::function<void(const AssignmentState&)> callback_;
   bool shutdown_ = false;

@@ -110,6 +110,7 @@ v1::StreamRequest ActivationStreamReader::Request(int lease) const {
   request.set_wire_dtype(stream::ToWire(options_.wire_dtype));
   request.set_batch_size(options_.batch_size);
   request.set_max_batches(lease);
+  request.set_generation(options_.generation);
   for (const std::string& cursor : options_.known_cursors) request.add_resume_cursors(cursor);
   std::lock_guard<std::mutex> lock(mutex_);
   request.set_server_incarnation(incarnation_);

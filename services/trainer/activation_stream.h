@@ -45,6 +45,8 @@ struct ActivationStreamOptions {
   int rank = 0;
   int world_size = 1;
   std::string session;  // random per trainer process
+  // The trainer group's generation (StreamRequest.generation); 0 when started by hand.
+  uint64_t generation = 0;
   config::DType wire_dtype = config::DType::kFloat32;
   int64_t batch_size = 0;  // train_batch_size / world_size
   int64_t d_in = 0;

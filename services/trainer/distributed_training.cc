@@ -7,6 +7,7 @@
 #include <fstream>
 #include <memory>
 #include <random>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -203,6 +204,30 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
       std::max(1, std::min(options.max_batches_per_call, prefetch / static_cast<int>(servers)));
   // The demand is set once the starting step is known; the readers wait until then.
   auto queue = std::make_unique<PrefetchQueue>(prefetch, 0);
+  // An abort closes the queue, which ends the readers and every wait for a batch.
+  auto aborted = [&] { return options.abort != nullptr && options.abort->load(); };
+  const absl::Status abandoned =
+      absl::CancelledError(absl::StrCat("run ", run_id, " generation ", options.generation,
+                                        ": abandoned (the controller moved the group on)"));
+  struct AbortWatch {
+    std::atomic<bool> done{false};
+    std::thread thread;
+    ~AbortWatch() {
+      done = true;
+      if (thread.joinable()) thread.join();
+    }
+  } abort_watch;
+  if (options.abort != nullptr) {
+    abort_watch.thread = std::thread([&abort_watch, abort = options.abort, q = queue.get()] {
+      while (!abort_watch.done.load()) {
+        if (abort->load()) {
+          q->Close();
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
   std::unique_ptr<training::TrainingMetrics> series;
   std::unique_ptr<PrefetchMetrics> prefetch_metrics;
   std::vector<std::unique_ptr<ServerStreamMetrics>> stream_metrics(servers);
@@ -228,6 +253,8 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
     group_options.backend = options.backend;
     group_options.rendezvous_timeout = options.rendezvous_timeout;
     group_options.collective_timeout = options.collective_timeout;
+    group_options.store_prefix = absl::StrCat(run_id, "/g", options.generation, "/");
+    group_options.abort = options.abort;
     SAE_ASSIGN_OR_RETURN(group, ProcessGroupCollective::Create(group_options));
     collective = group.get();
     spdlog::info("rank {} of {} joined the {} group at {}", rank, options.world_size,
@@ -264,6 +291,7 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
     stream.rank = rank;
     stream.world_size = options.world_size;
     stream.session = session;
+    stream.generation = options.generation;
     stream.wire_dtype = config.wire_dtype;
     stream.batch_size = rank_batch;
     stream.d_in = trainer_options.sae.d_in;
@@ -276,6 +304,8 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
                                                                     stream_metrics[s].get()));
     readers.push_back(std::move(reader));
   }
+  if (aborted()) return abandoned;
+  if (options.on_group_ready) options.on_group_ready();
   queue->AddDemand(total_steps - trainer->step());
 
   // Batches taken ahead of their step (rank 0's initial sample), then the queue.
@@ -307,14 +337,16 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
                                                std::max<int64_t>(total_steps, 1));
       std::vector<at::Tensor> rows;
       for (int64_t i = 0; i < wanted; ++i) {
-        SAE_ASSIGN_OR_RETURN(StreamedBatch batch, next_batch());
-        rows.push_back(batch.rows);
-        held.push_back(std::move(batch));
+        absl::StatusOr<StreamedBatch> batch = next_batch();
+        if (!batch.ok()) return aborted() ? abandoned : batch.status();
+        rows.push_back(batch->rows);
+        held.push_back(*std::move(batch));
       }
       sample = at::cat(rows);
       sample = sample.narrow(0, 0, std::min<int64_t>(sample.size(0), sample_rows));
     }
-    SAE_RETURN_IF_ERROR(trainer->InitializeDecoderBias(sample));
+    absl::Status initialized = trainer->InitializeDecoderBias(sample);
+    if (!initialized.ok()) return aborted() ? abandoned : initialized;
   }
 
   std::unique_ptr<std::ofstream> batch_log;
@@ -359,14 +391,17 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
   const auto loop_start = Clock::now();
   bool first = true;
   while (trainer->step() < total_steps) {
+    if (aborted()) return abandoned;
     absl::StatusOr<StreamedBatch> batch = next_batch();
+    if (!batch.ok() && aborted()) return abandoned;
     if (prefetch_metrics) prefetch_metrics->queue_batches->Set(queue->depth());
     // Every rank learns whether some rank must stop or has no data, before the step's
     // collectives, so that all of them leave at the same step.
     const bool stop = options.stop != nullptr && options.stop->load();
     at::Tensor flags = at::tensor({stop ? 1.0f : 0.0f, batch.ok() ? 0.0f : 1.0f});
     if (collective != nullptr) {
-      SAE_RETURN_IF_ERROR(collective->AllReduceSum(flags));
+      absl::Status reduced = collective->AllReduceSum(flags);
+      if (!reduced.ok()) return aborted() ? abandoned : reduced;
       group->TakeCollectiveSeconds();
     }
     if (!batch.ok()) return batch.status();
@@ -380,7 +415,9 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
       break;
     }
     const auto step_start = Clock::now();
-    SAE_ASSIGN_OR_RETURN(sparse::StepMetrics m, trainer->Step(batch->rows, resample_source));
+    absl::StatusOr<sparse::StepMetrics> stepped = trainer->Step(batch->rows, resample_source);
+    if (!stepped.ok()) return aborted() ? abandoned : stepped.status();
+    const sparse::StepMetrics& m = *stepped;
     const double step_seconds = Seconds(step_start);
     if (group != nullptr) {
       const double reduce_seconds = group->TakeCollectiveSeconds();

@@ -70,6 +70,18 @@ struct DistributedTrainingOptions {
   // Optional: set (e.g. on SIGTERM) to checkpoint and stop at the next step boundary. Any rank
   // may set it; all ranks stop at the same step.
   const std::atomic<bool>* stop = nullptr;
+  // The trainer group's generation (the controller's restart count; 0 when started by hand):
+  // sent to the activation servers, which serve one generation at a time, and part of the
+  // rendezvous keys, so that a new group never meets ranks of an older one.
+  uint64_t generation = 0;
+  // Optional: set to abandon the run now, without a checkpoint (the controller started another
+  // generation of the group, or took the assignment away); the call then returns Cancelled.
+  // It ends a rendezvous, a wait for data and the streams within 50 ms; a collective in
+  // progress ends when the other ranks leave the group (they abandon it too, or died).
+  const std::atomic<bool>* abort = nullptr;
+  // Optional, every rank: once the group formed and the checkpoint was read, before any batch
+  // is taken.
+  std::function<void()> on_group_ready;
   // Optional, every rank: after every step.
   std::function<void(const sparse::StepMetrics& step, double tokens_per_second,
                      int64_t total_steps)>
@@ -96,7 +108,8 @@ struct DistributedTrainingResult {
 
 // Trains this rank to the end of the run (TotalTrainingSteps(config), the same step on every
 // rank) or until `stop`. Errors: InvalidArgument for a config or flag mistake (naming it);
-// Unavailable / DeadlineExceeded when the group or a server is gone (naming which).
+// Unavailable / DeadlineExceeded when the group or a server is gone (naming which); Cancelled
+// after `abort`.
 absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
     DistributedTrainingOptions options);
 

@@ -4,6 +4,10 @@
 //   sae-trainer --config run.yaml --rank 0 --world-size 2 --rendezvous 10.0.0.5:29500 \
 //       --servers 10.0.0.7:50051,10.0.0.8:50051 --output /runs/r1 --metrics-port 9402
 //
+// or, training whatever the controller assigns (services/trainer/worker_mode.h):
+//
+//   sae-trainer --controller 10.0.0.2:7070 --listen 10.0.0.5:29500 --work-dir /var/lib/sae
+//
 // Exit codes: 0 the run reached total_training_tokens; 1 a failure (a server or a peer gone,
 // I/O); 2 a usage or config error; 3 stopped by SIGTERM/SIGINT after writing a checkpoint.
 #include <sys/prctl.h>
@@ -29,12 +33,17 @@
 #include "services/activation_server/large_allocations.h"
 #include "services/activation_server/termination_signals.h"
 #include "services/trainer/distributed_training.h"
+#include "services/trainer/worker_mode.h"
 #include "spdlog/spdlog.h"
 
 namespace sae::trainer {
 namespace {
 
 struct Flags {
+  std::string controller;
+  std::string listen;
+  std::string work_dir;
+  double restart_grace_seconds = 0;
   std::string config;
   std::vector<std::string> sets;
   std::string run_id;
@@ -52,8 +61,10 @@ struct Flags {
   int prefetch_batches = 0;
   int max_batches_per_call = 8;
   double server_deadline_seconds = 60;
-  double rendezvous_timeout_seconds = 300;
-  double collective_timeout_seconds = 300;
+  // Negative: 300 s when started by hand, 60 s under a controller (which restarts a group that
+  // broke, so waiting long buys nothing).
+  double rendezvous_timeout_seconds = -1;
+  double collective_timeout_seconds = -1;
   std::string batch_log;
   std::string auth_token;
   std::string tls_ca;
@@ -78,7 +89,60 @@ absl::StatusOr<CollectiveBackend> ParseBackend(const std::string& name) {
   return absl::InvalidArgumentError("--backend must be auto, gloo or nccl");
 }
 
+absl::Duration TimeoutFlag(double seconds, bool controller) {
+  if (seconds < 0) return absl::Seconds(controller ? 60 : 300);
+  return absl::Seconds(seconds);
+}
+
+// --controller: train what the controller assigns until SIGTERM / SIGINT.
+absl::Status RunWorker(const Flags& flags) {
+  const int threads = ConfigureTorchThreads(flags.threads);
+  metrics::Registry registry;
+  SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&registry));
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
+  if (flags.metrics_port >= 0) {
+    metrics::MetricsServerOptions metrics_options;
+    metrics_options.bind_address = flags.metrics_address;
+    metrics_options.port = flags.metrics_port;
+    SAE_ASSIGN_OR_RETURN(metrics_server, metrics::MetricsServer::Start(&registry, metrics_options));
+  }
+  spdlog::info("trainer worker with {} torch threads; metrics on port {}", threads,
+               metrics_server ? metrics_server->port() : -1);
+  TrainerWorkerOptions options;
+  options.controller = flags.controller;
+  options.controller_security.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
+  options.controller_security.tls_ca_file = flags.tls_ca;
+  options.server_security = options.controller_security;
+  options.listen = flags.listen;
+  options.work_dir = flags.work_dir;
+  if (options.work_dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    const size_t colon = flags.listen.rfind(':');
+    options.work_dir =
+        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/sae-trainer-",
+                     colon == std::string::npos ? "" : flags.listen.substr(colon + 1));
+  }
+  options.bind_address = flags.bind_address;
+  SAE_ASSIGN_OR_RETURN(options.backend, ParseBackend(flags.backend));
+  options.rendezvous_timeout = TimeoutFlag(flags.rendezvous_timeout_seconds, true);
+  options.collective_timeout = TimeoutFlag(flags.collective_timeout_seconds, true);
+  options.prefetch_batches = flags.prefetch_batches;
+  options.max_batches_per_call = flags.max_batches_per_call;
+  options.server_deadline = absl::Seconds(flags.server_deadline_seconds);
+  options.restart_grace = absl::Seconds(flags.restart_grace_seconds);
+  options.metrics = &registry;
+  return RunTrainerWorker(options, [](absl::Duration timeout) {
+    const int signal = service::WaitForTerminationSignal(timeout);
+    if (signal != 0) spdlog::info("signal {}: shutting down", signal);
+    return signal != 0;
+  });
+}
+
 absl::StatusOr<bool> Run(const Flags& flags, const std::atomic<bool>* stop) {
+  if (flags.config.empty() || flags.servers.empty()) {
+    return absl::InvalidArgumentError(
+        "--config run.yaml and --servers are required (or --controller ADDR)");
+  }
   SAE_ASSIGN_OR_RETURN(config::RunConfig config, config::LoadRunConfig(flags.config));
   if (!flags.sets.empty()) SAE_RETURN_IF_ERROR(config::ApplyOverrides(config, flags.sets));
   for (const std::string& warning : config.source.warnings) spdlog::warn("{}", warning);
@@ -109,8 +173,8 @@ absl::StatusOr<bool> Run(const Flags& flags, const std::atomic<bool>* stop) {
   options.rendezvous = flags.rendezvous;
   options.bind_address = flags.bind_address;
   SAE_ASSIGN_OR_RETURN(options.backend, ParseBackend(flags.backend));
-  options.rendezvous_timeout = absl::Seconds(flags.rendezvous_timeout_seconds);
-  options.collective_timeout = absl::Seconds(flags.collective_timeout_seconds);
+  options.rendezvous_timeout = TimeoutFlag(flags.rendezvous_timeout_seconds, false);
+  options.collective_timeout = TimeoutFlag(flags.collective_timeout_seconds, false);
   for (absl::string_view server : absl::StrSplit(flags.servers, ',', absl::SkipWhitespace())) {
     options.servers.emplace_back(server);
   }
@@ -150,26 +214,46 @@ int Main(int argc, char** argv) {
   CLI::App app{
       "sae-trainer: one rank of a data-parallel SAE training run fed by activation "
       "servers"};
-  app.add_option("--config", flags.config, "run.yaml of the run")->required();
-  app.add_option("--set", flags.sets, "override a run.yaml key (key=value), repeatable");
-  app.add_option("--run-id", flags.run_id,
-                 "the run's id; the activation servers must use the same (default: run_name, "
-                 "else \"run\")");
-  app.add_option("--rank", flags.rank, "this trainer's rank");
-  app.add_option("--world-size", flags.world_size, "the number of trainers");
-  app.add_option("--rendezvous", flags.rendezvous,
-                 "HOST:PORT of the c10d TCPStore, hosted by rank 0 (needed for > 1 trainer)");
+  CLI::Option* controller = app.add_option(
+      "--controller", flags.controller,
+      "host:port of the controller: train the runs it assigns (instead of --config)");
+  app.add_option("--listen", flags.listen,
+                 "with --controller: host:port registered with the controller; as rank 0 of a "
+                 "group this trainer hosts the c10d TCPStore on its port")
+      ->needs(controller);
+  app.add_option("--work-dir", flags.work_dir,
+                 "with --controller: folder for downloaded checkpoints and each generation's "
+                 "outputs (default: $TMPDIR/sae-trainer-PORT)")
+      ->needs(controller);
+  app.add_option("--restart-grace", flags.restart_grace_seconds,
+                 "with --controller: seconds a rank whose group broke waits for the next "
+                 "generation before it reports the failure (0: twice the lease plus 5)")
+      ->needs(controller);
+  const std::vector<CLI::Option*> by_hand = {
+      app.add_option("--config", flags.config, "run.yaml of the run (without --controller)"),
+      app.add_option("--set", flags.sets, "override a run.yaml key (key=value), repeatable"),
+      app.add_option("--run-id", flags.run_id,
+                     "the run's id; the activation servers must use the same (default: "
+                     "run_name, else \"run\")"),
+      app.add_option("--rank", flags.rank, "this trainer's rank"),
+      app.add_option("--world-size", flags.world_size, "the number of trainers"),
+      app.add_option("--rendezvous", flags.rendezvous,
+                     "HOST:PORT of the c10d TCPStore, hosted by rank 0 (needed for > 1 trainer)"),
+      app.add_option("--servers", flags.servers,
+                     "activation servers, HOST:PORT,HOST:PORT,... in shard order"),
+      app.add_option("--output", flags.output,
+                     "folder for run.yaml, checkpoints, final/ and summary.json (rank 0 writes; "
+                     "required there)"),
+      app.add_option("--resume", flags.resume, "a checkpoint folder to continue from"),
+      app.add_option("--batch-log", flags.batch_log,
+                     "append one JSON line per trained batch here (provenance and checksums)"),
+      app.add_option("--ready-file", flags.ready_file,
+                     "write {pid, metrics_port} as JSON here once the metrics port is bound")};
+  for (CLI::Option* option : by_hand) option->excludes(controller);
   app.add_option("--bind-address", flags.bind_address,
                  "address the Gloo transport binds (default: 127.0.0.1 for a loopback "
                  "rendezvous, else this host's address)");
   app.add_option("--backend", flags.backend, "process group: auto, gloo or nccl");
-  app.add_option("--servers", flags.servers,
-                 "activation servers, HOST:PORT,HOST:PORT,... in shard order")
-      ->required();
-  app.add_option("--output", flags.output,
-                 "folder for run.yaml, checkpoints, final/ and summary.json (rank 0 writes; "
-                 "required there)");
-  app.add_option("--resume", flags.resume, "a checkpoint folder to continue from");
   app.add_option("--metrics-port", flags.metrics_port,
                  "port of /metrics (0: any free port, -1: none)");
   app.add_option("--metrics-address", flags.metrics_address, "address /metrics binds");
@@ -181,21 +265,34 @@ int Main(int argc, char** argv) {
   app.add_option("--server-deadline", flags.server_deadline_seconds,
                  "seconds an activation server may stay unreachable before the run fails");
   app.add_option("--rendezvous-timeout", flags.rendezvous_timeout_seconds,
-                 "seconds to wait for every trainer to join");
+                 "seconds to wait for every trainer to join (default: 300; 60 with --controller)");
   app.add_option("--collective-timeout", flags.collective_timeout_seconds,
-                 "seconds one all-reduce may take before the run fails");
-  app.add_option("--batch-log", flags.batch_log,
-                 "append one JSON line per trained batch here (provenance and checksums)");
+                 "seconds one all-reduce may take before the run fails (default: 300; 60 with "
+                 "--controller)");
   app.add_option("--auth-token", flags.auth_token,
-                 "bearer token for the activation servers (default: $SAE_AUTH_TOKEN)");
-  app.add_option("--tls-ca", flags.tls_ca, "PEM CA certificates to verify TLS servers with");
-  app.add_option("--ready-file", flags.ready_file,
-                 "write {pid, metrics_port} as JSON here once the metrics port is bound");
+                 "bearer token for the activation servers and the controller (default: "
+                 "$SAE_AUTH_TOKEN)");
+  app.add_option("--tls-ca", flags.tls_ca,
+                 "PEM CA certificates to verify TLS servers (and the controller) with");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
+  }
+
+  if (!flags.controller.empty()) {
+    absl::Status worked;
+    try {
+      worked = sae::trainer::RunWorker(flags);
+    } catch (const std::exception& e) {
+      worked = absl::InternalError(e.what());
+    }
+    if (!worked.ok()) {
+      std::fprintf(stderr, "sae-trainer: error: %s\n", std::string(worked.message()).c_str());
+      return sae::trainer::ExitCodeFor(worked);
+    }
+    return 0;
   }
 
   // SIGTERM / SIGINT: checkpoint and stop at the next step boundary (all ranks agree on it).

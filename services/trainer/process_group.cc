@@ -1,6 +1,7 @@
 // The only file of the project that includes c10d's headers (they pull in most of LibTorch).
 #include "services/trainer/process_group.h"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #ifdef SAE_WITH_NCCL
@@ -9,8 +10,10 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -19,6 +22,9 @@ namespace sae::trainer {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// How long one attempt of a rank other than 0 to reach rank 0's store lasts.
+constexpr int64_t kConnectAttemptMs = 1000;
 
 std::chrono::milliseconds ToChrono(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
@@ -101,22 +107,57 @@ absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> ProcessGroupCollective::
   group->cuda_device = options.cuda_device;
   const std::string where = absl::StrCat("rendezvous at ", options.rendezvous, " (rank ",
                                          options.rank, " of ", options.world_size, ")");
-  try {
-    c10d::TCPStoreOptions store_options;
-    store_options.port = static_cast<uint16_t>(port);
-    store_options.isServer = options.rank == 0;
-    store_options.numWorkers = options.world_size;
-    store_options.waitWorkers = true;
-    store_options.timeout = ToChrono(options.rendezvous_timeout);
-    group->store = c10::make_intrusive<c10d::TCPStore>(host, store_options);
-  } catch (const std::exception& e) {
-    const std::string what = Describe(e);
-    if (what.find("imeout") != std::string::npos || what.find("imed out") != std::string::npos) {
-      return absl::DeadlineExceededError(
-          absl::StrCat(where, ": not every rank joined within ",
-                       absl::FormatDuration(options.rendezvous_timeout), ": ", what));
+  auto aborted = [&] { return options.abort != nullptr && options.abort->load(); };
+  const Clock::time_point give_up = Clock::now() + ToChrono(options.rendezvous_timeout);
+  // Rank 0 starts the store at once; the others try to connect in short attempts, so that an
+  // abort is noticed while rank 0 is not listening yet.
+  c10::intrusive_ptr<c10d::Store> tcp_store;
+  while (tcp_store == nullptr) {
+    if (aborted()) return absl::CancelledError(absl::StrCat(where, ": aborted"));
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - Clock::now());
+    try {
+      c10d::TCPStoreOptions store_options;
+      store_options.port = static_cast<uint16_t>(port);
+      store_options.isServer = options.rank == 0;
+      store_options.numWorkers = options.world_size;
+      store_options.waitWorkers = false;
+      store_options.timeout = options.rank == 0
+                                  ? ToChrono(options.rendezvous_timeout)
+                                  : std::clamp(left, std::chrono::milliseconds(100),
+                                               std::chrono::milliseconds(kConnectAttemptMs));
+      tcp_store = c10::make_intrusive<c10d::TCPStore>(host, store_options);
+      tcp_store->setTimeout(ToChrono(options.rendezvous_timeout));
+    } catch (const std::exception& e) {
+      if (options.rank == 0)
+        return absl::UnavailableError(absl::StrCat(where, " failed: ", Describe(e)));
+      if (Clock::now() >= give_up) {
+        return absl::DeadlineExceededError(
+            absl::StrCat(where, ": rank 0's store did not answer within ",
+                         absl::FormatDuration(options.rendezvous_timeout), ": ", Describe(e)));
+      }
     }
-    return absl::UnavailableError(absl::StrCat(where, " failed: ", what));
+  }
+  group->store = tcp_store;
+  if (!options.store_prefix.empty()) {
+    group->store = c10::make_intrusive<c10d::PrefixStore>(options.store_prefix, tcp_store);
+  }
+  // Every rank counts itself in, then waits for the others.
+  try {
+    constexpr char kJoined[] = "sae/joined";
+    int64_t joined = group->store->add(kJoined, 1);
+    while (joined < options.world_size) {
+      if (aborted()) return absl::CancelledError(absl::StrCat(where, ": aborted"));
+      if (Clock::now() >= give_up) {
+        return absl::DeadlineExceededError(
+            absl::StrCat(where, ": ", joined, " of ", options.world_size, " ranks joined within ",
+                         absl::FormatDuration(options.rendezvous_timeout)));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      joined = group->store->add(kJoined, 0);
+    }
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat(where, ": the store went away while the ranks joined: ", Describe(e)));
   }
 
   try {

@@ -46,16 +46,24 @@ struct ProcessGroupOptions {
   absl::Duration collective_timeout = absl::Minutes(5);
   // NCCL only: the CUDA device of this rank (tensors on the CPU are copied there and back).
   int cuda_device = 0;
+  // The group's keys in the TCPStore start with this, so that ranks of another group (an older
+  // generation still talking to the same port) never meet this one. Default "": none.
+  std::string store_prefix;
+  // Optional: when it turns true, a rendezvous in progress gives up with Cancelled (polled
+  // every 50 ms while waiting for rank 0's store and for the other ranks to join).
+  const std::atomic<bool>* abort = nullptr;
 };
 
 // A sparse::Collective over a c10d process group. Thread-compatible: one thread issues the
 // collectives, in the same order on every rank.
 class ProcessGroupCollective final : public sparse::Collective {
  public:
-  // Joins the group: blocks until every rank has joined (or rendezvous_timeout passes).
+  // Joins the group: blocks until every rank has joined (or rendezvous_timeout passes): rank 0
+  // starts the TCPStore, the others connect to it (retrying until it listens), every rank
+  // counts itself in, and once all are there the backend connects them.
   // InvalidArgument for a bad rank, world size or address, or a backend this build lacks;
   // Unavailable when the rendezvous fails (the message names the address and the cause);
-  // DeadlineExceeded when a rank does not come.
+  // DeadlineExceeded when a rank does not come; Cancelled when options.abort turned true.
   static absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> Create(
       const ProcessGroupOptions& options);
 

@@ -1,5 +1,6 @@
 // sae_fake_worker: a stand-in for sae-activation-server and sae-trainer in saectl's tests. It
-// takes their flags (--controller ADDR --listen HOST:PORT --metrics-port P) and follows the
+// takes the flags `saectl cluster up` gives them (--controller ADDR --listen HOST:PORT
+// --metrics-port P, and --threads N / --work-dir DIR, which it ignores) and follows the
 // controller's assignments with services/controller/fake_worker.h. The role is the name it runs
 // under: a link named sae-trainer is a trainer, anything else an activation server.
 #include <signal.h>
@@ -12,12 +13,15 @@
 #include "services/controller/fake_worker.h"
 
 int main(int argc, char** argv) {
-  std::string controller, listen;
+  std::string controller, listen, work_dir;
   int metrics_port = -1;
+  int threads = 0;
   CLI::App app{"sae_fake_worker: follows controller assignments without doing the work"};
   app.add_option("--controller", controller)->required();
   app.add_option("--listen", listen)->required();
   app.add_option("--metrics-port", metrics_port);
+  app.add_option("--threads", threads);
+  app.add_option("--work-dir", work_dir);
   CLI11_PARSE(app, argc, argv);
 
   sigset_t signals;

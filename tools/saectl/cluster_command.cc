@@ -1,7 +1,9 @@
 // saectl cluster up | status | down: a controller and local workers as separate processes on
-// loopback, for one machine. The processes and their ports are recorded in DATA_DIR/cluster.json;
-// their logs go to DATA_DIR/logs/; the controller's store lives in DATA_DIR/controller, so runs
-// survive a `cluster down` and `cluster up`.
+// loopback, for one machine. The processes, their ports and command lines are recorded in
+// DATA_DIR/cluster.json; their logs go to DATA_DIR/logs/; the controller's store lives in
+// DATA_DIR/controller, so runs survive a `cluster down` and `cluster up`. Nothing supervises the
+// processes: `cluster up` on a cluster whose processes partly exited starts those again with
+// their recorded command lines (what an operator, or Kubernetes, does for a dead process).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -10,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -49,6 +52,7 @@ struct ClusterFlags {
   int port = 7070;
   std::string bin_dir;
   double lease_seconds = 10;
+  int threads = 0;
   double wait_seconds = 120;
   double stop_seconds = 15;
   bool purge = false;
@@ -62,6 +66,7 @@ struct Process {
   std::string address;
   int metrics_port = -1;
   std::string log;
+  std::vector<std::string> args;  // the command line it was started with
 };
 
 nlohmann::json ToJson(const Process& p) {
@@ -70,7 +75,8 @@ nlohmann::json ToJson(const Process& p) {
           {"pid", p.pid},
           {"address", p.address},
           {"metrics_port", p.metrics_port},
-          {"log", p.log}};
+          {"log", p.log},
+          {"args", p.args}};
 }
 
 Process FromJson(const nlohmann::json& j) {
@@ -81,6 +87,7 @@ Process FromJson(const nlohmann::json& j) {
   p.address = j.value("address", "");
   p.metrics_port = j.value("metrics_port", -1);
   p.log = j.value("log", "");
+  p.args = j.value("args", std::vector<std::string>{});
   return p;
 }
 
@@ -230,23 +237,12 @@ absl::Status SaveCluster(const std::string& data_dir, const std::vector<Process>
 
 // ---- up ----
 
-// Starts the controller and waits until it answers its health check.
-absl::StatusOr<Process> StartController(const ClusterFlags& f, const std::string& data_dir,
-                                        int metrics_port) {
-  Process p;
-  p.name = "controller";
-  p.binary = kControllerBinary;
-  p.metrics_port = metrics_port;
-  p.log = absl::StrCat(data_dir, "/logs/controller.log");
-  std::string port_file = absl::StrCat(data_dir, "/controller.port");
+// Starts the controller `p` from its args and waits until it answers its health check; sets
+// its pid and address (read from `port_file`).
+absl::Status SpawnController(Process& p, const std::string& port_file) {
   std::error_code ignored;
   fs::remove(port_file, ignored);
-  SAE_ASSIGN_OR_RETURN(p.pid, Spawn({absl::StrCat(f.bin_dir, "/", kControllerBinary), "--listen",
-                                     absl::StrCat("127.0.0.1:", f.port), "--data-dir",
-                                     absl::StrCat(data_dir, "/controller"), "--metrics-port",
-                                     absl::StrCat(metrics_port), "--lease-seconds",
-                                     absl::StrCat(f.lease_seconds), "--port-file", port_file},
-                                    p.log));
+  SAE_ASSIGN_OR_RETURN(p.pid, Spawn(p.args, p.log));
   absl::Time give_up = absl::Now() + absl::Seconds(30);
   while (absl::Now() < give_up) {
     if (!ChildRunning(p.pid)) {
@@ -258,7 +254,7 @@ absl::StatusOr<Process> StartController(const ClusterFlags& f, const std::string
     if (port.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*port), &number)) {
       p.address = absl::StrCat("127.0.0.1:", number);
       SAE_ASSIGN_OR_RETURN(auto channel, rpc::CreateChannel(p.address, rpc::ClientSecurity{}));
-      if (rpc::CheckHealth(channel, "", absl::Seconds(5)).ok()) return p;
+      if (rpc::CheckHealth(channel, "", absl::Seconds(5)).ok()) return absl::OkStatus();
     }
     absl::SleepFor(absl::Milliseconds(50));
   }
@@ -267,18 +263,138 @@ absl::StatusOr<Process> StartController(const ClusterFlags& f, const std::string
       absl::StrCat("the controller did not come up within 30 s; see ", p.log));
 }
 
+// Waits until the controller at `controller` lists a worker with each of `pids`, or one of the
+// `children` exits, or `wait` passes.
+absl::Status WaitForRegistration(const std::string& controller,
+                                 const std::vector<Process>& children,
+                                 const std::vector<pid_t>& pids, double wait_seconds,
+                                 const std::string& data_dir) {
+  ServerFlags server_flags;
+  server_flags.server = controller;
+  SAE_ASSIGN_OR_RETURN(auto client, ConnectController(server_flags));
+  absl::Time give_up = absl::Now() + absl::Seconds(wait_seconds);
+  while (true) {
+    for (const Process& p : children) {
+      if (!ChildRunning(p.pid)) {
+        return absl::InternalError(absl::StrCat(p.name, " (", p.binary, ") exited; ", p.log,
+                                                " ends with:\n", LogTail(p.log)));
+      }
+    }
+    absl::StatusOr<std::vector<v1::Worker>> registered = client->ListWorkers();
+    size_t found = 0;
+    if (registered.ok()) {
+      for (pid_t pid : pids) {
+        found += std::any_of(registered->begin(), registered->end(),
+                             [&](const v1::Worker& w) { return w.pid() == pid; });
+      }
+    }
+    if (found == pids.size()) return absl::OkStatus();
+    if (absl::Now() > give_up) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("only ", found, " of ", pids.size(), " workers registered within ",
+                       HumanDuration(wait_seconds), "; logs in ", data_dir, "/logs"));
+    }
+    absl::SleepFor(absl::Milliseconds(100));
+  }
+}
+
+// `cluster up` on a cluster some of whose processes exited (killed, crashed): starts those
+// again with the command lines they were started with, as an operator or Kubernetes would.
+absl::Status RestartExited(const ClusterFlags& f, const std::string& data_dir,
+                           std::vector<Process> processes) {
+  std::vector<Process*> exited;
+  for (Process& p : processes) {
+    if (!IsRunning(p)) exited.push_back(&p);
+  }
+  for (Process* p : exited) {
+    if (p->args.empty()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "the cluster in ", data_dir, " has exited processes but no command line for ", p->name,
+          "; stop it with: saectl cluster down --data-dir ", data_dir));
+    }
+  }
+  std::string controller_address;
+  std::vector<Process> started;
+  std::vector<pid_t> worker_pids;
+  auto fail = [&](absl::Status status) {
+    StopChildren(started);
+    return status;
+  };
+  // The controller first, so that the workers find it.
+  for (Process* p : exited) {
+    if (p->binary != kControllerBinary) continue;
+    std::string port_file = absl::StrCat(data_dir, "/controller.port");
+    SAE_RETURN_IF_ERROR(SpawnController(*p, port_file));
+    started.push_back(*p);
+    std::printf("restarted %s (pid %d) on %s\n", p->name.c_str(), p->pid, p->address.c_str());
+  }
+  for (const Process& p : processes) {
+    if (p.binary == kControllerBinary) controller_address = p.address;
+  }
+  for (Process* p : exited) {
+    if (p->binary == kControllerBinary) continue;
+    absl::StatusOr<pid_t> pid = Spawn(p->args, p->log);
+    if (!pid.ok()) return fail(pid.status());
+    p->pid = *pid;
+    started.push_back(*p);
+    worker_pids.push_back(*pid);
+    std::printf("restarted %s (pid %d) on %s\n", p->name.c_str(), p->pid, p->address.c_str());
+  }
+  if (absl::Status saved = SaveCluster(data_dir, processes); !saved.ok()) return fail(saved);
+  std::vector<Process> workers;
+  for (const Process& p : started) {
+    if (p.binary != kControllerBinary) workers.push_back(p);
+  }
+  if (absl::Status registered =
+          WaitForRegistration(controller_address, workers, worker_pids, f.wait_seconds, data_dir);
+      !registered.ok()) {
+    return fail(registered);
+  }
+  std::printf("cluster up in %s: %zu process%s restarted\n", data_dir.c_str(), exited.size(),
+              exited.size() == 1 ? "" : "es");
+  return absl::OkStatus();
+}
+
+// Starts the controller and waits until it answers its health check.
+absl::StatusOr<Process> StartController(const ClusterFlags& f, const std::string& data_dir,
+                                        int metrics_port) {
+  Process p;
+  p.name = "controller";
+  p.binary = kControllerBinary;
+  p.metrics_port = metrics_port;
+  p.log = absl::StrCat(data_dir, "/logs/controller.log");
+  std::string port_file = absl::StrCat(data_dir, "/controller.port");
+  p.args = {absl::StrCat(f.bin_dir, "/", kControllerBinary),
+            "--listen",
+            absl::StrCat("127.0.0.1:", f.port),
+            "--data-dir",
+            absl::StrCat(data_dir, "/controller"),
+            "--metrics-port",
+            absl::StrCat(metrics_port),
+            "--lease-seconds",
+            absl::StrCat(f.lease_seconds),
+            "--port-file",
+            port_file};
+  SAE_RETURN_IF_ERROR(SpawnController(p, port_file));
+  // Started again, it must listen where the workers expect it.
+  p.args[2] = p.address;
+  return p;
+}
+
 absl::Status ClusterUp(ClusterFlags f) {
   if (f.data_dir.empty()) f.data_dir = DefaultDataDir();
   if (f.bin_dir.empty()) f.bin_dir = DefaultBinDir();
   std::string data_dir = fs::absolute(f.data_dir).string();
   if (absl::StatusOr<std::vector<Process>> existing = LoadCluster(data_dir); existing.ok()) {
-    for (const Process& p : *existing) {
-      if (IsRunning(p)) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("a cluster is already up in ", data_dir, " (its ", p.name, " is pid ",
-                         p.pid, "); stop it with: saectl cluster down --data-dir ", data_dir));
-      }
+    bool all_running = true;
+    for (const Process& p : *existing) all_running = all_running && IsRunning(p);
+    if (all_running) {
+      const Process& p = existing->front();
+      return absl::FailedPreconditionError(
+          absl::StrCat("a cluster is already up in ", data_dir, " (its ", p.name, " is pid ", p.pid,
+                       "); stop it with: saectl cluster down --data-dir ", data_dir));
     }
+    return RestartExited(f, data_dir, *std::move(existing));
   }
   std::vector<std::pair<std::string, std::string>> binaries = {{"controller", kControllerBinary}};
   if (f.activation_servers > 0) binaries.push_back({"activation server", kActivationServerBinary});
@@ -313,10 +429,20 @@ absl::Status ClusterUp(ClusterFlags f) {
     p.address = absl::StrCat("127.0.0.1:", ports[1 + 2 * i]);
     p.metrics_port = ports[2 + 2 * i];
     p.log = absl::StrCat(data_dir, "/logs/", p.name, ".log");
-    absl::StatusOr<pid_t> pid =
-        Spawn({absl::StrCat(f.bin_dir, "/", p.binary), "--controller", controller->address,
-               "--listen", p.address, "--metrics-port", absl::StrCat(p.metrics_port)},
-              p.log);
+    p.args = {absl::StrCat(f.bin_dir, "/", p.binary),
+              "--controller",
+              controller->address,
+              "--listen",
+              p.address,
+              "--metrics-port",
+              absl::StrCat(p.metrics_port)};
+    if (f.threads > 0) {
+      p.args.insert(p.args.end(), {"--threads", absl::StrCat(f.threads)});
+    }
+    if (!server) {
+      p.args.insert(p.args.end(), {"--work-dir", absl::StrCat(data_dir, "/work/", p.name)});
+    }
+    absl::StatusOr<pid_t> pid = Spawn(p.args, p.log);
     if (!pid.ok()) return fail(pid.status());
     p.pid = *pid;
     processes.push_back(p);
@@ -324,26 +450,14 @@ absl::Status ClusterUp(ClusterFlags f) {
   if (absl::Status saved = SaveCluster(data_dir, processes); !saved.ok()) return fail(saved);
 
   // Every worker registered with the controller, or the first that died, or the timeout.
-  ServerFlags server_flags;
-  server_flags.server = controller->address;
-  SAE_ASSIGN_OR_RETURN(auto client, ConnectController(server_flags));
-  absl::Time give_up = absl::Now() + absl::Seconds(f.wait_seconds);
-  while (true) {
-    for (const Process& p : processes) {
-      if (!ChildRunning(p.pid)) {
-        return fail(absl::InternalError(absl::StrCat(p.name, " (", p.binary, ") exited; ", p.log,
-                                                     " ends with:\n", LogTail(p.log))));
-      }
-    }
-    absl::StatusOr<std::vector<v1::Worker>> registered = client->ListWorkers();
-    if (registered.ok() && static_cast<int>(registered->size()) >= workers) break;
-    if (absl::Now() > give_up) {
-      return fail(absl::DeadlineExceededError(
-          absl::StrCat("only ", registered.ok() ? registered->size() : 0, " of ", workers,
-                       " workers registered within ", HumanDuration(f.wait_seconds), "; logs in ",
-                       data_dir, "/logs")));
-    }
-    absl::SleepFor(absl::Milliseconds(100));
+  std::vector<pid_t> worker_pids;
+  for (const Process& p : processes) {
+    if (p.binary != kControllerBinary) worker_pids.push_back(p.pid);
+  }
+  if (absl::Status registered = WaitForRegistration(controller->address, processes, worker_pids,
+                                                    f.wait_seconds, data_dir);
+      !registered.ok()) {
+    return fail(registered);
   }
   std::printf(
       "cluster up in %s: controller %s (metrics :%d), %d activation server%s, %d "
@@ -462,6 +576,10 @@ void RegisterClusterCommands(CLI::App& app) {
   up->add_option("--lease-seconds", flags->lease_seconds, "Worker lease of the controller")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  up->add_option("--threads", flags->threads,
+                 "LibTorch threads of each worker (0: each worker's default, one per core)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   up->add_option("--wait", flags->wait_seconds, "Seconds to wait for every worker to register")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -70,13 +70,8 @@ absl::Status RunSubmit(const SubmitFlags& f) {
   options.progress_bar = StdoutIsTerminal();
   SAE_ASSIGN_OR_RETURN(v1::Run done, FollowRun(*client, run.run_id(), 0, options));
   if (done.state() == v1::RUN_STATE_SUCCEEDED) {
-    const v1::TrainingMetrics& m = done.metrics();
-    std::printf(
-        "run %s SUCCEEDED: %lld steps, %lld tokens; L0 %.3g, explained variance %.4f, "
-        "dead features %lld\nexport the SAE with: saectl export %s --out DIR\n",
-        done.run_id().c_str(), static_cast<long long>(done.step()),
-        static_cast<long long>(done.tokens()), m.l0(), m.explained_variance(),
-        static_cast<long long>(m.dead_features()), done.run_id().c_str());
+    std::printf("%s\nexport the SAE with: saectl export %s --out DIR\n",
+                SuccessSummary(done).c_str(), done.run_id().c_str());
   }
   return FinalRunStatus(done);
 }
@@ -224,6 +219,7 @@ absl::Status RunWait(const WaitFlags& f) {
     run = *done;
   }
   std::printf("%s %s\n", run.run_id().c_str(), RunStateName(run.state()).c_str());
+  if (run.state() == v1::RUN_STATE_SUCCEEDED) std::printf("%s\n", SuccessSummary(run).c_str());
   return FinalRunStatus(run);
 }
 

@@ -103,6 +103,23 @@ std::string ProgressLine(const v1::Run& run, int bar_width) {
   return line;
 }
 
+std::string SuccessSummary(const v1::Run& run) {
+  const v1::TrainingMetrics& m = run.metrics();
+  const double seconds =
+      static_cast<double>(run.end_time_unix_ms() - run.start_time_unix_ms()) / 1000.0;
+  std::string rates = absl::StrCat(HumanCount(m.tokens_per_second()), " tok/s training");
+  if (seconds > 0) {
+    rates = absl::StrCat(HumanCount(static_cast<double>(run.tokens()) / seconds),
+                         " tok/s start to end, ", rates);
+  }
+  return absl::StrFormat(
+      "run %s SUCCEEDED in %s: %d steps, %s tokens (%s); L0 %.3g, explained variance %.4f, dead "
+      "features %d",
+      run.run_id(), HumanDuration(seconds), run.step(),
+      HumanCount(static_cast<double>(run.tokens())), rates, m.l0(), m.explained_variance(),
+      m.dead_features());
+}
+
 std::string DescribeRun(const v1::Run& run, const std::vector<v1::CheckpointManifest>& checkpoints,
                         const std::vector<v1::RunEvent>& events, absl::Time now) {
   std::string out;

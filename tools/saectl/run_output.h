@@ -37,6 +37,11 @@ std::string ProgressLine(const v1::Run& run, int bar_width);
 // Percentage of total_tokens trained, 0 to 100.
 double ProgressPercent(const v1::Run& run);
 
+// What `submit -f` and `wait` print for a SUCCEEDED run: "run R SUCCEEDED in 3m05s: 200 steps,
+// 409.6k tokens (2.21k tok/s start to end, 2.93k tok/s training); L0 42.7, explained variance
+// 0.7751, dead features 0".
+std::string SuccessSummary(const v1::Run& run);
+
 }  // namespace sae::saectl
 
 #endif  // SAE_TOOLS_SAECTL_RUN_OUTPUT_H_

@@ -1,0 +1,612 @@
+#include "services/trainer/worker_mode.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "core/config/run_config.h"
+#include "core/util/files.h"
+#include "core/util/status.h"
+#include "services/common/worker_agent.h"
+#include "services/trainer/distributed_training.h"
+#include "spdlog/spdlog.h"
+
+namespace sae::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using Outcome = v1::ReportProgressRequest::Outcome;
+
+// The main loop looks at the assignment and the training this often.
+constexpr absl::Duration kTick = absl::Milliseconds(100);
+// A failure before the group formed is retried after this long.
+constexpr absl::Duration kRetryDelay = absl::Seconds(1);
+// After SIGTERM, a training that has not reached a step boundary by then is abandoned.
+constexpr absl::Duration kShutdownCheckpointWait = absl::Seconds(8);
+
+// What an assignment is about: a run and one generation of its group.
+struct Work {
+  std::string run_id;
+  uint64_t generation = 0;
+  bool operator==(const Work& other) const {
+    return run_id == other.run_id && generation == other.generation;
+  }
+  bool operator!=(const Work& other) const { return !(*this == other); }
+};
+
+Work WorkOf(const v1::Assignment& assignment) {
+  return {assignment.run_id(), assignment.generation()};
+}
+
+std::string Describe(const Work& work) {
+  return absl::StrCat("run ", work.run_id, " generation ", work.generation);
+}
+
+// Mistakes in the run's config or files, which a restart would repeat.
+bool IsConfigError(const absl::Status& status) {
+  return absl::IsInvalidArgument(status) || absl::IsNotFound(status);
+}
+
+v1::TrainingMetrics ToProto(const sparse::StepMetrics& m, double tokens_per_second) {
+  v1::TrainingMetrics out;
+  out.set_step(m.step);
+  out.set_tokens(m.tokens);
+  out.set_learning_rate(m.learning_rate);
+  out.set_l1_coefficient(m.l1_coefficient);
+  out.set_overall_loss(m.overall_loss);
+  out.set_mse_loss(m.mse_loss);
+  out.set_l1_loss(m.l1_loss);
+  out.set_ghost_grad_loss(m.ghost_grad_loss);
+  out.set_aux_loss(m.aux_loss);
+  out.set_l0(m.l0);
+  out.set_explained_variance(m.explained_variance);
+  out.set_explained_variance_std(m.explained_variance_std);
+  out.set_l2_norm(m.l2_norm);
+  out.set_l2_ratio(m.l2_ratio);
+  out.set_dead_features(m.dead_features);
+  out.set_mean_passes_since_fired(m.mean_passes_since_fired);
+  if (m.sparsity) {
+    out.set_mean_log10_feature_sparsity(m.sparsity->mean_log10_feature_sparsity);
+    out.set_features_below_1e5(m.sparsity->below_1e5);
+    out.set_features_below_1e6(m.sparsity->below_1e6);
+  }
+  out.set_tokens_per_second(tokens_per_second);
+  return out;
+}
+
+// Sends rank 0's newest progress report on a thread of its own, so that a slow or absent
+// controller never holds up a step; a report not sent yet is replaced by a newer one.
+class ProgressSender {
+ public:
+  explicit ProgressSender(client::WorkerAgent* agent)
+      : agent_(agent), thread_([this] { Loop(); }) {}
+  ~ProgressSender() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+  }
+  ProgressSender(const ProgressSender&) = delete;
+  ProgressSender& operator=(const ProgressSender&) = delete;
+
+  void Post(v1::ReportProgressRequest request) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pending_ = std::move(request);
+    }
+    changed_.notify_all();
+  }
+
+  // Sends the pending report, if any, now (after one being sent by the thread).
+  void Flush() {
+    std::lock_guard<std::mutex> sending(send_mutex_);
+    std::optional<v1::ReportProgressRequest> request = Take();
+    if (request) Send(*request);
+  }
+
+ private:
+  std::optional<v1::ReportProgressRequest> Take() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::optional<v1::ReportProgressRequest> request = std::move(pending_);
+    pending_.reset();
+    return request;
+  }
+
+  void Send(const v1::ReportProgressRequest& request) {
+    absl::StatusOr<v1::ReportProgressResponse> answer = agent_->ReportProgress(request);
+    if (!answer.ok()) {
+      spdlog::warn("progress report of step {} not delivered: {}", request.step(),
+                   std::string(answer.status().message()));
+    }
+  }
+
+  void Loop() {
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return done_ || pending_.has_value(); });
+        if (done_) return;
+      }
+      std::lock_guard<std::mutex> sending(send_mutex_);
+      std::optional<v1::ReportProgressRequest> request = Take();
+      if (request) Send(*request);
+    }
+  }
+
+  client::WorkerAgent* const agent_;
+  std::mutex send_mutex_;  // One report on the wire at a time, in order.
+  std::mutex mutex_;       // Guards pending_ and done_.
+  std::condition_variable changed_;
+  std::optional<v1::ReportProgressRequest> pending_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+// One generation's training, on a thread of its own.
+struct Attempt {
+  v1::Assignment assignment;
+  std::atomic<bool> stop{false};   // checkpoint and stop at the next step boundary
+  std::atomic<bool> abort{false};  // abandon now
+  std::atomic<bool> group_ready{false};
+  std::atomic<bool> report_skipped{false};  // rank 0 still has to report the skipped tokens
+  std::atomic<bool> done{false};
+  absl::StatusOr<DistributedTrainingResult> result = absl::UnknownError("not run");
+  std::thread thread;
+};
+
+class TrainerWorker {
+ public:
+  TrainerWorker(const TrainerWorkerOptions& options, std::unique_ptr<client::WorkerAgent> agent)
+      : options_(options), agent_(std::move(agent)) {}
+
+  absl::Status Run(const std::function<bool(absl::Duration)>& wait_for_shutdown);
+
+ private:
+  // What this worker knows about the work of its current assignment.
+  struct WorkState {
+    Work work;
+    bool over = false;  // nothing more to start for this generation
+    bool skipped_reported = false;
+    std::optional<absl::Time> failing_since;  // attempts fail before the group forms
+    std::optional<absl::Time> broken_since;   // the group broke after it formed
+    absl::Time retry_at = absl::InfinitePast();
+    bool failure_reported = false;
+    std::string last_error;
+  };
+
+  void OnChange(const client::AssignmentState& state);
+  void StartAttempt(const v1::Assignment& assignment);
+  void FinishAttempt(bool shutting_down);
+  // Reports the failure of a group that broke, or kept failing to form, when the controller did
+  // not start another generation within the grace period.
+  void CheckBrokenGroup();
+  // Sends the pending outcome; retried every second while the controller is away.
+  void SendOutcome();
+  void QueueOutcome(const v1::Assignment& assignment, Outcome outcome, int64_t checkpoint_step,
+                    const std::string& error, bool fatal);
+
+  // The training thread's body and its parts.
+  absl::StatusOr<DistributedTrainingResult> Train(Attempt& attempt);
+  void ReportSkippedTokens(const v1::Assignment& assignment, int64_t checkpoint_step,
+                           int64_t checkpoint_tokens);
+  absl::Status Upload(Attempt& attempt, const std::string& dir, int64_t step, int64_t tokens,
+                      bool final);
+
+  void NoteTokens(const std::string& run_id, int64_t tokens) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    int64_t& furthest = furthest_tokens_[run_id];
+    furthest = std::max(furthest, tokens);
+  }
+  int64_t FurthestTokens(const std::string& run_id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = furthest_tokens_.find(run_id);
+    return it == furthest_tokens_.end() ? 0 : it->second;
+  }
+  std::string RunDir(const std::string& run_id) const {
+    return absl::StrCat(options_.work_dir, "/", run_id);
+  }
+  absl::Duration RestartGrace() const {
+    return options_.restart_grace > absl::ZeroDuration() ? options_.restart_grace
+                                                         : 2 * agent_->lease() + absl::Seconds(5);
+  }
+
+  const TrainerWorkerOptions options_;
+  const std::unique_ptr<client::WorkerAgent> agent_;
+
+  // Main loop state.
+  std::unique_ptr<Attempt> attempt_;
+  std::optional<WorkState> work_;
+  std::optional<v1::ReportProgressRequest> outcome_;
+  absl::Time outcome_retry_at_ = absl::InfinitePast();
+  std::string finished_run_dir_;  // removed once the worker is idle
+
+  std::mutex mutex_;  // Guards furthest_tokens_ (written by the training thread).
+  std::map<std::string, int64_t> furthest_tokens_;
+};
+
+absl::Status TrainerWorker::Run(const std::function<bool(absl::Duration)>& wait_for_shutdown) {
+  uint64_t seen = 0;
+  std::optional<absl::Time> shutdown_since;
+  while (true) {
+    if (!shutdown_since) {
+      if (wait_for_shutdown(kTick)) {
+        shutdown_since = absl::Now();
+        if (attempt_ != nullptr) {
+          spdlog::info("shutting down: checkpointing at the next step boundary first");
+          attempt_->stop = true;
+        }
+      }
+    } else {
+      absl::SleepFor(kTick);
+      if (attempt_ != nullptr && !attempt_->abort &&
+          absl::Now() - *shutdown_since > kShutdownCheckpointWait) {
+        spdlog::warn("shutting down: no step boundary within {}; abandoning the training",
+                     absl::FormatDuration(kShutdownCheckpointWait));
+        attempt_->abort = true;
+      }
+    }
+    client::AssignmentState state = agent_->Current();
+    if (state.version != seen) {
+      seen = state.version;
+      OnChange(state);
+    }
+    if (attempt_ != nullptr && attempt_->done) FinishAttempt(shutdown_since.has_value());
+    if (shutdown_since && attempt_ == nullptr) break;
+    SendOutcome();
+    CheckBrokenGroup();
+    if (shutdown_since || attempt_ != nullptr) continue;
+    if (!state.assignment) {
+      if (!finished_run_dir_.empty()) {
+        std::error_code ignored;
+        fs::remove_all(finished_run_dir_, ignored);
+        finished_run_dir_.clear();
+      }
+      continue;
+    }
+    if (work_ && work_->work == WorkOf(*state.assignment) &&
+        (work_->over || absl::Now() < work_->retry_at)) {
+      continue;
+    }
+    StartAttempt(*state.assignment);
+  }
+  SendOutcome();
+  agent_->Shutdown();
+  return absl::OkStatus();
+}
+
+void TrainerWorker::OnChange(const client::AssignmentState& state) {
+  const std::optional<Work> work =
+      state.assignment ? std::optional<Work>(WorkOf(*state.assignment)) : std::nullopt;
+  if (!work) {
+    spdlog::info("no assignment: idle");
+  } else if (!work_ || work_->work != *work) {
+    spdlog::info("assigned {}: trainer rank {} of {}, rendezvous {}", Describe(*work),
+                 state.assignment->rank(), state.assignment->world_size(),
+                 state.assignment->rendezvous_address());
+  }
+  if (work && (!work_ || work_->work != *work)) {
+    work_ = WorkState{};
+    work_->work = *work;
+  }
+  if (!work) work_.reset();
+  if (attempt_ == nullptr || attempt_->done) return;
+  const Work running = WorkOf(attempt_->assignment);
+  if (!work || *work != running) {
+    spdlog::info("{} is over for this worker: abandoning its training", Describe(running));
+    attempt_->abort = true;
+  } else if (state.stop_requested && !attempt_->stop) {
+    spdlog::info("the run is stopping: checkpointing at the next step boundary");
+    attempt_->stop = true;
+  }
+}
+
+void TrainerWorker::StartAttempt(const v1::Assignment& assignment) {
+  attempt_ = std::make_unique<Attempt>();
+  attempt_->assignment = assignment;
+  attempt_->report_skipped = assignment.rank() == 0 && !work_->skipped_reported;
+  Attempt* attempt = attempt_.get();
+  attempt->thread = std::thread([this, attempt] {
+    try {
+      attempt->result = Train(*attempt);
+    } catch (const std::exception& e) {
+      attempt->result = absl::InternalError(absl::StrCat("training failed: ", e.what()));
+    }
+    attempt->done = true;
+  });
+}
+
+void TrainerWorker::FinishAttempt(bool shutting_down) {
+  attempt_->thread.join();
+  std::unique_ptr<Attempt> attempt = std::move(attempt_);
+  const v1::Assignment& assignment = attempt->assignment;
+  const Work work = WorkOf(assignment);
+  const bool current = work_ && work_->work == work;
+  if (current && !attempt->report_skipped && assignment.rank() == 0) {
+    work_->skipped_reported = true;
+  }
+  finished_run_dir_ = RunDir(work.run_id);
+  if (attempt->abort || !current) return;
+  WorkState& state = *work_;
+  const absl::StatusOr<DistributedTrainingResult>& result = attempt->result;
+  if (result.ok()) {
+    state.over = true;
+    if (!result->stopped) {
+      spdlog::info("{}: trained to the end ({} steps, {} tokens)", Describe(work), result->steps,
+                   result->tokens);
+      if (assignment.rank() == 0) {
+        QueueOutcome(assignment, v1::ReportProgressRequest::OUTCOME_FINISHED, result->steps, "",
+                     false);
+      }
+      return;
+    }
+    if (shutting_down) return;
+    // Stopped at a step boundary: asked by the controller (rank 0 confirms), or a peer's
+    // shutdown stopped the whole group.
+    absl::StatusOr<v1::Run> run = agent_->client().GetRun(work.run_id);
+    if (run.ok() && run->stop_requested()) {
+      if (assignment.rank() == 0) {
+        QueueOutcome(assignment, v1::ReportProgressRequest::OUTCOME_STOPPED, result->steps, "",
+                     false);
+      }
+      return;
+    }
+    state.broken_since = absl::Now();
+    state.last_error = "the group stopped at a step boundary because a peer shut down";
+    spdlog::warn("{}: {}; waiting for the controller's next generation", Describe(work),
+                 state.last_error);
+    return;
+  }
+  const absl::Status& status = result.status();
+  state.last_error = std::string(status.message());
+  if (IsConfigError(status)) {
+    state.over = true;
+    spdlog::error("{}: {}", Describe(work), std::string(status.message()));
+    QueueOutcome(assignment, v1::ReportProgressRequest::OUTCOME_FAILED, 0, state.last_error, true);
+    return;
+  }
+  if (!attempt->group_ready) {
+    if (!state.failing_since) state.failing_since = absl::Now();
+    state.retry_at = absl::Now() + kRetryDelay;
+    spdlog::warn("{}: the group did not form ({}); trying again in {}", Describe(work),
+                 std::string(status.message()), absl::FormatDuration(kRetryDelay));
+    return;
+  }
+  state.over = true;
+  state.broken_since = absl::Now();
+  spdlog::warn("{}: the group broke ({}); waiting for the controller's next generation",
+               Describe(work), std::string(status.message()));
+}
+
+void TrainerWorker::CheckBrokenGroup() {
+  if (!work_ || work_->failure_reported || attempt_ != nullptr) return;
+  std::optional<absl::Time> since =
+      work_->broken_since ? work_->broken_since : work_->failing_since;
+  if (!since || absl::Now() - *since < RestartGrace()) return;
+  std::optional<v1::Assignment> assignment = agent_->Current().assignment;
+  if (!assignment || WorkOf(*assignment) != work_->work) return;
+  work_->failure_reported = true;
+  work_->over = true;
+  spdlog::warn("{}: no new generation within {}; reporting the failure", Describe(work_->work),
+               absl::FormatDuration(RestartGrace()));
+  QueueOutcome(*assignment, v1::ReportProgressRequest::OUTCOME_FAILED, 0, work_->last_error, false);
+}
+
+void TrainerWorker::QueueOutcome(const v1::Assignment& assignment, Outcome outcome,
+                                 int64_t checkpoint_step, const std::string& error, bool fatal) {
+  v1::ReportProgressRequest request;
+  request.set_run_id(assignment.run_id());
+  request.set_generation(assignment.generation());
+  request.set_outcome(outcome);
+  request.set_checkpoint_step(checkpoint_step);
+  request.set_error(error);
+  request.set_fatal(fatal);
+  outcome_ = std::move(request);
+  outcome_retry_at_ = absl::InfinitePast();
+}
+
+void TrainerWorker::SendOutcome() {
+  if (!outcome_ || absl::Now() < outcome_retry_at_) return;
+  absl::StatusOr<v1::ReportProgressResponse> answer = agent_->ReportProgress(*outcome_);
+  const std::string what = v1::ReportProgressRequest::Outcome_Name(outcome_->outcome());
+  if (answer.ok()) {
+    spdlog::info("reported {} for run {} generation {}", what, outcome_->run_id(),
+                 outcome_->generation());
+    outcome_.reset();
+  } else if (absl::IsFailedPrecondition(answer.status()) || absl::IsNotFound(answer.status())) {
+    spdlog::warn("{} for run {} dropped: {}", what, outcome_->run_id(),
+                 std::string(answer.status().message()));
+    outcome_.reset();
+  } else {
+    spdlog::warn("{} for run {} not delivered ({}); retrying", what, outcome_->run_id(),
+                 std::string(answer.status().message()));
+    outcome_retry_at_ = absl::Now() + absl::Seconds(1);
+  }
+}
+
+// ---- The training thread ----
+
+absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt) {
+  const v1::Assignment& assignment = attempt.assignment;
+  const bool rank0 = assignment.rank() == 0;
+  SAE_ASSIGN_OR_RETURN(config::RunConfig config,
+                       config::ParseRunConfig(assignment.config_yaml(),
+                                              absl::StrCat("run.yaml of ", assignment.run_id())));
+  const std::string run_dir = RunDir(assignment.run_id());
+  const std::string dir = absl::StrCat(run_dir, "/g", assignment.generation());
+  std::error_code ignored;
+  fs::remove_all(run_dir, ignored);
+  SAE_RETURN_IF_ERROR(MakeDirectories(dir));
+
+  DistributedTrainingOptions options;
+  if (assignment.has_resume_checkpoint_step()) {
+    const std::string resume = dir + "/resume";
+    absl::StatusOr<v1::CheckpointManifest> manifest = agent_->DownloadCheckpoint(
+        assignment.run_id(), assignment.resume_checkpoint_step(), resume);
+    if (!manifest.ok()) {
+      // The controller is away or moved on; not the config's fault.
+      return absl::UnavailableError(absl::StrCat("downloading the checkpoint at step ",
+                                                 assignment.resume_checkpoint_step(), ": ",
+                                                 manifest.status().message()));
+    }
+    spdlog::info("resuming {} from its checkpoint at step {} ({} tokens)",
+                 Describe(WorkOf(assignment)), manifest->step(), manifest->tokens());
+    options.resume_dir = resume;
+    if (attempt.report_skipped) {
+      ReportSkippedTokens(assignment, manifest->step(), manifest->tokens());
+      attempt.report_skipped = false;
+    }
+  } else if (attempt.report_skipped && assignment.generation() > 0) {
+    ReportSkippedTokens(assignment, 0, 0);
+    attempt.report_skipped = false;
+  }
+
+  const int64_t log_every = std::max<int64_t>(1, config.wandb_log_frequency);
+  const int64_t batch = config.train_batch_size;
+  std::unique_ptr<ProgressSender> sender;
+  if (rank0) sender = std::make_unique<ProgressSender>(agent_.get());
+
+  options.config = std::move(config);
+  options.run_id = assignment.run_id();
+  options.generation = assignment.generation();
+  options.rank = assignment.rank();
+  options.world_size = assignment.world_size();
+  options.rendezvous = assignment.rendezvous_address();
+  options.bind_address = options_.bind_address;
+  options.backend = options_.backend;
+  options.rendezvous_timeout = options_.rendezvous_timeout;
+  options.collective_timeout = options_.collective_timeout;
+  options.servers.assign(assignment.activation_server_addresses().begin(),
+                         assignment.activation_server_addresses().end());
+  options.security = options_.server_security;
+  options.prefetch_batches = options_.prefetch_batches;
+  options.max_batches_per_call = options_.max_batches_per_call;
+  options.server_deadline = options_.server_deadline;
+  options.output_dir = dir + "/output";
+  options.metrics = options_.metrics;
+  options.stop = &attempt.stop;
+  options.abort = &attempt.abort;
+  options.on_group_ready = [&attempt] { attempt.group_ready = true; };
+  options.on_step = [&](const sparse::StepMetrics& m, double tokens_per_second,
+                        int64_t total_steps) {
+    NoteTokens(assignment.run_id(), m.tokens);
+    if (sender == nullptr || (m.step % log_every != 0 && m.step != total_steps)) return;
+    v1::ReportProgressRequest report;
+    report.set_run_id(assignment.run_id());
+    report.set_generation(assignment.generation());
+    report.set_step(m.step);
+    report.set_tokens(m.tokens);
+    *report.mutable_metrics() = ToProto(m, tokens_per_second);
+    sender->Post(std::move(report));
+  };
+  options.on_checkpoint = [&](const std::string& checkpoint, int64_t step,
+                              bool final) -> absl::Status {
+    if (sender != nullptr) sender->Flush();
+    return Upload(attempt, checkpoint, step, step * batch, final);
+  };
+  absl::StatusOr<DistributedTrainingResult> result = RunDistributedTraining(std::move(options));
+  if (sender != nullptr) sender->Flush();
+  return result;
+}
+
+void TrainerWorker::ReportSkippedTokens(const v1::Assignment& assignment, int64_t checkpoint_step,
+                                        int64_t checkpoint_tokens) {
+  // The furthest the group got: what this worker trained, or what rank 0 last reported.
+  int64_t furthest = FurthestTokens(assignment.run_id());
+  absl::StatusOr<v1::Run> run = agent_->client().GetRun(assignment.run_id());
+  if (run.ok()) furthest = std::max(furthest, run->tokens());
+  const int64_t skipped = std::max<int64_t>(0, furthest - checkpoint_tokens);
+  v1::ReportProgressRequest report;
+  report.set_run_id(assignment.run_id());
+  report.set_generation(assignment.generation());
+  report.set_step(checkpoint_step);
+  report.set_tokens(checkpoint_tokens);
+  report.set_tokens_skipped(skipped);
+  absl::StatusOr<v1::ReportProgressResponse> answer = agent_->ReportProgress(report);
+  if (!answer.ok()) {
+    spdlog::warn("the {} skipped tokens were not reported: {}", skipped,
+                 std::string(answer.status().message()));
+    return;
+  }
+  spdlog::info("rolled back to {} tokens from {}: {} tokens skipped", checkpoint_tokens, furthest,
+               skipped);
+}
+
+absl::Status TrainerWorker::Upload(Attempt& attempt, const std::string& dir, int64_t step,
+                                   int64_t tokens, bool final) {
+  const v1::Assignment& assignment = attempt.assignment;
+  v1::UploadHeader header;
+  header.set_run_id(assignment.run_id());
+  header.set_generation(assignment.generation());
+  header.set_step(step);
+  header.set_tokens(tokens);
+  header.set_final(final);
+  const char* what = final ? "final SAE" : "checkpoint";
+  absl::Duration backoff = absl::Seconds(1);
+  while (true) {
+    header.set_worker_id(agent_->worker_id());
+    absl::StatusOr<v1::CheckpointManifest> manifest =
+        agent_->client().UploadCheckpoint(header, dir);
+    if (manifest.ok()) {
+      spdlog::info("uploaded the {} at step {} ({} bytes)", what, step, manifest->total_bytes());
+      return absl::OkStatus();
+    }
+    const absl::Status& status = manifest.status();
+    if (absl::IsFailedPrecondition(status) || absl::IsNotFound(status) || attempt.abort) {
+      return absl::CancelledError(
+          absl::StrCat("the ", what, " at step ", step, " was not accepted: ", status.message()));
+    }
+    if (!final) {
+      spdlog::warn("the checkpoint at step {} was not uploaded ({}); training goes on", step,
+                   std::string(status.message()));
+      return absl::OkStatus();
+    }
+    spdlog::warn("the final SAE was not uploaded ({}); retrying in {}",
+                 std::string(status.message()), absl::FormatDuration(backoff));
+    for (absl::Time until = absl::Now() + backoff; absl::Now() < until && !attempt.abort;) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
+}  // namespace
+
+absl::Status RunTrainerWorker(const TrainerWorkerOptions& options,
+                              const std::function<bool(absl::Duration)>& wait_for_shutdown) {
+  if (options.listen.empty()) {
+    return absl::InvalidArgumentError("--listen HOST:PORT is needed with --controller");
+  }
+  if (options.work_dir.empty()) {
+    return absl::InvalidArgumentError("--work-dir is needed with --controller");
+  }
+  std::string host;
+  int port = 0;
+  SAE_RETURN_IF_ERROR(SplitHostPort(options.listen, "--listen", &host, &port));
+  if (port == 0) {
+    return absl::InvalidArgumentError(
+        "--listen needs a fixed port: as rank 0 the trainer hosts the group's store there");
+  }
+  SAE_RETURN_IF_ERROR(MakeDirectories(options.work_dir));
+  client::WorkerAgentOptions agent_options;
+  agent_options.controller = options.controller;
+  agent_options.security = options.controller_security;
+  agent_options.role = v1::WORKER_ROLE_TRAINER;
+  agent_options.address = options.listen;
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<client::WorkerAgent> agent,
+                       client::WorkerAgent::Start(agent_options));
+  spdlog::info("registered with the controller at {} as {} ({})", options.controller,
+               agent->worker_id(), options.listen);
+  TrainerWorker worker(options, std::move(agent));
+  return worker.Run(wait_for_shutdown);
+}
+
+}  // namespace sae::trainer

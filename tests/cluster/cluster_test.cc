@@ -1,0 +1,457 @@
+// The whole service on loopback, driven as a user drives it: `saectl cluster up` starts the
+// real sae-controller, sae-activation-server and sae-trainer processes (workers in --controller
+// mode), and every check goes through saectl. The runs train a gpt2-tiny SAE (saectl model
+// init) on a nanoGPT .bin of random tokens.
+//
+// Failures are injected as they happen in production: kill -9 of a worker or of the
+// controller. Nothing supervises a local cluster's processes; the tests bring a killed process
+// back with `saectl cluster up`, which restarts the exited processes of a cluster with their
+// recorded command lines, as an operator or Kubernetes would.
+//
+// Every test is bounded: each saectl call runs under `timeout -s KILL`, and a reaper process
+// kills whatever the cluster left if the test itself dies.
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "core/data/test_folder.h"
+#include "core/util/files.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/data_plane/tiny_run.h"
+
+namespace sae {
+namespace {
+
+namespace fs = std::filesystem;
+using data::TestFolder;
+
+// build/bin, found from this test's own path (build/tests/cluster_test).
+fs::path BinDir() {
+  if (const char* dir = std::getenv("SAE_BINARY_DIR"); dir != nullptr && *dir != '\0') {
+    return fs::path(dir) / "bin";
+  }
+  return fs::canonical("/proc/self/exe").parent_path().parent_path() / "bin";
+}
+std::string SaectlPath() { return (BinDir() / "saectl").string(); }
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// The process's command line; empty when it is gone or a zombie.
+std::string Cmdline(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// SIGKILL to every process cluster.json in `data_dir` records that still runs its program.
+void KillCluster(const std::string& data_dir) {
+  absl::StatusOr<std::string> record = ReadFile(data_dir + "/cluster.json");
+  if (!record.ok()) return;
+  nlohmann::json j = nlohmann::json::parse(*record, nullptr, false);
+  if (j.is_discarded() || !j.contains("processes")) return;
+  for (const auto& process : j["processes"]) {
+    const int pid = process.value("pid", -1);
+    if (pid > 0 && absl::StrContains(Cmdline(pid), process.value("binary", "?"))) {
+      ::kill(pid, SIGKILL);
+    }
+  }
+}
+
+// The model and tokens every test trains on, made once.
+class SharedFiles {
+ public:
+  static const SharedFiles& Get() {
+    static SharedFiles* files = new SharedFiles();
+    return *files;
+  }
+  std::string dir() const { return folder_.path(); }
+
+ private:
+  SharedFiles() {
+    const std::string model = folder_.path() + "/model";
+    const std::string init = absl::StrCat(
+        SaectlPath(), " model init --preset gpt2-tiny --seed 0 --out ", model, " >/dev/null 2>&1");
+    EXPECT_EQ(std::system(init.c_str()), 0) << init;
+    absl::Status tokens =
+        testing_loopback::WriteRandomTokens(folder_.path() + "/tokens.bin", 4000, 2);
+    EXPECT_TRUE(tokens.ok()) << tokens;
+  }
+  TestFolder folder_;
+};
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::setenv("SAECTL_SERVER", "127.0.0.1:1", 1);
+    StartReaper();
+  }
+
+  void TearDown() override {
+    if (cluster_up_) {
+      absl::StatusOr<std::string> record = ReadFile(DataDir() + "/cluster.json");
+      Result down =
+          Saectl(absl::StrCat("cluster down --data-dir ", DataDir(), " --timeout 10"), 60);
+      EXPECT_EQ(down.code, 0) << down.err;
+      if (record.ok()) {
+        for (const auto& process : nlohmann::json::parse(*record)["processes"]) {
+          const int pid = process["pid"].get<int>();
+          if (!Cmdline(pid).empty()) {
+            ADD_FAILURE() << "still running after cluster down: " << process.dump();
+            ::kill(pid, SIGKILL);
+          }
+        }
+      }
+      if (HasFailure()) DumpLogs();
+    }
+    if (reaper_ > 0) {
+      ::kill(reaper_, SIGKILL);
+      ::waitpid(reaper_, nullptr, 0);
+    }
+  }
+
+  // A child that outlives this test process only to kill the cluster it leaves behind (the
+  // test was killed by a timeout, say): `cluster up` starts the workers in sessions of their
+  // own, so nothing else would.
+  void StartReaper() {
+    const std::string data_dir = DataDir();
+    const pid_t parent = ::getpid();
+    reaper_ = ::fork();
+    if (reaper_ != 0) return;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    ::prctl(PR_SET_PDEATHSIG, SIGUSR1);
+    if (::getppid() == parent) {
+      int signal = 0;
+      sigwait(&set, &signal);
+    }
+    KillCluster(data_dir);
+    ::_exit(0);
+  }
+
+  void DumpLogs() {
+    std::error_code error;
+    for (const auto& entry : fs::directory_iterator(DataDir() + "/logs", error)) {
+      std::string text = ReadFile(entry.path().string()).value_or("");
+      if (text.size() > 6000) text = "...\n" + text.substr(text.size() - 6000);
+      std::fprintf(stderr, "==== %s ====\n%s\n", entry.path().c_str(), text.c_str());
+    }
+  }
+
+  // Runs saectl with `args` (split by the shell), killed after `timeout_seconds`.
+  Result Saectl(const std::string& args, int timeout_seconds = 60) {
+    const std::string out = absl::StrCat(folder_.path(), "/out.", calls_);
+    const std::string err = absl::StrCat(folder_.path(), "/err.", calls_++);
+    const std::string command = absl::StrCat("timeout -s KILL ", timeout_seconds, " ", SaectlPath(),
+                                             " ", args, " >", out, " 2>", err, " </dev/null");
+    const int status = std::system(command.c_str());
+    Result result;
+    result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    result.out = ReadFile(out).value_or("");
+    result.err = ReadFile(err).value_or("");
+    return result;
+  }
+
+  std::string DataDir() const { return folder_.path() + "/cluster"; }
+
+  // `saectl cluster up` with the real binaries; points SAECTL_SERVER at its controller.
+  void StartCluster(int servers, int trainers, double lease_seconds = 2) {
+    Result up =
+        Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --bin-dir ", BinDir().string(),
+                            " --port 0 --activation-servers ", servers, " --trainers ", trainers,
+                            " --lease-seconds ", lease_seconds, " --threads 1 --wait 60"),
+               90);
+    cluster_up_ = true;
+    ASSERT_EQ(up.code, 0) << up.out << up.err;
+    const size_t at = up.out.find("SAECTL_SERVER=");
+    ASSERT_NE(at, std::string::npos) << up.out;
+    const std::string address(
+        absl::StripAsciiWhitespace(up.out.substr(at + 14, up.out.find('\n', at) - at - 14)));
+    ::setenv("SAECTL_SERVER", address.c_str(), 1);
+  }
+
+  // SIGKILL to the cluster's process `name` ("trainer-1", "controller", ...); returns once it
+  // is gone.
+  void KillProcess(const std::string& name) {
+    auto record = nlohmann::json::parse(*ReadFile(DataDir() + "/cluster.json"));
+    for (const auto& process : record["processes"]) {
+      if (process["name"] != name) continue;
+      const int pid = process["pid"].get<int>();
+      ASSERT_EQ(::kill(pid, SIGKILL), 0) << name;
+      const absl::Time give_up = absl::Now() + absl::Seconds(10);
+      while (!Cmdline(pid).empty() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
+      ASSERT_TRUE(Cmdline(pid).empty()) << name << " survived SIGKILL";
+      return;
+    }
+    FAIL() << "no process " << name << " in " << record.dump();
+  }
+
+  // `saectl cluster up` on the cluster: starts its exited processes again.
+  void RestartExited() {
+    Result up = Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --wait 60"), 90);
+    ASSERT_EQ(up.code, 0) << up.out << up.err;
+    EXPECT_TRUE(absl::StrContains(up.out, "restarted")) << up.out;
+  }
+
+  // The run.yaml of a gpt2-tiny run of `steps` steps of 256 tokens, with `extra` keys added or
+  // replaced.
+  std::string WriteRunYaml(int servers, int trainers, int steps,
+                           const std::map<std::string, std::string>& extra = {},
+                           const std::string& name = "run.yaml") {
+    const std::string dir = SharedFiles::Get().dir();
+    std::map<std::string, std::string> keys = {{"model_path", dir + "/model"},
+                                               {"dataset_path", dir + "/tokens.bin"},
+                                               {"hook_point", "blocks.1.hook_resid_pre"},
+                                               {"context_size", "16"},
+                                               {"expansion_factor", "4"},
+                                               {"train_batch_size", "256"},
+                                               {"total_training_tokens", absl::StrCat(steps * 256)},
+                                               {"n_batches_in_buffer", "8"},
+                                               {"store_batch_size", "4"},
+                                               {"lr", "0.001"},
+                                               {"lr_warm_up_steps", "2"},
+                                               {"b_dec_init_method", "mean"},
+                                               {"wandb_log_frequency", "5"},
+                                               {"activation_servers", absl::StrCat(servers)},
+                                               {"trainers", absl::StrCat(trainers)}};
+    for (const auto& [key, value] : extra) keys[key] = value;
+    std::string yaml;
+    for (const auto& [key, value] : keys) absl::StrAppend(&yaml, key, ": ", value, "\n");
+    return folder_.Write(name, yaml);
+  }
+
+  std::string Submit(const std::string& yaml_path) {
+    Result submitted = Saectl("submit " + yaml_path);
+    EXPECT_EQ(submitted.code, 0) << submitted.out << submitted.err;
+    return std::string(
+        absl::StripAsciiWhitespace(submitted.out.substr(0, submitted.out.find('\n'))));
+  }
+
+  nlohmann::json GetRun(const std::string& run_id) {
+    Result got = Saectl(absl::StrCat("get runs ", run_id, " -o json"));
+    EXPECT_EQ(got.code, 0) << got.err;
+    nlohmann::json run = nlohmann::json::parse(got.out, nullptr, false);
+    return run.is_discarded() ? nlohmann::json::object() : run;
+  }
+
+  static int64_t Int(const nlohmann::json& run, const char* key) {
+    if (!run.contains(key)) return 0;
+    if (run[key].is_number()) return run[key].get<int64_t>();
+    int64_t value = 0;
+    return absl::SimpleAtoi(run[key].get<std::string>(), &value) ? value : 0;
+  }
+
+  // Polls `saectl logs RUN` until its output contains `text`; fails after `seconds`.
+  std::string WaitForLog(const std::string& run_id, const std::string& text, int seconds = 60) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(seconds);
+    std::string logs;
+    while (absl::Now() < give_up) {
+      logs = Saectl("logs " + run_id).out;
+      if (absl::StrContains(logs, text)) return logs;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    ADD_FAILURE() << "run " << run_id << " never logged \"" << text << "\":\n" << logs;
+    return logs;
+  }
+
+  // Polls the run until its state is `state` (a RunState name); fails after `seconds`.
+  void WaitForState(const std::string& run_id, const std::string& state, int seconds = 60) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(seconds);
+    std::string seen;
+    while (absl::Now() < give_up) {
+      seen = GetRun(run_id).value("state", "");
+      if (seen == state) return;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    ADD_FAILURE() << "run " << run_id << " stayed " << seen << ", never " << state;
+  }
+
+  // Polls the run until rank 0 reported step `step` or later; fails after `seconds`.
+  void WaitForStep(const std::string& run_id, int64_t step, int seconds = 90) {
+    const absl::Time give_up = absl::Now() + absl::Seconds(seconds);
+    int64_t seen = 0;
+    while (absl::Now() < give_up) {
+      seen = Int(GetRun(run_id), "step");
+      if (seen >= step) return;
+      absl::SleepFor(absl::Milliseconds(200));
+    }
+    ADD_FAILURE() << "run " << run_id << " stayed at step " << seen << ", never " << step;
+  }
+
+  // `saectl wait RUN` succeeds, and the run trained exactly its tokens.
+  void ExpectSucceeds(const std::string& run_id, int64_t total_tokens, int seconds = 180) {
+    Result waited = Saectl(absl::StrCat("wait ", run_id, " --timeout ", seconds), seconds + 30);
+    EXPECT_EQ(waited.code, 0) << waited.out << waited.err << Saectl("logs " + run_id).out;
+    nlohmann::json run = GetRun(run_id);
+    EXPECT_EQ(run.value("state", ""), "RUN_STATE_SUCCEEDED") << run.dump(2);
+    EXPECT_EQ(Int(run, "tokens"), total_tokens) << run.dump(2);
+  }
+
+  TestFolder folder_;
+  int calls_ = 0;
+  bool cluster_up_ = false;
+  pid_t reaper_ = -1;
+};
+
+TEST_F(ClusterTest, SubmittedRunSucceedsAndItsExportLoadsInSaeLensFormat) {
+  StartCluster(2, 2);
+  constexpr int kSteps = 60;
+  Result submitted = Saectl(
+      "submit " + WriteRunYaml(2, 2, kSteps, {{"n_checkpoints", "2"}}) + " --name tiny -f", 240);
+  ASSERT_EQ(submitted.code, 0) << submitted.out << submitted.err;
+  const std::string run_id(
+      absl::StripAsciiWhitespace(submitted.out.substr(0, submitted.out.find('\n'))));
+  EXPECT_TRUE(absl::StrContains(submitted.out, "SUCCEEDED")) << submitted.out;
+  EXPECT_TRUE(absl::StrContains(submitted.out, "final SAE at step 60")) << submitted.out;
+
+  nlohmann::json run = GetRun(run_id);
+  EXPECT_EQ(run.value("state", ""), "RUN_STATE_SUCCEEDED");
+  EXPECT_EQ(Int(run, "step"), kSteps);
+  EXPECT_EQ(Int(run, "tokens"), kSteps * 256);
+  EXPECT_EQ(Int(run, "generation"), 0);
+  ASSERT_TRUE(run.contains("metrics")) << run.dump(2);
+  EXPECT_GT(run["metrics"].value("l0", 0.0), 0.0) << run.dump(2);
+  ASSERT_EQ(run["shards"].size(), 2u) << run.dump(2);
+  for (const auto& shard : run["shards"]) {
+    EXPECT_FALSE(shard.value("cursor", "").empty()) << "each shard reported its cursor";
+  }
+
+  Result wide = Saectl("get runs -o wide");
+  EXPECT_TRUE(absl::StrContains(wide.out, "2+2")) << wide.out;
+  Result checkpoints = Saectl("checkpoints " + run_id);
+  EXPECT_TRUE(absl::StrContains(checkpoints.out, "yes")) << "the final SAE\n" << checkpoints.out;
+
+  const std::string out = folder_.path() + "/exported";
+  Result exported = Saectl("export " + run_id + " --out " + out);
+  ASSERT_EQ(exported.code, 0) << exported.err;
+  EXPECT_TRUE(absl::StrContains(exported.out, "SAELens format: d_in 64, d_sae 256"))
+      << exported.out;
+  Result info = Saectl("sae info " + out);
+  EXPECT_EQ(info.code, 0) << info.err;
+  EXPECT_TRUE(absl::StrContains(info.out, "blocks.1.hook_resid_pre")) << info.out;
+}
+
+TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSkippedTokens) {
+  StartCluster(1, 2);
+  constexpr int kSteps = 1000;
+  const std::string run_id =
+      Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "20"}, {"max_restarts", "2"}}));
+  WaitForLog(run_id, "CHECKPOINT_COMMITTED");
+  // Let it train past the checkpoint, so that the rollback skips something.
+  absl::SleepFor(absl::Seconds(1));
+  KillProcess("trainer-1");
+  WaitForLog(run_id, "RESTARTING");
+  RestartExited();
+  ExpectSucceeds(run_id, kSteps * 256);
+
+  nlohmann::json run = GetRun(run_id);
+  EXPECT_GE(Int(run, "generation"), 1) << run.dump(2);
+  EXPECT_GT(Int(run, "tokens_skipped"), 0) << run.dump(2);
+  EXPECT_GT(Int(run, "tokens_generated"), 0) << "the server reported its progress";
+  const std::string logs = Saectl("logs " + run_id).out;
+  EXPECT_TRUE(absl::StrContains(logs, "WORKER_LOST")) << logs;
+  EXPECT_TRUE(absl::StrContains(logs, "resumes from the checkpoint at step")) << logs;
+  EXPECT_TRUE(absl::StrContains(logs, "TOKENS_SKIPPED")) << logs;
+  EXPECT_TRUE(absl::StrContains(logs, "tokens skipped by the restart to generation 1")) << logs;
+}
+
+TEST_F(ClusterTest, KilledActivationServerIsStartedAgainAndTheRunRecovers) {
+  // With the only server gone, the trainer cannot finish the run without the restart.
+  StartCluster(1, 1);
+  constexpr int kSteps = 1000;
+  const std::string run_id =
+      Submit(WriteRunYaml(1, 1, kSteps, {{"n_checkpoints", "20"}, {"max_restarts", "2"}}));
+  WaitForLog(run_id, "CHECKPOINT_COMMITTED");
+  KillProcess("activation-server-0");
+  WaitForLog(run_id, "RESTARTING");
+  RestartExited();
+  ExpectSucceeds(run_id, kSteps * 256);
+  nlohmann::json run = GetRun(run_id);
+  EXPECT_GE(Int(run, "generation"), 1) << run.dump(2);
+  const std::string logs = Saectl("logs " + run_id).out;
+  EXPECT_TRUE(absl::StrContains(logs, "activation server shard 0")) << logs;
+}
+
+TEST_F(ClusterTest, RunCompletesWhenTheControllerIsKilledAndStartedAgainOnItsDataDir) {
+  StartCluster(1, 2, /*lease_seconds=*/5);
+  constexpr int kSteps = 1000;
+  const std::string run_id = Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "20"}}));
+  WaitForLog(run_id, "CHECKPOINT_COMMITTED");
+  KillProcess("controller");
+  absl::SleepFor(absl::Seconds(1));
+  RestartExited();
+  ExpectSucceeds(run_id, kSteps * 256);
+  nlohmann::json run = GetRun(run_id);
+  const std::string logs = Saectl("logs " + run_id).out;
+  EXPECT_TRUE(absl::StrContains(logs, "final SAE at step 1000")) << logs;
+}
+
+TEST_F(ClusterTest, StoppedRunEndsStoppedAndKeepsACheckpoint) {
+  StartCluster(1, 2);
+  const std::string run_id = Submit(WriteRunYaml(1, 2, 100000));
+  WaitForStep(run_id, 20);
+  Result stopped = Saectl("stop " + run_id);
+  EXPECT_EQ(stopped.code, 0) << stopped.err;
+  Result waited = Saectl("wait " + run_id + " --timeout 60", 90);
+  EXPECT_EQ(waited.code, 3) << waited.out << waited.err;
+  nlohmann::json run = GetRun(run_id);
+  EXPECT_EQ(run.value("state", ""), "RUN_STATE_STOPPED") << run.dump(2);
+  ASSERT_TRUE(run.contains("latest_checkpoint_step")) << run.dump(2);
+  const int64_t step = Int(run, "latest_checkpoint_step");
+  EXPECT_GT(step, 0);
+  EXPECT_TRUE(absl::StrContains(run.value("message", ""), "stopped by the user at step"))
+      << run.dump(2);
+  const std::string out = folder_.path() + "/stopped";
+  Result exported = Saectl(absl::StrCat("export ", run_id, " --checkpoint ", step, " --out ", out));
+  EXPECT_EQ(exported.code, 0) << exported.err;
+  EXPECT_TRUE(fs::exists(out + "/sae_weights.safetensors"));
+}
+
+TEST_F(ClusterTest, SecondRunWaitsPendingWhileTheFirstHoldsTheWorkersThenRuns) {
+  StartCluster(1, 1);
+  const std::string first = Submit(WriteRunYaml(1, 1, 2000, {}, "first.yaml"));
+  const std::string second = Submit(WriteRunYaml(1, 1, 40, {}, "second.yaml"));
+  WaitForState(first, "RUN_STATE_RUNNING");
+  nlohmann::json waiting = GetRun(second);
+  EXPECT_EQ(waiting.value("state", ""), "RUN_STATE_PENDING");
+  EXPECT_TRUE(absl::StrContains(waiting.value("message", ""), "waiting")) << waiting.dump(2);
+  ExpectSucceeds(first, 2000 * 256);
+  ExpectSucceeds(second, 40 * 256);
+  nlohmann::json run = GetRun(second);
+  EXPECT_GE(Int(run, "start_time_unix_ms"), Int(GetRun(first), "end_time_unix_ms"));
+}
+
+TEST_F(ClusterTest, RunWhoseDatasetIsMissingFailsAtOnceNamingTheFile) {
+  StartCluster(1, 1);
+  const std::string run_id =
+      Submit(WriteRunYaml(1, 1, 40, {{"dataset_path", "/nonexistent/tokens.bin"}}));
+  Result waited = Saectl("wait " + run_id + " --timeout 60", 90);
+  EXPECT_EQ(waited.code, 1) << waited.out << waited.err;
+  nlohmann::json run = GetRun(run_id);
+  EXPECT_EQ(run.value("state", ""), "RUN_STATE_FAILED");
+  EXPECT_EQ(Int(run, "generation"), 0) << "a config error is not retried";
+  EXPECT_TRUE(absl::StrContains(run.value("message", ""), "/nonexistent/tokens.bin"))
+      << run.dump(2);
+}
+
+}  // namespace
+}  // namespace sae
