@@ -271,6 +271,51 @@ TEST_F(ActivationServerTest, RefusesConsumersOfAnotherRunOrWithABadBatch) {
   EXPECT_EQ(consumer.PullWith(rank).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+TEST_F(ActivationServerTest, ServesOneTrainerGenerationAtATime) {
+  const config::RunConfig config = Config();
+  auto server = Start(config);
+  ASSERT_NE(server, nullptr);
+  server->SetTrainerGeneration(3);
+  Consumer consumer(server->port(), config, 0, 1);
+  auto pull = [&](uint64_t generation) {
+    v1::StreamRequest request = consumer.Request(1);
+    request.set_generation(generation);
+    return consumer.PullWith(request);
+  };
+  Received current = pull(3);
+  EXPECT_TRUE(current.status.ok()) << current.status.error_message();
+  EXPECT_EQ(current.batches.size(), 1u);
+  Received replaced = pull(2);
+  EXPECT_EQ(replaced.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(replaced.status.error_message().find("replaced by generation 3"), std::string::npos)
+      << replaced.status.error_message();
+  EXPECT_EQ(pull(4).status.error_code(), grpc::StatusCode::UNAVAILABLE) << "not assigned yet";
+  EXPECT_EQ(consumer.Status().generation(), 3u);
+
+  server->SetTrainerGeneration(ActivationServiceImpl::kBetweenGenerations);
+  EXPECT_EQ(pull(3).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_FALSE(consumer.Status().has_generation());
+  server->SetTrainerGeneration(4);
+  consumer.NewSession();
+  Received next = pull(4);
+  EXPECT_TRUE(next.status.ok()) << next.status.error_message();
+  EXPECT_EQ(next.batches.size(), 1u);
+}
+
+TEST_F(ActivationServerTest, UnderAControllerAConsumerOfAnotherRunIsToldToRetry) {
+  const config::RunConfig config = Config();
+  ActivationServerOptions options;
+  options.config = config;
+  options.run_id = "run-a";
+  options.other_runs_are_early = true;
+  auto server = ActivationServer::Start(std::move(options));
+  ASSERT_TRUE(server.ok()) << server.status();
+  Consumer consumer((*server)->port(), config, 0, 1);
+  v1::StreamRequest request = consumer.Request(1);
+  request.set_run_id("run-b");
+  EXPECT_EQ(consumer.PullWith(request).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST_F(ActivationServerTest, SendsTheWireDtypeTheConsumerAsksFor) {
   const config::RunConfig config = Config();
   auto server = Start(config);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <thread>
@@ -67,6 +68,42 @@ TEST(ProcessGroupCollective, RendezvousFailsInTimeWhenARankNeverComes) {
   EXPECT_FALSE(group.ok());
   EXPECT_NE(group.status().message().find("rank 0 of 2"), std::string::npos) << group.status();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+}
+
+TEST(ProcessGroupCollective, AnAbortEndsARendezvousAtOnce) {
+  const int port = FreeLoopbackPort();
+  // Rank 0 waits for a rank 1 that never comes; rank 1 for a rank 0 that never listens.
+  for (int rank : {0, 1}) {
+    std::atomic<bool> abort{false};
+    std::thread aborter([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      abort = true;
+    });
+    ProcessGroupOptions options = Rank(rank, 2, port);
+    options.rendezvous_timeout = absl::Seconds(60);
+    options.abort = &abort;
+    auto start = std::chrono::steady_clock::now();
+    auto group = ProcessGroupCollective::Create(options);
+    EXPECT_EQ(group.status().code(), absl::StatusCode::kCancelled) << group.status();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << rank;
+    aborter.join();
+  }
+}
+
+TEST(ProcessGroupCollective, GroupsWithDifferentStorePrefixesNeverMeet) {
+  const int port = FreeLoopbackPort();
+  std::thread stale([&] {
+    ProcessGroupOptions options = Rank(1, 2, port);
+    options.store_prefix = "run/g0/";
+    options.rendezvous_timeout = absl::Seconds(2);
+    EXPECT_FALSE(ProcessGroupCollective::Create(options).ok()) << "joined another generation";
+  });
+  ProcessGroupOptions options = Rank(0, 2, port);
+  options.store_prefix = "run/g1/";
+  options.rendezvous_timeout = absl::Seconds(2);
+  auto group = ProcessGroupCollective::Create(options);
+  EXPECT_EQ(group.status().code(), absl::StatusCode::kDeadlineExceeded) << group.status();
+  stale.join();
 }
 
 TEST(ProcessGroupCollective, ACollectiveFailsWhenAPeerIsGone) {
