@@ -205,6 +205,23 @@ class ClusterTest : public ::testing::Test {
     FAIL() << "no process " << name << " in " << record.dump();
   }
 
+  // The name in cluster.json of the process that is the run's worker of `role` and `rank`
+  // ("trainer-1", ...).
+  std::string ProcessOf(const std::string& run_id, const std::string& role, int rank) {
+    std::string address;
+    for (const auto& worker : GetRun(run_id).value("workers", nlohmann::json::array())) {
+      if (worker.value("role", "") == role && worker.value("rank", 0) == rank) {
+        address = worker.value("address", "");
+      }
+    }
+    auto record = nlohmann::json::parse(*ReadFile(DataDir() + "/cluster.json"));
+    for (const auto& process : record["processes"]) {
+      if (!address.empty() && process.value("address", "") == address) return process["name"];
+    }
+    ADD_FAILURE() << "no process is " << role << " " << rank << " of run " << run_id;
+    return "";
+  }
+
   // `saectl cluster up` on the cluster: starts its exited processes again.
   void RestartExited() {
     Result up = Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --wait 60"), 90);
@@ -356,9 +373,10 @@ TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSki
   const std::string run_id =
       Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "20"}, {"max_restarts", "2"}}));
   WaitForLog(run_id, "CHECKPOINT_COMMITTED");
-  // Let it train past the checkpoint, so that the rollback skips something.
+  // Let it train past the checkpoint, so that the rollback skips something. Rank 0 goes: the
+  // next group's rank 0 hosts its store on the same port again.
   absl::SleepFor(absl::Seconds(1));
-  KillProcess("trainer-1");
+  KillProcess(ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0));
   WaitForLog(run_id, "RESTARTING");
   RestartExited();
   ExpectSucceeds(run_id, kSteps * 256);
@@ -438,6 +456,30 @@ TEST_F(ClusterTest, SecondRunWaitsPendingWhileTheFirstHoldsTheWorkersThenRuns) {
   ExpectSucceeds(second, 40 * 256);
   nlohmann::json run = GetRun(second);
   EXPECT_GE(Int(run, "start_time_unix_ms"), Int(GetRun(first), "end_time_unix_ms"));
+}
+
+TEST_F(ClusterTest, SubmitOfABadRunYamlExitsTwoNamingTheKeyAndLineAndQueuesNothing) {
+  StartCluster(1, 1);
+  const std::string path = WriteRunYaml(1, 1, 40, {{"l1_coefficent", "0.001"}});
+  Result submitted = Saectl("submit " + path);
+  EXPECT_EQ(submitted.code, 2) << submitted.out << submitted.err;
+  EXPECT_TRUE(submitted.out.empty()) << submitted.out;
+  EXPECT_TRUE(absl::StrContains(submitted.err, "l1_coefficent")) << submitted.err;
+  EXPECT_TRUE(absl::StrContains(submitted.err, "run.yaml:7")) << submitted.err;
+  Result runs = Saectl("get runs -o json");
+  EXPECT_EQ(runs.code, 0) << runs.err;
+  EXPECT_FALSE(absl::StrContains(runs.out, "run_id")) << runs.out;
+}
+
+TEST_F(ClusterTest, RunWhoseDInDisagreesWithTheModelFailsAtOnceNamingTheKey) {
+  StartCluster(1, 1);
+  const std::string run_id = Submit(WriteRunYaml(1, 1, 40, {{"d_in", "100"}}));
+  Result waited = Saectl("wait " + run_id + " --timeout 60", 90);
+  EXPECT_EQ(waited.code, 1) << waited.out << waited.err;
+  nlohmann::json run = GetRun(run_id);
+  EXPECT_EQ(run.value("state", ""), "RUN_STATE_FAILED");
+  EXPECT_EQ(Int(run, "generation"), 0) << "a config error is not retried";
+  EXPECT_TRUE(absl::StrContains(run.value("message", ""), "d_in")) << run.dump(2);
 }
 
 TEST_F(ClusterTest, RunWhoseDatasetIsMissingFailsAtOnceNamingTheFile) {
