@@ -231,7 +231,7 @@ class ClusterTest : public ::testing::Test {
 
   // The run.yaml of a gpt2-tiny run of `steps` steps of 256 tokens, with `extra` keys added or
   // replaced.
-  std::string WriteRunYaml(int servers, int trainers, int steps,
+  std::string WriteRunYaml(int servers, int trainers, int64_t steps,
                            const std::map<std::string, std::string>& extra = {},
                            const std::string& name = "run.yaml") {
     const std::string dir = SharedFiles::Get().dir();
@@ -331,7 +331,7 @@ class ClusterTest : public ::testing::Test {
 
 TEST_F(ClusterTest, SubmittedRunSucceedsAndItsExportLoadsInSaeLensFormat) {
   StartCluster(2, 2);
-  constexpr int kSteps = 60;
+  constexpr int64_t kSteps = 60;
   Result submitted = Saectl(
       "submit " + WriteRunYaml(2, 2, kSteps, {{"n_checkpoints", "2"}}) + " --name tiny -f", 240);
   ASSERT_EQ(submitted.code, 0) << submitted.out << submitted.err;
@@ -369,7 +369,7 @@ TEST_F(ClusterTest, SubmittedRunSucceedsAndItsExportLoadsInSaeLensFormat) {
 
 TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSkippedTokens) {
   StartCluster(1, 2);
-  constexpr int kSteps = 1000;
+  constexpr int64_t kSteps = 1000;
   const std::string run_id =
       Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "20"}, {"max_restarts", "2"}}));
   WaitForLog(run_id, "CHECKPOINT_COMMITTED");
@@ -395,7 +395,7 @@ TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSki
 TEST_F(ClusterTest, KilledActivationServerIsStartedAgainAndTheRunRecovers) {
   // With the only server gone, the trainer cannot finish the run without the restart.
   StartCluster(1, 1);
-  constexpr int kSteps = 1000;
+  constexpr int64_t kSteps = 1000;
   const std::string run_id =
       Submit(WriteRunYaml(1, 1, kSteps, {{"n_checkpoints", "20"}, {"max_restarts", "2"}}));
   WaitForLog(run_id, "CHECKPOINT_COMMITTED");
@@ -411,7 +411,7 @@ TEST_F(ClusterTest, KilledActivationServerIsStartedAgainAndTheRunRecovers) {
 
 TEST_F(ClusterTest, RunCompletesWhenTheControllerIsKilledAndStartedAgainOnItsDataDir) {
   StartCluster(1, 2, /*lease_seconds=*/5);
-  constexpr int kSteps = 1000;
+  constexpr int64_t kSteps = 1000;
   const std::string run_id = Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "20"}}));
   WaitForLog(run_id, "CHECKPOINT_COMMITTED");
   KillProcess("controller");
@@ -452,8 +452,8 @@ TEST_F(ClusterTest, SecondRunWaitsPendingWhileTheFirstHoldsTheWorkersThenRuns) {
   nlohmann::json waiting = GetRun(second);
   EXPECT_EQ(waiting.value("state", ""), "RUN_STATE_PENDING");
   EXPECT_TRUE(absl::StrContains(waiting.value("message", ""), "waiting")) << waiting.dump(2);
-  ExpectSucceeds(first, 2000 * 256);
-  ExpectSucceeds(second, 40 * 256);
+  ExpectSucceeds(first, int64_t{2000} * 256);
+  ExpectSucceeds(second, int64_t{40} * 256);
   nlohmann::json run = GetRun(second);
   EXPECT_GE(Int(run, "start_time_unix_ms"), Int(GetRun(first), "end_time_unix_ms"));
 }
