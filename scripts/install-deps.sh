@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev
   libpcre2-dev
   python3-torch python3-numpy     # reference implementations in tests and benchmarks
+  python3-yaml                    # checks of deploy/ manifests
   prometheus                      # promtool and a real server for scrape tests
   fortunes                        # /usr/share/games/fortunes: real English text for demos and benchmarks
 )
