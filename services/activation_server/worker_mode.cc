@@ -41,12 +41,6 @@ struct Serving {
   absl::Time next_report = absl::InfinitePast();
 };
 
-bool SameShard(const Serving& serving, const v1::Assignment& assignment) {
-  return serving.run_id == assignment.run_id() && serving.shard_index == assignment.shard_index() &&
-         serving.shard_count == assignment.shard_count() &&
-         serving.config_yaml == assignment.config_yaml();
-}
-
 class ActivationWorker {
  public:
   ActivationWorker(const ActivationWorkerOptions& options,
@@ -80,9 +74,12 @@ class ActivationWorker {
   }
 
  private:
-  // Serves `assignment`: the same run and shard keep their server, anything else starts one.
+  // Serves `assignment`: the same run and shard keep their server (CanKeepServing), anything else
+  // starts one.
   void Serve(const v1::Assignment& assignment) {
-    if (serving_ != nullptr && SameShard(*serving_, assignment)) {
+    if (serving_ != nullptr && CanKeepServing(ServedShard{serving_->run_id, serving_->shard_index,
+                                                    serving_->shard_count, serving_->config_yaml},
+                                        serving_->server->frontier(), assignment)) {
       serving_->generation = assignment.generation();
       serving_->generation_base = serving_->reported_tokens;
       serving_->next_report = absl::InfinitePast();
@@ -218,6 +215,17 @@ class ActivationWorker {
 };
 
 }  // namespace
+
+bool CanKeepServing(const ServedShard& served, const data::ShardCursor& frontier,
+                    const v1::Assignment& next) {
+  if (served.run_id != next.run_id() || served.shard_index != next.shard_index() ||
+      served.shard_count != next.shard_count() || served.config_yaml != next.config_yaml()) {
+    return false;
+  }
+  if (next.shard_cursor().empty()) return true;
+  absl::StatusOr<data::ShardCursor> cursor = data::ShardCursor::FromBytes(next.shard_cursor());
+  return cursor.ok() && !cursor->IsAfter(frontier);
+}
 
 absl::Status RunActivationServerWorker(
     const ActivationWorkerOptions& options,

@@ -12,7 +12,8 @@
 //     another run is told to retry (UNAVAILABLE): the server is about to be reassigned to it.
 //   - A new generation of the same run and shard keeps the server: model, mixing buffer and
 //     frontier stay, so data never rewinds and nothing generated is lost; only the generation
-//     served changes. Another run or shard restarts it.
+//     served changes. Another run or shard, or a cursor beyond the server's frontier (another
+//     server took the shard further meanwhile), restarts it.
 //   - No assignment (the run is RESTARTING, or over): the server stops serving at once. It stays
 //     loaded for `keep_warm` while its run may come back to it (the controller says the run is
 //     still going), and shuts down at once when the run is over.
@@ -27,12 +28,15 @@
 #ifndef SAE_SERVICES_ACTIVATION_SERVER_WORKER_MODE_H_
 #define SAE_SERVICES_ACTIVATION_SERVER_WORKER_MODE_H_
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "core/data/shard_cursor.h"
 #include "core/metrics/registry.h"
+#include "sae/v1/controller.pb.h"
 #include "services/common/rpc.h"
 
 namespace sae::activation_server {
@@ -59,6 +63,22 @@ struct ActivationWorkerOptions {
   // Optional: the Prometheus registry of the server's series.
   metrics::Registry* metrics = nullptr;
 };
+
+// What a worker serves now: one run's shard, under that run's config.
+struct ServedShard {
+  std::string run_id;
+  int32_t shard_index = 0;
+  int32_t shard_count = 0;
+  std::string config_yaml;
+};
+
+// Whether the server of `served`, whose frontier is `frontier`, can go on serving `next`
+// (keeping its model, mixing buffer and frontier): the same run, config and shard, and a cursor
+// in `next` (the furthest the shard reported) that is not beyond the frontier. A cursor beyond
+// it (another server took the shard further meanwhile), or one that does not parse, means a
+// fresh server from that cursor: data never rewinds.
+bool CanKeepServing(const ServedShard& served, const data::ShardCursor& frontier,
+                    const v1::Assignment& next);
 
 // Registers with the controller and serves what it assigns until `wait_for_shutdown` (called
 // in a loop; it waits at most its argument) returns true. Returns OK after a shutdown;

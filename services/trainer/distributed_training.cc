@@ -20,6 +20,7 @@
 #include "core/wire/cursor_text.h"
 #include "core/wire/run_digest.h"
 #include "nlohmann/json.hpp"
+#include "services/trainer/process_group.h"
 #include "services/trainer/prefetch_queue.h"
 #include "services/trainer/stream_metrics.h"
 #include "spdlog/spdlog.h"
@@ -305,7 +306,9 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
     readers.push_back(std::move(reader));
   }
   if (aborted()) return abandoned;
-  if (options.on_group_ready) options.on_group_ready();
+  SAE_ASSIGN_OR_RETURN(const int64_t tokens_trained_before,
+                       AllReduceMax(options.tokens_trained_before, collective));
+  if (options.on_group_ready) options.on_group_ready(tokens_trained_before);
   queue->AddDemand(total_steps - trainer->step());
 
   // Batches taken ahead of their step (rank 0's initial sample), then the queue.

@@ -79,9 +79,13 @@ struct DistributedTrainingOptions {
   // It ends a rendezvous, a wait for data and the streams within 50 ms; a collective in
   // progress ends when the other ranks leave the group (they abandon it too, or died).
   const std::atomic<bool>* abort = nullptr;
+  // The furthest global token count of this run that this rank trained to in earlier
+  // generations (0: none). The group learns its maximum, which tells how many tokens a rollback
+  // to the checkpoint skipped.
+  int64_t tokens_trained_before = 0;
   // Optional, every rank: once the group formed and the checkpoint was read, before any batch
-  // is taken.
-  std::function<void()> on_group_ready;
+  // is taken, with the maximum of every rank's tokens_trained_before.
+  std::function<void(int64_t tokens_trained_before)> on_group_ready;
   // Optional, every rank: after every step.
   std::function<void(const sparse::StepMetrics& step, double tokens_per_second,
                      int64_t total_steps)>

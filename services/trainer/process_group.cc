@@ -268,4 +268,13 @@ absl::Status ProcessGroupCollective::Broadcast(at::Tensor& tensor, int root) {
   return status;
 }
 
+absl::StatusOr<int64_t> AllReduceMax(int64_t value, sparse::Collective* group) {
+  if (group == nullptr || group->world_size() == 1) return value;
+  at::Tensor slots = at::zeros({group->world_size()}, at::kLong);
+  slots[group->rank()] = value;
+  absl::Status reduced = group->AllReduceSum(slots);
+  if (!reduced.ok()) return reduced;
+  return slots.max().item<int64_t>();
+}
+
 }  // namespace sae::trainer

@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,6 +94,11 @@ class ProcessGroupCollective final : public sparse::Collective {
   const CollectiveBackend backend_;
   double collective_seconds_ = 0;
 };
+
+// The largest of every rank's `value`, with one all-reduce of world_size int64 (each rank
+// fills only its own slot). Collective: every rank calls it at the same point. A null group or
+// a group of one returns `value`.
+absl::StatusOr<int64_t> AllReduceMax(int64_t value, sparse::Collective* group);
 
 // Splits "host:port" or "[v6]:port". InvalidArgument names `what` and the text.
 absl::Status SplitHostPort(const std::string& address, const char* what, std::string* host,

@@ -60,6 +60,19 @@ TEST(ProcessGroupCollective, SumsAndBroadcastsOverRealGloo) {
   });
 }
 
+TEST(ProcessGroupCollective, AllReduceMaxGivesEveryRankTheLargestValue) {
+  // What a restarted group uses to learn the furthest token count any of its ranks reached.
+  RunGroup(3, [](ProcessGroupCollective& group) {
+    const int64_t mine[] = {64000, 0, int64_t{5} << 40};
+    absl::StatusOr<int64_t> max = AllReduceMax(mine[group.rank()], &group);
+    ASSERT_TRUE(max.ok()) << max.status();
+    EXPECT_EQ(*max, int64_t{5} << 40) << "rank " << group.rank();
+  });
+  absl::StatusOr<int64_t> alone = AllReduceMax(123, nullptr);
+  ASSERT_TRUE(alone.ok());
+  EXPECT_EQ(*alone, 123);
+}
+
 TEST(ProcessGroupCollective, RendezvousFailsInTimeWhenARankNeverComes) {
   ProcessGroupOptions options = Rank(0, 2, FreeLoopbackPort());
   options.rendezvous_timeout = absl::Seconds(1);

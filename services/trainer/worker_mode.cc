@@ -197,19 +197,24 @@ class TrainerWorker {
   // The training thread's body and its parts.
   absl::StatusOr<DistributedTrainingResult> Train(Attempt& attempt);
   void ReportSkippedTokens(const v1::Assignment& assignment, int64_t checkpoint_step,
-                           int64_t checkpoint_tokens);
+                           int64_t checkpoint_tokens, int64_t group_furthest);
   absl::Status Upload(Attempt& attempt, const std::string& dir, int64_t step, int64_t tokens,
                       bool final);
 
-  void NoteTokens(const std::string& run_id, int64_t tokens) {
+  // The furthest global token count this worker trained to in the newest generation of a run
+  // it took part in.
+  void NoteTokens(const Work& work, int64_t tokens) {
     std::lock_guard<std::mutex> lock(mutex_);
-    int64_t& furthest = furthest_tokens_[run_id];
-    furthest = std::max(furthest, tokens);
+    Reached& reached = furthest_tokens_[work.run_id];
+    if (work.generation > reached.generation) reached = Reached{work.generation, 0};
+    if (work.generation == reached.generation) reached.tokens = std::max(reached.tokens, tokens);
   }
-  int64_t FurthestTokens(const std::string& run_id) {
+  // What this worker trained to in the generation before `work` (0 when it took no part).
+  int64_t TokensOfPreviousGeneration(const Work& work) {
     std::lock_guard<std::mutex> lock(mutex_);
-    auto it = furthest_tokens_.find(run_id);
-    return it == furthest_tokens_.end() ? 0 : it->second;
+    auto it = furthest_tokens_.find(work.run_id);
+    if (it == furthest_tokens_.end() || it->second.generation + 1 != work.generation) return 0;
+    return it->second.tokens;
   }
   std::string RunDir(const std::string& run_id) const {
     return absl::StrCat(options_.work_dir, "/", run_id);
@@ -229,8 +234,12 @@ class TrainerWorker {
   absl::Time outcome_retry_at_ = absl::InfinitePast();
   std::string finished_run_dir_;  // removed once the worker is idle
 
+  struct Reached {
+    uint64_t generation = 0;
+    int64_t tokens = 0;
+  };
   std::mutex mutex_;  // Guards furthest_tokens_ (written by the training thread).
-  std::map<std::string, int64_t> furthest_tokens_;
+  std::map<std::string, Reached> furthest_tokens_;  // by run id
 };
 
 absl::Status TrainerWorker::Run(const std::function<bool(absl::Duration)>& wait_for_shutdown) {
@@ -447,6 +456,8 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
   SAE_RETURN_IF_ERROR(MakeDirectories(dir));
 
   DistributedTrainingOptions options;
+  int64_t checkpoint_step = 0;  // where the group starts
+  int64_t checkpoint_tokens = 0;
   if (assignment.has_resume_checkpoint_step()) {
     const std::string resume = dir + "/resume";
     absl::StatusOr<v1::CheckpointManifest> manifest = agent_->DownloadCheckpoint(
@@ -460,13 +471,8 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     spdlog::info("resuming {} from its checkpoint at step {} ({} tokens)",
                  Describe(WorkOf(assignment)), manifest->step(), manifest->tokens());
     options.resume_dir = resume;
-    if (attempt.report_skipped) {
-      ReportSkippedTokens(assignment, manifest->step(), manifest->tokens());
-      attempt.report_skipped = false;
-    }
-  } else if (attempt.report_skipped && assignment.generation() > 0) {
-    ReportSkippedTokens(assignment, 0, 0);
-    attempt.report_skipped = false;
+    checkpoint_step = manifest->step();
+    checkpoint_tokens = manifest->tokens();
   }
 
   const int64_t log_every = std::max<int64_t>(1, config.wandb_log_frequency);
@@ -494,10 +500,18 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
   options.metrics = options_.metrics;
   options.stop = &attempt.stop;
   options.abort = &attempt.abort;
-  options.on_group_ready = [&attempt] { attempt.group_ready = true; };
+  options.tokens_trained_before = TokensOfPreviousGeneration(WorkOf(assignment));
+  options.on_group_ready = [&](int64_t tokens_trained_before) {
+    attempt.group_ready = true;
+    const bool restarted = assignment.has_resume_checkpoint_step() || assignment.generation() > 0;
+    if (attempt.report_skipped && restarted) {
+      ReportSkippedTokens(assignment, checkpoint_step, checkpoint_tokens, tokens_trained_before);
+    }
+    attempt.report_skipped = false;
+  };
   options.on_step = [&](const sparse::StepMetrics& m, double tokens_per_second,
                         int64_t total_steps) {
-    NoteTokens(assignment.run_id(), m.tokens);
+    NoteTokens(WorkOf(assignment), m.tokens);
     if (sender == nullptr || (m.step % log_every != 0 && m.step != total_steps)) return;
     v1::ReportProgressRequest report;
     report.set_run_id(assignment.run_id());
@@ -518,9 +532,10 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
 }
 
 void TrainerWorker::ReportSkippedTokens(const v1::Assignment& assignment, int64_t checkpoint_step,
-                                        int64_t checkpoint_tokens) {
-  // The furthest the group got: what this worker trained, or what rank 0 last reported.
-  int64_t furthest = FurthestTokens(assignment.run_id());
+                                        int64_t checkpoint_tokens, int64_t group_furthest) {
+  // The furthest the previous group got: what a rank of this group trained to, or what rank 0
+  // last reported to the controller.
+  int64_t furthest = group_furthest;
   absl::StatusOr<v1::Run> run = agent_->client().GetRun(assignment.run_id());
   if (run.ok()) furthest = std::max(furthest, run->tokens());
   const int64_t skipped = std::max<int64_t>(0, furthest - checkpoint_tokens);

@@ -8,9 +8,10 @@
 //     thread of its own with the assignment's rank, world size, rendezvous address (rank 0's
 //     registered address) and activation servers, in a private folder under --work-dir. When
 //     the assignment names a checkpoint, every rank downloads it and resumes from it, and rank 0
-//     reports once how many tokens the rollback skipped: the furthest token count the group
-//     reached (what this worker saw, or what rank 0 last reported to the controller, whichever
-//     is further) minus the checkpoint's.
+//     reports once how many tokens the rollback skipped: the furthest token count the previous
+//     generation reached (the most any rank of the new group trained to in it, learnt with one
+//     all-reduce, or what rank 0 last reported to the controller, whichever is further) minus
+//     the checkpoint's.
 //   - Rank 0 reports progress every wandb_log_frequency steps (without holding up the step),
 //     uploads every checkpoint, uploads the final SAE (retrying while the controller is away)
 //     and reports OUTCOME_FINISHED.

@@ -290,6 +290,19 @@ class ClusterTest : public ::testing::Test {
     return logs;
   }
 
+  // Polls the log file of the cluster's process `name` ("trainer-0", ...) every 20 ms until it
+  // contains `text`; fails after `seconds`. Far quicker than `saectl logs` (a process start per
+  // poll), for a test that must act while a run is at a given point.
+  void WaitForProcessLog(const std::string& name, const std::string& text, int seconds = 90) {
+    const std::string path = DataDir() + "/logs/" + name + ".log";
+    const absl::Time give_up = absl::Now() + absl::Seconds(seconds);
+    while (absl::Now() < give_up) {
+      if (absl::StrContains(ReadFile(path).value_or(""), text)) return;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ADD_FAILURE() << name << " never logged \"" << text << "\" in " << path;
+  }
+
   // Polls the run until its state is `state` (a RunState name); fails after `seconds`.
   void WaitForState(const std::string& run_id, const std::string& state, int seconds = 60) {
     const absl::Time give_up = absl::Now() + absl::Seconds(seconds);
@@ -371,12 +384,14 @@ TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSki
   StartCluster(1, 2);
   constexpr int64_t kSteps = 1000;
   const std::string run_id =
-      Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "20"}, {"max_restarts", "2"}}));
-  WaitForLog(run_id, "CHECKPOINT_COMMITTED");
-  // Let it train past the checkpoint, so that the rollback skips something. Rank 0 goes: the
-  // next group's rank 0 hosts its store on the same port again.
-  absl::SleepFor(absl::Seconds(1));
-  KillProcess(ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0));
+      Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "4"}, {"max_restarts", "2"}}));
+  WaitForState(run_id, "RUN_STATE_RUNNING");
+  // Rank 0 goes: the next group's rank 0 hosts its store on the same port again. It goes
+  // after the checkpoint at step 250 and past it, so that the rollback skips something.
+  const std::string rank0 = ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0);
+  WaitForProcessLog(rank0, "checkpoint at step 250:");
+  WaitForProcessLog(rank0, "step 300/1000");
+  KillProcess(rank0);
   WaitForLog(run_id, "RESTARTING");
   RestartExited();
   ExpectSucceeds(run_id, kSteps * 256);
@@ -398,7 +413,7 @@ TEST_F(ClusterTest, KilledActivationServerIsStartedAgainAndTheRunRecovers) {
   constexpr int64_t kSteps = 1000;
   const std::string run_id =
       Submit(WriteRunYaml(1, 1, kSteps, {{"n_checkpoints", "20"}, {"max_restarts", "2"}}));
-  WaitForLog(run_id, "CHECKPOINT_COMMITTED");
+  WaitForProcessLog("trainer-0", "uploaded the checkpoint at step 50 ");
   KillProcess("activation-server-0");
   WaitForLog(run_id, "RESTARTING");
   RestartExited();
@@ -446,13 +461,17 @@ TEST_F(ClusterTest, StoppedRunEndsStoppedAndKeepsACheckpoint) {
 
 TEST_F(ClusterTest, SecondRunWaitsPendingWhileTheFirstHoldsTheWorkersThenRuns) {
   StartCluster(1, 1);
-  const std::string first = Submit(WriteRunYaml(1, 1, 2000, {}, "first.yaml"));
+  // The first run is far longer than the test: it holds the workers until it is stopped, so
+  // the second one's wait does not depend on how fast this machine trains.
+  const std::string first = Submit(WriteRunYaml(1, 1, 100000, {}, "first.yaml"));
   const std::string second = Submit(WriteRunYaml(1, 1, 40, {}, "second.yaml"));
-  WaitForState(first, "RUN_STATE_RUNNING");
+  WaitForStep(first, 20);
   nlohmann::json waiting = GetRun(second);
-  EXPECT_EQ(waiting.value("state", ""), "RUN_STATE_PENDING");
+  EXPECT_EQ(waiting.value("state", ""), "RUN_STATE_PENDING") << waiting.dump(2);
   EXPECT_TRUE(absl::StrContains(waiting.value("message", ""), "waiting")) << waiting.dump(2);
-  ExpectSucceeds(first, int64_t{2000} * 256);
+  Result stopped = Saectl("stop " + first);
+  EXPECT_EQ(stopped.code, 0) << stopped.err;
+  WaitForState(first, "RUN_STATE_STOPPED");
   ExpectSucceeds(second, int64_t{40} * 256);
   nlohmann::json run = GetRun(second);
   EXPECT_GE(Int(run, "start_time_unix_ms"), Int(GetRun(first), "end_time_unix_ms"));

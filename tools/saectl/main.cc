@@ -1,12 +1,20 @@
 // saectl: the command-line face of the SAE training service.
 #include <cstdio>
+#include <string_view>
 
 #include "CLI/CLI.hpp"
 #include "core/util/torch_runtime.h"
 #include "tools/saectl/command.h"
 
 int main(int argc, char** argv) {
-  sae::UsePassiveOpenMpWaits(argv);
+  // Commands that compute with LibTorch re-exec with passive OpenMP waits (idle threads sleep
+  // instead of spinning); the controller's commands skip the second start-up.
+  if (argc > 1) {
+    const std::string_view command = argv[1];
+    if (command == "model" || command == "train" || command == "cache" || command == "sae") {
+      sae::UsePassiveOpenMpWaits(argv);
+    }
+  }
   sae::LogToStderr("saectl");
   CLI::App app{"saectl: train sparse autoencoders on GPT-2 activations, locally or on a cluster"};
   app.require_subcommand(1);
