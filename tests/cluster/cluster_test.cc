@@ -428,7 +428,9 @@ TEST_F(ClusterTest, RunCompletesWhenTheControllerIsKilledAndStartedAgainOnItsDat
   StartCluster(1, 2, /*lease_seconds=*/5);
   constexpr int64_t kSteps = 1000;
   const std::string run_id = Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "20"}}));
-  WaitForLog(run_id, "CHECKPOINT_COMMITTED");
+  WaitForState(run_id, "RUN_STATE_RUNNING");
+  WaitForProcessLog(ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0),
+                    "uploaded the checkpoint at step 50 ");
   KillProcess("controller");
   absl::SleepFor(absl::Seconds(1));
   RestartExited();
