@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "core/training/activation_source.h"
@@ -32,28 +34,13 @@ absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
   SAE_RETURN_IF_ERROR(
       WriteFileAtomically(options.output_dir + "/run.yaml", config::ToYaml(config)));
 
-  std::unique_ptr<sparse::SaeTrainer> trainer;
-  if (config.from_pretrained_path && !options.resume_dir) {
-    auto pretrained = io::ReadSaeLens(*config.from_pretrained_path);
-    if (!pretrained.ok()) {
-      return config::ConfigKeyError(config, "from_pretrained_path", pretrained.status().message());
-    }
-    if (pretrained->W_enc.size(0) != trainer_options.sae.d_in ||
-        pretrained->W_enc.size(1) != trainer_options.sae.d_sae) {
-      return config::ConfigKeyError(
-          config, "from_pretrained_path",
-          absl::StrCat("holds an SAE of d_in ", pretrained->W_enc.size(0), " and d_sae ",
-                       pretrained->W_enc.size(1), ", the run needs ", trainer_options.sae.d_in,
-                       " and ", trainer_options.sae.d_sae));
-    }
-    trainer = std::make_unique<sparse::SaeTrainer>(
-        trainer_options,
-        sparse::SaeParameters{pretrained->W_enc, pretrained->b_enc, pretrained->W_dec,
-                              pretrained->b_dec},
-        nullptr);
-  } else {
-    trainer = std::make_unique<sparse::SaeTrainer>(trainer_options, nullptr);
+  std::optional<sparse::SaeParameters> pretrained;
+  if (!options.resume_dir) {
+    SAE_ASSIGN_OR_RETURN(pretrained, PretrainedSaeFor(config, trainer_options));
   }
+  auto trainer = pretrained
+                     ? std::make_unique<sparse::SaeTrainer>(trainer_options, *pretrained, nullptr)
+                     : std::make_unique<sparse::SaeTrainer>(trainer_options, nullptr);
 
   std::unique_ptr<ActivationSource> source;
   if (options.resume_dir) {

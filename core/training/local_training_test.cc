@@ -165,5 +165,25 @@ TEST_F(LocalTrainingTest, AMissingModelNamesTheKeyAndLine) {
   EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("test.yaml:1"));
 }
 
+TEST_F(LocalTrainingTest, APretrainedSaeOfAnotherShapeNamesTheKeyAndBothShapes) {
+  LocalTrainingOptions options;
+  options.output_dir = dir_ + "/first";
+  ASSERT_TRUE(RunLocalTraining(Config(), options).ok());  // d_sae 128
+  config::RunConfig wider = Config(absl::StrCat("from_pretrained_path: ", dir_, "/first/final\n"));
+  wider.expansion_factor = 8;
+  options.output_dir = dir_ + "/second";
+  auto result = RunLocalTraining(wider, options);
+  ASSERT_FALSE(result.ok());
+  const std::string message(result.status().message());
+  EXPECT_THAT(message, ::testing::HasSubstr("from_pretrained_path"));
+  EXPECT_THAT(message, ::testing::HasSubstr("d_sae 128"));
+  EXPECT_THAT(message, ::testing::HasSubstr("the run needs 32 and 256"));
+  // A folder that holds no SAE names the key too.
+  config::RunConfig missing = Config(absl::StrCat("from_pretrained_path: ", dir_, "/nowhere\n"));
+  result = RunLocalTraining(missing, options);
+  ASSERT_FALSE(result.ok());
+  EXPECT_THAT(std::string(result.status().message()), ::testing::HasSubstr("from_pretrained_path"));
+}
+
 }  // namespace
 }  // namespace sae::training

@@ -81,6 +81,22 @@ absl::StatusOr<RunAssets> LoadRunAssets(config::RunConfig& config, bool with_mod
   return assets;
 }
 
+absl::StatusOr<std::optional<sparse::SaeParameters>> PretrainedSaeFor(
+    const config::RunConfig& config, const sparse::TrainerOptions& options) {
+  if (!config.from_pretrained_path) return std::nullopt;
+  absl::StatusOr<io::SaeLensSae> sae = io::ReadSaeLens(*config.from_pretrained_path);
+  if (!sae.ok()) {
+    return config::ConfigKeyError(config, "from_pretrained_path", sae.status().message());
+  }
+  if (sae->W_enc.size(0) != options.sae.d_in || sae->W_enc.size(1) != options.sae.d_sae) {
+    return config::ConfigKeyError(
+        config, "from_pretrained_path",
+        absl::StrCat("holds an SAE of d_in ", sae->W_enc.size(0), " and d_sae ", sae->W_enc.size(1),
+                     ", the run needs ", options.sae.d_in, " and ", options.sae.d_sae));
+  }
+  return sparse::SaeParameters{sae->W_enc, sae->b_enc, sae->W_dec, sae->b_dec};
+}
+
 absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig& c) {
   sparse::TrainerOptions o;
   SAE_ASSIGN_OR_RETURN(o.sae.architecture, ByName(c.architecture, &sparse::ParseArchitecture));

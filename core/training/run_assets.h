@@ -5,6 +5,7 @@
 #define SAE_CORE_TRAINING_RUN_ASSETS_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -14,6 +15,7 @@
 #include "core/io/saelens.h"
 #include "core/model/gpt2_model.h"
 #include "core/sae/sae_options.h"
+#include "core/sae/sparse_autoencoder.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
 
 namespace sae::training {
@@ -39,6 +41,11 @@ std::string TokenizerFolderFor(const config::RunConfig& config);
 
 // Options of the SAE trainer for a resolved config.
 absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig& config);
+
+// The SAE a run starts from: the SAELens folder of from_pretrained_path, checked against the
+// trainer's d_in and d_sae (an error names the key and line); nullopt when the run names none.
+absl::StatusOr<std::optional<sparse::SaeParameters>> PretrainedSaeFor(
+    const config::RunConfig& config, const sparse::TrainerOptions& options);
 
 // Options of the activation store (buffer of n_batches_in_buffer * store_batch_size *
 // context_size activations, shuffle, seed).

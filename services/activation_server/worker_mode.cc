@@ -77,9 +77,10 @@ class ActivationWorker {
   // Serves `assignment`: the same run and shard keep their server (CanKeepServing), anything else
   // starts one.
   void Serve(const v1::Assignment& assignment) {
-    if (serving_ != nullptr && CanKeepServing(ServedShard{serving_->run_id, serving_->shard_index,
-                                                    serving_->shard_count, serving_->config_yaml},
-                                        serving_->server->frontier(), assignment)) {
+    if (serving_ != nullptr &&
+        CanKeepServing(ServedShard{serving_->run_id, serving_->shard_index, serving_->shard_count,
+                                   serving_->config_yaml},
+                       serving_->server->frontier(), assignment)) {
       serving_->generation = assignment.generation();
       serving_->generation_base = serving_->reported_tokens;
       serving_->next_report = absl::InfinitePast();

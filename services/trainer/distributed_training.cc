@@ -20,8 +20,8 @@
 #include "core/wire/cursor_text.h"
 #include "core/wire/run_digest.h"
 #include "nlohmann/json.hpp"
-#include "services/trainer/process_group.h"
 #include "services/trainer/prefetch_queue.h"
+#include "services/trainer/process_group.h"
 #include "services/trainer/stream_metrics.h"
 #include "spdlog/spdlog.h"
 
@@ -181,20 +181,8 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
 
   // A pretrained SAE to start from (from_pretrained_path), checked against the config.
   std::optional<sparse::SaeParameters> pretrained;
-  if (config.from_pretrained_path && !options.resume_dir) {
-    absl::StatusOr<io::SaeLensSae> sae = io::ReadSaeLens(*config.from_pretrained_path);
-    if (!sae.ok()) {
-      return config::ConfigKeyError(config, "from_pretrained_path", sae.status().message());
-    }
-    if (sae->W_enc.size(0) != trainer_options.sae.d_in ||
-        sae->W_enc.size(1) != trainer_options.sae.d_sae) {
-      return config::ConfigKeyError(
-          config, "from_pretrained_path",
-          absl::StrCat("holds an SAE of d_in ", sae->W_enc.size(0), " and d_sae ",
-                       sae->W_enc.size(1), ", the run needs ", trainer_options.sae.d_in, " and ",
-                       trainer_options.sae.d_sae));
-    }
-    pretrained = sparse::SaeParameters{sae->W_enc, sae->b_enc, sae->W_dec, sae->b_dec};
+  if (!options.resume_dir) {
+    SAE_ASSIGN_OR_RETURN(pretrained, training::PretrainedSaeFor(config, trainer_options));
   }
   // Batches received ahead of the step, and the share of them one call may lease, so that
   // every server has calls in flight.
