@@ -182,4 +182,35 @@ std::vector<FamilySnapshot> Registry::Collect() {
   return snapshots;
 }
 
+LabelledSeries::LabelledSeries(Registry& registry, std::vector<std::string> label_names,
+                               std::vector<std::string> label_values)
+    : registry_(registry),
+      label_names_(std::move(label_names)),
+      label_values_(std::move(label_values)) {}
+
+absl::Status LabelledSeries::AddCounter(const std::string& name, const std::string& help,
+                                        Counter** out) {
+  absl::StatusOr<Family<Counter>*> family = registry_.AddCounter(name, help, label_names_);
+  if (!family.ok()) return family.status();
+  *out = &(*family)->Labels(label_values_);
+  return absl::OkStatus();
+}
+
+absl::Status LabelledSeries::AddGauge(const std::string& name, const std::string& help,
+                                      Gauge** out) {
+  absl::StatusOr<Family<Gauge>*> family = registry_.AddGauge(name, help, label_names_);
+  if (!family.ok()) return family.status();
+  *out = &(*family)->Labels(label_values_);
+  return absl::OkStatus();
+}
+
+absl::Status LabelledSeries::AddHistogram(const std::string& name, const std::string& help,
+                                          std::vector<double> bucket_bounds, Histogram** out) {
+  absl::StatusOr<Family<Histogram>*> family =
+      registry_.AddHistogram(name, help, label_names_, std::move(bucket_bounds));
+  if (!family.ok()) return family.status();
+  *out = &(*family)->Labels(label_values_);
+  return absl::OkStatus();
+}
+
 }  // namespace sae::metrics

@@ -73,6 +73,25 @@ class Registry {
   std::vector<std::function<void()>> collectors_;
 };
 
+// One label set's series across several families: a component's series for one run, rank or
+// server. Each call registers (or finds) a family with `label_names` and points `*out` at its
+// child for `label_values`; errors as Registry's. The registry must outlive the series.
+class LabelledSeries {
+ public:
+  LabelledSeries(Registry& registry, std::vector<std::string> label_names,
+                 std::vector<std::string> label_values);
+
+  absl::Status AddCounter(const std::string& name, const std::string& help, Counter** out);
+  absl::Status AddGauge(const std::string& name, const std::string& help, Gauge** out);
+  absl::Status AddHistogram(const std::string& name, const std::string& help,
+                            std::vector<double> bucket_bounds, Histogram** out);
+
+ private:
+  Registry& registry_;
+  const std::vector<std::string> label_names_;
+  const std::vector<std::string> label_values_;
+};
+
 }  // namespace sae::metrics
 
 #endif  // SAE_CORE_METRICS_REGISTRY_H_

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "core/metrics/names.h"
+#include "core/metrics/text_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -235,6 +236,48 @@ TEST(Registry, AllowsRegistrationAndUpdatesDuringConcurrentCollects) {
   ASSERT_EQ(counters.name, "sae_tokens_total");
   ASSERT_THAT(counters.children, SizeIs(4));
   for (const ChildSnapshot& child : counters.children) EXPECT_EQ(child.value, 20000.0);
+}
+
+}  // namespace
+}  // namespace sae::metrics
+
+namespace sae::metrics {
+namespace {
+
+TEST(LabelledSeries, PutsEveryFamilysSeriesUnderTheSameLabels) {
+  Registry registry;
+  LabelledSeries run_a(registry, {"run_id", "rank"}, {"run-a", "0"});
+  LabelledSeries run_b(registry, {"run_id", "rank"}, {"run-b", "1"});
+  Counter* tokens_a = nullptr;
+  Counter* tokens_b = nullptr;
+  Gauge* loss = nullptr;
+  Histogram* step = nullptr;
+  ASSERT_TRUE(run_a.AddCounter("sae_tokens_total", "Tokens.", &tokens_a).ok());
+  ASSERT_TRUE(run_b.AddCounter("sae_tokens_total", "Tokens.", &tokens_b).ok());
+  ASSERT_TRUE(run_a.AddGauge("sae_loss", "Loss.", &loss).ok());
+  ASSERT_TRUE(run_a.AddHistogram("sae_step_seconds", "Step.", {0.1, 1}, &step).ok());
+  ASSERT_NE(tokens_a, tokens_b);
+  tokens_a->Increment(3);
+  tokens_b->Increment(5);
+  loss->Set(0.25);
+  step->Observe(0.5);
+  std::vector<FamilySnapshot> families = registry.Collect();
+  ASSERT_THAT(families, SizeIs(3));
+  const std::string text = FormatText(families);
+  EXPECT_THAT(text, HasSubstr("sae_tokens_total{run_id=\"run-a\",rank=\"0\"} 3\n"));
+  EXPECT_THAT(text, HasSubstr("sae_tokens_total{run_id=\"run-b\",rank=\"1\"} 5\n"));
+  EXPECT_THAT(text, HasSubstr("sae_loss{run_id=\"run-a\",rank=\"0\"} 0.25\n"));
+  EXPECT_THAT(text, HasSubstr("sae_step_seconds_bucket{run_id=\"run-a\",rank=\"0\",le=\"1\"} 1\n"));
+}
+
+TEST(LabelledSeries, PassesTheRegistrysErrorsOn) {
+  Registry registry;
+  LabelledSeries series(registry, {"run_id"}, {"run-a"});
+  Counter* counter = nullptr;
+  absl::Status status = series.AddCounter("sae_tokens", "Tokens.", &counter);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("_total"));
+  EXPECT_EQ(counter, nullptr);
 }
 
 }  // namespace

@@ -9,48 +9,48 @@ absl::StatusOr<std::unique_ptr<TrainingMetrics>> TrainingMetrics::Create(
   std::unique_ptr<TrainingMetrics> m(new TrainingMetrics());
   const std::vector<std::string> labels = {"run_id", "rank"};
   const std::vector<std::string> values = {run_id, std::to_string(rank)};
-  auto gauge = [&](const char* name, const char* help, metrics::Gauge** out) -> absl::Status {
-    SAE_ASSIGN_OR_RETURN(auto* family, registry.AddGauge(name, help, labels));
-    *out = &family->Labels(values);
-    return absl::OkStatus();
-  };
-  SAE_RETURN_IF_ERROR(gauge("sae_train_overall_loss", "losses/overall_loss: total training loss.",
-                            &m->overall_loss_));
+  metrics::LabelledSeries series(registry, labels, values);
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_overall_loss", "losses/overall_loss: total training loss.", &m->overall_loss_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_mse_loss", "losses/mse_loss: reconstruction loss.",
+                                      &m->mse_loss_));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_l1_loss", "losses/l1_loss: mean over tokens of sum |f|, without the coefficient.",
+      &m->l1_loss_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_ghost_grad_loss", "losses/ghost_grad_loss.",
+                                      &m->ghost_grad_loss_));
   SAE_RETURN_IF_ERROR(
-      gauge("sae_train_mse_loss", "losses/mse_loss: reconstruction loss.", &m->mse_loss_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_l1_loss",
-                            "losses/l1_loss: mean over tokens of sum |f|, without the coefficient.",
-                            &m->l1_loss_));
+      series.AddGauge("sae_train_aux_loss", "AuxK loss of TopK SAEs.", &m->aux_loss_));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_l0", "metrics/l0: mean number of active features per token.", &m->l0_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_explained_variance",
+                                      "metrics/explained_variance: mean over tokens.",
+                                      &m->explained_variance_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_explained_variance_std",
+                                      "metrics/explained_variance_std.",
+                                      &m->explained_variance_std_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_dead_features",
+                                      "sparsity/dead_features: features in the step's dead mask.",
+                                      &m->dead_features_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_mean_passes_since_fired",
+                                      "sparsity/mean_passes_since_fired.",
+                                      &m->mean_passes_since_fired_));
   SAE_RETURN_IF_ERROR(
-      gauge("sae_train_ghost_grad_loss", "losses/ghost_grad_loss.", &m->ghost_grad_loss_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_aux_loss", "AuxK loss of TopK SAEs.", &m->aux_loss_));
-  SAE_RETURN_IF_ERROR(
-      gauge("sae_train_l0", "metrics/l0: mean number of active features per token.", &m->l0_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_explained_variance",
-                            "metrics/explained_variance: mean over tokens.",
-                            &m->explained_variance_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_explained_variance_std", "metrics/explained_variance_std.",
-                            &m->explained_variance_std_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_dead_features",
-                            "sparsity/dead_features: features in the step's dead mask.",
-                            &m->dead_features_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_mean_passes_since_fired",
-                            "sparsity/mean_passes_since_fired.", &m->mean_passes_since_fired_));
-  SAE_RETURN_IF_ERROR(
-      gauge("sae_train_mean_log10_feature_sparsity",
-            "metrics/mean_log10_feature_sparsity over the last feature-sampling window.",
-            &m->mean_log10_feature_sparsity_));
-  SAE_RETURN_IF_ERROR(
-      gauge("sae_train_learning_rate", "details/current_learning_rate.", &m->learning_rate_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_l1_coefficient", "Current L1 coefficient (after warm-up).",
-                            &m->l1_coefficient_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_tokens_per_second",
-                            "Training throughput over the last step.", &m->tokens_per_second_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_l2_norm",
-                            "metrics/l2_norm: mean norm of the reconstruction.", &m->l2_norm_));
-  SAE_RETURN_IF_ERROR(
-      gauge("sae_train_l2_ratio", "metrics/l2_ratio: mean ||x_hat|| / ||x||.", &m->l2_ratio_));
-  SAE_RETURN_IF_ERROR(gauge("sae_train_step", "Training steps completed.", &m->step_));
+      series.AddGauge("sae_train_mean_log10_feature_sparsity",
+                      "metrics/mean_log10_feature_sparsity over the last feature-sampling window.",
+                      &m->mean_log10_feature_sparsity_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_learning_rate", "details/current_learning_rate.",
+                                      &m->learning_rate_));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_l1_coefficient", "Current L1 coefficient (after warm-up).", &m->l1_coefficient_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_tokens_per_second",
+                                      "Training throughput over the last step.",
+                                      &m->tokens_per_second_));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_l2_norm", "metrics/l2_norm: mean norm of the reconstruction.", &m->l2_norm_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_l2_ratio",
+                                      "metrics/l2_ratio: mean ||x_hat|| / ||x||.", &m->l2_ratio_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_step", "Training steps completed.", &m->step_));
   SAE_ASSIGN_OR_RETURN(
       auto* tokens,
       registry.AddCounter("sae_train_tokens_total",
