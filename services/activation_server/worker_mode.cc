@@ -92,7 +92,12 @@ class ActivationWorker {
           assignment.shard_count(), serving_->server->frontier().DebugString());
       return;
     }
-    StopServing("it was assigned other work");
+    const bool same_shard = serving_ != nullptr && serving_->run_id == assignment.run_id() &&
+                            serving_->shard_index == assignment.shard_index() &&
+                            serving_->shard_count == assignment.shard_count();
+    StopServing(same_shard ? "the shard's reported cursor is beyond its frontier (another server "
+                             "served it further), so it starts again from that cursor"
+                           : "it was assigned other work");
     spdlog::info("assigned run {} generation {}: activation server shard {}/{} on {}",
                  assignment.run_id(), assignment.generation(), assignment.shard_index(),
                  assignment.shard_count(), options_.listen);
