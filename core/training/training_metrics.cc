@@ -1,5 +1,7 @@
 #include "core/training/training_metrics.h"
 
+#include <limits>
+
 #include "core/util/status.h"
 
 namespace sae::training {
@@ -72,6 +74,9 @@ absl::StatusOr<std::unique_ptr<TrainingMetrics>> TrainingMetrics::Create(
                        registry.AddHistogram("sae_train_allreduce_duration_seconds",
                                              "Time of the step's gradient all-reduce.", labels));
   m->allreduce_seconds_ = &allreduce->Labels(values);
+  // Unknown until the first feature-sampling window ends (0 would mean every feature fires on
+  // every token).
+  m->mean_log10_feature_sparsity_->Set(std::numeric_limits<double>::quiet_NaN());
   return m;
 }
 

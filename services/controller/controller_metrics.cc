@@ -1,6 +1,7 @@
 #include "services/controller/controller_metrics.h"
 
 #include <functional>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status.h"
@@ -44,7 +45,12 @@ const std::vector<TrainingSeries>& Series() {
       {"dead_features", "sparsity/dead_features of the last reported step.",
        [](const v1::Run& r) { return static_cast<double>(r.metrics().dead_features()); }},
       {"mean_log10_feature_sparsity", "metrics/mean_log10_feature_sparsity of the last window.",
-       [](const v1::Run& r) { return r.metrics().mean_log10_feature_sparsity(); }},
+       [](const v1::Run& r) {
+         // NaN until the first window ends: 0 would claim every feature fires on every token.
+         return r.metrics().has_mean_log10_feature_sparsity()
+                    ? r.metrics().mean_log10_feature_sparsity()
+                    : std::numeric_limits<double>::quiet_NaN();
+       }},
       {"learning_rate", "details/current_learning_rate of the last reported step.",
        [](const v1::Run& r) { return r.metrics().learning_rate(); }},
       {"tokens_per_second", "Training throughput in activations per second.",

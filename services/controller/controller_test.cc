@@ -115,6 +115,36 @@ TEST_F(ControllerTest, AssignmentsCarryEverythingTheWorkersNeed) {
   EXPECT_TRUE(Beat(s0).has_assignment());
 }
 
+TEST_F(ControllerTest, TheSparsitySummaryOfTheLastWindowOutlivesLaterReports) {
+  Register(kServer, "h:1");
+  std::string t0 = Register(kTrainer, "h:2");
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  auto report = [&](int64_t step, bool window_ended) {
+    v1::ReportProgressRequest progress;
+    progress.set_worker_id(t0);
+    progress.set_run_id(run_id);
+    progress.set_step(step);
+    progress.set_tokens(step * 64);
+    progress.mutable_metrics()->set_l0(10.0 + static_cast<double>(step));
+    if (window_ended) {
+      progress.mutable_metrics()->set_mean_log10_feature_sparsity(-2.5);
+      progress.mutable_metrics()->set_features_below_1e5(7);
+      progress.mutable_metrics()->set_features_below_1e6(3);
+    }
+    ASSERT_TRUE(controller_->ReportProgress(progress).ok());
+  };
+  report(5, false);
+  EXPECT_FALSE(Get(run_id).metrics().has_mean_log10_feature_sparsity()) << "no window ended yet";
+  report(10, true);
+  report(15, false);
+  v1::Run run = Get(run_id);
+  EXPECT_EQ(run.metrics().l0(), 25.0) << "the rest is the latest report's";
+  ASSERT_TRUE(run.metrics().has_mean_log10_feature_sparsity());
+  EXPECT_EQ(run.metrics().mean_log10_feature_sparsity(), -2.5);
+  EXPECT_EQ(run.metrics().features_below_1e5(), 7);
+  EXPECT_EQ(run.metrics().features_below_1e6(), 3);
+}
+
 TEST_F(ControllerTest, SilentWorkerIsLostAfterItsLeaseAndTheRunResumesFromItsCheckpoint) {
   std::string s0 = Register(kServer, "h:1");
   std::string t0 = Register(kTrainer, "h:2");

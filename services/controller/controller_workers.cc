@@ -1,6 +1,7 @@
 // Controller: the worker verbs (registration, heartbeats, progress and outcomes) and the tick
 // that expires leases and stops.
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -122,7 +123,17 @@ absl::StatusOr<v1::ReportProgressResponse> Controller::ReportProgress(
     int64_t before = run.tokens() * 10 / total;
     run.set_step(request.step());
     run.set_tokens(request.tokens());
-    if (request.has_metrics()) *run.mutable_metrics() = request.metrics();
+    if (request.has_metrics()) {
+      v1::TrainingMetrics metrics = request.metrics();
+      // The sparsity summary comes once per feature-sampling window: keep the last one.
+      const v1::TrainingMetrics& last = run.metrics();
+      if (!metrics.has_mean_log10_feature_sparsity() && last.has_mean_log10_feature_sparsity()) {
+        metrics.set_mean_log10_feature_sparsity(last.mean_log10_feature_sparsity());
+        metrics.set_features_below_1e5(last.features_below_1e5());
+        metrics.set_features_below_1e6(last.features_below_1e6());
+      }
+      *run.mutable_metrics() = std::move(metrics);
+    }
     int64_t after = std::min<int64_t>(request.tokens() * 10 / total, 10);
     if (after > before && after > 0) {
       v1::RunEvent& event = AddEvent(

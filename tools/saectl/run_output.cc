@@ -153,10 +153,12 @@ std::string DescribeRun(const v1::Run& run, const std::vector<v1::CheckpointMani
                           m.overall_loss(), m.mse_loss(), m.l1_loss(), m.ghost_grad_loss()));
     field("", absl::StrFormat("l0 %.4g  explained_variance %.4f  dead_features %d", m.l0(),
                               m.explained_variance(), m.dead_features()));
-    field("", absl::StrFormat("mean_log10_feature_sparsity %.4g  learning_rate %.4g  "
+    field("", absl::StrFormat("mean_log10_feature_sparsity %s  learning_rate %.4g  "
                               "tokens/s %s",
-                              m.mean_log10_feature_sparsity(), m.learning_rate(),
-                              HumanCount(m.tokens_per_second())));
+                              m.has_mean_log10_feature_sparsity()
+                                  ? absl::StrFormat("%.4g", m.mean_log10_feature_sparsity())
+                                  : std::string("- (no feature-sampling window ended yet)"),
+                              m.learning_rate(), HumanCount(m.tokens_per_second())));
   }
   field("Final SAE", run.has_final_checkpoint_step()
                          ? absl::StrCat("checkpoint at step ", run.final_checkpoint_step(),
