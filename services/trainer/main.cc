@@ -94,18 +94,23 @@ absl::Duration TimeoutFlag(double seconds, bool controller) {
   return absl::Seconds(seconds);
 }
 
+// /metrics on --metrics-address:--metrics-port; null when --metrics-port is negative.
+absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetricsServer(
+    const Flags& flags, metrics::Registry* registry) {
+  if (flags.metrics_port < 0) return nullptr;
+  metrics::MetricsServerOptions options;
+  options.bind_address = flags.metrics_address;
+  options.port = flags.metrics_port;
+  return metrics::MetricsServer::Start(registry, options);
+}
+
 // --controller: train what the controller assigns until SIGTERM / SIGINT.
 absl::Status RunWorker(const Flags& flags) {
   const int threads = ConfigureTorchThreads(flags.threads);
   metrics::Registry registry;
   SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&registry));
-  std::unique_ptr<metrics::MetricsServer> metrics_server;
-  if (flags.metrics_port >= 0) {
-    metrics::MetricsServerOptions metrics_options;
-    metrics_options.bind_address = flags.metrics_address;
-    metrics_options.port = flags.metrics_port;
-    SAE_ASSIGN_OR_RETURN(metrics_server, metrics::MetricsServer::Start(&registry, metrics_options));
-  }
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<metrics::MetricsServer> metrics_server,
+                       StartMetricsServer(flags, &registry));
   spdlog::info("trainer worker with {} torch threads; metrics on port {}", threads,
                metrics_server ? metrics_server->port() : -1);
   TrainerWorkerOptions options;
@@ -150,13 +155,8 @@ absl::StatusOr<bool> Run(const Flags& flags, const std::atomic<bool>* stop) {
 
   metrics::Registry registry;
   SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&registry));
-  std::unique_ptr<metrics::MetricsServer> metrics_server;
-  if (flags.metrics_port >= 0) {
-    metrics::MetricsServerOptions metrics_options;
-    metrics_options.bind_address = flags.metrics_address;
-    metrics_options.port = flags.metrics_port;
-    SAE_ASSIGN_OR_RETURN(metrics_server, metrics::MetricsServer::Start(&registry, metrics_options));
-  }
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<metrics::MetricsServer> metrics_server,
+                       StartMetricsServer(flags, &registry));
   const int metrics_port = metrics_server ? metrics_server->port() : -1;
   spdlog::info("trainer rank {} of {} with {} torch threads; metrics on port {}", flags.rank,
                flags.world_size, threads, metrics_port);
