@@ -155,7 +155,8 @@ TEST(MetricsServer, StopsPromptlyAndFreesItsPort) {
   ASSERT_TRUE(httplib::Client("127.0.0.1", port).Get("/healthz"));
   auto start = std::chrono::steady_clock::now();
   server->Stop();
-  EXPECT_LT(SecondsSince(start), 0.5);
+  EXPECT_LT(SecondsSince(start),
+            2.0);  // far below httplib's 5 s timeouts, with room for a loaded machine
   server->Stop();  // Idempotent.
   EXPECT_EQ(ConnectLocal(port), -1);
   server.reset();
@@ -170,7 +171,8 @@ TEST(MetricsServer, StopsRightAfterStart) {
     std::unique_ptr<MetricsServer> server = StartLocal(&registry);
     ASSERT_NE(server, nullptr);
     server.reset();
-    EXPECT_LT(SecondsSince(start), 0.5);
+    EXPECT_LT(SecondsSince(start),
+              2.0);  // far below httplib's 5 s timeouts, with room for a loaded machine
   }
 }
 
