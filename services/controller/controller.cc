@@ -171,6 +171,22 @@ absl::Status Controller::LoseWorker(RunEntry& entry, const v1::RunWorker& worker
                                     const std::string& reason, std::vector<v1::RunEvent>& events) {
   v1::Run& run = entry.run;
   std::string what = absl::StrCat(WorkerLabel(worker), " ", reason);
+  // A committed final SAE means training reached its end: a worker lost after that, before rank
+  // 0 reported FINISHED, leaves nothing to redo (and a restart would resume from the final SAE,
+  // which holds no trainer state).
+  SAE_ASSIGN_OR_RETURN(std::vector<v1::CheckpointManifest> manifests,
+                       store_->ListCheckpoints(run.run_id()));
+  for (const v1::CheckpointManifest& manifest : manifests) {
+    if (!manifest.final()) continue;
+    run.set_final_checkpoint_step(manifest.step());
+    run.set_step(manifest.step());
+    run.set_tokens(manifest.tokens());
+    return Finish(entry, v1::RUN_STATE_SUCCEEDED,
+                  absl::StrCat("trained ", manifest.tokens(), " tokens in ", manifest.step(),
+                               " steps; the final SAE is the checkpoint at step ", manifest.step(),
+                               " (", what, " after it was committed)"),
+                  events);
+  }
   if (run.stop_requested()) {
     std::string kept =
         run.has_latest_checkpoint_step()

@@ -61,13 +61,16 @@ class ControllerTest : public ::testing::Test {
 
   v1::Run Get(const std::string& run_id) { return *controller_->GetRun(run_id); }
 
-  // Commits a one-chunk checkpoint at `step` from `worker_id`.
-  absl::Status Checkpoint(const std::string& worker_id, const v1::Run& run, int64_t step) {
+  // Commits a one-chunk checkpoint at `step` from `worker_id` (the final SAE when `final`).
+  absl::Status Checkpoint(const std::string& worker_id, const v1::Run& run, int64_t step,
+                          bool final = false) {
     v1::UploadHeader header;
     header.set_worker_id(worker_id);
     header.set_run_id(run.run_id());
     header.set_generation(run.generation());
     header.set_step(step);
+    header.set_final(final);
+    header.set_tokens(step * 64);
     auto upload = controller_->BeginUpload(header);
     if (!upload.ok()) return upload.status();
     v1::CheckpointChunk chunk;
@@ -143,6 +146,29 @@ TEST_F(ControllerTest, TheSparsitySummaryOfTheLastWindowOutlivesLaterReports) {
   EXPECT_EQ(run.metrics().mean_log10_feature_sparsity(), -2.5);
   EXPECT_EQ(run.metrics().features_below_1e5(), 7);
   EXPECT_EQ(run.metrics().features_below_1e6(), 3);
+}
+
+TEST_F(ControllerTest, AWorkerLostAfterTheFinalSaeWasCommittedEndsTheRunSucceeded) {
+  std::string s0 = Register(kServer, "h:1");
+  std::string t0 = Register(kTrainer, "h:2");
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  v1::Run run = Get(run_id);
+  ASSERT_TRUE(Checkpoint(t0, run, 100).ok());
+  ASSERT_TRUE(Checkpoint(t0, run, 100, /*final=*/true).ok());
+  // Rank 0 dies before it reports FINISHED: restarting would resume from the final SAE, which
+  // holds no trainer state, to train nothing.
+  now_ += absl::Seconds(6);
+  Beat(s0);
+  now_ += absl::Seconds(5);
+  controller_->Tick();
+  run = Get(run_id);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_SUCCEEDED) << run.message();
+  EXPECT_EQ(run.generation(), 0u);
+  EXPECT_EQ(run.final_checkpoint_step(), 100);
+  EXPECT_EQ(run.tokens(), 6400);
+  EXPECT_NE(run.message().find("the final SAE is the checkpoint at step 100"), std::string::npos)
+      << run.message();
+  EXPECT_NE(run.message().find("trainer rank 0"), std::string::npos) << run.message();
 }
 
 TEST_F(ControllerTest, SilentWorkerIsLostAfterItsLeaseAndTheRunResumesFromItsCheckpoint) {
