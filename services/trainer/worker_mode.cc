@@ -521,8 +521,13 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     *report.mutable_metrics() = ToProto(m, tokens_per_second);
     sender->Post(std::move(report));
   };
+  const int64_t last_step = config::TotalTrainingSteps(config);
   options.on_checkpoint = [&](const std::string& checkpoint, int64_t step,
                               bool final) -> absl::Status {
+    // The checkpoint of the last step is followed at once by the final SAE of the same step,
+    // which replaces it in the controller (checkpoints are keyed by step): uploading it would
+    // move the whole trainer state (parameters and Adam moments) only to drop it.
+    if (!final && step >= last_step) return absl::OkStatus();
     if (sender != nullptr) sender->Flush();
     return Upload(attempt, checkpoint, step, step * batch, final);
   };

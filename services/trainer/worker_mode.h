@@ -13,8 +13,8 @@
 //     all-reduce, or what rank 0 last reported to the controller, whichever is further) minus
 //     the checkpoint's.
 //   - Rank 0 reports progress every wandb_log_frequency steps (without holding up the step),
-//     uploads every checkpoint, uploads the final SAE (retrying while the controller is away)
-//     and reports OUTCOME_FINISHED.
+//     uploads every checkpoint but the last step's (the final SAE replaces it), uploads the final
+//     SAE (retrying while the controller is away) and reports OUTCOME_FINISHED.
 //   - A stop request: every rank checkpoints at the next step boundary; rank 0 uploads the
 //     checkpoint and reports OUTCOME_STOPPED.
 //   - A new generation, or no assignment (the run went RESTARTING, or ended): the training is

@@ -405,6 +405,11 @@ TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSki
   EXPECT_TRUE(absl::StrContains(logs, "resumes from the checkpoint at step")) << logs;
   EXPECT_TRUE(absl::StrContains(logs, "TOKENS_SKIPPED")) << logs;
   EXPECT_TRUE(absl::StrContains(logs, "tokens skipped by the restart to generation 1")) << logs;
+  // n_checkpoints 4 puts a checkpoint at the last step too; the final SAE of that step replaces
+  // it, so it is not uploaded.
+  EXPECT_TRUE(absl::StrContains(logs, "checkpoint at step 250 (")) << logs;
+  EXPECT_FALSE(absl::StrContains(logs, "checkpoint at step 1000 (")) << logs;
+  EXPECT_TRUE(absl::StrContains(logs, "final SAE at step 1000 (")) << logs;
 }
 
 TEST_F(ClusterTest, KilledActivationServerIsStartedAgainAndTheRunRecovers) {
