@@ -1,7 +1,6 @@
 #include "services/activation_server/stream_protocol.h"
 
 #include "absl/strings/str_cat.h"
-#include "core/util/files.h"
 #include "core/util/status.h"
 
 namespace sae::stream {
@@ -35,15 +34,8 @@ absl::StatusOr<config::DType> FromWire(int wire_dtype) {
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateStreamChannel(
     const std::string& address, const rpc::ClientSecurity& security) {
   if (address.empty()) return absl::InvalidArgumentError("no server address given (host:port)");
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  if (security.tls_ca_file.empty()) {
-    credentials = grpc::InsecureChannelCredentials();
-  } else {
-    SAE_ASSIGN_OR_RETURN(std::string roots, ReadFile(security.tls_ca_file));
-    grpc::SslCredentialsOptions options;
-    options.pem_root_certs = std::move(roots);
-    credentials = grpc::SslCredentials(options);
-  }
+  SAE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                       rpc::ChannelCredentialsFor(security));
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(-1);  // a batch is rows x d_in x 2-4 bytes: megabytes
   arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10'000);

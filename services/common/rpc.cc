@@ -14,18 +14,20 @@
 
 namespace sae::rpc {
 
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const ClientSecurity& security) {
+  if (security.tls_ca_file.empty()) return grpc::InsecureChannelCredentials();
+  SAE_ASSIGN_OR_RETURN(std::string roots, ReadFile(security.tls_ca_file));
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = std::move(roots);
+  return grpc::SslCredentials(options);
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const std::string& address,
                                                              const ClientSecurity& security) {
   if (address.empty()) return absl::InvalidArgumentError("no server address given (host:port)");
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  if (security.tls_ca_file.empty()) {
-    credentials = grpc::InsecureChannelCredentials();
-  } else {
-    SAE_ASSIGN_OR_RETURN(std::string roots, ReadFile(security.tls_ca_file));
-    grpc::SslCredentialsOptions options;
-    options.pem_root_certs = std::move(roots);
-    credentials = grpc::SslCredentials(options);
-  }
+  SAE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials,
+                       ChannelCredentialsFor(security));
   grpc::ChannelArguments arguments;
   // Checkpoint chunks are 1 MiB; leave room for framing.
   arguments.SetMaxReceiveMessageSize(64 << 20);

@@ -30,6 +30,11 @@ struct ClientSecurity {
   std::string tls_ca_file;
 };
 
+// The credentials of `security`: TLS with its CA file's roots, or plaintext when it names none.
+// NotFound and the like when the CA file is unreadable.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFor(
+    const ClientSecurity& security);
+
 // A channel to `address` ("host:port"). It connects lazily, on the first call.
 // InvalidArgument for an empty address; NotFound and the like when the CA file is unreadable.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateChannel(const std::string& address,

@@ -27,6 +27,20 @@ TEST(Rpc, TlsNeedsBothCertificateAndKey) {
   EXPECT_TRUE(MakeServerCredentials(ServerSecurity{}).ok());
 }
 
+TEST(Rpc, ChannelCredentialsArePlaintextWithoutACaFileAndAnErrorNamingAnUnreadableOne) {
+  ClientSecurity plaintext;
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> none = ChannelCredentialsFor(plaintext);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_NE(*none, nullptr);
+  ClientSecurity tls;
+  tls.tls_ca_file = "/nonexistent/ca.pem";
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> missing = ChannelCredentialsFor(tls);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(std::string(missing.status().message()).find("/nonexistent/ca.pem"), std::string::npos)
+      << missing.status();
+  EXPECT_FALSE(CreateChannel("127.0.0.1:1", tls).ok()) << "the channel fails the same way";
+}
+
 TEST(Rpc, FlagWinsOverTheEnvironment) {
   ::setenv("SAE_RPC_TEST_TOKEN", "from-env", 1);
   EXPECT_EQ(FlagOrEnv("from-flag", "SAE_RPC_TEST_TOKEN"), "from-flag");
