@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -15,8 +16,6 @@
 namespace sae::metrics {
 namespace {
 
-// Request handlers are short; two workers let a scrape and a health check overlap.
-constexpr size_t kWorkerThreads = 2;
 constexpr time_t kReadTimeoutSeconds = 2;
 constexpr time_t kWriteTimeoutSeconds = 5;
 
@@ -28,8 +27,20 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     return absl::InvalidArgumentError(
         absl::StrCat("metrics port ", options.port, " is outside [0, 65535]"));
   }
+  for (const MetricsServerOptions::Route& route : options.routes) {
+    if (route.method != "GET" && route.method != "POST") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics server route ", route.pattern, ": method '", route.method,
+                       "' is not GET or POST"));
+    }
+    if (route.pattern == "/metrics" || route.pattern == "/healthz") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics server route ", route.pattern, " would replace the built-in one"));
+    }
+  }
   auto server = std::make_unique<httplib::Server>();
-  server->new_task_queue = [] { return new httplib::ThreadPool(kWorkerThreads); };
+  const size_t threads = std::max<size_t>(options.worker_threads, 1);
+  server->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   // httplib's default also sets SO_REUSEPORT, which would let a second process bind the same
   // port and silently take half the scrapes. SO_REUSEADDR alone still allows a quick restart.
   server->set_socket_options([](socket_t socket) {
@@ -46,6 +57,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   server->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
     response.set_content("ok\n", "text/plain; charset=utf-8");
   });
+  for (const MetricsServerOptions::Route& route : options.routes) {
+    if (route.method == "GET") {
+      server->Get(route.pattern, route.handler);
+    } else {
+      server->Post(route.pattern, route.handler);
+    }
+  }
 
   errno = 0;
   int port = options.port;

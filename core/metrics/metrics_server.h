@@ -3,16 +3,20 @@
 #define SAE_CORE_METRICS_METRICS_SERVER_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/metrics/registry.h"
 
 namespace httplib {
 class Server;
+struct Request;
+struct Response;
 }  // namespace httplib
 
 namespace sae::metrics {
@@ -24,19 +28,36 @@ struct MetricsServerOptions {
 
   // TCP port. 0 (the default) lets the kernel pick a free one; MetricsServer::port() tells which.
   int port = 0;
+
+  // Further routes, served beside /metrics and /healthz (which they cannot replace), e.g. the
+  // controller's web console. `method` is "GET" or "POST"; `pattern` is an httplib path pattern
+  // (an ECMAScript regular expression matched against the whole path; groups land in
+  // Request::matches). Handlers run on the server's worker threads, concurrently.
+  struct Route {
+    std::string method;
+    std::string pattern;
+    std::function<void(const httplib::Request&, httplib::Response&)> handler;
+  };
+  std::vector<Route> routes;
+
+  // Threads serving requests. Two let a scrape and a health check overlap; a server with
+  // routes that stream (downloads) or serve browsers wants more.
+  size_t worker_threads = 2;
 };
 
 // Serves, on its own thread:
 //   GET /metrics  the registry's text exposition (Content-Type kTextFormatContentType), after
 //                 running its collectors;
-//   GET /healthz  "ok".
+//   GET /healthz  "ok";
+//   options.routes.
 // Anything else is 404. Connections are not kept alive: a scrape every few seconds gains nothing
 // from it, and it keeps Stop prompt.
 class MetricsServer {
  public:
   // Listens on options.bind_address:options.port and starts serving `registry`, which must
   // outlive the server. The port is bound when this returns, so a scrape may follow at once.
-  // InvalidArgument for a port outside [0, 65535]; Unavailable when the address cannot be bound
+  // InvalidArgument for a port outside [0, 65535], a route of another method than GET or POST,
+  // or a route on /metrics or /healthz; Unavailable when the address cannot be bound
   // (the port is in use, or the address is not local).
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(Registry* registry,
                                                               const MetricsServerOptions& options);

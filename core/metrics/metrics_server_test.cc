@@ -211,5 +211,47 @@ TEST(MetricsServer, SurvivesAScraperThatHangsUpMidResponse) {
   EXPECT_EQ(health->status, 200);
 }
 
+TEST(MetricsServer, ServesExtraRoutesBesideAnUnchangedMetricsEndpoint) {
+  Registry registry;
+  (*registry.AddCounter("sae_test_tokens_total", "Tokens.", {"run_id"}))->Labels({"r"}).Increment(3);
+  MetricsServerOptions options = Loopback(0);
+  options.routes.push_back({"GET", R"(/api/things/([a-z]+))",
+                            [](const httplib::Request& request, httplib::Response& response) {
+                              response.set_content("thing " + request.matches[1].str(),
+                                                   "text/plain");
+                            }});
+  options.routes.push_back(
+      {"POST", "/api/echo", [](const httplib::Request& request, httplib::Response& response) {
+         response.set_content(request.body, "text/plain");
+       }});
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(&registry, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  httplib::Client client("127.0.0.1", (*server)->port());
+  httplib::Result thing = client.Get("/api/things/abc");
+  ASSERT_TRUE(thing);
+  EXPECT_EQ(thing->status, 200);
+  EXPECT_EQ(thing->body, "thing abc");
+  httplib::Result echo = client.Post("/api/echo", "hello", "text/plain");
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->body, "hello");
+  httplib::Result metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_THAT(metrics->body, HasSubstr("sae_test_tokens_total{run_id=\"r\"} 3"));
+  httplib::Result other = client.Get("/api/things/ABC");
+  ASSERT_TRUE(other);
+  EXPECT_EQ(other->status, 404);
+}
+
+TEST(MetricsServer, RefusesARouteThatWouldReplaceTheMetricsEndpoint) {
+  Registry registry;
+  MetricsServerOptions options = Loopback(0);
+  options.routes.push_back({"GET", "/metrics", [](const httplib::Request&, httplib::Response&) {}});
+  EXPECT_EQ(MetricsServer::Start(&registry, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options.routes = {{"PUT", "/x", [](const httplib::Request&, httplib::Response&) {}}};
+  EXPECT_EQ(MetricsServer::Start(&registry, options).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace sae::metrics
