@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-deps.sh
+# The real peers (SAELens, TransformerLens, transformers, tiktoken) for the tests labelled "peer".
+bash scripts/peer-venv.sh >/dev/null
 
 BUILD_DIR="${SAE_BUILD_DIR:-build}"
 JOBS="${SAE_JOBS:-$(nproc)}"
