@@ -32,7 +32,7 @@
 #include "core/wire/run_digest.h"
 #include "nlohmann/json.hpp"
 #include "services/activation_server/activation_server.h"
-#include "services/activation_server/large_allocations.h"
+#include "services/common/large_allocations.h"
 #include "services/trainer/activation_stream.h"
 #include "tests/data_plane/loopback.h"
 #include "tests/data_plane/tiny_run.h"

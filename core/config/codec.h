@@ -116,65 +116,17 @@ struct Codec<bool> {
   static nlohmann::json Json(bool flag) { return flag; }
 };
 
-// Enumerations: their canonical names, in declaration order.
-template <typename E>
-struct EnumNames;
-template <>
-struct EnumNames<Architecture> {
-  static constexpr std::array<Architecture, 2> kValues = {Architecture::kStandard,
-                                                          Architecture::kTopK};
-};
-template <>
-struct EnumNames<LrScheduler> {
-  static constexpr std::array<LrScheduler, 6> kValues = {LrScheduler::kConstant,
-                                                         LrScheduler::kConstantWithWarmup,
-                                                         LrScheduler::kLinearWarmupDecay,
-                                                         LrScheduler::kCosineAnnealing,
-                                                         LrScheduler::kCosineAnnealingWarmup,
-                                                         LrScheduler::kCosineAnnealingWarmRestarts};
-};
-template <>
-struct EnumNames<BDecInitMethod> {
-  static constexpr std::array<BDecInitMethod, 3> kValues = {
-      BDecInitMethod::kGeometricMedian, BDecInitMethod::kMean, BDecInitMethod::kZeros};
-};
-template <>
-struct EnumNames<FeatureSamplingMethod> {
-  static constexpr std::array<FeatureSamplingMethod, 1> kValues = {
-      FeatureSamplingMethod::kAnthropic};
-};
-template <>
-struct EnumNames<Processing> {
-  static constexpr std::array<Processing, 2> kValues = {Processing::kTransformerLens,
-                                                        Processing::kNone};
-};
-template <>
-struct EnumNames<DType> {
-  static constexpr std::array<DType, 3> kValues = {DType::kFloat32, DType::kBFloat16,
-                                                   DType::kFloat16};
-};
-
-template <typename E>
-std::vector<std::string> ChoiceNames() {
-  std::vector<std::string> names;
-  for (E value : EnumNames<E>::kValues) names.emplace_back(ToString(value));
-  return names;
-}
-
 template <typename E>
 struct EnumCodec {
   static constexpr KeyType kType = KeyType::kChoice;
   static std::string Allowed() { return absl::StrJoin(ChoiceNames<E>(), ", "); }
   static absl::Status Parse(const ScalarValue& value, bool nullable, E* out) {
     if (!value.is_null) {
-      std::string name = absl::AsciiStrToLower(value.text);
-      // The seed writes dtypes as torch.float32.
-      if (std::is_same_v<E, DType> && absl::StartsWith(name, "torch.")) name.erase(0, 6);
-      for (E candidate : EnumNames<E>::kValues) {
-        if (name == ToString(candidate)) {
-          *out = candidate;
-          return absl::OkStatus();
-        }
+      // Case-insensitive; the seed writes dtypes as torch.float32.
+      absl::StatusOr<E> parsed = ParseChoice<E>(value.text, "");
+      if (parsed.ok()) {
+        *out = *parsed;
+        return absl::OkStatus();
       }
     }
     return TypeError(absl::StrCat("one of ", absl::StrJoin(ChoiceNames<E>(), ", ")), nullable,

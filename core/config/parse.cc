@@ -134,6 +134,7 @@ absl::StatusOr<RunConfig> LoadRunConfig(const std::string& path,
 }
 
 absl::Status ApplyOverride(RunConfig& config, absl::string_view assignment) {
+  config.source.resolved_hook.reset();  // the config must be resolved again
   size_t equals = assignment.find('=');
   if (equals == absl::string_view::npos) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -29,61 +29,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/config/choices.h"
+#include "core/config/defaults.h"
 #include "core/model/hook_point.h"
 #include "nlohmann/json.hpp"
 
 namespace sae::config {
-
-// `architecture`: which SAE is trained.
-enum class Architecture {
-  kStandard,  // "standard": the seed's ReLU SAE with an L1 penalty (and optional ghost grads)
-  kTopK,      // "topk": keep the k largest pre-activations per token, AuxK for dead latents
-};
-
-// `lr_scheduler_name`: the seed's learning-rate schedules (REFERENCE.md).
-enum class LrScheduler {
-  kConstant,                     // "constant"
-  kConstantWithWarmup,           // "constantwithwarmup"
-  kLinearWarmupDecay,            // "linearwarmupdecay"
-  kCosineAnnealing,              // "cosineannealing"
-  kCosineAnnealingWarmup,        // "cosineannealingwarmup"
-  kCosineAnnealingWarmRestarts,  // "cosineannealingwarmrestarts"
-};
-
-// `b_dec_init_method`: how the decoder bias starts.
-enum class BDecInitMethod {
-  kGeometricMedian,  // "geometric_median" of the first storage buffer (Weiszfeld)
-  kMean,             // "mean" of the first storage buffer
-  kZeros,            // "zeros"
-};
-
-// `feature_sampling_method`: the only non-null value; null (std::nullopt) means no resampling.
-enum class FeatureSamplingMethod {
-  kAnthropic,  // "anthropic": resample dead features as in "Towards Monosemanticity"
-};
-
-// `processing`: weight processing applied to GPT-2 before hooks are read.
-enum class Processing {
-  kTransformerLens,  // "transformer_lens": fold_ln, center_writing_weights, center_unembed,
-                     // fold_value_biases, as HookedTransformer.from_pretrained does
-  kNone,             // "none": the Hugging Face weights as they are
-};
-
-// `dtype` and `wire_dtype`. YAML accepts the names below and the seed's "torch.float32" forms.
-enum class DType {
-  kFloat32,   // "float32"
-  kBFloat16,  // "bfloat16"
-  kFloat16,   // "float16"
-};
-
-// The canonical YAML spelling of each enumerator, e.g. ToString(LrScheduler::kConstant) is
-// "constant".
-absl::string_view ToString(Architecture value);
-absl::string_view ToString(LrScheduler value);
-absl::string_view ToString(BDecInitMethod value);
-absl::string_view ToString(FeatureSamplingMethod value);
-absl::string_view ToString(Processing value);
-absl::string_view ToString(DType value);
 
 // Where a config's keys came from: kept so that validation after parsing (here, in the data
 // pipeline, in the trainer) can name the line a user has to fix. Not part of the config's value:
@@ -102,117 +53,87 @@ struct RunConfigSource {
   // Recomputed by ValidateRunConfig; never printed by this library.
   std::vector<std::string> warnings;
 
+  // The hook point as ResolveAgainstModel parsed and checked it against the model, so that the
+  // code using a resolved config does not parse hook_point again. Unset before resolution.
+  std::optional<model::HookPoint> resolved_hook;
+
   // True when the user wrote `key` (in the file or with --set).
   bool Given(absl::string_view key) const { return lines.find(key) != lines.end(); }
 };
 
 // Every key of run.yaml. Member initialisers are THE defaults (schema.h and docs/config.md are
-// checked against them). Optional members are null in YAML when absent; what null means is
-// documented at each one. Units: steps are optimiser steps, tokens are activations (one per
-// token position).
+// checked against them; the values shared with core/sae are in defaults.h). What each key
+// means is written once, in schema.cc's table (docs/config.md is checked against it); comments
+// here say only what the table does not. Optional members are null in YAML when absent.
+// Units: steps are optimiser steps, tokens are activations (one per token position).
 struct RunConfig {
   // ---- Model and hook point ----
-  // TransformerLens name of the model; recorded in exports (cfg.json). Only GPT-2 shapes run.
   std::string model_name = "gpt2-small";
-  // Hugging Face GPT-2 folder (config.json, model.safetensors) on the worker. Required unless
-  // use_cached_activations.
   std::optional<std::string> model_path;
-  // Folder with vocab.json + merges.txt (or encoder.json + vocab.bpe). null: model_path.
   std::optional<std::string> tokenizer_path;
   // Weight processing before hooks are read (transformer_lens matches the seed's SAEs).
   Processing processing = Processing::kTransformerLens;
-  // TransformerLens hook whose activations the SAE reconstructs.
   std::string hook_point = "blocks.0.hook_mlp_out";
-  // Deepest block the forward runs through. null: derived from hook_point.
   std::optional<int64_t> hook_point_layer;
-  // For per-head hooks (attn.hook_q/k/v/z): train on this head only. null: all heads,
-  // flattened to n_head * d_head.
   std::optional<int64_t> hook_point_head_index;
-  // Width of the activations. null: derived from the model and hook point.
   std::optional<int64_t> d_in;
 
   // ---- Data ----
-  // Local dataset: text file or folder, JSONL, or pre-tokenised .bin/.npy (see core/data).
-  // Required unless use_cached_activations.
   std::optional<std::string> dataset_path;
-  // null: detected from the dataset; when given, checked against it.
   std::optional<bool> is_dataset_tokenized;
-  // Tokens per context (row) fed to the model; at most the model's n_ctx.
   int64_t context_size = 128;
-  // Every context starts with BOS, and a document overflowing a context continues after a BOS.
   bool prepend_bos = true;
-  // Shuffle activations in the mixing buffer (and cached activations); false gives FIFO order
-  // for exactly reproducible runs.
   bool shuffle = true;
-  // Train from activations written by `saectl cache` instead of running the model.
   bool use_cached_activations = false;
-  // The cache folder. Required when use_cached_activations.
   std::optional<std::string> cached_activations_path;
 
   // ---- SAE ----
-  Architecture architecture = Architecture::kStandard;
+  Architecture architecture = defaults::kArchitecture;
   // d_sae = d_in * expansion_factor. Becomes null when run.yaml sets d_sae without writing
   // expansion_factor; writing both is allowed only when they agree.
   std::optional<int64_t> expansion_factor = 4;
   // Number of SAE features. null: d_in * expansion_factor (filled by ResolveAgainstModel).
   std::optional<int64_t> d_sae;
-  // topk: active latents per token. Required for topk, at most d_sae.
   std::optional<int64_t> k;
-  BDecInitMethod b_dec_init_method = BDecInitMethod::kGeometricMedian;
-  // A SAELens-format SAE folder to start from instead of a fresh init.
+  BDecInitMethod b_dec_init_method = defaults::kBDecInitMethod;
   std::optional<std::string> from_pretrained_path;
 
   // ---- Training ----
-  double lr = 3e-4;
-  // standard: weight of the L1 sparsity penalty.
-  double l1_coefficient = 1e-3;
-  // standard: the L1 coefficient rises linearly from 0 over this many steps (0: no warm-up).
-  int64_t l1_warm_up_steps = 0;
-  // topk: weight of the AuxK loss that revives dead latents.
-  double aux_k_coefficient = 1.0 / 32;
-  LrScheduler lr_scheduler_name = LrScheduler::kConstantWithWarmup;
+  double lr = defaults::kLr;
+  double l1_coefficient = defaults::kL1Coefficient;
+  int64_t l1_warm_up_steps = defaults::kL1WarmUpSteps;
+  double aux_k_coefficient = defaults::kAuxKCoefficient;
+  LrScheduler lr_scheduler_name = defaults::kLrScheduler;
   // Warm-up steps of the *warmup schedulers (0: none).
-  int64_t lr_warm_up_steps = 500;
+  int64_t lr_warm_up_steps = defaults::kLrWarmUpSteps;
   // Floor given to the cosine schedules. null: lr / 10, as the seed passes it. cosineannealing
   // and cosineannealingwarmrestarts end at this learning rate; cosineannealingwarmup reads it
   // as a fraction of lr, as the seed's code does (core/sae/lr_schedule.h).
   std::optional<double> lr_end;
-  // Activations per optimiser step, over all trainers together.
-  int64_t train_batch_size = 4096;
+  int64_t train_batch_size = defaults::kTrainBatchSize;
   // Training stops when this many activations have been trained on.
   int64_t total_training_tokens = 2'000'000;
-  // Seeds initialisation, shuffling and sampling.
-  int64_t seed = 42;
+  int64_t seed = defaults::kSeed;
 
   // ---- Activation buffer ----
-  // Mixing buffer size in model batches; half of it (n_batches_in_buffer / 2 * store_batch_size
-  // contexts) is refreshed and served at a time.
   int64_t n_batches_in_buffer = 20;
-  // Contexts per model forward pass.
   int64_t store_batch_size = 32;
 
   // ---- Dead features and resampling ----
   // standard: ghost gradients for features dead longer than dead_feature_window.
-  bool use_ghost_grads = false;
-  // Steps over which feature frequencies are accumulated (logged, and the resampling period).
-  int64_t feature_sampling_window = 2000;
+  bool use_ghost_grads = defaults::kUseGhostGrads;
+  int64_t feature_sampling_window = defaults::kFeatureSamplingWindow;
   // standard: std::nullopt (no resampling) or kAnthropic.
   std::optional<FeatureSamplingMethod> feature_sampling_method;
-  // anthropic resampling: batches of inputs whose losses pick the new directions.
-  int64_t resample_batches = 32;
-  // anthropic resampling: new encoder norm relative to the mean living encoder norm.
-  double feature_reinit_scale = 0.2;
-  // standard: a feature that has not fired for this many steps is dead (ghost grads).
-  int64_t dead_feature_window = 1000;
+  int64_t resample_batches = defaults::kResampleBatches;
+  double feature_reinit_scale = defaults::kFeatureReinitScale;
+  int64_t dead_feature_window = defaults::kDeadFeatureWindow;
   // anthropic resampling: features whose frequency over the window is below this are resampled.
-  double dead_feature_threshold = 1e-8;
-  // topk: a latent that has not fired for this many tokens is dead (AuxK).
-  int64_t dead_tokens_threshold = 10'000'000;
+  double dead_feature_threshold = defaults::kDeadFeatureThreshold;
+  int64_t dead_tokens_threshold = defaults::kDeadTokensThreshold;
 
   // ---- Checkpoints ----
-  // Evenly spaced checkpoints during training (the final SAE is always written).
   int64_t n_checkpoints = 0;
-  // Folder for checkpoints of `saectl train`, relative to its --output folder.
   std::string checkpoint_path = "checkpoints";
 
   // ---- Device ----
@@ -224,19 +145,15 @@ struct RunConfig {
   // ---- Distributed ----
   int64_t activation_servers = 1;
   int64_t trainers = 1;
-  // Restarts from the last checkpoint after a lost worker before the run fails.
   int64_t max_restarts = 3;
-  // Element type of activations on the wire between activation servers and trainers.
   DType wire_dtype = DType::kFloat32;
 
   // ---- Weights & Biases (accepted; metrics go to Prometheus and the controller) ----
   // true produces a warning: there is no W&B logging in this service. Not the seed's default.
   bool log_to_wandb = false;
   std::string wandb_project = "mats_sae_training_language_model";
-  // Display name of the run. null: saectl submit --name, or the controller's run id.
   std::optional<std::string> run_name;
   std::optional<std::string> wandb_entity;
-  // Steps between metric reports (log lines of saectl train, progress to the controller).
   int64_t wandb_log_frequency = 10;
 
   // Where each key came from and the warnings of the last validation.

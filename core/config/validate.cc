@@ -233,6 +233,7 @@ absl::Status ResolveAgainstModel(RunConfig& config, const model::ModelDims& dims
                      "; remove hook_point_layer (it is derived) or make them agree"));
   }
   config.hook_point_layer = layer;
+  config.source.resolved_hook = *hook;
 
   if (config.hook_point_head_index && hook->is_per_head() &&
       *config.hook_point_head_index >= dims.n_head) {

@@ -1,4 +1,4 @@
-// Packing documents into contexts, the seed's ActivationsStore rule (REFERENCE.md).
+// Packing documents into contexts, the seed's ActivationsStore rule (docs/definitions.md).
 //
 // Every document gets a BOS in front; documents are concatenated into contexts of exactly
 // context_size ids; when a document overflows a context, the rest continues in the next context

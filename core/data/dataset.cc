@@ -161,6 +161,10 @@ absl::Status ValidateOptions(const DatasetOptions& options) {
         absl::StrCat("context_size is ", options.context_size, "; it must be at least ",
                      options.prepend_bos ? "2 with prepend_bos (one BOS and one token)" : "1"));
   }
+  if (!(options.held_out_fraction >= 0 && options.held_out_fraction <= 0.5)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "held_out_fraction is ", options.held_out_fraction, "; it must be in [0, 0.5]"));
+  }
   if (options.vocab_size < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("vocab_size is ", options.vocab_size, "; it must be positive"));
@@ -281,6 +285,9 @@ absl::StatusOr<std::shared_ptr<const Dataset>> Dataset::Open(
                          : absl::StrCat("its ", dataset->files_.size(), " files hold no data")));
   }
 
+  dataset->training_units_ = dataset->total_units_ - static_cast<uint64_t>(
+      options.held_out_fraction * static_cast<double>(dataset->total_units_));
+
   const std::optional<bool>& given = options.is_dataset_tokenized;
   switch (kind) {
     case FileKind::kText:
@@ -350,13 +357,19 @@ absl::StatusOr<std::shared_ptr<const Dataset>> Dataset::Open(
         list.root.empty() ? file.path : fs::path(file.path).lexically_relative(list.root).string();
     hash = Fnv1a(hash, absl::StrCat("\n", name, "\t", file.units));
   }
+  // Where documents begin depends on the held-out split too.
+  if (options.held_out_fraction > 0) {
+    hash = Fnv1a(hash, absl::StrCat("\nheld_out ", options.held_out_fraction));
+  }
   dataset->fingerprint_ = hash;
   return std::shared_ptr<const Dataset>(std::move(dataset));
 }
 
 ShardRange Dataset::RangeOfShard(uint32_t shard_index, uint32_t shard_count) const {
+  if (shard_index == kHeldOutShard) return ShardRange{training_units_, total_units_};
   auto boundary = [this, shard_count](uint64_t i) {
-    return static_cast<uint64_t>(static_cast<unsigned __int128>(total_units_) * i / shard_count);
+    return static_cast<uint64_t>(static_cast<unsigned __int128>(training_units_) * i /
+                                 shard_count);
   };
   return ShardRange{boundary(shard_index), boundary(shard_index + 1ULL)};
 }

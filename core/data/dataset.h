@@ -68,8 +68,16 @@ class Dataset {
   // The global unit where file `file_index` starts (the sum of the units of the files before).
   uint64_t file_begin(size_t file_index) const { return file_begins_[file_index]; }
 
-  // The units shard `shard_index` of `shard_count` owns. Requires shard_index < shard_count.
-  // The ranges of all shards are disjoint and cover [0, total_units()).
+  // The shard index of the held-out tail (DatasetOptions::held_out_fraction), whatever the
+  // shard count: RangeOfShard(kHeldOutShard, n) is [training_units(), total_units()).
+  static constexpr uint32_t kHeldOutShard = 0xffffffffu;
+
+  // The units training reads: total_units() less the held-out tail.
+  uint64_t training_units() const { return training_units_; }
+
+  // The units shard `shard_index` of `shard_count` owns. Requires shard_index < shard_count, or
+  // kHeldOutShard. The ranges of the training shards are disjoint and cover
+  // [0, training_units()); the held-out tail is the rest.
   ShardRange RangeOfShard(uint32_t shard_index, uint32_t shard_count) const;
 
   // The index of the file holding global unit `unit` and the unit where that file starts.
@@ -97,6 +105,7 @@ class Dataset {
   std::vector<DatasetFile> files_;
   std::vector<uint64_t> file_begins_;  // global unit where each file starts
   uint64_t total_units_ = 0;
+  uint64_t training_units_ = 0;
   uint64_t fingerprint_ = 0;
 };
 

@@ -39,6 +39,11 @@ struct DatasetOptions {
   // Ids at or above this are errors naming the file and the line or offset.
   int32_t vocab_size = 50257;
 
+  // The fraction of the dataset's units, at its end, that training never reads: the documents
+  // that start there are held out for evaluations (Dataset::kHeldOutShard). 0: none. In
+  // [0, 0.5].
+  double held_out_fraction = 0;
+
   // A line holding exactly this (a trailing '\r' allowed) separates documents of a text file;
   // the line and the line break in front of it belong to no document. Empty: one document per
   // text file.

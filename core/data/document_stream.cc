@@ -25,11 +25,17 @@ DocumentStream::~DocumentStream() = default;
 
 absl::StatusOr<std::unique_ptr<DocumentStream>> DocumentStream::Open(
     std::shared_ptr<const Dataset> dataset, uint32_t shard_index, uint32_t shard_count) {
-  if (shard_count == 0 || shard_index >= shard_count) {
+  const bool held_out = shard_index == Dataset::kHeldOutShard;
+  if (shard_count == 0 || (shard_index >= shard_count && !held_out)) {
     return absl::InvalidArgumentError(
         absl::StrCat("shard ", shard_index, " of ", shard_count, " does not exist"));
   }
   ShardRange range = dataset->RangeOfShard(shard_index, shard_count);
+  if (range.begin == range.end && held_out) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dataset->Describe(), " holds out nothing for evaluations (held_out_fraction is ",
+        dataset->options().held_out_fraction, ")"));
+  }
   if (range.begin == range.end) {
     return absl::InvalidArgumentError(
         absl::StrCat("shard ", shard_index, " of ", shard_count, " of ", dataset->Describe(),

@@ -45,8 +45,9 @@ struct Document {
 // thread.
 class DocumentStream {
  public:
-  // A stream at the start of epoch 0. InvalidArgument when shard_index >= shard_count or the
-  // shard's range is empty (more shards than units of data).
+  // A stream at the start of epoch 0. `shard_index` may be Dataset::kHeldOutShard, the
+  // held-out tail. InvalidArgument when shard_index >= shard_count (and is not the tail) or the
+  // shard's range is empty (more shards than units of data, or nothing held out).
   static absl::StatusOr<std::unique_ptr<DocumentStream>> Open(
       std::shared_ptr<const Dataset> dataset, uint32_t shard_index, uint32_t shard_count);
 

@@ -1,7 +1,7 @@
 // The mixing buffer: activations go in as they are produced (context after context) and come
 // out shuffled, so that a training batch mixes many contexts and documents.
 //
-// The seed's rule (REFERENCE.md), generalised to a capacity in activations: fill the buffer;
+// The seed's rule (docs/definitions.md), generalised to a capacity in activations: fill the buffer;
 // shuffle everything held and serve one half as batches while the other half stays; refill
 // the served half with new activations; shuffle everything again; and so on. A batch is served
 // from the mixed half only, so every activation waits in the buffer until the buffer is full at

@@ -48,7 +48,7 @@ absl::Status WriteSaeLens(const std::string& dir, const SaeLensSae& sae);
 // shapes they imply. Errors name the file and the field or tensor.
 absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir);
 
-// The cfg.json SAELens expects for `sae` (every field REFERENCE.md lists, plus SAELens's
+// The cfg.json SAELens expects for `sae` (every field docs/definitions.md lists, plus SAELens's
 // activation_fn_str / activation_fn_kwargs for older readers).
 nlohmann::json SaeLensConfig(const SaeLensSae& sae);
 

@@ -22,15 +22,10 @@ at::Tensor Centered(const at::Tensor& t, int64_t dim) { return t - t.mean(dim, /
 }  // namespace
 
 absl::StatusOr<Processing> ParseProcessing(absl::string_view name) {
-  if (name == "transformer_lens") return Processing::kTransformerLens;
-  if (name == "none") return Processing::kNone;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown processing '", name, "' (expected transformer_lens or none)"));
+  return config::ParseChoice<Processing>(name, "processing");
 }
 
-absl::string_view ProcessingName(Processing processing) {
-  return processing == Processing::kTransformerLens ? "transformer_lens" : "none";
-}
+absl::string_view ProcessingName(Processing processing) { return config::ToString(processing); }
 
 HookFunction Splice(at::Tensor value) {
   return [value](const at::Tensor& current) {

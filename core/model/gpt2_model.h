@@ -17,20 +17,18 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/config/choices.h"
 #include "core/model/gpt2_config.h"
 #include "core/model/gpt2_weights.h"
 #include "core/model/hook_point.h"
 
 namespace sae::model {
 
-enum class Processing {
-  // HookedTransformer.from_pretrained's defaults: fold_ln, center_writing_weights,
-  // center_unembed, fold_value_biases. Residual-stream hooks are centred over d_model; hook_v
-  // and hook_z lose b_V; log-probabilities are unchanged.
-  kTransformerLens,
-  // Hugging Face's values, untouched.
-  kNone,
-};
+// Weight processing (core/config/choices.h): kTransformerLens is HookedTransformer.from_pretrained's
+// defaults (fold_ln, center_writing_weights, center_unembed, fold_value_biases: residual-stream
+// hooks are centred over d_model, hook_v and hook_z lose b_V, log-probabilities are unchanged);
+// kNone keeps Hugging Face's values.
+using Processing = config::Processing;
 
 // "transformer_lens" or "none"; InvalidArgument otherwise.
 absl::StatusOr<Processing> ParseProcessing(absl::string_view name);

@@ -20,6 +20,8 @@ class Collective {
   virtual absl::Status AllReduceSum(at::Tensor& tensor) = 0;
   // Replaces a contiguous tensor on every rank with rank `root`'s, in place.
   virtual absl::Status Broadcast(at::Tensor& tensor, int root) = 0;
+  // Seconds spent in collectives since the last call (0 where nothing is measured).
+  virtual double TakeCollectiveSeconds() { return 0; }
 };
 
 // A group of one: every collective is a no-op.

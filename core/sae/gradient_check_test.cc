@@ -4,7 +4,7 @@
 // the residual target are detached), so their value is not the function whose gradient they
 // define. For those terms the check differentiates the surrogate in which the detached
 // quantities are frozen at their values for the unperturbed parameters, written here from
-// REFERENCE.md.
+// docs/definitions.md.
 #include <gtest/gtest.h>
 
 #include <functional>

@@ -10,25 +10,17 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "core/config/choices.h"
+#include "core/config/defaults.h"
 
 namespace sae::sparse {
 
-enum class Architecture {
-  kStandard,  // the seed's ReLU SAE with L1 penalty and optional ghost gradients
-  kTopK,      // TopK activation with AuxK (OpenAI, SAELens 6)
-};
+// The run's choices (core/config/choices.h), under the names the maths uses.
+using Architecture = config::Architecture;
+using BDecInit = config::BDecInitMethod;
+using LrSchedule = config::LrScheduler;
 
-enum class BDecInit { kGeometricMedian, kMean, kZeros };
-
-enum class LrSchedule {
-  kConstant,
-  kConstantWithWarmup,
-  kLinearWarmupDecay,
-  kCosineAnnealing,
-  kCosineAnnealingWarmup,
-  kCosineAnnealingWarmRestarts,
-};
-
+// Conveniences over config::ParseChoice / config::ToString (InvalidArgument names the key).
 absl::StatusOr<Architecture> ParseArchitecture(absl::string_view name);
 absl::string_view ArchitectureName(Architecture a);
 absl::StatusOr<BDecInit> ParseBDecInit(absl::string_view name);
@@ -38,7 +30,7 @@ absl::StatusOr<LrSchedule> ParseLrSchedule(absl::string_view name);
 absl::string_view LrScheduleName(LrSchedule s);
 
 struct SaeOptions {
-  Architecture architecture = Architecture::kStandard;
+  Architecture architecture = config::defaults::kArchitecture;
   int64_t d_in = 512;
   int64_t d_sae = 2048;  // d_in * expansion_factor
   int64_t k = 32;        // active latents per token (topk only)
@@ -46,40 +38,42 @@ struct SaeOptions {
 
 struct TrainerOptions {
   SaeOptions sae;
-  uint64_t seed = 42;
-  BDecInit b_dec_init = BDecInit::kGeometricMedian;
+  uint64_t seed = config::defaults::kSeed;
+  BDecInit b_dec_init = config::defaults::kBDecInitMethod;
 
   // Optimiser: Adam (betas 0.9, 0.999, eps 1e-8), no weight decay, no gradient clipping.
-  double lr = 3e-4;
-  LrSchedule lr_schedule = LrSchedule::kConstantWithWarmup;
-  int64_t lr_warm_up_steps = 500;
+  double lr = config::defaults::kLr;
+  LrSchedule lr_schedule = config::defaults::kLrScheduler;
+  int64_t lr_warm_up_steps = config::defaults::kLrWarmUpSteps;
   // The seed passes lr / 10 as lr_end: an absolute floor for cosineannealing(warmrestarts),
   // and (as the seed's code does) a fraction of lr for cosineannealingwarmup.
-  double lr_end = 3e-5;
+  double lr_end = config::defaults::kLr / 10;
   int64_t total_steps = 488;  // total_training_tokens / train_batch_size
 
   // Standard architecture.
-  double l1_coefficient = 1e-3;
-  int64_t l1_warm_up_steps = 0;  // coefficient rises linearly from 0 (SAELens)
-  bool use_ghost_grads = false;
+  double l1_coefficient = config::defaults::kL1Coefficient;
+  int64_t l1_warm_up_steps = config::defaults::kL1WarmUpSteps;  // linear rise from 0 (SAELens)
+  bool use_ghost_grads = config::defaults::kUseGhostGrads;
 
   // TopK architecture.
-  double aux_k_coefficient = 1.0 / 32;
+  double aux_k_coefficient = config::defaults::kAuxKCoefficient;
   // A latent is dead for AuxK after this many tokens without firing.
-  int64_t dead_tokens_threshold = 10'000'000;
+  int64_t dead_tokens_threshold = config::defaults::kDeadTokensThreshold;
 
   // Dead features and sparsity statistics.
-  int64_t dead_feature_window = 1000;      // steps without firing before ghost grads apply
-  int64_t feature_sampling_window = 2000;  // steps per feature-frequency window
-  double dead_feature_threshold = 1e-8;
+  // Steps without firing before ghost grads apply.
+  int64_t dead_feature_window = config::defaults::kDeadFeatureWindow;
+  // Steps per feature-frequency window.
+  int64_t feature_sampling_window = config::defaults::kFeatureSamplingWindow;
+  double dead_feature_threshold = config::defaults::kDeadFeatureThreshold;
 
   // Anthropic resampling (feature_sampling_method: anthropic).
   bool resample_dead_features = false;
-  int64_t resample_batches = 32;
-  double feature_reinit_scale = 0.2;
+  int64_t resample_batches = config::defaults::kResampleBatches;
+  double feature_reinit_scale = config::defaults::kFeatureReinitScale;
 
   // Tokens per global training step (train_batch_size).
-  int64_t train_batch_size = 4096;
+  int64_t train_batch_size = config::defaults::kTrainBatchSize;
 };
 
 }  // namespace sae::sparse

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/config/defaults.h"
 #include "core/sae/sae_options.h"
 
 namespace sae::sparse {
@@ -71,9 +72,9 @@ struct BatchMoments {
 };
 
 struct LossOptions {
-  double l1_coefficient = 1e-3;
-  bool use_ghost_grads = false;
-  double aux_k_coefficient = 1.0 / 32;
+  double l1_coefficient = config::defaults::kL1Coefficient;
+  bool use_ghost_grads = config::defaults::kUseGhostGrads;
+  double aux_k_coefficient = config::defaults::kAuxKCoefficient;
   at::Tensor dead_mask;  // [d_sae] bool: dead latents (ghost grads or AuxK); may be undefined
 };
 

@@ -1,7 +1,6 @@
 #include "core/training/local_training.h"
 
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <optional>
 
@@ -9,6 +8,7 @@
 #include "core/training/activation_source.h"
 #include "core/training/checkpoint.h"
 #include "core/training/run_assets.h"
+#include "core/training/training_loop.h"
 #include "core/training/training_metrics.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
@@ -17,17 +17,30 @@
 namespace sae::training {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+// One process's batches: the whole global batch from an ActivationSource (GPT-2 over shard 0
+// of 1, or an activation cache).
+class SourceBatches final : public TrainingBatches {
+ public:
+  SourceBatches(ActivationSource& source, int64_t batch) : source_(source), batch_(batch) {}
 
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
+  absl::StatusOr<at::Tensor> Next() override { return source_.NextBatch(batch_); }
+  absl::StatusOr<at::Tensor> InitialSample(int64_t rows) override {
+    return source_.InitialSample(rows);
+  }
+  absl::StatusOr<std::map<std::string, std::string>> CheckpointPosition() override {
+    return std::map<std::string, std::string>{{kDataPositionKey, source_.ResumeToken()}};
+  }
+
+ private:
+  ActivationSource& source_;
+  const int64_t batch_;
+};
 
 }  // namespace
 
 absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
                                                      const LocalTrainingOptions& options) {
-  const auto start = Clock::now();
+  const auto start = std::chrono::steady_clock::now();
   SAE_ASSIGN_OR_RETURN(RunAssets assets, LoadRunAssets(config, !config.use_cached_activations));
   SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options, TrainerOptionsFor(config));
   SAE_RETURN_IF_ERROR(MakeDirectories(options.output_dir));
@@ -54,81 +67,32 @@ absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
                  trainer->tokens_seen());
   } else {
     SAE_ASSIGN_OR_RETURN(source, OpenActivationSource(config, assets));
-    if (!config.from_pretrained_path) {
-      // The seed initialises b_dec from its first storage buffer: half the mixing buffer.
-      const int64_t sample_rows = std::max<int64_t>(1, config.n_batches_in_buffer / 2) *
-                                  config.store_batch_size * config.context_size;
-      SAE_ASSIGN_OR_RETURN(at::Tensor sample, source->InitialSample(sample_rows));
-      SAE_RETURN_IF_ERROR(trainer->InitializeDecoderBias(sample));
-    }
   }
 
   std::unique_ptr<TrainingMetrics> series;
   if (options.metrics != nullptr) {
     SAE_ASSIGN_OR_RETURN(series, TrainingMetrics::Create(*options.metrics, options.run_id, 0));
   }
-
-  const int64_t total_steps = config::TotalTrainingSteps(config);
-  const int64_t batch = config.train_batch_size;
-  std::vector<int64_t> checkpoint_steps;
-  for (int64_t i = 1; i <= config.n_checkpoints; ++i) {
-    checkpoint_steps.push_back(i * total_steps / config.n_checkpoints);
-  }
-  const std::string checkpoint_root = std::filesystem::path(config.checkpoint_path).is_absolute()
-                                          ? config.checkpoint_path
-                                          : options.output_dir + "/" + config.checkpoint_path;
-  auto resample_source = [&]() { return source->NextBatch(batch); };
+  SourceBatches batches(*source, config.train_batch_size);
+  TrainingLoopOptions loop;
+  loop.output_dir = options.output_dir;
+  loop.initialize_decoder_bias = !options.resume_dir && !config.from_pretrained_path;
+  loop.stop = options.interrupt;
+  loop.series = series.get();
+  loop.on_step = options.on_step;
+  SAE_ASSIGN_OR_RETURN(TrainingLoopResult trained,
+                       RunTrainingLoop(config, *trainer, nullptr, batches, loop));
 
   LocalTrainingResult result;
-  const int64_t first_step = trainer->step();
-  const auto loop_start = Clock::now();
-  auto checkpoint = [&]() -> absl::Status {
-    std::string dir = checkpoint_root + "/" + CheckpointName(trainer->step());
-    SAE_RETURN_IF_ERROR(MakeDirectories(checkpoint_root));
-    SAE_RETURN_IF_ERROR(
-        WriteCheckpoint(*trainer, config, {{kDataPositionKey, source->ResumeToken()}}, dir));
-    result.last_checkpoint = dir;
-    spdlog::info("checkpoint at step {}: {}", trainer->step(), dir);
-    return absl::OkStatus();
-  };
-
-  while (trainer->step() < total_steps) {
-    if (options.interrupt != nullptr && options.interrupt->load()) {
-      SAE_RETURN_IF_ERROR(checkpoint());
-      result.interrupted = true;
-      break;
-    }
-    const auto wait_start = Clock::now();
-    SAE_ASSIGN_OR_RETURN(at::Tensor x, source->NextBatch(batch));
-    const double wait = Seconds(wait_start);
-    const auto step_start = Clock::now();
-    SAE_ASSIGN_OR_RETURN(sparse::StepMetrics m, trainer->Step(x, resample_source));
-    const double step_seconds = Seconds(step_start);
-    result.last = m;
-    const double elapsed = Seconds(loop_start);
-    const double tps =
-        elapsed > 0 ? static_cast<double>((trainer->step() - first_step) * batch) / elapsed : 0;
-    if (series) {
-      series->RecordWaitForData(wait);
-      series->RecordStep(m, step_seconds + wait, batch);
-    }
-    if (options.on_step) options.on_step(m, tps, total_steps);
-    if (std::find(checkpoint_steps.begin(), checkpoint_steps.end(), trainer->step()) !=
-        checkpoint_steps.end()) {
-      SAE_RETURN_IF_ERROR(checkpoint());
-    }
-  }
-  result.steps = trainer->step();
-  result.tokens = trainer->tokens_seen();
-  result.seconds = Seconds(start);
-  const double loop_seconds = Seconds(loop_start);
-  result.tokens_per_second =
-      loop_seconds > 0 ? static_cast<double>((trainer->step() - first_step) * batch) / loop_seconds
-                       : 0;
-  if (!result.interrupted) {
-    result.final_dir = options.output_dir + "/final";
-    SAE_RETURN_IF_ERROR(ExportSae(*trainer, config, result.final_dir));
-  }
+  result.steps = trained.steps;
+  result.tokens = trained.tokens;
+  result.interrupted = trained.stopped;
+  result.final_dir = trained.final_dir;
+  result.last_checkpoint = trained.last_checkpoint;
+  result.tokens_per_second = trained.tokens_per_second;
+  result.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  result.last = trained.last;
   return result;
 }
 

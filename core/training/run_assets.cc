@@ -6,14 +6,6 @@
 #include "core/util/status.h"
 
 namespace sae::training {
-namespace {
-
-template <typename To, typename From>
-absl::StatusOr<To> ByName(From value, absl::StatusOr<To> (*parse)(absl::string_view)) {
-  return parse(config::ToString(value));
-}
-
-}  // namespace
 
 absl::Status ResolveRunConfig(config::RunConfig& config) {
   if (!config.model_path) {
@@ -42,12 +34,10 @@ std::string TokenizerFolderFor(const config::RunConfig& config) {
 absl::StatusOr<RunAssets> LoadRunAssets(config::RunConfig& config, bool with_model) {
   SAE_RETURN_IF_ERROR(ResolveRunConfig(config));
   RunAssets assets;
-  SAE_ASSIGN_OR_RETURN(assets.hook, model::ParseHookPoint(config.hook_point, 0));
+  assets.hook = *config.source.resolved_hook;
   if (with_model) {
     model::ModelOptions options;
-    options.processing = config.processing == config::Processing::kTransformerLens
-                             ? model::Processing::kTransformerLens
-                             : model::Processing::kNone;
+    options.processing = config.processing;
     options.dtype = config.dtype == config::DType::kBFloat16 ? at::kBFloat16 : at::kFloat;
     auto model = model::Gpt2Model::Load(*config.model_path, options);
     if (!model.ok()) return config::ConfigKeyError(config, "model_path", model.status().message());
@@ -99,7 +89,7 @@ absl::StatusOr<std::optional<sparse::SaeParameters>> PretrainedSaeFor(
 
 absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig& c) {
   sparse::TrainerOptions o;
-  SAE_ASSIGN_OR_RETURN(o.sae.architecture, ByName(c.architecture, &sparse::ParseArchitecture));
+  o.sae.architecture = c.architecture;
   if (!c.d_in || !config::EffectiveDSae(c)) {
     return absl::FailedPreconditionError("the run config is not resolved against its model");
   }
@@ -107,9 +97,9 @@ absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig
   o.sae.d_sae = *config::EffectiveDSae(c);
   o.sae.k = c.k.value_or(0);
   o.seed = static_cast<uint64_t>(c.seed);
-  SAE_ASSIGN_OR_RETURN(o.b_dec_init, ByName(c.b_dec_init_method, &sparse::ParseBDecInit));
+  o.b_dec_init = c.b_dec_init_method;
   o.lr = c.lr;
-  SAE_ASSIGN_OR_RETURN(o.lr_schedule, ByName(c.lr_scheduler_name, &sparse::ParseLrSchedule));
+  o.lr_schedule = c.lr_scheduler_name;
   o.lr_warm_up_steps = c.lr_warm_up_steps;
   o.lr_end = config::EffectiveLrEnd(c);
   o.total_steps = config::TotalTrainingSteps(c);

@@ -1,4 +1,4 @@
-// The seed's training metrics as Prometheus series (DESIGN.md: names start with sae_, base
+// The seed's training metrics as Prometheus series (docs/metrics.md: names start with sae_, base
 // units, counters end in _total, durations are histograms; labels run_id and rank).
 #ifndef SAE_CORE_TRAINING_TRAINING_METRICS_H_
 #define SAE_CORE_TRAINING_TRAINING_METRICS_H_

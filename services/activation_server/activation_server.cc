@@ -10,7 +10,7 @@
 #include "core/util/status.h"
 #include "core/wire/cursor_text.h"
 #include "core/wire/run_digest.h"
-#include "services/activation_server/stream_protocol.h"
+#include "services/common/stream_protocol.h"
 #include "spdlog/spdlog.h"
 
 namespace sae::activation_server {

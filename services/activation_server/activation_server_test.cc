@@ -14,7 +14,7 @@
 #include "core/wire/activation_codec.h"
 #include "core/wire/run_digest.h"
 #include "sae/v1/activations.grpc.pb.h"
-#include "services/activation_server/stream_protocol.h"
+#include "services/common/stream_protocol.h"
 #include "tests/data_plane/loopback.h"
 #include "tests/data_plane/tiny_run.h"
 

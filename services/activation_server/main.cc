@@ -30,9 +30,11 @@
 #include "core/wire/cursor_text.h"
 #include "nlohmann/json.hpp"
 #include "services/activation_server/activation_server.h"
-#include "services/activation_server/large_allocations.h"
-#include "services/activation_server/termination_signals.h"
 #include "services/activation_server/worker_mode.h"
+#include "services/common/exit_code.h"
+#include "services/common/host_port.h"
+#include "services/common/large_allocations.h"
+#include "services/common/termination_signals.h"
 #include "spdlog/spdlog.h"
 
 namespace sae::activation_server {
@@ -62,18 +64,6 @@ struct Flags {
   double shutdown_grace_seconds = 10;
 };
 
-int ExitCodeFor(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-      return 2;
-    default:
-      return 1;
-  }
-}
-
 // The metrics registry with the process series, served on --metrics-port unless it is -1.
 struct MetricsEndpoint {
   metrics::Registry registry;
@@ -95,12 +85,11 @@ absl::Status StartMetrics(const Flags& flags, MetricsEndpoint& metrics) {
 // this machine's host name.
 std::string AdvertisedAddress(const Flags& flags) {
   if (!flags.advertise.empty()) return flags.advertise;
-  const size_t colon = flags.listen.rfind(':');
-  const std::string host = colon == std::string::npos ? "" : flags.listen.substr(0, colon);
-  if (host != "0.0.0.0" && host != "[::]" && host != "::" && !host.empty()) return flags.listen;
+  absl::StatusOr<service::HostPort> listen = service::SplitHostPort(flags.listen, "--listen");
+  if (!listen.ok() || !listen->IsWildcard()) return flags.listen;
   char name[256] = {0};
   if (::gethostname(name, sizeof(name) - 1) != 0) return flags.listen;
-  return absl::StrCat(name, flags.listen.substr(colon));
+  return absl::StrCat(name, ":", listen->port);
 }
 
 // --controller: serve what the controller assigns until SIGTERM / SIGINT.
@@ -269,7 +258,7 @@ int Main(int argc, char** argv) {
   if (!status.ok()) {
     std::fprintf(stderr, "sae-activation-server: error: %s\n",
                  std::string(status.message()).c_str());
-    return sae::activation_server::ExitCodeFor(status);
+    return sae::service::ExitCodeFor(status);
   }
   return 0;
 }

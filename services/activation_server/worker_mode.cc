@@ -8,6 +8,7 @@
 #include "core/config/run_config.h"
 #include "core/util/status.h"
 #include "services/activation_server/activation_server.h"
+#include "services/common/exit_code.h"
 #include "services/common/run_state.h"
 #include "services/common/worker_agent.h"
 #include "spdlog/spdlog.h"
@@ -17,12 +18,6 @@ namespace {
 
 // The main loop looks at the assignment and the server this often.
 constexpr absl::Duration kTick = absl::Milliseconds(100);
-
-// Mistakes in the run's config, files or shard, which a restart would repeat.
-bool IsConfigError(const absl::Status& status) {
-  return absl::IsInvalidArgument(status) || absl::IsNotFound(status) ||
-         absl::IsFailedPrecondition(status) || absl::IsOutOfRange(status);
-}
 
 // The server of one run and shard, and where its accounting stands.
 struct Serving {
@@ -103,7 +98,7 @@ class ActivationWorker {
                  assignment.shard_count(), options_.listen);
     absl::StatusOr<std::unique_ptr<ActivationServer>> server = StartServer(assignment);
     if (!server.ok()) {
-      const bool fatal = IsConfigError(server.status());
+      const bool fatal = service::IsUsersMistake(server.status());
       spdlog::error("run {}: cannot serve shard {}: {}", assignment.run_id(),
                     assignment.shard_index(), std::string(server.status().message()));
       Fail(assignment.run_id(), assignment.generation(), std::string(server.status().message()),

@@ -1,7 +1,7 @@
 // gRPC plumbing shared by every process of the service: channels and server credentials with
 // optional TLS, the optional bearer token, deadlines, and Status conversions.
 //
-// Every port of the service can be protected the same way (DESIGN.md): a server started with
+// Every port of the service can be protected the same way (docs/operations.md): a server started with
 // an auth token refuses calls that do not carry `authorization: Bearer <token>` with
 // UNAUTHENTICATED, and a server started with a certificate and key speaks TLS. The
 // grpc.health.v1 service stays open, as load balancers and Kubernetes probes expect.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/metrics/process_metrics.h"
 #include "core/util/status.h"
+#include "services/common/host_port.h"
 #include "spdlog/spdlog.h"
 
 namespace sae::controller {
@@ -15,14 +16,10 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::Start(
   if (options.data_dir.empty()) {
     return absl::InvalidArgumentError("the controller needs a data folder (--data-dir)");
   }
-  size_t colon = options.listen.rfind(':');
-  if (colon == std::string::npos || colon == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--listen: '", options.listen, "' is not host:port"));
-  }
+  SAE_ASSIGN_OR_RETURN(service::HostPort listen, service::SplitHostPort(options.listen, "--listen"));
   std::unique_ptr<ControllerServer> server(new ControllerServer());
-  server->host_ = options.listen.substr(0, colon);
-  if (server->host_ == "0.0.0.0" || server->host_ == "[::]") server->host_ = "127.0.0.1";
+  if (listen.IsWildcard()) listen.host = "127.0.0.1";
+  server->host_ = listen.host;
 
   SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&server->registry_));
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<RunStore> store, RunStore::Open(options.data_dir));
@@ -63,7 +60,9 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::Start(
 
 ControllerServer::~ControllerServer() { Shutdown(); }
 
-std::string ControllerServer::address() const { return absl::StrCat(host_, ":", port_); }
+std::string ControllerServer::address() const {
+  return service::HostPort{host_, port_}.ToString();
+}
 
 int ControllerServer::metrics_port() const {
   return metrics_server_ == nullptr ? -1 : metrics_server_->port();

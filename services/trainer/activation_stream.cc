@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/wire/activation_codec.h"
-#include "services/activation_server/stream_protocol.h"
+#include "services/common/stream_protocol.h"
 #include "spdlog/spdlog.h"
 
 namespace sae::trainer {

@@ -14,6 +14,7 @@
 #include "core/io/saelens.h"
 #include "core/training/checkpoint.h"
 #include "core/training/run_assets.h"
+#include "core/training/training_loop.h"
 #include "core/training/training_metrics.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
@@ -43,19 +44,20 @@ std::string NewSessionId() {
 
 absl::Status CheckGroup(const DistributedTrainingOptions& o) {
   const config::RunConfig& c = o.config;
-  if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size) {
+  const ProcessGroupOptions& g = o.group;
+  if (g.world_size < 1 || g.rank < 0 || g.rank >= g.world_size) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--rank ", o.rank, " of --world-size ", o.world_size, " does not exist"));
+        absl::StrCat("--rank ", g.rank, " of --world-size ", g.world_size, " does not exist"));
   }
-  if (c.source.Given("trainers") && c.trainers != o.world_size) {
+  if (c.source.Given("trainers") && c.trainers != g.world_size) {
     return config::ConfigKeyError(c, "trainers",
                                   absl::StrCat("is ", c.trainers, " but --world-size is ",
-                                               o.world_size, "; they must agree"));
+                                               g.world_size, "; they must agree"));
   }
-  if (c.train_batch_size % o.world_size != 0) {
+  if (c.train_batch_size % g.world_size != 0) {
     return config::ConfigKeyError(
         c, "train_batch_size",
-        absl::StrCat(c.train_batch_size, " does not split evenly over ", o.world_size,
+        absl::StrCat(c.train_batch_size, " does not split evenly over ", g.world_size,
                      " trainers (the batch is global: each rank takes train_batch_size / "
                      "trainers)"));
   }
@@ -68,10 +70,10 @@ absl::Status CheckGroup(const DistributedTrainingOptions& o) {
                                   absl::StrCat("is ", c.activation_servers, " but --servers names ",
                                                o.servers.size(), "; they must agree"));
   }
-  if (o.world_size > 1 && o.rendezvous.empty()) {
+  if (g.world_size > 1 && g.rendezvous.empty()) {
     return absl::InvalidArgumentError("--rendezvous HOST:PORT is needed for a world of > 1");
   }
-  if (o.output_dir.empty() && o.rank == 0) {
+  if (o.output_dir.empty() && g.rank == 0) {
     return absl::InvalidArgumentError("--output names no folder");
   }
   return absl::OkStatus();
@@ -159,6 +161,205 @@ nlohmann::json BatchRecord(const StreamedBatch& batch, int rank, const sparse::S
           {"l0", m.l0}};
 }
 
+// One rank's batches: what the stream readers put in the prefetch queue.
+class StreamBatches final : public training::TrainingBatches {
+ public:
+  // `max_sample_batches`: the initial sample never takes more batches than the run trains on.
+  StreamBatches(PrefetchQueue& queue, const std::vector<std::unique_ptr<ActivationStreamReader>>& readers,
+                sparse::Collective* collective, int64_t rank_batch, int64_t max_sample_batches,
+                PrefetchMetrics* metrics, std::ofstream* batch_log)
+      : queue_(queue),
+        readers_(readers),
+        collective_(collective),
+        rank_batch_(rank_batch),
+        max_sample_batches_(max_sample_batches),
+        metrics_(metrics),
+        batch_log_(batch_log) {}
+
+  absl::StatusOr<at::Tensor> Next() override {
+    SAE_ASSIGN_OR_RETURN(last_, Take());
+    if (metrics_ != nullptr) metrics_->queue_batches->Set(queue_.depth());
+    return last_.rows;
+  }
+  // Resampling takes batches beyond the run's steps: they are asked for as needed.
+  absl::StatusOr<at::Tensor> NextForResampling() override {
+    queue_.AddDemand(1);
+    SAE_ASSIGN_OR_RETURN(StreamedBatch batch, Take());
+    return batch.rows;
+  }
+  // The batches taken for the sample are kept for the first steps.
+  absl::StatusOr<at::Tensor> InitialSample(int64_t rows) override {
+    const int64_t wanted =
+        std::min<int64_t>((rows + rank_batch_ - 1) / rank_batch_, max_sample_batches_);
+    std::vector<at::Tensor> parts;
+    for (int64_t i = 0; i < wanted; ++i) {
+      SAE_ASSIGN_OR_RETURN(StreamedBatch batch, Take());
+      parts.push_back(batch.rows);
+      held_.push_back(std::move(batch));
+    }
+    at::Tensor sample = at::cat(parts);
+    return sample.narrow(0, 0, std::min<int64_t>(sample.size(0), rows));
+  }
+  // The furthest cursor of every server over the group (collective).
+  absl::StatusOr<std::map<std::string, std::string>> CheckpointPosition() override {
+    SAE_ASSIGN_OR_RETURN(cursors_, GatherCursors(readers_, collective_));
+    return std::map<std::string, std::string>{{kStreamCursorsKey, nlohmann::json(cursors_).dump()}};
+  }
+  void OnStep(const sparse::StepMetrics& step) override {
+    if (batch_log_ != nullptr) {
+      *batch_log_ << BatchRecord(last_, collective_ != nullptr ? collective_->rank() : 0, step).dump()
+                  << "\n";
+    }
+  }
+
+  const std::vector<std::string>& cursors() const { return cursors_; }
+
+ private:
+  absl::StatusOr<StreamedBatch> Take() {
+    if (!held_.empty()) {
+      StreamedBatch batch = std::move(held_.front());
+      held_.pop_front();
+      return batch;
+    }
+    return queue_.Pop();
+  }
+
+  PrefetchQueue& queue_;
+  const std::vector<std::unique_ptr<ActivationStreamReader>>& readers_;
+  sparse::Collective* const collective_;
+  const int64_t rank_batch_;
+  const int64_t max_sample_batches_;
+  PrefetchMetrics* const metrics_;
+  std::ofstream* const batch_log_;
+  std::deque<StreamedBatch> held_;  // taken for the initial sample, not trained on yet
+  StreamedBatch last_;
+  std::vector<std::string> cursors_;
+};
+
+// Closes the prefetch queue as soon as `abort` turns true (polled every 50 ms), which ends the
+// readers and every wait for a batch.
+class AbortWatch {
+ public:
+  AbortWatch(const std::atomic<bool>* abort, PrefetchQueue* queue) {
+    if (abort == nullptr) return;
+    thread_ = std::thread([this, abort, queue] {
+      while (!done_.load()) {
+        if (abort->load()) {
+          queue->Close();
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
+  ~AbortWatch() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  AbortWatch(const AbortWatch&) = delete;
+  AbortWatch& operator=(const AbortWatch&) = delete;
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// Batches received ahead of the step, at most.
+int PrefetchBatches(const StreamSettings& stream, int64_t servers) {
+  return stream.prefetch_batches > 0 ? stream.prefetch_batches
+                                     : static_cast<int>(std::max<int64_t>(4, 2 * servers));
+}
+
+// The share of the prefetch one call may lease, so that every server has calls in flight.
+int LeaseBatches(const StreamSettings& stream, int prefetch, int64_t servers) {
+  return std::max(1, std::min(stream.max_batches_per_call, prefetch / static_cast<int>(servers)));
+}
+
+DistributedTrainingResult ResultOf(const training::TrainingLoopResult& trained) {
+  DistributedTrainingResult result;
+  result.steps = trained.steps;
+  result.tokens = trained.tokens;
+  result.stopped = trained.stopped;
+  result.final_dir = trained.final_dir;
+  result.last_checkpoint = trained.last_checkpoint;
+  result.tokens_per_second = trained.tokens_per_second;
+  result.wait_seconds = trained.wait_seconds;
+  result.collective_seconds = trained.collective_seconds;
+  result.first = trained.first;
+  result.last = trained.last;
+  return result;
+}
+
+// DistributedTrainingOptions::batch_log, appended to; null when `path` is empty.
+absl::StatusOr<std::unique_ptr<std::ofstream>> OpenBatchLog(const std::string& path) {
+  if (path.empty()) return nullptr;
+  auto log = std::make_unique<std::ofstream>(path, std::ios::app);
+  if (!*log) return absl::InvalidArgumentError(absl::StrCat("cannot write --batch-log ", path));
+  return log;
+}
+
+// This rank's series: training, prefetch queue, and one set per server.
+struct RankMetrics {
+  std::unique_ptr<training::TrainingMetrics> training;
+  std::unique_ptr<PrefetchMetrics> prefetch;
+  std::vector<std::unique_ptr<ServerStreamMetrics>> streams;
+};
+
+absl::StatusOr<RankMetrics> CreateRankMetrics(metrics::Registry* registry,
+                                              const std::string& run_id, int rank,
+                                              int64_t servers) {
+  RankMetrics m;
+  m.streams.resize(servers);
+  if (registry == nullptr) return m;
+  SAE_ASSIGN_OR_RETURN(m.training, training::TrainingMetrics::Create(*registry, run_id, rank));
+  SAE_ASSIGN_OR_RETURN(m.prefetch, PrefetchMetrics::Create(*registry, run_id, rank));
+  for (int64_t s = 0; s < servers; ++s) {
+    SAE_ASSIGN_OR_RETURN(m.streams[s], ServerStreamMetrics::Create(*registry, run_id, rank,
+                                                                    static_cast<int>(s)));
+  }
+  return m;
+}
+
+// The c10d group of a world of more than one (null for one rank).
+absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> JoinGroup(
+    const DistributedTrainingOptions& options, const std::string& run_id) {
+  if (options.group.world_size <= 1) return nullptr;
+  ProcessGroupOptions group_options = options.group;
+  group_options.store_prefix = absl::StrCat(run_id, "/g", options.generation, "/");
+  group_options.abort = options.abort;
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroupCollective> group,
+                       ProcessGroupCollective::Create(group_options));
+  spdlog::info("rank {} of {} joined the {} group at {}", group_options.rank,
+               group_options.world_size, BackendName(group->backend()), group_options.rendezvous);
+  return group;
+}
+
+// rank 0's summary.json of the run (tests and benchmarks read it).
+absl::Status WriteSummary(const DistributedTrainingOptions& options, const std::string& run_id,
+                          const DistributedTrainingResult& result) {
+  nlohmann::json summary = {
+      {"run_id", run_id},
+      {"world_size", options.group.world_size},
+      {"steps", result.steps},
+      {"tokens", result.tokens},
+      {"stopped", result.stopped},
+      {"seconds", result.seconds},
+      {"tokens_per_second", result.tokens_per_second},
+      {"wait_seconds", result.wait_seconds},
+      {"collective_seconds", result.collective_seconds},
+      {"first", {{"overall_loss", result.first.overall_loss}, {"mse_loss", result.first.mse_loss}}},
+      {"last",
+       {{"overall_loss", result.last.overall_loss},
+        {"mse_loss", result.last.mse_loss},
+        {"l0", result.last.l0},
+        {"explained_variance", result.last.explained_variance},
+        {"dead_features", result.last.dead_features}}},
+      {"cursors", result.cursors},
+      {"final_dir", result.final_dir},
+      {"last_checkpoint", result.last_checkpoint}};
+  return WriteFileAtomically(options.output_dir + "/summary.json", summary.dump(2) + "\n");
+}
+
 }  // namespace
 
 absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
@@ -169,9 +370,10 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
   SAE_RETURN_IF_ERROR(training::ResolveRunConfig(config));
   SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options, training::TrainerOptionsFor(config));
   const std::string run_id = options.run_id.empty() ? wire::DefaultRunId(config) : options.run_id;
-  const int rank = options.rank;
+  const int rank = options.group.rank;
+  const int world_size = options.group.world_size;
   const int64_t total_steps = config::TotalTrainingSteps(config);
-  const int64_t rank_batch = config.train_batch_size / options.world_size;
+  const int64_t rank_batch = config.train_batch_size / world_size;
   const int64_t servers = static_cast<int64_t>(options.servers.size());
   if (rank == 0) {
     SAE_RETURN_IF_ERROR(MakeDirectories(options.output_dir));
@@ -184,71 +386,20 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
   if (!options.resume_dir) {
     SAE_ASSIGN_OR_RETURN(pretrained, training::PretrainedSaeFor(config, trainer_options));
   }
-  // Batches received ahead of the step, and the share of them one call may lease, so that
-  // every server has calls in flight.
-  const int prefetch = options.prefetch_batches > 0
-                           ? options.prefetch_batches
-                           : static_cast<int>(std::max<int64_t>(4, 2 * servers));
-  const int lease =
-      std::max(1, std::min(options.max_batches_per_call, prefetch / static_cast<int>(servers)));
+  const int prefetch = PrefetchBatches(options.stream, servers);
+  const int lease = LeaseBatches(options.stream, prefetch, servers);
   // The demand is set once the starting step is known; the readers wait until then.
   auto queue = std::make_unique<PrefetchQueue>(prefetch, 0);
-  // An abort closes the queue, which ends the readers and every wait for a batch.
+  AbortWatch abort_watch(options.abort, queue.get());
   auto aborted = [&] { return options.abort != nullptr && options.abort->load(); };
   const absl::Status abandoned =
       absl::CancelledError(absl::StrCat("run ", run_id, " generation ", options.generation,
                                         ": abandoned (the controller moved the group on)"));
-  struct AbortWatch {
-    std::atomic<bool> done{false};
-    std::thread thread;
-    ~AbortWatch() {
-      done = true;
-      if (thread.joinable()) thread.join();
-    }
-  } abort_watch;
-  if (options.abort != nullptr) {
-    abort_watch.thread = std::thread([&abort_watch, abort = options.abort, q = queue.get()] {
-      while (!abort_watch.done.load()) {
-        if (abort->load()) {
-          q->Close();
-          return;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      }
-    });
-  }
-  std::unique_ptr<training::TrainingMetrics> series;
-  std::unique_ptr<PrefetchMetrics> prefetch_metrics;
-  std::vector<std::unique_ptr<ServerStreamMetrics>> stream_metrics(servers);
-  if (options.metrics != nullptr) {
-    SAE_ASSIGN_OR_RETURN(series, training::TrainingMetrics::Create(*options.metrics, run_id, rank));
-    SAE_ASSIGN_OR_RETURN(prefetch_metrics, PrefetchMetrics::Create(*options.metrics, run_id, rank));
-    for (int64_t s = 0; s < servers; ++s) {
-      SAE_ASSIGN_OR_RETURN(
-          stream_metrics[s],
-          ServerStreamMetrics::Create(*options.metrics, run_id, rank, static_cast<int>(s)));
-    }
-  }
+  SAE_ASSIGN_OR_RETURN(RankMetrics series,
+                       CreateRankMetrics(options.metrics, run_id, rank, servers));
 
-  // The group.
-  std::unique_ptr<ProcessGroupCollective> group;
-  sparse::Collective* collective = nullptr;
-  if (options.world_size > 1) {
-    ProcessGroupOptions group_options;
-    group_options.rank = rank;
-    group_options.world_size = options.world_size;
-    group_options.rendezvous = options.rendezvous;
-    group_options.bind_address = options.bind_address;
-    group_options.backend = options.backend;
-    group_options.rendezvous_timeout = options.rendezvous_timeout;
-    group_options.collective_timeout = options.collective_timeout;
-    group_options.store_prefix = absl::StrCat(run_id, "/g", options.generation, "/");
-    group_options.abort = options.abort;
-    SAE_ASSIGN_OR_RETURN(group, ProcessGroupCollective::Create(group_options));
-    collective = group.get();
-    spdlog::info("rank {} of {} joined the {} group at {}", rank, options.world_size,
-                 BackendName(group->backend()), options.rendezvous);
-  }
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroupCollective> group, JoinGroup(options, run_id));
+  sparse::Collective* collective = group.get();
   std::unique_ptr<sparse::SaeTrainer> trainer =
       pretrained ? std::make_unique<sparse::SaeTrainer>(trainer_options, *pretrained, collective)
                  : std::make_unique<sparse::SaeTrainer>(trainer_options, collective);
@@ -261,7 +412,6 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
   }
 
   // The readers, one per server.
-  const std::string session = NewSessionId();
   std::vector<std::unique_ptr<ActivationStreamReader>> readers;
   struct Shutdown {
     PrefetchQueue* queue;
@@ -271,26 +421,26 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
       for (auto& reader : *readers) reader->Stop();
     }
   } shutdown{queue.get(), &readers};
+  ActivationStreamOptions stream;  // what every server's reader shares
+  stream.run_id = run_id;
+  stream.config_digest = wire::RunConfigDigest(config);
+  stream.rank = rank;
+  stream.world_size = world_size;
+  stream.session = NewSessionId();
+  stream.generation = options.generation;
+  stream.wire_dtype = config.wire_dtype;
+  stream.batch_size = rank_batch;
+  stream.d_in = trainer_options.sae.d_in;
+  stream.lease = lease;
+  stream.known_cursors = known_cursors;
+  stream.call_timeout = options.stream.call_timeout;
+  stream.server_deadline = options.stream.server_deadline;
+  stream.security = options.stream.security;
   for (int64_t s = 0; s < servers; ++s) {
-    ActivationStreamOptions stream;
     stream.address = options.servers[s];
     stream.server_index = static_cast<int>(s);
-    stream.run_id = run_id;
-    stream.config_digest = wire::RunConfigDigest(config);
-    stream.rank = rank;
-    stream.world_size = options.world_size;
-    stream.session = session;
-    stream.generation = options.generation;
-    stream.wire_dtype = config.wire_dtype;
-    stream.batch_size = rank_batch;
-    stream.d_in = trainer_options.sae.d_in;
-    stream.lease = lease;
-    stream.known_cursors = known_cursors;
-    stream.call_timeout = options.call_timeout;
-    stream.server_deadline = options.server_deadline;
-    stream.security = options.security;
-    SAE_ASSIGN_OR_RETURN(auto reader, ActivationStreamReader::Start(std::move(stream), queue.get(),
-                                                                    stream_metrics[s].get()));
+    SAE_ASSIGN_OR_RETURN(auto reader,
+                         ActivationStreamReader::Start(stream, queue.get(), series.streams[s].get()));
     readers.push_back(std::move(reader));
   }
   if (aborted()) return abandoned;
@@ -299,200 +449,35 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
   if (options.on_group_ready) options.on_group_ready(tokens_trained_before);
   queue->AddDemand(total_steps - trainer->step());
 
-  // Batches taken ahead of their step (rank 0's initial sample), then the queue.
-  std::deque<StreamedBatch> held;
-  double wait_seconds = 0;
-  auto next_batch = [&]() -> absl::StatusOr<StreamedBatch> {
-    if (!held.empty()) {
-      StreamedBatch batch = std::move(held.front());
-      held.pop_front();
-      return batch;
-    }
-    const auto wait_start = Clock::now();
-    absl::StatusOr<StreamedBatch> batch = queue->Pop();
-    const double waited = Seconds(wait_start);
-    wait_seconds += waited;
-    if (series) series->RecordWaitForData(waited);
-    return batch;
-  };
-
-  if (!options.resume_dir && !config.from_pretrained_path) {
-    // The seed initialises b_dec from its first storage buffer (half the mixing buffer); rank 0
-    // draws it from its stream, keeps the batches for its first steps, and the trainer
-    // broadcasts the result.
-    at::Tensor sample;
-    if (rank == 0) {
-      const int64_t sample_rows = std::max<int64_t>(1, config.n_batches_in_buffer / 2) *
-                                  config.store_batch_size * config.context_size;
-      const int64_t wanted = std::min<int64_t>((sample_rows + rank_batch - 1) / rank_batch,
-                                               std::max<int64_t>(total_steps, 1));
-      std::vector<at::Tensor> rows;
-      for (int64_t i = 0; i < wanted; ++i) {
-        absl::StatusOr<StreamedBatch> batch = next_batch();
-        if (!batch.ok()) return aborted() ? abandoned : batch.status();
-        rows.push_back(batch->rows);
-        held.push_back(*std::move(batch));
-      }
-      sample = at::cat(rows);
-      sample = sample.narrow(0, 0, std::min<int64_t>(sample.size(0), sample_rows));
-    }
-    absl::Status initialized = trainer->InitializeDecoderBias(sample);
-    if (!initialized.ok()) return aborted() ? abandoned : initialized;
-  }
-
-  std::unique_ptr<std::ofstream> batch_log;
-  if (!options.batch_log.empty()) {
-    batch_log = std::make_unique<std::ofstream>(options.batch_log, std::ios::app);
-    if (!*batch_log) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("cannot write --batch-log ", options.batch_log));
-    }
-  }
-
-  std::vector<int64_t> checkpoint_steps;
-  for (int64_t i = 1; i <= config.n_checkpoints; ++i) {
-    checkpoint_steps.push_back(i * total_steps / config.n_checkpoints);
-  }
-  const std::string checkpoint_root = std::filesystem::path(config.checkpoint_path).is_absolute()
-                                          ? config.checkpoint_path
-                                          : options.output_dir + "/" + config.checkpoint_path;
-  DistributedTrainingResult result;
-  auto checkpoint = [&]() -> absl::Status {
-    SAE_ASSIGN_OR_RETURN(std::vector<std::string> cursors, GatherCursors(readers, collective));
-    result.cursors = cursors;
-    if (rank != 0) return absl::OkStatus();
-    const std::string dir = checkpoint_root + "/" + training::CheckpointName(trainer->step());
-    SAE_RETURN_IF_ERROR(MakeDirectories(checkpoint_root));
-    SAE_RETURN_IF_ERROR(training::WriteCheckpoint(
-        *trainer, config, {{kStreamCursorsKey, nlohmann::json(cursors).dump()}}, dir));
-    result.last_checkpoint = dir;
-    spdlog::info("checkpoint at step {}: {}", trainer->step(), dir);
-    if (options.on_checkpoint)
-      SAE_RETURN_IF_ERROR(options.on_checkpoint(dir, trainer->step(), false));
-    return absl::OkStatus();
-  };
-  // Resampling (rank 0) takes batches beyond the run's steps: they are asked for as needed.
-  sparse::BatchSource resample_source = [&]() -> absl::StatusOr<at::Tensor> {
-    queue->AddDemand(1);
-    SAE_ASSIGN_OR_RETURN(StreamedBatch batch, next_batch());
-    return batch.rows;
-  };
-
-  const int64_t first_step = trainer->step();
-  const auto loop_start = Clock::now();
-  bool first = true;
-  while (trainer->step() < total_steps) {
-    if (aborted()) return abandoned;
-    absl::StatusOr<StreamedBatch> batch = next_batch();
-    if (!batch.ok() && aborted()) return abandoned;
-    if (prefetch_metrics) prefetch_metrics->queue_batches->Set(queue->depth());
-    // Every rank learns whether some rank must stop or has no data, before the step's
-    // collectives, so that all of them leave at the same step.
-    const bool stop = options.stop != nullptr && options.stop->load();
-    at::Tensor flags = at::tensor({stop ? 1.0f : 0.0f, batch.ok() ? 0.0f : 1.0f});
-    if (collective != nullptr) {
-      absl::Status reduced = collective->AllReduceSum(flags);
-      if (!reduced.ok()) return aborted() ? abandoned : reduced;
-      group->TakeCollectiveSeconds();
-    }
-    if (!batch.ok()) return batch.status();
-    if (flags[1].item<float>() > 0) {
-      return absl::UnavailableError(
-          "another trainer rank could not get its batch; its log says why");
-    }
-    if (flags[0].item<float>() > 0) {
-      SAE_RETURN_IF_ERROR(checkpoint());
-      result.stopped = true;
-      break;
-    }
-    const auto step_start = Clock::now();
-    absl::StatusOr<sparse::StepMetrics> stepped = trainer->Step(batch->rows, resample_source);
-    if (!stepped.ok()) return aborted() ? abandoned : stepped.status();
-    const sparse::StepMetrics& m = *stepped;
-    const double step_seconds = Seconds(step_start);
-    if (group != nullptr) {
-      const double reduce_seconds = group->TakeCollectiveSeconds();
-      result.collective_seconds += reduce_seconds;
-      if (series) series->RecordAllReduce(reduce_seconds);
-    }
-    if (series) series->RecordStep(m, step_seconds, config.train_batch_size);
-    if (batch_log) *batch_log << BatchRecord(*batch, rank, m).dump() << "\n";
-    if (first) result.first = m;
-    first = false;
-    result.last = m;
-    const double elapsed = Seconds(loop_start);
-    const double tps =
-        elapsed > 0
-            ? static_cast<double>((trainer->step() - first_step) * config.train_batch_size) /
-                  elapsed
-            : 0;
-    if (options.on_step) options.on_step(m, tps, total_steps);
-    if (rank == 0 && (trainer->step() % std::max<int64_t>(1, config.wandb_log_frequency) == 0 ||
-                      trainer->step() == total_steps)) {
-      spdlog::info(
-          "step {}/{} tokens {} loss {:.5g} mse {:.5g} l0 {:.3g} ev {:.3f} dead {} "
-          "{:.0f} tok/s (waited {:.1f} s for data)",
-          m.step, total_steps, m.tokens, m.overall_loss, m.mse_loss, m.l0, m.explained_variance,
-          m.dead_features, tps, wait_seconds);
-    }
-    if (std::find(checkpoint_steps.begin(), checkpoint_steps.end(), trainer->step()) !=
-        checkpoint_steps.end()) {
-      SAE_RETURN_IF_ERROR(checkpoint());
-    }
-  }
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<std::ofstream> batch_log, OpenBatchLog(options.batch_log));
+  StreamBatches batches(*queue, readers, collective, rank_batch, std::max<int64_t>(total_steps, 1),
+                        series.prefetch.get(), batch_log.get());
+  training::TrainingLoopOptions loop;
+  loop.output_dir = options.output_dir;
+  loop.initialize_decoder_bias = !options.resume_dir && !config.from_pretrained_path;
+  loop.stop = options.stop;
+  loop.abort = options.abort;
+  loop.series = series.training.get();
+  loop.log_progress = true;
+  loop.on_step = options.on_step;
+  loop.on_checkpoint = options.on_checkpoint;
+  absl::StatusOr<training::TrainingLoopResult> trained =
+      training::RunTrainingLoop(config, *trainer, collective, batches, loop);
+  if (!trained.ok()) return aborted() ? abandoned : trained.status();
   if (batch_log) batch_log->flush();
-  const double loop_seconds = Seconds(loop_start);
-  result.steps = trainer->step();
-  result.tokens = trainer->tokens_seen();
-  result.tokens_per_second =
-      loop_seconds > 0
-          ? static_cast<double>((trainer->step() - first_step) * config.train_batch_size) /
-                loop_seconds
-          : 0;
-  result.wait_seconds = wait_seconds;
+
+  DistributedTrainingResult result = ResultOf(*trained);
   if (!result.stopped) {
-    SAE_ASSIGN_OR_RETURN(result.cursors, GatherCursors(readers, collective));
-    if (rank == 0) {
-      result.final_dir = options.output_dir + "/final";
-      SAE_RETURN_IF_ERROR(training::ExportSae(*trainer, config, result.final_dir));
-      spdlog::info("final SAE after {} steps ({} tokens): {}", result.steps, result.tokens,
-                   result.final_dir);
-      if (options.on_checkpoint) {
-        SAE_RETURN_IF_ERROR(options.on_checkpoint(result.final_dir, trainer->step(), true));
-      }
-    }
+    SAE_RETURN_IF_ERROR(batches.CheckpointPosition().status());
   }
+  result.cursors = batches.cursors();
   queue->Close();
   for (auto& reader : readers) {
     reader->Stop();
     result.streams.push_back(reader->stats());
   }
   result.seconds = Seconds(start);
-  if (rank == 0) {
-    nlohmann::json summary = {
-        {"run_id", run_id},
-        {"world_size", options.world_size},
-        {"steps", result.steps},
-        {"tokens", result.tokens},
-        {"stopped", result.stopped},
-        {"seconds", result.seconds},
-        {"tokens_per_second", result.tokens_per_second},
-        {"wait_seconds", result.wait_seconds},
-        {"collective_seconds", result.collective_seconds},
-        {"first",
-         {{"overall_loss", result.first.overall_loss}, {"mse_loss", result.first.mse_loss}}},
-        {"last",
-         {{"overall_loss", result.last.overall_loss},
-          {"mse_loss", result.last.mse_loss},
-          {"l0", result.last.l0},
-          {"explained_variance", result.last.explained_variance},
-          {"dead_features", result.last.dead_features}}},
-        {"cursors", result.cursors},
-        {"final_dir", result.final_dir},
-        {"last_checkpoint", result.last_checkpoint}};
-    SAE_RETURN_IF_ERROR(
-        WriteFileAtomically(options.output_dir + "/summary.json", summary.dump(2) + "\n"));
-  }
+  if (rank == 0) SAE_RETURN_IF_ERROR(WriteSummary(options, run_id, result));
   return result;
 }
 

@@ -1,9 +1,10 @@
-// The trainer service's loop: one rank of a data-parallel SAE training run fed by activation
-// servers. The distributed twin of core/training's RunLocalTraining, with the same schedule
-// (b_dec from an initial sample, checkpoints at i * total / n_checkpoints, the final SAE in
-// SAELens format) and the same batch semantics: each of N ranks takes train_batch_size / N
-// activations per step, and one step of the group equals one single-process step on the whole
-// batch (core/sae SaeTrainer does the maths given a Collective).
+// One rank of a data-parallel SAE training run fed by activation servers: this file sets up
+// the group (c10d), the stream readers and the prefetch queue, and hands them to core/training's
+// RunTrainingLoop, the loop `saectl train` runs too (b_dec from an initial sample, checkpoints
+// at i * total / n_checkpoints, the final SAE in SAELens format). Batch semantics: each of N
+// ranks takes train_batch_size / N activations per step, and one step of the group equals one
+// single-process step on the whole batch (core/sae SaeTrainer does the maths given a
+// Collective).
 //
 // sae-trainer's main builds the options from flags and run.yaml; a worker started with
 // --controller builds them from its assignment and reports through the callbacks.
@@ -28,24 +29,8 @@
 
 namespace sae::trainer {
 
-struct DistributedTrainingOptions {
-  // The run, as parsed from run.yaml (resolved here against the model's config.json).
-  config::RunConfig config;
-  // The run's id; the activation servers must serve the same. "": wire::DefaultRunId(config).
-  std::string run_id;
-
-  // The group: this rank, the number of ranks, and rank 0's TCPStore (host:port; unused for a
-  // world of one).
-  int rank = 0;
-  int world_size = 1;
-  std::string rendezvous;
-  std::string bind_address;  // see ProcessGroupOptions
-  CollectiveBackend backend = CollectiveBackend::kGloo;
-  absl::Duration rendezvous_timeout = absl::Minutes(5);
-  absl::Duration collective_timeout = absl::Minutes(5);
-
-  // The activation servers (host:port), in shard order: every rank streams from all of them.
-  std::vector<std::string> servers;
+// How a trainer process reads its activation servers, whatever the run.
+struct StreamSettings {
   rpc::ClientSecurity security;
   // Batches received ahead of the step, at most (0: 2 per server, at least 4).
   int prefetch_batches = 0;
@@ -55,6 +40,22 @@ struct DistributedTrainingOptions {
   absl::Duration server_deadline = absl::Seconds(60);
   // Deadline of one StreamActivations call (the reader calls again after it).
   absl::Duration call_timeout = absl::Minutes(10);
+};
+
+struct DistributedTrainingOptions {
+  // The run, as parsed from run.yaml (resolved here against the model's config.json).
+  config::RunConfig config;
+  // The run's id; the activation servers must serve the same. "": wire::DefaultRunId(config).
+  std::string run_id;
+
+  // The group: this rank, the number of ranks, rank 0's TCPStore (host:port; unused for a
+  // world of one), the backend and timeouts. store_prefix and abort are set from run_id,
+  // generation and `abort` below.
+  ProcessGroupOptions group;
+
+  // The activation servers (host:port), in shard order: every rank streams from all of them.
+  std::vector<std::string> servers;
+  StreamSettings stream;
 
   // Rank 0 writes run.yaml, checkpoints (under config.checkpoint_path), the final SAE (final/)
   // and summary.json here.

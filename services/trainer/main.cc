@@ -30,8 +30,10 @@
 #include "core/util/status.h"
 #include "core/util/torch_runtime.h"
 #include "nlohmann/json.hpp"
-#include "services/activation_server/large_allocations.h"
-#include "services/activation_server/termination_signals.h"
+#include "services/common/exit_code.h"
+#include "services/common/host_port.h"
+#include "services/common/large_allocations.h"
+#include "services/common/termination_signals.h"
 #include "services/trainer/distributed_training.h"
 #include "services/trainer/worker_mode.h"
 #include "spdlog/spdlog.h"
@@ -71,17 +73,6 @@ struct Flags {
   std::string ready_file;
 };
 
-int ExitCodeFor(const absl::Status& status) {
-  switch (status.code()) {
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kNotFound:
-    case absl::StatusCode::kOutOfRange:
-      return 2;
-    default:
-      return 1;
-  }
-}
-
 absl::StatusOr<CollectiveBackend> ParseBackend(const std::string& name) {
   if (name == "auto") return DefaultBackend();
   if (name == "gloo") return CollectiveBackend::kGloo;
@@ -92,6 +83,30 @@ absl::StatusOr<CollectiveBackend> ParseBackend(const std::string& name) {
 absl::Duration TimeoutFlag(double seconds, bool controller) {
   if (seconds < 0) return absl::Seconds(controller ? 60 : 300);
   return absl::Seconds(seconds);
+}
+
+// The group settings the flags give (rank, world size and rendezvous matter only by hand; a
+// worker takes them from each assignment).
+absl::StatusOr<ProcessGroupOptions> GroupFromFlags(const Flags& flags, bool controller) {
+  ProcessGroupOptions group;
+  group.rank = flags.rank;
+  group.world_size = flags.world_size;
+  group.rendezvous = flags.rendezvous;
+  group.bind_address = flags.bind_address;
+  SAE_ASSIGN_OR_RETURN(group.backend, ParseBackend(flags.backend));
+  group.rendezvous_timeout = TimeoutFlag(flags.rendezvous_timeout_seconds, controller);
+  group.collective_timeout = TimeoutFlag(flags.collective_timeout_seconds, controller);
+  return group;
+}
+
+StreamSettings StreamFromFlags(const Flags& flags) {
+  StreamSettings stream;
+  stream.security.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
+  stream.security.tls_ca_file = flags.tls_ca;
+  stream.prefetch_batches = flags.prefetch_batches;
+  stream.max_batches_per_call = flags.max_batches_per_call;
+  stream.server_deadline = absl::Seconds(flags.server_deadline_seconds);
+  return stream;
 }
 
 // /metrics on --metrics-address:--metrics-port; null when --metrics-port is negative.
@@ -115,25 +130,17 @@ absl::Status RunWorker(const Flags& flags) {
                metrics_server ? metrics_server->port() : -1);
   TrainerWorkerOptions options;
   options.controller = flags.controller;
-  options.controller_security.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
-  options.controller_security.tls_ca_file = flags.tls_ca;
-  options.server_security = options.controller_security;
+  options.stream = StreamFromFlags(flags);
+  options.controller_security = options.stream.security;
   options.listen = flags.listen;
   options.work_dir = flags.work_dir;
   if (options.work_dir.empty()) {
+    SAE_ASSIGN_OR_RETURN(service::HostPort listen, service::SplitHostPort(flags.listen, "--listen"));
     const char* tmp = std::getenv("TMPDIR");
-    const size_t colon = flags.listen.rfind(':');
-    options.work_dir =
-        absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/sae-trainer-",
-                     colon == std::string::npos ? "" : flags.listen.substr(colon + 1));
+    options.work_dir = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp",
+                                    "/sae-trainer-", listen.port);
   }
-  options.bind_address = flags.bind_address;
-  SAE_ASSIGN_OR_RETURN(options.backend, ParseBackend(flags.backend));
-  options.rendezvous_timeout = TimeoutFlag(flags.rendezvous_timeout_seconds, true);
-  options.collective_timeout = TimeoutFlag(flags.collective_timeout_seconds, true);
-  options.prefetch_batches = flags.prefetch_batches;
-  options.max_batches_per_call = flags.max_batches_per_call;
-  options.server_deadline = absl::Seconds(flags.server_deadline_seconds);
+  SAE_ASSIGN_OR_RETURN(options.group, GroupFromFlags(flags, true));
   options.restart_grace = absl::Seconds(flags.restart_grace_seconds);
   options.metrics = &registry;
   return RunTrainerWorker(options, [](absl::Duration timeout) {
@@ -168,21 +175,11 @@ absl::StatusOr<bool> Run(const Flags& flags, const std::atomic<bool>* stop) {
   DistributedTrainingOptions options;
   options.config = std::move(config);
   options.run_id = flags.run_id;
-  options.rank = flags.rank;
-  options.world_size = flags.world_size;
-  options.rendezvous = flags.rendezvous;
-  options.bind_address = flags.bind_address;
-  SAE_ASSIGN_OR_RETURN(options.backend, ParseBackend(flags.backend));
-  options.rendezvous_timeout = TimeoutFlag(flags.rendezvous_timeout_seconds, false);
-  options.collective_timeout = TimeoutFlag(flags.collective_timeout_seconds, false);
+  SAE_ASSIGN_OR_RETURN(options.group, GroupFromFlags(flags, false));
   for (absl::string_view server : absl::StrSplit(flags.servers, ',', absl::SkipWhitespace())) {
     options.servers.emplace_back(server);
   }
-  options.security.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
-  options.security.tls_ca_file = flags.tls_ca;
-  options.prefetch_batches = flags.prefetch_batches;
-  options.max_batches_per_call = flags.max_batches_per_call;
-  options.server_deadline = absl::Seconds(flags.server_deadline_seconds);
+  options.stream = StreamFromFlags(flags);
   options.output_dir = flags.output;
   if (!flags.resume.empty()) options.resume_dir = flags.resume;
   options.batch_log = flags.batch_log;
@@ -290,7 +287,7 @@ int Main(int argc, char** argv) {
     }
     if (!worked.ok()) {
       std::fprintf(stderr, "sae-trainer: error: %s\n", std::string(worked.message()).c_str());
-      return sae::trainer::ExitCodeFor(worked);
+      return sae::service::ExitCodeFor(worked);
     }
     return 0;
   }
@@ -317,7 +314,7 @@ int Main(int argc, char** argv) {
   if (!finished.ok()) {
     std::fprintf(stderr, "sae-trainer: error: %s\n",
                  std::string(finished.status().message()).c_str());
-    return sae::trainer::ExitCodeFor(finished.status());
+    return sae::service::ExitCodeFor(finished.status());
   }
   return *finished ? 0 : 3;
 }

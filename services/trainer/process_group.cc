@@ -1,6 +1,8 @@
 // The only file of the project that includes c10d's headers (they pull in most of LibTorch).
 #include "services/trainer/process_group.h"
 
+#include "services/common/host_port.h"
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -62,35 +64,16 @@ CollectiveBackend DefaultBackend() {
   return CollectiveBackend::kGloo;
 }
 
-absl::Status SplitHostPort(const std::string& address, const char* what, std::string* host,
-                           int* port) {
-  auto bad = [&](const char* why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " \"", address, "\" ", why, ": expected HOST:PORT or [V6]:PORT"));
-  };
-  size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0) return bad("has no port");
-  std::string h = address.substr(0, colon);
-  if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-  int p = 0;
-  if (!absl::SimpleAtoi(address.substr(colon + 1), &p) || p < 0 || p > 65535) {
-    return bad("has a bad port");
-  }
-  *host = h;
-  *port = p;
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> ProcessGroupCollective::Create(
     const ProcessGroupOptions& options) {
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size) {
     return absl::InvalidArgumentError(absl::StrCat("rank ", options.rank, " of a world of ",
                                                    options.world_size, " does not exist"));
   }
-  std::string host;
-  int port = 0;
-  auto split = SplitHostPort(options.rendezvous, "--rendezvous", &host, &port);
-  if (!split.ok()) return split;
+  absl::StatusOr<service::HostPort> split = service::SplitHostPort(options.rendezvous, "--rendezvous");
+  if (!split.ok()) return split.status();
+  const std::string host = split->host;
+  const int port = split->port;
   if (port == 0) {
     return absl::InvalidArgumentError("--rendezvous needs a fixed port (every rank must know it)");
   }

@@ -81,7 +81,7 @@ class ProcessGroupCollective final : public sparse::Collective {
 
   CollectiveBackend backend() const { return backend_; }
   // Seconds spent inside collectives since the last call (the all-reduce duration metric).
-  double TakeCollectiveSeconds();
+  double TakeCollectiveSeconds() override;
 
  private:
   struct Group;  // the c10d objects; c10d headers stay in process_group.cc
@@ -99,10 +99,6 @@ class ProcessGroupCollective final : public sparse::Collective {
 // fills only its own slot). Collective: every rank calls it at the same point. A null group or
 // a group of one returns `value`.
 absl::StatusOr<int64_t> AllReduceMax(int64_t value, sparse::Collective* group);
-
-// Splits "host:port" or "[v6]:port". InvalidArgument names `what` and the text.
-absl::Status SplitHostPort(const std::string& address, const char* what, std::string* host,
-                           int* port);
 
 }  // namespace sae::trainer
 

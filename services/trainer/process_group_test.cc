@@ -158,18 +158,6 @@ TEST(ProcessGroupCollective, RefusesARankOutsideTheWorld) {
 #endif
 }
 
-TEST(SplitHostPort, ReadsNamesIpv4AndBracketedIpv6) {
-  std::string host;
-  int port = 0;
-  ASSERT_TRUE(SplitHostPort("trainer-0.local:29500", "x", &host, &port).ok());
-  EXPECT_EQ(host, "trainer-0.local");
-  EXPECT_EQ(port, 29500);
-  ASSERT_TRUE(SplitHostPort("[::1]:80", "x", &host, &port).ok());
-  EXPECT_EQ(host, "::1");
-  EXPECT_FALSE(SplitHostPort("nohost", "x", &host, &port).ok());
-  EXPECT_FALSE(SplitHostPort("h:99999", "x", &host, &port).ok());
-}
-
 // ---- One data-parallel step equals one single-process step on the whole batch ----
 
 sparse::TrainerOptions Options(sparse::Architecture architecture) {

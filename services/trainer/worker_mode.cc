@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -14,8 +13,12 @@
 #include "core/config/run_config.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
+#include "services/common/exit_code.h"
+#include "services/common/host_port.h"
 #include "services/common/worker_agent.h"
+#include "services/trainer/checkpoint_upload.h"
 #include "services/trainer/distributed_training.h"
+#include "services/trainer/progress_sender.h"
 #include "spdlog/spdlog.h"
 
 namespace sae::trainer {
@@ -48,108 +51,6 @@ Work WorkOf(const v1::Assignment& assignment) {
 std::string Describe(const Work& work) {
   return absl::StrCat("run ", work.run_id, " generation ", work.generation);
 }
-
-// Mistakes in the run's config or files, which a restart would repeat.
-bool IsConfigError(const absl::Status& status) {
-  return absl::IsInvalidArgument(status) || absl::IsNotFound(status);
-}
-
-v1::TrainingMetrics ToProto(const sparse::StepMetrics& m, double tokens_per_second) {
-  v1::TrainingMetrics out;
-  out.set_step(m.step);
-  out.set_tokens(m.tokens);
-  out.set_learning_rate(m.learning_rate);
-  out.set_l1_coefficient(m.l1_coefficient);
-  out.set_overall_loss(m.overall_loss);
-  out.set_mse_loss(m.mse_loss);
-  out.set_l1_loss(m.l1_loss);
-  out.set_ghost_grad_loss(m.ghost_grad_loss);
-  out.set_aux_loss(m.aux_loss);
-  out.set_l0(m.l0);
-  out.set_explained_variance(m.explained_variance);
-  out.set_explained_variance_std(m.explained_variance_std);
-  out.set_l2_norm(m.l2_norm);
-  out.set_l2_ratio(m.l2_ratio);
-  out.set_dead_features(m.dead_features);
-  out.set_mean_passes_since_fired(m.mean_passes_since_fired);
-  if (m.sparsity) {
-    out.set_mean_log10_feature_sparsity(m.sparsity->mean_log10_feature_sparsity);
-    out.set_features_below_1e5(m.sparsity->below_1e5);
-    out.set_features_below_1e6(m.sparsity->below_1e6);
-  }
-  out.set_tokens_per_second(tokens_per_second);
-  return out;
-}
-
-// Sends rank 0's newest progress report on a thread of its own, so that a slow or absent
-// controller never holds up a step; a report not sent yet is replaced by a newer one.
-class ProgressSender {
- public:
-  explicit ProgressSender(client::WorkerAgent* agent)
-      : agent_(agent), thread_([this] { Loop(); }) {}
-  ~ProgressSender() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      done_ = true;
-    }
-    changed_.notify_all();
-    thread_.join();
-  }
-  ProgressSender(const ProgressSender&) = delete;
-  ProgressSender& operator=(const ProgressSender&) = delete;
-
-  void Post(v1::ReportProgressRequest request) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      pending_ = std::move(request);
-    }
-    changed_.notify_all();
-  }
-
-  // Sends the pending report, if any, now (after one being sent by the thread).
-  void Flush() {
-    std::lock_guard<std::mutex> sending(send_mutex_);
-    std::optional<v1::ReportProgressRequest> request = Take();
-    if (request) Send(*request);
-  }
-
- private:
-  std::optional<v1::ReportProgressRequest> Take() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::optional<v1::ReportProgressRequest> request = std::move(pending_);
-    pending_.reset();
-    return request;
-  }
-
-  void Send(const v1::ReportProgressRequest& request) {
-    absl::StatusOr<v1::ReportProgressResponse> answer = agent_->ReportProgress(request);
-    if (!answer.ok()) {
-      spdlog::warn("progress report of step {} not delivered: {}", request.step(),
-                   std::string(answer.status().message()));
-    }
-  }
-
-  void Loop() {
-    while (true) {
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        changed_.wait(lock, [&] { return done_ || pending_.has_value(); });
-        if (done_) return;
-      }
-      std::lock_guard<std::mutex> sending(send_mutex_);
-      std::optional<v1::ReportProgressRequest> request = Take();
-      if (request) Send(*request);
-    }
-  }
-
-  client::WorkerAgent* const agent_;
-  std::mutex send_mutex_;  // One report on the wire at a time, in order.
-  std::mutex mutex_;       // Guards pending_ and done_.
-  std::condition_variable changed_;
-  std::optional<v1::ReportProgressRequest> pending_;
-  bool done_ = false;
-  std::thread thread_;
-};
 
 // One generation's training, on a thread of its own.
 struct Attempt {
@@ -196,10 +97,11 @@ class TrainerWorker {
 
   // The training thread's body and its parts.
   absl::StatusOr<DistributedTrainingResult> Train(Attempt& attempt);
+  // The group, servers and worker settings of `assignment` (not the run's config, folders or
+  // callbacks).
+  void AssignTo(const v1::Assignment& assignment, DistributedTrainingOptions& options) const;
   void ReportSkippedTokens(const v1::Assignment& assignment, int64_t checkpoint_step,
                            int64_t checkpoint_tokens, int64_t group_furthest);
-  absl::Status Upload(Attempt& attempt, const std::string& dir, int64_t step, int64_t tokens,
-                      bool final);
 
   // The furthest global token count this worker trained to in the newest generation of a run
   // it took part in.
@@ -376,7 +278,7 @@ void TrainerWorker::FinishAttempt(bool shutting_down) {
   }
   const absl::Status& status = result.status();
   state.last_error = std::string(status.message());
-  if (IsConfigError(status)) {
+  if (service::IsUsersMistake(status)) {
     state.over = true;
     spdlog::error("{}: {}", Describe(work), std::string(status.message()));
     QueueOutcome(assignment, v1::ReportProgressRequest::OUTCOME_FAILED, 0, state.last_error, true);
@@ -477,27 +379,13 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
 
   const int64_t log_every = std::max<int64_t>(1, config.wandb_log_frequency);
   const int64_t batch = config.train_batch_size;
+  const int64_t last_step = config::TotalTrainingSteps(config);
   std::unique_ptr<ProgressSender> sender;
   if (rank0) sender = std::make_unique<ProgressSender>(agent_.get());
 
+  AssignTo(assignment, options);
   options.config = std::move(config);
-  options.run_id = assignment.run_id();
-  options.generation = assignment.generation();
-  options.rank = assignment.rank();
-  options.world_size = assignment.world_size();
-  options.rendezvous = assignment.rendezvous_address();
-  options.bind_address = options_.bind_address;
-  options.backend = options_.backend;
-  options.rendezvous_timeout = options_.rendezvous_timeout;
-  options.collective_timeout = options_.collective_timeout;
-  options.servers.assign(assignment.activation_server_addresses().begin(),
-                         assignment.activation_server_addresses().end());
-  options.security = options_.server_security;
-  options.prefetch_batches = options_.prefetch_batches;
-  options.max_batches_per_call = options_.max_batches_per_call;
-  options.server_deadline = options_.server_deadline;
   options.output_dir = dir + "/output";
-  options.metrics = options_.metrics;
   options.stop = &attempt.stop;
   options.abort = &attempt.abort;
   options.tokens_trained_before = TokensOfPreviousGeneration(WorkOf(assignment));
@@ -521,7 +409,6 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     *report.mutable_metrics() = ToProto(m, tokens_per_second);
     sender->Post(std::move(report));
   };
-  const int64_t last_step = config::TotalTrainingSteps(config);
   options.on_checkpoint = [&](const std::string& checkpoint, int64_t step,
                               bool final) -> absl::Status {
     // The checkpoint of the last step is followed at once by the final SAE of the same step,
@@ -529,11 +416,31 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     // move the whole trainer state (parameters and Adam moments) only to drop it.
     if (!final && step >= last_step) return absl::OkStatus();
     if (sender != nullptr) sender->Flush();
-    return Upload(attempt, checkpoint, step, step * batch, final);
+    v1::UploadHeader header;
+    header.set_run_id(assignment.run_id());
+    header.set_generation(assignment.generation());
+    header.set_step(step);
+    header.set_tokens(step * batch);
+    header.set_final(final);
+    return UploadCheckpoint(*agent_, std::move(header), checkpoint, attempt.abort);
   };
   absl::StatusOr<DistributedTrainingResult> result = RunDistributedTraining(std::move(options));
   if (sender != nullptr) sender->Flush();
   return result;
+}
+
+void TrainerWorker::AssignTo(const v1::Assignment& assignment,
+                             DistributedTrainingOptions& options) const {
+  options.run_id = assignment.run_id();
+  options.generation = assignment.generation();
+  options.group = options_.group;
+  options.group.rank = assignment.rank();
+  options.group.world_size = assignment.world_size();
+  options.group.rendezvous = assignment.rendezvous_address();
+  options.servers.assign(assignment.activation_server_addresses().begin(),
+                         assignment.activation_server_addresses().end());
+  options.stream = options_.stream;
+  options.metrics = options_.metrics;
 }
 
 void TrainerWorker::ReportSkippedTokens(const v1::Assignment& assignment, int64_t checkpoint_step,
@@ -560,44 +467,6 @@ void TrainerWorker::ReportSkippedTokens(const v1::Assignment& assignment, int64_
                skipped);
 }
 
-absl::Status TrainerWorker::Upload(Attempt& attempt, const std::string& dir, int64_t step,
-                                   int64_t tokens, bool final) {
-  const v1::Assignment& assignment = attempt.assignment;
-  v1::UploadHeader header;
-  header.set_run_id(assignment.run_id());
-  header.set_generation(assignment.generation());
-  header.set_step(step);
-  header.set_tokens(tokens);
-  header.set_final(final);
-  const char* what = final ? "final SAE" : "checkpoint";
-  absl::Duration backoff = absl::Seconds(1);
-  while (true) {
-    header.set_worker_id(agent_->worker_id());
-    absl::StatusOr<v1::CheckpointManifest> manifest =
-        agent_->client().UploadCheckpoint(header, dir);
-    if (manifest.ok()) {
-      spdlog::info("uploaded the {} at step {} ({} bytes)", what, step, manifest->total_bytes());
-      return absl::OkStatus();
-    }
-    const absl::Status& status = manifest.status();
-    if (absl::IsFailedPrecondition(status) || absl::IsNotFound(status) || attempt.abort) {
-      return absl::CancelledError(
-          absl::StrCat("the ", what, " at step ", step, " was not accepted: ", status.message()));
-    }
-    if (!final) {
-      spdlog::warn("the checkpoint at step {} was not uploaded ({}); training goes on", step,
-                   std::string(status.message()));
-      return absl::OkStatus();
-    }
-    spdlog::warn("the final SAE was not uploaded ({}); retrying in {}",
-                 std::string(status.message()), absl::FormatDuration(backoff));
-    for (absl::Time until = absl::Now() + backoff; absl::Now() < until && !attempt.abort;) {
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    backoff = std::min(backoff * 2, absl::Seconds(5));
-  }
-}
-
 }  // namespace
 
 absl::Status RunTrainerWorker(const TrainerWorkerOptions& options,
@@ -608,10 +477,8 @@ absl::Status RunTrainerWorker(const TrainerWorkerOptions& options,
   if (options.work_dir.empty()) {
     return absl::InvalidArgumentError("--work-dir is needed with --controller");
   }
-  std::string host;
-  int port = 0;
-  SAE_RETURN_IF_ERROR(SplitHostPort(options.listen, "--listen", &host, &port));
-  if (port == 0) {
+  SAE_ASSIGN_OR_RETURN(service::HostPort listen, service::SplitHostPort(options.listen, "--listen"));
+  if (listen.port == 0) {
     return absl::InvalidArgumentError(
         "--listen needs a fixed port: as rank 0 the trainer hosts the group's store there");
   }

@@ -39,6 +39,7 @@
 #include "absl/time/time.h"
 #include "core/metrics/registry.h"
 #include "services/common/rpc.h"
+#include "services/trainer/distributed_training.h"
 #include "services/trainer/process_group.h"
 
 namespace sae::trainer {
@@ -54,17 +55,11 @@ struct TrainerWorkerOptions {
   // WORK_DIR/RUN_ID/gGENERATION (downloaded checkpoint, checkpoints, final SAE), and a run's
   // folder is removed once the run is over for this worker.
   std::string work_dir;
-  // The group: see ProcessGroupOptions.
-  std::string bind_address;
-  CollectiveBackend backend = CollectiveBackend::kGloo;
-  absl::Duration rendezvous_timeout = absl::Seconds(60);
-  absl::Duration collective_timeout = absl::Seconds(60);
-  // The activation servers' token and TLS roots, and the stream settings of
-  // DistributedTrainingOptions.
-  rpc::ClientSecurity server_security;
-  int prefetch_batches = 0;
-  int max_batches_per_call = 8;
-  absl::Duration server_deadline = absl::Seconds(60);
+  // The group's settings (bind address, backend, timeouts); rank, world size and rendezvous
+  // come from each assignment.
+  ProcessGroupOptions group;
+  // How this worker reads the activation servers.
+  StreamSettings stream;
   // How long a rank whose group broke waits for the controller's next generation before it
   // reports the failure itself. Zero: twice the controller's lease plus 5 s.
   absl::Duration restart_grace = absl::ZeroDuration();

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Reference check of the SAE training step against an independent PyTorch implementation.
 
-The implementation below follows REFERENCE.md (the seed's standard SAE: normalised MSE, L1,
+The implementation below follows docs/definitions.md (the seed's standard SAE: normalised MSE, L1,
 ghost gradients; the seed's LambdaLR schedules with scheduler.step() before optimizer.step();
 unit-norm decoder rows and removal of the parallel gradient; torch.optim.Adam) and SAELens's
 TopK with AuxK, all with autograd and dense tensors. On fixed weights and batches it compares

@@ -31,6 +31,7 @@
 #include "nlohmann/json.hpp"
 #include "services/common/rpc.h"
 #include "services/common/run_state.h"
+#include "tools/saectl/cluster_processes.h"
 #include "tools/saectl/command.h"
 #include "tools/saectl/format.h"
 #include "tools/saectl/server_flags.h"
@@ -40,7 +41,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr char kClusterFile[] = "cluster.json";
 constexpr char kControllerBinary[] = "sae-controller";
 constexpr char kActivationServerBinary[] = "sae-activation-server";
 constexpr char kTrainerBinary[] = "sae-trainer";
@@ -50,6 +50,7 @@ struct ClusterFlags {
   int activation_servers = 2;
   int trainers = 2;
   int port = 7070;
+  int http_port = 0;  // the controller's web console and /metrics; 0: a free port
   std::string bin_dir;
   double lease_seconds = 10;
   int threads = 0;
@@ -57,39 +58,6 @@ struct ClusterFlags {
   double stop_seconds = 15;
   bool purge = false;
 };
-
-// One process of the cluster, as cluster.json records it.
-struct Process {
-  std::string name;    // "controller", "activation-server-0", "trainer-1"
-  std::string binary;  // sae-controller, ...
-  pid_t pid = -1;
-  std::string address;
-  int metrics_port = -1;
-  std::string log;
-  std::vector<std::string> args;  // the command line it was started with
-};
-
-nlohmann::json ToJson(const Process& p) {
-  return {{"name", p.name},
-          {"binary", p.binary},
-          {"pid", p.pid},
-          {"address", p.address},
-          {"metrics_port", p.metrics_port},
-          {"log", p.log},
-          {"args", p.args}};
-}
-
-Process FromJson(const nlohmann::json& j) {
-  Process p;
-  p.name = j.value("name", "");
-  p.binary = j.value("binary", "");
-  p.pid = j.value("pid", -1);
-  p.address = j.value("address", "");
-  p.metrics_port = j.value("metrics_port", -1);
-  p.log = j.value("log", "");
-  p.args = j.value("args", std::vector<std::string>{});
-  return p;
-}
 
 std::string DefaultDataDir() {
   if (const char* dir = std::getenv("SAE_CLUSTER_DIR"); dir != nullptr && *dir != '\0') return dir;
@@ -102,137 +70,6 @@ std::string DefaultBinDir() {
   std::error_code error;
   fs::path self = fs::read_symlink("/proc/self/exe", error);
   return error ? "." : self.parent_path().string();
-}
-
-// Free loopback ports, found by binding port 0; held until all are picked so none repeats.
-absl::StatusOr<std::vector<int>> FreePorts(int count) {
-  std::vector<int> sockets, ports;
-  absl::Status status;
-  for (int i = 0; i < count && status.ok(); ++i) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address = {};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof(address);
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-      status = absl::UnavailableError("cannot find a free loopback port");
-    } else {
-      ports.push_back(ntohs(address.sin_port));
-    }
-    if (fd >= 0) sockets.push_back(fd);
-  }
-  for (int fd : sockets) ::close(fd);
-  SAE_RETURN_IF_ERROR(status);
-  return ports;
-}
-
-// Starts `args` in a session of its own (so that Ctrl-C in saectl's terminal does not reach it),
-// with stdout and stderr appended to `log`.
-absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& args, const std::string& log) {
-  pid_t pid = ::fork();
-  if (pid < 0) return ErrnoStatus("cannot fork to start", args[0], errno);
-  if (pid == 0) {
-    ::setsid();
-    int null_fd = ::open("/dev/null", O_RDONLY);
-    int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (null_fd >= 0) ::dup2(null_fd, 0);
-    if (log_fd >= 0) {
-      ::dup2(log_fd, 1);
-      ::dup2(log_fd, 2);
-    }
-    std::vector<char*> argv;
-    for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    std::fprintf(stderr, "cannot run %s\n", argv[0]);
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// Whether `p` is still running as the program cluster.json says (a pid may be reused).
-bool IsRunning(const Process& p) {
-  if (p.pid <= 0 || ::kill(p.pid, 0) != 0) return false;
-  // A child of this saectl that exited stays a zombie until reaped.
-  int status = 0;
-  if (::waitpid(p.pid, &status, WNOHANG) == p.pid) return false;
-  // /proc files report size 0, so they are read as streams; a zombie's cmdline is empty.
-  std::ifstream cmdline(absl::StrCat("/proc/", p.pid, "/cmdline"), std::ios::binary);
-  std::string argv0;
-  if (!std::getline(cmdline, argv0, '\0')) return false;
-  return fs::path(argv0).filename() == p.binary;
-}
-
-// Whether a child this saectl started has not exited (its program may still be starting).
-bool ChildRunning(pid_t pid) {
-  int status = 0;
-  return ::waitpid(pid, &status, WNOHANG) == 0;
-}
-
-// SIGTERM to every running process, SIGKILL to those still running after `grace`.
-int StopProcesses(const std::vector<Process>& processes, absl::Duration grace) {
-  int stopped = 0;
-  for (const Process& p : processes) {
-    if (IsRunning(p)) {
-      ::kill(p.pid, SIGTERM);
-      ++stopped;
-    }
-  }
-  absl::Time give_up = absl::Now() + grace;
-  while (absl::Now() < give_up) {
-    bool any = false;
-    for (const Process& p : processes) any = any || IsRunning(p);
-    if (!any) return stopped;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
-  for (const Process& p : processes) {
-    if (IsRunning(p)) ::kill(p.pid, SIGKILL);
-  }
-  return stopped;
-}
-
-// Stops children this saectl started (a failed `cluster up`) and reaps them.
-void StopChildren(const std::vector<Process>& processes) {
-  for (const Process& p : processes) ::kill(p.pid, SIGTERM);
-  absl::Time give_up = absl::Now() + absl::Seconds(5);
-  for (const Process& p : processes) {
-    while (ChildRunning(p.pid) && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
-    if (ChildRunning(p.pid)) ::kill(p.pid, SIGKILL);
-    int status = 0;
-    ::waitpid(p.pid, &status, 0);
-  }
-}
-
-std::string LogTail(const std::string& log) {
-  absl::StatusOr<std::string> text = ReadFile(log);
-  if (!text.ok() || text->empty()) return "(empty log)";
-  std::string tail = text->size() > 600 ? text->substr(text->size() - 600) : *text;
-  return std::string(absl::StripTrailingAsciiWhitespace(tail));
-}
-
-absl::StatusOr<std::vector<Process>> LoadCluster(const std::string& data_dir) {
-  std::string path = absl::StrCat(data_dir, "/", kClusterFile);
-  absl::StatusOr<std::string> text = ReadFile(path);
-  if (absl::IsNotFound(text.status())) {
-    return absl::NotFoundError(absl::StrCat("no cluster in ", data_dir,
-                                            " (start one with: saectl cluster up --data-dir ",
-                                            data_dir, ")"));
-  }
-  SAE_RETURN_IF_ERROR(text.status());
-  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
-  if (j.is_discarded() || !j.contains("processes")) {
-    return absl::DataLossError(absl::StrCat(path, " is not a cluster record"));
-  }
-  std::vector<Process> processes;
-  for (const nlohmann::json& p : j["processes"]) processes.push_back(FromJson(p));
-  return processes;
-}
-
-absl::Status SaveCluster(const std::string& data_dir, const std::vector<Process>& processes) {
-  nlohmann::json j = {{"processes", nlohmann::json::array()}};
-  for (const Process& p : processes) j["processes"].push_back(ToJson(p));
-  return WriteFileAtomically(absl::StrCat(data_dir, "/", kClusterFile), j.dump(2) + "\n");
 }
 
 // ---- up ----
@@ -416,7 +253,8 @@ absl::Status ClusterUp(ClusterFlags f) {
     StopChildren(processes);
     return status;
   };
-  absl::StatusOr<Process> controller = StartController(f, data_dir, ports[0]);
+  absl::StatusOr<Process> controller =
+      StartController(f, data_dir, f.http_port > 0 ? f.http_port : ports[0]);
   if (!controller.ok()) return controller.status();
   processes.push_back(*controller);
 
@@ -465,6 +303,7 @@ absl::Status ClusterUp(ClusterFlags f) {
       data_dir.c_str(), controller->address.c_str(), controller->metrics_port, f.activation_servers,
       f.activation_servers == 1 ? "" : "s", f.trainers, f.trainers == 1 ? "" : "s",
       data_dir.c_str());
+  std::printf("console: http://127.0.0.1:%d/\n", controller->metrics_port);
   if (controller->address != client::kDefaultControllerAddress) {
     std::printf("point saectl at it with: export %s=%s\n", kServerEnv, controller->address.c_str());
   }
@@ -517,6 +356,11 @@ absl::Status ClusterStatus(ClusterFlags f) {
   std::string summary;
   for (const auto& [state, count] : counts) absl::StrAppend(&summary, " ", count, " ", state);
   std::printf("runs:%s\n", summary.empty() ? " none" : summary.c_str());
+  for (const Process& p : processes) {
+    if (p.binary == kControllerBinary && p.metrics_port > 0) {
+      std::printf("console: http://127.0.0.1:%d/\n", p.metrics_port);
+    }
+  }
   if (!controller_up) {
     return absl::UnavailableError(
         absl::StrCat("the controller of the cluster in ", data_dir, " is not answering"));
@@ -570,6 +414,10 @@ void RegisterClusterCommands(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   up->add_option("--port", flags->port, "Controller port on 127.0.0.1 (0: any free port)")
       ->capture_default_str();
+  up->add_option("--http-port", flags->http_port,
+                 "Port of the controller's web console and /metrics (0: any free port)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
   up->add_option("--bin-dir", flags->bin_dir,
                  "Folder with sae-controller, sae-activation-server and sae-trainer (default: "
                  "saectl's own folder)");

@@ -1,9 +1,10 @@
 // Shared conventions of saectl's subcommands.
 //
 // Every subcommand reports its outcome as an absl::Status; RunCommand prints a failure as one
-// line ("saectl: error: ...") and maps it to the exit code users and scripts rely on:
-//   0 success; 1 a failure (I/O, RPC, internal); 2 the user's mistake (bad flag, bad run.yaml,
-//   missing file); 3 stopped or timed out.
+// line ("saectl: error: ...") and maps it to the exit code users and scripts rely on
+// (services/common/exit_code.h, the same for every binary): 0 success; 1 a failure (I/O, RPC,
+// internal); 2 the user's mistake (bad flag, bad run.yaml, missing file); 3 stopped or timed
+// out.
 #ifndef SAE_TOOLS_SAECTL_COMMAND_H_
 #define SAE_TOOLS_SAECTL_COMMAND_H_
 
@@ -11,17 +12,14 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "services/common/exit_code.h"
 
 namespace sae::saectl {
 
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;
-inline constexpr int kExitUsage = 2;
-inline constexpr int kExitStopped = 3;
-
-// The exit code for a status: 2 for InvalidArgument, NotFound, AlreadyExists, FailedPrecondition
-// and OutOfRange (the user can fix them); 3 for Cancelled and DeadlineExceeded; 1 otherwise.
-int ExitCodeFor(const absl::Status& status);
+using service::kExitFailure;
+using service::kExitOk;
+using service::kExitStopped;
+using service::kExitUsage;
 
 // Runs `body`, prints a non-OK status on stderr and stores the exit code in the process-wide
 // slot that main() returns.

@@ -1,8 +1,8 @@
 // What both ends of ActivationService.StreamActivations share: the wire dtype mapping, the
 // channel and server settings a stream of multi-megabyte messages needs, and the service name
 // the health service reports.
-#ifndef SAE_SERVICES_ACTIVATION_SERVER_STREAM_PROTOCOL_H_
-#define SAE_SERVICES_ACTIVATION_SERVER_STREAM_PROTOCOL_H_
+#ifndef SAE_SERVICES_COMMON_STREAM_PROTOCOL_H_
+#define SAE_SERVICES_COMMON_STREAM_PROTOCOL_H_
 
 #include <grpcpp/grpcpp.h>
 
@@ -34,4 +34,4 @@ void ConfigureStreamServer(grpc::ServerBuilder& builder);
 
 }  // namespace sae::stream
 
-#endif  // SAE_SERVICES_ACTIVATION_SERVER_STREAM_PROTOCOL_H_
+#endif  // SAE_SERVICES_COMMON_STREAM_PROTOCOL_H_

@@ -1,4 +1,4 @@
-#include "services/activation_server/large_allocations.h"
+#include "services/common/large_allocations.h"
 
 #include <malloc.h>
 

@@ -1,8 +1,8 @@
 // glibc malloc settings for processes that allocate and free many same-sized tensors of
 // megabytes (activation batches): keep them in the heap for reuse instead of mapping fresh,
 // zeroed pages from the kernel for each one and unmapping them after.
-#ifndef SAE_SERVICES_ACTIVATION_SERVER_LARGE_ALLOCATIONS_H_
-#define SAE_SERVICES_ACTIVATION_SERVER_LARGE_ALLOCATIONS_H_
+#ifndef SAE_SERVICES_COMMON_LARGE_ALLOCATIONS_H_
+#define SAE_SERVICES_COMMON_LARGE_ALLOCATIONS_H_
 
 namespace sae::service {
 
@@ -15,4 +15,4 @@ bool ReuseLargeAllocations();
 
 }  // namespace sae::service
 
-#endif  // SAE_SERVICES_ACTIVATION_SERVER_LARGE_ALLOCATIONS_H_
+#endif  // SAE_SERVICES_COMMON_LARGE_ALLOCATIONS_H_

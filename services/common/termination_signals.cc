@@ -1,4 +1,4 @@
-#include "services/activation_server/termination_signals.h"
+#include "services/common/termination_signals.h"
 
 #include <signal.h>
 

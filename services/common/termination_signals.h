@@ -2,8 +2,8 @@
 // the start of main, then WaitForTerminationSignal() where it suits. The handler only records
 // the signal (whichever thread the kernel picks to run it, including threads LibTorch or gRPC
 // started before main), so no code is interrupted half-way.
-#ifndef SAE_SERVICES_ACTIVATION_SERVER_TERMINATION_SIGNALS_H_
-#define SAE_SERVICES_ACTIVATION_SERVER_TERMINATION_SIGNALS_H_
+#ifndef SAE_SERVICES_COMMON_TERMINATION_SIGNALS_H_
+#define SAE_SERVICES_COMMON_TERMINATION_SIGNALS_H_
 
 #include "absl/time/time.h"
 
@@ -18,4 +18,4 @@ int WaitForTerminationSignal(absl::Duration timeout);
 
 }  // namespace sae::service
 
-#endif  // SAE_SERVICES_ACTIVATION_SERVER_TERMINATION_SIGNALS_H_
+#endif  // SAE_SERVICES_COMMON_TERMINATION_SIGNALS_H_

@@ -1,4 +1,4 @@
-#include "services/activation_server/stream_protocol.h"
+#include "services/common/stream_protocol.h"
 
 #include "absl/strings/str_cat.h"
 #include "core/util/status.h"

@@ -1,0 +1,53 @@
+// Rank 0's progress reports to the controller, and the metrics they carry.
+#ifndef SAE_SERVICES_TRAINER_PROGRESS_SENDER_H_
+#define SAE_SERVICES_TRAINER_PROGRESS_SENDER_H_
+
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "core/sae/sae_trainer.h"
+#include "sae/v1/controller.pb.h"
+#include "services/common/worker_agent.h"
+
+namespace sae::trainer {
+
+// A step's metrics as the controller stores them.
+v1::TrainingMetrics ToProto(const sparse::StepMetrics& m, double tokens_per_second);
+
+// Sends rank 0's newest progress report on a thread of its own, so that a slow or absent
+// controller never holds up a step; a report not sent yet is replaced by a newer one. A report
+// that cannot be delivered is logged and dropped (the next one carries newer figures).
+class ProgressSender {
+ public:
+  // `agent` must outlive the sender.
+  explicit ProgressSender(client::WorkerAgent* agent);
+  // Stops the thread; a report still pending is dropped (Flush first to keep it).
+  ~ProgressSender();
+  ProgressSender(const ProgressSender&) = delete;
+  ProgressSender& operator=(const ProgressSender&) = delete;
+
+  // Queues `request`, replacing a report not sent yet.
+  void Post(v1::ReportProgressRequest request);
+
+  // Sends the pending report, if any, now (after one being sent by the thread).
+  void Flush();
+
+ private:
+  std::optional<v1::ReportProgressRequest> Take();
+  void Send(const v1::ReportProgressRequest& request);
+  void Loop();
+
+  client::WorkerAgent* const agent_;
+  std::mutex send_mutex_;  // One report on the wire at a time, in order.
+  std::mutex mutex_;       // Guards pending_ and done_.
+  std::condition_variable changed_;
+  std::optional<v1::ReportProgressRequest> pending_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+}  // namespace sae::trainer
+
+#endif  // SAE_SERVICES_TRAINER_PROGRESS_SENDER_H_
