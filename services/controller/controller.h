@@ -56,6 +56,11 @@ struct ControllerOptions {
   absl::Duration stop_timeout = absl::Seconds(120);
   // The clock (tests replace it).
   std::function<absl::Time()> now = [] { return absl::Now(); };
+  // Called with each progress report of trainer rank 0 that carries metrics, after the run took
+  // it in, with the controller's lock held: it must be quick and must not call the controller
+  // (the console's progress history records the report).
+  std::function<void(const v1::Run& run, const v1::ReportProgressRequest& request, absl::Time now)>
+      on_progress;
 };
 
 // Largest checkpoint chunk accepted.

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/metrics/process_metrics.h"
 #include "core/util/status.h"
+#include "services/controller/console/console_routes.h"
 #include "services/common/host_port.h"
 #include "spdlog/spdlog.h"
 
@@ -27,8 +28,26 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::Start(
     spdlog::warn("dropped {} checkpoint upload(s) left unfinished by the previous controller",
                  store->dropped_uploads());
   }
+  // Every progress report of trainer rank 0 goes into the console's history.
+  server->history_ = std::make_unique<ProgressHistory>(store.get());
+  ControllerOptions controller_options = options.controller;
+  controller_options.on_progress = [history = server->history_.get(),
+                                    next = options.controller.on_progress](
+                                       const v1::Run& run,
+                                       const v1::ReportProgressRequest& request, absl::Time now) {
+    v1::TrainingMetrics metrics = request.metrics();
+    metrics.set_step(request.step());
+    metrics.set_tokens(request.tokens());
+    absl::Status recorded = history->Record(run.run_id(), run.generation(), metrics, now);
+    if (!recorded.ok()) {
+      spdlog::warn("progress history of run {}: {}", run.run_id(), recorded.ToString());
+    }
+    if (next) next(run, request, now);
+  };
   SAE_ASSIGN_OR_RETURN(server->controller_,
-                       Controller::Open(std::move(store), options.controller, &server->registry_));
+                       Controller::Open(std::move(store), controller_options, &server->registry_));
+  server->console_ =
+      std::make_unique<ConsoleApi>(server->controller_.get(), server->history_.get());
   server->service_ =
       std::make_unique<ControllerService>(server->controller_.get(), options.security.auth_token);
 
@@ -51,6 +70,9 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::Start(
     metrics::MetricsServerOptions metrics_options;
     metrics_options.port = options.metrics_port;
     metrics_options.bind_address = options.metrics_bind_address;
+    metrics_options.routes = ConsoleRoutes(server->console_.get(), options.security.auth_token);
+    // Browsers open several connections; a download streams for a while.
+    metrics_options.worker_threads = 8;
     SAE_ASSIGN_OR_RETURN(server->metrics_server_,
                          metrics::MetricsServer::Start(&server->registry_, metrics_options));
   }
@@ -93,7 +115,9 @@ void ControllerServer::Shutdown(absl::Duration grace) {
   }
   if (metrics_server_ != nullptr) metrics_server_->Stop();
   // Closing the store waits for nothing: every write was made under the controller's lock.
+  console_.reset();
   controller_.reset();
+  history_.reset();
 }
 
 void ControllerServer::Wait() {

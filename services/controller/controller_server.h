@@ -1,5 +1,6 @@
 // A whole controller in one object: the store in the data folder, the Controller, the gRPC
-// server (Controller service and grpc.health.v1), /metrics, and the thread that ticks leases.
+// server (Controller service and grpc.health.v1), /metrics and the web console on the metrics
+// port (console/console_routes.h), and the thread that ticks leases.
 // sae-controller's main is this plus flags; tests start it in-process on a free loopback port.
 #ifndef SAE_SERVICES_CONTROLLER_CONTROLLER_SERVER_H_
 #define SAE_SERVICES_CONTROLLER_CONTROLLER_SERVER_H_
@@ -18,6 +19,8 @@
 #include "core/metrics/registry.h"
 #include "services/common/rpc.h"
 #include "services/controller/controller.h"
+#include "services/controller/console/console_api.h"
+#include "services/controller/console/progress_history.h"
 #include "services/controller/controller_service.h"
 
 namespace sae::controller {
@@ -27,7 +30,8 @@ struct ControllerServerOptions {
   std::string listen = "127.0.0.1:7070";
   // Required: the folder of the RocksDB store (created when missing).
   std::string data_dir;
-  // /metrics port: -1 (the default) serves none, 0 picks a free port.
+  // /metrics and web console port: -1 (the default) serves none, 0 picks a free port. The
+  // console requires security.auth_token when it is set.
   int metrics_port = -1;
   // Address /metrics binds to.
   std::string metrics_bind_address = "0.0.0.0";
@@ -78,6 +82,10 @@ class ControllerServer {
   std::unique_ptr<ControllerService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<metrics::MetricsServer> metrics_server_;
+  // The console's progress history (recorded by the controller) and API. Declared before
+  // controller_ is reset in Shutdown, used only while the metrics server serves.
+  std::unique_ptr<ProgressHistory> history_;
+  std::unique_ptr<ConsoleApi> console_;
 
   std::mutex mutex_;  // Guards stopping_.
   std::condition_variable stop_changed_;

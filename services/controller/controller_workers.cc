@@ -172,6 +172,9 @@ absl::StatusOr<v1::ReportProgressResponse> Controller::ReportProgress(
     run.set_tokens_generated(generated);
   }
   metrics_->RecordProgress(run);
+  if (is_rank0 && request.has_metrics() && options_.on_progress) {
+    options_.on_progress(run, request, Now());
+  }
 
   switch (request.outcome()) {
     case v1::ReportProgressRequest::OUTCOME_FINISHED: {

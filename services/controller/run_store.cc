@@ -17,6 +17,7 @@ constexpr char kEventsFamily[] = "events";
 constexpr char kManifestsFamily[] = "manifests";
 constexpr char kBlobsFamily[] = "blobs";
 constexpr char kStagingFamily[] = "staging";
+constexpr char kHistoryFamily[] = "history";
 constexpr char kNextUploadIdKey[] = "next_upload_id";
 
 absl::Status FromRocks(const rocksdb::Status& status, absl::string_view what) {
@@ -135,6 +136,7 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& dir,
       {kManifestsFamily, plain},
       {kBlobsFamily, blob},
       {kStagingFamily, plain},
+      {kHistoryFamily, plain},
   };
   std::unique_ptr<RunStore> store(new RunStore());
   rocksdb::DB* db = nullptr;
@@ -147,6 +149,7 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& dir,
   store->manifests_ = store->handles_[3];
   store->blobs_ = store->handles_[4];
   store->staging_ = store->handles_[5];
+  store->history_ = store->handles_[6];
 
   std::string value;
   rocksdb::Status got = db->Get(rocksdb::ReadOptions(), store->default_, kNextUploadIdKey, &value);
@@ -248,8 +251,45 @@ absl::Status RunStore::DeleteRun(const std::string& run_id) {
   batch.DeleteRange(events_, begin, end);
   batch.DeleteRange(manifests_, begin, end);
   batch.DeleteRange(blobs_, begin, end);
+  batch.DeleteRange(history_, begin, end);
   return FromRocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
                    absl::StrCat("cannot delete run ", run_id));
+}
+
+// ---- Progress history ----
+
+absl::Status RunStore::WriteHistory(const std::string& run_id,
+                                    const std::vector<int64_t>& removed_steps,
+                                    const v1::ProgressPoint& added) {
+  SAE_RETURN_IF_ERROR(CheckRunId(run_id));
+  if (added.metrics().step() < 0) return absl::InvalidArgumentError("run store: a negative step");
+  rocksdb::WriteBatch batch;
+  for (int64_t step : removed_steps) {
+    SAE_RETURN_IF_ERROR(FromRocks(batch.Delete(history_, NumberKey(run_id, step)),
+                                  "cannot batch a history delete"));
+  }
+  SAE_RETURN_IF_ERROR(FromRocks(batch.Put(history_, NumberKey(run_id, added.metrics().step()),
+                                          added.SerializeAsString()),
+                                "cannot batch a history point"));
+  return FromRocks(db_->Write(WriteOptionsFor(Durability::kBuffered), &batch),
+                   absl::StrCat("cannot write the history of ", run_id));
+}
+
+absl::StatusOr<std::vector<v1::ProgressPoint>> RunStore::ReadHistory(const std::string& run_id) {
+  SAE_RETURN_IF_ERROR(CheckRunId(run_id));
+  std::vector<v1::ProgressPoint> points;
+  std::string end = RunPrefixEnd(run_id);
+  rocksdb::Slice upper(end);
+  rocksdb::ReadOptions read;
+  read.iterate_upper_bound = &upper;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, history_));
+  for (it->Seek(RunPrefix(run_id)); it->Valid(); it->Next()) {
+    SAE_ASSIGN_OR_RETURN(v1::ProgressPoint point,
+                         Parse<v1::ProgressPoint>(it->value(), "history point"));
+    points.push_back(std::move(point));
+  }
+  SAE_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("cannot read the history of ", run_id)));
+  return points;
 }
 
 // ---- Checkpoints ----

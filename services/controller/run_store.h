@@ -8,6 +8,8 @@
 //   manifests  run_id "/" u64 step                       -> v1::CheckpointManifest
 //   blobs      run_id "/" u64 step u64 upload_id u32 chunk -> the chunk's bytes (integrated BlobDB)
 //   staging    u64 upload_id                             -> the blob key prefix of that upload
+//   history    run_id "/" u64 step                       -> v1::ProgressPoint (the console's
+//                                                           downsampled progress series)
 //
 // A checkpoint is uploaded into the blobs family under its own upload id while a staging record
 // marks the upload as in progress. Committing it is one synced WriteBatch that writes the
@@ -31,6 +33,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "sae/v1/controller.pb.h"
+#include "sae/v1/history.pb.h"
 
 namespace rocksdb {
 class ColumnFamilyHandle;
@@ -77,7 +80,7 @@ class RunStore {
   absl::StatusOr<std::vector<v1::RunEvent>> ReadEvents(const std::string& run_id,
                                                        uint64_t after_sequence, size_t max_events);
 
-  // Removes the run record, its events, manifests and chunks, in one synced batch.
+  // Removes the run record, its events, manifests, chunks and history, in one synced batch.
   absl::Status DeleteRun(const std::string& run_id);
 
   // ---- Checkpoints ----
@@ -104,6 +107,15 @@ class RunStore {
   // operators (it equals the sum of the manifests' chunk counts once no upload is in progress).
   absl::StatusOr<int64_t> CountChunks(const std::string& run_id);
 
+  // ---- Progress history (services/controller/console/progress_history.h) ----
+
+  // Deletes the run's points at `removed_steps` and writes `added` under its metrics' step, in
+  // one buffered batch (like progress, it may lose the last moments before a machine crash).
+  absl::Status WriteHistory(const std::string& run_id, const std::vector<int64_t>& removed_steps,
+                            const v1::ProgressPoint& added);
+  // The run's stored points, by step.
+  absl::StatusOr<std::vector<v1::ProgressPoint>> ReadHistory(const std::string& run_id);
+
   // How many unfinished uploads Open dropped.
   int dropped_uploads() const { return dropped_uploads_; }
 
@@ -120,6 +132,7 @@ class RunStore {
   rocksdb::ColumnFamilyHandle* manifests_ = nullptr;
   rocksdb::ColumnFamilyHandle* blobs_ = nullptr;
   rocksdb::ColumnFamilyHandle* staging_ = nullptr;
+  rocksdb::ColumnFamilyHandle* history_ = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 
   std::mutex mutex_;  // Guards next_upload_id_; serialises commits.

@@ -1,0 +1,579 @@
+// The SAE console: runs, one run (charts from the controller's progress history, events,
+// checkpoints, workers), workers. Reads the controller's /api (services/controller/console/
+// console_routes.h) every 2 seconds; no framework, uPlot for the charts.
+'use strict';
+
+(function () {
+  var POLL_MS = 2000;
+  var STATES = ['PENDING', 'RUNNING', 'RESTARTING', 'SUCCEEDED', 'FAILED', 'STOPPED'];
+  var ACTIVE = { PENDING: true, RUNNING: true, RESTARTING: true };
+  var COLORS = ['#3b6fd8', '#d64545', '#1f9d55', '#d98c1a', '#8e44ad', '#16a2b8', '#6e6e86'];
+
+  // The charts of the run page: title, and the history columns drawn in it.
+  var CHARTS = [
+    { id: 'losses', title: 'Losses', series: ['overall_loss', 'mse_loss', 'l1_loss', 'ghost_grad_loss', 'aux_loss'] },
+    { id: 'l0', title: 'L0 (active features per token)', series: ['l0'] },
+    { id: 'explained_variance', title: 'Explained variance', series: ['explained_variance'] },
+    { id: 'dead_features', title: 'Dead features', series: ['dead_features'] },
+    { id: 'feature_density', title: 'Mean log10 feature density (per window)', series: ['mean_log10_feature_sparsity'] },
+    { id: 'learning_rate', title: 'Learning rate', series: ['learning_rate'] },
+    { id: 'tokens_per_second', title: 'Tokens per second', series: ['tokens_per_second'] },
+  ];
+
+  var main = document.getElementById('main');
+  var timer = null;
+  var view = null;         // the current page's state
+  var runsFilter = {};     // states shown on the runs page (none: all)
+
+  // ---- helpers ----
+
+  function num(v) {
+    if (v === null || v === undefined || v === '') return null;
+    var n = Number(v);
+    return isFinite(n) ? n : null;
+  }
+  function esc(s) {
+    return String(s === undefined || s === null ? '' : s).replace(/[&<>"']/g, function (c) {
+      return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
+    });
+  }
+  function stateName(s) { return String(s || '').replace(/^RUN_STATE_/, ''); }
+  function typeName(t) { return String(t || '').replace(/^TYPE_/, ''); }
+  function roleName(r) { return String(r || '').replace(/^WORKER_ROLE_/, '').toLowerCase().replace('_', ' '); }
+  function fmt(v, digits) {
+    var n = num(v);
+    if (n === null) return '-';
+    if (n !== 0 && (Math.abs(n) >= 1e5 || Math.abs(n) < 1e-3)) return n.toExponential(2);
+    return n.toFixed(digits === undefined ? 3 : digits);
+  }
+  function si(v) {
+    var n = num(v);
+    if (n === null) return '-';
+    var units = [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
+    for (var i = 0; i < units.length; i++) {
+      if (Math.abs(n) >= units[i][0]) return (n / units[i][0]).toFixed(2) + units[i][1];
+    }
+    return String(Math.round(n));
+  }
+  function bytes(v) {
+    var n = num(v);
+    if (n === null) return '-';
+    var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    var i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? n : n.toFixed(1)) + ' ' + units[i];
+  }
+  function duration(ms) {
+    var n = num(ms);
+    if (n === null || n < 0) return '-';
+    var s = Math.round(n / 1000);
+    if (s < 60) return s + 's';
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + 'm ' + (s % 60) + 's';
+    var h = Math.floor(m / 60);
+    if (h < 48) return h + 'h ' + (m % 60) + 'm';
+    return Math.floor(h / 24) + 'd ' + (h % 24) + 'h';
+  }
+  function time(ms) {
+    var n = num(ms);
+    return n ? new Date(n).toLocaleString() : '-';
+  }
+  function badge(state) { var s = stateName(state); return '<span class="badge ' + esc(s) + '">' + esc(s) + '</span>'; }
+  function bar(fraction, big) {
+    var pct = Math.max(0, Math.min(1, fraction || 0)) * 100;
+    return '<div class="bar' + (big ? ' big' : '') + '"><div style="width:' + pct.toFixed(1) + '%"></div></div>';
+  }
+  function progressOf(run) {
+    var total = num(run.total_tokens);
+    return total ? (num(run.tokens) || 0) / total : 0;
+  }
+
+  // Every number in an eval event (nested objects flattened to "a.b"), without the fields every
+  // event has.
+  var EVENT_FIELDS = { run_id: 1, sequence: 1, time_unix_ms: 1, type: 1, generation: 1, state: 1,
+                       message: 1, worker: 1, step: 1, tokens: 1, bytes: 1 };
+  function evalNumbers(event) {
+    var out = {};
+    function walk(prefix, value) {
+      if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+        Object.keys(value).forEach(function (k) { walk(prefix ? prefix + '.' + k : k, value[k]); });
+      } else if (typeof value === 'number' || (typeof value === 'string' && value !== '' && isFinite(Number(value)))) {
+        out[prefix] = Number(value);
+      }
+    }
+    Object.keys(event || {}).forEach(function (k) { if (!EVENT_FIELDS[k]) walk(k, event[k]); });
+    return out;
+  }
+  // The CE-loss score of an eval event, wherever it sits, or null.
+  function ceLossScore(event) {
+    if (!event) return null;
+    var numbers = evalNumbers(event);
+    var keys = Object.keys(numbers);
+    for (var i = 0; i < keys.length; i++) {
+      if (/(^|\.)ce_loss_score$/.test(keys[i])) return numbers[keys[i]];
+    }
+    return null;
+  }
+
+  function api(path, options) {
+    return fetch(path, Object.assign({ credentials: 'same-origin', cache: 'no-store' }, options || {}))
+      .then(function (response) {
+        if (response.status === 401) {
+          location.href = '/login';
+          throw new Error('the controller requires its token');
+        }
+        return response.json().then(function (body) {
+          if (!response.ok) throw new Error(body.error || ('HTTP ' + response.status));
+          return body;
+        });
+      });
+  }
+
+  function setLive(ok) {
+    var live = document.getElementById('live');
+    live.className = ok ? 'live' : 'live stale';
+    live.textContent = ok ? 'live' : 'controller not answering';
+  }
+
+  function schedule(fn) {
+    clearTimeout(timer);
+    timer = setTimeout(fn, POLL_MS);
+  }
+
+  // ---- runs page ----
+
+  function showRuns() {
+    view = { page: 'runs' };
+    main.innerHTML =
+      '<h1>Runs</h1><div class="filters" id="filters"></div>' +
+      '<div id="runs-table"><p class="muted">Loading…</p></div>';
+    refreshRuns();
+  }
+
+  function renderFilters(runs) {
+    var counts = {};
+    runs.forEach(function (r) { var s = stateName(r.state); counts[s] = (counts[s] || 0) + 1; });
+    var any = Object.keys(runsFilter).length > 0;
+    var html = '<button data-state="" class="' + (any ? '' : 'on') + '">All (' + runs.length + ')</button>';
+    STATES.forEach(function (s) {
+      html += '<button data-state="' + s + '" class="' + (runsFilter[s] ? 'on' : '') + '">' +
+        s.charAt(0) + s.slice(1).toLowerCase() + ' (' + (counts[s] || 0) + ')</button>';
+    });
+    var box = document.getElementById('filters');
+    box.innerHTML = html;
+    Array.prototype.forEach.call(box.querySelectorAll('button'), function (b) {
+      b.addEventListener('click', function () {
+        var s = b.dataset.state;
+        if (!s) runsFilter = {};
+        else if (runsFilter[s]) delete runsFilter[s];
+        else runsFilter[s] = true;
+        refreshRuns();
+      });
+    });
+  }
+
+  function refreshRuns() {
+    var current = view;
+    api('/api/runs').then(function (data) {
+      if (view !== current) return;
+      setLive(true);
+      renderFilters(data.runs);
+      var any = Object.keys(runsFilter).length > 0;
+      var runs = data.runs.filter(function (r) { return !any || runsFilter[stateName(r.state)]; });
+      var box = document.getElementById('runs-table');
+      if (!data.runs.length) {
+        box.innerHTML = '<div class="empty-state">No runs yet. Submit one with <code>saectl submit run.yaml</code>.</div>';
+      } else if (!runs.length) {
+        box.innerHTML = '<div class="empty-state">No run in the chosen states.</div>';
+      } else {
+        var rows = runs.slice().reverse().map(function (r) {
+          var m = r.metrics || {};
+          var ce = ceLossScore(r.latest_eval);
+          var started = num(r.submit_time_unix_ms);
+          return '<tr data-run="' + esc(r.run_id) + '">' +
+            '<td><a href="#/run/' + encodeURIComponent(r.run_id) + '">' + esc(r.run_id) + '</a></td>' +
+            '<td>' + badge(r.state) + '</td>' +
+            '<td>' + bar(progressOf(r)) + '</td>' +
+            '<td class="num">' + (progressOf(r) * 100).toFixed(0) + '%</td>' +
+            '<td class="num">' + esc(r.step) + ' / ' + esc(r.total_steps) + '</td>' +
+            '<td class="num">' + si(m.tokens_per_second) + '</td>' +
+            '<td class="num">' + fmt(m.l0, 1) + '</td>' +
+            '<td class="num">' + fmt(m.explained_variance) + '</td>' +
+            '<td class="num" title="CE-loss score of the latest eval">' + (ce === null ? '-' : fmt(ce)) + '</td>' +
+            '<td class="num">' + (started ? duration(data.now_unix_ms - started) : '-') + '</td>' +
+            '<td class="wrap muted">' + esc(r.message) + '</td></tr>';
+        });
+        box.innerHTML = '<table id="runs"><thead><tr><th>Run</th><th>State</th><th>Progress</th><th class="num"></th>' +
+          '<th class="num">Step</th><th class="num">Tokens/s</th><th class="num">L0</th>' +
+          '<th class="num">Expl. var.</th><th class="num">CE-loss score</th><th class="num">Age</th><th>Reason</th>' +
+          '</tr></thead><tbody>' + rows.join('') + '</tbody></table>';
+      }
+      document.body.dataset.ready = '1';
+    }).catch(function (e) {
+      setLive(false);
+      if (view === current) document.getElementById('runs-table').innerHTML = '<p class="error">' + esc(e.message) + '</p>';
+    }).then(function () { if (view === current) schedule(refreshRuns); });
+  }
+
+  // ---- workers page ----
+
+  function showWorkers() {
+    view = { page: 'workers' };
+    main.innerHTML = '<h1>Workers</h1><p class="muted">Registered workers with a live lease.</p><div id="workers-table"></div>';
+    refreshWorkers();
+  }
+
+  function workersTable(workers, showRun) {
+    if (!workers.length) return '<div class="empty-state">No workers.</div>';
+    return '<table class="workers"><thead><tr><th>Worker</th><th>Role</th><th>Address</th><th>Host</th>' +
+      '<th class="num">PID</th>' + (showRun ? '<th>Run</th>' : '') + '<th class="num">Rank</th>' +
+      '<th class="num">Generation</th><th class="num">Last heartbeat</th><th class="num">Registered</th></tr></thead><tbody>' +
+      workers.map(function (w) {
+        var now = Date.now();
+        var heartbeat = num(w.lease_age_ms);
+        if (heartbeat === null && num(w.last_heartbeat_unix_ms)) heartbeat = now - num(w.last_heartbeat_unix_ms);
+        var registered = num(w.registered_age_ms);
+        if (registered === null && num(w.register_time_unix_ms)) registered = now - num(w.register_time_unix_ms);
+        var run = w.run_id ? '<a href="#/run/' + encodeURIComponent(w.run_id) + '">' + esc(w.run_id) + '</a>' : '<span class="muted">idle</span>';
+        return '<tr><td class="mono">' + esc(w.worker_id) + '</td><td>' + esc(roleName(w.role)) + '</td>' +
+          '<td class="mono">' + esc(w.address) + '</td><td>' + esc(w.hostname) + '</td><td class="num">' + esc(w.pid) + '</td>' +
+          (showRun ? '<td>' + run + '</td>' : '') +
+          '<td class="num">' + (w.run_id ? esc(w.rank) : '-') + '</td><td class="num">' + (w.run_id ? esc(w.generation) : '-') + '</td>' +
+          '<td class="num">' + duration(heartbeat) + ' ago</td><td class="num">' + duration(registered) + ' ago</td></tr>';
+      }).join('') + '</tbody></table>';
+  }
+
+  function refreshWorkers() {
+    var current = view;
+    api('/api/workers').then(function (data) {
+      if (view !== current) return;
+      setLive(true);
+      document.getElementById('workers-table').innerHTML = workersTable(data.workers, true);
+      document.body.dataset.ready = '1';
+    }).catch(function (e) {
+      setLive(false);
+      if (view === current) document.getElementById('workers-table').innerHTML = '<p class="error">' + esc(e.message) + '</p>';
+    }).then(function () { if (view === current) schedule(refreshWorkers); });
+  }
+
+  // ---- run page ----
+
+  function showRun(runId) {
+    view = { page: 'run', runId: runId, charts: {}, events: [], lastSequence: 0, history: null, xKey: 'step', configShown: false };
+    var chartBoxes = CHARTS.map(function (c) {
+      return '<div class="chart" id="chart-' + c.id + '" data-chart="' + c.id + '" data-points="0"><h3>' + esc(c.title) +
+        '</h3><div class="plot"><div class="empty">No progress reported yet.</div></div></div>';
+    }).join('');
+    main.innerHTML =
+      '<div class="run-head"><h1 id="run-title">' + esc(runId) + '</h1><span id="run-state"></span><span class="msg" id="run-message"></span></div>' +
+      '<div class="progress-line" id="run-progress"></div>' +
+      '<div class="stats" id="run-stats"></div>' +
+      '<div class="toolbar"><button class="danger" id="stop-run" hidden>Stop run</button></div>' +
+      '<h2>Training <span class="muted" style="font-weight:400">— x axis <select id="x-axis"><option value="step">steps</option>' +
+      '<option value="tokens">tokens</option></select></span></h2>' +
+      '<div class="charts" id="charts">' + chartBoxes + '</div>' +
+      '<p class="legend-note"><span class="restart">┆ red: restart</span> · <span class="ckpt">┆ green: checkpoint</span> · ' +
+      '<span id="history-note"></span></p>' +
+      '<h2>Evaluations</h2><div id="evals"></div>' +
+      '<div class="grid2"><div><h2>Feature density histogram</h2><div class="empty-state" id="density-histogram">' +
+      'No per-feature densities for this run: trainers report only the window\'s summary (the mean log10 density chart above).</div></div>' +
+      '<div><h2>Feature dashboards</h2><div class="empty-state" id="feature-dashboards">No feature dashboards for this run.</div></div></div>' +
+      '<h2>Checkpoints</h2><div id="checkpoints"></div>' +
+      '<h2>Workers of the run</h2><div id="run-workers"></div>' +
+      '<h2>Events</h2><div class="events" id="events"></div>' +
+      '<h2>Config</h2><pre class="yaml" id="config"></pre>';
+    document.getElementById('x-axis').addEventListener('change', function (e) {
+      view.xKey = e.target.value;
+      drawCharts();
+    });
+    document.getElementById('stop-run').addEventListener('click', function () {
+      if (!confirm('Stop run ' + runId + '? It checkpoints at the next step and ends STOPPED.')) return;
+      var button = document.getElementById('stop-run');
+      button.disabled = true;
+      api('/api/runs/' + encodeURIComponent(runId) + '/stop', { method: 'POST', headers: { 'X-Sae-Console': '1' } })
+        .catch(function (e) { alert('Stop failed: ' + e.message); button.disabled = false; });
+    });
+    refreshRun();
+  }
+
+  function refreshRun() {
+    var current = view;
+    var id = encodeURIComponent(current.runId);
+    Promise.all([
+      api('/api/runs/' + id),
+      api('/api/runs/' + id + '/history'),
+      api('/api/runs/' + id + '/events?after=' + current.lastSequence),
+    ]).then(function (parts) {
+      if (view !== current) return;
+      setLive(true);
+      var data = parts[0];
+      current.run = data.run;
+      current.history = parts[1];
+      parts[2].events.forEach(function (e) { current.events.push(e); });
+      current.lastSequence = num(parts[2].last_sequence) || current.lastSequence;
+      renderRun(data);
+      drawCharts();
+      document.body.dataset.ready = '1';
+    }).catch(function (e) {
+      setLive(false);
+      if (view === current) document.getElementById('run-message').innerHTML = '<span class="error">' + esc(e.message) + '</span>';
+    }).then(function () { if (view === current) schedule(refreshRun); });
+  }
+
+  function renderRun(data) {
+    var run = data.run;
+    var m = run.metrics || {};
+    var state = stateName(run.state);
+    document.getElementById('run-title').textContent = run.run_id + (run.name ? ' · ' + run.name : '');
+    document.getElementById('run-state').innerHTML = badge(run.state);
+    document.getElementById('run-message').textContent = run.message || '';
+    var fraction = progressOf(run);
+    var remaining = (num(run.total_tokens) || 0) - (num(run.tokens) || 0);
+    var rate = num(m.tokens_per_second);
+    var eta = ACTIVE[state] && rate > 0 && remaining > 0 ? 'ETA ' + duration(remaining / rate * 1000) : (state === 'SUCCEEDED' ? 'done' : '');
+    document.getElementById('run-progress').innerHTML = bar(fraction, true) +
+      '<span class="mono">' + (fraction * 100).toFixed(1) + '% · step ' + esc(run.step) + ' / ' + esc(run.total_steps) +
+      ' · ' + si(run.tokens) + ' / ' + si(run.total_tokens) + ' tokens</span><span id="eta">' + esc(eta) + '</span>';
+    var started = num(run.start_time_unix_ms), ended = num(run.end_time_unix_ms);
+    var stats = [
+      ['Tokens/s', si(m.tokens_per_second)], ['Loss', fmt(m.overall_loss, 4)], ['L0', fmt(m.l0, 2)],
+      ['Explained variance', fmt(m.explained_variance)], ['Dead features', esc(m.dead_features)],
+      ['log10 density', fmt(m.mean_log10_feature_sparsity, 2)], ['Learning rate', fmt(m.learning_rate, 6)],
+      ['Generation (restarts)', esc(run.generation)], ['Tokens skipped', si(run.tokens_skipped)],
+      ['Checkpoints kept', bytes(run.checkpoint_bytes)],
+      ['Running for', started ? duration((ended || data.now_unix_ms) - started) : '-'],
+      ['Gang', esc(run.activation_servers) + ' servers + ' + esc(run.trainers) + ' trainers'],
+    ];
+    document.getElementById('run-stats').innerHTML = stats.map(function (s) {
+      return '<div class="stat"><div class="k">' + s[0] + '</div><div class="v">' + s[1] + '</div></div>';
+    }).join('');
+    document.getElementById('stop-run').hidden = !ACTIVE[state] || run.stop_requested;
+    var h = view.history;
+    document.getElementById('history-note').textContent = h ?
+      h.points + ' points (the controller keeps at most ' + h.capacity + ' per run, halving the resolution when full)' : '';
+
+    // Checkpoints.
+    var ckpts = data.checkpoints || [];
+    document.getElementById('checkpoints').innerHTML = !ckpts.length ? '<div class="empty-state">No checkpoints yet.</div>' :
+      '<table id="checkpoint-table"><thead><tr><th class="num">Step</th><th class="num">Tokens</th><th class="num">Size</th>' +
+      '<th class="num">Generation</th><th>Final</th><th>Created</th><th>SAELens folder</th></tr></thead><tbody>' +
+      ckpts.slice().reverse().map(function (c) {
+        var href = '/api/runs/' + encodeURIComponent(run.run_id) + '/checkpoints/' + esc(c.step) + '/download';
+        return '<tr><td class="num">' + esc(c.step) + '</td><td class="num">' + si(c.tokens) + '</td><td class="num">' +
+          bytes(c.total_bytes) + '</td><td class="num">' + esc(c.generation) + '</td><td>' + (c.final ? 'final SAE' : '') +
+          '</td><td>' + time(c.created_unix_ms) + '</td><td><a href="' + href + '" download>download .tar</a></td></tr>';
+      }).join('') + '</tbody></table>';
+
+    document.getElementById('run-workers').innerHTML = (data.workers || []).length ? workersTable(data.workers, false) :
+      '<div class="empty-state">No workers hold this run now' + (ACTIVE[state] ? ' (waiting for a gang).' : ' (it has ended).') + '</div>';
+
+    renderEvals();
+    renderEvents();
+    if (!view.configShown) {
+      document.getElementById('config').textContent = run.config_yaml || '';
+      view.configShown = true;
+    }
+  }
+
+  function isEval(e) { return /EVAL/.test(String(e.type)); }
+
+  function renderEvals() {
+    var evals = view.events.filter(isEval);
+    var box = document.getElementById('evals');
+    if (!evals.length) {
+      box.innerHTML = '<div class="empty-state" id="evals-empty">No evaluations yet. Runs with periodic evals record eval events; ' +
+        'their scores (CE-loss score, KL, ...) appear here.</div>';
+      return;
+    }
+    var latest = evalNumbers(evals[evals.length - 1]);
+    var keys = Object.keys(latest);
+    box.innerHTML = '<table id="eval-table"><thead><tr><th>Metric (latest eval, step ' + esc(evals[evals.length - 1].step) +
+      ')</th><th class="num">Value</th></tr></thead><tbody>' + keys.map(function (k) {
+        return '<tr><td class="mono">' + esc(k) + '</td><td class="num">' + fmt(latest[k], 4) + '</td></tr>';
+      }).join('') + '</tbody></table>';
+  }
+
+  function renderEvents() {
+    var rows = view.events.slice(-500).reverse().map(function (e) {
+      var t = typeName(e.type);
+      if (t === 'STATE_CHANGED' && stateName(e.state) === 'RESTARTING') t = 'RESTART';
+      return '<tr><td class="num">' + esc(e.sequence) + '</td><td>' + time(e.time_unix_ms) + '</td><td><span class="ev-type ' +
+        esc(t) + '">' + esc(t) + '</span></td><td class="wrap">' + esc(e.message) + '</td></tr>';
+    });
+    document.getElementById('events').innerHTML = rows.length ?
+      '<table id="event-table"><tbody>' + rows.join('') + '</tbody></table>' : '<div class="empty-state">No events.</div>';
+  }
+
+  // The step of an event: its own, or that of the last history point received before it.
+  function eventX(e, columns, xKey) {
+    var step = num(e.step), tokens = num(e.tokens);
+    if (xKey === 'step' && step) return step;
+    if (xKey === 'tokens' && tokens && typeName(e.type) === 'CHECKPOINT_COMMITTED') return tokens;
+    var t = num(e.time_unix_ms), times = columns.time_unix_ms, xs = columns[xKey];
+    var x = null;
+    for (var i = 0; i < times.length; i++) {
+      if (times[i] <= t) x = xs[i]; else break;
+    }
+    return x;
+  }
+
+  function markers(columns, xKey) {
+    var out = [];
+    view.events.forEach(function (e) {
+      var t = typeName(e.type);
+      var restart = t === 'STATE_CHANGED' && stateName(e.state) === 'RESTARTING';
+      if (!restart && t !== 'CHECKPOINT_COMMITTED') return;
+      var x = eventX(e, columns, xKey);
+      if (x !== null) out.push({ x: x, color: restart ? '#d64545' : '#1f9d55' });
+    });
+    return out;
+  }
+
+  function markerPlugin(getMarkers) {
+    return {
+      hooks: {
+        draw: [function (u) {
+          var ctx = u.ctx;
+          ctx.save();
+          ctx.lineWidth = 1.5;
+          ctx.setLineDash([4, 4]);
+          getMarkers().forEach(function (mk) {
+            var x = Math.round(u.valToPos(mk.x, 'x', true));
+            if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+            ctx.strokeStyle = mk.color;
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+          });
+          ctx.restore();
+        }],
+      },
+    };
+  }
+
+  function drawCharts() {
+    var h = view.history;
+    if (!h) return;
+    var columns = h.columns;
+    var xKey = view.xKey;
+    var xs = columns[xKey] || [];
+    var mk = markers(columns, xKey);
+    if (typeof uPlot === 'undefined') {
+      var notice = document.getElementById('notice');
+      notice.hidden = false;
+      notice.innerHTML = 'Charts need uPlot, which this controller was built without: run <code>scripts/fetch-assets.sh</code>, ' +
+        'then build <code>sae-controller</code> again.';
+      CHARTS.forEach(function (c) {
+        var box = document.getElementById('chart-' + c.id);
+        box.querySelector('.plot').innerHTML = '<div class="empty">No charts without uPlot (see the notice above).</div>';
+      });
+      return;
+    }
+    var evalSeries = evalChartData(xKey, columns);
+    var charts = CHARTS.concat(evalSeries ? [evalSeries.chart] : []);
+    charts.forEach(function (c) {
+      var box = document.getElementById('chart-' + c.id);
+      if (!box) {
+        box = document.createElement('div');
+        box.className = 'chart';
+        box.id = 'chart-' + c.id;
+        box.dataset.chart = c.id;
+        box.innerHTML = '<h3>' + esc(c.title) + '</h3><div class="plot"></div>';
+        document.getElementById('charts').appendChild(box);
+      }
+      var names = c.series.filter(function (s) { return c.data || columns[s]; });
+      // Loss terms a run never reports (ghost or aux losses of other architectures) stay out.
+      if (c.id === 'losses') {
+        names = names.filter(function (s) {
+          return s === 'overall_loss' || columns[s].some(function (v) { return v !== null && v !== 0; });
+        });
+      }
+      var data = [c.data ? c.data.x : xs].concat(names.map(function (s) { return c.data ? c.data.y[s] : columns[s]; }));
+      var points = 0;
+      data.slice(1).forEach(function (ys) { ys.forEach(function (v) { if (v !== null && v !== undefined) points++; }); });
+      box.dataset.points = String(points);
+      var plot = box.querySelector('.plot');
+      if (!data[0].length || !points) {
+        if (view.charts[c.id]) { view.charts[c.id].destroy(); delete view.charts[c.id]; }
+        plot.innerHTML = '<div class="empty">' + (c.id === 'feature_density' ?
+          'No feature-sampling window has ended yet.' : 'No progress reported yet.') + '</div>';
+        return;
+      }
+      var key = names.join(',') + '|' + xKey;
+      var chart = view.charts[c.id];
+      if (chart && chart.saeKey === key) {
+        chart.setData(data);
+        return;
+      }
+      if (chart) chart.destroy();
+      plot.innerHTML = '';
+      var width = Math.max(300, box.clientWidth - 16);
+      chart = new uPlot({
+        width: width,
+        height: 200,
+        scales: { x: { time: false } },
+        legend: { show: true },
+        cursor: { drag: { x: true, y: false } },
+        series: [{ label: xKey }].concat(names.map(function (s, i) {
+          return { label: s, stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: true,
+                   points: { show: data[0].length < 60 },
+                   value: function (u, v) { return v === null || v === undefined ? '-' : fmt(v, 4); } };
+        })),
+        axes: [{ label: xKey }, { size: 60, values: function (u, vals) { return vals.map(function (v) { return fmt(v, 3); }); } }],
+        plugins: [markerPlugin(function () { return c.id === 'evals' ? [] : mk; })],
+      }, data, plot);
+      chart.saeKey = key;
+      view.charts[c.id] = chart;
+    });
+    view.markers = mk;
+  }
+
+  // The eval events as a chart of their numbers against the step (null without evals).
+  function evalChartData(xKey, columns) {
+    var evals = view.events.filter(isEval);
+    if (!evals.length) return null;
+    var names = {};
+    evals.forEach(function (e) { Object.keys(evalNumbers(e)).forEach(function (k) { if (/score/.test(k)) names[k] = true; }); });
+    var keys = Object.keys(names);
+    if (!keys.length) return null;
+    var rows = evals.map(function (e) { return { x: eventX(e, columns, xKey), n: evalNumbers(e) }; })
+      .filter(function (r) { return r.x !== null; })
+      .sort(function (a, b) { return a.x - b.x; });
+    var y = {};
+    keys.forEach(function (k) { y[k] = rows.map(function (r) { return k in r.n ? r.n[k] : null; }); });
+    return { chart: { id: 'evals', title: 'Eval scores', series: keys, data: { x: rows.map(function (r) { return r.x; }), y: y } } };
+  }
+
+  window.addEventListener('resize', function () {
+    if (!view || !view.charts) return;
+    Object.keys(view.charts).forEach(function (id) {
+      var box = document.getElementById('chart-' + id);
+      if (box) view.charts[id].setSize({ width: Math.max(300, box.clientWidth - 16), height: 200 });
+    });
+  });
+
+  // ---- routing ----
+
+  function route() {
+    clearTimeout(timer);
+    if (view && view.charts) Object.keys(view.charts).forEach(function (id) { view.charts[id].destroy(); });
+    document.body.dataset.ready = '0';
+    var hash = location.hash.replace(/^#\/?/, '');
+    var parts = hash.split('/');
+    var page = parts[0] || 'runs';
+    document.body.dataset.page = page;
+    Array.prototype.forEach.call(document.querySelectorAll('[data-nav]'), function (a) {
+      a.className = a.dataset.nav === page || (page === 'run' && a.dataset.nav === 'runs') ? 'active' : '';
+    });
+    if (page === 'run' && parts[1]) showRun(decodeURIComponent(parts.slice(1).join('/')));
+    else if (page === 'workers') showWorkers();
+    else { document.body.dataset.page = 'runs'; showRuns(); }
+  }
+
+  window.addEventListener('hashchange', route);
+  api('/api/info').then(function (info) {
+    document.getElementById('logout').hidden = !info.auth_required;
+  }).catch(function () {});
+  route();
+})();

@@ -1,0 +1,56 @@
+#include "services/controller/console/progress_history.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/util/status.h"
+
+namespace sae::controller {
+
+ProgressHistory::ProgressHistory(RunStore* store, size_t capacity)
+    : store_(store), capacity_(capacity) {}
+
+absl::StatusOr<DownsampledSeries*> ProgressHistory::SeriesOf(const std::string& run_id) {
+  auto it = cache_.find(run_id);
+  if (it == cache_.end()) {
+    SAE_ASSIGN_OR_RETURN(std::vector<v1::ProgressPoint> stored, store_->ReadHistory(run_id));
+    std::vector<DownsampledSeries::Point> points;
+    points.reserve(stored.size());
+    for (const v1::ProgressPoint& point : stored) {
+      points.push_back({point.index(), point.metrics().step()});
+    }
+    if (cache_.size() >= kCachedRuns) {
+      auto oldest = std::min_element(cache_.begin(), cache_.end(), [](const auto& a, const auto& b) {
+        return a.second.last_use < b.second.last_use;
+      });
+      cache_.erase(oldest);
+    }
+    it = cache_.emplace(run_id, Cached{DownsampledSeries(capacity_), 0}).first;
+    it->second.series.Restore(std::move(points), stored.empty() ? 1 : stored.back().stride());
+  }
+  it->second.last_use = ++uses_;
+  return &it->second.series;
+}
+
+absl::Status ProgressHistory::Record(const std::string& run_id, uint64_t generation,
+                                     const v1::TrainingMetrics& metrics, absl::Time received) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  SAE_ASSIGN_OR_RETURN(DownsampledSeries * series, SeriesOf(run_id));
+  DownsampledSeries::Change change = series->Add(metrics.step());
+  v1::ProgressPoint point;
+  point.set_index(change.index);
+  point.set_time_unix_ms(absl::ToUnixMillis(received));
+  point.set_generation(generation);
+  *point.mutable_metrics() = metrics;
+  point.set_stride(series->stride());
+  absl::Status written = store_->WriteHistory(run_id, change.removed_steps, point);
+  // The store and the cached series would disagree: read the series back next time.
+  if (!written.ok()) cache_.erase(run_id);
+  return written;
+}
+
+absl::StatusOr<std::vector<v1::ProgressPoint>> ProgressHistory::Read(const std::string& run_id) {
+  return store_->ReadHistory(run_id);
+}
+
+}  // namespace sae::controller

@@ -1,0 +1,68 @@
+// The progress history behind the console's charts: every progress report of a run's trainer
+// rank 0, downsampled (downsampling.h) to at most `capacity` points per run (2048 by default)
+// and kept in the run store's `history` family, so that a chart covers the whole run after a
+// page reload or a controller restart and a week-long run's chart costs the same as an hour's.
+//
+// Thread safety: thread-safe. Record is called under the controller's lock (it takes only its
+// own), Read from the console's request threads.
+#ifndef SAE_SERVICES_CONTROLLER_CONSOLE_PROGRESS_HISTORY_H_
+#define SAE_SERVICES_CONTROLLER_CONSOLE_PROGRESS_HISTORY_H_
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "sae/v1/history.pb.h"
+#include "services/controller/console/downsampling.h"
+#include "services/controller/run_store.h"
+
+namespace sae::controller {
+
+class ProgressHistory {
+ public:
+  // Points kept per run at most.
+  static constexpr size_t kDefaultCapacity = 2048;
+
+  // `store` must outlive the history.
+  explicit ProgressHistory(RunStore* store, size_t capacity = kDefaultCapacity);
+
+  ProgressHistory(const ProgressHistory&) = delete;
+  ProgressHistory& operator=(const ProgressHistory&) = delete;
+
+  // Adds a report of the run's trainer rank 0: `metrics` with its step and tokens set (a report
+  // at or before the newest point's step replaces the points from that step on: a restart's
+  // rollback). A buffered write of the store.
+  absl::Status Record(const std::string& run_id, uint64_t generation,
+                      const v1::TrainingMetrics& metrics, absl::Time received);
+
+  // The run's points by step (none for a run without reports, or an unknown run).
+  absl::StatusOr<std::vector<v1::ProgressPoint>> Read(const std::string& run_id);
+
+ private:
+  // Runs whose downsampling state stays in memory (32 KiB each at most); others are read back
+  // from the store when they report again.
+  static constexpr size_t kCachedRuns = 64;
+
+  struct Cached {
+    DownsampledSeries series;
+    uint64_t last_use = 0;
+  };
+
+  // The run's series, loaded from the store when it is not cached. mutex_ held.
+  absl::StatusOr<DownsampledSeries*> SeriesOf(const std::string& run_id);
+
+  RunStore* const store_;
+  const size_t capacity_;
+  std::mutex mutex_;  // Guards cache_ and uses_; serialises Records.
+  std::map<std::string, Cached> cache_;
+  uint64_t uses_ = 0;
+};
+
+}  // namespace sae::controller
+
+#endif  // SAE_SERVICES_CONTROLLER_CONSOLE_PROGRESS_HISTORY_H_
