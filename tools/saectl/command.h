@@ -34,6 +34,7 @@ void RegisterTokenizeCommands(CLI::App& app);
 void RegisterTrainCommands(CLI::App& app);
 void RegisterRunCommands(CLI::App& app);
 void RegisterClusterCommands(CLI::App& app);
+void RegisterEvalCommands(CLI::App& app);
 
 }  // namespace sae::saectl
 

@@ -11,7 +11,8 @@ int main(int argc, char** argv) {
   // instead of spinning); the controller's commands skip the second start-up.
   if (argc > 1) {
     const std::string_view command = argv[1];
-    if (command == "model" || command == "train" || command == "cache" || command == "sae") {
+    if (command == "model" || command == "train" || command == "cache" || command == "sae" ||
+        command == "eval") {
       sae::UsePassiveOpenMpWaits(argv);
     }
   }
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   sae::saectl::RegisterTrainCommands(app);
   sae::saectl::RegisterRunCommands(app);
   sae::saectl::RegisterClusterCommands(app);
+  sae::saectl::RegisterEvalCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

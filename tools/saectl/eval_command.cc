@@ -1,0 +1,192 @@
+// saectl eval: how much of the model's behaviour survives when an SAE's reconstruction replaces
+// the activation it was trained on (docs/evals.md).
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "core/data/dataset.h"
+#include "core/eval/evaluation.h"
+#include "core/io/saelens.h"
+#include "core/model/gpt2_model.h"
+#include "core/tokenizer/gpt2_tokenizer.h"
+#include "core/util/files.h"
+#include "core/util/status.h"
+#include "core/util/torch_runtime.h"
+#include "tools/saectl/command.h"
+
+namespace sae::saectl {
+namespace {
+
+struct EvalFlags {
+  std::string sae_dir;
+  std::string model;
+  std::string dataset;
+  int64_t n_eval_batches = 10;
+  int64_t eval_batch_size_prompts = 8;
+  int64_t context_size = 0;     // 0: the SAE's cfg.json
+  std::string prepend_bos;      // empty: the SAE's cfg.json
+  std::string processing;       // empty: the SAE's cfg.json
+  std::string dtype = "float32";
+  std::string output = "table";
+  std::string out;
+  std::string tokenizer;
+  int threads = 0;
+};
+
+absl::StatusOr<bool> ParseBool(const std::string& flag, const std::string& value) {
+  if (value == "true") return true;
+  if (value == "false") return false;
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, " '", value, "' is not a boolean (expected true or false)"));
+}
+
+std::string TokenizerFolder(const EvalFlags& f) {
+  if (!f.tokenizer.empty()) return f.tokenizer;
+  for (const char* file : {"/vocab.json", "/encoder.json"}) {
+    if (std::filesystem::exists(f.model + file)) return f.model;
+  }
+  return tokenizer::DefaultTokenizerDir();
+}
+
+absl::Status RunEval(const EvalFlags& f) {
+  if (f.n_eval_batches <= 0 || f.eval_batch_size_prompts <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--n-eval-batches (", f.n_eval_batches, ") and --eval-batch-size-prompts (",
+        f.eval_batch_size_prompts, ") must be positive"));
+  }
+  // The SAE and what its cfg.json says about how it was trained.
+  SAE_ASSIGN_OR_RETURN(io::SaeLensSae saelens, io::ReadSaeLens(f.sae_dir));
+  SAE_ASSIGN_OR_RETURN(eval::SaeForEval sae, eval::SaeForEvalFromSaeLens(saelens, f.sae_dir));
+  const eval::SaeTrainingSetup setup = eval::TrainingSetupFromSaeLens(saelens);
+  const int64_t context_size = f.context_size > 0 ? f.context_size : setup.context_size;
+  bool prepend_bos = setup.prepend_bos;
+  if (!f.prepend_bos.empty()) {
+    SAE_ASSIGN_OR_RETURN(prepend_bos, ParseBool("--prepend-bos", f.prepend_bos));
+  }
+  model::ModelOptions model_options;
+  if (!f.processing.empty()) {
+    SAE_ASSIGN_OR_RETURN(model_options.processing, model::ParseProcessing(f.processing));
+  } else if (setup.processing) {
+    model_options.processing = *setup.processing;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        f.sae_dir, "/cfg.json: model_from_pretrained_kwargs turns only some of TransformerLens's "
+                   "weight processing on; give --processing transformer_lens or none"));
+  }
+  if (f.dtype == "float32") {
+    model_options.dtype = at::kFloat;
+  } else if (f.dtype == "bfloat16") {
+    model_options.dtype = at::kBFloat16;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dtype '", f.dtype, "' is not supported (expected float32 or bfloat16)"));
+  }
+
+  // The SAE against the model, before anything heavy is loaded.
+  SAE_ASSIGN_OR_RETURN(model::Gpt2Config config, model::LoadGpt2Config(f.model));
+  SAE_RETURN_IF_ERROR(eval::CheckSaeFitsModel(sae, config, f.model).status());
+  if (context_size < 2 || context_size > config.n_positions) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "context size ", context_size, f.context_size > 0 ? " (--context-size)" : " (cfg.json)",
+        " must be in [2, ", config.n_positions, "], the context length of model ", f.model));
+  }
+
+  // The first N*M contexts, packed as training packs them.
+  std::unique_ptr<tokenizer::Gpt2Tokenizer> tok;
+  absl::Status tokenizer_status;
+  if (auto loaded = tokenizer::Gpt2Tokenizer::Load(TokenizerFolder(f)); loaded.ok()) {
+    tok = std::move(loaded).value();
+  } else {
+    tokenizer_status = loaded.status();
+  }
+  data::DatasetOptions dataset_options;
+  dataset_options.dataset_path = f.dataset;
+  dataset_options.context_size = context_size;
+  dataset_options.prepend_bos = prepend_bos;
+  dataset_options.vocab_size = config.vocab_size;
+  auto dataset = data::Dataset::Open(dataset_options, tok.get());
+  if (!dataset.ok()) {
+    std::string message = absl::StrCat("--dataset: ", dataset.status().message());
+    if (!tokenizer_status.ok()) {
+      absl::StrAppend(&message, " (the tokenizer could not be loaded: ", tokenizer_status.message(),
+                      "; give --tokenizer DIR)");
+    }
+    return absl::Status(dataset.status().code(), message);
+  }
+  const int64_t count = f.n_eval_batches * f.eval_batch_size_prompts;
+  auto contexts = eval::ReadFirstContexts(*dataset, count);
+  if (!contexts.ok()) {
+    return absl::Status(contexts.status().code(),
+                        absl::StrCat(contexts.status().message(), " (--n-eval-batches ",
+                                     f.n_eval_batches, " x --eval-batch-size-prompts ",
+                                     f.eval_batch_size_prompts, ")"));
+  }
+
+  ConfigureTorchThreads(f.threads);
+  SAE_ASSIGN_OR_RETURN(auto gpt2, model::Gpt2Model::Load(f.model, model_options));
+  eval::TensorContextSource source(*contexts);
+  eval::EvalOptions options;
+  options.n_eval_batches = f.n_eval_batches;
+  options.eval_batch_size_prompts = f.eval_batch_size_prompts;
+  SAE_ASSIGN_OR_RETURN(eval::EvalResults results, eval::EvaluateSae(*gpt2, sae, source, options));
+
+  const nlohmann::json json = eval::ToJson(results);
+  if (!f.out.empty()) SAE_RETURN_IF_ERROR(WriteFileAtomically(f.out, json.dump(2) + "\n"));
+  if (f.output == "json") {
+    std::printf("%s\n", json.dump(2).c_str());
+  } else {
+    std::printf("SAE %s (%s, d_in %lld, d_sae %lld) at %s%s\n", f.sae_dir.c_str(),
+                std::string(sparse::ArchitectureName(sae.options.architecture)).c_str(),
+                static_cast<long long>(sae.options.d_in),
+                static_cast<long long>(sae.options.d_sae), sae.hook_name.c_str(),
+                sae.hook_head_index >= 0 ? absl::StrCat(" head ", sae.hook_head_index).c_str()
+                                         : "");
+    std::printf("model %s (processing %s, %s); %lld contexts of %lld tokens from %s\n\n",
+                f.model.c_str(), std::string(model::ProcessingName(model_options.processing)).c_str(),
+                f.dtype.c_str(), static_cast<long long>(count),
+                static_cast<long long>(context_size), f.dataset.c_str());
+    std::printf("%s", eval::FormatEvalTable(results).c_str());
+  }
+  if (!f.out.empty()) std::fprintf(stderr, "wrote %s\n", f.out.c_str());
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void RegisterEvalCommands(CLI::App& app) {
+  auto f = std::make_shared<EvalFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "eval",
+      "Evaluate an SAE in its model: CE-loss and KL with the SAE spliced in and with the hook "
+      "zero-ablated, reconstruction, shrinkage and sparsity (SAELens's metrics)");
+  cmd->add_option("SAE_DIR", f->sae_dir, "SAELens folder (cfg.json + sae_weights.safetensors)")
+      ->required();
+  cmd->add_option("--model", f->model, "Hugging Face GPT-2 folder")->required();
+  cmd->add_option("--dataset", f->dataset,
+                  "Dataset (file, folder or glob, as run.yaml's dataset_path); its first "
+                  "N x M contexts are evaluated")
+      ->required();
+  cmd->add_option("--n-eval-batches", f->n_eval_batches, "Batches (N)")->capture_default_str();
+  cmd->add_option("--eval-batch-size-prompts", f->eval_batch_size_prompts,
+                  "Contexts per batch (M)")
+      ->capture_default_str();
+  cmd->add_option("--context-size", f->context_size, "Tokens per context (default: cfg.json)");
+  cmd->add_option("--prepend-bos", f->prepend_bos, "true | false (default: cfg.json)");
+  cmd->add_option("--processing", f->processing,
+                  "transformer_lens | none: the model weights the SAE was trained on (default: "
+                  "cfg.json's model_from_pretrained_kwargs)");
+  cmd->add_option("--dtype", f->dtype, "Model compute type: float32 | bfloat16")
+      ->capture_default_str();
+  cmd->add_option("-o,--output", f->output, "table | json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  cmd->add_option("--out", f->out, "Also write the results as JSON to this file");
+  cmd->add_option("--tokenizer", f->tokenizer,
+                  "Tokenizer folder for text datasets (default: the model's, else the cache)");
+  cmd->add_option("--threads", f->threads, "LibTorch threads (0 = one per core)");
+  cmd->callback([f] { RunCommand([&] { return RunEval(*f); }); });
+}
+
+}  // namespace sae::saectl
