@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -18,6 +19,8 @@
 #include "core/util/status.h"
 
 namespace sae::saectl {
+
+namespace fs = std::filesystem;
 
 nlohmann::json ToJson(const Process& p) {
   return {{"name", p.name},
