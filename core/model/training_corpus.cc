@@ -61,7 +61,14 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> ReadShard(
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<data::DocumentStream> stream,
                        data::DocumentStream::Open(dataset, shard, 1));
   std::vector<std::vector<int32_t>> documents;
+  const uint64_t end = dataset->RangeOfShard(shard, 1).end;
   while (true) {
+    // Stop at the shard's end rather than let the stream start its next epoch (and warn).
+    const data::DocumentPosition& at = stream->position();
+    if (at.epoch == 0 && at.file_index < dataset->files().size() &&
+        dataset->file_begin(at.file_index) + at.offset >= end) {
+      break;
+    }
     data::Document document;
     SAE_RETURN_IF_ERROR(stream->Next(&document));
     if (document.position.epoch > 0) break;  // the shard started over: every document was read

@@ -1,4 +1,4 @@
-// saectl model init | info | activations
+// saectl model init | info | activations (and train: model_train_command.cc)
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -14,6 +14,7 @@
 #include "core/util/torch_runtime.h"
 #include "nlohmann/json.hpp"
 #include "tools/saectl/command.h"
+#include "tools/saectl/model_train_command.h"
 
 namespace sae::saectl {
 namespace {
@@ -222,6 +223,8 @@ void RegisterModelCommands(CLI::App& app) {
   acts->add_option("--threads", act->threads, "LibTorch threads (0 = one per core)");
   acts->add_option("--out", act->out, "Output .safetensors file")->required();
   acts->callback([act] { RunCommand([&] { return RunActivations(*act); }); });
+
+  RegisterModelTrainCommand(*model);
 }
 
 }  // namespace sae::saectl
