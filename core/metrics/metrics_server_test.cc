@@ -213,7 +213,9 @@ TEST(MetricsServer, SurvivesAScraperThatHangsUpMidResponse) {
 
 TEST(MetricsServer, ServesExtraRoutesBesideAnUnchangedMetricsEndpoint) {
   Registry registry;
-  (*registry.AddCounter("sae_test_tokens_total", "Tokens.", {"run_id"}))->Labels({"r"}).Increment(3);
+  (*registry.AddCounter("sae_test_tokens_total", "Tokens.", {"run_id"}))
+      ->Labels({"r"})
+      .Increment(3);
   MetricsServerOptions options = Loopback(0);
   options.routes.push_back({"GET", R"(/api/things/([a-z]+))",
                             [](const httplib::Request& request, httplib::Response& response) {

@@ -24,7 +24,8 @@ bool IsEvalEvent(const v1::RunEvent& event) {
 }
 
 // A TrainingMetrics field as a JSON number, or null when an optional field is absent.
-json FieldValue(const v1::TrainingMetrics& metrics, const google::protobuf::FieldDescriptor* field) {
+json FieldValue(const v1::TrainingMetrics& metrics,
+                const google::protobuf::FieldDescriptor* field) {
   const google::protobuf::Reflection* reflection = metrics.GetReflection();
   if (field->has_presence() && !reflection->HasField(metrics, field)) return nullptr;
   switch (field->cpp_type()) {

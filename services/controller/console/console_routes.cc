@@ -165,8 +165,9 @@ class Console {
             // A chunk that is gone (the checkpoint was deleted meanwhile) or damaged ends the
             // transfer without its last chunk: the client sees a broken download, never a
             // wrong file.
-            if (!chunk.ok() || (index < transfer->manifest.chunks_size() &&
-                                rpc::Sha256::Of(*chunk) != transfer->manifest.chunks(index).sha256())) {
+            const v1::CheckpointManifest& manifest = transfer->manifest;
+            if (!chunk.ok() || (index < manifest.chunks_size() &&
+                                rpc::Sha256::Of(*chunk) != manifest.chunks(index).sha256())) {
               return false;
             }
             if (!transfer->tar.Feed(*chunk, &out).ok()) return false;

@@ -134,7 +134,8 @@ TEST_F(ConsoleHttpTest, ServesRunsHistoryEventsAndWorkersOfARun) {
   EXPECT_EQ(columns["step"].front(), 1);
   EXPECT_EQ(columns["step"].back(), 40);
   EXPECT_EQ(columns["tokens"].back(), 40 * 64);
-  EXPECT_DOUBLE_EQ(columns["l0"].back().get<double>(), 50.0) << "the fake trainer's L0 is 10 + step";
+  EXPECT_DOUBLE_EQ(columns["l0"].back().get<double>(), 50.0)
+      << "the fake trainer's L0 is 10 + step";
   EXPECT_DOUBLE_EQ(columns["overall_loss"].front().get<double>(), 1.0);
   EXPECT_TRUE(columns["mean_log10_feature_sparsity"].front().is_null())
       << "an optional metric a report did not carry is null, a gap in the chart";
@@ -151,7 +152,8 @@ TEST_F(ConsoleHttpTest, ServesRunsHistoryEventsAndWorkersOfARun) {
   ASSERT_FALSE(events["events"].empty());
   const uint64_t last = events["last_sequence"].get<uint64_t>();
   EXPECT_EQ(events["events"].back()["state"], "RUN_STATE_SUCCEEDED");
-  EXPECT_TRUE(GetJson(absl::StrCat("/api/runs/", run_id, "/events?after=", last))["events"].empty());
+  const std::string after = absl::StrCat("/api/runs/", run_id, "/events?after=", last);
+  EXPECT_TRUE(GetJson(after)["events"].empty());
 
   json workers = GetJson("/api/workers");
   ASSERT_EQ(workers["workers"].size(), 2u);

@@ -20,9 +20,10 @@ absl::StatusOr<DownsampledSeries*> ProgressHistory::SeriesOf(const std::string& 
       points.push_back({point.index(), point.metrics().step()});
     }
     if (cache_.size() >= kCachedRuns) {
-      auto oldest = std::min_element(cache_.begin(), cache_.end(), [](const auto& a, const auto& b) {
-        return a.second.last_use < b.second.last_use;
-      });
+      auto oldest =
+          std::min_element(cache_.begin(), cache_.end(), [](const auto& a, const auto& b) {
+            return a.second.last_use < b.second.last_use;
+          });
       cache_.erase(oldest);
     }
     it = cache_.emplace(run_id, Cached{DownsampledSeries(capacity_), 0}).first;

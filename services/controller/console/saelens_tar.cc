@@ -16,7 +16,9 @@ constexpr size_t kBlock = 512;
 
 uint64_t LittleEndian(absl::string_view bytes) {
   uint64_t value = 0;
-  for (size_t i = bytes.size(); i-- > 0;) value = (value << 8) | static_cast<unsigned char>(bytes[i]);
+  for (size_t i = bytes.size(); i-- > 0;) {
+    value = (value << 8) | static_cast<unsigned char>(bytes[i]);
+  }
   return value;
 }
 

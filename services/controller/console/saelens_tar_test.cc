@@ -60,8 +60,9 @@ TEST(SaeLensTar, HoldsExactlyTheSaeLensFolderAndTarExtractsIt) {
     EXPECT_EQ(tar->size() % 512, 0u);
     const std::string out = folder.path() + "/out" + std::to_string(piece);
     ASSERT_TRUE(WriteFileAtomically(out + ".tar", *tar).ok());
-    const std::string command = absl::StrCat("mkdir -p ", out, " && tar -xf ", out, ".tar -C ", out,
-                                             " && test \"$(ls ", out, "/tiny-step-60 | wc -l)\" = 3");
+    const std::string command =
+        absl::StrCat("mkdir -p ", out, " && tar -xf ", out, ".tar -C ", out, " && test \"$(ls ",
+                     out, "/tiny-step-60 | wc -l)\" = 3");
     ASSERT_EQ(std::system(command.c_str()), 0) << command;
     for (const char* name : {"cfg.json", "sae_weights.safetensors", "sparsity.safetensors"}) {
       EXPECT_EQ(ReadFile(absl::StrCat(out, "/tiny-step-60/", name)).value_or("?"),

@@ -11,7 +11,8 @@
 
   // The charts of the run page: title, and the history columns drawn in it.
   var CHARTS = [
-    { id: 'losses', title: 'Losses', series: ['overall_loss', 'mse_loss', 'l1_loss', 'ghost_grad_loss', 'aux_loss'] },
+    { id: 'losses', title: 'Losses', series: ['overall_loss', 'mse_loss', 'ghost_grad_loss', 'aux_loss'] },
+    { id: 'l1_loss', title: 'L1 loss (before its coefficient)', series: ['l1_loss'] },
     { id: 'l0', title: 'L0 (active features per token)', series: ['l0'] },
     { id: 'explained_variance', title: 'Explained variance', series: ['explained_variance'] },
     { id: 'dead_features', title: 'Dead features', series: ['dead_features'] },
@@ -74,10 +75,20 @@
     if (h < 48) return h + 'h ' + (m % 60) + 'm';
     return Math.floor(h / 24) + 'd ' + (h % 24) + 'h';
   }
+  // An axis tick: short, and never cut off by the axis width.
+  function tick(v) {
+    if (v === null || v === undefined) return '';
+    var a = Math.abs(v);
+    if (a === 0) return '0';
+    if (a >= 1e4) return si(v);
+    if (a < 1e-3) return v.toExponential(1);
+    return String(Number(v.toPrecision(4)));
+  }
   function time(ms) {
     var n = num(ms);
     return n ? new Date(n).toLocaleString() : '-';
   }
+  function plural(n, word) { return esc(n) + ' ' + word + (Number(n) === 1 ? '' : 's'); }
   function badge(state) { var s = stateName(state); return '<span class="badge ' + esc(s) + '">' + esc(s) + '</span>'; }
   function bar(fraction, big) {
     var pct = Math.max(0, Math.min(1, fraction || 0)) * 100;
@@ -342,7 +353,7 @@
       ['Generation (restarts)', esc(run.generation)], ['Tokens skipped', si(run.tokens_skipped)],
       ['Checkpoints kept', bytes(run.checkpoint_bytes)],
       ['Running for', started ? duration((ended || data.now_unix_ms) - started) : '-'],
-      ['Gang', esc(run.activation_servers) + ' servers + ' + esc(run.trainers) + ' trainers'],
+      ['Gang', plural(run.activation_servers, 'server') + ' + ' + plural(run.trainers, 'trainer')],
     ];
     document.getElementById('run-stats').innerHTML = stats.map(function (s) {
       return '<div class="stat"><div class="k">' + s[0] + '</div><div class="v">' + s[1] + '</div></div>';
@@ -458,7 +469,8 @@
     var columns = h.columns;
     var xKey = view.xKey;
     var xs = columns[xKey] || [];
-    var mk = markers(columns, xKey);
+    var current = view;
+    current.markers = markers(columns, xKey);
     if (typeof uPlot === 'undefined') {
       var notice = document.getElementById('notice');
       notice.hidden = false;
@@ -503,7 +515,7 @@
       var key = names.join(',') + '|' + xKey;
       var chart = view.charts[c.id];
       if (chart && chart.saeKey === key) {
-        chart.setData(data);
+        chart.setData(data);  // redraws, markers included
         return;
       }
       if (chart) chart.destroy();
@@ -520,13 +532,13 @@
                    points: { show: data[0].length < 60 },
                    value: function (u, v) { return v === null || v === undefined ? '-' : fmt(v, 4); } };
         })),
-        axes: [{ label: xKey }, { size: 60, values: function (u, vals) { return vals.map(function (v) { return fmt(v, 3); }); } }],
-        plugins: [markerPlugin(function () { return c.id === 'evals' ? [] : mk; })],
+        axes: [{ label: xKey, values: function (u, vals) { return vals.map(tick); } },
+               { size: 64, values: function (u, vals) { return vals.map(tick); } }],
+        plugins: [markerPlugin(function () { return c.id === 'evals' ? [] : current.markers; })],
       }, data, plot);
       chart.saeKey = key;
       view.charts[c.id] = chart;
     });
-    view.markers = mk;
   }
 
   // The eval events as a chart of their numbers against the step (null without evals).
