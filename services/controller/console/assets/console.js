@@ -126,6 +126,13 @@
     return null;
   }
 
+  function showUplotNotice() {
+    var notice = document.getElementById('notice');
+    notice.hidden = false;
+    notice.innerHTML = 'Charts need uPlot, which this controller was built without: run <code>scripts/fetch-assets.sh</code>, ' +
+      'then build <code>sae-controller</code> again.';
+  }
+
   function api(path, options) {
     return fetch(path, Object.assign({ credentials: 'same-origin', cache: 'no-store' }, options || {}))
       .then(function (response) {
@@ -472,10 +479,7 @@
     var current = view;
     current.markers = markers(columns, xKey);
     if (typeof uPlot === 'undefined') {
-      var notice = document.getElementById('notice');
-      notice.hidden = false;
-      notice.innerHTML = 'Charts need uPlot, which this controller was built without: run <code>scripts/fetch-assets.sh</code>, ' +
-        'then build <code>sae-controller</code> again.';
+      showUplotNotice();
       CHARTS.forEach(function (c) {
         var box = document.getElementById('chart-' + c.id);
         box.querySelector('.plot').innerHTML = '<div class="empty">No charts without uPlot (see the notice above).</div>';
@@ -586,6 +590,7 @@
   window.addEventListener('hashchange', route);
   api('/api/info').then(function (info) {
     document.getElementById('logout').hidden = !info.auth_required;
+    if (!info.uplot) showUplotNotice();
   }).catch(function () {});
   route();
 })();
