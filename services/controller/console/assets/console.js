@@ -319,16 +319,23 @@
     var id = encodeURIComponent(current.runId);
     Promise.all([
       api('/api/runs/' + id),
-      api('/api/runs/' + id + '/history'),
       api('/api/runs/' + id + '/events?after=' + current.lastSequence),
     ]).then(function (parts) {
+      // The history (up to 2048 points) is fetched again only when rank 0 reported since.
+      var key = parts[0].run.step + '|' + parts[0].run.generation + '|' + JSON.stringify(parts[0].run.metrics);
+      if (current.history && key === current.historyKey) return parts.concat([current.history]);
+      return api('/api/runs/' + id + '/history').then(function (history) {
+        current.historyKey = key;
+        return parts.concat([history]);
+      });
+    }).then(function (parts) {
       if (view !== current) return;
       setLive(true);
       var data = parts[0];
       current.run = data.run;
-      current.history = parts[1];
-      parts[2].events.forEach(function (e) { current.events.push(e); });
-      current.lastSequence = num(parts[2].last_sequence) || current.lastSequence;
+      current.history = parts[2];
+      parts[1].events.forEach(function (e) { current.events.push(e); });
+      current.lastSequence = num(parts[1].last_sequence) || current.lastSequence;
       renderRun(data);
       drawCharts();
       document.body.dataset.ready = '1';
