@@ -8,7 +8,8 @@ For a residual SAE (TransformerLens processing) and a one-head hook_z SAE (no pr
      get_sparsity_and_variance_metrics (one batch of all N*M contexts, so that its per-batch
      relative_reconstruction_bias is the pooled one) run on the first N*M rows of a 2-D .npy,
      with no special tokens excluded (docs/evals.md: we evaluate every position);
-  4. `saectl eval -o json` on the same rows.
+  4. `saectl eval -o json` on the same rows, and on the SAE as SAELens's save_model writes it
+     (SAELens 6's nested cfg.json): the same JSON.
 Compared within 1e-4 relative (1e-6 absolute): the CE losses and score, the KLs and score,
 explained variance, cossim, l2 norms and ratio, relative reconstruction bias, l0, l1, the dead
 and dense counts (from SAELens's feature_density), and mse (SAELens 6.54 sums over dimensions:
@@ -123,6 +124,18 @@ def main():
             if sae.cfg.metadata.hook_name != hook or sae.cfg.metadata.hook_head_index != head:
                 failures.append(f"{label}: SAELens read hook {sae.cfg.metadata.hook_name} head "
                                 f"{sae.cfg.metadata.hook_head_index}")
+            # SAELens 6 writes the nested cfg.json ("metadata"): saectl eval reads it the same.
+            resaved = os.path.join(tmp, f"{label}_saved_by_saelens")
+            sae.save_model(resaved)
+            again = json.loads(peer_gpt2.run(
+                [saectl, "eval", resaved, "--model", model_dir, "--dataset", eval_npy,
+                 "--n-eval-batches", str(N_BATCHES), "--eval-batch-size-prompts", str(BATCH),
+                 "--context-size", str(CONTEXT), "--processing", processing, "--threads", "2",
+                 "-o", "json"]))
+            checked += 1
+            if again != ours:
+                failures.append(f"{label}: the SAE as SAELens saved it evaluates differently: "
+                                f"{again} vs {ours}")
             model = peer_gpt2.hooked_transformer(hf, processing)
             recon, sparse, density = saelens_metrics(sae, model, contexts)
             d_in = sae.cfg.d_in

@@ -149,6 +149,7 @@ absl::Status RunEval(const EvalFlags& f) {
                 static_cast<long long>(context_size), f.dataset.c_str());
     std::printf("%s", eval::FormatEvalTable(results).c_str());
   }
+  std::fflush(stdout);
   if (!f.out.empty()) std::fprintf(stderr, "wrote %s\n", f.out.c_str());
   return absl::OkStatus();
 }
