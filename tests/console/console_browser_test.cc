@@ -320,6 +320,8 @@ TEST_F(ConsoleBrowserTest, ShowsARunItsChartsAndWorkersBehindTheTokenAcrossACont
     EXPECT_GT(run.ChartPoints(chart), 0) << chart << "\n" << run.dom;
   }
   EXPECT_TRUE(absl::StrContains(run.dom, "<canvas")) << "uPlot drew";
+  // n_checkpoints 2: the checkpoint at step 150 and the final SAE at 300, marked on the charts.
+  EXPECT_EQ(run.Attribute("data-chart", "l0", "data-markers"), "2") << run.dom;
   EXPECT_TRUE(absl::StrContains(run.dom, "download .tar")) << "the checkpoints' links";
   EXPECT_TRUE(absl::StrContains(run.dom, "SUCCEEDED"));
   EXPECT_TRUE(absl::StrContains(run.dom, "id=\"evals-empty\"")) << "the evals' empty state";

@@ -516,6 +516,7 @@
       var points = 0;
       data.slice(1).forEach(function (ys) { ys.forEach(function (v) { if (v !== null && v !== undefined) points++; }); });
       box.dataset.points = String(points);
+      box.dataset.markers = String(c.id === 'evals' ? 0 : current.markers.length);
       var plot = box.querySelector('.plot');
       if (!data[0].length || !points) {
         if (view.charts[c.id]) { view.charts[c.id].destroy(); delete view.charts[c.id]; }
