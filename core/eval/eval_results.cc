@@ -125,6 +125,72 @@ nlohmann::json ToJson(const EvalResults& r) {
   return j;
 }
 
+absl::StatusOr<EvalResults> EvalResultsFromJson(const nlohmann::json& j) {
+  EvalResults r;
+  absl::Status status;
+  auto field = [&](const char* group, const char* name) -> const nlohmann::json* {
+    if (!j.is_object() || !j.contains(group) || !j[group].is_object() ||
+        !j[group].contains(name)) {
+      if (status.ok()) {
+        status = absl::InvalidArgumentError(
+            absl::StrCat("evaluation results lack ", group, ".", name));
+      }
+      return nullptr;
+    }
+    return &j[group][name];
+  };
+  auto number = [&](const char* group, const char* name, double& out) {
+    const nlohmann::json* v = field(group, name);
+    if (v == nullptr) return;
+    if (v->is_null()) {
+      out = kNaN;
+    } else if (v->is_number()) {
+      out = v->get<double>();
+    } else if (status.ok()) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("evaluation results: ", group, ".", name, " is not a number"));
+    }
+  };
+  auto count = [&](const char* group, const char* name, int64_t& out) {
+    const nlohmann::json* v = field(group, name);
+    if (v == nullptr) return;
+    if (v->is_number_integer()) {
+      out = v->get<int64_t>();
+    } else if (status.ok()) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("evaluation results: ", group, ".", name, " is not an integer"));
+    }
+  };
+  const char* perf = "model_performance_preservation";
+  number(perf, "ce_loss_without_sae", r.ce_loss_without_sae);
+  number(perf, "ce_loss_with_sae", r.ce_loss_with_sae);
+  number(perf, "ce_loss_with_ablation", r.ce_loss_with_ablation);
+  number(perf, "ce_loss_score", r.ce_loss_score);
+  const char* behavior = "model_behavior_preservation";
+  number(behavior, "kl_div_with_sae", r.kl_div_with_sae);
+  number(behavior, "kl_div_with_ablation", r.kl_div_with_ablation);
+  number(behavior, "kl_div_score", r.kl_div_score);
+  number("reconstruction_quality", "mse", r.mse);
+  number("reconstruction_quality", "explained_variance", r.explained_variance);
+  number("reconstruction_quality", "cossim", r.cossim);
+  number("shrinkage", "l2_norm_in", r.l2_norm_in);
+  number("shrinkage", "l2_norm_out", r.l2_norm_out);
+  number("shrinkage", "l2_ratio", r.l2_ratio);
+  number("shrinkage", "relative_reconstruction_bias", r.relative_reconstruction_bias);
+  number("sparsity", "l0", r.l0);
+  number("sparsity", "l1", r.l1);
+  count("sparsity", "d_sae", r.d_sae);
+  count("sparsity", "dead_features", r.dead_features);
+  count("sparsity", "dense_features", r.dense_features);
+  count("token_stats", "contexts", r.contexts);
+  count("token_stats", "context_size", r.context_size);
+  count("token_stats", "ce_loss_positions", r.ce_positions);
+  count("token_stats", "kl_div_positions", r.kl_positions);
+  count("token_stats", "total_tokens_eval_sparsity_variance", r.sae_tokens);
+  if (!status.ok()) return status;
+  return r;
+}
+
 std::string FormatEvalTable(const EvalResults& r) {
   std::string out;
   auto row = [&](const char* name, double v, const std::string& note = "") {

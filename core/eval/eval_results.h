@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
 namespace sae::eval {
@@ -83,6 +84,11 @@ EvalResults ResultsFromSums(const EvalSums& sums);
 //  "token_stats": {...}}: SAELens's groups and names, plus the feature counts and token counts
 // this project adds. NaN (e.g. a score over a zero denominator) becomes null.
 nlohmann::json ToJson(const EvalResults& results);
+
+// The results ToJson wrote (for example sent by the machine that evaluated): every group and
+// metric ToJson writes must be there (null reads as NaN); feature_density stays undefined.
+// InvalidArgument naming the missing or mistyped field.
+absl::StatusOr<EvalResults> EvalResultsFromJson(const nlohmann::json& json);
 
 // The same numbers for people: grouped, aligned, with a one-line reading of each score.
 std::string FormatEvalTable(const EvalResults& results);

@@ -143,6 +143,20 @@ TEST(EvalSums, AddedSumsGiveThePooledMetricsNotAMeanOfBatchMeans) {
   EXPECT_EQ(r.contexts, 4);
 }
 
+TEST(EvalResultsFromJson, ReadsBackWhatToJsonWrites) {
+  auto m = SmallModel(model::Processing::kTransformerLens);
+  const EvalResults r = Evaluate(*m, RandomSae("blocks.1.hook_resid_pre", m->config().n_embd), 2, 3);
+  auto back = EvalResultsFromJson(nlohmann::json::parse(ToJson(r).dump()));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(ToJson(*back), ToJson(r));
+  EXPECT_EQ(back->sae_tokens, r.sae_tokens);
+  nlohmann::json missing = ToJson(r);
+  missing["sparsity"].erase("l0");
+  auto bad = EvalResultsFromJson(missing);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("sparsity.l0"));
+}
+
 // The model's float32 GEMMs round differently for different batch shapes (~1e-8 relative); the
 // sums themselves are exact (above), so any split agrees to float32 rounding.
 TEST(EvaluateSae, MetricsAreTheSameForAnySplitIntoBatches) {
