@@ -111,8 +111,11 @@ absl::StatusOr<EvalSums> EvaluateBatch(const model::Gpt2Model& model,
   const at::Tensor log_p = at::log_softmax(clean.logits, -1);  // [B,T,V]
   const at::Tensor p = log_p.exp();
   clean = model::ForwardResult();  // frees the clean logits
+  // sum over positions of sum_v p (log p - log q), in place over one [B,T,V] temporary.
   auto kl_sum = [&](const at::Tensor& logits) {
-    return (p * (log_p - at::log_softmax(logits, -1))).sum(-1).to(at::kDouble).sum().item<double>();
+    at::Tensor t = at::log_softmax(logits, -1);
+    t.neg_().add_(log_p).mul_(p);
+    return t.sum(-1).to(at::kDouble).sum().item<double>();
   };
 
   model::ForwardRequest sae_request;
