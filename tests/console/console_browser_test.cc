@@ -218,7 +218,7 @@ class ConsoleBrowserTest : public ::testing::Test {
   }
 
   // The run.yaml of a gpt2-tiny run of `steps` steps of 256 tokens, reporting every 2 steps.
-  std::string WriteRunYaml(int64_t steps) {
+  std::string WriteRunYaml(int64_t steps, int checkpoints = 2) {
     const std::string dir = folder_.path();
     if (!fs::exists(dir + "/model")) {
       Result init = Saectl("model init --preset gpt2-tiny --seed 0 --out " + dir + "/model", 120);
@@ -234,7 +234,8 @@ class ConsoleBrowserTest : public ::testing::Test {
                                  "\nn_batches_in_buffer: 8\nstore_batch_size: 4\nlr: 0.001\n"
                                  "lr_warm_up_steps: 2\nb_dec_init_method: mean\n"
                                  "wandb_log_frequency: 2\nfeature_sampling_window: 20\n"
-                                 "n_checkpoints: 2\nactivation_servers: 1\ntrainers: 1\n"));
+                                 "n_checkpoints: ", checkpoints,
+                                 "\nmax_restarts: 2\nactivation_servers: 1\ntrainers: 1\n"));
   }
 
   // Loads `url` in headless chromium and returns the DOM after `budget_ms` of virtual time;
@@ -259,6 +260,32 @@ class ConsoleBrowserTest : public ::testing::Test {
       EXPECT_TRUE(fs::exists(png) && fs::file_size(png) > 10000) << png;
     }
     return page;
+  }
+
+  // Polls the log of the cluster's process `name` every 20 ms until it holds `text`.
+  void WaitForProcessLog(const std::string& name, const std::string& text, int seconds = 120) {
+    const std::string path = DataDir() + "/logs/" + name + ".log";
+    const absl::Time give_up = absl::Now() + absl::Seconds(seconds);
+    while (absl::Now() < give_up) {
+      if (absl::StrContains(ReadFile(path).value_or(""), text)) return;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ADD_FAILURE() << name << " never logged \"" << text << "\"";
+  }
+
+  // SIGKILL to the cluster's process `name`; returns once it is gone.
+  void KillProcess(const std::string& name) {
+    auto record = nlohmann::json::parse(*ReadFile(DataDir() + "/cluster.json"));
+    for (const auto& process : record["processes"]) {
+      if (process["name"] != name) continue;
+      const int pid = process["pid"].get<int>();
+      ASSERT_EQ(::kill(pid, SIGKILL), 0) << name;
+      const absl::Time give_up = absl::Now() + absl::Seconds(10);
+      while (!Cmdline(pid).empty() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
+      ASSERT_TRUE(Cmdline(pid).empty()) << name << " survived SIGKILL";
+      return;
+    }
+    FAIL() << "no process " << name;
   }
 
   // No JavaScript error on the page: none caught by the page, none in the browser's log.
@@ -327,16 +354,7 @@ TEST_F(ConsoleBrowserTest, ShowsARunItsChartsAndWorkersBehindTheTokenAcrossACont
   EXPECT_TRUE(absl::StrContains(run.dom, "id=\"evals-empty\"")) << "the evals' empty state";
 
   // The charts come back whole after the controller is killed and started again.
-  {
-    auto record = nlohmann::json::parse(*ReadFile(DataDir() + "/cluster.json"));
-    for (const auto& process : record["processes"]) {
-      if (process["name"] != "controller") continue;
-      const int pid = process["pid"].get<int>();
-      ASSERT_EQ(::kill(pid, SIGKILL), 0);
-      const absl::Time give_up = absl::Now() + absl::Seconds(10);
-      while (!Cmdline(pid).empty() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
-    }
-  }
+  KillProcess("controller");
   Result restarted = Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --wait 60"), 90);
   ASSERT_EQ(restarted.code, 0) << restarted.out << restarted.err;
   Page again = Load(absl::StrCat(login_url, "#/run/", run_id), "run-after-restart.png", 8000);
@@ -350,6 +368,37 @@ TEST_F(ConsoleBrowserTest, ShowsARunItsChartsAndWorkersBehindTheTokenAcrossACont
   EXPECT_TRUE(absl::StrContains(workers.dom, "trainer")) << workers.dom;
   EXPECT_TRUE(absl::StrContains(workers.dom, "activation server")) << workers.dom;
   ExpectNoJavaScriptErrors(workers, "workers page");
+}
+
+TEST_F(ConsoleBrowserTest, MarksARestartOnTheChartsWhoseHistoryFollowsTheRollback) {
+  const std::string console = StartCluster();
+  ASSERT_FALSE(console.empty());
+  Result submitted = Saectl("submit " + WriteRunYaml(600, 3) + " --name restart");
+  ASSERT_EQ(submitted.code, 0) << submitted.out << submitted.err;
+  const std::string run_id(
+      absl::StripAsciiWhitespace(submitted.out.substr(0, submitted.out.find('\n'))));
+  // The only trainer goes after its checkpoint at step 200, so the restart rolls back.
+  WaitForProcessLog("trainer-0", "checkpoint at step 200:");
+  WaitForProcessLog("trainer-0", "step 260/600 ");
+  KillProcess("trainer-0");
+  Result restarted = Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --wait 60"), 90);
+  ASSERT_EQ(restarted.code, 0) << restarted.out << restarted.err;
+  Result waited = Saectl(absl::StrCat("wait ", run_id, " --timeout 300"), 330);
+  ASSERT_EQ(waited.code, 0) << waited.out << waited.err;
+
+  Page run = Load(absl::StrCat(console, "?token=", kToken, "#/run/", run_id), "run-restarted.png",
+                  8000);
+  EXPECT_EQ(run.BodyAttribute("data-ready"), "1") << run.dom;
+  ExpectNoJavaScriptErrors(run, "run page of a restarted run");
+  EXPECT_EQ(run.Attribute("data-chart", "l0", "data-restarts"), "1") << run.dom;
+  int markers = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(run.Attribute("data-chart", "l0", "data-markers"), &markers));
+  EXPECT_GE(markers, 4) << "checkpoints at 200, 400 and the final SAE, and the restart";
+  // Reports every 2 steps: the points the restart rolled back (after step 200) were replaced,
+  // not added to.
+  EXPECT_LE(run.ChartPoints("l0"), 300) << run.dom;
+  EXPECT_GE(run.ChartPoints("l0"), 30) << run.dom;
+  EXPECT_TRUE(absl::StrContains(run.dom, ">RESTART<")) << "the restart in the events list";
 }
 
 }  // namespace

@@ -449,7 +449,7 @@
       var restart = t === 'STATE_CHANGED' && stateName(e.state) === 'RESTARTING';
       if (!restart && t !== 'CHECKPOINT_COMMITTED') return;
       var x = eventX(e, columns, xKey);
-      if (x !== null) out.push({ x: x, color: restart ? '#d64545' : '#1f9d55' });
+      if (x !== null) out.push({ x: x, color: restart ? '#d64545' : '#1f9d55', restart: restart });
     });
     return out;
   }
@@ -517,6 +517,7 @@
       data.slice(1).forEach(function (ys) { ys.forEach(function (v) { if (v !== null && v !== undefined) points++; }); });
       box.dataset.points = String(points);
       box.dataset.markers = String(c.id === 'evals' ? 0 : current.markers.length);
+      box.dataset.restarts = String(c.id === 'evals' ? 0 : current.markers.filter(function (m) { return m.restart; }).length);
       var plot = box.querySelector('.plot');
       if (!data[0].length || !points) {
         if (view.charts[c.id]) { view.charts[c.id].destroy(); delete view.charts[c.id]; }
