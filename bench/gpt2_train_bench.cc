@@ -3,7 +3,7 @@
 // step in PyTorch eager (nanoGPT's formulation, bench/reference/gpt2_train_eager.py) measured in
 // the same run, and beside our step with autograd's full-size logits.
 //
-//   gpt2_train_bench [reps] [n_layer d_model n_head context batch]
+//   gpt2_train_bench [reps] [n_layer d_model n_head context batch [chunk_rows]]
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -24,11 +24,13 @@ int main(int argc, char** argv) {
   c.n_embd = argc > 3 ? std::atoi(argv[3]) : 128;
   c.n_head = argc > 4 ? std::atoi(argv[4]) : 4;
   c.n_positions = argc > 5 ? std::atoi(argv[5]) : 128;
-  const int64_t B = argc > 6 ? std::atoi(argv[6]) : 16, T = c.n_positions;
+  const int64_t B = argc > 6 ? std::atoi(argv[6]) : 8, T = c.n_positions;
+  const int64_t chunk_rows = argc > 7 ? std::atoi(argv[7]) : 128;
   std::printf(
       "GPT-2 training step: %d layers, d_model %d, %d heads, context %lld, batch %lld, vocab %d, "
-      "float32, %d threads, median of %d\n",
-      c.n_layer, c.n_embd, c.n_head, (long long)T, (long long)B, c.vocab_size, threads, reps);
+      "float32, %d threads, median of %d; unembedding in chunks of %lld rows\n",
+      c.n_layer, c.n_embd, c.n_head, (long long)T, (long long)B, c.vocab_size, threads, reps,
+      (long long)chunk_rows);
 
   Gpt2TrainingModel model(RandomGpt2Weights(c, 0));
   AdamW optimizer(model.Parameters(), {});
@@ -36,7 +38,7 @@ int main(int argc, char** argv) {
   const at::Tensor tokens = at::randint(0, c.vocab_size, {B, T}, at::kLong);
   const double ours = sae::bench::MedianSeconds(
       [&] {
-        model.LossAndBackward(tokens);
+        model.LossAndBackward(tokens, chunk_rows);
         optimizer.Step(1e-3);
       },
       reps, 1);

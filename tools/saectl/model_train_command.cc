@@ -41,8 +41,8 @@ struct ModelTrainFlags {
   std::string tokenizer;
   int64_t tokens = 0;
   int64_t context_size = 0;
-  int64_t batch_size = 16;
-  double lr = 2e-3;
+  int64_t batch_size = 8;
+  double lr = 3e-3;
   double min_lr = -1;
   int64_t warmup_steps = -1;
   double weight_decay = 0.1;
