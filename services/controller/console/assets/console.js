@@ -99,32 +99,10 @@
     return total ? (num(run.tokens) || 0) / total : 0;
   }
 
-  // Every number in an eval event (nested objects flattened to "a.b"), without the fields every
-  // event has.
-  var EVENT_FIELDS = { run_id: 1, sequence: 1, time_unix_ms: 1, type: 1, generation: 1, state: 1,
-                       message: 1, worker: 1, step: 1, tokens: 1, bytes: 1 };
-  function evalNumbers(event) {
-    var out = {};
-    function walk(prefix, value) {
-      if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-        Object.keys(value).forEach(function (k) { walk(prefix ? prefix + '.' + k : k, value[k]); });
-      } else if (typeof value === 'number' || (typeof value === 'string' && value !== '' && isFinite(Number(value)))) {
-        out[prefix] = Number(value);
-      }
-    }
-    Object.keys(event || {}).forEach(function (k) { if (!EVENT_FIELDS[k]) walk(k, event[k]); });
-    return out;
-  }
-  // The CE-loss score of an eval event, wherever it sits, or null.
-  function ceLossScore(event) {
-    if (!event) return null;
-    var numbers = evalNumbers(event);
-    var keys = Object.keys(numbers);
-    for (var i = 0; i < keys.length; i++) {
-      if (/(^|\.)ce_loss_score$/.test(keys[i])) return numbers[keys[i]];
-    }
-    return null;
-  }
+  // Eval results, found generically (console_format.js).
+  var evalNumbers = SaeFormat.evalNumbers;
+  var ceLossScore = SaeFormat.ceLossScore;
+  var isEval = SaeFormat.isEvalEvent;
 
   function showUplotNotice() {
     var notice = document.getElementById('notice');
@@ -399,8 +377,6 @@
       view.configShown = true;
     }
   }
-
-  function isEval(e) { return /EVAL/.test(String(e.type)); }
 
   function renderEvals() {
     var evals = view.events.filter(isEval);

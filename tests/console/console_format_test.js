@@ -1,0 +1,43 @@
+// The console's generic eval path (services/controller/console/assets/console_format.js) under
+// node: eval events are found by type name, their numbers wherever they sit, the CE-loss score
+// by its SAELens name. Run: node tests/console/console_format_test.js
+'use strict';
+const assert = require('assert');
+const path = require('path');
+const format = require(path.join(__dirname, '../../services/controller/console/assets/console_format.js'));
+
+// A RunEvent in proto3 JSON as the controller serves it, with eval results in whatever field an
+// eval event type carries them (here nested, with SAELens's grouping).
+const evalEvent = {
+  run_id: 'tiny-x1', sequence: '42', time_unix_ms: '1700000000000', type: 'TYPE_EVAL_COMPLETED',
+  generation: '0', state: 'RUN_STATE_RUNNING', message: 'eval at step 100', step: '100',
+  tokens: '25600', bytes: '0', worker: { worker_id: 'activation-server-x', rank: 0 },
+  eval: {
+    model_performance_preservation: { ce_loss_score: 0.93, ce_loss_with_sae: '3.5' },
+    model_behavior_preservation: { kl_div_score: 0.91 },
+    sparsity: { l0: 12, dead: '3' },
+    note: 'text is not a number',
+  },
+};
+
+assert.strictEqual(format.isEvalEvent(evalEvent), true);
+assert.strictEqual(format.isEvalEvent({ type: 'TYPE_CHECKPOINT_COMMITTED' }), false);
+assert.strictEqual(format.isEvalEvent(null), false);
+
+const numbers = format.evalNumbers(evalEvent);
+assert.deepStrictEqual(numbers, {
+  'eval.model_performance_preservation.ce_loss_score': 0.93,
+  'eval.model_performance_preservation.ce_loss_with_sae': 3.5,
+  'eval.model_behavior_preservation.kl_div_score': 0.91,
+  'eval.sparsity.l0': 12,
+  'eval.sparsity.dead': 3,
+}, 'every number but the fields every event has (sequence, step, worker, ...)');
+
+assert.strictEqual(format.ceLossScore(evalEvent), 0.93);
+assert.strictEqual(format.ceLossScore({ type: 'TYPE_EVAL_FAILED', message: 'server lost' }), null);
+assert.strictEqual(format.ceLossScore({ type: 'TYPE_EVAL', ce_loss_score: '0.5' }), 0.5,
+                   'a flat field, sent as a string');
+assert.strictEqual(format.ceLossScore({ type: 'TYPE_PROGRESS', ce_loss_score: 0.5 }), null,
+                   'only eval events count');
+assert.strictEqual(format.ceLossScore(null), null);
+console.log('console_format_test: ok');
