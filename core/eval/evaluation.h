@@ -43,12 +43,11 @@ class TensorContextSource : public ContextSource {
   int64_t next_ = 0;
 };
 
-// The first `count` contexts of `dataset`, packed as training packs them (one shard over the
-// whole dataset, context_packing.h; a 2-D .npy or JSONL `tokens` row is one context): [count,
-// T] int64. OutOfRange, naming the dataset and both counts, when the dataset holds fewer
+// The first `count` contexts of `dataset`, packed as training packs them (context_packing.h;
+// a 2-D .npy or JSONL `tokens` row is one context): [count, T] int64. `shard_index` 0: one shard
+// over the data training reads; data::Dataset::kHeldOutShard: the held-out tail (evaluations
+// during training). OutOfRange, naming the dataset and both counts, when it holds fewer
 // (packing would wrap around into a second epoch).
-// `shard_index` may name data::Dataset::kHeldOutShard: the first contexts of the held-out tail
-// (evaluations during training).
 absl::StatusOr<at::Tensor> ReadFirstContexts(std::shared_ptr<const data::Dataset> dataset,
                                              int64_t count, uint32_t shard_index = 0);
 

@@ -258,10 +258,10 @@ def compare(label, ours, ref, failures, tol=1e-4):
     return count
 
 
-def run_eval(saectl, sae_dir, model_dir, data, processing, extra=()):
+def run_eval(saectl, sae_dir, model_dir, data, processing, extra=("-o", "json")):
     cmd = [saectl, "eval", sae_dir, "--model", model_dir, "--dataset", data,
            "--n-eval-batches", str(N_BATCHES), "--eval-batch-size-prompts", str(BATCH),
-           "--processing", processing, "--threads", "2", "-o", "json", *extra]
+           "--processing", processing, "--threads", "2", *extra]
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
@@ -346,6 +346,17 @@ def main():
                 print(f"{label}/{processing}: ce_loss_score {ref['model_performance_preservation']['ce_loss_score']:.4f} "
                       f"kl_div_score {ref['model_behavior_preservation']['kl_div_score']:.4f} "
                       f"l0 {ref['sparsity']['l0']:.2f} dead {ref['sparsity']['dead_features']}")
+        # The table prints the same groups; --out writes the JSON that -o json prints.
+        out = os.path.join(tmp, "eval_results.json")
+        folder = os.path.join(tmp, cases[0][0])
+        table = run_eval(args.saectl, folder, model_dir, data, "none", ("-o", "table", "--out", out))
+        json_run = run_eval(args.saectl, folder, model_dir, data, "none")
+        for group in ["model_performance_preservation", "model_behavior_preservation",
+                      "reconstruction_quality", "shrinkage", "sparsity", "token_stats"]:
+            if group not in table.stdout:
+                failures.append(f"table: no group {group}")
+        if not os.path.exists(out) or json.load(open(out)) != json.loads(json_run.stdout):
+            failures.append("--out did not write what -o json prints")
         check_errors(args.saectl, tmp, model_dir, data, failures)
     for f in failures:
         print("MISMATCH", f)
