@@ -103,42 +103,50 @@ absl::StatusOr<EvalSums> EvaluateBatch(const model::Gpt2Model& model,
   sums.ce_positions = B * (T - 1);
   sums.kl_positions = B * T;
 
+  // Each forward returns logits only: one log-softmax per forward gives both the CE (gathered at
+  // the next tokens, positions 0..T-2) and the KL, instead of the model's own for the loss.
+  const at::Tensor next = tokens.narrow(1, 1, T - 1).unsqueeze(-1).to(at::kLong);  // [B,T-1,1]
+  auto ce_sum = [&](const at::Tensor& log_q) {
+    return -log_q.narrow(1, 0, T - 1).gather(-1, next).to(at::kDouble).sum().item<double>();
+  };
   model::ForwardRequest clean_request;
   clean_request.logits = true;
-  clean_request.loss = true;
-  SAE_ASSIGN_OR_RETURN(model::ForwardResult clean, model.Forward(tokens, clean_request));
-  sums.ce_clean = clean.loss.to(at::kDouble).sum().item<double>();
-  const at::Tensor log_p = at::log_softmax(clean.logits, -1);  // [B,T,V]
+  at::Tensor log_p;
+  {
+    SAE_ASSIGN_OR_RETURN(model::ForwardResult clean, model.Forward(tokens, clean_request));
+    log_p = at::log_softmax(clean.logits, -1);  // [B,T,V]
+  }
+  sums.ce_clean = ce_sum(log_p);
   const at::Tensor p = log_p.exp();
-  clean = model::ForwardResult();  // frees the clean logits
-  // sum over positions of sum_v p (log p - log q), in place over one [B,T,V] temporary.
-  auto kl_sum = [&](const at::Tensor& logits) {
+  // The CE of `logits`, and the sum over positions of sum_v p (log p - log q), in place over the
+  // one [B,T,V] log-softmax.
+  auto ce_and_kl = [&](const at::Tensor& logits, double& ce, double& kl) {
     at::Tensor t = at::log_softmax(logits, -1);
+    ce = ce_sum(t);
     t.neg_().add_(log_p).mul_(p);
-    return t.sum(-1).to(at::kDouble).sum().item<double>();
+    kl = t.sum(-1).to(at::kDouble).sum().item<double>();
   };
 
   model::ForwardRequest sae_request;
   sae_request.logits = true;
-  sae_request.loss = true;
   sae_request.interventions.emplace_back(site.hook(), [&](const at::Tensor& value) {
     sparse::ForwardPass pass = sae_model.Forward(site.SaeInput(value), /*keep_hidden_pre=*/false);
     AddSaeStatistics(sae_model, pass, sums);
     return site.Replace(value, pass.x_hat);
   });
-  SAE_ASSIGN_OR_RETURN(model::ForwardResult spliced, model.Forward(tokens, sae_request));
-  sums.ce_sae = spliced.loss.to(at::kDouble).sum().item<double>();
-  sums.kl_sae = kl_sum(spliced.logits);
-  spliced = model::ForwardResult();
+  {
+    SAE_ASSIGN_OR_RETURN(model::ForwardResult spliced, model.Forward(tokens, sae_request));
+    ce_and_kl(spliced.logits, sums.ce_sae, sums.kl_sae);
+  }
 
   model::ForwardRequest ablation_request;
   ablation_request.logits = true;
-  ablation_request.loss = true;
   ablation_request.interventions.emplace_back(
       site.hook(), [&](const at::Tensor& value) { return site.Ablate(value); });
-  SAE_ASSIGN_OR_RETURN(model::ForwardResult ablated, model.Forward(tokens, ablation_request));
-  sums.ce_ablation = ablated.loss.to(at::kDouble).sum().item<double>();
-  sums.kl_ablation = kl_sum(ablated.logits);
+  {
+    SAE_ASSIGN_OR_RETURN(model::ForwardResult ablated, model.Forward(tokens, ablation_request));
+    ce_and_kl(ablated.logits, sums.ce_ablation, sums.kl_ablation);
+  }
   return sums;
 }
 
