@@ -10,7 +10,7 @@ namespace sae::controller {
 ProgressHistory::ProgressHistory(RunStore* store, size_t capacity)
     : store_(store), capacity_(capacity) {}
 
-absl::StatusOr<DownsampledSeries*> ProgressHistory::SeriesOf(const std::string& run_id) {
+absl::StatusOr<ProgressHistory::Cached*> ProgressHistory::CachedRun(const std::string& run_id) {
   auto it = cache_.find(run_id);
   if (it == cache_.end()) {
     SAE_ASSIGN_OR_RETURN(std::vector<v1::ProgressPoint> stored, store_->ReadHistory(run_id));
@@ -26,32 +26,46 @@ absl::StatusOr<DownsampledSeries*> ProgressHistory::SeriesOf(const std::string& 
           });
       cache_.erase(oldest);
     }
-    it = cache_.emplace(run_id, Cached{DownsampledSeries(capacity_), 0}).first;
+    it = cache_.emplace(run_id, Cached{DownsampledSeries(capacity_), {}, 0}).first;
     it->second.series.Restore(std::move(points), stored.empty() ? 1 : stored.back().stride());
+    for (v1::ProgressPoint& point : stored) {
+      const int64_t step = point.metrics().step();
+      it->second.points.emplace(step, std::move(point));
+    }
   }
   it->second.last_use = ++uses_;
-  return &it->second.series;
+  return &it->second;
 }
 
 absl::Status ProgressHistory::Record(const std::string& run_id, uint64_t generation,
                                      const v1::TrainingMetrics& metrics, absl::Time received) {
   std::lock_guard<std::mutex> lock(mutex_);
-  SAE_ASSIGN_OR_RETURN(DownsampledSeries * series, SeriesOf(run_id));
-  DownsampledSeries::Change change = series->Add(metrics.step());
+  SAE_ASSIGN_OR_RETURN(Cached * cached, CachedRun(run_id));
+  DownsampledSeries::Change change = cached->series.Add(metrics.step());
   v1::ProgressPoint point;
   point.set_index(change.index);
   point.set_time_unix_ms(absl::ToUnixMillis(received));
   point.set_generation(generation);
   *point.mutable_metrics() = metrics;
-  point.set_stride(series->stride());
+  point.set_stride(cached->series.stride());
   absl::Status written = store_->WriteHistory(run_id, change.removed_steps, point);
-  // The store and the cached series would disagree: read the series back next time.
-  if (!written.ok()) cache_.erase(run_id);
-  return written;
+  if (!written.ok()) {
+    // The store and the cached series would disagree: read the series back next time.
+    cache_.erase(run_id);
+    return written;
+  }
+  for (int64_t step : change.removed_steps) cached->points.erase(step);
+  cached->points[metrics.step()] = std::move(point);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<v1::ProgressPoint>> ProgressHistory::Read(const std::string& run_id) {
-  return store_->ReadHistory(run_id);
+  std::lock_guard<std::mutex> lock(mutex_);
+  SAE_ASSIGN_OR_RETURN(Cached * cached, CachedRun(run_id));
+  std::vector<v1::ProgressPoint> points;
+  points.reserve(cached->points.size());
+  for (const auto& [step, point] : cached->points) points.push_back(point);
+  return points;
 }
 
 }  // namespace sae::controller

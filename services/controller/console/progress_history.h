@@ -40,21 +40,24 @@ class ProgressHistory {
   absl::Status Record(const std::string& run_id, uint64_t generation,
                       const v1::TrainingMetrics& metrics, absl::Time received);
 
-  // The run's points by step (none for a run without reports, or an unknown run).
+  // The run's points by step (none for a run without reports, or an unknown run). From memory
+  // for the runs read or recorded lately, else from the store (whose deletions leave tombstones
+  // that make a read of a long run's range slow until RocksDB compacts them away).
   absl::StatusOr<std::vector<v1::ProgressPoint>> Read(const std::string& run_id);
 
  private:
-  // Runs whose downsampling state stays in memory (32 KiB each at most); others are read back
-  // from the store when they report again.
-  static constexpr size_t kCachedRuns = 64;
+  // Runs whose series stay in memory (at most capacity points of ~200 bytes each: 400 KiB for
+  // 2048); others are read back from the store when they are recorded or read again.
+  static constexpr size_t kCachedRuns = 16;
 
   struct Cached {
     DownsampledSeries series;
+    std::map<int64_t, v1::ProgressPoint> points;  // by step: what the store holds
     uint64_t last_use = 0;
   };
 
-  // The run's series, loaded from the store when it is not cached. mutex_ held.
-  absl::StatusOr<DownsampledSeries*> SeriesOf(const std::string& run_id);
+  // The run's cached series, loaded from the store when it is not cached. mutex_ held.
+  absl::StatusOr<Cached*> CachedRun(const std::string& run_id);
 
   RunStore* const store_;
   const size_t capacity_;

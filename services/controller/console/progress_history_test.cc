@@ -55,6 +55,14 @@ TEST(ProgressHistory, SurvivesAReopenedStoreAndContinuesTheSameSeries) {
   for (size_t i = 1; i < points->size(); ++i) {
     EXPECT_LT((*points)[i - 1].metrics().step(), (*points)[i].metrics().step());
   }
+  // What the history serves from memory is what the store holds.
+  ProgressHistory reread(store->get(), 16);
+  auto stored = reread.Read("run-a");
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), points->size());
+  for (size_t i = 0; i < points->size(); ++i) {
+    EXPECT_EQ((*stored)[i].SerializeAsString(), (*points)[i].SerializeAsString()) << i;
+  }
   auto other = history.Read("run-b");
   ASSERT_TRUE(other.ok());
   ASSERT_EQ(other->size(), 1u) << "runs do not mix";
@@ -68,7 +76,7 @@ TEST(ProgressHistory, GoesWithItsDeletedRun) {
   ProgressHistory history(store->get());
   ASSERT_TRUE(history.Record("gone", 0, Report(1), absl::Now()).ok());
   ASSERT_TRUE((*store)->DeleteRun("gone").ok());
-  auto points = history.Read("gone");
+  auto points = ProgressHistory(store->get()).Read("gone");
   ASSERT_TRUE(points.ok());
   EXPECT_TRUE(points->empty());
 }
