@@ -5,6 +5,7 @@
 #include <memory>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -144,7 +145,14 @@ class Console {
       SendError(response, manifest.status());
       return;
     }
-    const std::string folder = absl::StrCat(run_id, "-step-", step);
+    // The folder and file name: the run id with anything but [A-Za-z0-9._-] replaced, so that
+    // no run name can break the header or the tar's paths.
+    std::string folder = absl::StrCat(run_id, "-step-", step);
+    for (char& c : folder) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+        c = '_';
+      }
+    }
     struct Transfer {
       v1::CheckpointManifest manifest;
       SaeLensTar tar;
