@@ -72,7 +72,8 @@ EvalResults Evaluate(const model::Gpt2Model& m, const SaeForEval& sae, int64_t b
 }
 
 TEST(EvaluateSae, PerfectReconstructionScoresOneAndZeroKl) {
-  for (model::Processing processing : {model::Processing::kTransformerLens, model::Processing::kNone}) {
+  for (model::Processing processing :
+       {model::Processing::kTransformerLens, model::Processing::kNone}) {
     auto m = SmallModel(processing);
     const int64_t D = m->config().n_embd, dh = m->config().d_head();
     for (const SaeForEval& sae : {IdentitySae("blocks.1.hook_resid_pre", D),
@@ -145,7 +146,8 @@ TEST(EvalSums, AddedSumsGiveThePooledMetricsNotAMeanOfBatchMeans) {
 
 TEST(EvalResultsFromJson, ReadsBackWhatToJsonWrites) {
   auto m = SmallModel(model::Processing::kTransformerLens);
-  const EvalResults r = Evaluate(*m, RandomSae("blocks.1.hook_resid_pre", m->config().n_embd), 2, 3);
+  const EvalResults r =
+      Evaluate(*m, RandomSae("blocks.1.hook_resid_pre", m->config().n_embd), 2, 3);
   auto back = EvalResultsFromJson(nlohmann::json::parse(ToJson(r).dump()));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(ToJson(*back), ToJson(r));

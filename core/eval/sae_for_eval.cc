@@ -24,7 +24,9 @@ SaeTrainingSetup TrainingSetupFromSaeLens(const io::SaeLensSae& sae) {
   if (const auto& v = CfgValue(cfg, "context_size"); v.is_number_integer()) {
     setup.context_size = v.get<int64_t>();
   }
-  if (const auto& v = CfgValue(cfg, "prepend_bos"); v.is_boolean()) setup.prepend_bos = v.get<bool>();
+  if (const auto& v = CfgValue(cfg, "prepend_bos"); v.is_boolean()) {
+    setup.prepend_bos = v.get<bool>();
+  }
   if (const auto& v = CfgValue(cfg, "model_name"); v.is_string()) {
     setup.model_name = v.get<std::string>();
   }

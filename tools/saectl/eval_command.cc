@@ -143,8 +143,9 @@ absl::Status RunEval(const EvalFlags& f) {
                 static_cast<long long>(sae.options.d_sae), sae.hook_name.c_str(),
                 sae.hook_head_index >= 0 ? absl::StrCat(" head ", sae.hook_head_index).c_str()
                                          : "");
+    const std::string processing(model::ProcessingName(model_options.processing));
     std::printf("model %s (processing %s, %s); %lld contexts of %lld tokens from %s\n\n",
-                f.model.c_str(), std::string(model::ProcessingName(model_options.processing)).c_str(),
+                f.model.c_str(), processing.c_str(),
                 f.dtype.c_str(), static_cast<long long>(count),
                 static_cast<long long>(context_size), f.dataset.c_str());
     std::printf("%s", eval::FormatEvalTable(results).c_str());
