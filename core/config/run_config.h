@@ -136,6 +136,15 @@ struct RunConfig {
   int64_t n_checkpoints = 0;
   std::string checkpoint_path = "checkpoints";
 
+  // ---- Evaluations (SAELens's names) ----
+  int64_t n_eval_batches = 10;
+  // null: store_batch_size.
+  std::optional<int64_t> eval_batch_size_prompts;
+  int64_t eval_every_n_wandb_logs = 100;
+  // null: the held-out tail of dataset_path (eval_held_out_fraction of it).
+  std::optional<std::string> eval_dataset_path;
+  double eval_held_out_fraction = 0.05;
+
   // ---- Device ----
   // "cpu", "cuda" (each process's own GPU) or "cuda:N".
   std::string device = "cpu";

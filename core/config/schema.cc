@@ -299,6 +299,26 @@ Table BuildTable() {
   t.Add("checkpoint_path", &C::checkpoint_path, kSeed,
         "Folder for the checkpoints of saectl train, relative to its --output folder.", NonEmpty());
 
+  t.Group("Evaluations");
+  t.Add("n_eval_batches", &C::n_eval_batches, kSeed,
+        "Batches of eval_batch_size_prompts contexts per evaluation (CE-loss score, KL, "
+        "reconstruction, docs/evals.md); 0: no evaluations.",
+        AtLeast<int64_t>(0));
+  t.Add("eval_batch_size_prompts", &C::eval_batch_size_prompts, kSeed,
+        "Contexts per evaluation forward; null: store_batch_size.", AtLeast<int64_t>(1));
+  t.Add("eval_every_n_wandb_logs", &C::eval_every_n_wandb_logs, kSeed,
+        "Evaluate every this many metric reports (eval_every_n_wandb_logs * wandb_log_frequency "
+        "steps) and at the end; 0: only at the end.",
+        AtLeast<int64_t>(0));
+  t.Add("eval_dataset_path", &C::eval_dataset_path, kSeed,
+        "Dataset of the evaluation contexts (any format dataset_path takes); null: the held-out "
+        "tail of dataset_path.",
+        NonEmpty());
+  t.Add("eval_held_out_fraction", &C::eval_held_out_fraction, kOurs,
+        "Fraction of dataset_path, at its end, that training never reads and evaluations use "
+        "when eval_dataset_path is null and n_eval_batches > 0.",
+        Between(0.0, 0.5));
+
   t.Group("Device");
   t.Add("device", &C::device, kSeed, "cpu, cuda (each process uses its own GPU) or cuda:N.",
         Device());

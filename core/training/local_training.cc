@@ -8,6 +8,7 @@
 #include "core/training/activation_source.h"
 #include "core/training/checkpoint.h"
 #include "core/training/run_assets.h"
+#include "core/training/run_evaluation.h"
 #include "core/training/training_loop.h"
 #include "core/training/training_metrics.h"
 #include "core/util/files.h"
@@ -73,6 +74,8 @@ absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
   if (options.metrics != nullptr) {
     SAE_ASSIGN_OR_RETURN(series, TrainingMetrics::Create(*options.metrics, options.run_id, 0));
   }
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<RunEvaluator> evaluator, RunEvaluator::Create(config, assets));
+  std::optional<eval::EvalResults> final_eval;
   SourceBatches batches(*source, config.train_batch_size);
   TrainingLoopOptions loop;
   loop.output_dir = options.output_dir;
@@ -80,6 +83,22 @@ absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
   loop.stop = options.interrupt;
   loop.series = series.get();
   loop.on_step = options.on_step;
+  if (evaluator != nullptr) {
+    loop.evaluate_every = evaluator->every_steps();
+    loop.evaluate = [&](const sparse::SaeTrainer& trained, int64_t step,
+                        bool final) -> absl::Status {
+      SAE_ASSIGN_OR_RETURN(eval::EvalResults results, evaluator->Evaluate(trained));
+      if (options.on_eval) {
+        options.on_eval(results, step, final);
+      } else {
+        spdlog::info("evaluation at step {}: {}", step, EvalSummaryLine(results));
+      }
+      if (!final) return absl::OkStatus();
+      final_eval = results;
+      return WriteFileAtomically(options.output_dir + "/final/eval_results.json",
+                                 eval::ToJson(results).dump(2) + "\n");
+    };
+  }
   SAE_ASSIGN_OR_RETURN(TrainingLoopResult trained,
                        RunTrainingLoop(config, *trainer, nullptr, batches, loop));
 
@@ -93,6 +112,7 @@ absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.last = trained.last;
+  result.final_eval = final_eval;
   return result;
 }
 

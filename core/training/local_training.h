@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "core/config/run_config.h"
+#include "core/eval/eval_results.h"
 #include "core/metrics/registry.h"
 #include "core/sae/sae_trainer.h"
 
@@ -24,6 +25,8 @@ struct LocalTrainingOptions {
   std::function<void(const sparse::StepMetrics& step, double tokens_per_second,
                      int64_t total_steps)>
       on_step;
+  // Called after each evaluation (run.yaml's Evaluations keys), `final` after the last step.
+  std::function<void(const eval::EvalResults& results, int64_t step, bool final)> on_eval;
   // Set from a signal handler: the loop writes a checkpoint and returns at the next step.
   const std::atomic<bool>* interrupt = nullptr;
   // Optional Prometheus registry for the training series (run_id = output folder name).
@@ -40,12 +43,16 @@ struct LocalTrainingResult {
   double tokens_per_second = 0;  // over the whole run (model forwards included)
   double seconds = 0;
   sparse::StepMetrics last;
+  // The evaluation after the last step (also in final/eval_results.json); unset without
+  // evaluations, when interrupted, or when it failed (the log says why).
+  std::optional<eval::EvalResults> final_eval;
 };
 
 // Trains `config` (resolved here) to total_training_tokens. Checkpoints: n_checkpoints evenly
 // spaced ones, at steps i * total / n_checkpoints for i = 1..n_checkpoints (the last at the
 // end), each under output_dir/checkpoint_path/step_XXXXXXXX; the final SAE in SAELens format
-// in output_dir/final. An interrupt writes a checkpoint first.
+// in output_dir/final, with final/eval_results.json when the run evaluates. An interrupt writes
+// a checkpoint first.
 absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
                                                      const LocalTrainingOptions& options);
 

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <cmath>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/data/token_file_format.h"
@@ -15,6 +18,7 @@
 #include "core/training/checkpoint.h"
 #include "core/training/run_assets.h"
 #include "core/util/files.h"
+#include "nlohmann/json.hpp"
 
 namespace sae::training {
 namespace {
@@ -152,6 +156,62 @@ TEST_F(LocalTrainingTest, TopKTrainsFromAnActivationCache) {
   EXPECT_EQ(result->tokens, 1280);
   EXPECT_LE(result->last.l0, 4.0);
   EXPECT_TRUE(io::ReadSaeLens(dir_ + "/topk/final").ok());
+}
+
+TEST_F(LocalTrainingTest, EvaluatesAtItsCadenceAndAtTheEndAndWritesEvalResults) {
+  LocalTrainingOptions options;
+  options.output_dir = dir_ + "/out";
+  std::vector<std::pair<int64_t, bool>> evaluations;
+  options.on_eval = [&](const eval::EvalResults& results, int64_t step, bool final) {
+    evaluations.emplace_back(step, final);
+    EXPECT_EQ(results.contexts, 8);
+    EXPECT_EQ(results.context_size, 16);
+    EXPECT_TRUE(std::isfinite(results.ce_loss_with_sae));
+  };
+  auto result = RunLocalTraining(Config("n_eval_batches: 2\n"
+                                        "eval_batch_size_prompts: 4\n"
+                                        "eval_every_n_wandb_logs: 2\n"
+                                        "wandb_log_frequency: 3\n"),
+                                 options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  // Every 2 * 3 steps, then once more after the last (20th) step.
+  EXPECT_THAT(evaluations, ::testing::ElementsAre(std::make_pair(6, false),
+                                                  std::make_pair(12, false),
+                                                  std::make_pair(18, false),
+                                                  std::make_pair(20, true)));
+  ASSERT_TRUE(result->final_eval.has_value());
+  auto written = ReadFile(dir_ + "/out/final/eval_results.json");
+  ASSERT_TRUE(written.ok()) << written.status();
+  nlohmann::json json = nlohmann::json::parse(*written);
+  EXPECT_EQ(json["token_stats"]["contexts"], 8);
+  EXPECT_NEAR(json["model_performance_preservation"]["ce_loss_score"].get<double>(),
+              result->final_eval->ce_loss_score, 1e-12);
+  // The exported SAE still loads with its evaluation beside it.
+  EXPECT_TRUE(io::ReadSaeLens(dir_ + "/out/final").ok());
+}
+
+TEST_F(LocalTrainingTest, NoEvaluationsWithZeroEvalBatches) {
+  LocalTrainingOptions options;
+  options.output_dir = dir_ + "/out";
+  int evaluations = 0;
+  options.on_eval = [&](const eval::EvalResults&, int64_t, bool) { ++evaluations; };
+  auto result = RunLocalTraining(Config("n_eval_batches: 0\n"), options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(evaluations, 0);
+  EXPECT_FALSE(result->final_eval.has_value());
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/out/final/eval_results.json"));
+}
+
+TEST_F(LocalTrainingTest, AHeldOutTailTooSmallForTheEvaluationNamesTheKeysToChange) {
+  LocalTrainingOptions options;
+  options.output_dir = dir_ + "/out";
+  auto result = RunLocalTraining(
+      Config("n_eval_batches: 1000\neval_held_out_fraction: 0.01\n"), options);
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  const std::string message(result.status().message());
+  EXPECT_THAT(message, ::testing::HasSubstr("eval_held_out_fraction"));
+  EXPECT_THAT(message, ::testing::HasSubstr("n_eval_batches"));
 }
 
 TEST_F(LocalTrainingTest, AMissingModelNamesTheKeyAndLine) {

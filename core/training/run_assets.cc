@@ -31,6 +31,11 @@ std::string TokenizerFolderFor(const config::RunConfig& config) {
   return tokenizer::DefaultTokenizerDir();
 }
 
+double HeldOutFraction(const config::RunConfig& config) {
+  return config.n_eval_batches > 0 && !config.eval_dataset_path ? config.eval_held_out_fraction
+                                                                : 0.0;
+}
+
 absl::StatusOr<RunAssets> LoadRunAssets(config::RunConfig& config, bool with_model) {
   SAE_RETURN_IF_ERROR(ResolveRunConfig(config));
   RunAssets assets;
@@ -57,6 +62,7 @@ absl::StatusOr<RunAssets> LoadRunAssets(config::RunConfig& config, bool with_mod
   options.is_dataset_tokenized = config.is_dataset_tokenized;
   options.context_size = config.context_size;
   options.prepend_bos = config.prepend_bos;
+  options.held_out_fraction = HeldOutFraction(config);
   if (assets.model) options.vocab_size = assets.model->config().vocab_size;
   auto dataset = data::Dataset::Open(options, assets.tokenizer.get());
   if (!dataset.ok()) {

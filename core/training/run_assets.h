@@ -31,6 +31,11 @@ struct RunAssets {
 // d_sae derived or checked; errors name the key and line).
 absl::Status ResolveRunConfig(config::RunConfig& config);
 
+// The fraction of the dataset's end that training never reads (data::DatasetOptions
+// held_out_fraction): eval_held_out_fraction when the run evaluates on its own dataset
+// (n_eval_batches > 0, no eval_dataset_path), else 0.
+double HeldOutFraction(const config::RunConfig& config);
+
 // Resolves `config`, then loads the model (model_path, with `processing`), the tokenizer
 // (tokenizer_path, else model_path when it holds vocab.json/encoder.json, else the default
 // cache folder) and the dataset. With `with_model` false only the dataset side is loaded.

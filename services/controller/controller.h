@@ -169,6 +169,16 @@ class Controller {
   // Ends the run in a final state, releasing its workers. Saves.
   absl::Status Finish(RunEntry& entry, v1::RunState state, std::string reason,
                       std::vector<v1::RunEvent>& events);
+  // ReportProgress's parts: rank 0's step, tokens and metrics (a PROGRESS event every 10% of
+  // the tokens); an activation server's shard progress; an outcome (FINISHED, STOPPED, FAILED),
+  // which returns the response when it ended the report.
+  void RecordTrainingProgress(v1::Run& run, const v1::ReportProgressRequest& request,
+                              std::vector<v1::RunEvent>& events);
+  static void RecordShardProgress(v1::Run& run, int32_t shard,
+                                  const v1::ReportProgressRequest& request);
+  absl::StatusOr<std::optional<v1::ReportProgressResponse>> ApplyOutcome(
+      RunEntry& entry, const v1::RunWorker& self, bool is_rank0,
+      const v1::ReportProgressRequest& request, std::vector<v1::RunEvent>& events);
   void Schedule();
   absl::Status StartGeneration(RunEntry& entry, const Placement& placement);
   v1::Assignment BuildAssignment(const v1::Run& run, const WorkerEntry& worker) const;

@@ -93,6 +93,110 @@ absl::StatusOr<v1::HeartbeatResponse> Controller::Heartbeat(const v1::HeartbeatR
   return response;
 }
 
+void Controller::RecordTrainingProgress(v1::Run& run, const v1::ReportProgressRequest& request,
+                                        std::vector<v1::RunEvent>& events) {
+  int64_t total = std::max<int64_t>(run.total_tokens(), 1);
+  int64_t before = run.tokens() * 10 / total;
+  run.set_step(request.step());
+  run.set_tokens(request.tokens());
+  if (request.has_metrics()) {
+    v1::TrainingMetrics metrics = request.metrics();
+    // The sparsity summary comes once per feature-sampling window: keep the last one.
+    const v1::TrainingMetrics& last = run.metrics();
+    if (!metrics.has_mean_log10_feature_sparsity() && last.has_mean_log10_feature_sparsity()) {
+      metrics.set_mean_log10_feature_sparsity(last.mean_log10_feature_sparsity());
+      metrics.set_features_below_1e5(last.features_below_1e5());
+      metrics.set_features_below_1e6(last.features_below_1e6());
+    }
+    *run.mutable_metrics() = std::move(metrics);
+  }
+  int64_t after = std::min<int64_t>(request.tokens() * 10 / total, 10);
+  if (after > before && after > 0) {
+    v1::RunEvent& event = AddEvent(
+        run, v1::RunEvent::TYPE_PROGRESS,
+        absl::StrFormat("%d%% of the tokens: step %d of %d, %d tokens; loss %.4g, L0 %.3g, "
+                        "explained variance %.3f",
+                        after * 10, request.step(), run.total_steps(), request.tokens(),
+                        request.metrics().overall_loss(), request.metrics().l0(),
+                        request.metrics().explained_variance()),
+        events);
+    event.set_step(request.step());
+    event.set_tokens(request.tokens());
+  }
+}
+
+void Controller::RecordShardProgress(v1::Run& run, int32_t shard,
+                                     const v1::ReportProgressRequest& request) {
+  while (run.shards_size() <= shard) {
+    v1::ShardProgress* added = run.add_shards();
+    added->set_shard_index(run.shards_size() - 1);
+  }
+  v1::ShardProgress& progress = *run.mutable_shards(shard);
+  if (!request.shard_cursor().empty()) progress.set_cursor(request.shard_cursor());
+  progress.set_tokens_generated(progress.tokens_generated_before() + request.tokens_generated());
+  int64_t generated = 0;
+  for (const v1::ShardProgress& s : run.shards()) generated += s.tokens_generated();
+  run.set_tokens_generated(generated);
+}
+
+absl::StatusOr<std::optional<v1::ReportProgressResponse>> Controller::ApplyOutcome(
+    RunEntry& entry, const v1::RunWorker& self, bool is_rank0,
+    const v1::ReportProgressRequest& request, std::vector<v1::RunEvent>& events) {
+  v1::Run& run = entry.run;
+  switch (request.outcome()) {
+    case v1::ReportProgressRequest::OUTCOME_FINISHED: {
+      if (!is_rank0) break;
+      auto manifests = store_->ListCheckpoints(run.run_id());
+      SAE_RETURN_IF_ERROR(manifests.status());
+      bool uploaded = std::any_of(manifests->begin(), manifests->end(), [&](const auto& m) {
+        return m.step() == request.checkpoint_step();
+      });
+      if (!uploaded) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("run ", run.run_id(), " has no checkpoint at step ",
+                         request.checkpoint_step(), ": upload the final SAE before finishing"));
+      }
+      run.set_final_checkpoint_step(request.checkpoint_step());
+      SAE_RETURN_IF_ERROR(Finish(entry, v1::RUN_STATE_SUCCEEDED,
+                                 absl::StrCat("trained ", run.tokens(), " tokens in ", run.step(),
+                                              " steps; the final SAE is the checkpoint at step ",
+                                              request.checkpoint_step()),
+                                 events));
+      Schedule();
+      return std::optional<v1::ReportProgressResponse>(v1::ReportProgressResponse());
+    }
+    case v1::ReportProgressRequest::OUTCOME_STOPPED: {
+      if (!is_rank0) break;
+      SAE_RETURN_IF_ERROR(
+          Finish(entry, v1::RUN_STATE_STOPPED,
+                 absl::StrCat("stopped by the user at step ", request.checkpoint_step(),
+                              "; the checkpoint at step ", request.checkpoint_step(), " is kept"),
+                 events));
+      Schedule();
+      v1::ReportProgressResponse response;
+      response.set_stop_requested(true);
+      return std::optional<v1::ReportProgressResponse>(response);
+    }
+    case v1::ReportProgressRequest::OUTCOME_FAILED: {
+      std::string error = request.error().empty() ? "no reason given" : request.error();
+      v1::RunEvent& event = AddEvent(run, v1::RunEvent::TYPE_WORKER_ERROR,
+                                     absl::StrCat(WorkerLabel(self), " failed: ", error), events);
+      *event.mutable_worker() = self;
+      if (request.fatal()) {
+        SAE_RETURN_IF_ERROR(Finish(entry, v1::RUN_STATE_FAILED,
+                                   absl::StrCat(WorkerLabel(self), " failed: ", error), events));
+      } else {
+        SAE_RETURN_IF_ERROR(LoseWorker(entry, self, absl::StrCat("failed: ", error), events));
+      }
+      Schedule();
+      return std::optional<v1::ReportProgressResponse>(v1::ReportProgressResponse());
+    }
+    default:
+      break;
+  }
+  return std::optional<v1::ReportProgressResponse>();
+}
+
 absl::StatusOr<v1::ReportProgressResponse> Controller::ReportProgress(
     const v1::ReportProgressRequest& request) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -119,34 +223,7 @@ absl::StatusOr<v1::ReportProgressResponse> Controller::ReportProgress(
   bool is_rank0 = is_trainer && worker.info.rank() == 0;
 
   if (is_rank0 && (request.step() > 0 || request.tokens() > 0 || request.has_metrics())) {
-    int64_t total = std::max<int64_t>(run.total_tokens(), 1);
-    int64_t before = run.tokens() * 10 / total;
-    run.set_step(request.step());
-    run.set_tokens(request.tokens());
-    if (request.has_metrics()) {
-      v1::TrainingMetrics metrics = request.metrics();
-      // The sparsity summary comes once per feature-sampling window: keep the last one.
-      const v1::TrainingMetrics& last = run.metrics();
-      if (!metrics.has_mean_log10_feature_sparsity() && last.has_mean_log10_feature_sparsity()) {
-        metrics.set_mean_log10_feature_sparsity(last.mean_log10_feature_sparsity());
-        metrics.set_features_below_1e5(last.features_below_1e5());
-        metrics.set_features_below_1e6(last.features_below_1e6());
-      }
-      *run.mutable_metrics() = std::move(metrics);
-    }
-    int64_t after = std::min<int64_t>(request.tokens() * 10 / total, 10);
-    if (after > before && after > 0) {
-      v1::RunEvent& event = AddEvent(
-          run, v1::RunEvent::TYPE_PROGRESS,
-          absl::StrFormat("%d%% of the tokens: step %d of %d, %d tokens; loss %.4g, L0 %.3g, "
-                          "explained variance %.3f",
-                          after * 10, request.step(), run.total_steps(), request.tokens(),
-                          request.metrics().overall_loss(), request.metrics().l0(),
-                          request.metrics().explained_variance()),
-          events);
-      event.set_step(request.step());
-      event.set_tokens(request.tokens());
-    }
+    RecordTrainingProgress(run, request, events);
   }
   if (is_trainer && request.tokens_skipped() > 0) {
     run.set_tokens_skipped(run.tokens_skipped() + request.tokens_skipped());
@@ -158,75 +235,15 @@ absl::StatusOr<v1::ReportProgressResponse> Controller::ReportProgress(
     event.set_tokens(request.tokens_skipped());
     *event.mutable_worker() = self;
   }
-  if (!is_trainer) {
-    int32_t shard = worker.info.rank();
-    while (run.shards_size() <= shard) {
-      v1::ShardProgress* added = run.add_shards();
-      added->set_shard_index(run.shards_size() - 1);
-    }
-    v1::ShardProgress& progress = *run.mutable_shards(shard);
-    if (!request.shard_cursor().empty()) progress.set_cursor(request.shard_cursor());
-    progress.set_tokens_generated(progress.tokens_generated_before() + request.tokens_generated());
-    int64_t generated = 0;
-    for (const v1::ShardProgress& s : run.shards()) generated += s.tokens_generated();
-    run.set_tokens_generated(generated);
-  }
+  if (!is_trainer) RecordShardProgress(run, worker.info.rank(), request);
   metrics_->RecordProgress(run);
   if (is_rank0 && request.has_metrics() && options_.on_progress) {
     options_.on_progress(run, request, Now());
   }
 
-  switch (request.outcome()) {
-    case v1::ReportProgressRequest::OUTCOME_FINISHED: {
-      if (!is_rank0) break;
-      auto manifests = store_->ListCheckpoints(run.run_id());
-      SAE_RETURN_IF_ERROR(manifests.status());
-      bool uploaded = std::any_of(manifests->begin(), manifests->end(), [&](const auto& m) {
-        return m.step() == request.checkpoint_step();
-      });
-      if (!uploaded) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("run ", run.run_id(), " has no checkpoint at step ",
-                         request.checkpoint_step(), ": upload the final SAE before finishing"));
-      }
-      run.set_final_checkpoint_step(request.checkpoint_step());
-      SAE_RETURN_IF_ERROR(Finish(*entry, v1::RUN_STATE_SUCCEEDED,
-                                 absl::StrCat("trained ", run.tokens(), " tokens in ", run.step(),
-                                              " steps; the final SAE is the checkpoint at step ",
-                                              request.checkpoint_step()),
-                                 events));
-      Schedule();
-      return v1::ReportProgressResponse();
-    }
-    case v1::ReportProgressRequest::OUTCOME_STOPPED: {
-      if (!is_rank0) break;
-      SAE_RETURN_IF_ERROR(
-          Finish(*entry, v1::RUN_STATE_STOPPED,
-                 absl::StrCat("stopped by the user at step ", request.checkpoint_step(),
-                              "; the checkpoint at step ", request.checkpoint_step(), " is kept"),
-                 events));
-      Schedule();
-      v1::ReportProgressResponse response;
-      response.set_stop_requested(true);
-      return response;
-    }
-    case v1::ReportProgressRequest::OUTCOME_FAILED: {
-      std::string error = request.error().empty() ? "no reason given" : request.error();
-      v1::RunEvent& event = AddEvent(run, v1::RunEvent::TYPE_WORKER_ERROR,
-                                     absl::StrCat(WorkerLabel(self), " failed: ", error), events);
-      *event.mutable_worker() = self;
-      if (request.fatal()) {
-        SAE_RETURN_IF_ERROR(Finish(*entry, v1::RUN_STATE_FAILED,
-                                   absl::StrCat(WorkerLabel(self), " failed: ", error), events));
-      } else {
-        SAE_RETURN_IF_ERROR(LoseWorker(*entry, self, absl::StrCat("failed: ", error), events));
-      }
-      Schedule();
-      return v1::ReportProgressResponse();
-    }
-    default:
-      break;
-  }
+  SAE_ASSIGN_OR_RETURN(std::optional<v1::ReportProgressResponse> ended,
+                       ApplyOutcome(*entry, self, is_rank0, request, events));
+  if (ended) return *ended;
   if (!events.empty()) {
     SAE_RETURN_IF_ERROR(Save(*entry, events, Durability::kSynced));
   } else if (Now() - entry->last_progress_write >= kProgressWriteInterval) {

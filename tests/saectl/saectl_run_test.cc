@@ -248,10 +248,12 @@ TEST_F(SaectlTest, ClusterRunsASubmittedRunToSuccessAndExportsItInSaeLensFormat)
 
 TEST_F(SaectlTest, SecondRunWaitsPendingUntilTheFirstFinishes) {
   StartCluster(1, 1);
-  std::string first = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 300), "long.yaml")));
+  // 2000 steps of 15 ms: long enough that the first run still holds the workers when the
+  // second is submitted and read back, even on a loaded machine (300 steps were not).
+  std::string first = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 2000), "long.yaml")));
   std::string second = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 10))));
   EXPECT_EQ(GetRunJson(second).value("state", ""), "RUN_STATE_PENDING");
-  EXPECT_EQ(Saectl("wait " + first + " --timeout 60").code, 0);
+  EXPECT_EQ(Saectl("wait " + first + " --timeout 180").code, 0);
   EXPECT_EQ(Saectl("wait " + second + " --timeout 60").code, 0);
 }
 
@@ -302,14 +304,21 @@ TEST_F(SaectlTest, CtrlCDetachesAFollowWithoutStoppingTheRun) {
   StartCluster(1, 1);
   std::string run_id = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 4, 10))));
   std::string err = folder_.path() + "/follow.err";
+  std::string out = folder_.path() + "/follow.out";
   pid_t pid = ::fork();
   if (pid == 0) {
-    std::freopen("/dev/null", "w", stdout);
+    std::freopen(out.c_str(), "w", stdout);
     std::freopen(err.c_str(), "w", stderr);
     ::execl(SaectlPath().c_str(), "saectl", "logs", run_id.c_str(), "-f", nullptr);
     ::_exit(127);
   }
-  absl::SleepFor(absl::Seconds(1));
+  // The first event line on stdout says saectl follows the run, with its Ctrl-C handler in
+  // place (it is installed before the watch starts).
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (ReadFile(out).value_or("").empty() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_FALSE(ReadFile(out).value_or("").empty()) << "saectl logs -f printed no event";
   ::kill(pid, SIGINT);
   int status = 0;
   ::waitpid(pid, &status, 0);

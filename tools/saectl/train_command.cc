@@ -19,6 +19,7 @@
 #include "core/training/activation_source.h"
 #include "core/training/local_training.h"
 #include "core/training/run_assets.h"
+#include "core/training/run_evaluation.h"
 #include "core/util/status.h"
 #include "core/util/torch_runtime.h"
 #include "nlohmann/json.hpp"
@@ -107,6 +108,13 @@ absl::Status RunTrain(const TrainFlags& f) {
     }
   };
 
+  // Below the progress bar's line (rewritten in place), or between the log lines.
+  options.on_eval = [&](const eval::EvalResults& e, int64_t step, bool final) {
+    std::fprintf(stderr, "%s%s evaluation at step %lld: %s\n",
+                 terminal && !final ? "\n" : "", final ? "final" : "periodic",
+                 static_cast<long long>(step), training::EvalSummaryLine(e).c_str());
+  };
+
   struct sigaction action = {};
   action.sa_handler = OnInterrupt;
   sigemptyset(&action.sa_mask);
@@ -130,6 +138,14 @@ absl::Status RunTrain(const TrainFlags& f) {
   std::printf("L0 %.2f  explained variance %.4f  dead features %lld  mse %.6g\n", result.last.l0,
               result.last.explained_variance, static_cast<long long>(result.last.dead_features),
               result.last.mse_loss);
+  if (result.final_eval) {
+    const eval::EvalResults& e = *result.final_eval;
+    std::printf(
+        "evaluation on %lld contexts: CE-loss score %.4f (CE %.4f clean, %.4f with the "
+        "SAE, %.4f zero-ablated), KL-div score %.4f; %s/eval_results.json\n",
+        static_cast<long long>(e.contexts), e.ce_loss_score, e.ce_loss_without_sae,
+        e.ce_loss_with_sae, e.ce_loss_with_ablation, e.kl_div_score, result.final_dir.c_str());
+  }
   return absl::OkStatus();
 }
 
