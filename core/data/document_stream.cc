@@ -107,11 +107,13 @@ absl::Status DocumentStream::Next(Document* document) {
           "use fewer shards"));
     }
     ++position_.epoch;
+    const std::string shard = shard_index_ == Dataset::kHeldOutShard
+                                  ? std::string("the held-out tail")
+                                  : absl::StrCat("shard ", shard_index_, " of ", shard_count_);
     spdlog::warn(
-        "dataset {}: shard {} of {} served all its documents ({} this pass); starting "
-        "epoch {}, so documents repeat from here",
-        dataset_->options().dataset_path, shard_index_, shard_count_, documents_this_epoch_,
-        position_.epoch);
+        "dataset {}: {} served all its documents ({} this pass); starting epoch {}, so "
+        "documents repeat from here",
+        dataset_->options().dataset_path, shard, documents_this_epoch_, position_.epoch);
     if (position_.file_index != first_file_) reader_.reset();
     position_.file_index = first_file_;
     position_.offset = LocalBegin(first_file_);

@@ -202,6 +202,19 @@ TEST_F(LocalTrainingTest, NoEvaluationsWithZeroEvalBatches) {
   EXPECT_FALSE(std::filesystem::exists(dir_ + "/out/final/eval_results.json"));
 }
 
+TEST_F(LocalTrainingTest, DefaultEvaluationBatchesShrinkToWhatASmallTailHolds) {
+  LocalTrainingOptions options;
+  options.output_dir = dir_ + "/out";
+  // A 1% tail of this dataset holds about 8 contexts of 16 tokens: 2 of the default 10 batches
+  // of store_batch_size (4) contexts.
+  auto result = RunLocalTraining(Config("eval_held_out_fraction: 0.01\n"), options);
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_TRUE(result->final_eval.has_value());
+  EXPECT_GE(result->final_eval->contexts, 4);
+  EXPECT_LT(result->final_eval->contexts, 40);
+  EXPECT_EQ(result->final_eval->contexts % 4, 0);
+}
+
 TEST_F(LocalTrainingTest, AHeldOutTailTooSmallForTheEvaluationNamesTheKeysToChange) {
   LocalTrainingOptions options;
   options.output_dir = dir_ + "/out";

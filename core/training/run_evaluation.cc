@@ -46,6 +46,22 @@ absl::StatusOr<std::unique_ptr<RunEvaluator>> RunEvaluator::Create(
     key = "eval_dataset_path";
   }
   absl::StatusOr<at::Tensor> contexts = eval::ReadFirstContexts(dataset, count, shard);
+  // With n_eval_batches and eval_batch_size_prompts left at their defaults, a small dataset's
+  // tail gets as many whole batches as it holds (said in the log) rather than an error.
+  const bool defaults = !config.source.Given("n_eval_batches") &&
+                        !config.source.Given("eval_batch_size_prompts");
+  for (int64_t batches = config.n_eval_batches - 1;
+       !contexts.ok() && absl::IsOutOfRange(contexts.status()) && defaults && batches >= 1;
+       --batches) {
+    contexts = eval::ReadFirstContexts(dataset, batches * evaluator->batch_prompts_, shard);
+    if (contexts.ok()) {
+      spdlog::warn(
+          "{}: the evaluation data holds {} batches of {} contexts, not the default {}; "
+          "evaluating on {} (raise eval_held_out_fraction or set eval_dataset_path for more)",
+          config::KeyLocation(config, "n_eval_batches"), batches, evaluator->batch_prompts_,
+          config.n_eval_batches, batches);
+    }
+  }
   if (!contexts.ok()) {
     return config::ConfigKeyError(
         config, key,
