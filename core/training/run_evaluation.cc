@@ -77,16 +77,21 @@ absl::StatusOr<std::unique_ptr<RunEvaluator>> RunEvaluator::Create(
 }
 
 absl::StatusOr<eval::EvalResults> RunEvaluator::Evaluate(const sparse::SaeTrainer& trainer) const {
+  return Evaluate(trainer.options().sae, trainer.sae().params());
+}
+
+absl::StatusOr<eval::EvalResults> RunEvaluator::Evaluate(const sparse::SaeOptions& options,
+                                                         const sparse::SaeParameters& params) const {
   eval::SaeForEval sae;
-  sae.options = trainer.options().sae;
-  sae.params = trainer.sae().params();
+  sae.options = options;
+  sae.params = params;
   sae.hook_name = hook_name_;
   sae.hook_head_index = hook_head_index_;
   eval::TensorContextSource contexts(contexts_);
-  eval::EvalOptions options;
-  options.n_eval_batches = contexts_.size(0) / batch_prompts_;
-  options.eval_batch_size_prompts = batch_prompts_;
-  return eval::EvaluateSae(*model_, sae, contexts, options);
+  eval::EvalOptions eval_options;
+  eval_options.n_eval_batches = contexts_.size(0) / batch_prompts_;
+  eval_options.eval_batch_size_prompts = batch_prompts_;
+  return eval::EvaluateSae(*model_, sae, contexts, eval_options);
 }
 
 std::string EvalSummaryLine(const eval::EvalResults& r) {

@@ -34,6 +34,12 @@ class RunEvaluator {
 
   // The SAE as `trainer` holds it now, evaluated on the run's contexts.
   absl::StatusOr<eval::EvalResults> Evaluate(const sparse::SaeTrainer& trainer) const;
+  // An SAE of this run given as parameters (an activation server evaluating what a trainer
+  // sent): `options` as the run's trainer has them.
+  absl::StatusOr<eval::EvalResults> Evaluate(const sparse::SaeOptions& options,
+                                             const sparse::SaeParameters& params) const;
+  // The contexts each evaluation reads.
+  int64_t contexts() const { return contexts_.size(0); }
 
  private:
   RunEvaluator() = default;

@@ -87,6 +87,14 @@ absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
                                                static_cast<int>(options.shard_index)));
   }
 
+  // Evaluations (EvaluateSae): the contexts are read now, so that a run whose evaluation data
+  // is too small fails at the start, as `saectl train` does.
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<training::RunEvaluator> evaluator,
+                       training::RunEvaluator::Create(config, server->assets_));
+  SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options, training::TrainerOptionsFor(config));
+  server->evaluations_ =
+      std::make_unique<SaeEvaluations>(std::move(evaluator), trainer_options.sae);
+
   ActivationFeedOptions feed;
   feed.store = training::ActivationStoreOptionsFor(config, server->assets_.hook);
   feed.shard_index = options.shard_index;
@@ -99,7 +107,7 @@ absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
   server->sessions_ = std::make_unique<ConsumerSessions>(NewIncarnation(), server->metrics_.get());
   server->service_ = std::make_unique<ActivationServiceImpl>(
       server->run_, server->feed_.get(), server->sessions_.get(), server->metrics_.get(),
-      options.security.auth_token);
+      server->evaluations_.get(), options.security.auth_token);
   server->service_->SetTrainerGeneration(options.trainer_generation);
 
   SAE_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,

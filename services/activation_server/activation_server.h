@@ -82,6 +82,8 @@ class ActivationServer {
   data::ShardCursor frontier() const { return feed_->frontier(); }
   int64_t tokens_generated() const { return feed_->tokens_generated(); }
   int64_t activations_served() const { return feed_->rows_served(); }
+  // EvaluateSae calls answered.
+  int64_t evaluations() const { return evaluations_->evaluations(); }
   // OK while generation is healthy; the error that stopped it otherwise.
   absl::Status generation_status() const { return feed_->generation_status(); }
 
@@ -106,6 +108,7 @@ class ActivationServer {
   std::unique_ptr<ServerMetrics> metrics_;
   std::unique_ptr<ActivationFeed> feed_;
   std::unique_ptr<ConsumerSessions> sessions_;
+  std::unique_ptr<SaeEvaluations> evaluations_;
   std::unique_ptr<ActivationServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -23,11 +23,12 @@ grpc::Status Error(grpc::StatusCode code, const std::string& message) {
 
 ActivationServiceImpl::ActivationServiceImpl(ServedRun run, ActivationFeed* feed,
                                              ConsumerSessions* sessions, ServerMetrics* metrics,
-                                             std::string auth_token)
+                                             SaeEvaluations* evaluations, std::string auth_token)
     : run_(std::move(run)),
       feed_(feed),
       sessions_(sessions),
       metrics_(metrics),
+      evaluations_(evaluations),
       auth_(std::move(auth_token)) {}
 
 grpc::Status ActivationServiceImpl::CheckRequest(const v1::StreamRequest& request) const {
@@ -206,6 +207,14 @@ grpc::Status ActivationServiceImpl::GetServerStatus(grpc::ServerContext* context
     status->set_generation(static_cast<uint64_t>(generation));
   }
   return grpc::Status::OK;
+}
+
+grpc::Status ActivationServiceImpl::EvaluateSae(grpc::ServerContext* context,
+                                                grpc::ServerReader<v1::EvaluateSaeRequest>* reader,
+                                                v1::EvaluateSaeResponse* response) {
+  if (grpc::Status denied = auth_.Check(*context); !denied.ok()) return denied;
+  if (shutting_down_) return Error(grpc::StatusCode::UNAVAILABLE, "the server is shutting down");
+  return evaluations_->Serve(run_.run_id, run_.config_digest, reader, response);
 }
 
 }  // namespace sae::activation_server

@@ -12,6 +12,7 @@
 #include "sae/v1/activations.grpc.pb.h"
 #include "services/activation_server/activation_feed.h"
 #include "services/activation_server/consumer_sessions.h"
+#include "services/activation_server/sae_evaluations.h"
 #include "services/activation_server/server_metrics.h"
 #include "services/common/rpc.h"
 
@@ -33,13 +34,17 @@ class ActivationServiceImpl final : public v1::ActivationService::Service {
  public:
   // Every pointer must outlive the service; `metrics` may be null.
   ActivationServiceImpl(ServedRun run, ActivationFeed* feed, ConsumerSessions* sessions,
-                        ServerMetrics* metrics, std::string auth_token);
+                        ServerMetrics* metrics, SaeEvaluations* evaluations,
+                        std::string auth_token);
 
   grpc::Status StreamActivations(grpc::ServerContext* context, const v1::StreamRequest* request,
                                  grpc::ServerWriter<v1::ActivationBatch>* writer) override;
   grpc::Status GetServerStatus(grpc::ServerContext* context,
                                const v1::GetServerStatusRequest* request,
                                v1::ServerStatus* status) override;
+  grpc::Status EvaluateSae(grpc::ServerContext* context,
+                           grpc::ServerReader<v1::EvaluateSaeRequest>* reader,
+                           v1::EvaluateSaeResponse* response) override;
 
   // From now on streams end at their next batch boundary with UNAVAILABLE (writes in progress
   // finish first) and new calls are refused.
@@ -71,6 +76,7 @@ class ActivationServiceImpl final : public v1::ActivationService::Service {
   ActivationFeed* const feed_;
   ConsumerSessions* const sessions_;
   ServerMetrics* const metrics_;
+  SaeEvaluations* const evaluations_;
   const rpc::BearerTokenCheck auth_;
   std::atomic<bool> shutting_down_{false};
   std::atomic<int64_t> trainer_generation_{0};

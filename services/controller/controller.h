@@ -170,12 +170,15 @@ class Controller {
   absl::Status Finish(RunEntry& entry, v1::RunState state, std::string reason,
                       std::vector<v1::RunEvent>& events);
   // ReportProgress's parts: rank 0's step, tokens and metrics (a PROGRESS event every 10% of
-  // the tokens); an activation server's shard progress; an outcome (FINISHED, STOPPED, FAILED),
+  // the tokens); an activation server's shard progress; an evaluation; an outcome (FINISHED, STOPPED, FAILED),
   // which returns the response when it ended the report.
   void RecordTrainingProgress(v1::Run& run, const v1::ReportProgressRequest& request,
                               std::vector<v1::RunEvent>& events);
   static void RecordShardProgress(v1::Run& run, int32_t shard,
                                   const v1::ReportProgressRequest& request);
+  // Rank 0's evaluation (EVAL_COMPLETED or EVAL_FAILED; a success becomes latest_eval).
+  void RecordEval(v1::Run& run, const v1::RunWorker& self, const v1::EvalReport& eval,
+                  std::vector<v1::RunEvent>& events);
   absl::StatusOr<std::optional<v1::ReportProgressResponse>> ApplyOutcome(
       RunEntry& entry, const v1::RunWorker& self, bool is_rank0,
       const v1::ReportProgressRequest& request, std::vector<v1::RunEvent>& events);

@@ -16,6 +16,10 @@ struct TrainingSeries {
   std::function<double(const v1::Run&)> value;
 };
 
+double EvalValue(const v1::Run& run, double value) {
+  return run.has_latest_eval() ? value : std::numeric_limits<double>::quiet_NaN();
+}
+
 const std::vector<TrainingSeries>& Series() {
   static const auto* series = new std::vector<TrainingSeries>{
       {"step", "Optimiser steps completed, as trainer rank 0 reported.",
@@ -55,6 +59,20 @@ const std::vector<TrainingSeries>& Series() {
        [](const v1::Run& r) { return r.metrics().learning_rate(); }},
       {"tokens_per_second", "Training throughput in activations per second.",
        [](const v1::Run& r) { return r.metrics().tokens_per_second(); }},
+      // The newest evaluation (docs/evals.md); NaN before the first.
+      {"eval_ce_loss_score",
+       "model_performance_preservation/ce_loss_score of the newest evaluation.",
+       [](const v1::Run& r) { return EvalValue(r, r.latest_eval().ce_loss_score()); }},
+      {"eval_kl_div_score",
+       "model_behavior_preservation/kl_div_score of the newest evaluation.",
+       [](const v1::Run& r) { return EvalValue(r, r.latest_eval().kl_div_score()); }},
+      {"eval_explained_variance",
+       "reconstruction_quality/explained_variance of the newest evaluation.",
+       [](const v1::Run& r) { return EvalValue(r, r.latest_eval().explained_variance()); }},
+      {"eval_l0", "sparsity/l0 of the newest evaluation.",
+       [](const v1::Run& r) { return EvalValue(r, r.latest_eval().l0()); }},
+      {"eval_step", "Training step of the newest evaluation's SAE.",
+       [](const v1::Run& r) { return EvalValue(r, static_cast<double>(r.latest_eval().step())); }},
   };
   return *series;
 }

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/data/test_folder.h"
+#include "core/metrics/text_format.h"
 #include "gtest/gtest.h"
 #include "services/controller/fake_worker.h"
 
@@ -146,6 +147,65 @@ TEST_F(ControllerTest, TheSparsitySummaryOfTheLastWindowOutlivesLaterReports) {
   EXPECT_EQ(run.metrics().mean_log10_feature_sparsity(), -2.5);
   EXPECT_EQ(run.metrics().features_below_1e5(), 7);
   EXPECT_EQ(run.metrics().features_below_1e6(), 3);
+}
+
+TEST_F(ControllerTest, EvaluationsBecomeEventsTheLatestEvalAndGaugesAndAFailureIsOnlyAnEvent) {
+  std::string s0 = Register(kServer, "h:1");
+  std::string t0 = Register(kTrainer, "h:2");
+  std::string run_id = Submit(TestRunYaml(1, 1, 100));
+  auto report = [&](const std::string& worker, int64_t step, const std::string& error) {
+    v1::ReportProgressRequest request;
+    request.set_worker_id(worker);
+    request.set_run_id(run_id);
+    v1::EvalReport& eval = *request.mutable_eval();
+    eval.set_step(step);
+    eval.set_tokens(step * 64);
+    eval.set_server("h:1");
+    if (error.empty()) {
+      eval.set_results_json(R"({"model_performance_preservation":{"ce_loss_score":0.9}})");
+      eval.set_ce_loss_score(0.5 + 0.001 * static_cast<double>(step));
+      eval.set_explained_variance(0.75);
+    } else {
+      eval.set_error(error);
+    }
+    return controller_->ReportProgress(request);
+  };
+  ASSERT_TRUE(report(t0, 20, "").ok());
+  ASSERT_TRUE(report(t0, 40, "activation server h:1: connection reset").ok());
+  EXPECT_EQ(report(s0, 40, "").status().code(), absl::StatusCode::kInvalidArgument)
+      << "only trainer rank 0 evaluates";
+
+  v1::Run run = Get(run_id);
+  ASSERT_TRUE(run.has_latest_eval());
+  EXPECT_EQ(run.latest_eval().step(), 20) << "a failed evaluation leaves the latest success";
+  EXPECT_DOUBLE_EQ(run.latest_eval().ce_loss_score(), 0.52);
+  EXPECT_EQ(run.state(), v1::RUN_STATE_RUNNING) << "a failed evaluation fails nothing";
+  EXPECT_EQ(run.step(), 0) << "an evaluation report is not training progress";
+  auto events = controller_->ReadEvents(run_id, 0, 100);
+  ASSERT_TRUE(events.ok());
+  std::vector<const v1::RunEvent*> evals;
+  for (const v1::RunEvent& e : *events) {
+    if (e.type() == v1::RunEvent::TYPE_EVAL_COMPLETED || e.type() == v1::RunEvent::TYPE_EVAL_FAILED) {
+      evals.push_back(&e);
+    }
+  }
+  ASSERT_EQ(evals.size(), 2u);
+  EXPECT_EQ(evals[0]->type(), v1::RunEvent::TYPE_EVAL_COMPLETED);
+  EXPECT_EQ(evals[0]->step(), 20);
+  EXPECT_NE(evals[0]->message().find("CE-loss score 0.52"), std::string::npos)
+      << evals[0]->message();
+  EXPECT_EQ(evals[1]->type(), v1::RunEvent::TYPE_EVAL_FAILED);
+  EXPECT_NE(evals[1]->message().find("connection reset"), std::string::npos);
+  const std::string text = metrics::FormatText(registry_.Collect());
+  EXPECT_NE(text.find("sae_controller_run_eval_ce_loss_score{run_id=\"" + run_id + "\"} 0.52"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("sae_controller_run_eval_explained_variance{run_id=\"" + run_id +
+                      "\"} 0.75"),
+            std::string::npos);
+
+  Open();  // the latest evaluation survives a controller restart
+  EXPECT_EQ(Get(run_id).latest_eval().step(), 20);
 }
 
 TEST_F(ControllerTest, AWorkerLostAfterTheFinalSaeWasCommittedEndsTheRunSucceeded) {

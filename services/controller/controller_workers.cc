@@ -139,6 +139,29 @@ void Controller::RecordShardProgress(v1::Run& run, int32_t shard,
   run.set_tokens_generated(generated);
 }
 
+void Controller::RecordEval(v1::Run& run, const v1::RunWorker& self, const v1::EvalReport& eval,
+                            std::vector<v1::RunEvent>& events) {
+  v1::EvalReport stored = eval;
+  stored.set_time_unix_ms(UnixMillis(Now()));
+  const std::string what = absl::StrCat(eval.final() ? "final evaluation" : "evaluation",
+                                        " at step ", eval.step());
+  const bool ok = eval.error().empty();
+  std::string message =
+      ok ? absl::StrFormat("%s (%s, %.1f s): CE-loss score %.4g, KL score %.4g, explained "
+                           "variance %.3f, L0 %.3g",
+                           what, eval.server(), eval.seconds(), eval.ce_loss_score(),
+                           eval.kl_div_score(), eval.explained_variance(), eval.l0())
+         : absl::StrCat(what, " failed (training goes on): ", eval.error());
+  v1::RunEvent& event =
+      AddEvent(run, ok ? v1::RunEvent::TYPE_EVAL_COMPLETED : v1::RunEvent::TYPE_EVAL_FAILED,
+               std::move(message), events);
+  event.set_step(eval.step());
+  event.set_tokens(eval.tokens());
+  *event.mutable_worker() = self;
+  *event.mutable_eval() = stored;
+  if (ok) *run.mutable_latest_eval() = std::move(stored);
+}
+
 absl::StatusOr<std::optional<v1::ReportProgressResponse>> Controller::ApplyOutcome(
     RunEntry& entry, const v1::RunWorker& self, bool is_rank0,
     const v1::ReportProgressRequest& request, std::vector<v1::RunEvent>& events) {
@@ -222,6 +245,17 @@ absl::StatusOr<v1::ReportProgressResponse> Controller::ReportProgress(
   bool is_trainer = worker.info.role() == v1::WORKER_ROLE_TRAINER;
   bool is_rank0 = is_trainer && worker.info.rank() == 0;
 
+  if (request.has_eval()) {
+    if (!is_rank0) {
+      return absl::InvalidArgumentError("only trainer rank 0 reports evaluations");
+    }
+    RecordEval(run, self, request.eval(), events);
+    metrics_->RecordProgress(run);
+    SAE_RETURN_IF_ERROR(Save(*entry, events, Durability::kSynced));
+    v1::ReportProgressResponse response;
+    response.set_stop_requested(run.stop_requested());
+    return response;
+  }
   if (is_rank0 && (request.step() > 0 || request.tokens() > 0 || request.has_metrics())) {
     RecordTrainingProgress(run, request, events);
   }

@@ -14,6 +14,7 @@
 #include "core/io/saelens.h"
 #include "core/training/checkpoint.h"
 #include "core/training/run_assets.h"
+#include "core/training/run_evaluation.h"
 #include "core/training/training_loop.h"
 #include "core/training/training_metrics.h"
 #include "core/util/files.h"
@@ -23,6 +24,8 @@
 #include "nlohmann/json.hpp"
 #include "services/trainer/prefetch_queue.h"
 #include "services/trainer/process_group.h"
+#include "services/trainer/remote_evaluation.h"
+#include "services/trainer/stream_batches.h"
 #include "services/trainer/stream_metrics.h"
 #include "spdlog/spdlog.h"
 
@@ -78,163 +81,6 @@ absl::Status CheckGroup(const DistributedTrainingOptions& o) {
   }
   return absl::OkStatus();
 }
-
-// Every rank's furthest cursor per server, gathered with one all-reduce (each rank fills only
-// its own slot), reduced to the furthest per server. Collective: every rank calls it at the
-// same step.
-absl::StatusOr<std::vector<std::string>> GatherCursors(
-    const std::vector<std::unique_ptr<ActivationStreamReader>>& readers,
-    sparse::Collective* group) {
-  constexpr int64_t kSlot = 64;  // bytes per cursor; ToBytes is about 20
-  const int world = group != nullptr ? group->world_size() : 1;
-  const int rank = group != nullptr ? group->rank() : 0;
-  const int64_t servers = static_cast<int64_t>(readers.size());
-  at::Tensor slots = at::zeros({world, servers, kSlot + 1}, at::kInt);
-  {
-    auto mine = slots.accessor<int32_t, 3>()[rank];
-    for (int64_t s = 0; s < servers; ++s) {
-      const std::string bytes = readers[s]->furthest_cursor();
-      if (static_cast<int64_t>(bytes.size()) > kSlot) {
-        return absl::InternalError("a shard cursor is longer than 64 bytes");
-      }
-      mine[s][0] = static_cast<int32_t>(bytes.size());
-      for (int64_t i = 0; i < static_cast<int64_t>(bytes.size()); ++i) {
-        mine[s][i + 1] = static_cast<unsigned char>(bytes[static_cast<size_t>(i)]);
-      }
-    }
-  }
-  if (world > 1) SAE_RETURN_IF_ERROR(group->AllReduceSum(slots));
-  std::vector<std::string> furthest(servers);
-  const auto all = slots.accessor<int32_t, 3>();
-  for (int64_t s = 0; s < servers; ++s) {
-    std::optional<data::ShardCursor> best;
-    for (int r = 0; r < world; ++r) {
-      std::string bytes(static_cast<size_t>(all[r][s][0]), '\0');
-      for (int64_t i = 0; i < static_cast<int64_t>(bytes.size()); ++i) {
-        bytes[static_cast<size_t>(i)] = static_cast<char>(all[r][s][i + 1]);
-      }
-      if (bytes.empty()) continue;
-      SAE_ASSIGN_OR_RETURN(data::ShardCursor cursor, data::ShardCursor::FromBytes(bytes));
-      if (!best || cursor.IsAfter(*best)) best = cursor;
-    }
-    furthest[s] = best ? wire::CursorToHex(*best) : "";
-  }
-  return furthest;
-}
-
-// The cursors a checkpoint recorded (kStreamCursorsKey), as ShardCursor bytes.
-absl::StatusOr<std::vector<std::string>> CheckpointCursors(
-    const std::map<std::string, std::string>& extra, const std::string& dir) {
-  std::vector<std::string> cursors;
-  auto found = extra.find(kStreamCursorsKey);
-  if (found == extra.end()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        dir, " is not a checkpoint of a distributed run (no ", kStreamCursorsKey, ")"));
-  }
-  nlohmann::json list = nlohmann::json::parse(found->second, nullptr, false);
-  if (!list.is_array()) {
-    return absl::InvalidArgumentError(absl::StrCat(dir, ": ", kStreamCursorsKey, " is not a list"));
-  }
-  for (const nlohmann::json& hex : list) {
-    if (!hex.is_string() || hex.get<std::string>().empty()) continue;
-    SAE_ASSIGN_OR_RETURN(data::ShardCursor cursor, wire::CursorFromHex(hex.get<std::string>()));
-    cursors.push_back(cursor.ToBytes());
-  }
-  return cursors;
-}
-
-// One JSON line per trained batch (DistributedTrainingOptions::batch_log).
-nlohmann::json BatchRecord(const StreamedBatch& batch, int rank, const sparse::StepMetrics& m) {
-  at::Tensor values = batch.rows.to(at::kDouble);
-  return {{"rank", rank},
-          {"step", m.step},
-          {"server", batch.server},
-          {"incarnation", absl::StrCat(batch.incarnation)},
-          {"sequence", batch.sequence},
-          {"offset", batch.stream_offset},
-          {"rows", batch.rows.size(0)},
-          {"resent", batch.resent},
-          {"sum", values.sum().item<double>()},
-          {"sum_sq", values.pow(2).sum().item<double>()},
-          {"overall_loss", m.overall_loss},
-          {"mse_loss", m.mse_loss},
-          {"l0", m.l0}};
-}
-
-// One rank's batches: what the stream readers put in the prefetch queue.
-class StreamBatches final : public training::TrainingBatches {
- public:
-  // `max_sample_batches`: the initial sample never takes more batches than the run trains on.
-  StreamBatches(PrefetchQueue& queue, const std::vector<std::unique_ptr<ActivationStreamReader>>& readers,
-                sparse::Collective* collective, int64_t rank_batch, int64_t max_sample_batches,
-                PrefetchMetrics* metrics, std::ofstream* batch_log)
-      : queue_(queue),
-        readers_(readers),
-        collective_(collective),
-        rank_batch_(rank_batch),
-        max_sample_batches_(max_sample_batches),
-        metrics_(metrics),
-        batch_log_(batch_log) {}
-
-  absl::StatusOr<at::Tensor> Next() override {
-    SAE_ASSIGN_OR_RETURN(last_, Take());
-    if (metrics_ != nullptr) metrics_->queue_batches->Set(queue_.depth());
-    return last_.rows;
-  }
-  // Resampling takes batches beyond the run's steps: they are asked for as needed.
-  absl::StatusOr<at::Tensor> NextForResampling() override {
-    queue_.AddDemand(1);
-    SAE_ASSIGN_OR_RETURN(StreamedBatch batch, Take());
-    return batch.rows;
-  }
-  // The batches taken for the sample are kept for the first steps.
-  absl::StatusOr<at::Tensor> InitialSample(int64_t rows) override {
-    const int64_t wanted =
-        std::min<int64_t>((rows + rank_batch_ - 1) / rank_batch_, max_sample_batches_);
-    std::vector<at::Tensor> parts;
-    for (int64_t i = 0; i < wanted; ++i) {
-      SAE_ASSIGN_OR_RETURN(StreamedBatch batch, Take());
-      parts.push_back(batch.rows);
-      held_.push_back(std::move(batch));
-    }
-    at::Tensor sample = at::cat(parts);
-    return sample.narrow(0, 0, std::min<int64_t>(sample.size(0), rows));
-  }
-  // The furthest cursor of every server over the group (collective).
-  absl::StatusOr<std::map<std::string, std::string>> CheckpointPosition() override {
-    SAE_ASSIGN_OR_RETURN(cursors_, GatherCursors(readers_, collective_));
-    return std::map<std::string, std::string>{{kStreamCursorsKey, nlohmann::json(cursors_).dump()}};
-  }
-  void OnStep(const sparse::StepMetrics& step) override {
-    if (batch_log_ != nullptr) {
-      *batch_log_ << BatchRecord(last_, collective_ != nullptr ? collective_->rank() : 0, step).dump()
-                  << "\n";
-    }
-  }
-
-  const std::vector<std::string>& cursors() const { return cursors_; }
-
- private:
-  absl::StatusOr<StreamedBatch> Take() {
-    if (!held_.empty()) {
-      StreamedBatch batch = std::move(held_.front());
-      held_.pop_front();
-      return batch;
-    }
-    return queue_.Pop();
-  }
-
-  PrefetchQueue& queue_;
-  const std::vector<std::unique_ptr<ActivationStreamReader>>& readers_;
-  sparse::Collective* const collective_;
-  const int64_t rank_batch_;
-  const int64_t max_sample_batches_;
-  PrefetchMetrics* const metrics_;
-  std::ofstream* const batch_log_;
-  std::deque<StreamedBatch> held_;  // taken for the initial sample, not trained on yet
-  StreamedBatch last_;
-  std::vector<std::string> cursors_;
-};
 
 // Closes the prefetch queue as soon as `abort` turns true (polled every 50 ms), which ends the
 // readers and every wait for a batch.
@@ -360,6 +206,85 @@ absl::Status WriteSummary(const DistributedTrainingOptions& options, const std::
   return WriteFileAtomically(options.output_dir + "/summary.json", summary.dump(2) + "\n");
 }
 
+// What every server's reader shares.
+ActivationStreamOptions StreamOptionsFor(const DistributedTrainingOptions& options,
+                                         const std::string& run_id, int64_t rank_batch,
+                                         int64_t d_in, int lease,
+                                         const std::vector<std::string>& known_cursors) {
+  ActivationStreamOptions stream;
+  stream.run_id = run_id;
+  stream.config_digest = wire::RunConfigDigest(options.config);
+  stream.rank = options.group.rank;
+  stream.world_size = options.group.world_size;
+  stream.session = NewSessionId();
+  stream.generation = options.generation;
+  stream.wire_dtype = options.config.wire_dtype;
+  stream.batch_size = rank_batch;
+  stream.d_in = d_in;
+  stream.lease = lease;
+  stream.known_cursors = known_cursors;
+  stream.call_timeout = options.stream.call_timeout;
+  stream.server_deadline = options.stream.server_deadline;
+  stream.security = options.stream.security;
+  return stream;
+}
+
+// One reader per server, into `readers` (which the caller stops, also after an error).
+absl::Status StartReaders(ActivationStreamOptions stream, const std::vector<std::string>& servers,
+                          PrefetchQueue* queue, const RankMetrics& series,
+                          std::vector<std::unique_ptr<ActivationStreamReader>>& readers) {
+  for (size_t s = 0; s < servers.size(); ++s) {
+    stream.address = servers[s];
+    stream.server_index = static_cast<int>(s);
+    SAE_ASSIGN_OR_RETURN(auto reader,
+                         ActivationStreamReader::Start(stream, queue, series.streams[s].get()));
+    readers.push_back(std::move(reader));
+  }
+  return absl::OkStatus();
+}
+
+// Rank 0 of a run with evaluations: the loop's evaluations go to the activation servers
+// (remote_evaluation.h); the final one is waited for and saved as final/eval_results.json.
+std::unique_ptr<RemoteEvaluator> ConnectEvaluations(const DistributedTrainingOptions& options,
+                                                    const std::string& run_id,
+                                                    training::TrainingLoopOptions& loop) {
+  const config::RunConfig& config = options.config;
+  if (options.group.rank != 0 || config.n_eval_batches <= 0) return nullptr;
+  RemoteEvaluationOptions remote;
+  remote.servers = options.servers;
+  remote.security = options.stream.security;
+  remote.run_id = run_id;
+  remote.config_digest = wire::RunConfigDigest(config);
+  RemoteEvaluator::Report report = options.on_eval;
+  if (!report) {
+    report = [](const RemoteEvaluation& outcome) {
+      if (outcome.results.ok()) {
+        spdlog::info("evaluation at step {} ({}, {:.1f} s): {}", outcome.step, outcome.server,
+                     outcome.seconds, training::EvalSummaryLine(*outcome.results));
+      } else {
+        spdlog::warn("{}; training goes on", std::string(outcome.results.status().message()));
+      }
+    };
+  }
+  auto evaluator = std::make_unique<RemoteEvaluator>(std::move(remote), std::move(report));
+  loop.evaluate_every =
+      config.eval_every_n_wandb_logs * std::max<int64_t>(1, config.wandb_log_frequency);
+  const int64_t batch = config.train_batch_size;
+  loop.evaluate = [evaluator = evaluator.get(), output_dir = options.output_dir, batch](
+                      const sparse::SaeTrainer& trainer, int64_t step, bool final) -> absl::Status {
+    if (!final) {
+      evaluator->Start(step, step * batch, trainer.sae().params());
+      return absl::OkStatus();
+    }
+    RemoteEvaluation outcome =
+        evaluator->EvaluateNow(step, step * batch, trainer.sae().params(), true);
+    if (!outcome.results.ok()) return outcome.results.status();
+    return WriteFileAtomically(output_dir + "/final/eval_results.json",
+                               eval::ToJson(*outcome.results).dump(2) + "\n");
+  };
+  return evaluator;
+}
+
 }  // namespace
 
 absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
@@ -421,28 +346,9 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
       for (auto& reader : *readers) reader->Stop();
     }
   } shutdown{queue.get(), &readers};
-  ActivationStreamOptions stream;  // what every server's reader shares
-  stream.run_id = run_id;
-  stream.config_digest = wire::RunConfigDigest(config);
-  stream.rank = rank;
-  stream.world_size = world_size;
-  stream.session = NewSessionId();
-  stream.generation = options.generation;
-  stream.wire_dtype = config.wire_dtype;
-  stream.batch_size = rank_batch;
-  stream.d_in = trainer_options.sae.d_in;
-  stream.lease = lease;
-  stream.known_cursors = known_cursors;
-  stream.call_timeout = options.stream.call_timeout;
-  stream.server_deadline = options.stream.server_deadline;
-  stream.security = options.stream.security;
-  for (int64_t s = 0; s < servers; ++s) {
-    stream.address = options.servers[s];
-    stream.server_index = static_cast<int>(s);
-    SAE_ASSIGN_OR_RETURN(auto reader,
-                         ActivationStreamReader::Start(stream, queue.get(), series.streams[s].get()));
-    readers.push_back(std::move(reader));
-  }
+  SAE_RETURN_IF_ERROR(StartReaders(
+      StreamOptionsFor(options, run_id, rank_batch, trainer_options.sae.d_in, lease, known_cursors),
+      options.servers, queue.get(), series, readers));
   if (aborted()) return abandoned;
   SAE_ASSIGN_OR_RETURN(const int64_t tokens_trained_before,
                        AllReduceMax(options.tokens_trained_before, collective));
@@ -461,6 +367,7 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
   loop.log_progress = true;
   loop.on_step = options.on_step;
   loop.on_checkpoint = options.on_checkpoint;
+  std::unique_ptr<RemoteEvaluator> evaluator = ConnectEvaluations(options, run_id, loop);
   absl::StatusOr<training::TrainingLoopResult> trained =
       training::RunTrainingLoop(config, *trainer, collective, batches, loop);
   if (!trained.ok()) return aborted() ? abandoned : trained.status();

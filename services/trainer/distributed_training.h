@@ -26,6 +26,7 @@
 #include "services/common/rpc.h"
 #include "services/trainer/activation_stream.h"
 #include "services/trainer/process_group.h"
+#include "services/trainer/remote_evaluation.h"
 
 namespace sae::trainer {
 
@@ -93,6 +94,9 @@ struct DistributedTrainingOptions {
       on_step;
   // Optional, rank 0: after each checkpoint (and the final SAE, `final` true) is written.
   std::function<absl::Status(const std::string& dir, int64_t step, bool final)> on_checkpoint;
+  // Optional, rank 0 of a run with evaluations (n_eval_batches > 0): every evaluation's
+  // outcome, from the evaluation's thread (remote_evaluation.h). Unset: each is logged.
+  std::function<void(const RemoteEvaluation& outcome)> on_eval;
 };
 
 struct DistributedTrainingResult {
@@ -118,8 +122,6 @@ struct DistributedTrainingResult {
 absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
     DistributedTrainingOptions options);
 
-// The checkpoint extra that records the furthest cursor seen from each server.
-inline constexpr char kStreamCursorsKey[] = "stream_cursors";
 
 }  // namespace sae::trainer
 

@@ -1,5 +1,8 @@
 #include "services/trainer/progress_sender.h"
 
+#include <algorithm>
+
+#include "core/training/run_evaluation.h"
 #include "spdlog/spdlog.h"
 
 namespace sae::trainer {
@@ -83,6 +86,61 @@ void ProgressSender::Loop() {
     std::lock_guard<std::mutex> sending(send_mutex_);
     std::optional<v1::ReportProgressRequest> request = Take();
     if (request) Send(*request);
+  }
+}
+
+void ReportSkippedTokens(client::WorkerAgent& agent, const v1::Assignment& assignment,
+                         int64_t checkpoint_step, int64_t checkpoint_tokens,
+                         int64_t group_furthest) {
+  // The furthest the previous group got: what a rank of this group trained to, or what rank 0
+  // last reported to the controller.
+  int64_t furthest = group_furthest;
+  absl::StatusOr<v1::Run> run = agent.client().GetRun(assignment.run_id());
+  if (run.ok()) furthest = std::max(furthest, run->tokens());
+  const int64_t skipped = std::max<int64_t>(0, furthest - checkpoint_tokens);
+  v1::ReportProgressRequest report;
+  report.set_run_id(assignment.run_id());
+  report.set_generation(assignment.generation());
+  report.set_step(checkpoint_step);
+  report.set_tokens(checkpoint_tokens);
+  report.set_tokens_skipped(skipped);
+  absl::StatusOr<v1::ReportProgressResponse> answer = agent.ReportProgress(report);
+  if (!answer.ok()) {
+    spdlog::warn("the {} skipped tokens were not reported: {}", skipped,
+                 std::string(answer.status().message()));
+    return;
+  }
+  spdlog::info("rolled back to {} tokens from {}: {} tokens skipped", checkpoint_tokens, furthest,
+               skipped);
+}
+
+void ReportEvaluation(client::WorkerAgent& agent, const v1::Assignment& assignment,
+                      const RemoteEvaluation& outcome) {
+  v1::ReportProgressRequest report;
+  report.set_run_id(assignment.run_id());
+  report.set_generation(assignment.generation());
+  v1::EvalReport& eval = *report.mutable_eval();
+  eval.set_step(outcome.step);
+  eval.set_tokens(outcome.tokens);
+  eval.set_server(outcome.server);
+  eval.set_seconds(outcome.seconds);
+  eval.set_final(outcome.final);
+  if (outcome.results.ok()) {
+    eval.set_results_json(outcome.results_json);
+    eval.set_ce_loss_score(outcome.results->ce_loss_score);
+    eval.set_kl_div_score(outcome.results->kl_div_score);
+    eval.set_explained_variance(outcome.results->explained_variance);
+    eval.set_l0(outcome.results->l0);
+    spdlog::info("evaluation at step {} ({}, {:.1f} s): {}", outcome.step, outcome.server,
+                 outcome.seconds, training::EvalSummaryLine(*outcome.results));
+  } else {
+    eval.set_error(std::string(outcome.results.status().message()));
+    spdlog::warn("{}; training goes on", eval.error());
+  }
+  absl::StatusOr<v1::ReportProgressResponse> answer = agent.ReportProgress(report);
+  if (!answer.ok()) {
+    spdlog::warn("the evaluation at step {} was not reported: {}", outcome.step,
+                 std::string(answer.status().message()));
   }
 }
 

@@ -1,4 +1,5 @@
-// Rank 0's progress reports to the controller, and the metrics they carry.
+// Rank 0's reports to the controller: progress and the metrics it carries, skipped tokens,
+// evaluations.
 #ifndef SAE_SERVICES_TRAINER_PROGRESS_SENDER_H_
 #define SAE_SERVICES_TRAINER_PROGRESS_SENDER_H_
 
@@ -10,6 +11,7 @@
 #include "core/sae/sae_trainer.h"
 #include "sae/v1/controller.pb.h"
 #include "services/common/worker_agent.h"
+#include "services/trainer/remote_evaluation.h"
 
 namespace sae::trainer {
 
@@ -47,6 +49,18 @@ class ProgressSender {
   bool done_ = false;
   std::thread thread_;
 };
+
+// Trainer rank 0, once after a restart's group formed: reports the tokens the rollback to the
+// checkpoint skipped (the furthest any rank of the previous group, or the controller, saw,
+// minus the checkpoint's tokens). Logged when it cannot be delivered.
+void ReportSkippedTokens(client::WorkerAgent& agent, const v1::Assignment& assignment,
+                         int64_t checkpoint_step, int64_t checkpoint_tokens,
+                         int64_t group_furthest);
+
+// Trainer rank 0: an evaluation's outcome (remote_evaluation.h), as an EvalReport; logged
+// too. Logged when it cannot be delivered (the run trains on).
+void ReportEvaluation(client::WorkerAgent& agent, const v1::Assignment& assignment,
+                      const RemoteEvaluation& outcome);
 
 }  // namespace sae::trainer
 

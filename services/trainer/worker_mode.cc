@@ -100,8 +100,6 @@ class TrainerWorker {
   // The group, servers and worker settings of `assignment` (not the run's config, folders or
   // callbacks).
   void AssignTo(const v1::Assignment& assignment, DistributedTrainingOptions& options) const;
-  void ReportSkippedTokens(const v1::Assignment& assignment, int64_t checkpoint_step,
-                           int64_t checkpoint_tokens, int64_t group_furthest);
 
   // The furthest global token count this worker trained to in the newest generation of a run
   // it took part in.
@@ -393,7 +391,8 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     attempt.group_ready = true;
     const bool restarted = assignment.has_resume_checkpoint_step() || assignment.generation() > 0;
     if (attempt.report_skipped && restarted) {
-      ReportSkippedTokens(assignment, checkpoint_step, checkpoint_tokens, tokens_trained_before);
+      ReportSkippedTokens(*agent_, assignment, checkpoint_step, checkpoint_tokens,
+                          tokens_trained_before);
     }
     attempt.report_skipped = false;
   };
@@ -408,6 +407,9 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     report.set_tokens(m.tokens);
     *report.mutable_metrics() = ToProto(m, tokens_per_second);
     sender->Post(std::move(report));
+  };
+  options.on_eval = [&](const RemoteEvaluation& outcome) {
+    ReportEvaluation(*agent_, assignment, outcome);
   };
   options.on_checkpoint = [&](const std::string& checkpoint, int64_t step,
                               bool final) -> absl::Status {
@@ -441,30 +443,6 @@ void TrainerWorker::AssignTo(const v1::Assignment& assignment,
                          assignment.activation_server_addresses().end());
   options.stream = options_.stream;
   options.metrics = options_.metrics;
-}
-
-void TrainerWorker::ReportSkippedTokens(const v1::Assignment& assignment, int64_t checkpoint_step,
-                                        int64_t checkpoint_tokens, int64_t group_furthest) {
-  // The furthest the previous group got: what a rank of this group trained to, or what rank 0
-  // last reported to the controller.
-  int64_t furthest = group_furthest;
-  absl::StatusOr<v1::Run> run = agent_->client().GetRun(assignment.run_id());
-  if (run.ok()) furthest = std::max(furthest, run->tokens());
-  const int64_t skipped = std::max<int64_t>(0, furthest - checkpoint_tokens);
-  v1::ReportProgressRequest report;
-  report.set_run_id(assignment.run_id());
-  report.set_generation(assignment.generation());
-  report.set_step(checkpoint_step);
-  report.set_tokens(checkpoint_tokens);
-  report.set_tokens_skipped(skipped);
-  absl::StatusOr<v1::ReportProgressResponse> answer = agent_->ReportProgress(report);
-  if (!answer.ok()) {
-    spdlog::warn("the {} skipped tokens were not reported: {}", skipped,
-                 std::string(answer.status().message()));
-    return;
-  }
-  spdlog::info("rolled back to {} tokens from {}: {} tokens skipped", checkpoint_tokens, furthest,
-               skipped);
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "core/data/test_folder.h"
@@ -367,6 +368,18 @@ TEST_F(ClusterTest, SubmittedRunSucceedsAndItsExportLoadsInSaeLensFormat) {
 
   Result wide = Saectl("get runs -o wide");
   EXPECT_TRUE(absl::StrContains(wide.out, "2+2")) << wide.out;
+  // The final SAE was evaluated on an activation server (n_eval_batches defaults to 10).
+  ASSERT_TRUE(run.contains("latest_eval")) << run.dump(2);
+  EXPECT_EQ(Int(run["latest_eval"], "step"), kSteps);
+  EXPECT_TRUE(run["latest_eval"].value("final", false)) << run.dump(2);
+  EXPECT_TRUE(absl::StrContains(wide.out, "CE.SCORE")) << wide.out;
+  const std::string score =
+      absl::StrFormat("%.4f", run["latest_eval"].value("ce_loss_score", -1.0));
+  EXPECT_TRUE(absl::StrContains(wide.out, score)) << score << "\n" << wide.out;
+  Result described = Saectl("describe run " + run_id);
+  EXPECT_TRUE(absl::StrContains(described.out, "final SAE, step 60 on 127.0.0.1:"))
+      << described.out;
+  EXPECT_TRUE(absl::StrContains(Saectl("logs " + run_id).out, "EVAL_COMPLETED"));
   Result checkpoints = Saectl("checkpoints " + run_id);
   EXPECT_TRUE(absl::StrContains(checkpoints.out, "yes")) << "the final SAE\n" << checkpoints.out;
 
@@ -378,6 +391,49 @@ TEST_F(ClusterTest, SubmittedRunSucceedsAndItsExportLoadsInSaeLensFormat) {
   Result info = Saectl("sae info " + out);
   EXPECT_EQ(info.code, 0) << info.err;
   EXPECT_TRUE(absl::StrContains(info.out, "blocks.1.hook_resid_pre")) << info.out;
+  // The final evaluation travels with the SAE, in SAELens's grouping.
+  absl::StatusOr<std::string> results = ReadFile(out + "/eval_results.json");
+  ASSERT_TRUE(results.ok()) << results.status();
+  nlohmann::json eval = nlohmann::json::parse(*results, nullptr, false);
+  ASSERT_TRUE(eval.contains("model_performance_preservation")) << *results;
+  EXPECT_NEAR(eval["model_performance_preservation"].value("ce_loss_score", -1.0),
+              run["latest_eval"].value("ce_loss_score", -2.0), 1e-9);
+}
+
+TEST_F(ClusterTest, PeriodicEvaluationsRunOnTheServersAndAServerKilledMidEvalFailsOnlyThatOne) {
+  StartCluster(2, 1);
+  constexpr int64_t kSteps = 400;
+  // An evaluation every 10 steps, on 50 batches of 4 contexts: long enough (many forwards) to
+  // be killed in the middle of.
+  const std::string run_id = Submit(WriteRunYaml(2, 1, kSteps,
+                                                 {{"n_checkpoints", "8"},
+                                                  {"max_restarts", "2"},
+                                                  {"eval_every_n_wandb_logs", "2"},
+                                                  {"n_eval_batches", "50"}}));
+  WaitForState(run_id, "RUN_STATE_RUNNING");
+  // Evaluations go to the servers in turn, the first to shard 0.
+  const std::string server = ProcessOf(run_id, "WORKER_ROLE_ACTIVATION_SERVER", 0);
+  WaitForProcessLog(server, "evaluating the SAE of run " + run_id);
+  KillProcess(server);
+  WaitForLog(run_id, "EVAL_FAILED");
+  WaitForLog(run_id, "RESTARTING");
+  RestartExited();
+  ExpectSucceeds(run_id, kSteps * 256, 300);
+
+  const std::string logs = Saectl("logs " + run_id).out;
+  const size_t failed = logs.find("EVAL_FAILED");
+  ASSERT_NE(failed, std::string::npos) << logs;
+  EXPECT_TRUE(absl::StrContains(logs.substr(failed), "training goes on")) << logs;
+  EXPECT_NE(logs.find("EVAL_COMPLETED", failed), std::string::npos)
+      << "evaluations after the failure ran normally\n" << logs;
+  int completed = 0;
+  for (size_t at = logs.find("EVAL_COMPLETED"); at != std::string::npos;
+       at = logs.find("EVAL_COMPLETED", at + 1)) {
+    ++completed;
+  }
+  EXPECT_GE(completed, 2) << logs;
+  nlohmann::json run = GetRun(run_id);
+  EXPECT_EQ(Int(run["latest_eval"], "step"), kSteps) << run.dump(2);
 }
 
 TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSkippedTokens) {

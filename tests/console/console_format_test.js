@@ -23,6 +23,8 @@ const evalEvent = {
 assert.strictEqual(format.isEvalEvent(evalEvent), true);
 assert.strictEqual(format.isEvalEvent({ type: 'TYPE_CHECKPOINT_COMMITTED' }), false);
 assert.strictEqual(format.isEvalEvent(null), false);
+assert.strictEqual(format.isEvalEvent({ type: 'TYPE_EVAL_FAILED', eval: { ce_loss_score: 0 } }), false,
+                   'a failed evaluation has no results (its zeros are proto3 defaults)');
 
 const numbers = format.evalNumbers(evalEvent);
 assert.deepStrictEqual(numbers, {

@@ -1,11 +1,13 @@
 #include "tools/saectl/run_output.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "nlohmann/json.hpp"
 #include "services/common/run_state.h"
 #include "tools/saectl/format.h"
 
@@ -32,7 +34,8 @@ double ProgressPercent(const v1::Run& run) {
 std::vector<std::string> RunTableHeader(bool wide) {
   std::vector<std::string> header = {"RUN", "NAME", "STATE", "RESTARTS", "PROGRESS", "STEP", "AGE"};
   if (wide) {
-    for (const char* column : {"WORKERS", "LOSS", "L0", "EXPL.VAR", "CHECKPOINT", "MESSAGE"}) {
+    for (const char* column :
+         {"WORKERS", "LOSS", "L0", "EXPL.VAR", "CE.SCORE", "CHECKPOINT", "MESSAGE"}) {
       header.push_back(column);
     }
   }
@@ -54,6 +57,8 @@ std::vector<std::string> RunTableRow(const v1::Run& run, bool wide, absl::Time n
     row.push_back(Metric(run.metrics().overall_loss(), "%.4g"));
     row.push_back(Metric(run.metrics().l0(), "%.3g"));
     row.push_back(Metric(run.metrics().explained_variance(), "%.3f"));
+    // The newest evaluation's CE-loss score ("-" before the first, or without evaluations).
+    row.push_back(run.has_latest_eval() ? Metric(run.latest_eval().ce_loss_score(), "%.4f") : "-");
     row.push_back(run.has_latest_checkpoint_step() ? absl::StrCat(run.latest_checkpoint_step())
                                                    : "-");
     row.push_back(run.message());
@@ -120,6 +125,26 @@ std::string SuccessSummary(const v1::Run& run) {
       m.dead_features());
 }
 
+// The newest evaluation in two lines: its step and scores, then the three CE losses.
+std::string EvalDescription(const v1::EvalReport& eval) {
+  std::string text = absl::StrFormat(
+      "%sstep %d on %s: ce_loss_score %.4f  kl_div_score %.4f  explained_variance %.4f  l0 %.4g",
+      eval.final() ? "final SAE, " : "", eval.step(), eval.server(), eval.ce_loss_score(),
+      eval.kl_div_score(), eval.explained_variance(), eval.l0());
+  const nlohmann::json results = nlohmann::json::parse(eval.results_json(), nullptr, false);
+  const nlohmann::json* ce = results.is_object() && results.contains("model_performance_preservation")
+                                 ? &results["model_performance_preservation"]
+                                 : nullptr;
+  auto number = [&](const char* key) {
+    return ce != nullptr && ce->contains(key) && (*ce)[key].is_number() ? (*ce)[key].get<double>()
+                                                                        : std::nan("");
+  };
+  absl::StrAppendFormat(&text, "\n%-17s CE loss %.4f clean, %.4f with the SAE, %.4f ablated", "",
+                        number("ce_loss_without_sae"), number("ce_loss_with_sae"),
+                        number("ce_loss_with_ablation"));
+  return text;
+}
+
 std::string DescribeRun(const v1::Run& run, const std::vector<v1::CheckpointManifest>& checkpoints,
                         const std::vector<v1::RunEvent>& events, absl::Time now) {
   std::string out;
@@ -160,6 +185,8 @@ std::string DescribeRun(const v1::Run& run, const std::vector<v1::CheckpointMani
                                   : std::string("- (no feature-sampling window ended yet)"),
                               m.learning_rate(), HumanCount(m.tokens_per_second())));
   }
+  field("Evaluation", run.has_latest_eval() ? EvalDescription(run.latest_eval())
+                                            : std::string("- (none yet)"));
   field("Final SAE", run.has_final_checkpoint_step()
                          ? absl::StrCat("checkpoint at step ", run.final_checkpoint_step(),
                                         " (saectl export ", run.run_id(), " --out DIR)")

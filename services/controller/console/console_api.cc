@@ -20,7 +20,9 @@ int64_t NowMillis() { return absl::ToUnixMillis(absl::Now()); }
 bool IsEvalEvent(const v1::RunEvent& event) {
   const google::protobuf::EnumValueDescriptor* type =
       v1::RunEvent::Type_descriptor()->FindValueByNumber(event.type());
-  return type != nullptr && absl::StrContains(type->name(), "EVAL");
+  // EVAL_FAILED carries no results (its numbers are proto3 defaults).
+  return type != nullptr && absl::StrContains(type->name(), "EVAL") &&
+         !absl::StrContains(type->name(), "FAILED");
 }
 
 // A TrainingMetrics field as a JSON number, or null when an optional field is absent.

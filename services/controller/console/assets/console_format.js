@@ -1,8 +1,8 @@
 // Pure helpers of the console, shared by the page (console.js) and its node test
 // (tests/console/console_format_test.js): how eval results are found in a run's events.
 //
-// Eval results reach the console generically: any event whose type name contains "EVAL" is an
-// eval event, and every number in it (nested objects flattened to "a.b", numbers sent as
+// Eval results reach the console generically: any event whose type name contains "EVAL" (and not
+// "FAILED") is an eval event, and every number in it (nested objects flattened to "a.b", numbers sent as
 // strings, as proto3 JSON sends 64-bit integers, included) is one of its results, except the
 // fields every event has.
 (function (root) {
@@ -11,7 +11,10 @@
   var EVENT_FIELDS = { run_id: 1, sequence: 1, time_unix_ms: 1, type: 1, generation: 1, state: 1,
                        message: 1, worker: 1, step: 1, tokens: 1, bytes: 1 };
 
-  function isEvalEvent(event) { return !!event && /EVAL/.test(String(event.type)); }
+  // A failed evaluation (EVAL_FAILED) carries no results: it is an ordinary event.
+  function isEvalEvent(event) {
+    return !!event && /EVAL/.test(String(event.type)) && !/FAILED/.test(String(event.type));
+  }
 
   function evalNumbers(event) {
     var out = {};
