@@ -92,6 +92,13 @@ SparsityMetrics SaeTrainer::WindowMetrics() const {
   m.below_1e5 = (sparsity < 1e-5).sum().item<int64_t>();
   m.below_1e6 = (sparsity < 1e-6).sum().item<int64_t>();
   m.dead_by_threshold = (sparsity < options_.dead_feature_threshold).sum().item<int64_t>();
+  // Bin i holds [-10 + 0.5 i, -9.5 + 0.5 i); 0 (every token) goes into the last bin.
+  at::Tensor bins = at::floor((at::log10(sparsity.to(at::kDouble) + 1e-10) + 10.0) * 2.0)
+                        .clamp(0, SparsityMetrics::kDensityBins - 1)
+                        .to(at::kLong);
+  at::Tensor counts = at::bincount(bins.flatten(), {}, SparsityMetrics::kDensityBins);
+  m.log10_density_histogram.assign(counts.data_ptr<int64_t>(),
+                                   counts.data_ptr<int64_t>() + SparsityMetrics::kDensityBins);
   return m;
 }
 

@@ -15,6 +15,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/sae/adam.h"
@@ -31,6 +32,11 @@ struct SparsityMetrics {
   int64_t below_1e6 = 0;                   // sparsity/below_1e-6
   int64_t dead_by_threshold = 0;           // features with frequency < dead_feature_threshold
   int64_t resampled = 0;                   // features resampled (feature_sampling_method anthropic)
+  // The window's feature densities as the seed's plots/feature_density_line_chart histogram
+  // shows them: counts of log10(density + 1e-10) in kDensityBins bins of width 0.5 from -10
+  // to 0 (features that never fired fall in the first bin).
+  std::vector<int64_t> log10_density_histogram;
+  static constexpr int kDensityBins = 20;
 };
 
 // What one step reports (global over the data-parallel group).

@@ -204,6 +204,22 @@ TEST_F(SaeTrainerStateTest, MetricsFollowTheSeedsDefinitions) {
   }
   ASSERT_TRUE(window.has_value());
   EXPECT_LE(window->mean_log10_feature_sparsity, 0);
+  // The density histogram: every feature once; those that never fired (the window's 160
+  // tokens make any other density >= 1/160) in the first bin; its bin centres average to the
+  // mean log10 density within half a bin.
+  const std::vector<int64_t>& bins = window->log10_density_histogram;
+  ASSERT_EQ(bins.size(), static_cast<size_t>(SparsityMetrics::kDensityBins));
+  int64_t features = 0;
+  double centre_sum = 0;
+  for (size_t i = 0; i < bins.size(); ++i) {
+    features += bins[i];
+    centre_sum += static_cast<double>(bins[i]) * (-10.0 + 0.5 * static_cast<double>(i) + 0.25);
+  }
+  EXPECT_EQ(features, 64);
+  const at::Tensor density = trainer.FeatureSparsity();
+  EXPECT_EQ(bins[0], (density == 0).sum().item<int64_t>());
+  EXPECT_EQ(bins[0] + bins[1], (density < 1e-9).sum().item<int64_t>());
+  EXPECT_NEAR(centre_sum / 64.0, window->mean_log10_feature_sparsity, 0.25 + 1e-6);
 }
 
 TEST_F(SaeTrainerStateTest, ABatchOfTheWrongWidthIsRejected) {

@@ -107,6 +107,7 @@ void Controller::RecordTrainingProgress(v1::Run& run, const v1::ReportProgressRe
       metrics.set_mean_log10_feature_sparsity(last.mean_log10_feature_sparsity());
       metrics.set_features_below_1e5(last.features_below_1e5());
       metrics.set_features_below_1e6(last.features_below_1e6());
+      *metrics.mutable_log10_density_histogram() = last.log10_density_histogram();
     }
     *run.mutable_metrics() = std::move(metrics);
   }

@@ -29,6 +29,9 @@ v1::TrainingMetrics ToProto(const sparse::StepMetrics& m, double tokens_per_seco
     out.set_mean_log10_feature_sparsity(m.sparsity->mean_log10_feature_sparsity);
     out.set_features_below_1e5(m.sparsity->below_1e5);
     out.set_features_below_1e6(m.sparsity->below_1e6);
+    for (int64_t count : m.sparsity->log10_density_histogram) {
+      out.add_log10_density_histogram(count);
+    }
   }
   out.set_tokens_per_second(tokens_per_second);
   return out;
@@ -50,6 +53,17 @@ ProgressSender::~ProgressSender() {
 void ProgressSender::Post(v1::ReportProgressRequest request) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    // A window's sparsity summary comes in one report only: a newer report that replaces it
+    // before it was sent carries it on.
+    const v1::TrainingMetrics* replaced = pending_ ? &pending_->metrics() : nullptr;
+    v1::TrainingMetrics* newer = request.mutable_metrics();
+    if (replaced != nullptr && replaced->has_mean_log10_feature_sparsity() &&
+        !newer->has_mean_log10_feature_sparsity()) {
+      newer->set_mean_log10_feature_sparsity(replaced->mean_log10_feature_sparsity());
+      newer->set_features_below_1e5(replaced->features_below_1e5());
+      newer->set_features_below_1e6(replaced->features_below_1e6());
+      *newer->mutable_log10_density_histogram() = replaced->log10_density_histogram();
+    }
     pending_ = std::move(request);
   }
   changed_.notify_all();

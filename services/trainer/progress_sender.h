@@ -30,7 +30,8 @@ class ProgressSender {
   ProgressSender(const ProgressSender&) = delete;
   ProgressSender& operator=(const ProgressSender&) = delete;
 
-  // Queues `request`, replacing a report not sent yet.
+  // Queues `request`, replacing a report not sent yet (whose sparsity summary, if `request` has
+  // none, `request` takes over).
   void Post(v1::ReportProgressRequest request);
 
   // Sends the pending report, if any, now (after one being sent by the thread).

@@ -399,7 +399,10 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
   options.on_step = [&](const sparse::StepMetrics& m, double tokens_per_second,
                         int64_t total_steps) {
     NoteTokens(WorkOf(assignment), m.tokens);
-    if (sender == nullptr || (m.step % log_every != 0 && m.step != total_steps)) return;
+    // Every wandb_log_frequency steps, the last step, and the step that ends a feature-sampling
+    // window (its sparsity summary is sent once).
+    const bool due = m.step % log_every == 0 || m.step == total_steps || m.sparsity.has_value();
+    if (sender == nullptr || !due) return;
     v1::ReportProgressRequest report;
     report.set_run_id(assignment.run_id());
     report.set_generation(assignment.generation());

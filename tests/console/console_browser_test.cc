@@ -351,7 +351,13 @@ TEST_F(ConsoleBrowserTest, ShowsARunItsChartsAndWorkersBehindTheTokenAcrossACont
   EXPECT_EQ(run.Attribute("data-chart", "l0", "data-markers"), "2") << run.dom;
   EXPECT_TRUE(absl::StrContains(run.dom, "download .tar")) << "the checkpoints' links";
   EXPECT_TRUE(absl::StrContains(run.dom, "SUCCEEDED"));
-  EXPECT_TRUE(absl::StrContains(run.dom, "id=\"evals-empty\"")) << "the evals' empty state";
+  // Evaluations ran on the activation server (at step 200 and after the last step): the latest
+  // one's scores are listed.
+  EXPECT_TRUE(absl::StrContains(run.dom, "id=\"eval-table\"")) << run.dom;
+  EXPECT_TRUE(absl::StrContains(run.dom, "eval.ce_loss_score")) << run.dom;
+  // Feature-sampling windows of 20 steps ended: the last one's density histogram is drawn.
+  EXPECT_TRUE(absl::StrContains(run.dom, "id=\"density-bars\"")) << run.dom;
+  EXPECT_TRUE(absl::StrContains(run.dom, "class=\"density-bar\" data-count=")) << run.dom;
 
   // The charts come back whole after the controller is killed and started again.
   KillProcess("controller");

@@ -42,4 +42,20 @@ assert.strictEqual(format.ceLossScore({ type: 'TYPE_EVAL', ce_loss_score: '0.5' 
 assert.strictEqual(format.ceLossScore({ type: 'TYPE_PROGRESS', ce_loss_score: 0.5 }), null,
                    'only eval events count');
 assert.strictEqual(format.ceLossScore(null), null);
+
+// The eval event the controller records: an EvalReport under `eval`, whose step, tokens and
+// receipt time are not results.
+const reported = format.evalNumbers({
+  type: 'TYPE_EVAL_COMPLETED', step: '40',
+  eval: { step: '40', tokens: '10240', time_unix_ms: '1700000000000', seconds: 0.5,
+          ce_loss_score: 0.97, kl_div_score: 0.95, results_json: '{"a": 1}', final: false },
+});
+assert.deepStrictEqual(reported, { 'eval.seconds': 0.5, 'eval.ce_loss_score': 0.97,
+                                   'eval.kl_div_score': 0.95 });
+
+// The feature-density histogram of the last window.
+assert.strictEqual(format.densityBins({}), null);
+const bins = format.densityBins({ log10_density_histogram: ['3', '0', '5'] });
+assert.deepStrictEqual(bins[0], { from: -10, to: -9.5, count: 3 });
+assert.deepStrictEqual(bins[2], { from: -9, to: -8.5, count: 5 });
 console.log('console_format_test: ok');

@@ -271,8 +271,8 @@
       '<p class="legend-note"><span class="restart">┆ red: restart</span> · <span class="ckpt">┆ green: checkpoint</span> · ' +
       '<span id="history-note"></span></p>' +
       '<h2>Evaluations</h2><div id="evals"></div>' +
-      '<div class="grid2"><div><h2>Feature density histogram</h2><div class="empty-state" id="density-histogram">' +
-      'No per-feature densities for this run: trainers report only the window\'s summary (the mean log10 density chart above).</div></div>' +
+      '<div class="grid2"><div><h2>Feature density histogram <span class="muted" style="font-weight:400">— latest window</span></h2>' +
+      '<div id="density-histogram"><div class="empty-state">No feature-sampling window has ended yet.</div></div></div>' +
       '<div><h2>Feature dashboards</h2><div class="empty-state" id="feature-dashboards">No feature dashboards for this run.</div></div></div>' +
       '<h2>Checkpoints</h2><div id="checkpoints"></div>' +
       '<h2>Workers of the run</h2><div id="run-workers"></div>' +
@@ -370,12 +370,29 @@
     document.getElementById('run-workers').innerHTML = (data.workers || []).length ? workersTable(data.workers, false) :
       '<div class="empty-state">No workers hold this run now' + (ACTIVE[state] ? ' (waiting for a gang).' : ' (it has ended).') + '</div>';
 
+    renderDensity(m);
     renderEvals();
     renderEvents();
     if (!view.configShown) {
       document.getElementById('config').textContent = run.config_yaml || '';
       view.configShown = true;
     }
+  }
+
+  // The last window's feature densities: one bar per bin of log10 density (features that never
+  // fired sit in the leftmost bin).
+  function renderDensity(m) {
+    var bins = SaeFormat.densityBins(m);
+    var box = document.getElementById('density-histogram');
+    if (!bins) return;
+    var most = Math.max.apply(null, bins.map(function (b) { return b.count; })) || 1;
+    box.innerHTML = '<div class="density-bars" id="density-bars">' + bins.map(function (b) {
+      var title = b.count + ' features with log10 density in [' + b.from + ', ' + b.to + ')' + (b.from === -10 ? ' (never fired)' : '');
+      return '<div class="density-bar" data-count="' + b.count + '" title="' + esc(title) + '"><div style="height:' +
+        (100 * b.count / most).toFixed(1) + '%"></div></div>';
+    }).join('') + '</div><div class="density-axis"><span>-10 (dead)</span><span>-5</span><span>0 (every token)</span></div>' +
+      '<p class="muted">log10 of each feature\'s firing frequency over the window; mean ' +
+      fmt(m.mean_log10_feature_sparsity, 2) + ', ' + esc(m.features_below_1e5) + ' below 1e-5.</p>';
   }
 
   function renderEvals() {

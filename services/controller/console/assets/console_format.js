@@ -12,6 +12,8 @@
                        message: 1, worker: 1, step: 1, tokens: 1, bytes: 1 };
 
   // A failed evaluation (EVAL_FAILED) carries no results: it is an ordinary event.
+  var NESTED_FIELDS = { step: 1, tokens: 1, time_unix_ms: 1 };
+
   function isEvalEvent(event) {
     return !!event && /EVAL/.test(String(event.type)) && !/FAILED/.test(String(event.type));
   }
@@ -19,6 +21,8 @@
   function evalNumbers(event) {
     var out = {};
     function walk(prefix, value) {
+      // Inside an event's eval report, its step, tokens and receipt time are not results.
+      if (prefix.indexOf('.') >= 0 && NESTED_FIELDS[prefix.slice(prefix.lastIndexOf('.') + 1)]) return;
       if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
         Object.keys(value).forEach(function (k) { walk(prefix ? prefix + '.' + k : k, value[k]); });
       } else if (typeof value === 'number' && isFinite(value)) {
@@ -42,7 +46,18 @@
     return null;
   }
 
-  var api = { isEvalEvent: isEvalEvent, evalNumbers: evalNumbers, ceLossScore: ceLossScore };
+  // A window's feature-density histogram (TrainingMetrics.log10_density_histogram: counts per
+  // bin of log10 density, width 0.5 from -10) as [{from, to, count}], or null when absent.
+  function densityBins(metrics) {
+    var counts = metrics && metrics.log10_density_histogram;
+    if (!Array.isArray(counts) || !counts.length) return null;
+    return counts.map(function (c, i) {
+      return { from: -10 + 0.5 * i, to: -9.5 + 0.5 * i, count: Number(c) || 0 };
+    });
+  }
+
+  var api = { isEvalEvent: isEvalEvent, evalNumbers: evalNumbers, ceLossScore: ceLossScore,
+              densityBins: densityBins };
   if (typeof module !== 'undefined' && module.exports) module.exports = api;
   else root.SaeFormat = api;
 })(this);
