@@ -1,0 +1,325 @@
+#include "core/features/feature_output.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "core/features/dashboard_assets.h"
+#include "core/util/files.h"
+#include "core/util/status.h"
+
+namespace sae::features {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+// Four significant digits: the dashboard's precision, and a third of the file size of float's.
+double Round(double v) {
+  if (v == 0 || !std::isfinite(v)) return v;
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.4g", v);
+  return std::strtod(buffer, nullptr);
+}
+
+std::string Dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// Decoded token strings, cached (a token may be part of a UTF-8 character: its bytes as they
+// are; JSON output replaces invalid UTF-8 with U+FFFD).
+class TokenStrings {
+ public:
+  explicit TokenStrings(const tokenizer::Gpt2Tokenizer* tokenizer) : tokenizer_(tokenizer) {}
+  const std::string& Get(int32_t id) {
+    auto it = cache_.find(id);
+    if (it != cache_.end()) return it->second;
+    std::string s;
+    if (tokenizer_ != nullptr) {
+      const int32_t ids[] = {id};
+      auto decoded = tokenizer_->Decode(ids);
+      s = decoded.ok() ? *decoded : absl::StrCat("<", id, ">");
+    } else {
+      s = absl::StrCat("<", id, ">");
+    }
+    return cache_.emplace(id, std::move(s)).first->second;
+  }
+  const std::map<int32_t, std::string>& all() const { return cache_; }
+
+ private:
+  const tokenizer::Gpt2Tokenizer* tokenizer_;
+  std::map<int32_t, std::string> cache_;
+};
+
+json ExampleJson(const Example& e, const at::Tensor& contexts, TokenStrings* strings) {
+  const int64_t T = contexts.size(1);
+  const int64_t* row = contexts.data_ptr<int64_t>() + e.context * T;
+  json ids = json::array(), acts = json::array(), tokens = json::array();
+  for (size_t i = 0; i < e.window.size(); ++i) {
+    const int32_t id = static_cast<int32_t>(row[e.window_start + static_cast<int64_t>(i)]);
+    ids.push_back(id);
+    acts.push_back(Round(e.window[i]));
+    if (strings != nullptr) tokens.push_back(strings->Get(id));
+  }
+  json j = {{"context", e.context},     {"position", e.position},
+            {"activation", Round(e.activation)}, {"window_start", e.window_start},
+            {"token_ids", std::move(ids)}, {"activations", std::move(acts)}};
+  if (strings != nullptr) j["tokens"] = std::move(tokens);
+  return j;
+}
+
+// The record; `strings` null: no "tokens" arrays (the dashboard's chunks share one vocabulary).
+json Record(const FeatureReport& report, size_t i, const at::Tensor& contexts,
+            TokenStrings& strings, bool with_strings) {
+  const FeatureStats& s = report.stats[i];
+  TokenStrings* per_example = with_strings ? &strings : nullptr;
+  json j;
+  j["feature"] = s.feature;
+  j["dead"] = s.count == 0;
+  j["count"] = s.count;
+  j["frequency"] = report.tokens > 0 ? Round(static_cast<double>(s.count) / report.tokens) : 0.0;
+  j["max_activation"] = Round(s.max);
+  j["min_activation"] = Round(s.min);
+  j["mean_activation"] = s.count > 0 ? Round(s.sum / s.count) : 0.0;
+  // Histogram: the bins from the first to the last non-empty one; edges clipped to [min, max].
+  json edges = json::array(), counts = json::array();
+  int first = -1, last = -1;
+  for (int b = 0; b < kHistogramBins; ++b) {
+    if (s.histogram[b] > 0) {
+      if (first < 0) first = b;
+      last = b;
+    }
+  }
+  if (first >= 0) {
+    for (int b = first; b <= last; ++b) {
+      edges.push_back(Round(b == first ? std::max<double>(HistogramBinLower(b), s.min)
+                                       : HistogramBinLower(b)));
+      counts.push_back(s.histogram[b]);
+    }
+    edges.push_back(Round(std::min<double>(HistogramBinUpper(last), s.max)));
+  }
+  j["histogram"] = {{"edges", std::move(edges)}, {"counts", std::move(counts)}};
+  json top = json::array();
+  for (const Example& e : s.top) top.push_back(ExampleJson(e, contexts, per_example));
+  j["top_examples"] = std::move(top);
+  json intervals = json::array();
+  for (const IntervalSample& in : s.intervals) {
+    json examples = json::array();
+    for (const Example& e : in.examples) examples.push_back(ExampleJson(e, contexts, per_example));
+    intervals.push_back({{"lower", Round(in.lower)},
+                         {"upper", Round(in.upper)},
+                         {"count", in.count},
+                         {"fraction", Round(static_cast<double>(in.count) / s.count)},
+                         {"examples", std::move(examples)}});
+  }
+  j["interval_samples"] = std::move(intervals);
+  if (report.has_logits) {
+    auto table = [&](const std::vector<TokenValue>& list) {
+      json t = json::array();
+      for (const TokenValue& tv : list) {
+        json e = {{"token_id", tv.token}, {"value", Round(tv.value)}};
+        e["token"] = strings.Get(tv.token);
+        t.push_back(std::move(e));
+      }
+      return t;
+    };
+    j["logits"] = {{"raised", table(report.raised[i])}, {"lowered", table(report.lowered[i])}};
+  } else {
+    j["logits"] = nullptr;
+  }
+  json neighbours = json::array();
+  for (const auto& [f, cosine] : report.neighbours[i]) {
+    neighbours.push_back({{"feature", f}, {"cosine", Round(cosine)}});
+  }
+  j["neighbours"] = std::move(neighbours);
+  return j;
+}
+
+// A few tokens a feature is about, for the index's search: the peak tokens of its top contexts
+// and the tokens its direction raises most.
+std::string SearchText(const FeatureReport& report, size_t i, const at::Tensor& contexts,
+                       TokenStrings& strings) {
+  std::set<std::string> seen;
+  std::string out;
+  auto add = [&](int32_t id) {
+    const std::string& s = strings.Get(id);
+    if (seen.insert(s).second && seen.size() <= 8) {
+      if (!out.empty()) out += "\x1f";
+      out += s;
+    }
+  };
+  const FeatureStats& st = report.stats[i];
+  const int64_t T = contexts.size(1);
+  for (size_t k = 0; k < st.top.size() && k < 5; ++k) {
+    add(static_cast<int32_t>(contexts.data_ptr<int64_t>()[st.top[k].context * T + st.top[k].position]));
+  }
+  if (report.has_logits) {
+    for (size_t k = 0; k < report.raised[i].size() && k < 3; ++k) add(report.raised[i][k].token);
+  }
+  return out;
+}
+
+class Folder {
+ public:
+  explicit Folder(std::string path) : path_(std::move(path)) {}
+  absl::Status Write(const std::string& name, std::string_view contents) {
+    const std::string file = path_ + "/" + name;
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
+    out.close();
+    if (!out) return ErrnoStatus("writing", file, errno);
+    return absl::OkStatus();
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+absl::Status WriteAll(Folder& dir, const FeatureReport& report, const at::Tensor& contexts_in,
+                      const tokenizer::Gpt2Tokenizer* tokenizer, json summary) {
+  const at::Tensor contexts = contexts_in.to(at::kLong).contiguous();
+  TokenStrings strings(tokenizer);
+  const size_t F = report.stats.size();
+
+  // features.jsonl, streamed.
+  {
+    const std::string file = dir.path() + "/features.jsonl";
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    for (size_t i = 0; i < F && out; ++i) {
+      out << Dump(Record(report, i, contexts, strings, true)) << '\n';
+    }
+    out.close();
+    if (!out) return ErrnoStatus("writing", file, errno);
+  }
+
+  // summary.json.
+  int64_t dead = 0;
+  for (const FeatureStats& s : report.stats) dead += s.count == 0 ? 1 : 0;
+  summary["format_version"] = kFormatVersion;
+  summary["contexts"] = report.contexts;
+  summary["context_size"] = report.context_size;
+  summary["tokens"] = report.tokens;
+  summary["features"] = F;
+  summary["dead_features"] = dead;
+  summary["has_logits"] = report.has_logits;
+  if (!report.has_logits) summary["logits_note"] = report.logits_note;
+  summary["features_per_chunk"] = kFeaturesPerChunk;
+  summary["seconds"] = {{"pass", Round(report.pass_seconds)},
+                        {"logits", Round(report.logits_seconds)},
+                        {"neighbours", Round(report.neighbours_seconds)}};
+  SAE_RETURN_IF_ERROR(dir.Write("summary.json", summary.dump(2, ' ', false,
+                                                             json::error_handler_t::replace) +
+                                                    "\n"));
+
+  // The dashboard: assets, then data/ (index rows, chunks of records, the vocabulary).
+  SAE_RETURN_IF_ERROR(MakeDirectories(dir.path() + "/data"));
+  SAE_RETURN_IF_ERROR(MakeDirectories(dir.path() + "/assets"));
+  for (const DashboardAsset& asset : DashboardAssets()) {
+    SAE_RETURN_IF_ERROR(dir.Write(std::string(asset.path), asset.contents));
+  }
+  json rows = json::array();
+  for (size_t lo = 0, chunk = 0; lo < F; lo += kFeaturesPerChunk, ++chunk) {
+    json records = json::array();
+    for (size_t i = lo; i < std::min(F, lo + static_cast<size_t>(kFeaturesPerChunk)); ++i) {
+      const FeatureStats& s = report.stats[i];
+      const double freq = report.tokens > 0 ? static_cast<double>(s.count) / report.tokens : 0;
+      rows.push_back(json::array({s.feature, s.count, Round(freq), Round(s.max),
+                                  s.count > 0 ? Round(s.sum / s.count) : 0.0, chunk,
+                                  SearchText(report, i, contexts, strings)}));
+      records.push_back(Record(report, i, contexts, strings, false));
+    }
+    SAE_RETURN_IF_ERROR(dir.Write(absl::StrFormat("data/chunk-%05d.js", chunk),
+                                  absl::StrCat("SAE_DASH.chunk(", chunk, ",", Dump(records),
+                                               ");\n")));
+  }
+  json index = {{"summary", summary},
+                {"columns", {"feature", "count", "frequency", "max", "mean", "chunk", "search"}},
+                {"rows", std::move(rows)}};
+  SAE_RETURN_IF_ERROR(dir.Write("data/index.js", absl::StrCat("SAE_DASH.index(", Dump(index),
+                                                              ");\n")));
+  json vocab = json::object();
+  for (const auto& [id, s] : strings.all()) vocab[std::to_string(id)] = s;
+  return dir.Write("data/vocab.js", absl::StrCat("SAE_DASH.vocab(", Dump(vocab), ");\n"));
+}
+
+}  // namespace
+
+absl::Status CheckOutputFolder(const std::string& out_dir) {
+  std::error_code error;
+  if (!fs::exists(out_dir, error)) return absl::OkStatus();
+  if (!fs::is_directory(out_dir, error)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("--out ", out_dir, " exists and is not a folder; give another --out"));
+  }
+  if (fs::is_empty(out_dir, error)) return absl::OkStatus();
+  const absl::StatusOr<std::string> summary = ReadFile(out_dir + "/summary.json");
+  if (summary.ok()) {
+    const json j = json::parse(*summary, nullptr, false);
+    if (j.is_object() && j.contains("format_version")) return absl::OkStatus();
+  }
+  return absl::AlreadyExistsError(absl::StrCat(
+      "--out ", out_dir, " is a folder that saectl features did not write (no summary.json); "
+      "it would be replaced: give a new or empty folder"));
+}
+
+nlohmann::json FeatureRecord(const FeatureReport& report, size_t i, const at::Tensor& contexts,
+                             const tokenizer::Gpt2Tokenizer* tokenizer) {
+  TokenStrings strings(tokenizer);
+  return Record(report, i, contexts.to(at::kLong).contiguous(), strings, true);
+}
+
+absl::Status WriteFeatureOutput(const std::string& out_dir, const FeatureReport& report,
+                                const at::Tensor& contexts,
+                                const tokenizer::Gpt2Tokenizer* tokenizer, json summary) {
+  std::error_code error;
+  fs::path target = fs::absolute(out_dir, error);
+  if (error) return absl::InvalidArgumentError(absl::StrCat("--out ", out_dir, ": ", error.message()));
+  target = target.lexically_normal();
+  if (target.filename().empty()) target = target.parent_path();
+  SAE_RETURN_IF_ERROR(CheckOutputFolder(target.string()));
+  SAE_RETURN_IF_ERROR(MakeDirectories(target.parent_path().string()));
+  const std::string tmp = absl::StrCat(target.string(), ".tmp-", ::getpid());
+  fs::remove_all(tmp, error);
+  SAE_RETURN_IF_ERROR(MakeDirectories(tmp));
+  Folder folder(tmp);
+  absl::Status status = WriteAll(folder, report, contexts, tokenizer, std::move(summary));
+  if (!status.ok()) {
+    fs::remove_all(tmp, error);
+    return status;
+  }
+  // Replace a previous output: move it aside, move the new one in, remove the old one.
+  const std::string old = absl::StrCat(target.string(), ".old-", ::getpid());
+  const bool had_old = fs::exists(target);
+  if (had_old) {
+    fs::rename(target, old, error);
+    if (error) {
+      fs::remove_all(tmp, error);
+      return absl::InternalError(absl::StrCat("could not move the previous ", target.string(),
+                                              " aside: ", error.message()));
+    }
+  }
+  fs::rename(tmp, target, error);
+  if (error) {
+    const std::string message = error.message();
+    if (had_old) fs::rename(old, target, error);
+    fs::remove_all(tmp, error);
+    return absl::InternalError(
+        absl::StrCat("could not rename ", tmp, " to ", target.string(), ": ", message));
+  }
+  if (had_old) fs::remove_all(old, error);
+  return absl::OkStatus();
+}
+
+}  // namespace sae::features
