@@ -13,8 +13,8 @@ namespace {
 // splitmix64's finaliser: the sampling key of (feature, token) is a fixed pseudo-random number,
 // so runs are reproducible and a sketch's k smallest keys are a uniform sample.
 uint32_t SampleKey(int64_t feature, int64_t token) {
-  uint64_t z = static_cast<uint64_t>(feature) * 0x9E3779B97F4A7C15ull ^
-               static_cast<uint64_t>(token) + 0x632BE59BD9B4E019ull;
+  uint64_t z = (static_cast<uint64_t>(feature) * 0x9E3779B97F4A7C15ull) ^
+               (static_cast<uint64_t>(token) + 0x632BE59BD9B4E019ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return static_cast<uint32_t>((z ^ (z >> 31)) >> 32);

@@ -73,8 +73,8 @@ at::Tensor EncodeFeatureMajor(const sparse::SparseAutoencoder& sae, const at::Te
   auto [values, indices] = h.topk(sae.options().k, 1, true, false);
   const int64_t k = indices.size(1);
   at::Tensor dense = at::zeros({sae.options().d_sae, n}, at::kFloat);
-  const at::Tensor tokens = at::arange(n, at::kLong).repeat_interleave(k);
-  dense.index_put_({indices.flatten(), tokens}, at::relu(values).flatten());
+  const at::Tensor tokens = at::arange(n, at::kLong).unsqueeze(1).expand({n, k});
+  dense.view({-1}).scatter_(0, (indices * n + tokens).flatten(), at::relu(values).flatten());
   return features.defined() ? dense.index_select(0, features) : dense;
 }
 
@@ -222,7 +222,7 @@ absl::StatusOr<FeatureReport> ComputeFeatureReport(const model::Gpt2Model& model
       at::Tensor sims = at::matmul(unit_selected.narrow(0, lo, n), unit.t());  // [n, d_sae]
       const at::Tensor self = at::tensor(
           std::vector<int64_t>(features.begin() + lo, features.begin() + lo + n), at::kLong);
-      sims.index_put_({at::arange(n, at::kLong), self}, -3.0f);  // not itself
+      sims.view({-1}).index_fill_(0, at::arange(n, at::kLong) * d_sae + self, -3.0f);  // not itself
       auto [v, idx] = sims.topk(nk, 1, true, true);
       const auto va = v.accessor<float, 2>();
       const auto ia = idx.accessor<int64_t, 2>();

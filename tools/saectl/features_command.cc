@@ -164,7 +164,7 @@ absl::Status RunFeatures(const FeaturesFlags& f) {
                                      f.tokens, "); lower --tokens or give a larger dataset"));
   }
   if (!tok) {
-    spdlog::warn("no tokenizer ({}): tokens are shown as ids", tokenizer_status.message());
+    spdlog::warn("no tokenizer ({}): tokens are shown as ids", std::string(tokenizer_status.message()));
   }
 
   const int threads = ConfigureTorchThreads(f.threads);
