@@ -104,7 +104,7 @@ class FeaturesBrowserTest : public ::testing::Test {
     at::manual_seed(5);
     io::SaeLensSae sae;
     sae.W_enc = at::randn({64, kDSae}) / 8;
-    sae.b_enc = at::randn({kDSae}) * 0.2 - 0.3;
+    sae.b_enc = at::zeros({kDSae});  // every live feature fires on about half the tokens
     sae.b_enc.narrow(0, 0, 4).fill_(-1e3);  // features 0..3 are dead
     sae.W_dec = at::randn({kDSae, 64});
     sae.W_dec = sae.W_dec / sae.W_dec.norm(2, {1}, true);
