@@ -178,7 +178,11 @@ def check_case(label, ours_path, summary_path, w, sae, contexts, failures):
         order = [c for c in torch.argsort(peaks, descending=True, stable=True).tolist() if peaks[c] > 0]
         expected = order[:TOP]
         got = [e["context"] for e in rec["top_examples"]]
-        if got != expected:
+        # Contexts whose peaks tie (the BOS at position 0 of every context gives the same value
+        # in exact arithmetic) may be ordered by float32 noise: rank by rank, the context we
+        # chose must have the reference's peak value of that rank.
+        if len(got) != len(expected) or any(
+                not close(float(peaks[c]), float(peaks[e]), rel=1e-5) for c, e in zip(got, expected)):
             failures.append(f"{label}/f{f}: top contexts {got}, reference {expected}")
         for e in rec["top_examples"]:
             c, p = e["context"], e["position"]
@@ -265,8 +269,10 @@ def check_errors(saectl, tmp, model_dir, data, failures):
     ]
     for label, sae_dir, dataset, extra, needles in cases:
         out = os.path.join(tmp, "bad-out")
+        defaults = [flag for flag in [["--tokens", str(N_ROWS * CONTEXT)], ["--top", str(TOP)]]
+                    if flag[0] not in extra]
         cmd = [saectl, "features", sae_dir, "--model", model_dir, "--dataset", dataset,
-               "--tokens", str(N_ROWS * CONTEXT), "--top", str(TOP), "--out", out, *extra]
+               "--out", out, *sum(defaults, []), *extra]
         r = subprocess.run(cmd, capture_output=True, text=True)
         message = r.stderr.strip()
         if r.returncode != 2:
