@@ -2,7 +2,10 @@
 
 #include <unistd.h>
 
+#include <ATen/Parallel.h>
+
 #include <cerrno>
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -37,39 +40,54 @@ std::string Dump(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-// Decoded token strings, cached (a token may be part of a UTF-8 character: its bytes as they
-// are; JSON output replaces invalid UTF-8 with U+FFFD).
+// Decoded token strings, decoded once for every id that the output can name (the pass's tokens
+// and the logit tables), then read-only, so records are built on several threads. A token may
+// be part of a UTF-8 character: its bytes as they are (JSON output replaces invalid UTF-8 with
+// U+FFFD).
 class TokenStrings {
  public:
-  explicit TokenStrings(const tokenizer::Gpt2Tokenizer* tokenizer) : tokenizer_(tokenizer) {}
-  const std::string& Get(int32_t id) {
-    auto it = cache_.find(id);
-    if (it != cache_.end()) return it->second;
-    std::string s;
-    if (tokenizer_ != nullptr) {
-      const int32_t ids[] = {id};
-      auto decoded = tokenizer_->Decode(ids);
-      s = decoded.ok() ? *decoded : absl::StrCat("<", id, ">");
-    } else {
-      s = absl::StrCat("<", id, ">");
+  TokenStrings(const tokenizer::Gpt2Tokenizer* tokenizer, const FeatureReport& report,
+               const at::Tensor& contexts) {
+    std::vector<int32_t> ids;
+    const int64_t* t = contexts.data_ptr<int64_t>();
+    for (int64_t i = 0; i < contexts.numel(); ++i) ids.push_back(static_cast<int32_t>(t[i]));
+    for (const auto& list : {report.raised, report.lowered}) {
+      for (const auto& row : list) {
+        for (const TokenValue& tv : row) ids.push_back(tv.token);
+      }
     }
-    return cache_.emplace(id, std::move(s)).first->second;
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    for (int32_t id : ids) {
+      std::string s;
+      const int32_t one[] = {id};
+      absl::StatusOr<std::string> decoded =
+          tokenizer != nullptr ? tokenizer->Decode(one) : absl::NotFoundError("");
+      strings_.emplace(id, decoded.ok() ? *decoded : absl::StrCat("<", id, ">"));
+    }
   }
-  const std::map<int32_t, std::string>& all() const { return cache_; }
+  const std::string& Get(int32_t id) const {
+    static const std::string kUnknown = "<?>";
+    auto it = strings_.find(id);
+    return it != strings_.end() ? it->second : kUnknown;
+  }
+  const std::map<int32_t, std::string>& all() const { return strings_; }
 
  private:
-  const tokenizer::Gpt2Tokenizer* tokenizer_;
-  std::map<int32_t, std::string> cache_;
+  std::map<int32_t, std::string> strings_;
 };
 
-json ExampleJson(const Example& e, const at::Tensor& contexts, TokenStrings* strings) {
+// A window activation: exact zeros as the integer 0 (most of a window is zero).
+json Activation(float v) { return v == 0 ? json(0) : json(Round(v)); }
+
+json ExampleJson(const Example& e, const at::Tensor& contexts, const TokenStrings* strings) {
   const int64_t T = contexts.size(1);
   const int64_t* row = contexts.data_ptr<int64_t>() + e.context * T;
   json ids = json::array(), acts = json::array(), tokens = json::array();
   for (size_t i = 0; i < e.window.size(); ++i) {
     const int32_t id = static_cast<int32_t>(row[e.window_start + static_cast<int64_t>(i)]);
     ids.push_back(id);
-    acts.push_back(Round(e.window[i]));
+    acts.push_back(Activation(e.window[i]));
     if (strings != nullptr) tokens.push_back(strings->Get(id));
   }
   json j = {{"context", e.context},     {"position", e.position},
@@ -79,11 +97,28 @@ json ExampleJson(const Example& e, const at::Tensor& contexts, TokenStrings* str
   return j;
 }
 
-// The record; `strings` null: no "tokens" arrays (the dashboard's chunks share one vocabulary).
+// The dashboard's compact form of an example (data/chunk-*.js):
+// [context, position, window_start, activation, token_ids, activations].
+json CompactExample(const Example& e, const at::Tensor& contexts) {
+  const int64_t T = contexts.size(1);
+  const int64_t* row = contexts.data_ptr<int64_t>() + e.context * T;
+  json ids = json::array(), acts = json::array();
+  for (size_t i = 0; i < e.window.size(); ++i) {
+    ids.push_back(row[e.window_start + static_cast<int64_t>(i)]);
+    acts.push_back(Activation(e.window[i]));
+  }
+  return json::array({e.context, e.position, e.window_start, Round(e.activation), std::move(ids),
+                      std::move(acts)});
+}
+
+// The record. `compact`: the dashboard's form, examples as CompactExample arrays without token
+// strings (the chunks share data/vocab.js).
 json Record(const FeatureReport& report, size_t i, const at::Tensor& contexts,
-            TokenStrings& strings, bool with_strings) {
+            const TokenStrings& strings, bool compact) {
   const FeatureStats& s = report.stats[i];
-  TokenStrings* per_example = with_strings ? &strings : nullptr;
+  auto example = [&](const Example& e) {
+    return compact ? CompactExample(e, contexts) : ExampleJson(e, contexts, &strings);
+  };
   json j;
   j["feature"] = s.feature;
   j["dead"] = s.count == 0;
@@ -111,12 +146,12 @@ json Record(const FeatureReport& report, size_t i, const at::Tensor& contexts,
   }
   j["histogram"] = {{"edges", std::move(edges)}, {"counts", std::move(counts)}};
   json top = json::array();
-  for (const Example& e : s.top) top.push_back(ExampleJson(e, contexts, per_example));
+  for (const Example& e : s.top) top.push_back(example(e));
   j["top_examples"] = std::move(top);
   json intervals = json::array();
   for (const IntervalSample& in : s.intervals) {
     json examples = json::array();
-    for (const Example& e : in.examples) examples.push_back(ExampleJson(e, contexts, per_example));
+    for (const Example& e : in.examples) examples.push_back(example(e));
     intervals.push_back({{"lower", Round(in.lower)},
                          {"upper", Round(in.upper)},
                          {"count", in.count},
@@ -149,7 +184,7 @@ json Record(const FeatureReport& report, size_t i, const at::Tensor& contexts,
 // A few tokens a feature is about, for the index's search: the peak tokens of its top contexts
 // and the tokens its direction raises most.
 std::string SearchText(const FeatureReport& report, size_t i, const at::Tensor& contexts,
-                       TokenStrings& strings) {
+                       const TokenStrings& strings) {
   std::set<std::string> seen;
   std::string out;
   auto add = [&](int32_t id) {
@@ -190,19 +225,8 @@ class Folder {
 absl::Status WriteAll(Folder& dir, const FeatureReport& report, const at::Tensor& contexts_in,
                       const tokenizer::Gpt2Tokenizer* tokenizer, json summary) {
   const at::Tensor contexts = contexts_in.to(at::kLong).contiguous();
-  TokenStrings strings(tokenizer);
+  const TokenStrings strings(tokenizer, report, contexts);
   const size_t F = report.stats.size();
-
-  // features.jsonl, streamed.
-  {
-    const std::string file = dir.path() + "/features.jsonl";
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    for (size_t i = 0; i < F && out; ++i) {
-      out << Dump(Record(report, i, contexts, strings, true)) << '\n';
-    }
-    out.close();
-    if (!out) return ErrnoStatus("writing", file, errno);
-  }
 
   // summary.json.
   int64_t dead = 0;
@@ -223,27 +247,47 @@ absl::Status WriteAll(Folder& dir, const FeatureReport& report, const at::Tensor
                                                              json::error_handler_t::replace) +
                                                     "\n"));
 
-  // The dashboard: assets, then data/ (index rows, chunks of records, the vocabulary).
+  // The dashboard's assets.
   SAE_RETURN_IF_ERROR(MakeDirectories(dir.path() + "/data"));
   SAE_RETURN_IF_ERROR(MakeDirectories(dir.path() + "/assets"));
   for (const DashboardAsset& asset : DashboardAssets()) {
     SAE_RETURN_IF_ERROR(dir.Write(std::string(asset.path), asset.contents));
   }
+
+  // features.jsonl and data/chunk-*.js, a chunk of records at a time, each chunk's records
+  // built on LibTorch's threads.
+  const std::string jsonl = dir.path() + "/features.jsonl";
+  std::ofstream out(jsonl, std::ios::binary | std::ios::trunc);
   json rows = json::array();
   for (size_t lo = 0, chunk = 0; lo < F; lo += kFeaturesPerChunk, ++chunk) {
-    json records = json::array();
-    for (size_t i = lo; i < std::min(F, lo + static_cast<size_t>(kFeaturesPerChunk)); ++i) {
+    const size_t hi = std::min(F, lo + static_cast<size_t>(kFeaturesPerChunk));
+    std::vector<std::string> lines(hi - lo), compact(hi - lo), search(hi - lo);
+    at::parallel_for(static_cast<int64_t>(lo), static_cast<int64_t>(hi), 8,
+                     [&](int64_t begin, int64_t end) {
+                       for (int64_t i = begin; i < end; ++i) {
+                         const size_t k = static_cast<size_t>(i) - lo;
+                         lines[k] = Dump(Record(report, i, contexts, strings, false));
+                         compact[k] = Dump(Record(report, i, contexts, strings, true));
+                         search[k] = SearchText(report, i, contexts, strings);
+                       }
+                     });
+    std::string records = absl::StrCat("SAE_DASH.chunk(", chunk, ",[");
+    for (size_t i = lo; i < hi; ++i) {
+      out << lines[i - lo] << '\n';
+      absl::StrAppend(&records, i > lo ? "," : "", compact[i - lo]);
       const FeatureStats& s = report.stats[i];
       const double freq = report.tokens > 0 ? static_cast<double>(s.count) / report.tokens : 0;
       rows.push_back(json::array({s.feature, s.count, Round(freq), Round(s.max),
                                   s.count > 0 ? Round(s.sum / s.count) : 0.0, chunk,
-                                  SearchText(report, i, contexts, strings)}));
-      records.push_back(Record(report, i, contexts, strings, false));
+                                  std::move(search[i - lo])}));
     }
-    SAE_RETURN_IF_ERROR(dir.Write(absl::StrFormat("data/chunk-%05d.js", chunk),
-                                  absl::StrCat("SAE_DASH.chunk(", chunk, ",", Dump(records),
-                                               ");\n")));
+    absl::StrAppend(&records, "]);\n");
+    if (!out) return ErrnoStatus("writing", jsonl, errno);
+    SAE_RETURN_IF_ERROR(dir.Write(absl::StrFormat("data/chunk-%05d.js", chunk), records));
   }
+  out.close();
+  if (!out) return ErrnoStatus("writing", jsonl, errno);
+
   json index = {{"summary", summary},
                 {"columns", {"feature", "count", "frequency", "max", "mean", "chunk", "search"}},
                 {"rows", std::move(rows)}};
@@ -276,8 +320,9 @@ absl::Status CheckOutputFolder(const std::string& out_dir) {
 
 nlohmann::json FeatureRecord(const FeatureReport& report, size_t i, const at::Tensor& contexts,
                              const tokenizer::Gpt2Tokenizer* tokenizer) {
-  TokenStrings strings(tokenizer);
-  return Record(report, i, contexts.to(at::kLong).contiguous(), strings, true);
+  const at::Tensor c = contexts.to(at::kLong).contiguous();
+  const TokenStrings strings(tokenizer, report, c);
+  return Record(report, i, c, strings, false);
 }
 
 absl::Status WriteFeatureOutput(const std::string& out_dir, const FeatureReport& report,

@@ -174,7 +174,14 @@
   }
 
   // ---- Feature page -----------------------------------------------------------------------
-  function exampleNode(ex, maxAct, hover) {
+  // The chunks' compact examples: [context, position, window_start, activation, token_ids,
+  // activations] (features.jsonl has the same as named fields, plus the token strings).
+  function unpack(a) {
+    return Array.isArray(a) ? { context: a[0], position: a[1], window_start: a[2], activation: a[3],
+                                token_ids: a[4], activations: a[5] } : a;
+  }
+  function exampleNode(packed, maxAct, hover) {
+    var ex = unpack(packed);
     var node = el('div', { className: 'example' });
     node.appendChild(el('span', { className: 'act', text: fmt(ex.activation) }));
     for (var i = 0; i < ex.token_ids.length; i++) {
