@@ -63,8 +63,16 @@ class TokenStrings {
       const int32_t one[] = {id};
       absl::StatusOr<std::string> decoded =
           tokenizer != nullptr ? tokenizer->Decode(one) : absl::NotFoundError("");
-      strings_.emplace(id, decoded.ok() ? *decoded : absl::StrCat("<", id, ">"));
+      std::string text = decoded.ok() ? *decoded : absl::StrCat("<", id, ">");
+      quoted_.emplace(id, Dump(json(text)));
+      strings_.emplace(id, std::move(text));
     }
+  }
+  // As a JSON string literal.
+  const std::string& Quoted(int32_t id) const {
+    static const std::string kUnknown = "\"<?>\"";
+    auto it = quoted_.find(id);
+    return it != quoted_.end() ? it->second : kUnknown;
   }
   const std::string& Get(int32_t id) const {
     static const std::string kUnknown = "<?>";
@@ -75,60 +83,87 @@ class TokenStrings {
 
  private:
   std::map<int32_t, std::string> strings_;
+  std::map<int32_t, std::string> quoted_;
 };
 
-// A window activation: exact zeros as the integer 0 (most of a window is zero).
-json Activation(float v) { return v == 0 ? json(0) : json(Round(v)); }
-
-json ExampleJson(const Example& e, const at::Tensor& contexts, const TokenStrings* strings) {
-  const int64_t T = contexts.size(1);
-  const int64_t* row = contexts.data_ptr<int64_t>() + e.context * T;
-  json ids = json::array(), acts = json::array(), tokens = json::array();
-  for (size_t i = 0; i < e.window.size(); ++i) {
-    const int32_t id = static_cast<int32_t>(row[e.window_start + static_cast<int64_t>(i)]);
-    ids.push_back(id);
-    acts.push_back(Activation(e.window[i]));
-    if (strings != nullptr) tokens.push_back(strings->Get(id));
+// A number with four significant digits ("%.4g": valid JSON), exact zeros as 0.
+void AppendNumber(std::string* out, double v) {
+  if (v == 0) {
+    out->push_back('0');
+    return;
   }
-  json j = {{"context", e.context},     {"position", e.position},
-            {"activation", Round(e.activation)}, {"window_start", e.window_start},
-            {"token_ids", std::move(ids)}, {"activations", std::move(acts)}};
-  if (strings != nullptr) j["tokens"] = std::move(tokens);
-  return j;
+  if (!std::isfinite(v)) {
+    out->append("null");
+    return;
+  }
+  char buffer[32];
+  const int n = std::snprintf(buffer, sizeof(buffer), "%.4g", v);
+  out->append(buffer, static_cast<size_t>(n));
 }
 
-// The dashboard's compact form of an example (data/chunk-*.js):
+// An example: the JSONL's object, or the dashboard's compact array (data/chunk-*.js):
 // [context, position, window_start, activation, token_ids, activations].
-json CompactExample(const Example& e, const at::Tensor& contexts) {
-  const int64_t T = contexts.size(1);
-  const int64_t* row = contexts.data_ptr<int64_t>() + e.context * T;
-  json ids = json::array(), acts = json::array();
-  for (size_t i = 0; i < e.window.size(); ++i) {
-    ids.push_back(row[e.window_start + static_cast<int64_t>(i)]);
-    acts.push_back(Activation(e.window[i]));
+void AppendExample(std::string* o, const Example& e, const at::Tensor& contexts,
+                   const TokenStrings& strings, bool compact) {
+  const int64_t* row = contexts.data_ptr<int64_t>() + e.context * contexts.size(1);
+  auto ids = [&] {
+    o->push_back('[');
+    for (size_t i = 0; i < e.window.size(); ++i) {
+      if (i > 0) o->push_back(',');
+      absl::StrAppend(o, row[e.window_start + static_cast<int64_t>(i)]);
+    }
+    o->push_back(']');
+  };
+  auto acts = [&] {
+    o->push_back('[');
+    for (size_t i = 0; i < e.window.size(); ++i) {
+      if (i > 0) o->push_back(',');
+      AppendNumber(o, e.window[i]);
+    }
+    o->push_back(']');
+  };
+  if (compact) {
+    absl::StrAppend(o, "[", e.context, ",", e.position, ",", e.window_start, ",");
+    AppendNumber(o, e.activation);
+    o->push_back(',');
+    ids();
+    o->push_back(',');
+    acts();
+    o->push_back(']');
+    return;
   }
-  return json::array({e.context, e.position, e.window_start, Round(e.activation), std::move(ids),
-                      std::move(acts)});
+  absl::StrAppend(o, "{\"context\":", e.context, ",\"position\":", e.position,
+                  ",\"activation\":");
+  AppendNumber(o, e.activation);
+  absl::StrAppend(o, ",\"window_start\":", e.window_start, ",\"token_ids\":");
+  ids();
+  o->append(",\"activations\":");
+  acts();
+  o->append(",\"tokens\":[");
+  for (size_t i = 0; i < e.window.size(); ++i) {
+    if (i > 0) o->push_back(',');
+    o->append(strings.Quoted(static_cast<int32_t>(row[e.window_start + static_cast<int64_t>(i)])));
+  }
+  o->append("]}");
 }
 
-// The record. `compact`: the dashboard's form, examples as CompactExample arrays without token
-// strings (the chunks share data/vocab.js).
-json Record(const FeatureReport& report, size_t i, const at::Tensor& contexts,
-            const TokenStrings& strings, bool compact) {
+// The record as one line of JSON. `compact`: the dashboard's form (examples as arrays, without
+// token strings: the chunks share data/vocab.js).
+std::string RecordString(const FeatureReport& report, size_t i, const at::Tensor& contexts,
+                         const TokenStrings& strings, bool compact) {
   const FeatureStats& s = report.stats[i];
-  auto example = [&](const Example& e) {
-    return compact ? CompactExample(e, contexts) : ExampleJson(e, contexts, &strings);
-  };
-  json j;
-  j["feature"] = s.feature;
-  j["dead"] = s.count == 0;
-  j["count"] = s.count;
-  j["frequency"] = report.tokens > 0 ? Round(static_cast<double>(s.count) / report.tokens) : 0.0;
-  j["max_activation"] = Round(s.max);
-  j["min_activation"] = Round(s.min);
-  j["mean_activation"] = s.count > 0 ? Round(s.sum / s.count) : 0.0;
+  std::string o;
+  o.reserve(compact ? 12000 : 24000);
+  absl::StrAppend(&o, "{\"feature\":", s.feature, ",\"dead\":", s.count == 0 ? "true" : "false",
+                  ",\"count\":", s.count, ",\"frequency\":");
+  AppendNumber(&o, report.tokens > 0 ? static_cast<double>(s.count) / report.tokens : 0.0);
+  o.append(",\"max_activation\":");
+  AppendNumber(&o, s.max);
+  o.append(",\"min_activation\":");
+  AppendNumber(&o, s.min);
+  o.append(",\"mean_activation\":");
+  AppendNumber(&o, s.count > 0 ? s.sum / s.count : 0.0);
   // Histogram: the bins from the first to the last non-empty one; edges clipped to [min, max].
-  json edges = json::array(), counts = json::array();
   int first = -1, last = -1;
   for (int b = 0; b < kHistogramBins; ++b) {
     if (s.histogram[b] > 0) {
@@ -136,49 +171,69 @@ json Record(const FeatureReport& report, size_t i, const at::Tensor& contexts,
       last = b;
     }
   }
+  o.append(",\"histogram\":{\"edges\":[");
   if (first >= 0) {
     for (int b = first; b <= last; ++b) {
-      edges.push_back(Round(b == first ? std::max<double>(HistogramBinLower(b), s.min)
-                                       : HistogramBinLower(b)));
-      counts.push_back(s.histogram[b]);
+      AppendNumber(&o, b == first ? std::max<double>(HistogramBinLower(b), s.min)
+                                  : HistogramBinLower(b));
+      o.push_back(',');
     }
-    edges.push_back(Round(std::min<double>(HistogramBinUpper(last), s.max)));
+    AppendNumber(&o, std::min<double>(HistogramBinUpper(last), s.max));
   }
-  j["histogram"] = {{"edges", std::move(edges)}, {"counts", std::move(counts)}};
-  json top = json::array();
-  for (const Example& e : s.top) top.push_back(example(e));
-  j["top_examples"] = std::move(top);
-  json intervals = json::array();
-  for (const IntervalSample& in : s.intervals) {
-    json examples = json::array();
-    for (const Example& e : in.examples) examples.push_back(example(e));
-    intervals.push_back({{"lower", Round(in.lower)},
-                         {"upper", Round(in.upper)},
-                         {"count", in.count},
-                         {"fraction", Round(static_cast<double>(in.count) / s.count)},
-                         {"examples", std::move(examples)}});
+  o.append("],\"counts\":[");
+  if (first >= 0) {
+    for (int b = first; b <= last; ++b) absl::StrAppend(&o, b > first ? "," : "", s.histogram[b]);
   }
-  j["interval_samples"] = std::move(intervals);
+  o.append("]},\"top_examples\":[");
+  for (size_t k = 0; k < s.top.size(); ++k) {
+    if (k > 0) o.push_back(',');
+    AppendExample(&o, s.top[k], contexts, strings, compact);
+  }
+  o.append("],\"interval_samples\":[");
+  for (size_t g = 0; g < s.intervals.size(); ++g) {
+    const IntervalSample& in = s.intervals[g];
+    o.append(g > 0 ? ",{\"lower\":" : "{\"lower\":");
+    AppendNumber(&o, in.lower);
+    o.append(",\"upper\":");
+    AppendNumber(&o, in.upper);
+    absl::StrAppend(&o, ",\"count\":", in.count, ",\"fraction\":");
+    AppendNumber(&o, static_cast<double>(in.count) / s.count);
+    o.append(",\"examples\":[");
+    for (size_t k = 0; k < in.examples.size(); ++k) {
+      if (k > 0) o.push_back(',');
+      AppendExample(&o, in.examples[k], contexts, strings, compact);
+    }
+    o.append("]}");
+  }
+  o.append("],\"logits\":");
   if (report.has_logits) {
     auto table = [&](const std::vector<TokenValue>& list) {
-      json t = json::array();
-      for (const TokenValue& tv : list) {
-        json e = {{"token_id", tv.token}, {"value", Round(tv.value)}};
-        e["token"] = strings.Get(tv.token);
-        t.push_back(std::move(e));
+      o.push_back('[');
+      for (size_t k = 0; k < list.size(); ++k) {
+        absl::StrAppend(&o, k > 0 ? "," : "", "{\"token_id\":", list[k].token, ",\"token\":",
+                        strings.Quoted(list[k].token), ",\"value\":");
+        AppendNumber(&o, list[k].value);
+        o.push_back('}');
       }
-      return t;
+      o.push_back(']');
     };
-    j["logits"] = {{"raised", table(report.raised[i])}, {"lowered", table(report.lowered[i])}};
+    o.append("{\"raised\":");
+    table(report.raised[i]);
+    o.append(",\"lowered\":");
+    table(report.lowered[i]);
+    o.push_back('}');
   } else {
-    j["logits"] = nullptr;
+    o.append("null");
   }
-  json neighbours = json::array();
-  for (const auto& [f, cosine] : report.neighbours[i]) {
-    neighbours.push_back({{"feature", f}, {"cosine", Round(cosine)}});
+  o.append(",\"neighbours\":[");
+  for (size_t k = 0; k < report.neighbours[i].size(); ++k) {
+    absl::StrAppend(&o, k > 0 ? "," : "", "{\"feature\":", report.neighbours[i][k].first,
+                    ",\"cosine\":");
+    AppendNumber(&o, report.neighbours[i][k].second);
+    o.push_back('}');
   }
-  j["neighbours"] = std::move(neighbours);
-  return j;
+  o.append("]}");
+  return o;
 }
 
 // A few tokens a feature is about, for the index's search: the peak tokens of its top contexts
@@ -266,8 +321,8 @@ absl::Status WriteAll(Folder& dir, const FeatureReport& report, const at::Tensor
                      [&](int64_t begin, int64_t end) {
                        for (int64_t i = begin; i < end; ++i) {
                          const size_t k = static_cast<size_t>(i) - lo;
-                         lines[k] = Dump(Record(report, i, contexts, strings, false));
-                         compact[k] = Dump(Record(report, i, contexts, strings, true));
+                         lines[k] = RecordString(report, i, contexts, strings, false);
+                         compact[k] = RecordString(report, i, contexts, strings, true);
                          search[k] = SearchText(report, i, contexts, strings);
                        }
                      });
@@ -322,7 +377,7 @@ nlohmann::json FeatureRecord(const FeatureReport& report, size_t i, const at::Te
                              const tokenizer::Gpt2Tokenizer* tokenizer) {
   const at::Tensor c = contexts.to(at::kLong).contiguous();
   const TokenStrings strings(tokenizer, report, c);
-  return Record(report, i, c, strings, false);
+  return json::parse(RecordString(report, i, c, strings, false));
 }
 
 absl::Status WriteFeatureOutput(const std::string& out_dir, const FeatureReport& report,

@@ -171,6 +171,7 @@ absl::StatusOr<FeatureReport> ComputeFeatureReport(const model::Gpt2Model& model
   report.pass_seconds = SecondsSince(start);
 
   // Logit effects, a chunk of features at a time ([chunk, V] logits).
+  if (options.on_phase && options.logit_k > 0) options.on_phase("logit effects");
   start = std::chrono::steady_clock::now();
   const at::Tensor w_dec = sae.params.W_dec.to(at::kFloat);
   const at::Tensor w_dec_selected = selection.defined() ? w_dec.index_select(0, selection) : w_dec;
@@ -211,6 +212,7 @@ absl::StatusOr<FeatureReport> ComputeFeatureReport(const model::Gpt2Model& model
   report.logits_seconds = SecondsSince(start);
 
   // Nearest features by decoder cosine, against every feature of the SAE.
+  if (options.on_phase && options.neighbours > 0) options.on_phase("decoder neighbours");
   start = std::chrono::steady_clock::now();
   report.neighbours.resize(F);
   const int64_t nk = std::min<int64_t>(options.neighbours, d_sae - 1);

@@ -29,6 +29,8 @@ struct FeaturePassOptions {
   int64_t contexts_per_batch = 0;  // 0: as many as keep a batch's activations near 256 MiB
   // Called after every batch with the contexts done and the total.
   std::function<void(int64_t done, int64_t total)> progress;
+  // Called as each later phase starts: "logit effects", "decoder neighbours".
+  std::function<void(const std::string& phase)> on_phase;
 };
 
 struct TokenValue {

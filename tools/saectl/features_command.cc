@@ -196,6 +196,10 @@ absl::Status RunFeatures(const FeaturesFlags& f) {
       spdlog::info("{}", line);
     }
   };
+  options.on_phase = [&](const std::string& phase) {
+    spdlog::info("{} of {} features", phase,
+                 selected.empty() ? sae.options.d_sae : static_cast<int64_t>(selected.size()));
+  };
   SAE_ASSIGN_OR_RETURN(features::FeatureReport report,
                        features::ComputeFeatureReport(*gpt2, weights, sae, *contexts, selected,
                                                       options));
@@ -222,6 +226,7 @@ absl::Status RunFeatures(const FeaturesFlags& f) {
         {"logit_k", f.logit_k},
         {"neighbours", f.neighbours}}},
   };
+  spdlog::info("writing {}", out);
   const auto write_start = std::chrono::steady_clock::now();
   SAE_RETURN_IF_ERROR(features::WriteFeatureOutput(out, report, *contexts, tok.get(), summary));
   const double write_s =
