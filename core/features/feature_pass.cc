@@ -142,7 +142,9 @@ absl::StatusOr<FeatureReport> ComputeFeatureReport(const model::Gpt2Model& model
   const int64_t N = contexts.size(0), T = contexts.size(1);
   int64_t per_batch = options.contexts_per_batch;
   if (per_batch <= 0) {
-    per_batch = std::max<int64_t>(1, (int64_t{256} << 20) / (F * T * 4));
+    // TopK scatters into every feature's row before selecting: size by d_sae there.
+    const int64_t rows = sae.options.architecture == sparse::Architecture::kTopK ? d_sae : F;
+    per_batch = std::max<int64_t>(1, (int64_t{256} << 20) / (rows * T * 4));
     per_batch = std::min<int64_t>(per_batch, 64);
   }
 
