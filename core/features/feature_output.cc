@@ -278,7 +278,8 @@ class Folder {
 };
 
 absl::Status WriteAll(Folder& dir, const FeatureReport& report, const at::Tensor& contexts_in,
-                      const tokenizer::Gpt2Tokenizer* tokenizer, json summary) {
+                      const tokenizer::Gpt2Tokenizer* tokenizer, json summary,
+                      const std::function<bool()>& stop) {
   const at::Tensor contexts = contexts_in.to(at::kLong).contiguous();
   const TokenStrings strings(tokenizer, report, contexts);
   const size_t F = report.stats.size();
@@ -315,6 +316,7 @@ absl::Status WriteAll(Folder& dir, const FeatureReport& report, const at::Tensor
   std::ofstream out(jsonl, std::ios::binary | std::ios::trunc);
   json rows = json::array();
   for (size_t lo = 0, chunk = 0; lo < F; lo += kFeaturesPerChunk, ++chunk) {
+    if (stop && stop()) return absl::CancelledError("interrupted");
     const size_t hi = std::min(F, lo + static_cast<size_t>(kFeaturesPerChunk));
     std::vector<std::string> lines(hi - lo), compact(hi - lo), search(hi - lo);
     at::parallel_for(static_cast<int64_t>(lo), static_cast<int64_t>(hi), 8,
@@ -382,7 +384,8 @@ nlohmann::json FeatureRecord(const FeatureReport& report, size_t i, const at::Te
 
 absl::Status WriteFeatureOutput(const std::string& out_dir, const FeatureReport& report,
                                 const at::Tensor& contexts,
-                                const tokenizer::Gpt2Tokenizer* tokenizer, json summary) {
+                                const tokenizer::Gpt2Tokenizer* tokenizer, json summary,
+                                const std::function<bool()>& stop) {
   std::error_code error;
   fs::path target = fs::absolute(out_dir, error);
   if (error) return absl::InvalidArgumentError(absl::StrCat("--out ", out_dir, ": ", error.message()));
@@ -394,7 +397,7 @@ absl::Status WriteFeatureOutput(const std::string& out_dir, const FeatureReport&
   fs::remove_all(tmp, error);
   SAE_RETURN_IF_ERROR(MakeDirectories(tmp));
   Folder folder(tmp);
-  absl::Status status = WriteAll(folder, report, contexts, tokenizer, std::move(summary));
+  absl::Status status = WriteAll(folder, report, contexts, tokenizer, std::move(summary), stop);
   if (!status.ok()) {
     fs::remove_all(tmp, error);
     return status;

@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -34,9 +35,12 @@ absl::Status CheckOutputFolder(const std::string& out_dir);
 
 // Writes the whole output. `summary` (inputs: SAE, model, dataset, options) is extended with
 // the counts and timings and written as summary.json.
+// `stop`, polled between chunks, abandons the output (the temporary folder is removed) with
+// Cancelled.
 absl::Status WriteFeatureOutput(const std::string& out_dir, const FeatureReport& report,
                                 const at::Tensor& contexts,
-                                const tokenizer::Gpt2Tokenizer* tokenizer, nlohmann::json summary);
+                                const tokenizer::Gpt2Tokenizer* tokenizer, nlohmann::json summary,
+                                const std::function<bool()>& stop = nullptr);
 
 }  // namespace sae::features
 

@@ -167,6 +167,7 @@ absl::StatusOr<FeatureReport> ComputeFeatureReport(const model::Gpt2Model& model
       const at::Tensor x = site.SaeInput(result.activations.at(name));
       collector.Add(EncodeFeatureMajor(sae_model, x, selection), lo);
       if (options.progress) options.progress(lo + b, N);
+      if (options.stop && options.stop()) return absl::CancelledError("interrupted");
     }
     report.stats = collector.Finish();
   }
@@ -213,6 +214,7 @@ absl::StatusOr<FeatureReport> ComputeFeatureReport(const model::Gpt2Model& model
   }
   report.logits_seconds = SecondsSince(start);
 
+  if (options.stop && options.stop()) return absl::CancelledError("interrupted");
   // Nearest features by decoder cosine, against every feature of the SAE.
   if (options.on_phase && options.neighbours > 0) options.on_phase("decoder neighbours");
   start = std::chrono::steady_clock::now();

@@ -31,6 +31,8 @@ struct FeaturePassOptions {
   std::function<void(int64_t done, int64_t total)> progress;
   // Called as each later phase starts: "logit effects", "decoder neighbours".
   std::function<void(const std::string& phase)> on_phase;
+  // Polled after every batch and phase; true stops the computation with Cancelled.
+  std::function<bool()> stop;
 };
 
 struct TokenValue {
@@ -74,7 +76,7 @@ absl::StatusOr<at::Tensor> LogitEffects(const model::Gpt2Weights& weights,
 
 // The whole computation on `contexts` ([N, T] int64): `features` (SAE indices; empty: all).
 // `weights` are the model's own (for the logit effects). Errors: CheckSaeFitsModel's,
-// the model's.
+// the model's; Cancelled when options.stop said so.
 absl::StatusOr<FeatureReport> ComputeFeatureReport(const model::Gpt2Model& model,
                                                    const model::Gpt2Weights& weights,
                                                    const eval::SaeForEval& sae,

@@ -29,6 +29,7 @@ import glob
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -293,6 +294,35 @@ def check_errors(saectl, tmp, model_dir, data, failures):
         failures.append(f"error/precious: exit {r.returncode} ({r.stderr.strip()})")
 
 
+def check_interrupt(saectl, tmp, model_dir, failures):
+    """Ctrl-C during the pass: exit 3, nothing written. The signal is sent once the pass has
+    logged its first progress line (a tenth of 20000 contexts), not after a sleep."""
+    g = torch.Generator().manual_seed(5)
+    rows = torch.randint(0, VOCAB, (20000, ROW), generator=g, dtype=torch.int64)
+    data = os.path.join(tmp, "many_rows.npy")
+    np.save(data, rows.numpy().astype("<i4"))
+    sae_dir = os.path.join(tmp, "interrupt_sae")
+    write_sae(sae_dir, random_sae(4, D, 40), "blocks.1.hook_resid_pre", None, "transformer_lens")
+    out = os.path.join(tmp, "interrupted")
+    proc = subprocess.Popen([saectl, "features", sae_dir, "--model", model_dir, "--dataset", data,
+                             "--tokens", str(20000 * CONTEXT), "--out", out, "--threads", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "features [" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest = proc.stderr.read()
+    code = proc.wait()
+    message = (rest or "").strip()
+    if code != 3 or "interrupted" not in message:
+        failures.append(f"interrupt: exit {code}, expected 3 ({''.join(seen)}{message})")
+    if glob.glob(out + "*"):
+        failures.append(f"interrupt: left {glob.glob(out + '*')}")
+    print(f"interrupt: exit {code}: {message.splitlines()[-1] if message else ''}")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--saectl", required=True)
@@ -362,6 +392,7 @@ def main():
         if glob.glob(out + ".tmp-*") or glob.glob(out + ".old-*"):
             failures.append("temporary folders left behind")
         check_errors(args.saectl, tmp, model_dir, data, failures)
+        check_interrupt(args.saectl, tmp, model_dir, failures)
     for f in failures:
         print("MISMATCH", f)
     print(f"features reference: {checked} checks, {len(failures)} mismatches")

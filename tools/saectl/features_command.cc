@@ -1,6 +1,9 @@
 // saectl features: what each feature of an SAE responds to and what it does (docs/features.md):
 // statistics over a pass of the model over a dataset, written as JSON lines and as a static HTML
 // dashboard.
+#include <signal.h>
+
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -49,6 +52,10 @@ struct FeaturesFlags {
   int neighbours = 10;
   int threads = 0;
 };
+
+// Ctrl-C / SIGTERM: the pass stops after its batch and nothing is written.
+std::atomic<bool> g_interrupted{false};
+void OnInterrupt(int) { g_interrupted.store(true); }
 
 absl::StatusOr<bool> ParseBool(const std::string& flag, const std::string& value) {
   if (value == "true") return true;
@@ -200,9 +207,22 @@ absl::Status RunFeatures(const FeaturesFlags& f) {
     spdlog::info("{} of {} features", phase,
                  selected.empty() ? sae.options.d_sae : static_cast<int64_t>(selected.size()));
   };
-  SAE_ASSIGN_OR_RETURN(features::FeatureReport report,
-                       features::ComputeFeatureReport(*gpt2, weights, sae, *contexts, selected,
-                                                      options));
+  struct sigaction action = {};
+  action.sa_handler = OnInterrupt;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  auto stop = [] { return g_interrupted.load(); };
+  options.stop = stop;
+  auto interrupted = [&](const absl::Status& status) {
+    return status.code() == absl::StatusCode::kCancelled
+               ? absl::CancelledError(absl::StrCat("interrupted; nothing written to ", out))
+               : status;
+  };
+  absl::StatusOr<features::FeatureReport> computed =
+      features::ComputeFeatureReport(*gpt2, weights, sae, *contexts, selected, options);
+  if (!computed.ok()) return interrupted(computed.status());
+  const features::FeatureReport& report = *computed;
 
   nlohmann::json summary = {
       {"sae", f.sae_dir},
@@ -228,7 +248,11 @@ absl::Status RunFeatures(const FeaturesFlags& f) {
   };
   spdlog::info("writing {}", out);
   const auto write_start = std::chrono::steady_clock::now();
-  SAE_RETURN_IF_ERROR(features::WriteFeatureOutput(out, report, *contexts, tok.get(), summary));
+  if (absl::Status written =
+          features::WriteFeatureOutput(out, report, *contexts, tok.get(), summary, stop);
+      !written.ok()) {
+    return interrupted(written);
+  }
   const double write_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - write_start).count();
   const double total_s =
