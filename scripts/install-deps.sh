@@ -16,7 +16,7 @@ APT_PACKAGES=(
   python3-yaml                    # checks of deploy/ manifests
   prometheus                      # promtool and a real server for scrape tests
   fortunes                        # /usr/share/games/fortunes: real English text for demos and benchmarks
-  chromium                        # headless browser of the web console's tests (tests/console)
+  chromium                        # headless browser of the console and dashboard tests (tests/console, tests/features)
 )
 
 # Node.js and npm fetch the GPT-2 BPE files and the peer tokenizer; an existing install is kept.

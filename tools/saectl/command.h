@@ -35,6 +35,7 @@ void RegisterTrainCommands(CLI::App& app);
 void RegisterRunCommands(CLI::App& app);
 void RegisterClusterCommands(CLI::App& app);
 void RegisterEvalCommands(CLI::App& app);
+void RegisterFeaturesCommands(CLI::App& app);
 
 }  // namespace sae::saectl
 

@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
   if (argc > 1) {
     const std::string_view command = argv[1];
     if (command == "model" || command == "train" || command == "cache" || command == "sae" ||
-        command == "eval") {
+        command == "eval" || command == "features") {
       sae::UsePassiveOpenMpWaits(argv);
     }
   }
@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   sae::saectl::RegisterRunCommands(app);
   sae::saectl::RegisterClusterCommands(app);
   sae::saectl::RegisterEvalCommands(app);
+  sae::saectl::RegisterFeaturesCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
