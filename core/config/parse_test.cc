@@ -6,6 +6,7 @@
 #include "core/config/schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::config {
 namespace {
@@ -451,7 +452,8 @@ TEST(ApplyOverrides, RecomputeWarnings) {
 }
 
 TEST(LoadRunConfig, NamesTheFileInErrors) {
-  std::string path = ::testing::TempDir() + "/load_run_config_test.yaml";
+  const support::TempDir temp("parse_test");
+  const std::string path = temp.File("load_run_config_test.yaml");
   std::ofstream(path) << kMinimal << "lr: fast\n";
   absl::StatusOr<RunConfig> c = LoadRunConfig(path);
   ASSERT_FALSE(c.ok());

@@ -5,8 +5,8 @@
 
 #include <random>
 
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
+#include "support/temp_dir.h"
 
 namespace sae::data {
 namespace {
@@ -57,7 +57,7 @@ class ActivationStoreTest : public ::testing::Test {
     return r->activations.at(hook).reshape({n * 16, -1});
   }
 
-  TestFolder folder_;
+  support::TempDir folder_;
   std::unique_ptr<model::Gpt2Model> model_;
   std::shared_ptr<const Dataset> dataset_;
 };

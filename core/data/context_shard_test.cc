@@ -10,10 +10,10 @@
 #include "core/data/dataset.h"
 #include "core/data/document_stream.h"
 #include "core/data/shard_cursor.h"
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::data {
 namespace {
@@ -56,7 +56,7 @@ struct Layout {
   bool rows;
 };
 
-std::vector<Layout> WriteLayouts(const TestFolder& folder,
+std::vector<Layout> WriteLayouts(const support::TempDir& folder,
                                  const std::vector<std::vector<int32_t>>& documents) {
   std::vector<Layout> layouts;
   layouts.push_back({"one .bin", folder.Write("one.bin", BinOf(documents)), false});
@@ -86,7 +86,7 @@ std::shared_ptr<const Dataset> OpenOrDie(const std::string& path, int64_t contex
 }
 
 TEST(ContextShards, AreDisjointAndTogetherCoverEveryDocumentOnce) {
-  TestFolder folder;
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(120, 11);
   for (const Layout& layout : WriteLayouts(folder, documents)) {
     std::shared_ptr<const Dataset> dataset = OpenOrDie(layout.path);
@@ -139,7 +139,7 @@ std::vector<std::vector<int32_t>> EpochZero(std::shared_ptr<const Dataset> datas
 }
 
 TEST(HeldOutTail, IsNeverReadByTrainingShardsAndHoldsTheLastDocuments) {
-  TestFolder folder;
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(120, 17);
   for (const Layout& layout : WriteLayouts(folder, documents)) {
     SCOPED_TRACE(layout.name);
@@ -170,7 +170,7 @@ TEST(HeldOutTail, IsNeverReadByTrainingShardsAndHoldsTheLastDocuments) {
 }
 
 TEST(HeldOutTail, IsAnErrorToReadWhenNothingIsHeldOut) {
-  TestFolder folder;
+  support::TempDir folder;
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("one.bin", BinOf(RandomDocuments(10, 3))));
   absl::StatusOr<std::unique_ptr<DocumentStream>> stream =
@@ -215,7 +215,7 @@ std::vector<std::vector<int32_t>> ReadWithRestarts(const std::string& path, int6
 }
 
 TEST(ContextShards, StreamInterruptedAtRandomPointsAndResumedFromItsCursorIsTheSameStream) {
-  TestFolder folder;
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(60, 12);
   std::mt19937 random(13);
   for (const Layout& layout : WriteLayouts(folder, documents)) {
@@ -243,7 +243,7 @@ TEST(ContextShards, StreamInterruptedAtRandomPointsAndResumedFromItsCursorIsTheS
 }
 
 TEST(ContextShards, ResumeRightAtAnEpochBoundaryContinuesInTheNextEpoch) {
-  TestFolder folder;
+  support::TempDir folder;
   // Rows: one context per document, so the boundary falls exactly between two contexts.
   std::vector<std::vector<int32_t>> rows = RandomDocuments(5, 14);
   for (std::vector<int32_t>& row : rows) row.resize(8, 3);
@@ -264,7 +264,7 @@ TEST(ContextShards, ResumeRightAtAnEpochBoundaryContinuesInTheNextEpoch) {
 }
 
 TEST(ContextShards, ExhaustedShardStartsANewEpochAndCountsIt) {
-  TestFolder folder;
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> rows = RandomDocuments(4, 15);
   for (std::vector<int32_t>& row : rows) row.resize(8, 3);
   std::shared_ptr<const Dataset> dataset = OpenOrDie(folder.Write("rows.jsonl", JsonlOf(rows)), 8);
@@ -284,7 +284,7 @@ TEST(ContextShards, ExhaustedShardStartsANewEpochAndCountsIt) {
 }
 
 TEST(ContextShards, PackingContinuesAcrossTheEpochBoundary) {
-  TestFolder folder;
+  support::TempDir folder;
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("a.bin", BinOf({{1, 2, 3}, {4, 5}})), 4);
   auto shard = ContextShard::Open(dataset, 0, 1);
@@ -321,7 +321,7 @@ TEST(ShardCursor, SerialisesToAFewBytesAndBack) {
 }
 
 TEST(ShardCursor, EachContextMovesTheCursorFurther) {
-  TestFolder folder;
+  support::TempDir folder;
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("a.bin", BinOf(RandomDocuments(20, 16))), 8);
   auto shard = ContextShard::Open(dataset, 1, 2);
@@ -342,7 +342,7 @@ TEST(ShardCursor, EachContextMovesTheCursorFurther) {
 }
 
 TEST(ContextShards, CursorOfOtherDataIsRejected) {
-  TestFolder folder;
+  support::TempDir folder;
   std::shared_ptr<const Dataset> first =
       OpenOrDie(folder.Write("a.bin", BinOf(RandomDocuments(10, 17))), 8);
   std::shared_ptr<const Dataset> second =
@@ -355,7 +355,7 @@ TEST(ContextShards, CursorOfOtherDataIsRejected) {
 }
 
 TEST(ContextShards, ShardThatOwnsNoDocumentSaysSoAndSuggestsFewerShards) {
-  TestFolder folder;
+  support::TempDir folder;
   // Two long documents; the middle shards' ranges hold no document start.
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("a.bin", BinOf(RandomDocuments(2, 19, 400))), 8);

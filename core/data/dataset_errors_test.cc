@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "core/data/context_shard.h"
 #include "core/data/dataset.h"
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::data {
 namespace {
@@ -41,7 +41,7 @@ absl::Status OpenAndRead(const std::string& path, int64_t context_size = 4) {
 }
 
 TEST(DatasetErrors, MissingPathIsNotFoundNamingIt) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string path = folder.path() + "/no_such_file.jsonl";
   absl::Status status = OpenAndRead(path);
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
@@ -55,7 +55,7 @@ TEST(DatasetErrors, HubDatasetNameSaysHubDatasetsCannotBeDownloaded) {
 }
 
 TEST(DatasetErrors, GlobMatchingNothingIsNotFoundNamingIt) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string glob = folder.path() + "/*.bin";
   absl::Status status = OpenAndRead(glob);
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
@@ -63,7 +63,7 @@ TEST(DatasetErrors, GlobMatchingNothingIsNotFoundNamingIt) {
 }
 
 TEST(DatasetErrors, UnreadableFileIsAnErrorNamingIt) {
-  TestFolder folder;
+  support::TempDir folder;
   // A symbolic link to itself cannot be opened, whoever runs the test.
   std::string loop = folder.path() + "/loop.jsonl";
   ASSERT_EQ(::symlink(loop.c_str(), loop.c_str()), 0);
@@ -84,7 +84,7 @@ TEST(DatasetErrors, FileWithoutReadPermissionIsPermissionDeniedNamingIt) {
     GTEST_SKIP() << "running as root: chmod 000 does not stop root from reading "
                     "(UnreadableFileIsAnErrorNamingIt covers unreadable files for root)";
   }
-  TestFolder folder;
+  support::TempDir folder;
   std::string locked = folder.Write("data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n");
   ASSERT_EQ(::chmod(locked.c_str(), 0), 0);
   absl::Status status = OpenAndRead(locked);
@@ -93,7 +93,7 @@ TEST(DatasetErrors, FileWithoutReadPermissionIsPermissionDeniedNamingIt) {
 }
 
 TEST(DatasetErrors, GlobMatchingAFolderIsAnErrorNamingIt) {
-  TestFolder folder;
+  support::TempDir folder;
   folder.Write("a.bin/inside.bin", *EncodeNanoGptBin({1, 2}));
   absl::Status status = OpenAndRead(folder.path() + "/*.bin");
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -102,7 +102,7 @@ TEST(DatasetErrors, GlobMatchingAFolderIsAnErrorNamingIt) {
 }
 
 TEST(DatasetErrors, JsonlLineWithoutTheFieldNamesFileAndLine) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string path = folder.Write(
       "data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n{\"tokens\": [5, 6, 7, 8]}\n{\"text\": \"x\"}\n");
   absl::StatusOr<std::shared_ptr<const Dataset>> dataset = Dataset::Open(Options(path), nullptr);
@@ -119,7 +119,7 @@ TEST(DatasetErrors, JsonlLineWithoutTheFieldNamesFileAndLine) {
 }
 
 TEST(DatasetErrors, FirstJsonlLineWithNeitherTextNorTokensNamesFileAndLine) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string path = folder.Write("data.jsonl", "\n\n{\"content\": \"x\"}\n");
   absl::Status status = OpenAndRead(path);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -127,7 +127,7 @@ TEST(DatasetErrors, FirstJsonlLineWithNeitherTextNorTokensNamesFileAndLine) {
 }
 
 TEST(DatasetErrors, MalformedJsonLineNamesFileAndLine) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string path =
       folder.Write("data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n{\"tokens\": [5, 6,\n");
   DatasetOptions options = Options(path);
@@ -143,7 +143,7 @@ TEST(DatasetErrors, MalformedJsonLineNamesFileAndLine) {
 }
 
 TEST(DatasetErrors, TokenIdBeyondTheVocabularyInJsonlNamesFileAndLine) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string path =
       folder.Write("data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n\n{\"tokens\": [5, 50257, 7, 8]}\n");
   DatasetOptions options = Options(path);
@@ -160,7 +160,7 @@ TEST(DatasetErrors, TokenIdBeyondTheVocabularyInJsonlNamesFileAndLine) {
 }
 
 TEST(DatasetErrors, TokenIdBeyondTheVocabularyInATokenFileNamesFileAndOffset) {
-  TestFolder folder;
+  support::TempDir folder;
   std::vector<int32_t> ids = {1, 2, 50256, 3, 60000, 4, 50256};
   for (const auto& [name, bytes] : std::vector<std::pair<std::string, std::string>>{
            {"nanogpt.bin", *EncodeNanoGptBin(ids)},
@@ -183,7 +183,7 @@ TEST(DatasetErrors, TokenIdBeyondTheVocabularyInATokenFileNamesFileAndOffset) {
 }
 
 TEST(DatasetErrors, EmptyDatasetIsAnErrorNamingTheFile) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string empty = folder.Write("empty.jsonl", "");
   absl::Status status = OpenAndRead(empty);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -206,7 +206,7 @@ TEST(DatasetErrors, EmptyDatasetIsAnErrorNamingTheFile) {
 }
 
 TEST(DatasetErrors, PreTokenisedRowShorterThanTheContextNamesFileAndLine) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string path =
       folder.Write("rows.jsonl", "{\"tokens\": [1, 2, 3, 4, 5]}\n{\"tokens\": [1, 2]}\n");
   absl::StatusOr<std::shared_ptr<const Dataset>> dataset = Dataset::Open(Options(path), nullptr);
@@ -225,7 +225,7 @@ TEST(DatasetErrors, PreTokenisedRowShorterThanTheContextNamesFileAndLine) {
 }
 
 TEST(DatasetErrors, MalformedTokenFilesAreErrorsNamingTheFile) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string odd = folder.Write("odd.bin", std::string(5, '\1'));
   EXPECT_THAT(OpenAndRead(odd).message(), AllOf(HasSubstr(odd), HasSubstr("odd size")));
   std::string truncated_llmc = *EncodeLlmcBin({1, 2, 3, 4});
@@ -241,7 +241,7 @@ TEST(DatasetErrors, MalformedTokenFilesAreErrorsNamingTheFile) {
 }
 
 TEST(DatasetErrors, FolderMixingFormatsIsAnErrorNamingBothFiles) {
-  TestFolder folder;
+  support::TempDir folder;
   std::string bin = folder.Write("data/a.bin", *EncodeNanoGptBin({1, 2}));
   std::string jsonl = folder.Write("data/b.jsonl", "{\"tokens\": [1]}\n");
   absl::Status status = OpenAndRead(folder.path() + "/data");
@@ -250,7 +250,7 @@ TEST(DatasetErrors, FolderMixingFormatsIsAnErrorNamingBothFiles) {
 }
 
 TEST(DatasetErrors, TextWithoutATokenizerAndBadOptionsAreErrors) {
-  TestFolder folder;
+  support::TempDir folder;
   EXPECT_THAT(OpenAndRead(folder.Write("a.txt", "hello")).message(),
               HasSubstr("needs a tokenizer"));
   std::string bin = folder.Write("a.bin", *EncodeNanoGptBin({1, 2}));

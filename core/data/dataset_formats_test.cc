@@ -10,10 +10,10 @@
 #include "core/data/context_shard.h"
 #include "core/data/dataset.h"
 #include "core/data/document_stream.h"
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::data {
 namespace {
@@ -90,7 +90,7 @@ std::vector<std::vector<int32_t>> ReadContexts(std::shared_ptr<const Dataset> da
 }
 
 TEST(DatasetFormats, NanoGptLlmcAndNpyTokenFilesReadTheSameDocumentsAndContexts) {
-  TestFolder folder;
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(40, 1);
   std::vector<int32_t> nanogpt_stream = Stream(documents, /*eot_first=*/false);
   std::vector<int32_t> llmc_stream = Stream(documents, /*eot_first=*/true);
@@ -114,7 +114,7 @@ TEST(DatasetFormats, NanoGptLlmcAndNpyTokenFilesReadTheSameDocumentsAndContexts)
 }
 
 TEST(DatasetFormats, LlmcHeaderIsRecognisedAndNanoGptFileIsTakenAsRawIds) {
-  TestFolder folder;
+  support::TempDir folder;
   std::vector<int32_t> stream = {kEot, 1, 2, 3, kEot, 4};
   std::shared_ptr<const Dataset> llmc =
       OpenOrDie(Options(folder.Write("a/llmc.bin", *EncodeLlmcBin(stream))));
@@ -132,7 +132,7 @@ TEST(DatasetFormats, LlmcHeaderIsRecognisedAndNanoGptFileIsTakenAsRawIds) {
 }
 
 TEST(DatasetFormats, FolderOfTokenFilesReadsFilesInNameOrder) {
-  TestFolder folder;
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(12, 2);
   for (int file = 0; file < 4; ++file) {
     std::vector<std::vector<int32_t>> part(documents.begin() + 3 * file,
@@ -150,7 +150,7 @@ TEST(DatasetFormats, FolderOfTokenFilesReadsFilesInNameOrder) {
 }
 
 TEST(DatasetFormats, JsonlTokenRowsAndTwoDimensionalNpyRowsAreContextsTruncatedToContextSize) {
-  TestFolder folder;
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> rows = RandomDocuments(6, 3);
   for (std::vector<int32_t>& row : rows) row.resize(20, 7);
   std::string jsonl;
@@ -182,7 +182,7 @@ TEST(DatasetFormats, JsonlTokenRowsAndTwoDimensionalNpyRowsAreContextsTruncatedT
 }
 
 TEST(DatasetFormats, IsDatasetTokenizedIsDetectedFromTheFiles) {
-  TestFolder folder;
+  support::TempDir folder;
   struct Case {
     std::string name;
     std::string contents;
@@ -211,7 +211,7 @@ TEST(DatasetFormats, IsDatasetTokenizedIsDetectedFromTheFiles) {
 }
 
 TEST(DatasetFormats, IsDatasetTokenizedThatDisagreesWithTheFilesIsAnErrorSayingSo) {
-  TestFolder folder;
+  support::TempDir folder;
   struct Case {
     std::string name;
     std::string contents;
@@ -238,7 +238,7 @@ TEST(DatasetFormats, IsDatasetTokenizedThatDisagreesWithTheFilesIsAnErrorSayingS
 }
 
 TEST(DatasetFormats, IsDatasetTokenizedThatAgreesOpensTheDataset) {
-  TestFolder folder;
+  support::TempDir folder;
   DatasetOptions options =
       Options(folder.Write("t.jsonl", "{\"tokens\": [1, 2], \"text\": \"x\"}"), 2);
   options.is_dataset_tokenized = true;

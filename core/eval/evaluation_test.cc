@@ -6,11 +6,11 @@
 #include <vector>
 
 #include "core/data/context_packing.h"
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
-#include "core/model/gpt2_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/random_gpt2.h"
+#include "support/temp_dir.h"
 
 namespace sae::eval {
 namespace {
@@ -23,15 +23,15 @@ constexpr int64_t kT = 12;
 std::unique_ptr<model::Gpt2Model> SmallModel(model::Processing processing) {
   model::ModelOptions options;
   options.processing = processing;
-  const model::Gpt2Config config = model::testing::SmallConfig();
-  auto m = model::Gpt2Model::FromWeights(model::testing::FullyRandomWeights(config, 7), options);
+  const model::Gpt2Config config = support::SmallConfig();
+  auto m = model::Gpt2Model::FromWeights(support::FullyRandomWeights(config, 7), options);
   EXPECT_TRUE(m.ok()) << m.status();
   return std::move(m).value();
 }
 
 at::Tensor RandomContexts() {
   at::manual_seed(3);
-  return at::randint(0, model::testing::SmallConfig().vocab_size, {kContexts, kT}, at::kLong);
+  return at::randint(0, support::SmallConfig().vocab_size, {kContexts, kT}, at::kLong);
 }
 
 // A ReLU SAE that reconstructs exactly: f = [relu(x), relu(-x)], x_hat = relu(x) - relu(-x).
@@ -219,7 +219,7 @@ TEST(EvaluateSae, RunningOutOfContextsIsOutOfRange) {
 }
 
 TEST(CheckSaeFitsModel, ErrorsNameTheSaeAndTheModel) {
-  const model::Gpt2Config config = model::testing::SmallConfig();
+  const model::Gpt2Config config = support::SmallConfig();
   auto wrong_width = CheckSaeFitsModel(IdentitySae("blocks.1.hook_resid_pre", 33), config, "M");
   EXPECT_EQ(wrong_width.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(wrong_width.status().message(), HasSubstr("d_in 33"));
@@ -240,7 +240,7 @@ TEST(CheckSaeFitsModel, ErrorsNameTheSaeAndTheModel) {
 }
 
 TEST(ReadFirstContexts, PacksTheDatasetAsTrainingDoesAndRefusesTooFewContexts) {
-  data::TestFolder folder;
+  support::TempDir folder;
   constexpr int32_t kEot = 50256;
   std::vector<std::vector<int32_t>> documents = {
       {1, 2, 3, 4, 5}, {6, 7}, {8, 9, 10, 11, 12, 13, 14}, {15, 16, 17}};

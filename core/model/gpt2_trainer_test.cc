@@ -10,9 +10,9 @@
 #include <cstdio>
 #include <random>
 
-#include "core/data/test_folder.h"
 #include "core/io/tensor_io.h"
 #include "core/model/gpt2_model.h"
+#include "support/temp_dir.h"
 
 namespace sae::model {
 namespace {
@@ -60,7 +60,7 @@ TrainingCorpus MarkovCorpus(int documents, int context) {
 }
 
 TEST(TrainGpt2, TinyModelWithTheRealVocabularyLearnsBelowTheUnigramEntropy) {
-  data::TestFolder folder;
+  support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(600, 32);
   Gpt2TrainingOptions options;
   options.config = TinyConfig(32);
@@ -114,7 +114,7 @@ Gpt2TrainingOptions ResumeOptions(const std::string& out) {
 }
 
 TEST(TrainGpt2, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
-  data::TestFolder folder;
+  support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(20, 16);
   ASSERT_LT(corpus.train().size(0), 12 * 4);
 
@@ -160,7 +160,7 @@ TEST(TrainGpt2, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
 }
 
 TEST(TrainGpt2, RefusesToResumeWithOtherOptions) {
-  data::TestFolder folder;
+  support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(60, 16);
   Gpt2TrainingOptions options = ResumeOptions(folder.path() + "/run");
   options.total_tokens = 2 * 4 * 16;
@@ -178,7 +178,7 @@ TEST(TrainGpt2, RefusesToResumeWithOtherOptions) {
 }
 
 TEST(TrainGpt2, RefusesAModelContextOtherThanTheCorpus) {
-  data::TestFolder folder;
+  support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(60, 16);
   Gpt2TrainingOptions options = ResumeOptions(folder.path() + "/run");
   options.config.n_positions = 32;

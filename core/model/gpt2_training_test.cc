@@ -8,10 +8,10 @@
 #include <cmath>
 #include <set>
 
-#include "core/data/test_folder.h"
 #include "core/model/gpt2_model.h"
-#include "core/model/gpt2_test_util.h"
 #include "core/model/training_corpus.h"
+#include "support/random_gpt2.h"
+#include "support/temp_dir.h"
 
 namespace sae::model {
 namespace {
@@ -39,7 +39,7 @@ Gpt2Weights ToDouble(Gpt2Weights w) {
 }
 
 TEST(Gpt2TrainingModel, LogitsEqualTheEnginesOnTheSameWeights) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 3);
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 3);
   ModelOptions options;
   options.processing = Processing::kNone;
   auto engine = Gpt2Model::FromWeights(w, options);
@@ -58,7 +58,7 @@ TEST(Gpt2TrainingModel, LogitsEqualTheEnginesOnTheSameWeights) {
 }
 
 TEST(Gpt2TrainingModel, LossIsTheEnginesMeanNextTokenLoss) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 4);
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 4);
   ModelOptions options;
   options.processing = Processing::kNone;
   auto engine = Gpt2Model::FromWeights(w, options);
@@ -74,12 +74,12 @@ TEST(Gpt2TrainingModel, LossIsTheEnginesMeanNextTokenLoss) {
 }
 
 TEST(Gpt2TrainingModel, GradientsMatchFiniteDifferencesInFloat64) {
-  Gpt2Config c = testing::SmallConfig();
+  Gpt2Config c = support::SmallConfig();
   c.n_layer = 2;
   c.n_embd = 16;
   c.n_positions = 8;
   c.vocab_size = 23;
-  Gpt2Weights w = ToDouble(testing::FullyRandomWeights(c, 7));
+  Gpt2Weights w = ToDouble(support::FullyRandomWeights(c, 7));
   Gpt2TrainingModel model(w);
   at::manual_seed(8);
   at::Tensor tokens = at::randint(0, c.vocab_size, {2, 8}, at::kLong);
@@ -113,8 +113,8 @@ TEST(Gpt2TrainingModel, GradientsMatchFiniteDifferencesInFloat64) {
 }
 
 TEST(Gpt2TrainingModel, ChunkedLossAndBackwardEqualAutogradsLossAndGradients) {
-  Gpt2Config c = testing::SmallConfig();
-  Gpt2Weights w = ToDouble(testing::FullyRandomWeights(c, 9));
+  Gpt2Config c = support::SmallConfig();
+  Gpt2Weights w = ToDouble(support::FullyRandomWeights(c, 9));
   at::manual_seed(10);
   at::Tensor tokens = at::randint(0, c.vocab_size, {3, 16}, at::kLong);
   Gpt2TrainingModel autograd(w), chunked(w);
@@ -135,7 +135,7 @@ TEST(Gpt2TrainingModel, ChunkedLossAndBackwardEqualAutogradsLossAndGradients) {
 }
 
 TEST(Gpt2TrainingModel, TiedUnembeddingIsOneParameter) {
-  Gpt2Weights w = RandomGpt2Weights(testing::SmallConfig(), 1);
+  Gpt2Weights w = RandomGpt2Weights(support::SmallConfig(), 1);
   Gpt2TrainingModel model(w);
   for (auto& [name, p] : model.Parameters()) EXPECT_NE(name, "lm_head.weight");
   EXPECT_TRUE(model.weights().lm_head.is_same(model.weights().wte));
@@ -143,7 +143,7 @@ TEST(Gpt2TrainingModel, TiedUnembeddingIsOneParameter) {
 }
 
 TEST(AdamW, DecaysOnlyMatricesAndEmbeddings) {
-  Gpt2TrainingModel model(RandomGpt2Weights(testing::SmallConfig(), 1));
+  Gpt2TrainingModel model(RandomGpt2Weights(support::SmallConfig(), 1));
   AdamW optimizer(model.Parameters(), {});
   EXPECT_TRUE(optimizer.Decays("wte.weight"));
   EXPECT_TRUE(optimizer.Decays("wpe.weight"));
@@ -201,7 +201,7 @@ TEST(LearningRateSchedule, WarmsUpLinearlyThenDecaysByCosineToTheMinimum) {
 }
 
 TEST(TrainingCorpus, HoldsOutTheDatasetsTailAndNeverTrainsOnIt) {
-  data::TestFolder folder;
+  support::TempDir folder;
   // nanoGPT's .bin: raw uint16 ids, documents delimited by 50256.
   std::vector<uint16_t> ids;
   for (uint16_t i = 0; i < 100; ++i) {

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 
+#include "support/temp_dir.h"
+
 namespace sae::sparse {
 namespace {
 
@@ -98,10 +100,6 @@ TEST(SaeTrainer, TopKSaeRecoversAKnownSparseDictionary) {
 class SaeTrainerStateTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("sae_trainer_test_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
     o_.sae.d_in = 16;
     o_.sae.d_sae = 64;
     o_.lr = 1e-3;
@@ -116,7 +114,6 @@ class SaeTrainerStateTest : public ::testing::Test {
     o_.resample_batches = 2;
     o_.train_batch_size = 32;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // Batch number i of a fixed stream (the same data however the run is split).
   static at::Tensor Batch(int64_t i) {
@@ -127,7 +124,8 @@ class SaeTrainerStateTest : public ::testing::Test {
   }
 
   TrainerOptions o_;
-  std::string dir_;
+  const support::TempDir temp_{"sae_trainer_test"};
+  const std::string dir_ = temp_.File("state");  // made by SaveState
 };
 
 TEST_F(SaeTrainerStateTest, ResumingFromACheckpointEqualsTrainingStraightThrough) {

@@ -10,11 +10,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
-#include "core/tokenizer/peer_tokenizer.h"
 #include "gtest/gtest.h"
+#include "support/peer_tokenizer.h"
 
 namespace sae::tokenizer {
 namespace {
+
+using support::JsTiktokenPeer;
 
 // Code points left out of the generated strings because the peer is known to differ on them;
 // known-id tests cover the first two.

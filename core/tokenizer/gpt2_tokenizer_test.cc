@@ -15,6 +15,8 @@
 #include "core/util/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/real_tokenizer.h"
+#include "support/temp_dir.h"
 
 namespace sae::tokenizer {
 namespace {
@@ -25,51 +27,28 @@ using ::testing::HasSubstr;
 
 const char kFetchHint[] = "run scripts/fetch-assets.sh to install the real GPT-2 files";
 
-// The tokenizer on the real GPT-2 files (DefaultTokenizerDir()), loaded once for the suite. A
-// missing file fails every test of the suite, with the reason.
-class RealGpt2Tokenizer : public ::testing::Test {
+// The tokenizer on the real GPT-2 files (DefaultTokenizerDir()), loaded once (tests/support).
+class RealGpt2Tokenizer : public support::RealTokenizerTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<Gpt2Tokenizer>> loaded =
-        Gpt2Tokenizer::Load(DefaultTokenizerDir());
-    if (loaded.ok()) {
-      tokenizer_ = loaded->release();
-    } else {
-      load_error_ = new std::string(loaded.status().ToString());
-    }
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    tokenizer_ = nullptr;
-  }
-
-  void SetUp() override {
-    ASSERT_NE(tokenizer_, nullptr)
-        << "cannot load the GPT-2 tokenizer from " << DefaultTokenizerDir() << " (" << kFetchHint
-        << "): " << *load_error_;
-  }
-
   // Encodes `text`, checks that decoding gives `text` back, and returns the ids.
   static std::vector<int32_t> EncodeAndCheckRoundTrip(std::string_view text) {
-    std::vector<int32_t> ids = tokenizer_->Encode(text);
-    absl::StatusOr<std::string> decoded = tokenizer_->Decode(ids);
+    std::vector<int32_t> ids = tokenizer()->Encode(text);
+    absl::StatusOr<std::string> decoded = tokenizer()->Decode(ids);
     EXPECT_TRUE(decoded.ok()) << decoded.status();
     if (decoded.ok()) EXPECT_EQ(*decoded, text);
     return ids;
   }
 
-  static inline const Gpt2Tokenizer* tokenizer_ = nullptr;
-  static inline const std::string* load_error_ = nullptr;
 };
 
 TEST_F(RealGpt2Tokenizer, EncodesHelloWorldAs15496And995) {
   EXPECT_THAT(EncodeAndCheckRoundTrip("Hello world"), ElementsAre(15496, 995));
 }
 
-TEST_F(RealGpt2Tokenizer, HasGpt2sVocabularySize) { EXPECT_EQ(tokenizer_->vocab_size(), 50257); }
+TEST_F(RealGpt2Tokenizer, HasGpt2sVocabularySize) { EXPECT_EQ(tokenizer()->vocab_size(), 50257); }
 
 TEST_F(RealGpt2Tokenizer, EncodesTheEmptyTextAsNoIds) {
-  EXPECT_TRUE(tokenizer_->Encode("").empty());
+  EXPECT_TRUE(tokenizer()->Encode("").empty());
 }
 
 TEST_F(RealGpt2Tokenizer, SplitsContractionsAsGpt2Does) {
@@ -146,7 +125,7 @@ TEST_F(RealGpt2Tokenizer, RoundTripsArbitraryBytesIncludingInvalidUtf8) {
 }
 
 TEST_F(RealGpt2Tokenizer, EncodesAnInvalidByteAsItsOwnByteToken) {
-  std::vector<int32_t> byte_ff = tokenizer_->Encode("\xff");
+  std::vector<int32_t> byte_ff = tokenizer()->Encode("\xff");
   ASSERT_EQ(byte_ff.size(), 1u);
   // The invalid byte splits from the letters around it as U+FFFD would.
   EXPECT_THAT(EncodeAndCheckRoundTrip("a\xff"
@@ -155,20 +134,20 @@ TEST_F(RealGpt2Tokenizer, EncodesAnInvalidByteAsItsOwnByteToken) {
 }
 
 TEST_F(RealGpt2Tokenizer, DecodesEverySingleTokenToItsBytes) {
-  for (int32_t id = 0; id < tokenizer_->vocab_size(); ++id) {
-    absl::StatusOr<std::string> bytes = tokenizer_->Decode({id});
+  for (int32_t id = 0; id < tokenizer()->vocab_size(); ++id) {
+    absl::StatusOr<std::string> bytes = tokenizer()->Decode({id});
     ASSERT_TRUE(bytes.ok()) << bytes.status();
     ASSERT_FALSE(bytes->empty()) << "token " << id;
   }
-  EXPECT_EQ(tokenizer_->Decode({kEndOfText}).value(), "<|endoftext|>");
-  EXPECT_EQ(tokenizer_->Decode({}).value(), "");
+  EXPECT_EQ(tokenizer()->Decode({kEndOfText}).value(), "<|endoftext|>");
+  EXPECT_EQ(tokenizer()->Decode({}).value(), "");
 }
 
 TEST_F(RealGpt2Tokenizer, RejectsIdsOutsideTheVocabularyNamingTheId) {
-  absl::StatusOr<std::string> too_large = tokenizer_->Decode({15496, 50257});
+  absl::StatusOr<std::string> too_large = tokenizer()->Decode({15496, 50257});
   EXPECT_EQ(too_large.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(too_large.status().message(), HasSubstr("50257"));
-  absl::StatusOr<std::string> negative = tokenizer_->Decode({-1});
+  absl::StatusOr<std::string> negative = tokenizer()->Decode({-1});
   EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(negative.status().message(), HasSubstr("-1"));
 }
@@ -194,7 +173,7 @@ TEST_F(RealGpt2Tokenizer, EncodesFromManyThreadsAsFromOne) {
     texts.push_back(text);
   }
   std::vector<std::vector<int32_t>> expected;
-  for (const std::string& text : texts) expected.push_back(tokenizer_->Encode(text));
+  for (const std::string& text : texts) expected.push_back(tokenizer()->Encode(text));
 
   std::vector<std::thread> threads;
   std::vector<int> mismatches(4, 0);
@@ -203,7 +182,7 @@ TEST_F(RealGpt2Tokenizer, EncodesFromManyThreadsAsFromOne) {
       for (int round = 0; round < 5; ++round) {
         for (size_t i = 0; i < texts.size(); ++i) {
           size_t k = (i + static_cast<size_t>(t) * 37) % texts.size();  // threads start apart
-          if (tokenizer_->Encode(texts[k]) != expected[k]) {
+          if (tokenizer()->Encode(texts[k]) != expected[k]) {
             ++mismatches[t];
           }
         }
@@ -214,17 +193,9 @@ TEST_F(RealGpt2Tokenizer, EncodesFromManyThreadsAsFromOne) {
   EXPECT_THAT(mismatches, ElementsAre(0, 0, 0, 0));
 }
 
-// Fixtures for loading: a fresh folder per test under the test's temporary folder.
+// Fixtures for loading: a fresh folder per test (support::TempDir).
 class Gpt2TokenizerLoading : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    folder_ = absl::StrCat(::testing::TempDir(), "/gpt2_tokenizer_test_", info->name());
-    std::filesystem::remove_all(folder_);
-    std::filesystem::create_directories(folder_);
-  }
-  void TearDown() override { std::filesystem::remove_all(folder_); }
-
   void Write(const std::string& name, absl::string_view contents) {
     ASSERT_TRUE(WriteFileAtomically(absl::StrCat(folder_, "/", name), contents).ok());
   }
@@ -242,7 +213,8 @@ class Gpt2TokenizerLoading : public ::testing::Test {
     return json;
   }
 
-  std::string folder_;
+  const support::TempDir dir_{"gpt2_tokenizer_test"};
+  const std::string folder_ = dir_.path();
 };
 
 TEST_F(Gpt2TokenizerLoading, ReadsOpenAiAndHuggingFaceFileNamesAlike) {

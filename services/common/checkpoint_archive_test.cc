@@ -3,14 +3,14 @@
 #include <filesystem>
 #include <string>
 
-#include "core/data/test_folder.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::client {
 namespace {
 
-using data::TestFolder;
+using support::TempDir;
 
 std::string Binary(size_t size, unsigned seed) {
   std::string bytes(size, '\0');
@@ -35,7 +35,7 @@ std::string ArchiveOf(const std::string& dir, size_t piece) {
 }
 
 TEST(CheckpointArchive, RoundTripsADirectoryReadAndWrittenInOddPieces) {
-  TestFolder source, target;
+  TempDir source, target;
   source.Write("state.json", R"({"step": 100})");
   source.Write("state.safetensors", Binary(100000, 7));
   source.Write("sae/cfg.json", "{}");
@@ -61,7 +61,7 @@ TEST(CheckpointArchive, RoundTripsADirectoryReadAndWrittenInOddPieces) {
 }
 
 TEST(CheckpointArchive, ListsFilesInByteOrderOfTheirPaths) {
-  TestFolder source;
+  TempDir source;
   source.Write("b", "2");
   source.Write("a/z", "1");
   source.Write("C", "3");
@@ -75,7 +75,7 @@ TEST(CheckpointArchive, ReaderReportsAMissingFolder) {
 }
 
 TEST(CheckpointArchive, ExtractorRefusesSomethingThatIsNotAnArchive) {
-  TestFolder target;
+  TempDir target;
   auto extractor = ArchiveExtractor::Create(target.path());
   ASSERT_TRUE(extractor.ok());
   absl::Status status = (*extractor)->Append("PK\x03\x04 a zip file");
@@ -84,7 +84,7 @@ TEST(CheckpointArchive, ExtractorRefusesSomethingThatIsNotAnArchive) {
 }
 
 TEST(CheckpointArchive, ExtractorRefusesAPathThatClimbsOutOfTheFolder) {
-  TestFolder target;
+  TempDir target;
   std::string archive = "SAECKPT1";
   std::string path = "../escape";
   archive += std::string("\x09\0\0\0", 4) + path + std::string("\x01\0\0\0\0\0\0\0", 8) + "x";
@@ -96,7 +96,7 @@ TEST(CheckpointArchive, ExtractorRefusesAPathThatClimbsOutOfTheFolder) {
 }
 
 TEST(CheckpointArchive, ExtractorReportsAnArchiveCutShort) {
-  TestFolder source, target;
+  TempDir source, target;
   source.Write("weights", Binary(1000, 3));
   std::string archive = ArchiveOf(source.path(), 4096);
   auto extractor = ArchiveExtractor::Create(target.path());

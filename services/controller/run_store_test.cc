@@ -3,13 +3,13 @@
 #include <memory>
 #include <string>
 
-#include "core/data/test_folder.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
 
-using data::TestFolder;
+using support::TempDir;
 
 v1::Run MakeRun(const std::string& id, v1::RunState state) {
   v1::Run run;
@@ -59,7 +59,7 @@ v1::CheckpointManifest Commit(RunStore& store, const v1::Run& run, int64_t step,
 }
 
 TEST(RunStore, RunsAndEventsSurviveReopening) {
-  TestFolder folder;
+  TempDir folder;
   {
     auto store = OpenStore(folder.path());
     v1::Run run = MakeRun("demo-abcde", v1::RUN_STATE_RUNNING);
@@ -87,7 +87,7 @@ TEST(RunStore, RunsAndEventsSurviveReopening) {
 }
 
 TEST(RunStore, EventsResumeAfterAnySequenceInOrder) {
-  TestFolder folder;
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   std::vector<v1::RunEvent> events;
@@ -111,7 +111,7 @@ TEST(RunStore, EventsResumeAfterAnySequenceInOrder) {
 }
 
 TEST(RunStore, CheckpointIsInvisibleUntilItsCommit) {
-  TestFolder folder;
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   auto upload = store->BeginUpload("r-1", 100);
@@ -132,7 +132,7 @@ TEST(RunStore, CheckpointIsInvisibleUntilItsCommit) {
 }
 
 TEST(RunStore, UploadDestroyedWithoutCommitLeavesNothing) {
-  TestFolder folder;
+  TempDir folder;
   auto store = OpenStore(folder.path());
   {
     auto upload = store->BeginUpload("r-1", 100);
@@ -145,7 +145,7 @@ TEST(RunStore, UploadDestroyedWithoutCommitLeavesNothing) {
 }
 
 TEST(RunStore, UploadInterruptedByACrashIsDroppedOnOpen) {
-  TestFolder folder;
+  TempDir folder;
   {
     auto store = OpenStore(folder.path());
     auto upload = store->BeginUpload("r-1", 100);
@@ -162,7 +162,7 @@ TEST(RunStore, UploadInterruptedByACrashIsDroppedOnOpen) {
 }
 
 TEST(RunStore, ManifestsAndChunksSurviveReopening) {
-  TestFolder folder;
+  TempDir folder;
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   {
     auto store = OpenStore(folder.path());
@@ -177,7 +177,7 @@ TEST(RunStore, ManifestsAndChunksSurviveReopening) {
 }
 
 TEST(RunStore, RetentionKeepsTheNewestCheckpointsAndDeletesTheirChunks) {
-  TestFolder folder;
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   std::vector<v1::CheckpointManifest> deleted;
@@ -195,7 +195,7 @@ TEST(RunStore, RetentionKeepsTheNewestCheckpointsAndDeletesTheirChunks) {
 }
 
 TEST(RunStore, CommitAtAStepAlreadyStoredReplacesIt) {
-  TestFolder folder;
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   Commit(*store, run, 100, 3, 5000, 5);
@@ -208,7 +208,7 @@ TEST(RunStore, CommitAtAStepAlreadyStoredReplacesIt) {
 }
 
 TEST(RunStore, CommitWritesTheRunAndItsEventsInTheSameBatch) {
-  TestFolder folder;
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   run.set_latest_checkpoint_step(100);
@@ -225,7 +225,7 @@ TEST(RunStore, CommitWritesTheRunAndItsEventsInTheSameBatch) {
 }
 
 TEST(RunStore, DeleteRunRemovesItsRecordEventsManifestsAndChunks) {
-  TestFolder folder;
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_SUCCEEDED);
   v1::Run neighbour = MakeRun("r-10", v1::RUN_STATE_SUCCEEDED);
@@ -246,14 +246,14 @@ TEST(RunStore, DeleteRunRemovesItsRecordEventsManifestsAndChunks) {
 }
 
 TEST(RunStore, RunIdsWithASlashAreRefused) {
-  TestFolder folder;
+  TempDir folder;
   auto store = OpenStore(folder.path());
   EXPECT_TRUE(absl::IsInvalidArgument(
       store->WriteRun(MakeRun("a/b", v1::RUN_STATE_PENDING), {}, Durability::kSynced)));
 }
 
 TEST(RunStore, SecondOpenOfTheSameFolderFails) {
-  TestFolder folder;
+  TempDir folder;
   auto first = OpenStore(folder.path());
   EXPECT_FALSE(RunStore::Open(folder.path()).ok());
 }

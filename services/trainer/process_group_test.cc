@@ -12,12 +12,12 @@
 
 #include "core/sae/sae_trainer.h"
 #include "core/sae/sparse_autoencoder.h"
-#include "tests/data_plane/loopback.h"
+#include "support/ports.h"
 
 namespace sae::trainer {
 namespace {
 
-using testing_loopback::FreeLoopbackPort;
+using support::FreeLoopbackPort;
 
 ProcessGroupOptions Rank(int rank, int world_size, int port) {
   ProcessGroupOptions options;

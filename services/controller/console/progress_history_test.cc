@@ -3,8 +3,8 @@
 #include <memory>
 #include <string>
 
-#include "core/data/test_folder.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
@@ -19,7 +19,7 @@ v1::TrainingMetrics Report(int64_t step) {
 }
 
 TEST(ProgressHistory, SurvivesAReopenedStoreAndContinuesTheSameSeries) {
-  data::TestFolder folder;
+  support::TempDir folder;
   const absl::Time t0 = absl::FromUnixSeconds(1700000000);
   {
     auto store = RunStore::Open(folder.path());
@@ -70,7 +70,7 @@ TEST(ProgressHistory, SurvivesAReopenedStoreAndContinuesTheSameSeries) {
 }
 
 TEST(ProgressHistory, GoesWithItsDeletedRun) {
-  data::TestFolder folder;
+  support::TempDir folder;
   auto store = RunStore::Open(folder.path());
   ASSERT_TRUE(store.ok());
   ProgressHistory history(store->get());

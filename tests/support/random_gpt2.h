@@ -1,14 +1,14 @@
-// Test helpers: small GPT-2s whose every parameter (biases and LayerNorm affine maps included)
+// Test support: small GPT-2s whose every parameter (biases and LayerNorm affine maps included)
 // is random, so that weight processing has something to fold.
-#ifndef SAE_CORE_MODEL_GPT2_TEST_UTIL_H_
-#define SAE_CORE_MODEL_GPT2_TEST_UTIL_H_
+#ifndef SAE_TESTS_SUPPORT_RANDOM_GPT2_H_
+#define SAE_TESTS_SUPPORT_RANDOM_GPT2_H_
 
 #include "core/model/gpt2_weights.h"
 
-namespace sae::model::testing {
+namespace sae::support {
 
-inline Gpt2Config SmallConfig() {
-  Gpt2Config c;
+inline model::Gpt2Config SmallConfig() {
+  model::Gpt2Config c;
   c.n_layer = 3;
   c.n_embd = 32;
   c.n_head = 4;
@@ -17,10 +17,10 @@ inline Gpt2Config SmallConfig() {
   return c;
 }
 
-inline Gpt2Weights FullyRandomWeights(const Gpt2Config& c, uint64_t seed) {
-  Gpt2Weights w = RandomGpt2Weights(c, seed);
+inline model::Gpt2Weights FullyRandomWeights(const model::Gpt2Config& c, uint64_t seed) {
+  model::Gpt2Weights w = model::RandomGpt2Weights(c, seed);
   at::manual_seed(seed + 1);
-  for (Gpt2BlockWeights& b : w.blocks) {
+  for (model::Gpt2BlockWeights& b : w.blocks) {
     for (at::Tensor* t : {&b.ln_1_bias, &b.attn_c_attn_bias, &b.attn_c_proj_bias, &b.ln_2_bias,
                           &b.mlp_c_fc_bias, &b.mlp_c_proj_bias}) {
       *t = at::randn_like(*t) * 0.1;
@@ -31,10 +31,10 @@ inline Gpt2Weights FullyRandomWeights(const Gpt2Config& c, uint64_t seed) {
   w.ln_f_weight = 1 + 0.2 * at::randn_like(w.ln_f_weight);
   w.ln_f_bias = 0.1 * at::randn_like(w.ln_f_bias);
   // Larger weights than GPT-2's initialisation give attention patterns far from uniform.
-  for (Gpt2BlockWeights& b : w.blocks) b.attn_c_attn_weight = b.attn_c_attn_weight * 10;
+  for (model::Gpt2BlockWeights& b : w.blocks) b.attn_c_attn_weight = b.attn_c_attn_weight * 10;
   return w;
 }
 
-}  // namespace sae::model::testing
+}  // namespace sae::support
 
-#endif  // SAE_CORE_MODEL_GPT2_TEST_UTIL_H_
+#endif  // SAE_TESTS_SUPPORT_RANDOM_GPT2_H_
