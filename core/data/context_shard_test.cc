@@ -85,7 +85,7 @@ std::shared_ptr<const Dataset> OpenOrDie(const std::string& path, int64_t contex
   return dataset.ok() ? *dataset : nullptr;
 }
 
-TEST(ContextShards, AreDisjointAndTogetherCoverEveryDocumentOnce) {
+TEST(ContextShardsTest, AreDisjointAndTogetherCoverEveryDocumentOnce) {
   support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(120, 11);
   for (const Layout& layout : WriteLayouts(folder, documents)) {
@@ -138,7 +138,7 @@ std::vector<std::vector<int32_t>> EpochZero(std::shared_ptr<const Dataset> datas
   return documents;
 }
 
-TEST(HeldOutTail, IsNeverReadByTrainingShardsAndHoldsTheLastDocuments) {
+TEST(HeldOutTailTest, IsNeverReadByTrainingShardsAndHoldsTheLastDocuments) {
   support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(120, 17);
   for (const Layout& layout : WriteLayouts(folder, documents)) {
@@ -169,7 +169,7 @@ TEST(HeldOutTail, IsNeverReadByTrainingShardsAndHoldsTheLastDocuments) {
   }
 }
 
-TEST(HeldOutTail, IsAnErrorToReadWhenNothingIsHeldOut) {
+TEST(HeldOutTailTest, IsAnErrorToReadWhenNothingIsHeldOut) {
   support::TempDir folder;
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("one.bin", BinOf(RandomDocuments(10, 3))));
@@ -214,7 +214,7 @@ std::vector<std::vector<int32_t>> ReadWithRestarts(const std::string& path, int6
   return contexts;
 }
 
-TEST(ContextShards, StreamInterruptedAtRandomPointsAndResumedFromItsCursorIsTheSameStream) {
+TEST(ContextShardsTest, StreamInterruptedAtRandomPointsAndResumedFromItsCursorIsTheSameStream) {
   support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(60, 12);
   std::mt19937 random(13);
@@ -242,7 +242,7 @@ TEST(ContextShards, StreamInterruptedAtRandomPointsAndResumedFromItsCursorIsTheS
   }
 }
 
-TEST(ContextShards, ResumeRightAtAnEpochBoundaryContinuesInTheNextEpoch) {
+TEST(ContextShardsTest, ResumeRightAtAnEpochBoundaryContinuesInTheNextEpoch) {
   support::TempDir folder;
   // Rows: one context per document, so the boundary falls exactly between two contexts.
   std::vector<std::vector<int32_t>> rows = RandomDocuments(5, 14);
@@ -263,7 +263,7 @@ TEST(ContextShards, ResumeRightAtAnEpochBoundaryContinuesInTheNextEpoch) {
   EXPECT_EQ((*resumed)->cursor().epoch, 1u);
 }
 
-TEST(ContextShards, ExhaustedShardStartsANewEpochAndCountsIt) {
+TEST(ContextShardsTest, ExhaustedShardStartsANewEpochAndCountsIt) {
   support::TempDir folder;
   std::vector<std::vector<int32_t>> rows = RandomDocuments(4, 15);
   for (std::vector<int32_t>& row : rows) row.resize(8, 3);
@@ -283,7 +283,7 @@ TEST(ContextShards, ExhaustedShardStartsANewEpochAndCountsIt) {
   EXPECT_EQ((*shard)->epoch(), 3u);
 }
 
-TEST(ContextShards, PackingContinuesAcrossTheEpochBoundary) {
+TEST(ContextShardsTest, PackingContinuesAcrossTheEpochBoundary) {
   support::TempDir folder;
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("a.bin", BinOf({{1, 2, 3}, {4, 5}})), 4);
@@ -296,7 +296,7 @@ TEST(ContextShards, PackingContinuesAcrossTheEpochBoundary) {
                 {kEot, 1, 2, 3}, {kEot, 4, 5, kEot}, {kEot, 1, 2, 3}, {kEot, 4, 5, kEot}}));
 }
 
-TEST(ShardCursor, SerialisesToAFewBytesAndBack) {
+TEST(ShardCursorTest, SerialisesToAFewBytesAndBack) {
   ShardCursor cursor;
   cursor.shard_index = 3;
   cursor.shard_count = 8;
@@ -320,7 +320,7 @@ TEST(ShardCursor, SerialisesToAFewBytesAndBack) {
   EXPECT_THAT(ShardCursor::FromBytes(other_version).status().message(), HasSubstr("version 9"));
 }
 
-TEST(ShardCursor, EachContextMovesTheCursorFurther) {
+TEST(ShardCursorTest, EachContextMovesTheCursorFurther) {
   support::TempDir folder;
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("a.bin", BinOf(RandomDocuments(20, 16))), 8);
@@ -341,7 +341,7 @@ TEST(ShardCursor, EachContextMovesTheCursorFurther) {
   EXPECT_FALSE(other_shard.IsAfter(previous));
 }
 
-TEST(ContextShards, CursorOfOtherDataIsRejected) {
+TEST(ContextShardsTest, CursorOfOtherDataIsRejected) {
   support::TempDir folder;
   std::shared_ptr<const Dataset> first =
       OpenOrDie(folder.Write("a.bin", BinOf(RandomDocuments(10, 17))), 8);
@@ -354,7 +354,7 @@ TEST(ContextShards, CursorOfOtherDataIsRejected) {
   EXPECT_THAT(resumed.status().message(), HasSubstr("belongs to other data"));
 }
 
-TEST(ContextShards, ShardThatOwnsNoDocumentSaysSoAndSuggestsFewerShards) {
+TEST(ContextShardsTest, ShardThatOwnsNoDocumentSaysSoAndSuggestsFewerShards) {
   support::TempDir folder;
   // Two long documents; the middle shards' ranges hold no document start.
   std::shared_ptr<const Dataset> dataset =

@@ -40,7 +40,7 @@ absl::Status OpenAndRead(const std::string& path, int64_t context_size = 4) {
   return OpenAndRead(Options(path, context_size));
 }
 
-TEST(DatasetErrors, MissingPathIsNotFoundNamingIt) {
+TEST(DatasetErrorsTest, MissingPathIsNotFoundNamingIt) {
   support::TempDir folder;
   std::string path = folder.path() + "/no_such_file.jsonl";
   absl::Status status = OpenAndRead(path);
@@ -48,13 +48,13 @@ TEST(DatasetErrors, MissingPathIsNotFoundNamingIt) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr(path), HasSubstr("does not exist")));
 }
 
-TEST(DatasetErrors, HubDatasetNameSaysHubDatasetsCannotBeDownloaded) {
+TEST(DatasetErrorsTest, HubDatasetNameSaysHubDatasetsCannotBeDownloaded) {
   absl::Status status = OpenAndRead("NeelNanda/c4-10k");
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(status.message(), HasSubstr("Hugging Face Hub"));
 }
 
-TEST(DatasetErrors, GlobMatchingNothingIsNotFoundNamingIt) {
+TEST(DatasetErrorsTest, GlobMatchingNothingIsNotFoundNamingIt) {
   support::TempDir folder;
   std::string glob = folder.path() + "/*.bin";
   absl::Status status = OpenAndRead(glob);
@@ -62,7 +62,7 @@ TEST(DatasetErrors, GlobMatchingNothingIsNotFoundNamingIt) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr(glob), HasSubstr("matches no files")));
 }
 
-TEST(DatasetErrors, UnreadableFileIsAnErrorNamingIt) {
+TEST(DatasetErrorsTest, UnreadableFileIsAnErrorNamingIt) {
   support::TempDir folder;
   // A symbolic link to itself cannot be opened, whoever runs the test.
   std::string loop = folder.path() + "/loop.jsonl";
@@ -79,7 +79,7 @@ TEST(DatasetErrors, UnreadableFileIsAnErrorNamingIt) {
   EXPECT_THAT(status.message(), HasSubstr(inner_loop));
 }
 
-TEST(DatasetErrors, FileWithoutReadPermissionIsPermissionDeniedNamingIt) {
+TEST(DatasetErrorsTest, FileWithoutReadPermissionIsPermissionDeniedNamingIt) {
   if (::geteuid() == 0) {
     GTEST_SKIP() << "running as root: chmod 000 does not stop root from reading "
                     "(UnreadableFileIsAnErrorNamingIt covers unreadable files for root)";
@@ -92,7 +92,7 @@ TEST(DatasetErrors, FileWithoutReadPermissionIsPermissionDeniedNamingIt) {
   EXPECT_THAT(status.message(), HasSubstr(locked));
 }
 
-TEST(DatasetErrors, GlobMatchingAFolderIsAnErrorNamingIt) {
+TEST(DatasetErrorsTest, GlobMatchingAFolderIsAnErrorNamingIt) {
   support::TempDir folder;
   folder.Write("a.bin/inside.bin", *EncodeNanoGptBin({1, 2}));
   absl::Status status = OpenAndRead(folder.path() + "/*.bin");
@@ -101,7 +101,7 @@ TEST(DatasetErrors, GlobMatchingAFolderIsAnErrorNamingIt) {
               AllOf(HasSubstr(folder.path() + "/a.bin"), HasSubstr("a glob must match files")));
 }
 
-TEST(DatasetErrors, JsonlLineWithoutTheFieldNamesFileAndLine) {
+TEST(DatasetErrorsTest, JsonlLineWithoutTheFieldNamesFileAndLine) {
   support::TempDir folder;
   std::string path = folder.Write(
       "data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n{\"tokens\": [5, 6, 7, 8]}\n{\"text\": \"x\"}\n");
@@ -118,7 +118,7 @@ TEST(DatasetErrors, JsonlLineWithoutTheFieldNamesFileAndLine) {
               AllOf(HasSubstr(path + ":3:"), HasSubstr("no \"tokens\" or \"input_ids\" field")));
 }
 
-TEST(DatasetErrors, FirstJsonlLineWithNeitherTextNorTokensNamesFileAndLine) {
+TEST(DatasetErrorsTest, FirstJsonlLineWithNeitherTextNorTokensNamesFileAndLine) {
   support::TempDir folder;
   std::string path = folder.Write("data.jsonl", "\n\n{\"content\": \"x\"}\n");
   absl::Status status = OpenAndRead(path);
@@ -126,7 +126,7 @@ TEST(DatasetErrors, FirstJsonlLineWithNeitherTextNorTokensNamesFileAndLine) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr(path + ":3:"), HasSubstr("\"text\"")));
 }
 
-TEST(DatasetErrors, MalformedJsonLineNamesFileAndLine) {
+TEST(DatasetErrorsTest, MalformedJsonLineNamesFileAndLine) {
   support::TempDir folder;
   std::string path =
       folder.Write("data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n{\"tokens\": [5, 6,\n");
@@ -142,7 +142,7 @@ TEST(DatasetErrors, MalformedJsonLineNamesFileAndLine) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr(path + ":2:"), HasSubstr("malformed JSON")));
 }
 
-TEST(DatasetErrors, TokenIdBeyondTheVocabularyInJsonlNamesFileAndLine) {
+TEST(DatasetErrorsTest, TokenIdBeyondTheVocabularyInJsonlNamesFileAndLine) {
   support::TempDir folder;
   std::string path =
       folder.Write("data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n\n{\"tokens\": [5, 50257, 7, 8]}\n");
@@ -159,7 +159,7 @@ TEST(DatasetErrors, TokenIdBeyondTheVocabularyInJsonlNamesFileAndLine) {
               AllOf(HasSubstr(path + ":3:"), HasSubstr("token id 50257"), HasSubstr("[0, 50257)")));
 }
 
-TEST(DatasetErrors, TokenIdBeyondTheVocabularyInATokenFileNamesFileAndOffset) {
+TEST(DatasetErrorsTest, TokenIdBeyondTheVocabularyInATokenFileNamesFileAndOffset) {
   support::TempDir folder;
   std::vector<int32_t> ids = {1, 2, 50256, 3, 60000, 4, 50256};
   for (const auto& [name, bytes] : std::vector<std::pair<std::string, std::string>>{
@@ -182,7 +182,7 @@ TEST(DatasetErrors, TokenIdBeyondTheVocabularyInATokenFileNamesFileAndOffset) {
   EXPECT_THAT(OpenAndRead(small_vocabulary).message(), HasSubstr("token id 9"));
 }
 
-TEST(DatasetErrors, EmptyDatasetIsAnErrorNamingTheFile) {
+TEST(DatasetErrorsTest, EmptyDatasetIsAnErrorNamingTheFile) {
   support::TempDir folder;
   std::string empty = folder.Write("empty.jsonl", "");
   absl::Status status = OpenAndRead(empty);
@@ -205,7 +205,7 @@ TEST(DatasetErrors, EmptyDatasetIsAnErrorNamingTheFile) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr("/nothing"), HasSubstr("holding no files")));
 }
 
-TEST(DatasetErrors, PreTokenisedRowShorterThanTheContextNamesFileAndLine) {
+TEST(DatasetErrorsTest, PreTokenisedRowShorterThanTheContextNamesFileAndLine) {
   support::TempDir folder;
   std::string path =
       folder.Write("rows.jsonl", "{\"tokens\": [1, 2, 3, 4, 5]}\n{\"tokens\": [1, 2]}\n");
@@ -224,7 +224,7 @@ TEST(DatasetErrors, PreTokenisedRowShorterThanTheContextNamesFileAndLine) {
               AllOf(HasSubstr(npy), HasSubstr("fewer than context_size 4")));
 }
 
-TEST(DatasetErrors, MalformedTokenFilesAreErrorsNamingTheFile) {
+TEST(DatasetErrorsTest, MalformedTokenFilesAreErrorsNamingTheFile) {
   support::TempDir folder;
   std::string odd = folder.Write("odd.bin", std::string(5, '\1'));
   EXPECT_THAT(OpenAndRead(odd).message(), AllOf(HasSubstr(odd), HasSubstr("odd size")));
@@ -240,7 +240,7 @@ TEST(DatasetErrors, MalformedTokenFilesAreErrorsNamingTheFile) {
   EXPECT_THAT(OpenAndRead(not_npy).message(), AllOf(HasSubstr(not_npy), HasSubstr("magic")));
 }
 
-TEST(DatasetErrors, FolderMixingFormatsIsAnErrorNamingBothFiles) {
+TEST(DatasetErrorsTest, FolderMixingFormatsIsAnErrorNamingBothFiles) {
   support::TempDir folder;
   std::string bin = folder.Write("data/a.bin", *EncodeNanoGptBin({1, 2}));
   std::string jsonl = folder.Write("data/b.jsonl", "{\"tokens\": [1]}\n");
@@ -249,7 +249,7 @@ TEST(DatasetErrors, FolderMixingFormatsIsAnErrorNamingBothFiles) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr(bin), HasSubstr(jsonl), HasSubstr("mixes")));
 }
 
-TEST(DatasetErrors, TextWithoutATokenizerAndBadOptionsAreErrors) {
+TEST(DatasetErrorsTest, TextWithoutATokenizerAndBadOptionsAreErrors) {
   support::TempDir folder;
   EXPECT_THAT(OpenAndRead(folder.Write("a.txt", "hello")).message(),
               HasSubstr("needs a tokenizer"));

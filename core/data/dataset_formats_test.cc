@@ -89,7 +89,7 @@ std::vector<std::vector<int32_t>> ReadContexts(std::shared_ptr<const Dataset> da
   return contexts;
 }
 
-TEST(DatasetFormats, NanoGptLlmcAndNpyTokenFilesReadTheSameDocumentsAndContexts) {
+TEST(DatasetFormatsTest, NanoGptLlmcAndNpyTokenFilesReadTheSameDocumentsAndContexts) {
   support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(40, 1);
   std::vector<int32_t> nanogpt_stream = Stream(documents, /*eot_first=*/false);
@@ -113,7 +113,7 @@ TEST(DatasetFormats, NanoGptLlmcAndNpyTokenFilesReadTheSameDocumentsAndContexts)
   }
 }
 
-TEST(DatasetFormats, LlmcHeaderIsRecognisedAndNanoGptFileIsTakenAsRawIds) {
+TEST(DatasetFormatsTest, LlmcHeaderIsRecognisedAndNanoGptFileIsTakenAsRawIds) {
   support::TempDir folder;
   std::vector<int32_t> stream = {kEot, 1, 2, 3, kEot, 4};
   std::shared_ptr<const Dataset> llmc =
@@ -131,7 +131,7 @@ TEST(DatasetFormats, LlmcHeaderIsRecognisedAndNanoGptFileIsTakenAsRawIds) {
   EXPECT_THAT(ReadEpoch(nanogpt), ElementsAre(ElementsAre(1, 2, 3), ElementsAre(4)));
 }
 
-TEST(DatasetFormats, FolderOfTokenFilesReadsFilesInNameOrder) {
+TEST(DatasetFormatsTest, FolderOfTokenFilesReadsFilesInNameOrder) {
   support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(12, 2);
   for (int file = 0; file < 4; ++file) {
@@ -149,7 +149,7 @@ TEST(DatasetFormats, FolderOfTokenFilesReadsFilesInNameOrder) {
   EXPECT_EQ(ReadEpoch(globbed), documents);
 }
 
-TEST(DatasetFormats, JsonlTokenRowsAndTwoDimensionalNpyRowsAreContextsTruncatedToContextSize) {
+TEST(DatasetFormatsTest, JsonlTokenRowsAndTwoDimensionalNpyRowsAreContextsTruncatedToContextSize) {
   support::TempDir folder;
   std::vector<std::vector<int32_t>> rows = RandomDocuments(6, 3);
   for (std::vector<int32_t>& row : rows) row.resize(20, 7);
@@ -181,7 +181,7 @@ TEST(DatasetFormats, JsonlTokenRowsAndTwoDimensionalNpyRowsAreContextsTruncatedT
   }
 }
 
-TEST(DatasetFormats, IsDatasetTokenizedIsDetectedFromTheFiles) {
+TEST(DatasetFormatsTest, IsDatasetTokenizedIsDetectedFromTheFiles) {
   support::TempDir folder;
   struct Case {
     std::string name;
@@ -210,7 +210,7 @@ TEST(DatasetFormats, IsDatasetTokenizedIsDetectedFromTheFiles) {
   }
 }
 
-TEST(DatasetFormats, IsDatasetTokenizedThatDisagreesWithTheFilesIsAnErrorSayingSo) {
+TEST(DatasetFormatsTest, IsDatasetTokenizedThatDisagreesWithTheFilesIsAnErrorSayingSo) {
   support::TempDir folder;
   struct Case {
     std::string name;
@@ -237,7 +237,7 @@ TEST(DatasetFormats, IsDatasetTokenizedThatDisagreesWithTheFilesIsAnErrorSayingS
   }
 }
 
-TEST(DatasetFormats, IsDatasetTokenizedThatAgreesOpensTheDataset) {
+TEST(DatasetFormatsTest, IsDatasetTokenizedThatAgreesOpensTheDataset) {
   support::TempDir folder;
   DatasetOptions options =
       Options(folder.Write("t.jsonl", "{\"tokens\": [1, 2], \"text\": \"x\"}"), 2);
@@ -247,7 +247,7 @@ TEST(DatasetFormats, IsDatasetTokenizedThatAgreesOpensTheDataset) {
   EXPECT_TRUE((*dataset)->rows_are_contexts());
 }
 
-TEST(DatasetFormats, NpyHeadersOfVersionsOneAndTwoParse) {
+TEST(DatasetFormatsTest, NpyHeadersOfVersionsOneAndTwoParse) {
   std::vector<int32_t> ids = {5, 6, 7, 8, 9, 10};
   for (int version : {1, 2}) {
     for (NpyElement element : {NpyElement::kUint16, NpyElement::kInt32}) {

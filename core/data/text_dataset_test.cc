@@ -23,7 +23,7 @@ namespace {
 using tokenizer::Gpt2Tokenizer;
 using tokenizer::kEndOfText;
 
-class TextDatasets : public support::RealTokenizerTest {
+class TextDatasetsTest : public support::RealTokenizerTest {
  protected:
   std::shared_ptr<const Dataset> Open(const std::string& path, int64_t context_size,
                                       const std::string& separator = "<|endoftext|>") {
@@ -79,7 +79,7 @@ const std::vector<std::string>& Documents() {
   return documents;
 }
 
-TEST_F(TextDatasets, TextFileJsonlTextFolderOfFilesAndTokenFileGiveTheSameContexts) {
+TEST_F(TextDatasetsTest, TextFileJsonlTextFolderOfFilesAndTokenFileGiveTheSameContexts) {
   support::TempDir folder;
   const std::vector<std::string>& documents = Documents();
   std::string jsonl;
@@ -114,7 +114,7 @@ TEST_F(TextDatasets, TextFileJsonlTextFolderOfFilesAndTokenFileGiveTheSameContex
   }
 }
 
-TEST_F(TextDatasets, SeparatorLinesSplitDocumentsAndBelongToNone) {
+TEST_F(TextDatasetsTest, SeparatorLinesSplitDocumentsAndBelongToNone) {
   support::TempDir folder;
   // As the fortune files of the Debian package `fortunes` are laid out.
   std::string path = folder.Write(
@@ -128,7 +128,7 @@ TEST_F(TextDatasets, SeparatorLinesSplitDocumentsAndBelongToNone) {
   EXPECT_EQ(ReadEpoch(whole).size(), 1u);
 }
 
-TEST_F(TextDatasets, ShardsOfOneLargeTextFileSplitAtDocumentBoundariesAndResumeExactly) {
+TEST_F(TextDatasetsTest, ShardsOfOneLargeTextFileSplitAtDocumentBoundariesAndResumeExactly) {
   support::TempDir folder;
   std::mt19937 random(21);
   std::vector<std::string> documents;

@@ -8,7 +8,7 @@
 namespace sae::io {
 namespace {
 
-TEST(TensorIo, SavesAndLoadsEveryLibTorchTypeExactly) {
+TEST(TensorIoTest, SavesAndLoadsEveryLibTorchTypeExactly) {
   const support::TempDir temp("tensor_io_test");
   const std::string path = temp.File("tensors.safetensors");
   at::manual_seed(3);
@@ -34,7 +34,7 @@ TEST(TensorIo, SavesAndLoadsEveryLibTorchTypeExactly) {
   }
 }
 
-TEST(TensorIo, UnsignedSixteenBitTokensWidenToInt32) {
+TEST(TensorIoTest, UnsignedSixteenBitTokensWidenToInt32) {
   const support::TempDir temp("tensor_io_test");
   const std::string path = temp.File("u16.safetensors");
   uint16_t tokens[3] = {50256, 1, 65535};

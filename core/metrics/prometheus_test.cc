@@ -78,7 +78,7 @@ MetricsServerOptions Loopback() {
   return options;
 }
 
-TEST(Promtool, AcceptsTheServedExpositionOfEveryKindOfMetric) {
+TEST(PromtoolTest, AcceptsTheServedExpositionOfEveryKindOfMetric) {
   std::string promtool = FindExecutable("promtool");
   ASSERT_FALSE(promtool.empty()) << "promtool" << kInstallHint;
   Registry registry;
@@ -198,7 +198,7 @@ testing::AssertionResult EventuallyAnswers(const PrometheusServer& prometheus,
          << prometheus.Log();
 }
 
-TEST(PrometheusServer, ScrapesTheMetricsServerAndAnswersQueries) {
+TEST(PrometheusServerTest, ScrapesTheMetricsServerAndAnswersQueries) {
   std::string binary = FindExecutable("prometheus");
   ASSERT_FALSE(binary.empty()) << "prometheus" << kInstallHint;
   Registry registry;

@@ -59,7 +59,7 @@ TrainingCorpus MarkovCorpus(int documents, int context) {
   return *std::move(corpus);
 }
 
-TEST(TrainGpt2, TinyModelWithTheRealVocabularyLearnsBelowTheUnigramEntropy) {
+TEST(TrainGpt2Test, TinyModelWithTheRealVocabularyLearnsBelowTheUnigramEntropy) {
   support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(600, 32);
   Gpt2TrainingOptions options;
@@ -113,7 +113,7 @@ Gpt2TrainingOptions ResumeOptions(const std::string& out) {
   return options;
 }
 
-TEST(TrainGpt2, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
+TEST(TrainGpt2Test, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
   support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(20, 16);
   ASSERT_LT(corpus.train().size(0), 12 * 4);
@@ -159,7 +159,7 @@ TEST(TrainGpt2, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
                                     }())->held_out_loss);
 }
 
-TEST(TrainGpt2, RefusesToResumeWithOtherOptions) {
+TEST(TrainGpt2Test, RefusesToResumeWithOtherOptions) {
   support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(60, 16);
   Gpt2TrainingOptions options = ResumeOptions(folder.path() + "/run");
@@ -177,7 +177,7 @@ TEST(TrainGpt2, RefusesToResumeWithOtherOptions) {
   EXPECT_THAT(std::string(other.status().message()), ::testing::HasSubstr("lr"));
 }
 
-TEST(TrainGpt2, RefusesAModelContextOtherThanTheCorpus) {
+TEST(TrainGpt2Test, RefusesAModelContextOtherThanTheCorpus) {
   support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(60, 16);
   Gpt2TrainingOptions options = ResumeOptions(folder.path() + "/run");

@@ -78,7 +78,7 @@ double TrainAndMeasureRecovery(Architecture arch, StepMetrics* last) {
   return dict.Recovered(trainer.sae().params().W_dec, 0.9);
 }
 
-TEST(SaeTrainer, StandardSaeRecoversAKnownSparseDictionary) {
+TEST(SaeTrainerTest, StandardSaeRecoversAKnownSparseDictionary) {
   StepMetrics last;
   double recovered = TrainAndMeasureRecovery(Architecture::kStandard, &last);
   RecordProperty("recovered", std::to_string(recovered));
@@ -88,7 +88,7 @@ TEST(SaeTrainer, StandardSaeRecoversAKnownSparseDictionary) {
   EXPECT_LT(last.l0, 64);  // sparse: a small fraction of the 1024 latents
 }
 
-TEST(SaeTrainer, TopKSaeRecoversAKnownSparseDictionary) {
+TEST(SaeTrainerTest, TopKSaeRecoversAKnownSparseDictionary) {
   StepMetrics last;
   double recovered = TrainAndMeasureRecovery(Architecture::kTopK, &last);
   std::printf("topk: recovered %.3f, L0 %.2f, explained variance %.3f\n", recovered, last.l0,

@@ -187,7 +187,7 @@ std::string Escaped(absl::string_view text) {
   return out;
 }
 
-TEST(Gpt2TokenizerVsJsTiktoken, GiveIdenticalIdsOnHandPickedAndGeneratedStrings) {
+TEST(Gpt2TokenizerVsJsTiktokenTest, GiveIdenticalIdsOnHandPickedAndGeneratedStrings) {
   absl::StatusOr<std::unique_ptr<Gpt2Tokenizer>> tokenizer =
       Gpt2Tokenizer::Load(DefaultTokenizerDir());
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status() << " (run scripts/fetch-assets.sh)";

@@ -34,7 +34,7 @@ std::string ArchiveOf(const std::string& dir, size_t piece) {
   return archive;
 }
 
-TEST(CheckpointArchive, RoundTripsADirectoryReadAndWrittenInOddPieces) {
+TEST(CheckpointArchiveTest, RoundTripsADirectoryReadAndWrittenInOddPieces) {
   TempDir source, target;
   source.Write("state.json", R"({"step": 100})");
   source.Write("state.safetensors", Binary(100000, 7));
@@ -60,7 +60,7 @@ TEST(CheckpointArchive, RoundTripsADirectoryReadAndWrittenInOddPieces) {
   }
 }
 
-TEST(CheckpointArchive, ListsFilesInByteOrderOfTheirPaths) {
+TEST(CheckpointArchiveTest, ListsFilesInByteOrderOfTheirPaths) {
   TempDir source;
   source.Write("b", "2");
   source.Write("a/z", "1");
@@ -70,11 +70,11 @@ TEST(CheckpointArchive, ListsFilesInByteOrderOfTheirPaths) {
   EXPECT_EQ((*reader)->files(), (std::vector<std::string>{"C", "a/z", "b"}));
 }
 
-TEST(CheckpointArchive, ReaderReportsAMissingFolder) {
+TEST(CheckpointArchiveTest, ReaderReportsAMissingFolder) {
   EXPECT_TRUE(absl::IsNotFound(ArchiveReader::Open("/nonexistent/checkpoint").status()));
 }
 
-TEST(CheckpointArchive, ExtractorRefusesSomethingThatIsNotAnArchive) {
+TEST(CheckpointArchiveTest, ExtractorRefusesSomethingThatIsNotAnArchive) {
   TempDir target;
   auto extractor = ArchiveExtractor::Create(target.path());
   ASSERT_TRUE(extractor.ok());
@@ -83,7 +83,7 @@ TEST(CheckpointArchive, ExtractorRefusesSomethingThatIsNotAnArchive) {
   EXPECT_NE(status.message().find("SAECKPT1"), absl::string_view::npos);
 }
 
-TEST(CheckpointArchive, ExtractorRefusesAPathThatClimbsOutOfTheFolder) {
+TEST(CheckpointArchiveTest, ExtractorRefusesAPathThatClimbsOutOfTheFolder) {
   TempDir target;
   std::string archive = "SAECKPT1";
   std::string path = "../escape";
@@ -95,7 +95,7 @@ TEST(CheckpointArchive, ExtractorRefusesAPathThatClimbsOutOfTheFolder) {
   EXPECT_FALSE(std::filesystem::exists(target.path() + "/escape"));
 }
 
-TEST(CheckpointArchive, ExtractorReportsAnArchiveCutShort) {
+TEST(CheckpointArchiveTest, ExtractorReportsAnArchiveCutShort) {
   TempDir source, target;
   source.Write("weights", Binary(1000, 3));
   std::string archive = ArchiveOf(source.path(), 4096);
@@ -109,7 +109,7 @@ TEST(CheckpointArchive, ExtractorReportsAnArchiveCutShort) {
   EXPECT_FALSE(std::filesystem::exists(target.path() + "/weights"));
 }
 
-TEST(CheckpointArchive, PathCheckAcceptsNestedRelativePathsOnly) {
+TEST(CheckpointArchiveTest, PathCheckAcceptsNestedRelativePathsOnly) {
   EXPECT_TRUE(CheckArchivePath("sae/cfg.json").ok());
   EXPECT_FALSE(CheckArchivePath("").ok());
   EXPECT_FALSE(CheckArchivePath("/etc/passwd").ok());

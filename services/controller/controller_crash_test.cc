@@ -72,7 +72,7 @@ std::unique_ptr<client::ControllerClient> Connect(const std::string& address) {
   return std::move(*client::ControllerClient::Connect(options));
 }
 
-TEST(ControllerCrash, KilledDuringAnUploadShowsNoPartOfThatCheckpointAfterRestart) {
+TEST(ControllerCrashTest, KilledDuringAnUploadShowsNoPartOfThatCheckpointAfterRestart) {
   TempDir folder;
   std::string data_dir = folder.path() + "/db";
   auto controller = std::make_unique<ControllerProcess>(data_dir, folder.path());

@@ -58,7 +58,7 @@ v1::CheckpointManifest Commit(RunStore& store, const v1::Run& run, int64_t step,
   return manifest;
 }
 
-TEST(RunStore, RunsAndEventsSurviveReopening) {
+TEST(RunStoreTest, RunsAndEventsSurviveReopening) {
   TempDir folder;
   {
     auto store = OpenStore(folder.path());
@@ -86,7 +86,7 @@ TEST(RunStore, RunsAndEventsSurviveReopening) {
   EXPECT_EQ((*events)[1].message(), "running");
 }
 
-TEST(RunStore, EventsResumeAfterAnySequenceInOrder) {
+TEST(RunStoreTest, EventsResumeAfterAnySequenceInOrder) {
   TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
@@ -110,7 +110,7 @@ TEST(RunStore, EventsResumeAfterAnySequenceInOrder) {
   EXPECT_TRUE(store->ReadEvents("r-1", 300, 10)->empty());
 }
 
-TEST(RunStore, CheckpointIsInvisibleUntilItsCommit) {
+TEST(RunStoreTest, CheckpointIsInvisibleUntilItsCommit) {
   TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
@@ -131,7 +131,7 @@ TEST(RunStore, CheckpointIsInvisibleUntilItsCommit) {
   EXPECT_TRUE(absl::IsDataLoss(store->ReadChunk((*listed)[0], 2).status()));
 }
 
-TEST(RunStore, UploadDestroyedWithoutCommitLeavesNothing) {
+TEST(RunStoreTest, UploadDestroyedWithoutCommitLeavesNothing) {
   TempDir folder;
   auto store = OpenStore(folder.path());
   {
@@ -144,7 +144,7 @@ TEST(RunStore, UploadDestroyedWithoutCommitLeavesNothing) {
   EXPECT_TRUE(store->ListCheckpoints("r-1")->empty());
 }
 
-TEST(RunStore, UploadInterruptedByACrashIsDroppedOnOpen) {
+TEST(RunStoreTest, UploadInterruptedByACrashIsDroppedOnOpen) {
   TempDir folder;
   {
     auto store = OpenStore(folder.path());
@@ -161,7 +161,7 @@ TEST(RunStore, UploadInterruptedByACrashIsDroppedOnOpen) {
   EXPECT_TRUE(store->ListCheckpoints("r-1")->empty());
 }
 
-TEST(RunStore, ManifestsAndChunksSurviveReopening) {
+TEST(RunStoreTest, ManifestsAndChunksSurviveReopening) {
   TempDir folder;
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   {
@@ -176,7 +176,7 @@ TEST(RunStore, ManifestsAndChunksSurviveReopening) {
   EXPECT_EQ(*store->ReadChunk((*listed)[0], 2), std::string(5000, 'c'));
 }
 
-TEST(RunStore, RetentionKeepsTheNewestCheckpointsAndDeletesTheirChunks) {
+TEST(RunStoreTest, RetentionKeepsTheNewestCheckpointsAndDeletesTheirChunks) {
   TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
@@ -194,7 +194,7 @@ TEST(RunStore, RetentionKeepsTheNewestCheckpointsAndDeletesTheirChunks) {
   EXPECT_EQ(*store->CountChunks("r-1"), 4);
 }
 
-TEST(RunStore, CommitAtAStepAlreadyStoredReplacesIt) {
+TEST(RunStoreTest, CommitAtAStepAlreadyStoredReplacesIt) {
   TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
@@ -207,7 +207,7 @@ TEST(RunStore, CommitAtAStepAlreadyStoredReplacesIt) {
   EXPECT_EQ(*store->ReadChunk((*listed)[0], 0), std::string(7000, 'a'));
 }
 
-TEST(RunStore, CommitWritesTheRunAndItsEventsInTheSameBatch) {
+TEST(RunStoreTest, CommitWritesTheRunAndItsEventsInTheSameBatch) {
   TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
@@ -224,7 +224,7 @@ TEST(RunStore, CommitWritesTheRunAndItsEventsInTheSameBatch) {
       store->CommitUpload(**upload, v1::CheckpointManifest(), run, {}, 3).status()));
 }
 
-TEST(RunStore, DeleteRunRemovesItsRecordEventsManifestsAndChunks) {
+TEST(RunStoreTest, DeleteRunRemovesItsRecordEventsManifestsAndChunks) {
   TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_SUCCEEDED);
@@ -245,14 +245,14 @@ TEST(RunStore, DeleteRunRemovesItsRecordEventsManifestsAndChunks) {
   EXPECT_EQ(*store->CountChunks("r-10"), 2);
 }
 
-TEST(RunStore, RunIdsWithASlashAreRefused) {
+TEST(RunStoreTest, RunIdsWithASlashAreRefused) {
   TempDir folder;
   auto store = OpenStore(folder.path());
   EXPECT_TRUE(absl::IsInvalidArgument(
       store->WriteRun(MakeRun("a/b", v1::RUN_STATE_PENDING), {}, Durability::kSynced)));
 }
 
-TEST(RunStore, SecondOpenOfTheSameFolderFails) {
+TEST(RunStoreTest, SecondOpenOfTheSameFolderFails) {
   TempDir folder;
   auto first = OpenStore(folder.path());
   EXPECT_FALSE(RunStore::Open(folder.path()).ok());

@@ -20,7 +20,7 @@ namespace {
 using support::FreeLoopbackPort;
 using support::TempDir;
 
-TEST(PrefetchQueue, ReservesNoMoreThanTheDemandAndTheCapacity) {
+TEST(PrefetchQueueTest, ReservesNoMoreThanTheDemandAndTheCapacity) {
   PrefetchQueue queue(/*capacity=*/4, /*demand=*/6);
   EXPECT_EQ(queue.Reserve(8), 4);  // the capacity
   for (int i = 0; i < 4; ++i) queue.Push(StreamedBatch{});
@@ -43,7 +43,7 @@ TEST(PrefetchQueue, ReservesNoMoreThanTheDemandAndTheCapacity) {
   EXPECT_EQ(queue.Reserve(8), 0);
 }
 
-TEST(PrefetchQueue, HandsOverQueuedBatchesBeforeAReadersFailure) {
+TEST(PrefetchQueueTest, HandsOverQueuedBatchesBeforeAReadersFailure) {
   PrefetchQueue queue(4, 4);
   ASSERT_EQ(queue.Reserve(1), 1);
   queue.Push(StreamedBatch{});

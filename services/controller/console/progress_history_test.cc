@@ -18,7 +18,7 @@ v1::TrainingMetrics Report(int64_t step) {
   return metrics;
 }
 
-TEST(ProgressHistory, SurvivesAReopenedStoreAndContinuesTheSameSeries) {
+TEST(ProgressHistoryTest, SurvivesAReopenedStoreAndContinuesTheSameSeries) {
   support::TempDir folder;
   const absl::Time t0 = absl::FromUnixSeconds(1700000000);
   {
@@ -69,7 +69,7 @@ TEST(ProgressHistory, SurvivesAReopenedStoreAndContinuesTheSameSeries) {
   EXPECT_EQ(other->front().generation(), 2u);
 }
 
-TEST(ProgressHistory, GoesWithItsDeletedRun) {
+TEST(ProgressHistoryTest, GoesWithItsDeletedRun) {
   support::TempDir folder;
   auto store = RunStore::Open(folder.path());
   ASSERT_TRUE(store.ok());

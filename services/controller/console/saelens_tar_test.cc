@@ -50,7 +50,7 @@ void WriteCheckpoint(const TempDir& folder) {
   folder.Write("ckpt/sae/sparsity.safetensors", std::string(512, 'p'));
 }
 
-TEST(SaeLensTar, HoldsExactlyTheSaeLensFolderAndTarExtractsIt) {
+TEST(SaeLensTarTest, HoldsExactlyTheSaeLensFolderAndTarExtractsIt) {
   TempDir folder;
   WriteCheckpoint(folder);
   const std::string archive = ArchiveOf(folder.path() + "/ckpt");
@@ -72,7 +72,7 @@ TEST(SaeLensTar, HoldsExactlyTheSaeLensFolderAndTarExtractsIt) {
   }
 }
 
-TEST(SaeLensTar, TakesTheFinalSaeWhoseFolderIsTheArchiveItself) {
+TEST(SaeLensTarTest, TakesTheFinalSaeWhoseFolderIsTheArchiveItself) {
   TempDir folder;
   folder.Write("final/cfg.json", "{}");
   folder.Write("final/sae_weights.safetensors", "weights");
@@ -85,7 +85,7 @@ TEST(SaeLensTar, TakesTheFinalSaeWhoseFolderIsTheArchiveItself) {
   EXPECT_NE(out.find("run-step-9/sae_weights.safetensors"), std::string::npos);
 }
 
-TEST(SaeLensTar, RefusesACutArchiveAndOneWithoutCfgJson) {
+TEST(SaeLensTarTest, RefusesACutArchiveAndOneWithoutCfgJson) {
   TempDir folder;
   WriteCheckpoint(folder);
   const std::string archive = ArchiveOf(folder.path() + "/ckpt");
