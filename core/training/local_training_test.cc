@@ -19,6 +19,7 @@
 #include "core/training/run_assets.h"
 #include "core/util/files.h"
 #include "nlohmann/json.hpp"
+#include "support/random_gpt2.h"
 #include "support/temp_dir.h"
 
 namespace sae::training {
@@ -27,11 +28,7 @@ namespace {
 class LocalTrainingTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model::Gpt2Config c;
-    c.n_layer = 2;
-    c.n_embd = 32;
-    c.n_head = 4;
-    c.n_positions = 64;
+    const model::Gpt2Config c = support::TinyConfig();
     ASSERT_TRUE(model::SaveGpt2(model::RandomGpt2Weights(c, 1), dir_ + "/model").ok());
     std::mt19937 rng(2);
     std::vector<int32_t> tokens;

@@ -7,6 +7,18 @@
 
 namespace sae::support {
 
+// A 2-layer GPT-2 of d_model 32 (4 heads, 64 positions) with GPT-2's vocabulary: the model of
+// the tests that run a real tokenizer's ids or a run's files through it.
+inline model::Gpt2Config TinyConfig() {
+  model::Gpt2Config c;
+  c.n_layer = 2;
+  c.n_embd = 32;
+  c.n_head = 4;
+  c.n_positions = 64;
+  return c;
+}
+
+// A 3-layer GPT-2 of d_model 32 with a vocabulary of 97 and 16 positions.
 inline model::Gpt2Config SmallConfig() {
   model::Gpt2Config c;
   c.n_layer = 3;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/config/run_config.h"
 #include "core/model/gpt2_weights.h"
+#include "support/random_gpt2.h"
 #include "support/random_tokens.h"
 
 namespace sae::support {
@@ -32,12 +33,8 @@ inline std::string TinyRunYaml(const std::string& dir, const std::string& extra 
 // Writes the model and tokens into `dir`. Header-only: its users link the model and config
 // libraries.
 inline absl::Status WriteTinyRunFiles(const std::string& dir, int documents = 2000) {
-  model::Gpt2Config c;
-  c.n_layer = 2;
-  c.n_embd = 32;
-  c.n_head = 4;
-  c.n_positions = 64;
-  absl::Status saved = model::SaveGpt2(model::RandomGpt2Weights(c, 1), dir + "/model");
+  absl::Status saved =
+      model::SaveGpt2(model::RandomGpt2Weights(TinyConfig(), 1), dir + "/model");
   if (!saved.ok()) return saved;
   return WriteRandomTokens(dir + "/tokens.bin", documents, 2);
 }
