@@ -12,14 +12,12 @@
 #include "core/config/schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/binaries.h"
 
 namespace sae::config {
 namespace {
 
-std::string SourceDir() {
-  const char* dir = std::getenv("SAE_SOURCE_DIR");
-  return dir != nullptr ? dir : ".";
-}
+using support::SourceDir;
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path);

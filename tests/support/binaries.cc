@@ -20,7 +20,7 @@ std::string TestBinaryPath(const std::string& name) { return BuildDir() + "/test
 
 std::string SourceDir() {
   const char* dir = std::getenv("SAE_SOURCE_DIR");
-  return dir != nullptr ? dir : "";
+  return dir != nullptr && *dir != '\0' ? dir : ".";
 }
 
 }  // namespace sae::support

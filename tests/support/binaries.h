@@ -22,7 +22,8 @@ std::string SaectlPath();
 // <build>/tests/`name`: test-only executables (sae_fake_worker, ...).
 std::string TestBinaryPath(const std::string& name);
 
-// The source tree: $SAE_SOURCE_DIR (set by sae_test), else "".
+// The source tree: $SAE_SOURCE_DIR (set by sae_test), else "." (a test run from the source
+// tree by hand).
 std::string SourceDir();
 
 }  // namespace sae::support

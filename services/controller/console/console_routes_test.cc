@@ -18,6 +18,7 @@
 #include "services/common/controller_client.h"
 #include "services/controller/console/console_assets.h"
 #include "services/controller/controller_server.h"
+#include "support/binaries.h"
 #include "support/fake_worker.h"
 #include "support/temp_dir.h"
 
@@ -173,10 +174,8 @@ TEST_F(ConsoleHttpTest, ServesThePagesAndAssetsBesideAnUnchangedMetricsEndpoint)
   httplib::Result script = http.Get("/assets/console.js");
   ASSERT_TRUE(script);
   EXPECT_EQ(script->status, 200);
-  EXPECT_EQ(script->body, *ReadFile(std::string(std::getenv("SAE_SOURCE_DIR") != nullptr
-                                                    ? std::getenv("SAE_SOURCE_DIR")
-                                                    : ".") +
-                                    "/services/controller/console/assets/console.js"))
+  EXPECT_EQ(script->body,
+            *ReadFile(support::SourceDir() + "/services/controller/console/assets/console.js"))
       << "the embedded asset is the file, byte for byte";
   httplib::Result uplot = http.Get("/assets/uPlot.iife.min.js");
   ASSERT_TRUE(uplot);
