@@ -18,12 +18,10 @@ inline model::Gpt2Config TinyConfig() {
   return c;
 }
 
-// A 3-layer GPT-2 of d_model 32 with a vocabulary of 97 and 16 positions.
+// A 3-layer GPT-2 of d_model 32 (4 heads) with a vocabulary of 97 and 16 positions.
 inline model::Gpt2Config SmallConfig() {
-  model::Gpt2Config c;
+  model::Gpt2Config c = TinyConfig();
   c.n_layer = 3;
-  c.n_embd = 32;
-  c.n_head = 4;
   c.n_positions = 16;
   c.vocab_size = 97;
   return c;
