@@ -34,8 +34,10 @@
 #include "services/activation_server/activation_server.h"
 #include "services/common/large_allocations.h"
 #include "services/trainer/activation_stream.h"
-#include "tests/data_plane/loopback.h"
-#include "tests/data_plane/tiny_run.h"
+#include "support/child_process.h"
+#include "support/ports.h"
+#include "support/temp_dir.h"
+#include "support/tiny_run.h"
 
 namespace sae::bench {
 namespace {
@@ -169,10 +171,10 @@ EndToEnd LocalRun(const std::string& yaml, const std::string& dir, int threads) 
 // Section 3b: one server and one trainer, as processes of the build's binaries.
 EndToEnd DistributedRun(const std::string& bin, const std::string& config_path,
                         const std::string& dir, int server_threads, int trainer_threads) {
-  using testing_loopback::ChildProcess;
+  using support::ChildProcess;
   EndToEnd e;
   std::filesystem::create_directories(dir);
-  const int port = testing_loopback::FreeLoopbackPort();
+  const int port = support::FreeLoopbackPort();
   const auto start = Clock::now();
   ChildProcess server({bin + "/sae-activation-server", "--config", config_path, "--listen",
                        absl::StrCat("127.0.0.1:", port), "--metrics-port", "-1", "--threads",
@@ -189,7 +191,7 @@ EndToEnd DistributedRun(const std::string& bin, const std::string& config_path,
   const double wall = Seconds(start);
   server.Stop();
   nlohmann::json summary = nlohmann::json::parse(
-      testing_loopback::ReadWholeFile(dir + "/out/summary.json"), nullptr, false);
+      support::ReadWholeFile(dir + "/out/summary.json"), nullptr, false);
   if (summary.is_discarded()) return e;
   e.wall_tokens_per_second = summary["tokens"].get<double>() / wall;
   e.loop_tokens_per_second = summary["tokens_per_second"];
@@ -224,10 +226,10 @@ int main(int argc, char** argv) {
   }
   if (quick) e2e_tokens = 4096 * 4;
   const int threads = ConfigureTorchThreads(0);
-  testing_loopback::TempDir scratch("sae_stream_bench");
+  support::TempDir scratch("sae_stream_bench");
   const std::string model = GptSmallFolder(scratch.path());
   const std::string tokens = scratch.path() + "/tokens.bin";
-  if (model.empty() || !testing_loopback::WriteRandomTokens(tokens, 40000, 7).ok()) {
+  if (model.empty() || !support::WriteRandomTokens(tokens, 40000, 7).ok()) {
     std::printf("cannot prepare the model or the tokens\n");
     return 1;
   }

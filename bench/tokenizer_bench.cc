@@ -21,9 +21,9 @@
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
-#include "core/tokenizer/peer_tokenizer.h"
 #include "core/tokenizer/pre_tokenizer.h"
 #include "core/util/files.h"
+#include "support/peer_tokenizer.h"
 
 namespace {
 
@@ -116,8 +116,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tokenizer_bench: cannot write %s\n", corpus_file.c_str());
     return 1;
   }
-  absl::StatusOr<sae::tokenizer::JsTiktokenPeer> peer = sae::tokenizer::JsTiktokenPeer::Find();
-  absl::StatusOr<sae::tokenizer::JsTiktokenPeer::Throughput> peer_throughput =
+  absl::StatusOr<sae::support::JsTiktokenPeer> peer = sae::support::JsTiktokenPeer::Find();
+  absl::StatusOr<sae::support::JsTiktokenPeer::Throughput> peer_throughput =
       peer.ok() ? peer->MeasureThroughput(corpus_file, 5.0) : peer.status();
   std::filesystem::remove(corpus_file);
 
@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
   std::printf("ratio, ours (1 thread, cold) / js-tiktoken: %.2fx\n",
               megabytes / cold_seconds / theirs);
   const bool same_ids = peer_throughput->tokens == static_cast<int64_t>(ids.size()) &&
-                        peer_throughput->checksum == sae::tokenizer::TokenChecksum(ids);
+                        peer_throughput->checksum == sae::support::TokenChecksum(ids);
   std::printf("same ids as js-tiktoken: %s (%zu tokens)\n", same_ids ? "yes" : "NO", ids.size());
   return same_ids ? 0 : 1;
 }

@@ -32,8 +32,9 @@ function(sae_library name)
   endif()
 endfunction()
 
-# sae_test(name SOURCES ... [TORCH] [DEPS ...]) builds a GoogleTest binary and registers its
-# cases with CTest (discovered when the tests run, so building stays fast).
+# sae_test(name SOURCES ... [TORCH] [DEPS ...]) builds a GoogleTest binary, linked with the
+# test-support library (tests/support), and registers its cases with CTest (discovered when the
+# tests run, so building stays fast). docs/testing.md has the naming scheme.
 function(sae_test name)
   cmake_parse_arguments(ARG "TORCH" "TIMEOUT" "SOURCES;DEPS" ${ARGN})
   if(NOT SAE_BUILD_TESTS)
@@ -42,7 +43,7 @@ function(sae_test name)
   add_executable(${name} ${ARG_SOURCES})
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR})
-  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main)
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} sae_test_support GTest::gmock GTest::gtest_main)
   if(ARG_TORCH)
     sae_use_torch(${name})
   endif()

@@ -12,14 +12,12 @@
 #include "core/config/schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/binaries.h"
 
 namespace sae::config {
 namespace {
 
-std::string SourceDir() {
-  const char* dir = std::getenv("SAE_SOURCE_DIR");
-  return dir != nullptr ? dir : ".";
-}
+using support::SourceDir;
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path);
@@ -53,7 +51,7 @@ std::map<std::string, DocumentedKey> DocumentedKeys(const std::string& markdown)
   return keys;
 }
 
-TEST(DocsConfigMd, DocumentsEveryKeyWithItsDefaultInItsGroup) {
+TEST(DocsConfigMdTest, DocumentsEveryKeyWithItsDefaultInItsGroup) {
   std::string markdown = ReadText(SourceDir() + "/docs/config.md");
   ASSERT_FALSE(markdown.empty()) << "docs/config.md not found under " << SourceDir();
   std::map<std::string, DocumentedKey> documented = DocumentedKeys(markdown);
@@ -71,7 +69,7 @@ TEST(DocsConfigMd, DocumentsEveryKeyWithItsDefaultInItsGroup) {
   }
 }
 
-TEST(DocsConfigMd, DocumentsNoKeyThatDoesNotExist) {
+TEST(DocsConfigMdTest, DocumentsNoKeyThatDoesNotExist) {
   std::string markdown = ReadText(SourceDir() + "/docs/config.md");
   for (const auto& [name, documented] : DocumentedKeys(markdown)) {
     EXPECT_NE(FindKey(name), nullptr) << "docs/config.md:" << documented.line << " documents "
@@ -79,7 +77,7 @@ TEST(DocsConfigMd, DocumentsNoKeyThatDoesNotExist) {
   }
 }
 
-TEST(DocsConfigMd, OpensWithAnExampleThatParses) {
+TEST(DocsConfigMdTest, OpensWithAnExampleThatParses) {
   std::string markdown = ReadText(SourceDir() + "/docs/config.md");
   size_t begin = markdown.find("```yaml\n");
   ASSERT_NE(begin, std::string::npos);
@@ -90,7 +88,7 @@ TEST(DocsConfigMd, OpensWithAnExampleThatParses) {
   EXPECT_TRUE(config.ok()) << config.status();
 }
 
-TEST(Schema, DescribesEveryKeyInAKnownGroup) {
+TEST(SchemaTest, DescribesEveryKeyInAKnownGroup) {
   const std::vector<std::string>& groups = RunConfigGroups();
   for (const KeySpec& key : RunConfigKeys()) {
     EXPECT_FALSE(key.description.empty()) << key.name;
@@ -103,7 +101,7 @@ TEST(Schema, DescribesEveryKeyInAKnownGroup) {
   }
 }
 
-TEST(Schema, DefaultsReadBackAsTheDefaults) {
+TEST(SchemaTest, DefaultsReadBackAsTheDefaults) {
   for (const KeySpec& key : RunConfigKeys()) {
     std::string yaml = "model_path: /m\ndataset_path: /d\n";
     if (key.name != "model_path" && key.name != "dataset_path") {
@@ -118,7 +116,7 @@ TEST(Schema, DefaultsReadBackAsTheDefaults) {
   }
 }
 
-TEST(Schema, MarksTheKeysThisServiceAdded) {
+TEST(SchemaTest, MarksTheKeysThisServiceAdded) {
   for (const char* ours : {"architecture", "k", "aux_k_coefficient", "model_path", "tokenizer_path",
                            "processing", "shuffle", "l1_warm_up_steps", "activation_servers",
                            "trainers", "max_restarts", "wire_dtype", "dead_tokens_threshold"}) {
@@ -131,7 +129,7 @@ TEST(Schema, MarksTheKeysThisServiceAdded) {
   EXPECT_EQ(FindKey("architecture")->allowed, "standard, topk");
 }
 
-TEST(Schema, SuggestsTheClosestKeyForATypo) {
+TEST(SchemaTest, SuggestsTheClosestKeyForATypo) {
   EXPECT_EQ(ClosestKey("l1_coeficient"), "l1_coefficient");
   EXPECT_EQ(ClosestKey("hook_pont_layer"), "hook_point_layer");
   EXPECT_EQ(ClosestKey("expansion_factr"), "expansion_factor");
@@ -139,7 +137,7 @@ TEST(Schema, SuggestsTheClosestKeyForATypo) {
   EXPECT_EQ(ClosestKey("completely_different"), "");
 }
 
-TEST(Examples, EveryExampleParses) {
+TEST(ExamplesTest, EveryExampleParses) {
   std::filesystem::path dir = std::filesystem::path(SourceDir()) / "examples";
   int parsed = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
@@ -151,7 +149,7 @@ TEST(Examples, EveryExampleParses) {
   EXPECT_GE(parsed, 1);
 }
 
-TEST(Examples, Gpt2SmallResidIsTheSeedsRecipe) {
+TEST(ExamplesTest, Gpt2SmallResidIsTheSeedsRecipe) {
   absl::StatusOr<RunConfig> c = LoadRunConfig(SourceDir() + "/examples/gpt2-small-resid.yaml");
   ASSERT_TRUE(c.ok()) << c.status();
   ASSERT_TRUE(ResolveAgainstModel(*c, {12, 768, 12, 3072, 1024, 50257}).ok());

@@ -6,6 +6,7 @@
 #include "core/config/schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::config {
 namespace {
@@ -35,7 +36,7 @@ std::string ErrorOf(const std::string& extra) {
   return std::string(config.status().message());
 }
 
-TEST(RunConfigDefaults, EqualTheSeedsLanguageModelSAERunnerConfig) {
+TEST(RunConfigDefaultsTest, EqualTheSeedsLanguageModelSAERunnerConfig) {
   RunConfig c = Parse("");
   EXPECT_EQ(c.model_name, "gpt2-small");
   EXPECT_EQ(c.hook_point, "blocks.0.hook_mlp_out");
@@ -80,7 +81,7 @@ TEST(RunConfigDefaults, EqualTheSeedsLanguageModelSAERunnerConfig) {
   EXPECT_FALSE(c.log_to_wandb);
 }
 
-TEST(RunConfigDefaults, OfOurKeysAreTheDocumentedOnes) {
+TEST(RunConfigDefaultsTest, OfOurKeysAreTheDocumentedOnes) {
   RunConfig c = Parse("");
   EXPECT_EQ(c.architecture, Architecture::kStandard);
   EXPECT_EQ(c.k, std::nullopt);
@@ -96,7 +97,7 @@ TEST(RunConfigDefaults, OfOurKeysAreTheDocumentedOnes) {
   EXPECT_EQ(c.wire_dtype, DType::kFloat32);
 }
 
-TEST(ParseRunConfig, RecordsTheLineOfEveryKeyWritten) {
+TEST(ParseRunConfigTest, RecordsTheLineOfEveryKeyWritten) {
   RunConfig c = Parse("lr: 4e-4\n\n# comment\nl1_coefficient: 8e-5\n");
   EXPECT_THAT(c.source.lines, ElementsAre(Pair("dataset_path", 2), Pair("l1_coefficient", 6),
                                           Pair("lr", 3), Pair("model_path", 1)));
@@ -105,7 +106,7 @@ TEST(ParseRunConfig, RecordsTheLineOfEveryKeyWritten) {
   EXPECT_EQ(KeyLocation(c, "seed"), "run.yaml");
 }
 
-TEST(ParseRunConfig, ReadsTheSeedsGpt2SmallRecipe) {
+TEST(ParseRunConfigTest, ReadsTheSeedsGpt2SmallRecipe) {
   RunConfig c = Parse(
       "model_name: gpt2-small\nhook_point: blocks.2.hook_resid_pre\nhook_point_layer: 2\n"
       "d_in: 768\nis_dataset_tokenized: false\nexpansion_factor: 64\n"
@@ -130,14 +131,14 @@ TEST(ParseRunConfig, ReadsTheSeedsGpt2SmallRecipe) {
   EXPECT_EQ(TotalTrainingSteps(c), 300'000'000 / 4096);
 }
 
-TEST(ParseRunConfig, AcceptsIntegersWithUnderscoresAndExactExponents) {
+TEST(ParseRunConfigTest, AcceptsIntegersWithUnderscoresAndExactExponents) {
   EXPECT_EQ(Parse("total_training_tokens: 2_000_000\n").total_training_tokens, 2'000'000);
   EXPECT_EQ(Parse("total_training_tokens: 3e8\n").total_training_tokens, 300'000'000);
   EXPECT_EQ(Parse("total_training_tokens: 1.5e6\n").total_training_tokens, 1'500'000);
   EXPECT_EQ(Parse("seed: +7\n").seed, 7);
 }
 
-TEST(ParseRunConfig, RejectsAnIntegerThatIsNotExact) {
+TEST(ParseRunConfigTest, RejectsAnIntegerThatIsNotExact) {
   EXPECT_EQ(ErrorOf("train_batch_size: 4096.5\n"),
             "run.yaml:3: train_batch_size: expected an integer (for example 4096, 2_000_000 or "
             "2e6), got '4096.5'");
@@ -146,7 +147,7 @@ TEST(ParseRunConfig, RejectsAnIntegerThatIsNotExact) {
   EXPECT_THAT(ErrorOf("context_size: 1__28\n"), HasSubstr("context_size: expected an integer"));
 }
 
-TEST(ParseRunConfig, RejectsAWrongTypeNamingKeyLineAndWhatIsExpected) {
+TEST(ParseRunConfigTest, RejectsAWrongTypeNamingKeyLineAndWhatIsExpected) {
   EXPECT_EQ(ErrorOf("lr: abc\n"), "run.yaml:3: lr: expected a number, got 'abc'");
   EXPECT_EQ(ErrorOf("seed: 1\nuse_ghost_grads: yes\n"),
             "run.yaml:4: use_ghost_grads: expected true or false, got 'yes'");
@@ -156,17 +157,17 @@ TEST(ParseRunConfig, RejectsAWrongTypeNamingKeyLineAndWhatIsExpected) {
             "got 'big'");
 }
 
-TEST(ParseRunConfig, RejectsQuotedNumbersBecauseTheyAreStrings) {
+TEST(ParseRunConfigTest, RejectsQuotedNumbersBecauseTheyAreStrings) {
   EXPECT_EQ(ErrorOf("lr: \"3e-4\"\n"),
             "run.yaml:3: lr: expected a number, got the string '3e-4' (write it without quotes)");
 }
 
-TEST(ParseRunConfig, RejectsNullForAKeyThatNeedsAValue) {
+TEST(ParseRunConfigTest, RejectsNullForAKeyThatNeedsAValue) {
   EXPECT_EQ(ErrorOf("lr: null\n"), "run.yaml:3: lr: expected a number, got null");
   EXPECT_EQ(ErrorOf("device:\n"), "run.yaml:3: device: expected a string, got null");
 }
 
-TEST(ParseRunConfig, AcceptsNullTildeAndNothingForOptionalKeys) {
+TEST(ParseRunConfigTest, AcceptsNullTildeAndNothingForOptionalKeys) {
   RunConfig c = Parse("hook_point_layer: null\nd_in: ~\nlr_end:\nrun_name: \"null\"\n");
   EXPECT_EQ(c.hook_point_layer, std::nullopt);
   EXPECT_EQ(c.d_in, std::nullopt);
@@ -174,7 +175,7 @@ TEST(ParseRunConfig, AcceptsNullTildeAndNothingForOptionalKeys) {
   EXPECT_EQ(c.run_name, "null");  // quoted: the string
 }
 
-TEST(ParseRunConfig, RejectsAnUnknownKeySuggestingTheClosestOne) {
+TEST(ParseRunConfigTest, RejectsAnUnknownKeySuggestingTheClosestOne) {
   EXPECT_EQ(ErrorOf("l1_coeficient: 1e-3\n"),
             "run.yaml:3: l1_coeficient: unknown key; did you mean l1_coefficient? "
             "docs/config.md lists every key.");
@@ -183,17 +184,17 @@ TEST(ParseRunConfig, RejectsAnUnknownKeySuggestingTheClosestOne) {
             "run.yaml:3: favourite_colour: unknown key; docs/config.md lists every key.");
 }
 
-TEST(ParseRunConfig, ExplainsThatRunYamlIsFlatWhenGivenASection) {
+TEST(ParseRunConfigTest, ExplainsThatRunYamlIsFlatWhenGivenASection) {
   EXPECT_THAT(ErrorOf("training:\n  lr: 1e-3\n"),
               HasSubstr("run.yaml:3: training: unknown key; run.yaml is a flat mapping"));
 }
 
-TEST(ParseRunConfig, RejectsAKeyGivenTwice) {
+TEST(ParseRunConfigTest, RejectsAKeyGivenTwice) {
   EXPECT_EQ(ErrorOf("lr: 1e-3\nseed: 1\nlr: 2e-3\n"),
             "run.yaml:5: lr: given twice, on lines 3 and 5; keep one");
 }
 
-TEST(ParseRunConfig, RejectsAChoiceOutsideItsAllowedValues) {
+TEST(ParseRunConfigTest, RejectsAChoiceOutsideItsAllowedValues) {
   EXPECT_EQ(ErrorOf("architecture: top_k\n"),
             "run.yaml:3: architecture: expected one of standard, topk, got 'top_k'");
   EXPECT_EQ(ErrorOf("lr_scheduler_name: cosine\n"),
@@ -206,7 +207,7 @@ TEST(ParseRunConfig, RejectsAChoiceOutsideItsAllowedValues) {
               HasSubstr("wire_dtype: expected one of float32, bfloat16, float16, got 'int8'"));
 }
 
-TEST(ParseRunConfig, AcceptsChoicesInAnyCaseAndTheSeedsTorchDtypes) {
+TEST(ParseRunConfigTest, AcceptsChoicesInAnyCaseAndTheSeedsTorchDtypes) {
   RunConfig c = Parse(
       "lr_scheduler_name: ConstantWithWarmup\ndtype: torch.bfloat16\nwire_dtype: float16\n"
       "feature_sampling_method: anthropic\nprocessing: none\n");
@@ -217,7 +218,7 @@ TEST(ParseRunConfig, AcceptsChoicesInAnyCaseAndTheSeedsTorchDtypes) {
   EXPECT_EQ(c.processing, Processing::kNone);
 }
 
-TEST(ParseRunConfig, RejectsOutOfRangeValuesSayingWhatIsAllowed) {
+TEST(ParseRunConfigTest, RejectsOutOfRangeValuesSayingWhatIsAllowed) {
   EXPECT_EQ(ErrorOf("lr: 0\n"), "run.yaml:3: lr: must be > 0, got 0");
   EXPECT_EQ(ErrorOf("train_batch_size: -4096\n"),
             "run.yaml:3: train_batch_size: must be >= 1, got -4096");
@@ -235,11 +236,11 @@ TEST(ParseRunConfig, RejectsOutOfRangeValuesSayingWhatIsAllowed) {
   EXPECT_EQ(Parse("device: cuda:1\n").device, "cuda:1");
 }
 
-TEST(ParseRunConfig, RejectsAListWhereAValueBelongs) {
+TEST(ParseRunConfigTest, RejectsAListWhereAValueBelongs) {
   EXPECT_EQ(ErrorOf("lr: [1e-3, 2e-3]\n"), "run.yaml:3: lr: expected number > 0, got a list");
 }
 
-TEST(ParseRunConfig, ReportsMalformedYamlWithItsLine) {
+TEST(ParseRunConfigTest, ReportsMalformedYamlWithItsLine) {
   absl::StatusOr<RunConfig> c = ParseRunConfig("lr: 1e-3\nseed: [1, 2\n", "run.yaml");
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(c.status().message(), HasSubstr("run.yaml:"));
@@ -250,7 +251,7 @@ TEST(ParseRunConfig, ReportsMalformedYamlWithItsLine) {
             "run.yaml:1: expected a mapping of `key: value` lines at the top level, got a list");
 }
 
-TEST(ParseRunConfig, RequiresTheModelAndDatasetUnlessActivationsAreCached) {
+TEST(ParseRunConfigTest, RequiresTheModelAndDatasetUnlessActivationsAreCached) {
   absl::StatusOr<RunConfig> c = ParseRunConfig("", "run.yaml");
   ASSERT_FALSE(c.ok());
   EXPECT_THAT(c.status().message(), HasSubstr("run.yaml: model_path: required unless"));
@@ -261,24 +262,24 @@ TEST(ParseRunConfig, RequiresTheModelAndDatasetUnlessActivationsAreCached) {
   EXPECT_TRUE(c.ok()) << c.status();
 }
 
-TEST(ParseRunConfig, RequiresACachePathWithCachedActivations) {
+TEST(ParseRunConfigTest, RequiresACachePathWithCachedActivations) {
   EXPECT_EQ(ErrorOf("use_cached_activations: true\n"),
             "run.yaml: cached_activations_path: required when use_cached_activations is true "
             "(line 3); give the folder written by saectl cache");
 }
 
-TEST(ParseRunConfig, RejectsTopKWithoutK) {
+TEST(ParseRunConfigTest, RejectsTopKWithoutK) {
   EXPECT_THAT(ErrorOf("architecture: topk\n"),
               HasSubstr("run.yaml: k: required by architecture topk (line 3)"));
   EXPECT_EQ(Parse("architecture: topk\nk: 32\n").k, 32);
 }
 
-TEST(ParseRunConfig, RejectsKLargerThanDSae) {
+TEST(ParseRunConfigTest, RejectsKLargerThanDSae) {
   EXPECT_EQ(ErrorOf("architecture: topk\nd_in: 16\nexpansion_factor: 2\nk: 33\n"),
             "run.yaml:6: k: 33 is larger than d_sae 32; allowed: 1 to d_sae");
 }
 
-TEST(ParseRunConfig, RejectsGhostGradsAndResamplingWithTopK) {
+TEST(ParseRunConfigTest, RejectsGhostGradsAndResamplingWithTopK) {
   EXPECT_THAT(ErrorOf("architecture: topk\nk: 32\nuse_ghost_grads: true\n"),
               HasSubstr("run.yaml:5: use_ghost_grads: ghost gradients belong to architecture "
                         "standard, but architecture is topk (line 3)"));
@@ -287,7 +288,7 @@ TEST(ParseRunConfig, RejectsGhostGradsAndResamplingWithTopK) {
                         "architecture standard"));
 }
 
-TEST(ParseRunConfig, RejectsHooksAnSaeCannotTrainOn) {
+TEST(ParseRunConfigTest, RejectsHooksAnSaeCannotTrainOn) {
   EXPECT_THAT(ErrorOf("hook_point: blocks.0.hook_resid\n"),
               HasSubstr("run.yaml:3: hook_point: unknown hook point 'blocks.0.hook_resid'; "
                         "expected TransformerLens names"));
@@ -298,7 +299,7 @@ TEST(ParseRunConfig, RejectsHooksAnSaeCannotTrainOn) {
               HasSubstr("run.yaml:3: hook_point: ln_final.hook_scale has one value per token"));
 }
 
-TEST(ParseRunConfig, RejectsAHeadIndexOnAHookWithoutHeads) {
+TEST(ParseRunConfigTest, RejectsAHeadIndexOnAHookWithoutHeads) {
   EXPECT_EQ(ErrorOf("hook_point: blocks.1.hook_mlp_out\nhook_point_head_index: 3\n"),
             "run.yaml:4: hook_point_head_index: only per-head hooks (attn.hook_q, hook_k, hook_v, "
             "hook_z) have heads; hook_point blocks.1.hook_mlp_out (line 3) is not one; remove "
@@ -308,21 +309,21 @@ TEST(ParseRunConfig, RejectsAHeadIndexOnAHookWithoutHeads) {
       3);
 }
 
-TEST(ParseRunConfig, RejectsAHookPointLayerThatContradictsTheHookName) {
+TEST(ParseRunConfigTest, RejectsAHookPointLayerThatContradictsTheHookName) {
   EXPECT_EQ(ErrorOf("hook_point: blocks.2.hook_resid_pre\nhook_point_layer: 3\n"),
             "run.yaml:4: hook_point_layer: 3 contradicts hook_point blocks.2.hook_resid_pre "
             "(line 3), which is in layer 2; remove hook_point_layer (it is derived) or make them "
             "agree");
 }
 
-TEST(ParseRunConfig, LetsDSaeAloneSetTheWidth) {
+TEST(ParseRunConfigTest, LetsDSaeAloneSetTheWidth) {
   RunConfig c = Parse("d_in: 768\nd_sae: 1000\n");
   EXPECT_EQ(c.d_sae, 1000);
   EXPECT_EQ(c.expansion_factor, std::nullopt);
   EXPECT_EQ(EffectiveDSae(c), 1000);
 }
 
-TEST(ParseRunConfig, AcceptsDSaeAndExpansionFactorOnlyWhenTheyAgree) {
+TEST(ParseRunConfigTest, AcceptsDSaeAndExpansionFactorOnlyWhenTheyAgree) {
   EXPECT_EQ(Parse("d_in: 768\nexpansion_factor: 4\nd_sae: 3072\n").d_sae, 3072);
   EXPECT_EQ(ErrorOf("d_in: 768\nexpansion_factor: 4\nd_sae: 1000\n"),
             "run.yaml:5: d_sae: 1000 contradicts expansion_factor 4 (line 4) times d_in 768 = "
@@ -332,27 +333,27 @@ TEST(ParseRunConfig, AcceptsDSaeAndExpansionFactorOnlyWhenTheyAgree) {
             "4) or d_sae");
 }
 
-TEST(ParseRunConfig, RejectsARunShorterThanOneBatch) {
+TEST(ParseRunConfigTest, RejectsARunShorterThanOneBatch) {
   EXPECT_EQ(ErrorOf("total_training_tokens: 1000\n"),
             "run.yaml:3: total_training_tokens: 1000 is less than train_batch_size 4096 "
             "(default): not one training step would run");
 }
 
-TEST(ParseRunConfig, RejectsABatchThatTrainersCannotShareEqually) {
+TEST(ParseRunConfigTest, RejectsABatchThatTrainersCannotShareEqually) {
   EXPECT_EQ(ErrorOf("trainers: 3\n"),
             "run.yaml: train_batch_size: 4096 is not divisible by trainers 3 (line 3); each "
             "trainer takes train_batch_size / trainers activations per step");
   EXPECT_EQ(Parse("trainers: 4\n").trainers, 4);
 }
 
-TEST(ParseRunConfig, RejectsAMixingBufferSmallerThanABatch) {
+TEST(ParseRunConfigTest, RejectsAMixingBufferSmallerThanABatch) {
   EXPECT_EQ(ErrorOf("n_batches_in_buffer: 2\nstore_batch_size: 4\ncontext_size: 16\n"),
             "run.yaml:3: n_batches_in_buffer: 2 makes half a buffer 1 * store_batch_size 4 * "
             "context_size 16 = 64 activations, fewer than one trainer's batch of 4096; raise "
             "n_batches_in_buffer or store_batch_size");
 }
 
-TEST(ParseRunConfig, RejectsScheduleKeysThatDoNotFitTheRun) {
+TEST(ParseRunConfigTest, RejectsScheduleKeysThatDoNotFitTheRun) {
   EXPECT_THAT(ErrorOf("lr_scheduler_name: linearwarmupdecay\nlr_warm_up_steps: 488\n"),
               HasSubstr("run.yaml:4: lr_warm_up_steps: 488 leaves no steps to decay over: the "
                         "run has 488 steps"));
@@ -366,7 +367,7 @@ TEST(ParseRunConfig, RejectsScheduleKeysThatDoNotFitTheRun) {
             "(total_training_tokens / train_batch_size)");
 }
 
-TEST(Warnings, SayThatLogToWandbIsReplacedByPrometheus) {
+TEST(WarningsTest, SayThatLogToWandbIsReplacedByPrometheus) {
   RunConfig c = Parse("log_to_wandb: true\nwandb_project: p\nwandb_entity: me\n");
   ASSERT_EQ(c.source.warnings.size(), 1u);
   EXPECT_THAT(c.source.warnings[0], HasSubstr("run.yaml:3: log_to_wandb: this service does not "
@@ -374,11 +375,11 @@ TEST(Warnings, SayThatLogToWandbIsReplacedByPrometheus) {
                                               "Prometheus"));
 }
 
-TEST(Warnings, AreEmptyForAPlainConfig) {
+TEST(WarningsTest, AreEmptyForAPlainConfig) {
   EXPECT_THAT(Parse("lr: 4e-4\nlog_to_wandb: false\n").source.warnings, IsEmpty());
 }
 
-TEST(Warnings, NameKeysTheArchitectureIgnores) {
+TEST(WarningsTest, NameKeysTheArchitectureIgnores) {
   RunConfig c = Parse("architecture: topk\nk: 32\nl1_coefficient: 8e-5\n");
   EXPECT_THAT(c.source.warnings,
               ElementsAre("run.yaml:5: l1_coefficient: ignored by architecture topk (line 3)"));
@@ -387,13 +388,13 @@ TEST(Warnings, NameKeysTheArchitectureIgnores) {
                                              "architecture standard (default)"));
 }
 
-TEST(Warnings, RepeatTheSeedsAdviceAgainstZeroDecoderBias) {
+TEST(WarningsTest, RepeatTheSeedsAdviceAgainstZeroDecoderBias) {
   EXPECT_THAT(Parse("b_dec_init_method: zeros\n").source.warnings,
               ElementsAre(HasSubstr("run.yaml:3: b_dec_init_method: zeros is probably not what "
                                     "you want")));
 }
 
-TEST(ApplyOverride, SetsAKeyWithTheSameChecksAsAFile) {
+TEST(ApplyOverrideTest, SetsAKeyWithTheSameChecksAsAFile) {
   RunConfig c = Parse("");
   ASSERT_TRUE(ApplyOverride(c, "lr=4e-4").ok());
   ASSERT_TRUE(ApplyOverride(c, " total_training_tokens = 300_000_000").ok());
@@ -406,7 +407,7 @@ TEST(ApplyOverride, SetsAKeyWithTheSameChecksAsAFile) {
   EXPECT_EQ(KeyLocation(c, "lr"), "--set");
 }
 
-TEST(ApplyOverride, RejectsAWrongTypeAndLeavesTheConfigUnchanged) {
+TEST(ApplyOverrideTest, RejectsAWrongTypeAndLeavesTheConfigUnchanged) {
   RunConfig c = Parse("");
   RunConfig before = c;
   absl::Status status = ApplyOverride(c, "lr=abc");
@@ -418,7 +419,7 @@ TEST(ApplyOverride, RejectsAWrongTypeAndLeavesTheConfigUnchanged) {
   EXPECT_EQ(ApplyOverride(c, "lr=[1]").message(), "--set: lr: expected number > 0, got a list");
 }
 
-TEST(ApplyOverride, RejectsUnknownKeysAndMissingEquals) {
+TEST(ApplyOverrideTest, RejectsUnknownKeysAndMissingEquals) {
   RunConfig c = Parse("");
   EXPECT_EQ(ApplyOverride(c, "expansion_factr=8").message(),
             "--set: expansion_factr: unknown key; did you mean expansion_factor? "
@@ -427,14 +428,14 @@ TEST(ApplyOverride, RejectsUnknownKeysAndMissingEquals) {
             "--set expects key=value (for example --set lr=4e-4), got 'lr'");
 }
 
-TEST(ApplyOverride, WithDSaeAloneSetsTheWidth) {
+TEST(ApplyOverrideTest, WithDSaeAloneSetsTheWidth) {
   RunConfig c = Parse("d_in: 768\n");
   ASSERT_TRUE(ApplyOverride(c, "d_sae=1000").ok());
   EXPECT_EQ(c.expansion_factor, std::nullopt);
   EXPECT_TRUE(ValidateRunConfig(c).ok());
 }
 
-TEST(ApplyOverrides, ChecksCombinationsOnlyAfterTheLastOverride) {
+TEST(ApplyOverridesTest, ChecksCombinationsOnlyAfterTheLastOverride) {
   RunConfig c = Parse("");
   EXPECT_TRUE(ApplyOverrides(c, {"architecture=topk", "k=32"}).ok());
   EXPECT_EQ(c.architecture, Architecture::kTopK);
@@ -444,14 +445,15 @@ TEST(ApplyOverrides, ChecksCombinationsOnlyAfterTheLastOverride) {
             "latents per token, for example 32");
 }
 
-TEST(ApplyOverrides, RecomputeWarnings) {
+TEST(ApplyOverridesTest, RecomputeWarnings) {
   RunConfig c = Parse("");
   ASSERT_TRUE(ApplyOverrides(c, {"log_to_wandb=true"}).ok());
   EXPECT_THAT(c.source.warnings, ElementsAre(HasSubstr("--set: log_to_wandb: this service")));
 }
 
-TEST(LoadRunConfig, NamesTheFileInErrors) {
-  std::string path = ::testing::TempDir() + "/load_run_config_test.yaml";
+TEST(LoadRunConfigTest, NamesTheFileInErrors) {
+  const support::TempDir temp("parse_test");
+  const std::string path = temp.File("load_run_config_test.yaml");
   std::ofstream(path) << kMinimal << "lr: fast\n";
   absl::StatusOr<RunConfig> c = LoadRunConfig(path);
   ASSERT_FALSE(c.ok());
@@ -460,14 +462,14 @@ TEST(LoadRunConfig, NamesTheFileInErrors) {
   EXPECT_FALSE(LoadRunConfig(path).ok());
 }
 
-TEST(ConfigKeyError, NamesTheKeyItsLineAndTheMessage) {
+TEST(ConfigKeyErrorTest, NamesTheKeyItsLineAndTheMessage) {
   RunConfig c = Parse("is_dataset_tokenized: true\n");
   absl::Status status = ConfigKeyError(c, "is_dataset_tokenized", "the dataset holds text");
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(status.message(), "run.yaml:3: is_dataset_tokenized: the dataset holds text");
 }
 
-TEST(LoadRunConfig, OverridesMaySupplyAKeyTheFileLeavesOut) {
+TEST(LoadRunConfigTest, OverridesMaySupplyAKeyTheFileLeavesOut) {
   // model_path and dataset_path are required; the file has neither.
   absl::StatusOr<RunConfig> without = ParseRunConfig("lr: 0.001\n", "run.yaml");
   EXPECT_FALSE(without.ok());

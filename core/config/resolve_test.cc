@@ -29,7 +29,7 @@ std::string ErrorOf(const std::string& extra) {
   return config.ok() ? "" : std::string(config.status().message());
 }
 
-TEST(ResolveAgainstModel, DerivesLayerAndWidthOfTheResidualStream) {
+TEST(ResolveAgainstModelTest, DerivesLayerAndWidthOfTheResidualStream) {
   absl::StatusOr<RunConfig> c = Resolve("hook_point: blocks.2.hook_resid_pre\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->hook_point_layer, 2);
@@ -38,21 +38,21 @@ TEST(ResolveAgainstModel, DerivesLayerAndWidthOfTheResidualStream) {
   EXPECT_EQ(c->expansion_factor, 4);
 }
 
-TEST(ResolveAgainstModel, DerivesTheDefaultHookAsTheSeedDoes) {
+TEST(ResolveAgainstModelTest, DerivesTheDefaultHookAsTheSeedDoes) {
   absl::StatusOr<RunConfig> c = Resolve("");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->hook_point_layer, 0);  // blocks.0.hook_mlp_out
   EXPECT_EQ(c->d_in, 768);
 }
 
-TEST(ResolveAgainstModel, DerivesTheMlpWidthFromDMlp) {
+TEST(ResolveAgainstModelTest, DerivesTheMlpWidthFromDMlp) {
   absl::StatusOr<RunConfig> c = Resolve("hook_point: blocks.5.mlp.hook_post\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->hook_point_layer, 5);
   EXPECT_EQ(c->d_in, 3072);
 }
 
-TEST(ResolveAgainstModel, DerivesOneHeadsWidthOrAllHeadsFlattened) {
+TEST(ResolveAgainstModelTest, DerivesOneHeadsWidthOrAllHeadsFlattened) {
   absl::StatusOr<RunConfig> one =
       Resolve("hook_point: blocks.3.attn.hook_z\nhook_point_head_index: 4\n");
   ASSERT_TRUE(one.ok()) << one.status();
@@ -62,7 +62,7 @@ TEST(ResolveAgainstModel, DerivesOneHeadsWidthOrAllHeadsFlattened) {
   EXPECT_EQ(all->d_in, 768);
 }
 
-TEST(ResolveAgainstModel, RunsEmbeddingHooksThroughLayerZeroAndFinalHooksThroughTheLast) {
+TEST(ResolveAgainstModelTest, RunsEmbeddingHooksThroughLayerZeroAndFinalHooksThroughTheLast) {
   absl::StatusOr<RunConfig> embed = Resolve("hook_point: hook_embed\n");
   ASSERT_TRUE(embed.ok()) << embed.status();
   EXPECT_EQ(embed->hook_point_layer, 0);
@@ -72,7 +72,7 @@ TEST(ResolveAgainstModel, RunsEmbeddingHooksThroughLayerZeroAndFinalHooksThrough
   EXPECT_EQ(final_norm->d_in, 768);
 }
 
-TEST(ResolveAgainstModel, AcceptsWhatAgreesWithTheModel) {
+TEST(ResolveAgainstModelTest, AcceptsWhatAgreesWithTheModel) {
   absl::StatusOr<RunConfig> c = Resolve(
       "hook_point: blocks.2.hook_resid_pre\nhook_point_layer: 2\nd_in: 768\n"
       "expansion_factor: 64\nd_sae: 49152\n");
@@ -80,7 +80,7 @@ TEST(ResolveAgainstModel, AcceptsWhatAgreesWithTheModel) {
   EXPECT_EQ(c->d_sae, 49152);
 }
 
-TEST(ResolveAgainstModel, RejectsADInThatContradictsTheHookPoint) {
+TEST(ResolveAgainstModelTest, RejectsADInThatContradictsTheHookPoint) {
   EXPECT_EQ(ErrorOf("hook_point: blocks.2.hook_resid_pre\nlr: 4e-4\nd_in: 512\n"),
             "run.yaml:5: d_in: 512 contradicts hook_point blocks.2.hook_resid_pre (line 3), "
             "whose activations have 768 dimensions in this model; remove d_in (it is derived) or "
@@ -91,50 +91,50 @@ TEST(ResolveAgainstModel, RejectsADInThatContradictsTheHookPoint) {
                 "whose activations have 64 dimensions"));
 }
 
-TEST(ResolveAgainstModel, RejectsAHookPointLayerThatContradictsAFinalHook) {
+TEST(ResolveAgainstModelTest, RejectsAHookPointLayerThatContradictsAFinalHook) {
   EXPECT_EQ(ErrorOf("hook_point: ln_final.hook_normalized\nhook_point_layer: 3\n"),
             "run.yaml:4: hook_point_layer: 3 contradicts hook_point ln_final.hook_normalized "
             "(line 3), which needs the forward through layer 11; remove hook_point_layer (it is "
             "derived) or make them agree");
 }
 
-TEST(ResolveAgainstModel, RejectsAHookInALayerTheModelLacks) {
+TEST(ResolveAgainstModelTest, RejectsAHookInALayerTheModelLacks) {
   EXPECT_EQ(ErrorOf("hook_point: blocks.12.hook_resid_post\n"),
             "run.yaml:3: hook_point: hook point 'blocks.12.hook_resid_post' names layer 12 but "
             "the model has 12 layers (0..11)");
 }
 
-TEST(ResolveAgainstModel, RejectsAHeadIndexBeyondTheModelsHeads) {
+TEST(ResolveAgainstModelTest, RejectsAHeadIndexBeyondTheModelsHeads) {
   EXPECT_EQ(ErrorOf("hook_point: blocks.0.attn.hook_q\nhook_point_head_index: 12\n"),
             "run.yaml:4: hook_point_head_index: 12 is out of range: the model has 12 heads; "
             "allowed: 0 to 11");
 }
 
-TEST(ResolveAgainstModel, RejectsAContextLongerThanTheModels) {
+TEST(ResolveAgainstModelTest, RejectsAContextLongerThanTheModels) {
   EXPECT_EQ(ErrorOf("context_size: 2048\n"),
             "run.yaml:3: context_size: 2048 is longer than the model's context of 1024 tokens; "
             "allowed: 1 to 1024");
 }
 
-TEST(ResolveAgainstModel, RejectsKLargerThanTheDerivedDSae) {
+TEST(ResolveAgainstModelTest, RejectsKLargerThanTheDerivedDSae) {
   EXPECT_EQ(ErrorOf("architecture: topk\nexpansion_factor: 1\nk: 1000\n"),
             "run.yaml:5: k: 1000 is larger than d_sae 768; allowed: 1 to d_sae");
 }
 
-TEST(ResolveAgainstModel, RejectsDSaeThatContradictsTheDerivedWidth) {
+TEST(ResolveAgainstModelTest, RejectsDSaeThatContradictsTheDerivedWidth) {
   EXPECT_EQ(ErrorOf("expansion_factor: 4\nd_sae: 1000\n"),
             "run.yaml:4: d_sae: 1000 contradicts expansion_factor 4 (line 3) times d_in 768 = "
             "3072; write only one of them");
 }
 
-TEST(ResolveAgainstModel, KeepsDSaeWrittenAlone) {
+TEST(ResolveAgainstModelTest, KeepsDSaeWrittenAlone) {
   absl::StatusOr<RunConfig> c = Resolve("d_sae: 1000\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->d_sae, 1000);
   EXPECT_EQ(c->expansion_factor, std::nullopt);
 }
 
-TEST(ResolveAgainstModel, IsIdempotent) {
+TEST(ResolveAgainstModelTest, IsIdempotent) {
   absl::StatusOr<RunConfig> c = Resolve("hook_point: blocks.2.hook_resid_pre\n");
   ASSERT_TRUE(c.ok()) << c.status();
   RunConfig again = *c;
@@ -142,7 +142,7 @@ TEST(ResolveAgainstModel, IsIdempotent) {
   EXPECT_EQ(again, *c);
 }
 
-TEST(ResolveAgainstModel, ChecksAResolvedConfigAgainstAnotherModel) {
+TEST(ResolveAgainstModelTest, ChecksAResolvedConfigAgainstAnotherModel) {
   absl::StatusOr<RunConfig> c = Resolve("hook_point: blocks.2.hook_resid_pre\n");
   ASSERT_TRUE(c.ok()) << c.status();
   model::ModelDims tiny = {4, 64, 4, 256, 128, 50257};

@@ -72,12 +72,12 @@ RunConfig Unusual() {
   return c;
 }
 
-TEST(ToYaml, RoundTripsTheDefaults) {
+TEST(ToYamlTest, RoundTripsTheDefaults) {
   RunConfig c = MustParse("model_path: /m\ndataset_path: /d\n");
   EXPECT_EQ(MustParse(ToYaml(c)), c);
 }
 
-TEST(ToYaml, RoundTripsEveryKeySetAwayFromItsDefault) {
+TEST(ToYamlTest, RoundTripsEveryKeySetAwayFromItsDefault) {
   RunConfig c = Unusual();
   ASSERT_TRUE(ValidateRunConfig(c).ok()) << ValidateRunConfig(c);
   std::string yaml = ToYaml(c);
@@ -90,7 +90,7 @@ TEST(ToYaml, RoundTripsEveryKeySetAwayFromItsDefault) {
   EXPECT_EQ(ToYaml(back), yaml);
 }
 
-TEST(ToYaml, RoundTripsAConfigResolvedAgainstAModel) {
+TEST(ToYamlTest, RoundTripsAConfigResolvedAgainstAModel) {
   RunConfig c = MustParse(
       "model_path: /m\ndataset_path: /d\nhook_point: blocks.2.hook_resid_pre\n"
       "expansion_factor: 64\n");
@@ -103,7 +103,7 @@ TEST(ToYaml, RoundTripsAConfigResolvedAgainstAModel) {
   EXPECT_EQ(MustParse(ToYaml(c)), c);
 }
 
-TEST(ToYaml, WritesEveryKeyOnceUnderItsGroup) {
+TEST(ToYamlTest, WritesEveryKeyOnceUnderItsGroup) {
   std::string yaml = ToYaml(RunConfig{});
   for (const KeySpec& key : RunConfigKeys()) {
     EXPECT_THAT(yaml, HasSubstr("\n" + key.name + ": " + key.default_text + "\n"));
@@ -113,7 +113,7 @@ TEST(ToYaml, WritesEveryKeyOnceUnderItsGroup) {
   }
 }
 
-TEST(ToYaml, WritesReadableScalars) {
+TEST(ToYamlTest, WritesReadableScalars) {
   std::string yaml = ToYaml(RunConfig{});
   EXPECT_THAT(yaml, HasSubstr("\nlr: 0.0003\n"));
   EXPECT_THAT(yaml, HasSubstr("\nhook_point: blocks.0.hook_mlp_out\n"));
@@ -122,7 +122,7 @@ TEST(ToYaml, WritesReadableScalars) {
   EXPECT_THAT(yaml, HasSubstr("\nlr_scheduler_name: constantwithwarmup\n"));
 }
 
-TEST(ToJson, HoldsEveryKeyWithItsJsonType) {
+TEST(ToJsonTest, HoldsEveryKeyWithItsJsonType) {
   RunConfig c = MustParse("model_path: /m\ndataset_path: /d\nd_in: 768\n");
   nlohmann::json json = ToJson(c);
   EXPECT_EQ(json.size(), RunConfigKeys().size());
@@ -136,7 +136,7 @@ TEST(ToJson, HoldsEveryKeyWithItsJsonType) {
   EXPECT_EQ(json["dtype"], "float32");
 }
 
-TEST(RunConfigEquality, IgnoresWhereKeysCameFrom) {
+TEST(RunConfigEqualityTest, IgnoresWhereKeysCameFrom) {
   RunConfig a = MustParse("model_path: /m\ndataset_path: /d\nlr: 3e-4\n");
   RunConfig b = MustParse("dataset_path: /d\nmodel_path: /m\n");
   EXPECT_EQ(a, b);

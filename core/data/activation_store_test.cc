@@ -5,8 +5,9 @@
 
 #include <random>
 
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
+#include "support/random_gpt2.h"
+#include "support/temp_dir.h"
 
 namespace sae::data {
 namespace {
@@ -16,11 +17,7 @@ using ::testing::HasSubstr;
 class ActivationStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model::Gpt2Config c;
-    c.n_layer = 2;
-    c.n_embd = 32;
-    c.n_head = 4;
-    c.n_positions = 64;
+    const model::Gpt2Config c = support::TinyConfig();
     model_ = *model::Gpt2Model::FromWeights(model::RandomGpt2Weights(c, 3), {});
     // A token stream of documents of random lengths, delimited by <|endoftext|>.
     std::mt19937 rng(5);
@@ -57,7 +54,7 @@ class ActivationStoreTest : public ::testing::Test {
     return r->activations.at(hook).reshape({n * 16, -1});
   }
 
-  TestFolder folder_;
+  support::TempDir folder_;
   std::unique_ptr<model::Gpt2Model> model_;
   std::shared_ptr<const Dataset> dataset_;
 };

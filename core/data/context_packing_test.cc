@@ -21,7 +21,7 @@ PackingOptions Packing(int64_t context_size, bool prepend_bos = true) {
   return options;
 }
 
-TEST(ContextPacking, EveryContextStartsWithBosAndHoldsExactlyContextSizeIds) {
+TEST(ContextPackingTest, EveryContextStartsWithBosAndHoldsExactlyContextSizeIds) {
   std::vector<std::vector<int32_t>> contexts =
       PackDocuments(Packing(5), {{1, 2}, {3, 4, 5, 6, 7, 8, 9}, {10}, {11, 12, 13, 14}});
   ASSERT_FALSE(contexts.empty());
@@ -31,37 +31,37 @@ TEST(ContextPacking, EveryContextStartsWithBosAndHoldsExactlyContextSizeIds) {
   }
 }
 
-TEST(ContextPacking, DocumentsAreConcatenatedEachAfterItsBos) {
+TEST(ContextPackingTest, DocumentsAreConcatenatedEachAfterItsBos) {
   EXPECT_THAT(PackDocuments(Packing(6), {{1, 2}, {3}, {4, 5}, {6, 7, 8, 9}}),
               ElementsAre(ElementsAre(B, 1, 2, B, 3, B), ElementsAre(B, 4, 5, B, 6, 7)));
 }
 
-TEST(ContextPacking, OverflowingDocumentContinuesInTheNextContextAfterABos) {
+TEST(ContextPackingTest, OverflowingDocumentContinuesInTheNextContextAfterABos) {
   EXPECT_THAT(
       PackDocuments(Packing(4), {{1, 2, 3, 4, 5, 6, 7, 8}, {9, 10}}),
       ElementsAre(ElementsAre(B, 1, 2, 3), ElementsAre(B, 4, 5, 6), ElementsAre(B, 7, 8, B)));
 }
 
-TEST(ContextPacking, ContextWithRoomOnlyForABosEndsWithItAndTheDocumentStartsOverAfterABos) {
+TEST(ContextPackingTest, ContextWithRoomOnlyForABosEndsWithItAndTheDocumentStartsOverAfterABos) {
   EXPECT_THAT(PackDocuments(Packing(4), {{1, 2}, {3, 4, 5}, {6, 7}}),
               ElementsAre(ElementsAre(B, 1, 2, B), ElementsAre(B, 3, 4, 5)));
 }
 
-TEST(ContextPacking, DocumentFillingAContextExactlyLeavesTheNextContextToTheNextDocument) {
+TEST(ContextPackingTest, DocumentFillingAContextExactlyLeavesTheNextContextToTheNextDocument) {
   EXPECT_THAT(PackDocuments(Packing(4), {{1, 2, 3}, {4, 5, 6}}),
               ElementsAre(ElementsAre(B, 1, 2, 3), ElementsAre(B, 4, 5, 6)));
 }
 
-TEST(ContextPacking, WithoutPrependBosDocumentsAreConcatenatedWithNeitherBosNorSeparator) {
+TEST(ContextPackingTest, WithoutPrependBosDocumentsAreConcatenatedWithNeitherBosNorSeparator) {
   EXPECT_THAT(PackDocuments(Packing(4, /*prepend_bos=*/false), {{1, 2, 3, 4, 5}, {6}, {7, 8, 9}}),
               ElementsAre(ElementsAre(1, 2, 3, 4), ElementsAre(5, 6, 7, 8)));
 }
 
-TEST(ContextPacking, IncompleteLastContextIsDropped) {
+TEST(ContextPackingTest, IncompleteLastContextIsDropped) {
   EXPECT_THAT(PackDocuments(Packing(4), {{1, 2, 3}, {4}}), ElementsAre(ElementsAre(B, 1, 2, 3)));
 }
 
-TEST(ContextPacking, AppendDocumentPieceReportsHowFarTheDocumentWasConsumed) {
+TEST(ContextPackingTest, AppendDocumentPieceReportsHowFarTheDocumentWasConsumed) {
   TokenSequence document = TokenSequence::Owned({1, 2, 3, 4, 5, 6});
   std::vector<int32_t> context = {B, 9};
   size_t consumed = AppendDocumentPiece(Packing(5), document, 0, &context);
@@ -73,7 +73,7 @@ TEST(ContextPacking, AppendDocumentPieceReportsHowFarTheDocumentWasConsumed) {
   EXPECT_THAT(context, ElementsAre(B, 3, 4, 5, 6));
 }
 
-TEST(ContextPacking, LosesNoIdAndAddsOnlyBosesOnRandomDocuments) {
+TEST(ContextPackingTest, LosesNoIdAndAddsOnlyBosesOnRandomDocuments) {
   std::mt19937 random(7);
   for (int trial = 0; trial < 50; ++trial) {
     int64_t context_size = 2 + random() % 40;

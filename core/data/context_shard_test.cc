@@ -10,10 +10,10 @@
 #include "core/data/dataset.h"
 #include "core/data/document_stream.h"
 #include "core/data/shard_cursor.h"
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::data {
 namespace {
@@ -56,7 +56,7 @@ struct Layout {
   bool rows;
 };
 
-std::vector<Layout> WriteLayouts(const TestFolder& folder,
+std::vector<Layout> WriteLayouts(const support::TempDir& folder,
                                  const std::vector<std::vector<int32_t>>& documents) {
   std::vector<Layout> layouts;
   layouts.push_back({"one .bin", folder.Write("one.bin", BinOf(documents)), false});
@@ -85,8 +85,8 @@ std::shared_ptr<const Dataset> OpenOrDie(const std::string& path, int64_t contex
   return dataset.ok() ? *dataset : nullptr;
 }
 
-TEST(ContextShards, AreDisjointAndTogetherCoverEveryDocumentOnce) {
-  TestFolder folder;
+TEST(ContextShardsTest, AreDisjointAndTogetherCoverEveryDocumentOnce) {
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(120, 11);
   for (const Layout& layout : WriteLayouts(folder, documents)) {
     std::shared_ptr<const Dataset> dataset = OpenOrDie(layout.path);
@@ -138,8 +138,8 @@ std::vector<std::vector<int32_t>> EpochZero(std::shared_ptr<const Dataset> datas
   return documents;
 }
 
-TEST(HeldOutTail, IsNeverReadByTrainingShardsAndHoldsTheLastDocuments) {
-  TestFolder folder;
+TEST(HeldOutTailTest, IsNeverReadByTrainingShardsAndHoldsTheLastDocuments) {
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(120, 17);
   for (const Layout& layout : WriteLayouts(folder, documents)) {
     SCOPED_TRACE(layout.name);
@@ -169,8 +169,8 @@ TEST(HeldOutTail, IsNeverReadByTrainingShardsAndHoldsTheLastDocuments) {
   }
 }
 
-TEST(HeldOutTail, IsAnErrorToReadWhenNothingIsHeldOut) {
-  TestFolder folder;
+TEST(HeldOutTailTest, IsAnErrorToReadWhenNothingIsHeldOut) {
+  support::TempDir folder;
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("one.bin", BinOf(RandomDocuments(10, 3))));
   absl::StatusOr<std::unique_ptr<DocumentStream>> stream =
@@ -214,8 +214,8 @@ std::vector<std::vector<int32_t>> ReadWithRestarts(const std::string& path, int6
   return contexts;
 }
 
-TEST(ContextShards, StreamInterruptedAtRandomPointsAndResumedFromItsCursorIsTheSameStream) {
-  TestFolder folder;
+TEST(ContextShardsTest, StreamInterruptedAtRandomPointsAndResumedFromItsCursorIsTheSameStream) {
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(60, 12);
   std::mt19937 random(13);
   for (const Layout& layout : WriteLayouts(folder, documents)) {
@@ -242,8 +242,8 @@ TEST(ContextShards, StreamInterruptedAtRandomPointsAndResumedFromItsCursorIsTheS
   }
 }
 
-TEST(ContextShards, ResumeRightAtAnEpochBoundaryContinuesInTheNextEpoch) {
-  TestFolder folder;
+TEST(ContextShardsTest, ResumeRightAtAnEpochBoundaryContinuesInTheNextEpoch) {
+  support::TempDir folder;
   // Rows: one context per document, so the boundary falls exactly between two contexts.
   std::vector<std::vector<int32_t>> rows = RandomDocuments(5, 14);
   for (std::vector<int32_t>& row : rows) row.resize(8, 3);
@@ -263,8 +263,8 @@ TEST(ContextShards, ResumeRightAtAnEpochBoundaryContinuesInTheNextEpoch) {
   EXPECT_EQ((*resumed)->cursor().epoch, 1u);
 }
 
-TEST(ContextShards, ExhaustedShardStartsANewEpochAndCountsIt) {
-  TestFolder folder;
+TEST(ContextShardsTest, ExhaustedShardStartsANewEpochAndCountsIt) {
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> rows = RandomDocuments(4, 15);
   for (std::vector<int32_t>& row : rows) row.resize(8, 3);
   std::shared_ptr<const Dataset> dataset = OpenOrDie(folder.Write("rows.jsonl", JsonlOf(rows)), 8);
@@ -283,8 +283,8 @@ TEST(ContextShards, ExhaustedShardStartsANewEpochAndCountsIt) {
   EXPECT_EQ((*shard)->epoch(), 3u);
 }
 
-TEST(ContextShards, PackingContinuesAcrossTheEpochBoundary) {
-  TestFolder folder;
+TEST(ContextShardsTest, PackingContinuesAcrossTheEpochBoundary) {
+  support::TempDir folder;
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("a.bin", BinOf({{1, 2, 3}, {4, 5}})), 4);
   auto shard = ContextShard::Open(dataset, 0, 1);
@@ -296,7 +296,7 @@ TEST(ContextShards, PackingContinuesAcrossTheEpochBoundary) {
                 {kEot, 1, 2, 3}, {kEot, 4, 5, kEot}, {kEot, 1, 2, 3}, {kEot, 4, 5, kEot}}));
 }
 
-TEST(ShardCursor, SerialisesToAFewBytesAndBack) {
+TEST(ShardCursorTest, SerialisesToAFewBytesAndBack) {
   ShardCursor cursor;
   cursor.shard_index = 3;
   cursor.shard_count = 8;
@@ -320,8 +320,8 @@ TEST(ShardCursor, SerialisesToAFewBytesAndBack) {
   EXPECT_THAT(ShardCursor::FromBytes(other_version).status().message(), HasSubstr("version 9"));
 }
 
-TEST(ShardCursor, EachContextMovesTheCursorFurther) {
-  TestFolder folder;
+TEST(ShardCursorTest, EachContextMovesTheCursorFurther) {
+  support::TempDir folder;
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("a.bin", BinOf(RandomDocuments(20, 16))), 8);
   auto shard = ContextShard::Open(dataset, 1, 2);
@@ -341,8 +341,8 @@ TEST(ShardCursor, EachContextMovesTheCursorFurther) {
   EXPECT_FALSE(other_shard.IsAfter(previous));
 }
 
-TEST(ContextShards, CursorOfOtherDataIsRejected) {
-  TestFolder folder;
+TEST(ContextShardsTest, CursorOfOtherDataIsRejected) {
+  support::TempDir folder;
   std::shared_ptr<const Dataset> first =
       OpenOrDie(folder.Write("a.bin", BinOf(RandomDocuments(10, 17))), 8);
   std::shared_ptr<const Dataset> second =
@@ -354,8 +354,8 @@ TEST(ContextShards, CursorOfOtherDataIsRejected) {
   EXPECT_THAT(resumed.status().message(), HasSubstr("belongs to other data"));
 }
 
-TEST(ContextShards, ShardThatOwnsNoDocumentSaysSoAndSuggestsFewerShards) {
-  TestFolder folder;
+TEST(ContextShardsTest, ShardThatOwnsNoDocumentSaysSoAndSuggestsFewerShards) {
+  support::TempDir folder;
   // Two long documents; the middle shards' ranges hold no document start.
   std::shared_ptr<const Dataset> dataset =
       OpenOrDie(folder.Write("a.bin", BinOf(RandomDocuments(2, 19, 400))), 8);

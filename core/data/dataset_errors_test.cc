@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "core/data/context_shard.h"
 #include "core/data/dataset.h"
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::data {
 namespace {
@@ -40,30 +40,30 @@ absl::Status OpenAndRead(const std::string& path, int64_t context_size = 4) {
   return OpenAndRead(Options(path, context_size));
 }
 
-TEST(DatasetErrors, MissingPathIsNotFoundNamingIt) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, MissingPathIsNotFoundNamingIt) {
+  support::TempDir folder;
   std::string path = folder.path() + "/no_such_file.jsonl";
   absl::Status status = OpenAndRead(path);
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(status.message(), AllOf(HasSubstr(path), HasSubstr("does not exist")));
 }
 
-TEST(DatasetErrors, HubDatasetNameSaysHubDatasetsCannotBeDownloaded) {
+TEST(DatasetErrorsTest, HubDatasetNameSaysHubDatasetsCannotBeDownloaded) {
   absl::Status status = OpenAndRead("NeelNanda/c4-10k");
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(status.message(), HasSubstr("Hugging Face Hub"));
 }
 
-TEST(DatasetErrors, GlobMatchingNothingIsNotFoundNamingIt) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, GlobMatchingNothingIsNotFoundNamingIt) {
+  support::TempDir folder;
   std::string glob = folder.path() + "/*.bin";
   absl::Status status = OpenAndRead(glob);
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(status.message(), AllOf(HasSubstr(glob), HasSubstr("matches no files")));
 }
 
-TEST(DatasetErrors, UnreadableFileIsAnErrorNamingIt) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, UnreadableFileIsAnErrorNamingIt) {
+  support::TempDir folder;
   // A symbolic link to itself cannot be opened, whoever runs the test.
   std::string loop = folder.path() + "/loop.jsonl";
   ASSERT_EQ(::symlink(loop.c_str(), loop.c_str()), 0);
@@ -79,12 +79,12 @@ TEST(DatasetErrors, UnreadableFileIsAnErrorNamingIt) {
   EXPECT_THAT(status.message(), HasSubstr(inner_loop));
 }
 
-TEST(DatasetErrors, FileWithoutReadPermissionIsPermissionDeniedNamingIt) {
+TEST(DatasetErrorsTest, FileWithoutReadPermissionIsPermissionDeniedNamingIt) {
   if (::geteuid() == 0) {
     GTEST_SKIP() << "running as root: chmod 000 does not stop root from reading "
                     "(UnreadableFileIsAnErrorNamingIt covers unreadable files for root)";
   }
-  TestFolder folder;
+  support::TempDir folder;
   std::string locked = folder.Write("data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n");
   ASSERT_EQ(::chmod(locked.c_str(), 0), 0);
   absl::Status status = OpenAndRead(locked);
@@ -92,8 +92,8 @@ TEST(DatasetErrors, FileWithoutReadPermissionIsPermissionDeniedNamingIt) {
   EXPECT_THAT(status.message(), HasSubstr(locked));
 }
 
-TEST(DatasetErrors, GlobMatchingAFolderIsAnErrorNamingIt) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, GlobMatchingAFolderIsAnErrorNamingIt) {
+  support::TempDir folder;
   folder.Write("a.bin/inside.bin", *EncodeNanoGptBin({1, 2}));
   absl::Status status = OpenAndRead(folder.path() + "/*.bin");
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -101,8 +101,8 @@ TEST(DatasetErrors, GlobMatchingAFolderIsAnErrorNamingIt) {
               AllOf(HasSubstr(folder.path() + "/a.bin"), HasSubstr("a glob must match files")));
 }
 
-TEST(DatasetErrors, JsonlLineWithoutTheFieldNamesFileAndLine) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, JsonlLineWithoutTheFieldNamesFileAndLine) {
+  support::TempDir folder;
   std::string path = folder.Write(
       "data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n{\"tokens\": [5, 6, 7, 8]}\n{\"text\": \"x\"}\n");
   absl::StatusOr<std::shared_ptr<const Dataset>> dataset = Dataset::Open(Options(path), nullptr);
@@ -118,16 +118,16 @@ TEST(DatasetErrors, JsonlLineWithoutTheFieldNamesFileAndLine) {
               AllOf(HasSubstr(path + ":3:"), HasSubstr("no \"tokens\" or \"input_ids\" field")));
 }
 
-TEST(DatasetErrors, FirstJsonlLineWithNeitherTextNorTokensNamesFileAndLine) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, FirstJsonlLineWithNeitherTextNorTokensNamesFileAndLine) {
+  support::TempDir folder;
   std::string path = folder.Write("data.jsonl", "\n\n{\"content\": \"x\"}\n");
   absl::Status status = OpenAndRead(path);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(status.message(), AllOf(HasSubstr(path + ":3:"), HasSubstr("\"text\"")));
 }
 
-TEST(DatasetErrors, MalformedJsonLineNamesFileAndLine) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, MalformedJsonLineNamesFileAndLine) {
+  support::TempDir folder;
   std::string path =
       folder.Write("data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n{\"tokens\": [5, 6,\n");
   DatasetOptions options = Options(path);
@@ -142,8 +142,8 @@ TEST(DatasetErrors, MalformedJsonLineNamesFileAndLine) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr(path + ":2:"), HasSubstr("malformed JSON")));
 }
 
-TEST(DatasetErrors, TokenIdBeyondTheVocabularyInJsonlNamesFileAndLine) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, TokenIdBeyondTheVocabularyInJsonlNamesFileAndLine) {
+  support::TempDir folder;
   std::string path =
       folder.Write("data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n\n{\"tokens\": [5, 50257, 7, 8]}\n");
   DatasetOptions options = Options(path);
@@ -159,8 +159,8 @@ TEST(DatasetErrors, TokenIdBeyondTheVocabularyInJsonlNamesFileAndLine) {
               AllOf(HasSubstr(path + ":3:"), HasSubstr("token id 50257"), HasSubstr("[0, 50257)")));
 }
 
-TEST(DatasetErrors, TokenIdBeyondTheVocabularyInATokenFileNamesFileAndOffset) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, TokenIdBeyondTheVocabularyInATokenFileNamesFileAndOffset) {
+  support::TempDir folder;
   std::vector<int32_t> ids = {1, 2, 50256, 3, 60000, 4, 50256};
   for (const auto& [name, bytes] : std::vector<std::pair<std::string, std::string>>{
            {"nanogpt.bin", *EncodeNanoGptBin(ids)},
@@ -182,8 +182,8 @@ TEST(DatasetErrors, TokenIdBeyondTheVocabularyInATokenFileNamesFileAndOffset) {
   EXPECT_THAT(OpenAndRead(small_vocabulary).message(), HasSubstr("token id 9"));
 }
 
-TEST(DatasetErrors, EmptyDatasetIsAnErrorNamingTheFile) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, EmptyDatasetIsAnErrorNamingTheFile) {
+  support::TempDir folder;
   std::string empty = folder.Write("empty.jsonl", "");
   absl::Status status = OpenAndRead(empty);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -205,8 +205,8 @@ TEST(DatasetErrors, EmptyDatasetIsAnErrorNamingTheFile) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr("/nothing"), HasSubstr("holding no files")));
 }
 
-TEST(DatasetErrors, PreTokenisedRowShorterThanTheContextNamesFileAndLine) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, PreTokenisedRowShorterThanTheContextNamesFileAndLine) {
+  support::TempDir folder;
   std::string path =
       folder.Write("rows.jsonl", "{\"tokens\": [1, 2, 3, 4, 5]}\n{\"tokens\": [1, 2]}\n");
   absl::StatusOr<std::shared_ptr<const Dataset>> dataset = Dataset::Open(Options(path), nullptr);
@@ -224,8 +224,8 @@ TEST(DatasetErrors, PreTokenisedRowShorterThanTheContextNamesFileAndLine) {
               AllOf(HasSubstr(npy), HasSubstr("fewer than context_size 4")));
 }
 
-TEST(DatasetErrors, MalformedTokenFilesAreErrorsNamingTheFile) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, MalformedTokenFilesAreErrorsNamingTheFile) {
+  support::TempDir folder;
   std::string odd = folder.Write("odd.bin", std::string(5, '\1'));
   EXPECT_THAT(OpenAndRead(odd).message(), AllOf(HasSubstr(odd), HasSubstr("odd size")));
   std::string truncated_llmc = *EncodeLlmcBin({1, 2, 3, 4});
@@ -240,8 +240,8 @@ TEST(DatasetErrors, MalformedTokenFilesAreErrorsNamingTheFile) {
   EXPECT_THAT(OpenAndRead(not_npy).message(), AllOf(HasSubstr(not_npy), HasSubstr("magic")));
 }
 
-TEST(DatasetErrors, FolderMixingFormatsIsAnErrorNamingBothFiles) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, FolderMixingFormatsIsAnErrorNamingBothFiles) {
+  support::TempDir folder;
   std::string bin = folder.Write("data/a.bin", *EncodeNanoGptBin({1, 2}));
   std::string jsonl = folder.Write("data/b.jsonl", "{\"tokens\": [1]}\n");
   absl::Status status = OpenAndRead(folder.path() + "/data");
@@ -249,8 +249,8 @@ TEST(DatasetErrors, FolderMixingFormatsIsAnErrorNamingBothFiles) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr(bin), HasSubstr(jsonl), HasSubstr("mixes")));
 }
 
-TEST(DatasetErrors, TextWithoutATokenizerAndBadOptionsAreErrors) {
-  TestFolder folder;
+TEST(DatasetErrorsTest, TextWithoutATokenizerAndBadOptionsAreErrors) {
+  support::TempDir folder;
   EXPECT_THAT(OpenAndRead(folder.Write("a.txt", "hello")).message(),
               HasSubstr("needs a tokenizer"));
   std::string bin = folder.Write("a.bin", *EncodeNanoGptBin({1, 2}));

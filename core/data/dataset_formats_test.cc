@@ -10,10 +10,10 @@
 #include "core/data/context_shard.h"
 #include "core/data/dataset.h"
 #include "core/data/document_stream.h"
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::data {
 namespace {
@@ -89,8 +89,8 @@ std::vector<std::vector<int32_t>> ReadContexts(std::shared_ptr<const Dataset> da
   return contexts;
 }
 
-TEST(DatasetFormats, NanoGptLlmcAndNpyTokenFilesReadTheSameDocumentsAndContexts) {
-  TestFolder folder;
+TEST(DatasetFormatsTest, NanoGptLlmcAndNpyTokenFilesReadTheSameDocumentsAndContexts) {
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(40, 1);
   std::vector<int32_t> nanogpt_stream = Stream(documents, /*eot_first=*/false);
   std::vector<int32_t> llmc_stream = Stream(documents, /*eot_first=*/true);
@@ -113,8 +113,8 @@ TEST(DatasetFormats, NanoGptLlmcAndNpyTokenFilesReadTheSameDocumentsAndContexts)
   }
 }
 
-TEST(DatasetFormats, LlmcHeaderIsRecognisedAndNanoGptFileIsTakenAsRawIds) {
-  TestFolder folder;
+TEST(DatasetFormatsTest, LlmcHeaderIsRecognisedAndNanoGptFileIsTakenAsRawIds) {
+  support::TempDir folder;
   std::vector<int32_t> stream = {kEot, 1, 2, 3, kEot, 4};
   std::shared_ptr<const Dataset> llmc =
       OpenOrDie(Options(folder.Write("a/llmc.bin", *EncodeLlmcBin(stream))));
@@ -131,8 +131,8 @@ TEST(DatasetFormats, LlmcHeaderIsRecognisedAndNanoGptFileIsTakenAsRawIds) {
   EXPECT_THAT(ReadEpoch(nanogpt), ElementsAre(ElementsAre(1, 2, 3), ElementsAre(4)));
 }
 
-TEST(DatasetFormats, FolderOfTokenFilesReadsFilesInNameOrder) {
-  TestFolder folder;
+TEST(DatasetFormatsTest, FolderOfTokenFilesReadsFilesInNameOrder) {
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> documents = RandomDocuments(12, 2);
   for (int file = 0; file < 4; ++file) {
     std::vector<std::vector<int32_t>> part(documents.begin() + 3 * file,
@@ -149,8 +149,8 @@ TEST(DatasetFormats, FolderOfTokenFilesReadsFilesInNameOrder) {
   EXPECT_EQ(ReadEpoch(globbed), documents);
 }
 
-TEST(DatasetFormats, JsonlTokenRowsAndTwoDimensionalNpyRowsAreContextsTruncatedToContextSize) {
-  TestFolder folder;
+TEST(DatasetFormatsTest, JsonlTokenRowsAndTwoDimensionalNpyRowsAreContextsTruncatedToContextSize) {
+  support::TempDir folder;
   std::vector<std::vector<int32_t>> rows = RandomDocuments(6, 3);
   for (std::vector<int32_t>& row : rows) row.resize(20, 7);
   std::string jsonl;
@@ -181,8 +181,8 @@ TEST(DatasetFormats, JsonlTokenRowsAndTwoDimensionalNpyRowsAreContextsTruncatedT
   }
 }
 
-TEST(DatasetFormats, IsDatasetTokenizedIsDetectedFromTheFiles) {
-  TestFolder folder;
+TEST(DatasetFormatsTest, IsDatasetTokenizedIsDetectedFromTheFiles) {
+  support::TempDir folder;
   struct Case {
     std::string name;
     std::string contents;
@@ -210,8 +210,8 @@ TEST(DatasetFormats, IsDatasetTokenizedIsDetectedFromTheFiles) {
   }
 }
 
-TEST(DatasetFormats, IsDatasetTokenizedThatDisagreesWithTheFilesIsAnErrorSayingSo) {
-  TestFolder folder;
+TEST(DatasetFormatsTest, IsDatasetTokenizedThatDisagreesWithTheFilesIsAnErrorSayingSo) {
+  support::TempDir folder;
   struct Case {
     std::string name;
     std::string contents;
@@ -237,8 +237,8 @@ TEST(DatasetFormats, IsDatasetTokenizedThatDisagreesWithTheFilesIsAnErrorSayingS
   }
 }
 
-TEST(DatasetFormats, IsDatasetTokenizedThatAgreesOpensTheDataset) {
-  TestFolder folder;
+TEST(DatasetFormatsTest, IsDatasetTokenizedThatAgreesOpensTheDataset) {
+  support::TempDir folder;
   DatasetOptions options =
       Options(folder.Write("t.jsonl", "{\"tokens\": [1, 2], \"text\": \"x\"}"), 2);
   options.is_dataset_tokenized = true;
@@ -247,7 +247,7 @@ TEST(DatasetFormats, IsDatasetTokenizedThatAgreesOpensTheDataset) {
   EXPECT_TRUE((*dataset)->rows_are_contexts());
 }
 
-TEST(DatasetFormats, NpyHeadersOfVersionsOneAndTwoParse) {
+TEST(DatasetFormatsTest, NpyHeadersOfVersionsOneAndTwoParse) {
   std::vector<int32_t> ids = {5, 6, 7, 8, 9, 10};
   for (int version : {1, 2}) {
     for (NpyElement element : {NpyElement::kUint16, NpyElement::kInt32}) {

@@ -86,7 +86,7 @@ std::vector<int64_t> Iota(int64_t count) {
   return ids;
 }
 
-TEST(MixingBuffer, ServesEveryActivationExactlyOnceAndNotInTheInputOrder) {
+TEST(MixingBufferTest, ServesEveryActivationExactlyOnceAndNotInTheInputOrder) {
   std::unique_ptr<MixingBuffer> buffer = CreateOrDie(Options(64));
   std::vector<int64_t> served = RunSequentially(*buffer, 1001, 7, 10);
   EXPECT_NE(served, Iota(1001));
@@ -99,7 +99,7 @@ TEST(MixingBuffer, ServesEveryActivationExactlyOnceAndNotInTheInputOrder) {
   EXPECT_EQ(fill.stored, 0);
 }
 
-TEST(MixingBuffer, SameSeedServesTheSameOrderAndAnotherSeedAnotherOrder) {
+TEST(MixingBufferTest, SameSeedServesTheSameOrderAndAnotherSeedAnotherOrder) {
   std::unique_ptr<MixingBuffer> first = CreateOrDie(Options(64, true, 1));
   std::unique_ptr<MixingBuffer> again = CreateOrDie(Options(64, true, 1));
   std::unique_ptr<MixingBuffer> other = CreateOrDie(Options(64, true, 2));
@@ -108,7 +108,7 @@ TEST(MixingBuffer, SameSeedServesTheSameOrderAndAnotherSeedAnotherOrder) {
   EXPECT_NE(RunSequentially(*other, 500, 16, 8), first_order);
 }
 
-TEST(MixingBuffer, OrderDependsOnTheInputNotOnBlockSizesOrThreadTiming) {
+TEST(MixingBufferTest, OrderDependsOnTheInputNotOnBlockSizesOrThreadTiming) {
   std::unique_ptr<MixingBuffer> reference = CreateOrDie(Options(128, true, 5));
   std::vector<int64_t> expected = RunSequentially(*reference, 2000, 50, 16);
 
@@ -134,12 +134,12 @@ TEST(MixingBuffer, OrderDependsOnTheInputNotOnBlockSizesOrThreadTiming) {
   EXPECT_EQ(served, expected);
 }
 
-TEST(MixingBuffer, WithoutShuffleIsAFifo) {
+TEST(MixingBufferTest, WithoutShuffleIsAFifo) {
   std::unique_ptr<MixingBuffer> buffer = CreateOrDie(Options(64, /*shuffle=*/false));
   EXPECT_EQ(RunSequentially(*buffer, 777, 13, 9), Iota(777));
 }
 
-TEST(MixingBuffer, ServesNothingUntilFullThenHalfPerMixKeepingTheOtherHalf) {
+TEST(MixingBufferTest, ServesNothingUntilFullThenHalfPerMixKeepingTheOtherHalf) {
   std::unique_ptr<MixingBuffer> buffer = CreateOrDie(Options(8));
   ASSERT_TRUE(buffer->Add(Activations(0, 7)).ok());
   EXPECT_EQ(buffer->TakeFor(2, absl::Milliseconds(20)).status().code(),
@@ -163,7 +163,7 @@ TEST(MixingBuffer, ServesNothingUntilFullThenHalfPerMixKeepingTheOtherHalf) {
   EXPECT_DOUBLE_EQ(fill.fraction(), 0.5);
 }
 
-TEST(MixingBuffer, MemoryIsBoundedByItsCapacity) {
+TEST(MixingBufferTest, MemoryIsBoundedByItsCapacity) {
   MixingBufferOptions options = Options(100);
   options.d_in = 768;
   std::unique_ptr<MixingBuffer> buffer = CreateOrDie(options);
@@ -175,7 +175,7 @@ TEST(MixingBuffer, MemoryIsBoundedByItsCapacity) {
   EXPECT_EQ(buffer->fill().stored, 100);
 }
 
-TEST(MixingBuffer, CloseUnblocksWaitingConsumersAndProducers) {
+TEST(MixingBufferTest, CloseUnblocksWaitingConsumersAndProducers) {
   std::unique_ptr<MixingBuffer> empty = CreateOrDie(Options(4));
   std::unique_ptr<MixingBuffer> full = CreateOrDie(Options(4));
   std::atomic<int> cancelled{0};
@@ -201,7 +201,7 @@ TEST(MixingBuffer, CloseUnblocksWaitingConsumersAndProducers) {
   EXPECT_EQ(full->Add(Activations(0, 1)).code(), absl::StatusCode::kCancelled);
 }
 
-TEST(MixingBuffer, LastBatchAfterFinishAddingMayBeShortThenOutOfRange) {
+TEST(MixingBufferTest, LastBatchAfterFinishAddingMayBeShortThenOutOfRange) {
   std::unique_ptr<MixingBuffer> buffer = CreateOrDie(Options(16, false));
   ASSERT_TRUE(buffer->Add(Activations(0, 5)).ok());
   buffer->FinishAdding();
@@ -215,7 +215,7 @@ TEST(MixingBuffer, LastBatchAfterFinishAddingMayBeShortThenOutOfRange) {
   EXPECT_EQ(buffer->Take(3).status().code(), absl::StatusCode::kOutOfRange);
 }
 
-TEST(MixingBuffer, RejectsWrongShapesOversizedBatchesAndBadOptions) {
+TEST(MixingBufferTest, RejectsWrongShapesOversizedBatchesAndBadOptions) {
   std::unique_ptr<MixingBuffer> buffer = CreateOrDie(Options(16));
   EXPECT_THAT(buffer->Add(at::zeros({4, kDIn + 1})).message(), HasSubstr("[n, 3]"));
   EXPECT_EQ(buffer->Add(at::zeros({kDIn})).code(), absl::StatusCode::kInvalidArgument);
@@ -226,7 +226,7 @@ TEST(MixingBuffer, RejectsWrongShapesOversizedBatchesAndBadOptions) {
   EXPECT_FALSE(MixingBuffer::Create(no_width).ok());
 }
 
-TEST(MixingBuffer, ConvertsAddedActivationsToItsDtype) {
+TEST(MixingBufferTest, ConvertsAddedActivationsToItsDtype) {
   MixingBufferOptions options = Options(4, false);
   options.dtype = at::kBFloat16;
   std::unique_ptr<MixingBuffer> buffer = CreateOrDie(options);
@@ -237,7 +237,7 @@ TEST(MixingBuffer, ConvertsAddedActivationsToItsDtype) {
   EXPECT_EQ(IdsOf(taken->to(at::kFloat)), (std::vector<int64_t>{0, 1}));
 }
 
-TEST(MixingBuffer, ManyConsumersTogetherReceiveEveryActivationOnce) {
+TEST(MixingBufferTest, ManyConsumersTogetherReceiveEveryActivationOnce) {
   std::unique_ptr<MixingBuffer> buffer = CreateOrDie(Options(256));
   std::thread producer([&buffer] {
     for (int64_t first = 0; first < 5000; first += 100) {

@@ -10,11 +10,12 @@
 #include "core/data/context_shard.h"
 #include "core/data/dataset.h"
 #include "core/data/document_stream.h"
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/real_tokenizer.h"
+#include "support/temp_dir.h"
 
 namespace sae::data {
 namespace {
@@ -22,34 +23,15 @@ namespace {
 using tokenizer::Gpt2Tokenizer;
 using tokenizer::kEndOfText;
 
-class TextDatasets : public ::testing::Test {
+class TextDatasetsTest : public support::RealTokenizerTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<Gpt2Tokenizer>> loaded =
-        Gpt2Tokenizer::Load(tokenizer::DefaultTokenizerDir());
-    if (loaded.ok()) {
-      tokenizer_ = loaded->release();
-    } else {
-      load_error_ = new std::string(loaded.status().ToString());
-    }
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    tokenizer_ = nullptr;
-  }
-  void SetUp() override {
-    ASSERT_NE(tokenizer_, nullptr)
-        << "cannot load the GPT-2 tokenizer from " << tokenizer::DefaultTokenizerDir()
-        << " (run scripts/fetch-assets.sh): " << *load_error_;
-  }
-
   std::shared_ptr<const Dataset> Open(const std::string& path, int64_t context_size,
                                       const std::string& separator = "<|endoftext|>") {
     DatasetOptions options;
     options.dataset_path = path;
     options.context_size = context_size;
     options.text_document_separator = separator;
-    absl::StatusOr<std::shared_ptr<const Dataset>> dataset = Dataset::Open(options, tokenizer_);
+    absl::StatusOr<std::shared_ptr<const Dataset>> dataset = Dataset::Open(options, tokenizer());
     EXPECT_TRUE(dataset.ok()) << dataset.status();
     return dataset.ok() ? *dataset : nullptr;
   }
@@ -66,7 +48,7 @@ class TextDatasets : public ::testing::Test {
       absl::Status status = (*stream)->Next(&document);
       EXPECT_TRUE(status.ok()) << status;
       if (!status.ok() || document.position.epoch > 0) break;
-      texts.push_back(*tokenizer_->Decode(document.tokens.ToVector()));
+      texts.push_back(*tokenizer()->Decode(document.tokens.ToVector()));
     }
     return texts;
   }
@@ -81,13 +63,7 @@ class TextDatasets : public ::testing::Test {
     while (contexts.size() < count && (*shard)->Next(&context).ok()) contexts.push_back(context);
     return contexts;
   }
-
-  static Gpt2Tokenizer* tokenizer_;
-  static std::string* load_error_;
 };
-
-Gpt2Tokenizer* TextDatasets::tokenizer_ = nullptr;
-std::string* TextDatasets::load_error_ = nullptr;
 
 const std::vector<std::string>& Documents() {
   static const std::vector<std::string> documents = {
@@ -103,15 +79,15 @@ const std::vector<std::string>& Documents() {
   return documents;
 }
 
-TEST_F(TextDatasets, TextFileJsonlTextFolderOfFilesAndTokenFileGiveTheSameContexts) {
-  TestFolder folder;
+TEST_F(TextDatasetsTest, TextFileJsonlTextFolderOfFilesAndTokenFileGiveTheSameContexts) {
+  support::TempDir folder;
   const std::vector<std::string>& documents = Documents();
   std::string jsonl;
   std::vector<int32_t> stream;
   std::vector<std::vector<int32_t>> encoded;
   for (size_t i = 0; i < documents.size(); ++i) {
     jsonl += nlohmann::json{{"text", documents[i]}, {"meta", i}}.dump() + "\n";
-    encoded.push_back(tokenizer_->Encode(documents[i]));
+    encoded.push_back(tokenizer()->Encode(documents[i]));
     stream.insert(stream.end(), encoded.back().begin(), encoded.back().end());
     stream.push_back(kEndOfText);
     folder.Write(absl::StrCat("folder/doc", i, ".txt"), documents[i]);
@@ -138,8 +114,8 @@ TEST_F(TextDatasets, TextFileJsonlTextFolderOfFilesAndTokenFileGiveTheSameContex
   }
 }
 
-TEST_F(TextDatasets, SeparatorLinesSplitDocumentsAndBelongToNone) {
-  TestFolder folder;
+TEST_F(TextDatasetsTest, SeparatorLinesSplitDocumentsAndBelongToNone) {
+  support::TempDir folder;
   // As the fortune files of the Debian package `fortunes` are laid out.
   std::string path = folder.Write(
       "fortunes", "%\nFirst fortune.\n  -- Someone\n%\n%\nSecond: 100% sure.\n%x\r\n%\r\nThird\n%");
@@ -152,8 +128,8 @@ TEST_F(TextDatasets, SeparatorLinesSplitDocumentsAndBelongToNone) {
   EXPECT_EQ(ReadEpoch(whole).size(), 1u);
 }
 
-TEST_F(TextDatasets, ShardsOfOneLargeTextFileSplitAtDocumentBoundariesAndResumeExactly) {
-  TestFolder folder;
+TEST_F(TextDatasetsTest, ShardsOfOneLargeTextFileSplitAtDocumentBoundariesAndResumeExactly) {
+  support::TempDir folder;
   std::mt19937 random(21);
   std::vector<std::string> documents;
   for (int i = 0; i < 150; ++i) {

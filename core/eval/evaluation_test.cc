@@ -6,11 +6,11 @@
 #include <vector>
 
 #include "core/data/context_packing.h"
-#include "core/data/test_folder.h"
 #include "core/data/token_file_format.h"
-#include "core/model/gpt2_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/random_gpt2.h"
+#include "support/temp_dir.h"
 
 namespace sae::eval {
 namespace {
@@ -23,15 +23,15 @@ constexpr int64_t kT = 12;
 std::unique_ptr<model::Gpt2Model> SmallModel(model::Processing processing) {
   model::ModelOptions options;
   options.processing = processing;
-  const model::Gpt2Config config = model::testing::SmallConfig();
-  auto m = model::Gpt2Model::FromWeights(model::testing::FullyRandomWeights(config, 7), options);
+  const model::Gpt2Config config = support::SmallConfig();
+  auto m = model::Gpt2Model::FromWeights(support::FullyRandomWeights(config, 7), options);
   EXPECT_TRUE(m.ok()) << m.status();
   return std::move(m).value();
 }
 
 at::Tensor RandomContexts() {
   at::manual_seed(3);
-  return at::randint(0, model::testing::SmallConfig().vocab_size, {kContexts, kT}, at::kLong);
+  return at::randint(0, support::SmallConfig().vocab_size, {kContexts, kT}, at::kLong);
 }
 
 // A ReLU SAE that reconstructs exactly: f = [relu(x), relu(-x)], x_hat = relu(x) - relu(-x).
@@ -71,7 +71,7 @@ EvalResults Evaluate(const model::Gpt2Model& m, const SaeForEval& sae, int64_t b
   return r.ok() ? *r : EvalResults();
 }
 
-TEST(EvaluateSae, PerfectReconstructionScoresOneAndZeroKl) {
+TEST(EvaluateSaeTest, PerfectReconstructionScoresOneAndZeroKl) {
   for (model::Processing processing :
        {model::Processing::kTransformerLens, model::Processing::kNone}) {
     auto m = SmallModel(processing);
@@ -101,7 +101,7 @@ TEST(EvaluateSae, PerfectReconstructionScoresOneAndZeroKl) {
   }
 }
 
-TEST(EvaluateSae, AnSaeThatOutputsZeroScoresLikeZeroAblation) {
+TEST(EvaluateSaeTest, AnSaeThatOutputsZeroScoresLikeZeroAblation) {
   auto m = SmallModel(model::Processing::kTransformerLens);
   const int64_t D = m->config().n_embd, dh = m->config().d_head();
   for (SaeForEval sae : {IdentitySae("blocks.1.hook_resid_post", D),
@@ -116,7 +116,7 @@ TEST(EvaluateSae, AnSaeThatOutputsZeroScoresLikeZeroAblation) {
   }
 }
 
-TEST(EvalSums, AddedSumsGiveThePooledMetricsNotAMeanOfBatchMeans) {
+TEST(EvalSumsTest, AddedSumsGiveThePooledMetricsNotAMeanOfBatchMeans) {
   EvalSums a, b;
   a.contexts = 1, a.context_size = 4, a.ce_positions = 3, a.ce_clean = 3, a.ce_sae = 6,
   a.ce_ablation = 9;
@@ -144,7 +144,7 @@ TEST(EvalSums, AddedSumsGiveThePooledMetricsNotAMeanOfBatchMeans) {
   EXPECT_EQ(r.contexts, 4);
 }
 
-TEST(EvalResultsFromJson, ReadsBackWhatToJsonWrites) {
+TEST(EvalResultsFromJsonTest, ReadsBackWhatToJsonWrites) {
   auto m = SmallModel(model::Processing::kTransformerLens);
   const EvalResults r =
       Evaluate(*m, RandomSae("blocks.1.hook_resid_pre", m->config().n_embd), 2, 3);
@@ -161,7 +161,7 @@ TEST(EvalResultsFromJson, ReadsBackWhatToJsonWrites) {
 
 // The model's float32 GEMMs round differently for different batch shapes (~1e-8 relative); the
 // sums themselves are exact (above), so any split agrees to float32 rounding.
-TEST(EvaluateSae, MetricsAreTheSameForAnySplitIntoBatches) {
+TEST(EvaluateSaeTest, MetricsAreTheSameForAnySplitIntoBatches) {
   auto m = SmallModel(model::Processing::kNone);
   const int64_t D = m->config().n_embd, dh = m->config().d_head();
   for (const SaeForEval& sae :
@@ -199,7 +199,7 @@ TEST(EvaluateSae, MetricsAreTheSameForAnySplitIntoBatches) {
   }
 }
 
-TEST(EvaluateSae, TopKFiresAtMostKLatentsPerToken) {
+TEST(EvaluateSaeTest, TopKFiresAtMostKLatentsPerToken) {
   auto m = SmallModel(model::Processing::kTransformerLens);
   SaeForEval sae = RandomSae("blocks.1.hook_resid_mid", m->config().n_embd);
   sae.options.architecture = sparse::Architecture::kTopK;
@@ -210,7 +210,7 @@ TEST(EvaluateSae, TopKFiresAtMostKLatentsPerToken) {
   EXPECT_LE(r.dense_features, sae.options.d_sae);
 }
 
-TEST(EvaluateSae, RunningOutOfContextsIsOutOfRange) {
+TEST(EvaluateSaeTest, RunningOutOfContextsIsOutOfRange) {
   auto m = SmallModel(model::Processing::kNone);
   TensorContextSource source(RandomContexts());
   auto r = EvaluateSae(*m, IdentitySae("blocks.0.hook_resid_pre", m->config().n_embd), source,
@@ -218,8 +218,8 @@ TEST(EvaluateSae, RunningOutOfContextsIsOutOfRange) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kOutOfRange);
 }
 
-TEST(CheckSaeFitsModel, ErrorsNameTheSaeAndTheModel) {
-  const model::Gpt2Config config = model::testing::SmallConfig();
+TEST(CheckSaeFitsModelTest, ErrorsNameTheSaeAndTheModel) {
+  const model::Gpt2Config config = support::SmallConfig();
   auto wrong_width = CheckSaeFitsModel(IdentitySae("blocks.1.hook_resid_pre", 33), config, "M");
   EXPECT_EQ(wrong_width.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(wrong_width.status().message(), HasSubstr("d_in 33"));
@@ -239,8 +239,8 @@ TEST(CheckSaeFitsModel, ErrorsNameTheSaeAndTheModel) {
   EXPECT_TRUE(CheckSaeFitsModel(IdentitySae("blocks.1.attn.hook_z", 32), config, "M").ok());
 }
 
-TEST(ReadFirstContexts, PacksTheDatasetAsTrainingDoesAndRefusesTooFewContexts) {
-  data::TestFolder folder;
+TEST(ReadFirstContextsTest, PacksTheDatasetAsTrainingDoesAndRefusesTooFewContexts) {
+  support::TempDir folder;
   constexpr int32_t kEot = 50256;
   std::vector<std::vector<int32_t>> documents = {
       {1, 2, 3, 4, 5}, {6, 7}, {8, 9, 10, 11, 12, 13, 14}, {15, 16, 17}};

@@ -19,7 +19,7 @@ io::SaeLensSae Sae(nlohmann::json cfg) {
   return sae;
 }
 
-TEST(SaeForEvalFromSaeLens, ReadsFlatAndNestedCfgJson) {
+TEST(SaeForEvalFromSaeLensTest, ReadsFlatAndNestedCfgJson) {
   io::SaeLensSae flat = Sae({{"d_in", 4},
                              {"d_sae", 6},
                              {"hook_name", "blocks.0.attn.hook_z"},
@@ -60,7 +60,7 @@ TEST(SaeForEvalFromSaeLens, ReadsFlatAndNestedCfgJson) {
   EXPECT_EQ(TrainingSetupFromSaeLens(nested).processing, std::nullopt);
 }
 
-TEST(SaeForEvalFromSaeLens, FoldsAnUnappliedDecoderBiasIntoTheEncoderBias) {
+TEST(SaeForEvalFromSaeLensTest, FoldsAnUnappliedDecoderBiasIntoTheEncoderBias) {
   io::SaeLensSae sae = Sae({{"d_in", 4},
                             {"d_sae", 6},
                             {"hook_name", "blocks.0.hook_resid_pre"},
@@ -74,7 +74,7 @@ TEST(SaeForEvalFromSaeLens, FoldsAnUnappliedDecoderBiasIntoTheEncoderBias) {
   EXPECT_TRUE(at::allclose(ours.Reconstruct(x), expected, 1e-5, 1e-5));
 }
 
-TEST(SaeForEvalFromSaeLens, RefusesWhatItCannotEvaluate) {
+TEST(SaeForEvalFromSaeLensTest, RefusesWhatItCannotEvaluate) {
   auto no_hook = SaeForEvalFromSaeLens(Sae({{"d_in", 4}, {"d_sae", 6}}), "dir");
   EXPECT_EQ(no_hook.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(no_hook.status().message(), HasSubstr("dir/cfg.json"));
@@ -86,7 +86,7 @@ TEST(SaeForEvalFromSaeLens, RefusesWhatItCannotEvaluate) {
   EXPECT_EQ(scaled.status().code(), absl::StatusCode::kUnimplemented);
 }
 
-TEST(HookSite, ReplacesAndAblatesOnlyTheSaesHead) {
+TEST(HookSiteTest, ReplacesAndAblatesOnlyTheSaesHead) {
   model::HookPoint z{model::HookKind::kZ, 0};
   at::Tensor value = at::randn({2, 3, 4, 5});
   HookSite one_head(z, 1);

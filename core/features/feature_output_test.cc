@@ -4,7 +4,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/data/test_folder.h"
+#include "support/temp_dir.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 
@@ -40,7 +40,7 @@ FeatureReport SmallReport(at::Tensor& contexts) {
 }
 
 TEST(FeatureOutputTest, WritesRecordsSummaryAndDashboard) {
-  data::TestFolder folder;
+  support::TempDir folder;
   at::Tensor contexts;
   const FeatureReport report = SmallReport(contexts);
   const std::string out = folder.path() + "/out";
@@ -87,7 +87,7 @@ TEST(FeatureOutputTest, WritesRecordsSummaryAndDashboard) {
 }
 
 TEST(FeatureOutputTest, ReplacesAPreviousOutputAndRefusesOtherFolders) {
-  data::TestFolder folder;
+  support::TempDir folder;
   at::Tensor contexts;
   const FeatureReport report = SmallReport(contexts);
   const std::string out = folder.path() + "/out";

@@ -2,7 +2,7 @@
 
 #include <vector>
 
-#include "core/model/gpt2_test_util.h"
+#include "support/random_gpt2.h"
 #include "gtest/gtest.h"
 
 namespace sae::features {
@@ -43,8 +43,8 @@ TEST(EncodeFeatureMajorTest, EqualsTheTransposedEncoder) {
 }
 
 TEST(LogitEffectsTest, MlpAndAttentionOutputsMapThroughTheirOutputWeights) {
-  const model::Gpt2Config config = model::testing::SmallConfig();
-  const model::Gpt2Weights w = model::testing::FullyRandomWeights(config, 3);
+  const model::Gpt2Config config = support::SmallConfig();
+  const model::Gpt2Weights w = support::FullyRandomWeights(config, 3);
   at::manual_seed(2);
   const at::Tensor d_mlp = at::randn({3, 4 * config.n_embd});
   const at::Tensor d_z = at::randn({3, config.n_embd / config.n_head});
@@ -67,8 +67,8 @@ TEST(LogitEffectsTest, MlpAndAttentionOutputsMapThroughTheirOutputWeights) {
 }
 
 TEST(ComputeFeatureReportTest, MatchesADenseComputation) {
-  const model::Gpt2Config config = model::testing::SmallConfig();
-  const model::Gpt2Weights w = model::testing::FullyRandomWeights(config, 4);
+  const model::Gpt2Config config = support::SmallConfig();
+  const model::Gpt2Weights w = support::FullyRandomWeights(config, 4);
   auto model = *model::Gpt2Model::FromWeights(w, {model::Processing::kTransformerLens, at::kFloat});
   eval::SaeForEval sae;
   sae.hook_name = "blocks.1.hook_resid_pre";

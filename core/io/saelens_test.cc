@@ -8,6 +8,7 @@
 
 #include "core/io/tensor_io.h"
 #include "core/util/files.h"
+#include "support/temp_dir.h"
 
 namespace sae::io {
 namespace {
@@ -16,14 +17,6 @@ using ::testing::HasSubstr;
 
 class SaeLensTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("saelens_test_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
   SaeLensSae Example(const std::string& architecture) {
     at::manual_seed(1);
     SaeLensSae sae;
@@ -40,7 +33,8 @@ class SaeLensTest : public ::testing::Test {
     return sae;
   }
 
-  std::string dir_;
+  const support::TempDir temp_{"saelens_test"};
+  const std::string dir_ = temp_.File("sae");  // made by WriteSaeLens
 };
 
 TEST_F(SaeLensTest, ExportThenImportGivesIdenticalTensors) {

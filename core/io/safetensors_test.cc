@@ -9,6 +9,7 @@
 #include <random>
 
 #include "core/util/files.h"
+#include "support/temp_dir.h"
 
 namespace sae::io {
 namespace {
@@ -17,13 +18,6 @@ using ::testing::HasSubstr;
 
 class SafetensorsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("safetensors_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
 
   // A file made of an arbitrary header and `data_bytes` zero bytes.
@@ -42,7 +36,8 @@ class SafetensorsTest : public ::testing::Test {
     return SafetensorsFile::Open(WriteRaw(header, data_bytes)).status();
   }
 
-  std::filesystem::path dir_;
+  const support::TempDir temp_{"safetensors_test"};
+  const std::filesystem::path dir_ = temp_.path();
 };
 
 TEST_F(SafetensorsTest, RoundTripsEveryDtypeWithMetadata) {

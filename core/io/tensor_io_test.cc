@@ -2,17 +2,15 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
+#include "support/temp_dir.h"
 
 namespace sae::io {
 namespace {
 
-TEST(TensorIo, SavesAndLoadsEveryLibTorchTypeExactly) {
-  std::string path = (std::filesystem::temp_directory_path() /
-                      ("tensor_io_" + std::to_string(::getpid()) + ".safetensors"))
-                         .string();
+TEST(TensorIoTest, SavesAndLoadsEveryLibTorchTypeExactly) {
+  const support::TempDir temp("tensor_io_test");
+  const std::string path = temp.File("tensors.safetensors");
   at::manual_seed(3);
   NamedTensors tensors = {
       {"f32", at::randn({3, 4})},
@@ -34,13 +32,11 @@ TEST(TensorIo, SavesAndLoadsEveryLibTorchTypeExactly) {
     EXPECT_EQ(back.sizes(), t.sizes()) << name;
     EXPECT_TRUE(at::equal(back, t)) << name;
   }
-  std::filesystem::remove(path);
 }
 
-TEST(TensorIo, UnsignedSixteenBitTokensWidenToInt32) {
-  std::string path = (std::filesystem::temp_directory_path() /
-                      ("tensor_io_u16_" + std::to_string(::getpid()) + ".safetensors"))
-                         .string();
+TEST(TensorIoTest, UnsignedSixteenBitTokensWidenToInt32) {
+  const support::TempDir temp("tensor_io_test");
+  const std::string path = temp.File("u16.safetensors");
   uint16_t tokens[3] = {50256, 1, 65535};
   SafetensorsWriter writer;
   ASSERT_TRUE(writer
@@ -54,7 +50,6 @@ TEST(TensorIo, UnsignedSixteenBitTokensWidenToInt32) {
   EXPECT_EQ(t.scalar_type(), at::kInt);
   EXPECT_EQ(t[0].item<int>(), 50256);
   EXPECT_EQ(t[2].item<int>(), 65535);
-  std::filesystem::remove(path);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
 using ::testing::ElementsAre;
 
-TEST(Counter, StartsAtZeroAndAddsIncrements) {
+TEST(CounterTest, StartsAtZeroAndAddsIncrements) {
   Counter counter;
   EXPECT_EQ(counter.Value(), 0.0);
   counter.Increment();
@@ -24,7 +24,7 @@ TEST(Counter, StartsAtZeroAndAddsIncrements) {
   EXPECT_EQ(counter.Value(), 3.5);
 }
 
-TEST(Counter, IgnoresNegativeAndNanIncrements) {
+TEST(CounterTest, IgnoresNegativeAndNanIncrements) {
   Counter counter;
   counter.Increment(5);
   counter.Increment(-1);
@@ -32,7 +32,7 @@ TEST(Counter, IgnoresNegativeAndNanIncrements) {
   EXPECT_EQ(counter.Value(), 5.0);
 }
 
-TEST(Counter, CountsExactlyUnderManyThreads) {
+TEST(CounterTest, CountsExactlyUnderManyThreads) {
   Counter counter;
   constexpr int kThreads = 8;
   constexpr int kIncrementsPerThread = 200000;
@@ -46,7 +46,7 @@ TEST(Counter, CountsExactlyUnderManyThreads) {
   EXPECT_EQ(counter.Value(), static_cast<double>(kThreads) * kIncrementsPerThread);
 }
 
-TEST(Gauge, SetsIncrementsAndDecrements) {
+TEST(GaugeTest, SetsIncrementsAndDecrements) {
   Gauge gauge;
   gauge.Set(10);
   gauge.Increment(2);
@@ -56,7 +56,7 @@ TEST(Gauge, SetsIncrementsAndDecrements) {
   EXPECT_EQ(gauge.Value(), -3.0);
 }
 
-TEST(Gauge, KeepsBalancedIncrementsAndDecrementsExactUnderManyThreads) {
+TEST(GaugeTest, KeepsBalancedIncrementsAndDecrementsExactUnderManyThreads) {
   Gauge gauge;
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
@@ -68,7 +68,7 @@ TEST(Gauge, KeepsBalancedIncrementsAndDecrementsExactUnderManyThreads) {
   EXPECT_EQ(gauge.Value(), 0.0);
 }
 
-TEST(Histogram, CountsAnObservationEqualToABoundIntoThatBucket) {
+TEST(HistogramTest, CountsAnObservationEqualToABoundIntoThatBucket) {
   Histogram histogram({1, 2, 5});
   histogram.Observe(1);    // le="1"
   histogram.Observe(1.5);  // le="2"
@@ -80,7 +80,7 @@ TEST(Histogram, CountsAnObservationEqualToABoundIntoThatBucket) {
   EXPECT_EQ(value.sum, 14.5);
 }
 
-TEST(Histogram, CountsNanOnlyInTheInfBucket) {
+TEST(HistogramTest, CountsNanOnlyInTheInfBucket) {
   Histogram histogram({1});
   histogram.Observe(kNaN);
   HistogramValue value = histogram.Value();
@@ -88,7 +88,7 @@ TEST(Histogram, CountsNanOnlyInTheInfBucket) {
   EXPECT_TRUE(std::isnan(value.sum));
 }
 
-TEST(Histogram, CountsEveryObservationUnderManyThreads) {
+TEST(HistogramTest, CountsEveryObservationUnderManyThreads) {
   Histogram histogram(DefaultDurationBuckets());
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t) {
@@ -104,12 +104,12 @@ TEST(Histogram, CountsEveryObservationUnderManyThreads) {
   EXPECT_EQ(value.cumulative_counts[5], 400000u);  // le="0.25"
 }
 
-TEST(Histogram, DefaultDurationBucketsSpanFiveMillisecondsToTenSeconds) {
+TEST(HistogramTest, DefaultDurationBucketsSpanFiveMillisecondsToTenSeconds) {
   EXPECT_THAT(DefaultDurationBuckets(),
               ElementsAre(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10));
 }
 
-TEST(Histogram, BucketHelpersBuildExponentialAndLinearBounds) {
+TEST(HistogramTest, BucketHelpersBuildExponentialAndLinearBounds) {
   EXPECT_THAT(ExponentialBuckets(1, 2, 4), ElementsAre(1, 2, 4, 8));
   EXPECT_THAT(LinearBuckets(0.5, 0.5, 3), ElementsAre(0.5, 1.0, 1.5));
 }

@@ -52,7 +52,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-TEST(MetricsServer, ServesTheExpositionWithTheTextFormatContentType) {
+TEST(MetricsServerTest, ServesTheExpositionWithTheTextFormatContentType) {
   Registry registry;
   (*registry.AddCounter("sae_test_tokens_total", "Tokens.", {"run_id"}))
       ->Labels({"run-1"})
@@ -72,7 +72,7 @@ TEST(MetricsServer, ServesTheExpositionWithTheTextFormatContentType) {
             "sae_test_tokens_total{run_id=\"run-1\"} 12345\n");
 }
 
-TEST(MetricsServer, AnswersHealthzAndUnknownPaths) {
+TEST(MetricsServerTest, AnswersHealthzAndUnknownPaths) {
   Registry registry;
   std::unique_ptr<MetricsServer> server = StartLocal(&registry);
   ASSERT_NE(server, nullptr);
@@ -86,7 +86,7 @@ TEST(MetricsServer, AnswersHealthzAndUnknownPaths) {
   EXPECT_EQ(missing->status, 404);
 }
 
-TEST(MetricsServer, RunsCollectorsOnEveryScrape) {
+TEST(MetricsServerTest, RunsCollectorsOnEveryScrape) {
   Registry registry;
   Gauge& scrapes = (*registry.AddGauge("sae_test_scrapes", "Scrapes seen.", {}))->Labels();
   registry.AddCollector([&scrapes] { scrapes.Increment(); });
@@ -99,7 +99,7 @@ TEST(MetricsServer, RunsCollectorsOnEveryScrape) {
   EXPECT_THAT(second->body, HasSubstr("\nsae_test_scrapes 2\n"));
 }
 
-TEST(MetricsServer, AnswersConcurrentScrapes) {
+TEST(MetricsServerTest, AnswersConcurrentScrapes) {
   Registry registry;
   Family<Counter>* tokens = *registry.AddCounter("sae_test_tokens_total", "Tokens.", {"rank"});
   std::unique_ptr<MetricsServer> server = StartLocal(&registry);
@@ -121,7 +121,7 @@ TEST(MetricsServer, AnswersConcurrentScrapes) {
   EXPECT_EQ(successes.load(), 100);
 }
 
-TEST(MetricsServer, ReportsAPortAlreadyInUse) {
+TEST(MetricsServerTest, ReportsAPortAlreadyInUse) {
   Registry registry;
   std::unique_ptr<MetricsServer> first = StartLocal(&registry);
   ASSERT_NE(first, nullptr);
@@ -132,7 +132,7 @@ TEST(MetricsServer, ReportsAPortAlreadyInUse) {
   EXPECT_THAT(second.status().message(), HasSubstr("--metrics-port"));
 }
 
-TEST(MetricsServer, ReportsAnAddressThatIsNotLocal) {
+TEST(MetricsServerTest, ReportsAnAddressThatIsNotLocal) {
   Registry registry;
   MetricsServerOptions options;
   options.bind_address = "192.0.2.1";  // TEST-NET-1: never assigned to this machine.
@@ -141,13 +141,13 @@ TEST(MetricsServer, ReportsAnAddressThatIsNotLocal) {
   EXPECT_THAT(server.status().message(), HasSubstr("192.0.2.1:0"));
 }
 
-TEST(MetricsServer, RejectsAPortOutOfRange) {
+TEST(MetricsServerTest, RejectsAPortOutOfRange) {
   Registry registry;
   EXPECT_EQ(MetricsServer::Start(&registry, Loopback(70000)).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
-TEST(MetricsServer, StopsPromptlyAndFreesItsPort) {
+TEST(MetricsServerTest, StopsPromptlyAndFreesItsPort) {
   Registry registry;
   std::unique_ptr<MetricsServer> server = StartLocal(&registry);
   ASSERT_NE(server, nullptr);
@@ -164,7 +164,7 @@ TEST(MetricsServer, StopsPromptlyAndFreesItsPort) {
   EXPECT_NE(StartLocal(&registry, port), nullptr);
 }
 
-TEST(MetricsServer, StopsRightAfterStart) {
+TEST(MetricsServerTest, StopsRightAfterStart) {
   Registry registry;
   for (int i = 0; i < 20; ++i) {
     auto start = std::chrono::steady_clock::now();
@@ -176,7 +176,7 @@ TEST(MetricsServer, StopsRightAfterStart) {
   }
 }
 
-TEST(MetricsServer, StopsWithinSecondsWhenAClientConnectsAndSendsNothing) {
+TEST(MetricsServerTest, StopsWithinSecondsWhenAClientConnectsAndSendsNothing) {
   Registry registry;
   std::unique_ptr<MetricsServer> server = StartLocal(&registry);
   ASSERT_NE(server, nullptr);
@@ -189,7 +189,7 @@ TEST(MetricsServer, StopsWithinSecondsWhenAClientConnectsAndSendsNothing) {
   ::close(idle);
 }
 
-TEST(MetricsServer, SurvivesAScraperThatHangsUpMidResponse) {
+TEST(MetricsServerTest, SurvivesAScraperThatHangsUpMidResponse) {
   Registry registry;
   Family<Gauge>* wide = *registry.AddGauge("sae_test_wide", "Many children.", {"run_id"});
   for (int i = 0; i < 20000; ++i) wide->Labels({std::string(80, 'r') + std::to_string(i)});
@@ -211,7 +211,7 @@ TEST(MetricsServer, SurvivesAScraperThatHangsUpMidResponse) {
   EXPECT_EQ(health->status, 200);
 }
 
-TEST(MetricsServer, ServesExtraRoutesBesideAnUnchangedMetricsEndpoint) {
+TEST(MetricsServerTest, ServesExtraRoutesBesideAnUnchangedMetricsEndpoint) {
   Registry registry;
   (*registry.AddCounter("sae_test_tokens_total", "Tokens.", {"run_id"}))
       ->Labels({"r"})
@@ -244,7 +244,7 @@ TEST(MetricsServer, ServesExtraRoutesBesideAnUnchangedMetricsEndpoint) {
   EXPECT_EQ(other->status, 404);
 }
 
-TEST(MetricsServer, RefusesARouteThatWouldReplaceTheMetricsEndpoint) {
+TEST(MetricsServerTest, RefusesARouteThatWouldReplaceTheMetricsEndpoint) {
   Registry registry;
   MetricsServerOptions options = Loopback(0);
   options.routes.push_back({"GET", "/metrics", [](const httplib::Request&, httplib::Response&) {}});

@@ -18,7 +18,7 @@ std::map<std::string, double> CollectValues(Registry* registry) {
   return values;
 }
 
-TEST(ProcessMetrics, ReportsMemoryFileDescriptorsAndStartTime) {
+TEST(ProcessMetricsTest, ReportsMemoryFileDescriptorsAndStartTime) {
   Registry registry;
   ASSERT_TRUE(AddProcessMetrics(&registry).ok());
   std::map<std::string, double> values = CollectValues(&registry);
@@ -33,7 +33,7 @@ TEST(ProcessMetrics, ReportsMemoryFileDescriptorsAndStartTime) {
   EXPECT_GT(values["process_start_time_seconds"], now - 600);
 }
 
-TEST(ProcessMetrics, CountsCpuTimeAsItIsSpent) {
+TEST(ProcessMetricsTest, CountsCpuTimeAsItIsSpent) {
   Registry registry;
   ASSERT_TRUE(AddProcessMetrics(&registry).ok());
   double before = CollectValues(&registry)["process_cpu_seconds_total"];

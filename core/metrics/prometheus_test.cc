@@ -1,14 +1,6 @@
 // Checks the exposition with the real tools from Debian's prometheus package: promtool's parser
 // and linter, and a Prometheus server that scrapes a MetricsServer and answers a query.
-#include <fcntl.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <stdlib.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -28,6 +20,9 @@
 #include "core/metrics/registry.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "support/child_process.h"
+#include "support/ports.h"
+#include "support/temp_dir.h"
 
 namespace sae::metrics {
 namespace {
@@ -39,110 +34,11 @@ constexpr char kInstallHint[] =
     " not found in PATH or /usr/bin; run scripts/install-deps.sh, which installs Debian's "
     "prometheus package";
 
-// The path of executable `name` in PATH or /usr/bin, or "" when there is none.
-std::string FindExecutable(const std::string& name) {
-  std::string path = getenv("PATH") != nullptr ? getenv("PATH") : "";
-  path += ":/usr/bin";
-  std::stringstream folders(path);
-  std::string folder;
-  while (std::getline(folders, folder, ':')) {
-    if (folder.empty()) continue;
-    std::string candidate = folder + "/" + name;
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-  }
-  return "";
-}
-
-// A fresh folder under $TMPDIR (or /tmp), removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir() {
-    const char* base = getenv("TMPDIR") != nullptr ? getenv("TMPDIR") : "/tmp";
-    std::string pattern = std::string(base) + "/sae_metrics_test.XXXXXX";
-    path_ = mkdtemp(pattern.data()) != nullptr ? pattern : "";
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream file(path);
-  std::stringstream contents;
-  contents << file.rdbuf();
-  return contents.str();
-}
-
-// A port on 127.0.0.1 that was free a moment ago.
-int FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
-    port = ntohs(address.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
-// A child process with stdout and stderr in a log file. Killed when this object is destroyed, and
-// by the kernel when the test process dies first (PR_SET_PDEATHSIG), so it never outlives a test.
-class ChildProcess {
- public:
-  ChildProcess(const std::vector<std::string>& argv, const std::string& log_path) {
-    std::vector<char*> args;
-    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      // Only async-signal-safe calls between fork and exec.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      ::dup2(log, STDOUT_FILENO);
-      ::dup2(log, STDERR_FILENO);
-      ::execv(args[0], args.data());
-      ::_exit(127);
-    }
-    ::close(log);
-  }
-  ~ChildProcess() { Kill(); }
-
-  // Whether it has exited (and is reaped).
-  bool Exited() {
-    if (pid_ <= 0) return true;
-    if (::waitpid(pid_, nullptr, WNOHANG) == pid_) pid_ = -1;
-    return pid_ <= 0;
-  }
-
-  // SIGTERM, then SIGKILL after 10 s; returns once it is reaped.
-  void Kill() {
-    if (Exited()) return;
-    ::kill(pid_, SIGTERM);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!Exited() && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (!Exited()) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-
- private:
-  pid_t pid_ = -1;
-};
+using support::ChildProcess;
+using support::FindExecutable;
+using support::FreeLoopbackPort;
+using support::ReadWholeFile;
+using support::TempDir;
 
 // A registry with every kind of metric we produce: labelled and unlabelled counters, gauges
 // holding NaN and infinities, histograms with default and custom buckets, families with no
@@ -182,7 +78,7 @@ MetricsServerOptions Loopback() {
   return options;
 }
 
-TEST(Promtool, AcceptsTheServedExpositionOfEveryKindOfMetric) {
+TEST(PromtoolTest, AcceptsTheServedExpositionOfEveryKindOfMetric) {
   std::string promtool = FindExecutable("promtool");
   ASSERT_FALSE(promtool.empty()) << "promtool" << kInstallHint;
   Registry registry;
@@ -302,7 +198,7 @@ testing::AssertionResult EventuallyAnswers(const PrometheusServer& prometheus,
          << prometheus.Log();
 }
 
-TEST(PrometheusServer, ScrapesTheMetricsServerAndAnswersQueries) {
+TEST(PrometheusServerTest, ScrapesTheMetricsServerAndAnswersQueries) {
   std::string binary = FindExecutable("prometheus");
   ASSERT_FALSE(binary.empty()) << "prometheus" << kInstallHint;
   Registry registry;

@@ -28,7 +28,7 @@ MATCHER_P2(IsErrorWith, code, substring, "") {
          std::string(arg.status().message()).find(substring) != std::string::npos;
 }
 
-TEST(MetricNames, AcceptsPrometheusNamesAndRejectsOthers) {
+TEST(MetricNamesTest, AcceptsPrometheusNamesAndRejectsOthers) {
   EXPECT_TRUE(ValidateMetricName("sae_train_l0").ok());
   EXPECT_TRUE(ValidateMetricName("job:sae_tokens:rate5m").ok());
   EXPECT_TRUE(ValidateMetricName("_x9").ok());
@@ -39,7 +39,7 @@ TEST(MetricNames, AcceptsPrometheusNamesAndRejectsOthers) {
   }
 }
 
-TEST(LabelNames, RejectColonsAndTheReservedDoubleUnderscorePrefix) {
+TEST(LabelNamesTest, RejectColonsAndTheReservedDoubleUnderscorePrefix) {
   EXPECT_TRUE(ValidateLabelName("run_id").ok());
   EXPECT_TRUE(ValidateLabelName("_private").ok());
   EXPECT_EQ(ValidateLabelName("a:b").code(), absl::StatusCode::kInvalidArgument);
@@ -49,7 +49,7 @@ TEST(LabelNames, RejectColonsAndTheReservedDoubleUnderscorePrefix) {
   EXPECT_THAT(reserved.message(), HasSubstr("reserved"));
 }
 
-TEST(Registry, RejectsInvalidNamesWithAMessageNamingThem) {
+TEST(RegistryTest, RejectsInvalidNamesWithAMessageNamingThem) {
   Registry registry;
   EXPECT_THAT(registry.AddGauge("sae-l0", "L0.", {}),
               IsErrorWith(absl::StatusCode::kInvalidArgument, "\"sae-l0\""));
@@ -64,7 +64,7 @@ TEST(Registry, RejectsInvalidNamesWithAMessageNamingThem) {
               IsErrorWith(absl::StatusCode::kInvalidArgument, "needs a help text"));
 }
 
-TEST(Registry, ReservesLeForHistogramBuckets) {
+TEST(RegistryTest, ReservesLeForHistogramBuckets) {
   Registry registry;
   EXPECT_THAT(registry.AddHistogram("sae_step_duration_seconds", "Step time.", {"le"}),
               IsErrorWith(absl::StatusCode::kInvalidArgument, "reserved for histogram bucket"));
@@ -74,7 +74,7 @@ TEST(Registry, ReservesLeForHistogramBuckets) {
               IsErrorWith(absl::StatusCode::kInvalidArgument, "reserved for summary"));
 }
 
-TEST(Registry, RequiresTotalOnCountersAndOnlyOnCounters) {
+TEST(RegistryTest, RequiresTotalOnCountersAndOnlyOnCounters) {
   Registry registry;
   EXPECT_THAT(registry.AddCounter("sae_tokens", "Tokens.", {}),
               IsErrorWith(absl::StatusCode::kInvalidArgument, "must end in \"_total\""));
@@ -83,7 +83,7 @@ TEST(Registry, RequiresTotalOnCountersAndOnlyOnCounters) {
   EXPECT_TRUE(registry.AddCounter("sae_tokens_total", "Tokens.", {}).ok());
 }
 
-TEST(Registry, ReservesHistogramSuffixesForHistograms) {
+TEST(RegistryTest, ReservesHistogramSuffixesForHistograms) {
   Registry registry;
   for (const char* name : {"sae_step_bucket", "sae_step_sum", "sae_step_count"}) {
     EXPECT_THAT(registry.AddGauge(name, "Steps.", {}),
@@ -92,7 +92,7 @@ TEST(Registry, ReservesHistogramSuffixesForHistograms) {
   }
 }
 
-TEST(Registry, RejectsBucketBoundsThatDoNotIncrease) {
+TEST(RegistryTest, RejectsBucketBoundsThatDoNotIncrease) {
   Registry registry;
   EXPECT_THAT(registry.AddHistogram("sae_a_seconds", "A.", {}, {1, 1}),
               IsErrorWith(absl::StatusCode::kInvalidArgument, "strictly increasing"));
@@ -104,7 +104,7 @@ TEST(Registry, RejectsBucketBoundsThatDoNotIncrease) {
               IsErrorWith(absl::StatusCode::kInvalidArgument, "strictly increasing"));
 }
 
-TEST(Registry, DropsATrailingInfBucketBound) {
+TEST(RegistryTest, DropsATrailingInfBucketBound) {
   Registry registry;
   absl::StatusOr<Family<Histogram>*> family =
       registry.AddHistogram("sae_wait_seconds", "Wait.", {}, {0.1, 1, kInf});
@@ -112,7 +112,7 @@ TEST(Registry, DropsATrailingInfBucketBound) {
   EXPECT_THAT((*family)->bucket_bounds(), ElementsAre(0.1, 1));
 }
 
-TEST(Registry, ReturnsTheSameFamilyForAnIdenticalRegistration) {
+TEST(RegistryTest, ReturnsTheSameFamilyForAnIdenticalRegistration) {
   Registry registry;
   absl::StatusOr<Family<Gauge>*> first = registry.AddGauge("sae_l0", "L0.", {"run_id"});
   absl::StatusOr<Family<Gauge>*> second = registry.AddGauge("sae_l0", "L0.", {"run_id"});
@@ -120,7 +120,7 @@ TEST(Registry, ReturnsTheSameFamilyForAnIdenticalRegistration) {
   EXPECT_EQ(*first, *second);
 }
 
-TEST(Registry, RejectsASecondRegistrationThatDiffers) {
+TEST(RegistryTest, RejectsASecondRegistrationThatDiffers) {
   Registry registry;
   ASSERT_TRUE(registry.AddGauge("sae_l0", "L0.", {"run_id"}).ok());
   EXPECT_THAT(registry.AddGauge("sae_l0", "L0.", {"run_id", "rank"}),
@@ -131,7 +131,7 @@ TEST(Registry, RejectsASecondRegistrationThatDiffers) {
               IsErrorWith(absl::StatusCode::kAlreadyExists, "sae_l0"));
 }
 
-TEST(Registry, CollectsFamiliesSortedByNameAndChildrenByLabelValues) {
+TEST(RegistryTest, CollectsFamiliesSortedByNameAndChildrenByLabelValues) {
   Registry registry;
   Family<Gauge>* b = *registry.AddGauge("sae_b", "B.", {"rank"});
   Family<Gauge>* a = *registry.AddGauge("sae_a", "A.", {"rank"});
@@ -147,7 +147,7 @@ TEST(Registry, CollectsFamiliesSortedByNameAndChildrenByLabelValues) {
   EXPECT_THAT(families[1].children[1].label_values, ElementsAre("1"));
 }
 
-TEST(Registry, ExportsAnUnlabelledFamilyAtZeroBeforeItsFirstUpdate) {
+TEST(RegistryTest, ExportsAnUnlabelledFamilyAtZeroBeforeItsFirstUpdate) {
   Registry registry;
   ASSERT_TRUE(registry.AddCounter("sae_restarts_total", "Restarts.", {}).ok());
   std::vector<FamilySnapshot> families = registry.Collect();
@@ -157,7 +157,7 @@ TEST(Registry, ExportsAnUnlabelledFamilyAtZeroBeforeItsFirstUpdate) {
   EXPECT_EQ(families[0].children[0].value, 0.0);
 }
 
-TEST(Family, ReturnsTheSameChildForTheSameLabelValues) {
+TEST(FamilyTest, ReturnsTheSameChildForTheSameLabelValues) {
   Registry registry;
   Family<Counter>* tokens = *registry.AddCounter("sae_tokens_total", "Tokens.", {"run_id"});
   tokens->Labels({"run-1"}).Increment(3);
@@ -167,7 +167,7 @@ TEST(Family, ReturnsTheSameChildForTheSameLabelValues) {
   EXPECT_EQ(tokens->Labels({"run-2"}).Value(), 0.0);
 }
 
-TEST(Family, RemovesAChildButKeepsReferencesToItValid) {
+TEST(FamilyTest, RemovesAChildButKeepsReferencesToItValid) {
   Registry registry;
   Family<Gauge>* l0 = *registry.AddGauge("sae_l0", "L0.", {"run_id", "rank"});
   Gauge& ended = l0->Labels({"run-1", "0"});
@@ -182,7 +182,7 @@ TEST(Family, RemovesAChildButKeepsReferencesToItValid) {
   EXPECT_EQ(l0->Labels({"run-1", "0"}).Value(), 0.0);  // A fresh child.
 }
 
-TEST(Family, RemovesEveryChildOfARun) {
+TEST(FamilyTest, RemovesEveryChildOfARun) {
   Registry registry;
   Family<Gauge>* l0 = *registry.AddGauge("sae_l0", "L0.", {"run_id", "rank"});
   l0->Labels({"run-1", "0"});
@@ -201,7 +201,7 @@ TEST(FamilyDeathTest, AbortsOnTheWrongNumberOfLabelValues) {
   EXPECT_DEATH(l0->Labels({"run-1"}), "sae_l0 has 2 label names \\(run_id, rank\\)");
 }
 
-TEST(Registry, RunsCollectorsBeforeEachCollect) {
+TEST(RegistryTest, RunsCollectorsBeforeEachCollect) {
   Registry registry;
   Gauge& scrapes = (*registry.AddGauge("sae_scrapes", "Scrapes.", {}))->Labels();
   registry.AddCollector([&scrapes] { scrapes.Increment(); });
@@ -210,7 +210,7 @@ TEST(Registry, RunsCollectorsBeforeEachCollect) {
   EXPECT_EQ(families[0].children[0].value, 2.0);
 }
 
-TEST(Registry, AllowsRegistrationAndUpdatesDuringConcurrentCollects) {
+TEST(RegistryTest, AllowsRegistrationAndUpdatesDuringConcurrentCollects) {
   Registry registry;
   Family<Counter>* tokens = *registry.AddCounter("sae_tokens_total", "Tokens.", {"rank"});
   std::vector<std::thread> threads;
@@ -244,7 +244,7 @@ TEST(Registry, AllowsRegistrationAndUpdatesDuringConcurrentCollects) {
 namespace sae::metrics {
 namespace {
 
-TEST(LabelledSeries, PutsEveryFamilysSeriesUnderTheSameLabels) {
+TEST(LabelledSeriesTest, PutsEveryFamilysSeriesUnderTheSameLabels) {
   Registry registry;
   LabelledSeries run_a(registry, {"run_id", "rank"}, {"run-a", "0"});
   LabelledSeries run_b(registry, {"run_id", "rank"}, {"run-b", "1"});
@@ -270,7 +270,7 @@ TEST(LabelledSeries, PutsEveryFamilysSeriesUnderTheSameLabels) {
   EXPECT_THAT(text, HasSubstr("sae_step_seconds_bucket{run_id=\"run-a\",rank=\"0\",le=\"1\"} 1\n"));
 }
 
-TEST(LabelledSeries, PassesTheRegistrysErrorsOn) {
+TEST(LabelledSeriesTest, PassesTheRegistrysErrorsOn) {
   Registry registry;
   LabelledSeries series(registry, {"run_id"}, {"run-a"});
   Counter* counter = nullptr;

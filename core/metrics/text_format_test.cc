@@ -13,13 +13,13 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-TEST(FormatValue, WritesInfinitiesAndNanAsPrometheusSpellsThem) {
+TEST(FormatValueTest, WritesInfinitiesAndNanAsPrometheusSpellsThem) {
   EXPECT_EQ(FormatValue(kInf), "+Inf");
   EXPECT_EQ(FormatValue(-kInf), "-Inf");
   EXPECT_EQ(FormatValue(kNaN), "NaN");
 }
 
-TEST(FormatValue, WritesIntegersWithoutExponentOrFraction) {
+TEST(FormatValueTest, WritesIntegersWithoutExponentOrFraction) {
   EXPECT_EQ(FormatValue(0), "0");
   EXPECT_EQ(FormatValue(42), "42");
   EXPECT_EQ(FormatValue(-7), "-7");
@@ -28,7 +28,7 @@ TEST(FormatValue, WritesIntegersWithoutExponentOrFraction) {
   EXPECT_EQ(FormatValue(9007199254740991.0), "9007199254740991");  // 2^53 - 1
 }
 
-TEST(FormatValue, WritesFractionsInTheShortestFormThatRoundTrips) {
+TEST(FormatValueTest, WritesFractionsInTheShortestFormThatRoundTrips) {
   EXPECT_EQ(FormatValue(0.1), "0.1");
   EXPECT_EQ(FormatValue(2.5), "2.5");
   EXPECT_EQ(FormatValue(0.005), "0.005");
@@ -40,15 +40,15 @@ TEST(FormatValue, WritesFractionsInTheShortestFormThatRoundTrips) {
   }
 }
 
-TEST(TextFormat, EscapesBackslashAndNewlineInHelp) {
+TEST(TextFormatTest, EscapesBackslashAndNewlineInHelp) {
   EXPECT_EQ(EscapeHelp("a\\b\nc \"quoted\""), "a\\\\b\\nc \"quoted\"");
 }
 
-TEST(TextFormat, EscapesBackslashQuoteAndNewlineInLabelValues) {
+TEST(TextFormatTest, EscapesBackslashQuoteAndNewlineInLabelValues) {
   EXPECT_EQ(EscapeLabelValue("C:\\runs\n\"x\""), "C:\\\\runs\\n\\\"x\\\"");
 }
 
-TEST(TextFormat, KeepsValidUtf8AndReplacesInvalidBytes) {
+TEST(TextFormatTest, KeepsValidUtf8AndReplacesInvalidBytes) {
   EXPECT_EQ(EscapeLabelValue("caf\xC3\xA9 \xE2\x9C\x93"), "caf\xC3\xA9 \xE2\x9C\x93");
   EXPECT_EQ(EscapeLabelValue("a\xFF"
                              "b"),
@@ -59,7 +59,7 @@ TEST(TextFormat, KeepsValidUtf8AndReplacesInvalidBytes) {
   EXPECT_EQ(EscapeHelp("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // Surrogate.
 }
 
-TEST(TextFormat, WritesCountersAndGaugesWithLabels) {
+TEST(TextFormatTest, WritesCountersAndGaugesWithLabels) {
   Registry registry;
   Family<Counter>* tokens = *registry.AddCounter(
       "sae_train_tokens_total", "Tokens trained, counted in global tokens.", {"run_id", "rank"});
@@ -83,7 +83,7 @@ TEST(TextFormat, WritesCountersAndGaugesWithLabels) {
             "sae_train_tokens_total{run_id=\"run-1\",rank=\"1\"} 4096\n");
 }
 
-TEST(TextFormat, WritesHistogramsWithCumulativeBucketsInfSumAndCount) {
+TEST(TextFormatTest, WritesHistogramsWithCumulativeBucketsInfSumAndCount) {
   Registry registry;
   Family<Histogram>* step = *registry.AddHistogram(
       "sae_train_step_duration_seconds", "Time of one training step.", {"run_id"}, {0.125, 0.5, 1});
@@ -112,7 +112,7 @@ TEST(TextFormat, WritesHistogramsWithCumulativeBucketsInfSumAndCount) {
             "sae_wait_seconds_count 1\n");
 }
 
-TEST(TextFormat, WritesNanAndInfinitiesAsSampleValues) {
+TEST(TextFormatTest, WritesNanAndInfinitiesAsSampleValues) {
   Registry registry;
   Family<Gauge>* loss = *registry.AddGauge("sae_train_loss", "Overall loss.", {"run_id"});
   loss->Labels({"a"}).Set(kNaN);
@@ -126,7 +126,7 @@ TEST(TextFormat, WritesNanAndInfinitiesAsSampleValues) {
             "sae_train_loss{run_id=\"c\"} -Inf\n");
 }
 
-TEST(TextFormat, EscapesHelpAndLabelValuesInTheExposition) {
+TEST(TextFormatTest, EscapesHelpAndLabelValuesInTheExposition) {
   Registry registry;
   Family<Gauge>* gauge =
       *registry.AddGauge("sae_odd", "Path like C:\\runs\nsecond line.", {"run_id"});
@@ -137,7 +137,7 @@ TEST(TextFormat, EscapesHelpAndLabelValuesInTheExposition) {
             "sae_odd{run_id=\"say \\\"hi\\\"\\\\\\n\"} 1\n");
 }
 
-TEST(TextFormat, WritesHelpAndTypeForAFamilyWithNoChildren) {
+TEST(TextFormatTest, WritesHelpAndTypeForAFamilyWithNoChildren) {
   Registry registry;
   ASSERT_TRUE(registry.AddCounter("sae_reconnects_total", "Stream reconnects.", {"server"}).ok());
   ASSERT_TRUE(
@@ -149,7 +149,7 @@ TEST(TextFormat, WritesHelpAndTypeForAFamilyWithNoChildren) {
             "# TYPE sae_reconnects_total counter\n");
 }
 
-TEST(TextFormat, WritesDefaultBucketBoundsWithoutExponents) {
+TEST(TextFormatTest, WritesDefaultBucketBoundsWithoutExponents) {
   Registry registry;
   (*registry.AddHistogram("sae_x_seconds", "X.", {}))->Labels().Observe(3);
   EXPECT_EQ(FormatText(registry.Collect()),

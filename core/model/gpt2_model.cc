@@ -106,6 +106,13 @@ absl::StatusOr<std::unique_ptr<Gpt2Model>> Gpt2Model::Load(const std::string& fo
   return FromWeights(weights, options);
 }
 
+absl::StatusOr<std::unique_ptr<Gpt2Model>> Gpt2Model::Load(const std::string& folder,
+                                                           const Gpt2Config& config,
+                                                           const ModelOptions& options) {
+  SAE_ASSIGN_OR_RETURN(Gpt2Weights weights, LoadGpt2Weights(folder, config));
+  return FromWeights(weights, options);
+}
+
 absl::StatusOr<std::unique_ptr<Gpt2Model>> Gpt2Model::FromWeights(const Gpt2Weights& weights,
                                                                   const ModelOptions& options) {
   if (options.dtype != at::kFloat && options.dtype != at::kBFloat16) {

@@ -71,6 +71,10 @@ class Gpt2Model {
  public:
   static absl::StatusOr<std::unique_ptr<Gpt2Model>> Load(const std::string& folder,
                                                          const ModelOptions& options);
+  // The same with `folder`'s config.json already read (LoadGpt2Config): it is not read again.
+  static absl::StatusOr<std::unique_ptr<Gpt2Model>> Load(const std::string& folder,
+                                                         const Gpt2Config& config,
+                                                         const ModelOptions& options);
   static absl::StatusOr<std::unique_ptr<Gpt2Model>> FromWeights(const Gpt2Weights& weights,
                                                                 const ModelOptions& options);
 

@@ -5,7 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "core/model/gpt2_test_util.h"
+#include "support/random_gpt2.h"
 
 namespace sae::model {
 namespace {
@@ -15,7 +15,7 @@ using ::testing::HasSubstr;
 class Gpt2ModelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    weights_ = testing::FullyRandomWeights(testing::SmallConfig(), 11);
+    weights_ = support::FullyRandomWeights(support::SmallConfig(), 11);
     raw_ = *Gpt2Model::FromWeights(weights_, {Processing::kNone, at::kFloat});
     tl_ = *Gpt2Model::FromWeights(weights_, {Processing::kTransformerLens, at::kFloat});
     at::manual_seed(5);

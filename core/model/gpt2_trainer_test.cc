@@ -8,11 +8,12 @@
 #include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 
-#include "core/data/test_folder.h"
 #include "core/io/tensor_io.h"
 #include "core/model/gpt2_model.h"
+#include "support/temp_dir.h"
 
 namespace sae::model {
 namespace {
@@ -59,8 +60,8 @@ TrainingCorpus MarkovCorpus(int documents, int context) {
   return *std::move(corpus);
 }
 
-TEST(TrainGpt2, TinyModelWithTheRealVocabularyLearnsBelowTheUnigramEntropy) {
-  data::TestFolder folder;
+TEST(TrainGpt2Test, TinyModelWithTheRealVocabularyLearnsBelowTheUnigramEntropy) {
+  support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(600, 32);
   Gpt2TrainingOptions options;
   options.config = TinyConfig(32);
@@ -113,8 +114,8 @@ Gpt2TrainingOptions ResumeOptions(const std::string& out) {
   return options;
 }
 
-TEST(TrainGpt2, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
-  data::TestFolder folder;
+TEST(TrainGpt2Test, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
+  support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(20, 16);
   ASSERT_LT(corpus.train().size(0), 12 * 4);
 
@@ -159,8 +160,8 @@ TEST(TrainGpt2, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
                                     }())->held_out_loss);
 }
 
-TEST(TrainGpt2, RefusesToResumeWithOtherOptions) {
-  data::TestFolder folder;
+TEST(TrainGpt2Test, RefusesToResumeWithOtherOptions) {
+  support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(60, 16);
   Gpt2TrainingOptions options = ResumeOptions(folder.path() + "/run");
   options.total_tokens = 2 * 4 * 16;
@@ -177,8 +178,8 @@ TEST(TrainGpt2, RefusesToResumeWithOtherOptions) {
   EXPECT_THAT(std::string(other.status().message()), ::testing::HasSubstr("lr"));
 }
 
-TEST(TrainGpt2, RefusesAModelContextOtherThanTheCorpus) {
-  data::TestFolder folder;
+TEST(TrainGpt2Test, RefusesAModelContextOtherThanTheCorpus) {
+  support::TempDir folder;
   const TrainingCorpus corpus = MarkovCorpus(60, 16);
   Gpt2TrainingOptions options = ResumeOptions(folder.path() + "/run");
   options.config.n_positions = 32;

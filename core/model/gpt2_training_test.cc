@@ -8,10 +8,10 @@
 #include <cmath>
 #include <set>
 
-#include "core/data/test_folder.h"
 #include "core/model/gpt2_model.h"
-#include "core/model/gpt2_test_util.h"
 #include "core/model/training_corpus.h"
+#include "support/random_gpt2.h"
+#include "support/temp_dir.h"
 
 namespace sae::model {
 namespace {
@@ -38,8 +38,8 @@ Gpt2Weights ToDouble(Gpt2Weights w) {
   return w;
 }
 
-TEST(Gpt2TrainingModel, LogitsEqualTheEnginesOnTheSameWeights) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 3);
+TEST(Gpt2TrainingModelTest, LogitsEqualTheEnginesOnTheSameWeights) {
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 3);
   ModelOptions options;
   options.processing = Processing::kNone;
   auto engine = Gpt2Model::FromWeights(w, options);
@@ -57,8 +57,8 @@ TEST(Gpt2TrainingModel, LogitsEqualTheEnginesOnTheSameWeights) {
   EXPECT_LT((logits - expected->logits).abs().max().item<double>(), 1e-5);
 }
 
-TEST(Gpt2TrainingModel, LossIsTheEnginesMeanNextTokenLoss) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 4);
+TEST(Gpt2TrainingModelTest, LossIsTheEnginesMeanNextTokenLoss) {
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 4);
   ModelOptions options;
   options.processing = Processing::kNone;
   auto engine = Gpt2Model::FromWeights(w, options);
@@ -73,13 +73,13 @@ TEST(Gpt2TrainingModel, LossIsTheEnginesMeanNextTokenLoss) {
   EXPECT_NEAR(model.Loss(tokens).item<double>(), expected->loss.mean().item<double>(), 1e-5);
 }
 
-TEST(Gpt2TrainingModel, GradientsMatchFiniteDifferencesInFloat64) {
-  Gpt2Config c = testing::SmallConfig();
+TEST(Gpt2TrainingModelTest, GradientsMatchFiniteDifferencesInFloat64) {
+  Gpt2Config c = support::SmallConfig();
   c.n_layer = 2;
   c.n_embd = 16;
   c.n_positions = 8;
   c.vocab_size = 23;
-  Gpt2Weights w = ToDouble(testing::FullyRandomWeights(c, 7));
+  Gpt2Weights w = ToDouble(support::FullyRandomWeights(c, 7));
   Gpt2TrainingModel model(w);
   at::manual_seed(8);
   at::Tensor tokens = at::randint(0, c.vocab_size, {2, 8}, at::kLong);
@@ -112,9 +112,9 @@ TEST(Gpt2TrainingModel, GradientsMatchFiniteDifferencesInFloat64) {
   EXPECT_EQ(checked, 3 * static_cast<int>(model.Parameters().size()));
 }
 
-TEST(Gpt2TrainingModel, ChunkedLossAndBackwardEqualAutogradsLossAndGradients) {
-  Gpt2Config c = testing::SmallConfig();
-  Gpt2Weights w = ToDouble(testing::FullyRandomWeights(c, 9));
+TEST(Gpt2TrainingModelTest, ChunkedLossAndBackwardEqualAutogradsLossAndGradients) {
+  Gpt2Config c = support::SmallConfig();
+  Gpt2Weights w = ToDouble(support::FullyRandomWeights(c, 9));
   at::manual_seed(10);
   at::Tensor tokens = at::randint(0, c.vocab_size, {3, 16}, at::kLong);
   Gpt2TrainingModel autograd(w), chunked(w);
@@ -134,16 +134,16 @@ TEST(Gpt2TrainingModel, ChunkedLossAndBackwardEqualAutogradsLossAndGradients) {
   }
 }
 
-TEST(Gpt2TrainingModel, TiedUnembeddingIsOneParameter) {
-  Gpt2Weights w = RandomGpt2Weights(testing::SmallConfig(), 1);
+TEST(Gpt2TrainingModelTest, TiedUnembeddingIsOneParameter) {
+  Gpt2Weights w = RandomGpt2Weights(support::SmallConfig(), 1);
   Gpt2TrainingModel model(w);
   for (auto& [name, p] : model.Parameters()) EXPECT_NE(name, "lm_head.weight");
   EXPECT_TRUE(model.weights().lm_head.is_same(model.weights().wte));
   EXPECT_FALSE(model.weights().wte.is_same(w.wte));  // training does not change the input
 }
 
-TEST(AdamW, DecaysOnlyMatricesAndEmbeddings) {
-  Gpt2TrainingModel model(RandomGpt2Weights(testing::SmallConfig(), 1));
+TEST(AdamWTest, DecaysOnlyMatricesAndEmbeddings) {
+  Gpt2TrainingModel model(RandomGpt2Weights(support::SmallConfig(), 1));
   AdamW optimizer(model.Parameters(), {});
   EXPECT_TRUE(optimizer.Decays("wte.weight"));
   EXPECT_TRUE(optimizer.Decays("wpe.weight"));
@@ -154,7 +154,7 @@ TEST(AdamW, DecaysOnlyMatricesAndEmbeddings) {
   EXPECT_FALSE(optimizer.Decays("ln_f.bias"));
 }
 
-TEST(AdamW, FirstStepMovesEachParameterByTheLearningRateAgainstTheGradientSign) {
+TEST(AdamWTest, FirstStepMovesEachParameterByTheLearningRateAgainstTheGradientSign) {
   // With bias correction, Adam's first update is lr * g / (|g| + eps) = lr * sign(g).
   at::Tensor matrix = at::ones({2, 2}).requires_grad_();
   at::Tensor vector = at::ones({2}).requires_grad_();
@@ -174,7 +174,7 @@ TEST(AdamW, FirstStepMovesEachParameterByTheLearningRateAgainstTheGradientSign) 
   EXPECT_EQ(optimizer.step(), 1);
 }
 
-TEST(AdamW, ClipsByTheGlobalNormOfAllGradients) {
+TEST(AdamWTest, ClipsByTheGlobalNormOfAllGradients) {
   at::Tensor a = at::zeros({2}).requires_grad_();
   at::Tensor b = at::zeros({1}).requires_grad_();
   AdamWOptions options;
@@ -190,7 +190,7 @@ TEST(AdamW, ClipsByTheGlobalNormOfAllGradients) {
   EXPECT_NEAR(state[1].second[0].item<double>(), 0.1 * 4.0 / 5.0, 1e-6);
 }
 
-TEST(LearningRateSchedule, WarmsUpLinearlyThenDecaysByCosineToTheMinimum) {
+TEST(LearningRateScheduleTest, WarmsUpLinearlyThenDecaysByCosineToTheMinimum) {
   LearningRateSchedule s{1.0, 0.1, 10, 110};
   EXPECT_DOUBLE_EQ(s.At(0), 0.1);
   EXPECT_DOUBLE_EQ(s.At(4), 0.5);
@@ -200,8 +200,8 @@ TEST(LearningRateSchedule, WarmsUpLinearlyThenDecaysByCosineToTheMinimum) {
   EXPECT_GT(s.At(50), s.At(51));
 }
 
-TEST(TrainingCorpus, HoldsOutTheDatasetsTailAndNeverTrainsOnIt) {
-  data::TestFolder folder;
+TEST(TrainingCorpusTest, HoldsOutTheDatasetsTailAndNeverTrainsOnIt) {
+  support::TempDir folder;
   // nanoGPT's .bin: raw uint16 ids, documents delimited by 50256.
   std::vector<uint16_t> ids;
   for (uint16_t i = 0; i < 100; ++i) {
@@ -230,7 +230,7 @@ TEST(TrainingCorpus, HoldsOutTheDatasetsTailAndNeverTrainsOnIt) {
   }
 }
 
-TEST(TrainingCorpus, ServesEveryContextOncePerEpochInASeededOrder) {
+TEST(TrainingCorpusTest, ServesEveryContextOncePerEpochInASeededOrder) {
   std::vector<std::vector<int32_t>> documents;
   for (int32_t i = 0; i < 41; ++i) documents.push_back({i, i, i});
   TrainingCorpusOptions options;
@@ -249,7 +249,7 @@ TEST(TrainingCorpus, ServesEveryContextOncePerEpochInASeededOrder) {
   EXPECT_FALSE(at::equal(corpus->Contexts(0, n, 8), epoch0));
 }
 
-TEST(TrainingCorpus, RefusesACorpusTooSmallForOneContext) {
+TEST(TrainingCorpusTest, RefusesACorpusTooSmallForOneContext) {
   TrainingCorpusOptions options;
   options.context_size = 64;
   auto corpus = TrainingCorpus::FromDocuments(options, {{1, 2, 3}}, {{4, 5, 6}});

@@ -131,6 +131,10 @@ int64_t Gpt2Weights::ParameterCount() const {
 
 absl::StatusOr<Gpt2Weights> LoadGpt2Weights(const std::string& folder) {
   SAE_ASSIGN_OR_RETURN(Gpt2Config config, LoadGpt2Config(folder));
+  return LoadGpt2Weights(folder, config);
+}
+
+absl::StatusOr<Gpt2Weights> LoadGpt2Weights(const std::string& folder, const Gpt2Config& config) {
   SAE_ASSIGN_OR_RETURN(CheckpointReader reader, CheckpointReader::Open(folder));
   const int64_t D = config.n_embd, V = config.vocab_size, P = config.n_positions,
                 M = config.d_mlp();

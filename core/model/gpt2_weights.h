@@ -47,6 +47,9 @@ struct Gpt2Weights {
 // the key; a wrongly shaped one is InvalidArgument naming the key, the expected and the found
 // shape. F16/BF16/F64 weights are converted to float32.
 absl::StatusOr<Gpt2Weights> LoadGpt2Weights(const std::string& folder);
+// The same with `config` already read from `folder`/config.json (LoadGpt2Config), for a caller
+// that read it before: the file is not read again.
+absl::StatusOr<Gpt2Weights> LoadGpt2Weights(const std::string& folder, const Gpt2Config& config);
 
 // GPT-2's initialisation (Hugging Face's GPT2PreTrainedModel._init_weights): every weight
 // normal(0, 0.02), the residual projections (attn.c_proj, mlp.c_proj) normal(0, 0.02 /

@@ -8,8 +8,9 @@
 #include <filesystem>
 
 #include "core/io/tensor_io.h"
-#include "core/model/gpt2_test_util.h"
 #include "core/util/files.h"
+#include "support/random_gpt2.h"
+#include "support/temp_dir.h"
 
 namespace sae::model {
 namespace {
@@ -18,13 +19,6 @@ using ::testing::HasSubstr;
 
 class Gpt2WeightsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gpt2_weights_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // Writes `w` with each key passed through `rename` (empty result drops the tensor).
   void WriteWith(const Gpt2Weights& w, const std::function<std::string(const std::string&)>& rename,
@@ -39,7 +33,8 @@ class Gpt2WeightsTest : public ::testing::Test {
     ASSERT_TRUE(io::SaveTensors(dir_.string() + "/model.safetensors", named).ok());
   }
 
-  std::filesystem::path dir_;
+  const support::TempDir temp_{"gpt2_weights_test"};
+  const std::filesystem::path dir_ = temp_.path();
 };
 
 void ExpectSameWeights(const Gpt2Weights& a, const Gpt2Weights& b) {
@@ -70,7 +65,7 @@ TEST_F(Gpt2WeightsTest, RandomInitFollowsGpt2) {
 }
 
 TEST_F(Gpt2WeightsTest, SaveThenLoadGivesTheSameTensors) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 3);
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 3);
   ASSERT_TRUE(SaveGpt2(w, dir_.string()).ok());
   auto loaded = LoadGpt2Weights(dir_.string());
   ASSERT_TRUE(loaded.ok()) << loaded.status();
@@ -82,7 +77,7 @@ TEST_F(Gpt2WeightsTest, SaveThenLoadGivesTheSameTensors) {
 }
 
 TEST_F(Gpt2WeightsTest, LoadsKeysWithTheTransformerPrefixAndASeparateHead) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 4);
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 4);
   at::Tensor head = at::randn_like(w.wte);
   WriteWith(w, [](const std::string& k) { return "transformer." + k; }, {{"lm_head.weight", head}});
   auto loaded = LoadGpt2Weights(dir_.string());
@@ -93,7 +88,7 @@ TEST_F(Gpt2WeightsTest, LoadsKeysWithTheTransformerPrefixAndASeparateHead) {
 }
 
 TEST_F(Gpt2WeightsTest, IgnoresAttentionMaskBuffers) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 5);
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 5);
   WriteWith(w, [](const std::string& k) { return k; },
             {{"h.0.attn.bias", at::ones({1, 1, 16, 16}).tril()},
              {"h.0.attn.masked_bias", at::tensor({-1e4f})}});
@@ -103,7 +98,7 @@ TEST_F(Gpt2WeightsTest, IgnoresAttentionMaskBuffers) {
 }
 
 TEST_F(Gpt2WeightsTest, MissingTensorNamesTheKeyAndShape) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 6);
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 6);
   WriteWith(w, [](const std::string& k) { return k == "h.1.mlp.c_fc.bias" ? "" : k; });
   auto loaded = LoadGpt2Weights(dir_.string());
   EXPECT_EQ(loaded.status().code(), absl::StatusCode::kNotFound);
@@ -112,7 +107,7 @@ TEST_F(Gpt2WeightsTest, MissingTensorNamesTheKeyAndShape) {
 }
 
 TEST_F(Gpt2WeightsTest, MisShapedTensorNamesKeyExpectedAndFoundShapes) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 7);
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 7);
   w.blocks[2].attn_c_attn_weight = w.blocks[2].attn_c_attn_weight.t().contiguous();
   WriteWith(w, [](const std::string& k) { return k; });
   auto loaded = LoadGpt2Weights(dir_.string());
@@ -134,7 +129,7 @@ TEST_F(Gpt2WeightsTest, ConfigErrorsNameTheField) {
 }
 
 TEST_F(Gpt2WeightsTest, HalfPrecisionWeightsLoadAsFloat32) {
-  Gpt2Weights w = testing::FullyRandomWeights(testing::SmallConfig(), 8);
+  Gpt2Weights w = support::FullyRandomWeights(support::SmallConfig(), 8);
   ASSERT_TRUE(WriteFileAtomically(dir_.string() + "/config.json", w.config.ToJson()).ok());
   io::NamedTensors named;
   for (auto& [k, t] : w.Named()) named.emplace_back(k, t.to(at::kHalf));

@@ -9,7 +9,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-TEST(HookPoint, EveryNameRoundTrips) {
+TEST(HookPointTest, EveryNameRoundTrips) {
   for (const HookPoint& h : AllHookPoints(12)) {
     auto parsed = ParseHookPoint(h.Name(), 12);
     ASSERT_TRUE(parsed.ok()) << h.Name();
@@ -18,7 +18,7 @@ TEST(HookPoint, EveryNameRoundTrips) {
   EXPECT_EQ(AllHookPoints(12).size(), 2u + 12u * 17u + 2u);
 }
 
-TEST(HookPoint, ParsesTransformerLensNames) {
+TEST(HookPointTest, ParsesTransformerLensNames) {
   auto h = ParseHookPoint("blocks.2.hook_resid_pre", 12);
   ASSERT_TRUE(h.ok());
   EXPECT_EQ(h->kind, HookKind::kResidPre);
@@ -28,7 +28,7 @@ TEST(HookPoint, ParsesTransformerLensNames) {
   EXPECT_EQ(ParseHookPoint("hook_embed", 12)->layer, -1);
 }
 
-TEST(HookPoint, UnknownNamesListTheValidForms) {
+TEST(HookPointTest, UnknownNamesListTheValidForms) {
   auto h = ParseHookPoint("blocks.2.hook_resid", 12);
   EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(h.status().message()), HasSubstr("blocks.L.hook_resid_pre"));
@@ -37,13 +37,13 @@ TEST(HookPoint, UnknownNamesListTheValidForms) {
   EXPECT_FALSE(ParseHookPoint("", 12).ok());
 }
 
-TEST(HookPoint, LayersBeyondTheModelAreOutOfRange) {
+TEST(HookPointTest, LayersBeyondTheModelAreOutOfRange) {
   auto h = ParseHookPoint("blocks.12.hook_resid_pre", 12);
   EXPECT_EQ(h.status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_THAT(std::string(h.status().message()), HasSubstr("has 12 layers"));
 }
 
-TEST(HookPoint, ShapesFollowTransformerLens) {
+TEST(HookPointTest, ShapesFollowTransformerLens) {
   ModelDims gpt2{12, 768, 12, 3072, 1024, 50257};
   EXPECT_THAT(ParseHookPoint("blocks.0.hook_resid_pre", 12)->Shape(gpt2, 2, 5),
               ElementsAre(2, 5, 768));
@@ -60,7 +60,7 @@ TEST(HookPoint, ShapesFollowTransformerLens) {
   EXPECT_EQ(ParseHookPoint("blocks.3.hook_mlp_out", 12)->ActivationSize(gpt2, false), 768);
 }
 
-TEST(HookPoint, OrdinalsFollowTheForwardOrder) {
+TEST(HookPointTest, OrdinalsFollowTheForwardOrder) {
   std::vector<HookPoint> all = AllHookPoints(3);
   for (size_t i = 1; i < all.size(); ++i) {
     EXPECT_EQ(all[i].Ordinal(3), all[i - 1].Ordinal(3) + 1) << all[i].Name();

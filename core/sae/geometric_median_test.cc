@@ -9,7 +9,7 @@ double Objective(const at::Tensor& points, const at::Tensor& m) {
   return (points.to(at::kDouble) - m.to(at::kDouble)).norm(2, {1}).sum().item<double>();
 }
 
-TEST(GeometricMedian, MatchesABruteForceMinimiserInTwoDimensions) {
+TEST(GeometricMedianTest, MatchesABruteForceMinimiserInTwoDimensions) {
   at::manual_seed(4);
   for (int trial = 0; trial < 5; ++trial) {
     at::Tensor points = at::randn({7, 2}, at::kDouble);
@@ -36,7 +36,7 @@ TEST(GeometricMedian, MatchesABruteForceMinimiserInTwoDimensions) {
   }
 }
 
-TEST(GeometricMedian, IsRobustToOutliers) {
+TEST(GeometricMedianTest, IsRobustToOutliers) {
   at::manual_seed(5);
   at::Tensor cluster = at::randn({200, 16}) * 0.1;
   at::Tensor outliers = at::full({20, 16}, 1000.0f);
@@ -47,7 +47,7 @@ TEST(GeometricMedian, IsRobustToOutliers) {
   EXPECT_LE(r.iterations, 100);
 }
 
-TEST(GeometricMedian, OfIdenticalPointsIsThatPoint) {
+TEST(GeometricMedianTest, OfIdenticalPointsIsThatPoint) {
   at::Tensor points = at::ones({10, 3}) * 2.5;
   EXPECT_TRUE(at::allclose(GeometricMedian(points).median, at::ones({3}) * 2.5));
 }

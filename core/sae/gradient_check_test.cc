@@ -63,7 +63,7 @@ void ExpectDirectionalDerivativesMatch(const SaeParameters& params,
   }
 }
 
-class GradientCheck : public ::testing::Test {
+class GradientCheckTest : public ::testing::Test {
  protected:
   void SetUp() override {
     at::manual_seed(21);
@@ -87,7 +87,7 @@ class GradientCheck : public ::testing::Test {
   at::Tensor dead_;
 };
 
-TEST_F(GradientCheck, NormalisedMseGradientMatchesFiniteDifferences) {
+TEST_F(GradientCheckTest, NormalisedMseGradientMatchesFiniteDifferences) {
   LossOptions loss;
   loss.l1_coefficient = 0;
   Evaluation base = Evaluate(standard_, params_, x_, loss);
@@ -96,7 +96,7 @@ TEST_F(GradientCheck, NormalisedMseGradientMatchesFiniteDifferences) {
       [&](const SaeParameters& p) { return Evaluate(standard_, p, x_, loss).loss; }, "mse");
 }
 
-TEST_F(GradientCheck, L1PenaltyGradientMatchesFiniteDifferences) {
+TEST_F(GradientCheckTest, L1PenaltyGradientMatchesFiniteDifferences) {
   LossOptions with_l1, without;
   with_l1.l1_coefficient = 0.5;
   without.l1_coefficient = 0;
@@ -112,7 +112,7 @@ TEST_F(GradientCheck, L1PenaltyGradientMatchesFiniteDifferences) {
       "l1");
 }
 
-TEST_F(GradientCheck, GhostGradientMatchesFiniteDifferencesOfItsSurrogate) {
+TEST_F(GradientCheckTest, GhostGradientMatchesFiniteDifferencesOfItsSurrogate) {
   LossOptions ghost, plain;
   ghost.l1_coefficient = plain.l1_coefficient = 0.01;
   ghost.use_ghost_grads = true;
@@ -150,7 +150,7 @@ TEST_F(GradientCheck, GhostGradientMatchesFiniteDifferencesOfItsSurrogate) {
   ExpectDirectionalDerivativesMatch(params_, ghost_grads, surrogate, "ghost");
 }
 
-TEST_F(GradientCheck, TopKMseGradientMatchesFiniteDifferences) {
+TEST_F(GradientCheckTest, TopKMseGradientMatchesFiniteDifferences) {
   SaeParameters p = SparseAutoencoder(topk_, 5).params();
   p.b_dec = at::randn({kDIn}) * 0.2;
   LossOptions loss;
@@ -160,7 +160,7 @@ TEST_F(GradientCheck, TopKMseGradientMatchesFiniteDifferences) {
       "topk mse");
 }
 
-TEST_F(GradientCheck, AuxKGradientMatchesFiniteDifferencesOfItsSurrogate) {
+TEST_F(GradientCheckTest, AuxKGradientMatchesFiniteDifferencesOfItsSurrogate) {
   SaeParameters p = SparseAutoencoder(topk_, 6).params();
   p.b_dec = at::randn({kDIn}) * 0.2;
   LossOptions aux, plain;

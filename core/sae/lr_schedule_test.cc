@@ -19,12 +19,12 @@ TrainerOptions Options(LrSchedule s) {
 
 constexpr double kPi = 3.14159265358979323846;
 
-TEST(LrSchedule, ConstantNeverChanges) {
+TEST(LrScheduleTest, ConstantNeverChanges) {
   for (int s : {0, 5, 19, 40})
     EXPECT_DOUBLE_EQ(LearningRateAt(Options(LrSchedule::kConstant), s), 1.0);
 }
 
-TEST(LrSchedule, ConstantWithWarmupUsesTheValueAfterTheFirstSchedulerStep) {
+TEST(LrScheduleTest, ConstantWithWarmupUsesTheValueAfterTheFirstSchedulerStep) {
   TrainerOptions o = Options(LrSchedule::kConstantWithWarmup);
   // The seed steps the scheduler before the optimiser: step 0 uses lambda(1) = 2/4.
   EXPECT_DOUBLE_EQ(LearningRateAt(o, 0), 0.5);
@@ -35,7 +35,7 @@ TEST(LrSchedule, ConstantWithWarmupUsesTheValueAfterTheFirstSchedulerStep) {
   EXPECT_DOUBLE_EQ(LearningRateAt(o, 0), 1.0);
 }
 
-TEST(LrSchedule, LinearWarmupDecayRisesThenFallsToZeroAtTheEnd) {
+TEST(LrScheduleTest, LinearWarmupDecayRisesThenFallsToZeroAtTheEnd) {
   TrainerOptions o = Options(LrSchedule::kLinearWarmupDecay);
   EXPECT_DOUBLE_EQ(LearningRateAt(o, 0), 0.5);
   EXPECT_DOUBLE_EQ(LearningRateAt(o, 3), (20.0 - 4) / 16);
@@ -43,14 +43,14 @@ TEST(LrSchedule, LinearWarmupDecayRisesThenFallsToZeroAtTheEnd) {
   EXPECT_DOUBLE_EQ(LearningRateAt(o, 19), 0.0);
 }
 
-TEST(LrSchedule, CosineAnnealingGoesFromLrToLrEnd) {
+TEST(LrScheduleTest, CosineAnnealingGoesFromLrToLrEnd) {
   TrainerOptions o = Options(LrSchedule::kCosineAnnealing);
   EXPECT_NEAR(LearningRateAt(o, 0), 0.1 + 0.9 * (1 + std::cos(kPi / 20)) / 2, 1e-12);
   EXPECT_NEAR(LearningRateAt(o, 9), 0.55, 1e-12);
   EXPECT_NEAR(LearningRateAt(o, 19), 0.1, 1e-12);
 }
 
-TEST(LrSchedule, CosineAnnealingWarmupUsesLrEndAsAFractionLikeTheSeed) {
+TEST(LrScheduleTest, CosineAnnealingWarmupUsesLrEndAsAFractionLikeTheSeed) {
   TrainerOptions o = Options(LrSchedule::kCosineAnnealingWarmup);
   EXPECT_DOUBLE_EQ(LearningRateAt(o, 0), 0.5);
   EXPECT_DOUBLE_EQ(LearningRateAt(o, 3), 1.0);  // t = 4: progress 0
@@ -58,14 +58,14 @@ TEST(LrSchedule, CosineAnnealingWarmupUsesLrEndAsAFractionLikeTheSeed) {
   EXPECT_NEAR(LearningRateAt(o, 19), 0.1, 1e-12);
 }
 
-TEST(LrSchedule, WarmRestartsStartAgainAfterAPeriod) {
+TEST(LrScheduleTest, WarmRestartsStartAgainAfterAPeriod) {
   TrainerOptions o = Options(LrSchedule::kCosineAnnealingWarmRestarts);
   EXPECT_NEAR(LearningRateAt(o, 19), 1.0, 1e-12);  // t = 20 = T: a restart
   EXPECT_NEAR(LearningRateAt(o, 9), 0.55, 1e-12);
   EXPECT_NEAR(LearningRateAt(o, 29), 0.55, 1e-12);
 }
 
-TEST(LrSchedule, L1WarmUpRisesLinearlyFromZero) {
+TEST(LrScheduleTest, L1WarmUpRisesLinearlyFromZero) {
   TrainerOptions o;
   o.l1_coefficient = 2.0;
   o.l1_warm_up_steps = 4;
@@ -77,7 +77,7 @@ TEST(LrSchedule, L1WarmUpRisesLinearlyFromZero) {
   EXPECT_DOUBLE_EQ(L1CoefficientAt(o, 0), 2.0);
 }
 
-TEST(LrSchedule, NamesParseCaseInsensitively) {
+TEST(LrScheduleTest, NamesParseCaseInsensitively) {
   EXPECT_EQ(*ParseLrSchedule("ConstantWithWarmup"), LrSchedule::kConstantWithWarmup);
   EXPECT_FALSE(ParseLrSchedule("linear").ok());
 }

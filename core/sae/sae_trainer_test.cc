@@ -6,6 +6,8 @@
 
 #include <filesystem>
 
+#include "support/temp_dir.h"
+
 namespace sae::sparse {
 namespace {
 
@@ -76,7 +78,7 @@ double TrainAndMeasureRecovery(Architecture arch, StepMetrics* last) {
   return dict.Recovered(trainer.sae().params().W_dec, 0.9);
 }
 
-TEST(SaeTrainer, StandardSaeRecoversAKnownSparseDictionary) {
+TEST(SaeTrainerTest, StandardSaeRecoversAKnownSparseDictionary) {
   StepMetrics last;
   double recovered = TrainAndMeasureRecovery(Architecture::kStandard, &last);
   RecordProperty("recovered", std::to_string(recovered));
@@ -86,7 +88,7 @@ TEST(SaeTrainer, StandardSaeRecoversAKnownSparseDictionary) {
   EXPECT_LT(last.l0, 64);  // sparse: a small fraction of the 1024 latents
 }
 
-TEST(SaeTrainer, TopKSaeRecoversAKnownSparseDictionary) {
+TEST(SaeTrainerTest, TopKSaeRecoversAKnownSparseDictionary) {
   StepMetrics last;
   double recovered = TrainAndMeasureRecovery(Architecture::kTopK, &last);
   std::printf("topk: recovered %.3f, L0 %.2f, explained variance %.3f\n", recovered, last.l0,
@@ -98,10 +100,6 @@ TEST(SaeTrainer, TopKSaeRecoversAKnownSparseDictionary) {
 class SaeTrainerStateTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("sae_trainer_test_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
     o_.sae.d_in = 16;
     o_.sae.d_sae = 64;
     o_.lr = 1e-3;
@@ -116,7 +114,6 @@ class SaeTrainerStateTest : public ::testing::Test {
     o_.resample_batches = 2;
     o_.train_batch_size = 32;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // Batch number i of a fixed stream (the same data however the run is split).
   static at::Tensor Batch(int64_t i) {
@@ -127,7 +124,8 @@ class SaeTrainerStateTest : public ::testing::Test {
   }
 
   TrainerOptions o_;
-  std::string dir_;
+  const support::TempDir temp_{"sae_trainer_test"};
+  const std::string dir_ = temp_.File("state");  // made by SaveState
 };
 
 TEST_F(SaeTrainerStateTest, ResumingFromACheckpointEqualsTrainingStraightThrough) {

@@ -48,7 +48,7 @@ std::vector<int32_t> Merge(const BpeModel& model, absl::string_view piece, size_
   return ids;
 }
 
-TEST(BpeModel, MergesTheLowestRankedPairFirstAndTheLeftmostAmongEquals) {
+TEST(BpeModelTest, MergesTheLowestRankedPairFirstAndTheLeftmostAmongEquals) {
   // Ranks: "a a" 0, "b c" 1, "a b" 2. In "abc", "b c" (rank 1) wins over "a b" (rank 2).
   auto model = SmallModel({"aa", "bc", "ab"}, {{"a", "a"}, {"b", "c"}, {"a", "b"}});
   for (size_t max_scanned : {size_t{0}, BpeModel::kMaxScannedPiece}) {
@@ -60,7 +60,7 @@ TEST(BpeModel, MergesTheLowestRankedPairFirstAndTheLeftmostAmongEquals) {
   }
 }
 
-TEST(BpeModel, ReturnsAWholeTokenOnlyWhenTheMergesRebuildIt) {
+TEST(BpeModelTest, ReturnsAWholeTokenOnlyWhenTheMergesRebuildIt) {
   // "abc" is a token, but the merges make "a" + "bc" of it, and there is no merge "a bc".
   auto model = SmallModel({"ab", "bc", "abc"}, {{"b", "c"}, {"a", "b"}, {"ab", "c"}});
   std::vector<int32_t> ids;
@@ -73,7 +73,7 @@ TEST(BpeModel, ReturnsAWholeTokenOnlyWhenTheMergesRebuildIt) {
 }
 
 // The real GPT-2 vocabulary, parsed with the library's own readers.
-class RealBpeModel : public ::testing::Test {
+class RealBpeModelTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     std::string dir = DefaultTokenizerDir();
@@ -98,7 +98,7 @@ class RealBpeModel : public ::testing::Test {
   static inline const BpeModel* model_ = nullptr;
 };
 
-TEST_F(RealBpeModel, RebuildsEveryGpt2TokenButEndOfTextWhole) {
+TEST_F(RealBpeModelTest, RebuildsEveryGpt2TokenButEndOfTextWhole) {
   ASSERT_EQ(model_->size(), 50257);
   for (int32_t id = 0; id < model_->size(); ++id) {
     std::vector<int32_t> ids;
@@ -106,7 +106,7 @@ TEST_F(RealBpeModel, RebuildsEveryGpt2TokenButEndOfTextWhole) {
   }
 }
 
-TEST_F(RealBpeModel, HeapAndScanningMergeLoopsAgree) {
+TEST_F(RealBpeModelTest, HeapAndScanningMergeLoopsAgree) {
   std::mt19937 random(5);
   const std::string letters = "etaoinshrdlu ETAOIN";
   for (int i = 0; i < 3000; ++i) {

@@ -7,7 +7,7 @@
 namespace sae::tokenizer {
 namespace {
 
-TEST(ByteLevel, SpellsPrintableBytesAsThemselvesAndOthersFromU0100) {
+TEST(ByteLevelTest, SpellsPrintableBytesAsThemselvesAndOthersFromU0100) {
   EXPECT_EQ(ByteToSymbolChar('a'), U'a');
   EXPECT_EQ(ByteToSymbolChar(0xE9), U'\u00e9');
   EXPECT_EQ(ByteToSymbolChar(0x00), U'\u0100');
@@ -16,14 +16,14 @@ TEST(ByteLevel, SpellsPrintableBytesAsThemselvesAndOthersFromU0100) {
   EXPECT_EQ(ByteToSymbolChar(0xAD), U'\u0143');  // the last of the 68 shifted bytes
 }
 
-TEST(ByteLevel, SymbolToBytesInvertsBytesToSymbolForEveryByte) {
+TEST(ByteLevelTest, SymbolToBytesInvertsBytesToSymbolForEveryByte) {
   std::string all_bytes;
   for (int byte = 0; byte < 256; ++byte) all_bytes.push_back(static_cast<char>(byte));
   EXPECT_EQ(SymbolToBytes(BytesToSymbol(all_bytes)), all_bytes);
   EXPECT_EQ(SymbolToBytes("\xc4\xa0world"), " world");
 }
 
-TEST(ByteLevel, RejectsCharactersOutsideTheAlphabet) {
+TEST(ByteLevelTest, RejectsCharactersOutsideTheAlphabet) {
   EXPECT_EQ(SymbolToBytes(" "), std::nullopt);             // a raw space is spelled 'Ġ'
   EXPECT_EQ(SymbolToBytes("\xe2\x82\xac"), std::nullopt);  // '€'
   EXPECT_EQ(SymbolToBytes("\xc5\x84"), std::nullopt);      // U+0144, just past the alphabet

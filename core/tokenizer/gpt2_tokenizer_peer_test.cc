@@ -10,11 +10,13 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "core/tokenizer/gpt2_tokenizer.h"
-#include "core/tokenizer/peer_tokenizer.h"
 #include "gtest/gtest.h"
+#include "support/peer_tokenizer.h"
 
 namespace sae::tokenizer {
 namespace {
+
+using support::JsTiktokenPeer;
 
 // Code points left out of the generated strings because the peer is known to differ on them;
 // known-id tests cover the first two.
@@ -185,7 +187,7 @@ std::string Escaped(absl::string_view text) {
   return out;
 }
 
-TEST(Gpt2TokenizerVsJsTiktoken, GiveIdenticalIdsOnHandPickedAndGeneratedStrings) {
+TEST(Gpt2TokenizerVsJsTiktokenTest, GiveIdenticalIdsOnHandPickedAndGeneratedStrings) {
   absl::StatusOr<std::unique_ptr<Gpt2Tokenizer>> tokenizer =
       Gpt2Tokenizer::Load(DefaultTokenizerDir());
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status() << " (run scripts/fetch-assets.sh)";

@@ -15,6 +15,8 @@
 #include "core/util/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/real_tokenizer.h"
+#include "support/temp_dir.h"
 
 namespace sae::tokenizer {
 namespace {
@@ -25,60 +27,37 @@ using ::testing::HasSubstr;
 
 const char kFetchHint[] = "run scripts/fetch-assets.sh to install the real GPT-2 files";
 
-// The tokenizer on the real GPT-2 files (DefaultTokenizerDir()), loaded once for the suite. A
-// missing file fails every test of the suite, with the reason.
-class RealGpt2Tokenizer : public ::testing::Test {
+// The tokenizer on the real GPT-2 files (DefaultTokenizerDir()), loaded once (tests/support).
+class RealGpt2TokenizerTest : public support::RealTokenizerTest {
  protected:
-  static void SetUpTestSuite() {
-    absl::StatusOr<std::unique_ptr<Gpt2Tokenizer>> loaded =
-        Gpt2Tokenizer::Load(DefaultTokenizerDir());
-    if (loaded.ok()) {
-      tokenizer_ = loaded->release();
-    } else {
-      load_error_ = new std::string(loaded.status().ToString());
-    }
-  }
-  static void TearDownTestSuite() {
-    delete tokenizer_;
-    tokenizer_ = nullptr;
-  }
-
-  void SetUp() override {
-    ASSERT_NE(tokenizer_, nullptr)
-        << "cannot load the GPT-2 tokenizer from " << DefaultTokenizerDir() << " (" << kFetchHint
-        << "): " << *load_error_;
-  }
-
   // Encodes `text`, checks that decoding gives `text` back, and returns the ids.
   static std::vector<int32_t> EncodeAndCheckRoundTrip(std::string_view text) {
-    std::vector<int32_t> ids = tokenizer_->Encode(text);
-    absl::StatusOr<std::string> decoded = tokenizer_->Decode(ids);
+    std::vector<int32_t> ids = tokenizer()->Encode(text);
+    absl::StatusOr<std::string> decoded = tokenizer()->Decode(ids);
     EXPECT_TRUE(decoded.ok()) << decoded.status();
     if (decoded.ok()) EXPECT_EQ(*decoded, text);
     return ids;
   }
 
-  static inline const Gpt2Tokenizer* tokenizer_ = nullptr;
-  static inline const std::string* load_error_ = nullptr;
 };
 
-TEST_F(RealGpt2Tokenizer, EncodesHelloWorldAs15496And995) {
+TEST_F(RealGpt2TokenizerTest, EncodesHelloWorldAs15496And995) {
   EXPECT_THAT(EncodeAndCheckRoundTrip("Hello world"), ElementsAre(15496, 995));
 }
 
-TEST_F(RealGpt2Tokenizer, HasGpt2sVocabularySize) { EXPECT_EQ(tokenizer_->vocab_size(), 50257); }
+TEST_F(RealGpt2TokenizerTest, HasGpt2sVocabularySize) { EXPECT_EQ(tokenizer()->vocab_size(), 50257); }
 
-TEST_F(RealGpt2Tokenizer, EncodesTheEmptyTextAsNoIds) {
-  EXPECT_TRUE(tokenizer_->Encode("").empty());
+TEST_F(RealGpt2TokenizerTest, EncodesTheEmptyTextAsNoIds) {
+  EXPECT_TRUE(tokenizer()->Encode("").empty());
 }
 
-TEST_F(RealGpt2Tokenizer, SplitsContractionsAsGpt2Does) {
+TEST_F(RealGpt2TokenizerTest, SplitsContractionsAsGpt2Does) {
   EXPECT_THAT(EncodeAndCheckRoundTrip("I'm can't we've they'll she'd you're it's I'M"),
               ElementsAreArray({40, 1101, 460, 470, 356, 1053, 484, 1183, 673, 1549, 345, 821, 340,
                                 338, 314, 6, 44}));
 }
 
-TEST_F(RealGpt2Tokenizer, EncodesDigitsAndNumbers) {
+TEST_F(RealGpt2TokenizerTest, EncodesDigitsAndNumbers) {
   EXPECT_THAT(EncodeAndCheckRoundTrip("12345 67 3.14159 2024-01-01"),
               ElementsAreArray({10163, 2231, 8275, 513, 13, 1415, 19707, 48609, 12, 486, 12, 486}));
   EXPECT_THAT(EncodeAndCheckRoundTrip("x\u00b2 \u216b \u00bd \uff11\uff12\uff13 \u0661\u0662"),
@@ -86,13 +65,13 @@ TEST_F(RealGpt2Tokenizer, EncodesDigitsAndNumbers) {
                                 171, 120, 241, 18923, 94, 149, 95}));
 }
 
-TEST_F(RealGpt2Tokenizer, KeepsRunsOfSpacesAndNewlinesAsGpt2Does) {
+TEST_F(RealGpt2TokenizerTest, KeepsRunsOfSpacesAndNewlinesAsGpt2Does) {
   EXPECT_THAT(EncodeAndCheckRoundTrip("a   b\n\n\nc  \n d\t\tx  "),
               ElementsAreArray(
                   {64, 220, 220, 275, 628, 198, 66, 220, 220, 198, 288, 197, 197, 87, 220, 220}));
 }
 
-TEST_F(RealGpt2Tokenizer, EncodesNonLatinScripts) {
+TEST_F(RealGpt2TokenizerTest, EncodesNonLatinScripts) {
   EXPECT_THAT(
       EncodeAndCheckRoundTrip("\u041f\u0440\u0438\u0432\u0435\u0442 \u043c\u0438\u0440"),
       ElementsAreArray({140, 253, 21169, 18849, 38857, 16843, 20375, 12466, 120, 18849, 21169}));
@@ -105,13 +84,13 @@ TEST_F(RealGpt2Tokenizer, EncodesNonLatinScripts) {
           {25405, 26897, 148, 255, 39848, 12919, 17550, 101, 23525, 44690, 23525, 25405}));
 }
 
-TEST_F(RealGpt2Tokenizer, EncodesEmoji) {
+TEST_F(RealGpt2TokenizerTest, EncodesEmoji) {
   EXPECT_THAT(
       EncodeAndCheckRoundTrip("I \u2764\ufe0f \U0001f980 \U0001f44d\U0001f3fd!"),
       ElementsAreArray({40, 43074, 97, 37929, 12520, 99, 222, 50169, 235, 8582, 237, 121, 0}));
 }
 
-TEST_F(RealGpt2Tokenizer, EncodesEndOfTextAnywhereAsTheSingleToken50256) {
+TEST_F(RealGpt2TokenizerTest, EncodesEndOfTextAnywhereAsTheSingleToken50256) {
   EXPECT_THAT(EncodeAndCheckRoundTrip("<|endoftext|>"), ElementsAre(kEndOfText));
   EXPECT_THAT(EncodeAndCheckRoundTrip("a<|endoftext|>b"), ElementsAre(64, kEndOfText, 65));
   EXPECT_THAT(EncodeAndCheckRoundTrip("<|endoftext|><|endoftext|>"),
@@ -124,13 +103,13 @@ TEST_F(RealGpt2Tokenizer, EncodesEndOfTextAnywhereAsTheSingleToken50256) {
 // Unicode's White_Space, which OpenAI's encoder.py (Python's regex module), tiktoken and Hugging
 // Face use for \s, holds U+0085 but neither U+FEFF nor U+180E. (JavaScript's \s differs on the
 // first two and PCRE2's on the last.) The ids are those of OpenAI's encoder.py.
-TEST_F(RealGpt2Tokenizer, TreatsExactlyUnicodeWhiteSpaceAsSpace) {
+TEST_F(RealGpt2TokenizerTest, TreatsExactlyUnicodeWhiteSpaceAsSpace) {
   EXPECT_THAT(EncodeAndCheckRoundTrip("a \u0085b"), ElementsAre(64, 220, 126, 227, 65));
   EXPECT_THAT(EncodeAndCheckRoundTrip("a \ufeffb"), ElementsAre(64, 27332, 119, 123, 65));
   EXPECT_THAT(EncodeAndCheckRoundTrip("a \u180eb"), ElementsAre(64, 28053, 254, 236, 65));
 }
 
-TEST_F(RealGpt2Tokenizer, RoundTripsArbitraryBytesIncludingInvalidUtf8) {
+TEST_F(RealGpt2TokenizerTest, RoundTripsArbitraryBytesIncludingInvalidUtf8) {
   std::mt19937 random(20240607);
   for (int i = 0; i < 500; ++i) {
     std::string bytes(std::uniform_int_distribution<int>(0, 300)(random), '\0');
@@ -145,8 +124,8 @@ TEST_F(RealGpt2Tokenizer, RoundTripsArbitraryBytesIncludingInvalidUtf8) {
   }
 }
 
-TEST_F(RealGpt2Tokenizer, EncodesAnInvalidByteAsItsOwnByteToken) {
-  std::vector<int32_t> byte_ff = tokenizer_->Encode("\xff");
+TEST_F(RealGpt2TokenizerTest, EncodesAnInvalidByteAsItsOwnByteToken) {
+  std::vector<int32_t> byte_ff = tokenizer()->Encode("\xff");
   ASSERT_EQ(byte_ff.size(), 1u);
   // The invalid byte splits from the letters around it as U+FFFD would.
   EXPECT_THAT(EncodeAndCheckRoundTrip("a\xff"
@@ -154,26 +133,26 @@ TEST_F(RealGpt2Tokenizer, EncodesAnInvalidByteAsItsOwnByteToken) {
               ElementsAre(64, byte_ff[0], 65));
 }
 
-TEST_F(RealGpt2Tokenizer, DecodesEverySingleTokenToItsBytes) {
-  for (int32_t id = 0; id < tokenizer_->vocab_size(); ++id) {
-    absl::StatusOr<std::string> bytes = tokenizer_->Decode({id});
+TEST_F(RealGpt2TokenizerTest, DecodesEverySingleTokenToItsBytes) {
+  for (int32_t id = 0; id < tokenizer()->vocab_size(); ++id) {
+    absl::StatusOr<std::string> bytes = tokenizer()->Decode({id});
     ASSERT_TRUE(bytes.ok()) << bytes.status();
     ASSERT_FALSE(bytes->empty()) << "token " << id;
   }
-  EXPECT_EQ(tokenizer_->Decode({kEndOfText}).value(), "<|endoftext|>");
-  EXPECT_EQ(tokenizer_->Decode({}).value(), "");
+  EXPECT_EQ(tokenizer()->Decode({kEndOfText}).value(), "<|endoftext|>");
+  EXPECT_EQ(tokenizer()->Decode({}).value(), "");
 }
 
-TEST_F(RealGpt2Tokenizer, RejectsIdsOutsideTheVocabularyNamingTheId) {
-  absl::StatusOr<std::string> too_large = tokenizer_->Decode({15496, 50257});
+TEST_F(RealGpt2TokenizerTest, RejectsIdsOutsideTheVocabularyNamingTheId) {
+  absl::StatusOr<std::string> too_large = tokenizer()->Decode({15496, 50257});
   EXPECT_EQ(too_large.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(too_large.status().message(), HasSubstr("50257"));
-  absl::StatusOr<std::string> negative = tokenizer_->Decode({-1});
+  absl::StatusOr<std::string> negative = tokenizer()->Decode({-1});
   EXPECT_EQ(negative.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(negative.status().message(), HasSubstr("-1"));
 }
 
-TEST_F(RealGpt2Tokenizer, EncodesLongRunsOfSpacesAndLongWords) {
+TEST_F(RealGpt2TokenizerTest, EncodesLongRunsOfSpacesAndLongWords) {
   std::string spaces = std::string(1 << 20, ' ') + "x";
   std::vector<int32_t> ids = EncodeAndCheckRoundTrip(spaces);
   ASSERT_FALSE(ids.empty());
@@ -183,7 +162,7 @@ TEST_F(RealGpt2Tokenizer, EncodesLongRunsOfSpacesAndLongWords) {
   EncodeAndCheckRoundTrip(std::string(50000, '\xff'));
 }
 
-TEST_F(RealGpt2Tokenizer, EncodesFromManyThreadsAsFromOne) {
+TEST_F(RealGpt2TokenizerTest, EncodesFromManyThreadsAsFromOne) {
   std::vector<std::string> texts;
   std::mt19937 random(7);
   for (int i = 0; i < 200; ++i) {
@@ -194,7 +173,7 @@ TEST_F(RealGpt2Tokenizer, EncodesFromManyThreadsAsFromOne) {
     texts.push_back(text);
   }
   std::vector<std::vector<int32_t>> expected;
-  for (const std::string& text : texts) expected.push_back(tokenizer_->Encode(text));
+  for (const std::string& text : texts) expected.push_back(tokenizer()->Encode(text));
 
   std::vector<std::thread> threads;
   std::vector<int> mismatches(4, 0);
@@ -203,7 +182,7 @@ TEST_F(RealGpt2Tokenizer, EncodesFromManyThreadsAsFromOne) {
       for (int round = 0; round < 5; ++round) {
         for (size_t i = 0; i < texts.size(); ++i) {
           size_t k = (i + static_cast<size_t>(t) * 37) % texts.size();  // threads start apart
-          if (tokenizer_->Encode(texts[k]) != expected[k]) {
+          if (tokenizer()->Encode(texts[k]) != expected[k]) {
             ++mismatches[t];
           }
         }
@@ -214,17 +193,9 @@ TEST_F(RealGpt2Tokenizer, EncodesFromManyThreadsAsFromOne) {
   EXPECT_THAT(mismatches, ElementsAre(0, 0, 0, 0));
 }
 
-// Fixtures for loading: a fresh folder per test under the test's temporary folder.
-class Gpt2TokenizerLoading : public ::testing::Test {
+// Fixtures for loading: a fresh folder per test (support::TempDir).
+class Gpt2TokenizerLoadingTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    folder_ = absl::StrCat(::testing::TempDir(), "/gpt2_tokenizer_test_", info->name());
-    std::filesystem::remove_all(folder_);
-    std::filesystem::create_directories(folder_);
-  }
-  void TearDown() override { std::filesystem::remove_all(folder_); }
-
   void Write(const std::string& name, absl::string_view contents) {
     ASSERT_TRUE(WriteFileAtomically(absl::StrCat(folder_, "/", name), contents).ok());
   }
@@ -242,10 +213,11 @@ class Gpt2TokenizerLoading : public ::testing::Test {
     return json;
   }
 
-  std::string folder_;
+  const support::TempDir dir_{"gpt2_tokenizer_test"};
+  const std::string folder_ = dir_.path();
 };
 
-TEST_F(Gpt2TokenizerLoading, ReadsOpenAiAndHuggingFaceFileNamesAlike) {
+TEST_F(Gpt2TokenizerLoadingTest, ReadsOpenAiAndHuggingFaceFileNamesAlike) {
   std::string real = DefaultTokenizerDir();
   for (const char* name : {"encoder.json", "vocab.bpe"}) {
     ASSERT_TRUE(std::filesystem::exists(absl::StrCat(real, "/", name)))
@@ -262,7 +234,7 @@ TEST_F(Gpt2TokenizerLoading, ReadsOpenAiAndHuggingFaceFileNamesAlike) {
   EXPECT_THAT((*hugging_face)->Encode("Hello world"), ElementsAre(15496, 995));
 }
 
-TEST_F(Gpt2TokenizerLoading, LoadsASmallVocabularyAndAppliesItsMerges) {
+TEST_F(Gpt2TokenizerLoadingTest, LoadsASmallVocabularyAndAppliesItsMerges) {
   Write("vocab.json", SmallVocabularyJson());
   Write("merges.txt", "#version: 0.2\na b\r\nab c\n\n");
   absl::StatusOr<std::unique_ptr<Gpt2Tokenizer>> tokenizer = Gpt2Tokenizer::Load(folder_);
@@ -274,7 +246,7 @@ TEST_F(Gpt2TokenizerLoading, LoadsASmallVocabularyAndAppliesItsMerges) {
   EXPECT_EQ((*tokenizer)->Encode("<|endoftext|>").size(), 13u);
 }
 
-TEST_F(Gpt2TokenizerLoading, MissingFolderIsNotFoundNamingItAndBothFileNamePairs) {
+TEST_F(Gpt2TokenizerLoadingTest, MissingFolderIsNotFoundNamingItAndBothFileNamePairs) {
   std::string missing = folder_ + "/nowhere";
   absl::Status status = Gpt2Tokenizer::Load(missing).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
@@ -284,7 +256,7 @@ TEST_F(Gpt2TokenizerLoading, MissingFolderIsNotFoundNamingItAndBothFileNamePairs
   EXPECT_THAT(status.message(), HasSubstr(missing));
 }
 
-TEST_F(Gpt2TokenizerLoading, IncompleteFilePairIsNotFoundNamingTheFolder) {
+TEST_F(Gpt2TokenizerLoadingTest, IncompleteFilePairIsNotFoundNamingTheFolder) {
   Write("vocab.json", SmallVocabularyJson());
   Write("vocab.bpe", "a b\n");
   absl::Status status = Gpt2Tokenizer::Load(folder_).status();
@@ -293,7 +265,7 @@ TEST_F(Gpt2TokenizerLoading, IncompleteFilePairIsNotFoundNamingTheFolder) {
   EXPECT_THAT(status.message(), HasSubstr("merges.txt"));
 }
 
-TEST_F(Gpt2TokenizerLoading, CorruptVocabularyIsInvalidArgumentNamingFileAndLine) {
+TEST_F(Gpt2TokenizerLoadingTest, CorruptVocabularyIsInvalidArgumentNamingFileAndLine) {
   struct Case {
     std::string json;
     std::string where;
@@ -322,7 +294,7 @@ TEST_F(Gpt2TokenizerLoading, CorruptVocabularyIsInvalidArgumentNamingFileAndLine
   }
 }
 
-TEST_F(Gpt2TokenizerLoading, BadMergesLineIsInvalidArgumentNamingFileAndLine) {
+TEST_F(Gpt2TokenizerLoadingTest, BadMergesLineIsInvalidArgumentNamingFileAndLine) {
   Write("vocab.json", SmallVocabularyJson());
   struct Case {
     std::string merges;
@@ -346,7 +318,7 @@ TEST_F(Gpt2TokenizerLoading, BadMergesLineIsInvalidArgumentNamingFileAndLine) {
   }
 }
 
-TEST(DefaultTokenizerDir, PrefersSaeTokenizerDirThenSaeCacheDirThenXdgCacheHome) {
+TEST(DefaultTokenizerDirTest, PrefersSaeTokenizerDirThenSaeCacheDirThenXdgCacheHome) {
   std::optional<std::string> saved[3];
   const char* names[3] = {"SAE_TOKENIZER_DIR", "SAE_CACHE_DIR", "XDG_CACHE_HOME"};
   for (int i = 0; i < 3; ++i) {

@@ -21,7 +21,7 @@ std::vector<std::string> Split(absl::string_view text) {
   return pieces;
 }
 
-TEST(PreTokenizer, SplitsWordsContractionsNumbersAndPunctuationAsGpt2Does) {
+TEST(PreTokenizerTest, SplitsWordsContractionsNumbersAndPunctuationAsGpt2Does) {
   EXPECT_THAT(Split("Hello world's  end\n"),
               ElementsAre("Hello", " world", "'s", " ", " end", "\n"));
   EXPECT_THAT(Split("I'LL pay $12.50, ok?"),
@@ -31,14 +31,14 @@ TEST(PreTokenizer, SplitsWordsContractionsNumbersAndPunctuationAsGpt2Does) {
               ElementsAre("\u00e9t\u00e9", " \u4e16\u754c", "2"));
 }
 
-TEST(PreTokenizer, TreatsExactlyUnicodeWhiteSpaceAsSpace) {
+TEST(PreTokenizerTest, TreatsExactlyUnicodeWhiteSpaceAsSpace) {
   EXPECT_THAT(Split("a\u0085 b"), ElementsAre("a", "\u0085", " b"));  // White_Space
   EXPECT_THAT(Split("a \u180eb"), ElementsAre("a", " \u180e", "b"));  // a format character
   EXPECT_THAT(Split("a \ufeffb"), ElementsAre("a", " \ufeff", "b"));  // a format character
   EXPECT_THAT(Split("a\u3000\u3000b"), ElementsAre("a", "\u3000", "\u3000", "b"));
 }
 
-TEST(PreTokenizer, SplitsInvalidBytesAsReplacementCharactersWouldAndKeepsThem) {
+TEST(PreTokenizerTest, SplitsInvalidBytesAsReplacementCharactersWouldAndKeepsThem) {
   // As if each invalid byte were U+FFFD: neither letter, number nor space.
   EXPECT_THAT(Split("ab\xff\xfe cd\x80"), ElementsAre("ab", "\xff\xfe", " cd", "\x80"));
   EXPECT_THAT(Split("it'\xffs"), ElementsAre("it", "'\xff", "s"));
@@ -46,7 +46,7 @@ TEST(PreTokenizer, SplitsInvalidBytesAsReplacementCharactersWouldAndKeepsThem) {
   EXPECT_THAT(Split("\xe2\x82 \xe2\x82\xac"), ElementsAre("\xe2\x82", " \xe2\x82\xac"));
 }
 
-TEST(PreTokenizer, PiecesAreNonEmptyAndConcatenateToAnyInput) {
+TEST(PreTokenizerTest, PiecesAreNonEmptyAndConcatenateToAnyInput) {
   std::mt19937 random(11);
   for (int i = 0; i < 2000; ++i) {
     std::string text(std::uniform_int_distribution<int>(0, 64)(random), '\0');
@@ -61,7 +61,7 @@ TEST(PreTokenizer, PiecesAreNonEmptyAndConcatenateToAnyInput) {
   }
 }
 
-TEST(PreTokenizer, SplitsAMegabyteOfSpacesWithoutRunningOutOfStack) {
+TEST(PreTokenizerTest, SplitsAMegabyteOfSpacesWithoutRunningOutOfStack) {
   std::string text = std::string(1 << 20, ' ') + "x";
   std::vector<std::string> pieces = Split(text);
   ASSERT_EQ(pieces.size(), 2u);
@@ -69,7 +69,7 @@ TEST(PreTokenizer, SplitsAMegabyteOfSpacesWithoutRunningOutOfStack) {
   EXPECT_EQ(pieces[1], " x");
 }
 
-TEST(PreTokenizer, RecognisesWellFormedUtf8) {
+TEST(PreTokenizerTest, RecognisesWellFormedUtf8) {
   EXPECT_TRUE(IsValidUtf8(""));
   EXPECT_TRUE(IsValidUtf8("plain ASCII text, long enough for the eight-byte path"));
   EXPECT_TRUE(IsValidUtf8("\u00e9\u20ac\U0001f980\U0010ffff"));

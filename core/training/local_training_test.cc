@@ -19,6 +19,8 @@
 #include "core/training/run_assets.h"
 #include "core/util/files.h"
 #include "nlohmann/json.hpp"
+#include "support/random_gpt2.h"
+#include "support/temp_dir.h"
 
 namespace sae::training {
 namespace {
@@ -26,16 +28,7 @@ namespace {
 class LocalTrainingTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = (std::filesystem::temp_directory_path() /
-            ("local_training_test_" + std::to_string(::getpid()) + "_" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
-               .string();
-    std::filesystem::create_directories(dir_);
-    model::Gpt2Config c;
-    c.n_layer = 2;
-    c.n_embd = 32;
-    c.n_head = 4;
-    c.n_positions = 64;
+    const model::Gpt2Config c = support::TinyConfig();
     ASSERT_TRUE(model::SaveGpt2(model::RandomGpt2Weights(c, 1), dir_ + "/model").ok());
     std::mt19937 rng(2);
     std::vector<int32_t> tokens;
@@ -46,7 +39,6 @@ class LocalTrainingTest : public ::testing::Test {
     }
     ASSERT_TRUE(WriteFileAtomically(dir_ + "/tokens.bin", *data::EncodeNanoGptBin(tokens)).ok());
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   config::RunConfig Config(const std::string& extra = "", bool ghost = true) {
     std::string yaml =
@@ -70,7 +62,8 @@ class LocalTrainingTest : public ::testing::Test {
     return *config;
   }
 
-  std::string dir_;
+  const support::TempDir temp_{"local_training_test"};
+  const std::string dir_ = temp_.path();
 };
 
 TEST_F(LocalTrainingTest, TrainsToTheTokenBudgetWritingCheckpointsAndTheFinalSae) {

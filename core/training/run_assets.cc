@@ -6,8 +6,11 @@
 #include "core/util/status.h"
 
 namespace sae::training {
+namespace {
 
-absl::Status ResolveRunConfig(config::RunConfig& config) {
+// ResolveRunConfig, returning the model's config it read so that LoadRunAssets hands it to the
+// model's Load: each process reads config.json once.
+absl::StatusOr<model::Gpt2Config> ReadModelConfigAndResolve(config::RunConfig& config) {
   if (!config.model_path) {
     return config::ConfigKeyError(
         config, "model_path",
@@ -18,7 +21,14 @@ absl::Status ResolveRunConfig(config::RunConfig& config) {
   if (!model_config.ok()) {
     return config::ConfigKeyError(config, "model_path", model_config.status().message());
   }
-  return config::ResolveAgainstModel(config, model_config->dims());
+  SAE_RETURN_IF_ERROR(config::ResolveAgainstModel(config, model_config->dims()));
+  return *std::move(model_config);
+}
+
+}  // namespace
+
+absl::Status ResolveRunConfig(config::RunConfig& config) {
+  return ReadModelConfigAndResolve(config).status();
 }
 
 std::string TokenizerFolderFor(const config::RunConfig& config) {
@@ -37,14 +47,14 @@ double HeldOutFraction(const config::RunConfig& config) {
 }
 
 absl::StatusOr<RunAssets> LoadRunAssets(config::RunConfig& config, bool with_model) {
-  SAE_RETURN_IF_ERROR(ResolveRunConfig(config));
+  SAE_ASSIGN_OR_RETURN(model::Gpt2Config model_config, ReadModelConfigAndResolve(config));
   RunAssets assets;
   assets.hook = *config.source.resolved_hook;
   if (with_model) {
     model::ModelOptions options;
     options.processing = config.processing;
     options.dtype = config.dtype == config::DType::kBFloat16 ? at::kBFloat16 : at::kFloat;
-    auto model = model::Gpt2Model::Load(*config.model_path, options);
+    auto model = model::Gpt2Model::Load(*config.model_path, model_config, options);
     if (!model.ok()) return config::ConfigKeyError(config, "model_path", model.status().message());
     assets.model = std::move(model).value();
   }

@@ -7,7 +7,7 @@
 namespace sae::wire {
 namespace {
 
-TEST(ActivationCodec, Float32IsTheLittleEndianBytesOfEachElementInRowMajorOrder) {
+TEST(ActivationCodecTest, Float32IsTheLittleEndianBytesOfEachElementInRowMajorOrder) {
   at::Tensor rows = at::tensor({1.0f, -2.0f, 0.5f, 3.0f}).reshape({2, 2});
   std::string bytes;
   ASSERT_TRUE(EncodeActivations(rows, config::DType::kFloat32, &bytes).ok());
@@ -18,7 +18,7 @@ TEST(ActivationCodec, Float32IsTheLittleEndianBytesOfEachElementInRowMajorOrder)
   EXPECT_EQ(bytes.substr(4, 4), std::string("\x00\x00\x00\xc0", 4));
 }
 
-TEST(ActivationCodec, RoundTripsFloat32Exactly) {
+TEST(ActivationCodecTest, RoundTripsFloat32Exactly) {
   at::Tensor rows = at::randn({37, 768});
   std::string bytes;
   ASSERT_TRUE(EncodeActivations(rows, config::DType::kFloat32, &bytes).ok());
@@ -27,7 +27,7 @@ TEST(ActivationCodec, RoundTripsFloat32Exactly) {
   EXPECT_TRUE(at::equal(*back, rows));
 }
 
-TEST(ActivationCodec, HalfPrecisionDtypesRoundLikeTensorTo) {
+TEST(ActivationCodecTest, HalfPrecisionDtypesRoundLikeTensorTo) {
   at::Tensor rows = at::randn({64, 48}) * 10;
   for (config::DType dtype : {config::DType::kBFloat16, config::DType::kFloat16}) {
     std::string bytes;
@@ -41,7 +41,7 @@ TEST(ActivationCodec, HalfPrecisionDtypesRoundLikeTensorTo) {
   }
 }
 
-TEST(ActivationCodec, DecodedTensorOwnsItsMemory) {
+TEST(ActivationCodecTest, DecodedTensorOwnsItsMemory) {
   at::Tensor rows = at::randn({4, 8});
   std::string bytes;
   ASSERT_TRUE(EncodeActivations(rows, config::DType::kFloat32, &bytes).ok());
@@ -51,7 +51,7 @@ TEST(ActivationCodec, DecodedTensorOwnsItsMemory) {
   EXPECT_TRUE(at::equal(*back, rows));
 }
 
-TEST(ActivationCodec, RejectsABatchWhoseSizeDoesNotMatchItsShape) {
+TEST(ActivationCodecTest, RejectsABatchWhoseSizeDoesNotMatchItsShape) {
   std::string bytes(100, '\0');
   auto decoded = DecodeActivations(bytes, config::DType::kFloat32, 5, 6);
   EXPECT_EQ(decoded.status().code(), absl::StatusCode::kInvalidArgument);
@@ -59,7 +59,7 @@ TEST(ActivationCodec, RejectsABatchWhoseSizeDoesNotMatchItsShape) {
       << decoded.status();
 }
 
-TEST(ActivationCodec, RejectsAnythingButAMatrixOfFloats) {
+TEST(ActivationCodecTest, RejectsAnythingButAMatrixOfFloats) {
   std::string bytes;
   EXPECT_FALSE(EncodeActivations(at::zeros({3}), config::DType::kFloat32, &bytes).ok());
   EXPECT_FALSE(

@@ -5,7 +5,7 @@
 namespace sae::wire {
 namespace {
 
-TEST(CursorText, RoundTripsACursorThroughHex) {
+TEST(CursorTextTest, RoundTripsACursorThroughHex) {
   data::ShardCursor cursor;
   cursor.shard_index = 1;
   cursor.shard_count = 3;
@@ -22,7 +22,7 @@ TEST(CursorText, RoundTripsACursorThroughHex) {
   EXPECT_EQ(*back, cursor);
 }
 
-TEST(CursorText, RejectsTextThatIsNotACursor) {
+TEST(CursorTextTest, RejectsTextThatIsNotACursor) {
   EXPECT_EQ(CursorFromHex("").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(CursorFromHex("abc").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(CursorFromHex("zz").status().code(), absl::StatusCode::kInvalidArgument);

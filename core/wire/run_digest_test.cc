@@ -12,18 +12,18 @@ config::RunConfig Parse(const std::string& keys) {
   return *config;
 }
 
-TEST(RunConfigDigest, IsSixteenHexDigits) {
+TEST(RunConfigDigestTest, IsSixteenHexDigits) {
   std::string digest = RunConfigDigest(Parse("lr: 0.001\n"));
   EXPECT_EQ(digest.size(), 16u);
   EXPECT_EQ(digest.find_first_not_of("0123456789abcdef"), std::string::npos) << digest;
 }
 
-TEST(RunConfigDigest, IgnoresHowTheConfigWasWritten) {
+TEST(RunConfigDigestTest, IgnoresHowTheConfigWasWritten) {
   EXPECT_EQ(RunConfigDigest(Parse("lr: 0.001\nseed: 7\n")),
             RunConfigDigest(Parse("# a comment\nseed: 7\n\nlr: 1e-3\n")));
 }
 
-TEST(RunConfigDigest, ChangesWhenAnyKeyChanges) {
+TEST(RunConfigDigestTest, ChangesWhenAnyKeyChanges) {
   const std::string base = RunConfigDigest(Parse("lr: 0.001\n"));
   EXPECT_NE(base, RunConfigDigest(Parse("lr: 0.002\n")));
   EXPECT_NE(base, RunConfigDigest(Parse("lr: 0.001\nshuffle: false\n")));

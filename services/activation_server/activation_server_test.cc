@@ -17,13 +17,15 @@
 #include "sae/v1/activations.grpc.pb.h"
 #include "services/common/stream_protocol.h"
 #include "services/trainer/remote_evaluation.h"
-#include "tests/data_plane/loopback.h"
-#include "tests/data_plane/tiny_run.h"
+#include "support/child_process.h"
+#include "support/ports.h"
+#include "support/temp_dir.h"
+#include "support/tiny_run.h"
 
 namespace sae::activation_server {
 namespace {
 
-using testing_loopback::TempDir;
+using support::TempDir;
 
 struct Received {
   std::vector<v1::ActivationBatch> batches;
@@ -121,12 +123,12 @@ class ActivationServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
-    ASSERT_TRUE(testing_loopback::WriteTinyRunFiles(dir_.path()).ok());
+    ASSERT_TRUE(support::WriteTinyRunFiles(dir_.path()).ok());
   }
 
   config::RunConfig Config(std::vector<std::string> overrides = {}) {
     overrides.push_back("shuffle=false");
-    config::RunConfig config = testing_loopback::ParseTinyRun(dir_.path(), overrides);
+    config::RunConfig config = support::ParseTinyRun(dir_.path(), overrides);
     EXPECT_TRUE(training::ResolveRunConfig(config).ok());
     return config;
   }
@@ -214,7 +216,7 @@ TEST_F(ActivationServerTest, ResendsWhatAConsumerDidNotReceiveAndNothingElse) {
   // The stream breaks after the consumer read one batch of the four the server sent (small
   // batches fit the HTTP/2 window, so the server writes all four without waiting).
   Received first = consumer.Pull(4, /*read=*/1, [&] {
-    return testing_loopback::Eventually([&] { return server->activations_served() == 4 * 64; },
+    return support::Eventually([&] { return server->activations_served() == 4 * 64; },
                                         std::chrono::seconds(10));
   });
   ASSERT_EQ(first.batches.size(), 1u);
@@ -401,7 +403,7 @@ TEST_F(ActivationServerTest, ReportsHealthAndEndsStreamsPromptlyOnShutdown) {
   auto stub = v1::ActivationService::NewStub(channel);
   auto reader = stub->StreamActivations(&context, consumer.Request(100000));
   int64_t served = -1;
-  ASSERT_TRUE(testing_loopback::Eventually(
+  ASSERT_TRUE(support::Eventually(
       [&] {
         std::this_thread::sleep_for(std::chrono::milliseconds(300));
         const int64_t now = server->activations_served();

@@ -31,7 +31,7 @@ v1::Assignment Next(const std::string& cursor_bytes) {
   return next;
 }
 
-TEST(CanKeepServing, TheSameShardAtOrBehindTheFrontierKeepsTheServer) {
+TEST(CanKeepServingTest, TheSameShardAtOrBehindTheFrontierKeepsTheServer) {
   const data::ShardCursor frontier = Cursor(0, 5000, 300);
   // No cursor reported yet, the frontier itself, and an older report of this server's.
   EXPECT_TRUE(CanKeepServing(Served(), frontier, Next("")));
@@ -39,7 +39,7 @@ TEST(CanKeepServing, TheSameShardAtOrBehindTheFrontierKeepsTheServer) {
   EXPECT_TRUE(CanKeepServing(Served(), frontier, Next(Cursor(0, 4000, 250).ToBytes())));
 }
 
-TEST(CanKeepServing, ACursorBeyondTheFrontierStartsAfresh) {
+TEST(CanKeepServingTest, ACursorBeyondTheFrontierStartsAfresh) {
   // Another server served this shard further while this one was away: keeping this server
   // would serve those activations again.
   const data::ShardCursor frontier = Cursor(0, 5000, 300);
@@ -47,11 +47,11 @@ TEST(CanKeepServing, ACursorBeyondTheFrontierStartsAfresh) {
   EXPECT_FALSE(CanKeepServing(Served(), frontier, Next(Cursor(1, 10, 4000).ToBytes())));
 }
 
-TEST(CanKeepServing, AnUnreadableCursorStartsAfresh) {
+TEST(CanKeepServingTest, AnUnreadableCursorStartsAfresh) {
   EXPECT_FALSE(CanKeepServing(Served(), Cursor(0, 5000, 300), Next("\xff garbage")));
 }
 
-TEST(CanKeepServing, AnotherRunShardOrConfigStartsAfresh) {
+TEST(CanKeepServingTest, AnotherRunShardOrConfigStartsAfresh) {
   const data::ShardCursor frontier = Cursor(0, 5000, 300);
   v1::Assignment other_run = Next("");
   other_run.set_run_id("run-b");

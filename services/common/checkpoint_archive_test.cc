@@ -3,14 +3,14 @@
 #include <filesystem>
 #include <string>
 
-#include "core/data/test_folder.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::client {
 namespace {
 
-using data::TestFolder;
+using support::TempDir;
 
 std::string Binary(size_t size, unsigned seed) {
   std::string bytes(size, '\0');
@@ -34,8 +34,8 @@ std::string ArchiveOf(const std::string& dir, size_t piece) {
   return archive;
 }
 
-TEST(CheckpointArchive, RoundTripsADirectoryReadAndWrittenInOddPieces) {
-  TestFolder source, target;
+TEST(CheckpointArchiveTest, RoundTripsADirectoryReadAndWrittenInOddPieces) {
+  TempDir source, target;
   source.Write("state.json", R"({"step": 100})");
   source.Write("state.safetensors", Binary(100000, 7));
   source.Write("sae/cfg.json", "{}");
@@ -60,8 +60,8 @@ TEST(CheckpointArchive, RoundTripsADirectoryReadAndWrittenInOddPieces) {
   }
 }
 
-TEST(CheckpointArchive, ListsFilesInByteOrderOfTheirPaths) {
-  TestFolder source;
+TEST(CheckpointArchiveTest, ListsFilesInByteOrderOfTheirPaths) {
+  TempDir source;
   source.Write("b", "2");
   source.Write("a/z", "1");
   source.Write("C", "3");
@@ -70,12 +70,12 @@ TEST(CheckpointArchive, ListsFilesInByteOrderOfTheirPaths) {
   EXPECT_EQ((*reader)->files(), (std::vector<std::string>{"C", "a/z", "b"}));
 }
 
-TEST(CheckpointArchive, ReaderReportsAMissingFolder) {
+TEST(CheckpointArchiveTest, ReaderReportsAMissingFolder) {
   EXPECT_TRUE(absl::IsNotFound(ArchiveReader::Open("/nonexistent/checkpoint").status()));
 }
 
-TEST(CheckpointArchive, ExtractorRefusesSomethingThatIsNotAnArchive) {
-  TestFolder target;
+TEST(CheckpointArchiveTest, ExtractorRefusesSomethingThatIsNotAnArchive) {
+  TempDir target;
   auto extractor = ArchiveExtractor::Create(target.path());
   ASSERT_TRUE(extractor.ok());
   absl::Status status = (*extractor)->Append("PK\x03\x04 a zip file");
@@ -83,8 +83,8 @@ TEST(CheckpointArchive, ExtractorRefusesSomethingThatIsNotAnArchive) {
   EXPECT_NE(status.message().find("SAECKPT1"), absl::string_view::npos);
 }
 
-TEST(CheckpointArchive, ExtractorRefusesAPathThatClimbsOutOfTheFolder) {
-  TestFolder target;
+TEST(CheckpointArchiveTest, ExtractorRefusesAPathThatClimbsOutOfTheFolder) {
+  TempDir target;
   std::string archive = "SAECKPT1";
   std::string path = "../escape";
   archive += std::string("\x09\0\0\0", 4) + path + std::string("\x01\0\0\0\0\0\0\0", 8) + "x";
@@ -95,8 +95,8 @@ TEST(CheckpointArchive, ExtractorRefusesAPathThatClimbsOutOfTheFolder) {
   EXPECT_FALSE(std::filesystem::exists(target.path() + "/escape"));
 }
 
-TEST(CheckpointArchive, ExtractorReportsAnArchiveCutShort) {
-  TestFolder source, target;
+TEST(CheckpointArchiveTest, ExtractorReportsAnArchiveCutShort) {
+  TempDir source, target;
   source.Write("weights", Binary(1000, 3));
   std::string archive = ArchiveOf(source.path(), 4096);
   auto extractor = ArchiveExtractor::Create(target.path());
@@ -109,7 +109,7 @@ TEST(CheckpointArchive, ExtractorReportsAnArchiveCutShort) {
   EXPECT_FALSE(std::filesystem::exists(target.path() + "/weights"));
 }
 
-TEST(CheckpointArchive, PathCheckAcceptsNestedRelativePathsOnly) {
+TEST(CheckpointArchiveTest, PathCheckAcceptsNestedRelativePathsOnly) {
   EXPECT_TRUE(CheckArchivePath("sae/cfg.json").ok());
   EXPECT_FALSE(CheckArchivePath("").ok());
   EXPECT_FALSE(CheckArchivePath("/etc/passwd").ok());

@@ -5,7 +5,7 @@
 namespace sae::service {
 namespace {
 
-TEST(ExitCode, MapsEveryBinarysOutcomeTheSameWay) {
+TEST(ExitCodeTest, MapsEveryBinarysOutcomeTheSameWay) {
   EXPECT_EQ(ExitCodeFor(absl::OkStatus()), kExitOk);
   EXPECT_EQ(ExitCodeFor(absl::InvalidArgumentError("bad key")), kExitUsage);
   EXPECT_EQ(ExitCodeFor(absl::NotFoundError("no file")), kExitUsage);
@@ -18,7 +18,7 @@ TEST(ExitCode, MapsEveryBinarysOutcomeTheSameWay) {
   EXPECT_EQ(ExitCodeFor(absl::InternalError("bug")), kExitFailure);
 }
 
-TEST(IsUsersMistake, IsTrueExactlyForWhatARestartWouldRepeat) {
+TEST(IsUsersMistakeTest, IsTrueExactlyForWhatARestartWouldRepeat) {
   EXPECT_TRUE(IsUsersMistake(absl::InvalidArgumentError("")));
   EXPECT_TRUE(IsUsersMistake(absl::NotFoundError("")));
   EXPECT_FALSE(IsUsersMistake(absl::UnavailableError("")));

@@ -5,7 +5,7 @@
 namespace sae::service {
 namespace {
 
-TEST(SplitHostPort, ReadsNamesIpv4AndBracketedIpv6) {
+TEST(SplitHostPortTest, ReadsNamesIpv4AndBracketedIpv6) {
   absl::StatusOr<HostPort> name = SplitHostPort("trainer-0.local:29500", "x");
   ASSERT_TRUE(name.ok());
   EXPECT_EQ(name->host, "trainer-0.local");
@@ -18,14 +18,14 @@ TEST(SplitHostPort, ReadsNamesIpv4AndBracketedIpv6) {
   EXPECT_FALSE(SplitHostPort("h:99999", "x").ok());
 }
 
-TEST(SplitHostPort, NamesTheFlagAndTheTextInItsError) {
+TEST(SplitHostPortTest, NamesTheFlagAndTheTextInItsError) {
   absl::StatusOr<HostPort> bad = SplitHostPort("localhost", "--listen");
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("--listen \"localhost\""), absl::string_view::npos);
 }
 
-TEST(HostPort, KnowsWildcardHosts) {
+TEST(HostPortTest, KnowsWildcardHosts) {
   EXPECT_TRUE(SplitHostPort("0.0.0.0:7070", "x")->IsWildcard());
   EXPECT_TRUE(SplitHostPort("[::]:7070", "x")->IsWildcard());
   EXPECT_FALSE(SplitHostPort("127.0.0.1:7070", "x")->IsWildcard());

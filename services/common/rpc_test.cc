@@ -11,7 +11,7 @@
 namespace sae::rpc {
 namespace {
 
-TEST(Rpc, StatusesKeepTheirCodeAndMessageBothWays) {
+TEST(RpcTest, StatusesKeepTheirCodeAndMessageBothWays) {
   absl::Status original = absl::FailedPreconditionError("stop it first");
   grpc::Status converted = ToGrpcStatus(original);
   EXPECT_EQ(converted.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -20,14 +20,14 @@ TEST(Rpc, StatusesKeepTheirCodeAndMessageBothWays) {
   EXPECT_TRUE(ToAbslStatus(grpc::Status::OK).ok());
 }
 
-TEST(Rpc, TlsNeedsBothCertificateAndKey) {
+TEST(RpcTest, TlsNeedsBothCertificateAndKey) {
   ServerSecurity security;
   security.tls_cert_file = "/some/cert.pem";
   EXPECT_TRUE(absl::IsInvalidArgument(MakeServerCredentials(security).status()));
   EXPECT_TRUE(MakeServerCredentials(ServerSecurity{}).ok());
 }
 
-TEST(Rpc, ChannelCredentialsArePlaintextWithoutACaFileAndAnErrorNamingAnUnreadableOne) {
+TEST(RpcTest, ChannelCredentialsArePlaintextWithoutACaFileAndAnErrorNamingAnUnreadableOne) {
   ClientSecurity plaintext;
   absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> none = ChannelCredentialsFor(plaintext);
   ASSERT_TRUE(none.ok()) << none.status();
@@ -41,7 +41,7 @@ TEST(Rpc, ChannelCredentialsArePlaintextWithoutACaFileAndAnErrorNamingAnUnreadab
   EXPECT_FALSE(CreateChannel("127.0.0.1:1", tls).ok()) << "the channel fails the same way";
 }
 
-TEST(Rpc, FlagWinsOverTheEnvironment) {
+TEST(RpcTest, FlagWinsOverTheEnvironment) {
   ::setenv("SAE_RPC_TEST_TOKEN", "from-env", 1);
   EXPECT_EQ(FlagOrEnv("from-flag", "SAE_RPC_TEST_TOKEN"), "from-flag");
   EXPECT_EQ(FlagOrEnv("", "SAE_RPC_TEST_TOKEN"), "from-env");
@@ -49,7 +49,7 @@ TEST(Rpc, FlagWinsOverTheEnvironment) {
   EXPECT_EQ(FlagOrEnv("", "SAE_RPC_TEST_TOKEN"), "");
 }
 
-TEST(Rpc, HealthCheckAnswersServingForARunningServer) {
+TEST(RpcTest, HealthCheckAnswersServingForARunningServer) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   v1::Controller::Service unimplemented;  // a server needs one service besides health
@@ -65,13 +65,13 @@ TEST(Rpc, HealthCheckAnswersServingForARunningServer) {
   server->Shutdown();
 }
 
-TEST(Rpc, HealthCheckOfANonexistentServerIsUnavailable) {
+TEST(RpcTest, HealthCheckOfANonexistentServerIsUnavailable) {
   auto channel = CreateChannel("127.0.0.1:1", ClientSecurity{});
   ASSERT_TRUE(channel.ok());
   EXPECT_TRUE(absl::IsUnavailable(CheckHealth(*channel, "", absl::Milliseconds(300))));
 }
 
-TEST(Sha256, MatchesTheKnownDigestOfAbc) {
+TEST(Sha256Test, MatchesTheKnownDigestOfAbc) {
   std::string digest = Sha256::Of("abc");
   ASSERT_EQ(digest.size(), 32u);
   EXPECT_EQ(static_cast<unsigned char>(digest[0]), 0xba);

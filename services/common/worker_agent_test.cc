@@ -5,19 +5,19 @@
 #include <memory>
 #include <string>
 
-#include "core/data/test_folder.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "services/controller/controller_server.h"
-#include "services/controller/fake_worker.h"
+#include "support/fake_worker.h"
+#include "support/temp_dir.h"
 
 namespace sae::client {
 namespace {
 
 using controller::ControllerServer;
 using controller::ControllerServerOptions;
-using controller::testing::TestRunYaml;
-using data::TestFolder;
+using support::TestRunYaml;
+using support::TempDir;
 
 class WorkerAgentTest : public ::testing::Test {
  protected:
@@ -68,7 +68,7 @@ class WorkerAgentTest : public ::testing::Test {
     return state;
   }
 
-  TestFolder folder_;
+  TempDir folder_;
   std::unique_ptr<ControllerServer> server_;
   std::vector<std::unique_ptr<WorkerAgent>> agents_;
 };
@@ -160,7 +160,7 @@ TEST_F(WorkerAgentTest, UploadedCheckpointDownloadsIntoAnIdenticalDirectory) {
   std::string run_id = Submit(TestRunYaml(1, 1, 100));
   WaitUntil(*trainer, [](const AssignmentState& s) { return s.assignment.has_value(); });
 
-  TestFolder source, target;
+  TempDir source, target;
   std::string weights(2'500'000, '\0');
   for (size_t i = 0; i < weights.size(); ++i) weights[i] = static_cast<char>(i * 7919 >> 3);
   source.Write("state.safetensors", weights);

@@ -1,64 +1,42 @@
 // A real sae-controller process killed with SIGKILL in the middle of a checkpoint upload: after
 // a restart no part of that checkpoint is visible, the checkpoints committed before are intact,
 // and no orphaned chunk stays in the store.
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdlib>
-#include <filesystem>
+#include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "core/data/test_folder.h"
+#include "absl/time/clock.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "sae/v1/controller.grpc.pb.h"
 #include "services/common/controller_client.h"
 #include "services/common/sha256.h"
-#include "services/controller/fake_worker.h"
 #include "services/controller/run_store.h"
-
-extern char** environ;
+#include "support/binaries.h"
+#include "support/child_process.h"
+#include "support/fake_worker.h"
+#include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
 
-using data::TestFolder;
+using support::TempDir;
 
-// build/bin/sae-controller, beside build/tests/ where this test runs from.
-std::string ControllerBinary() {
-  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe");
-  return (self.parent_path().parent_path() / "bin" / "sae-controller").string();
-}
-
-// A sae-controller child process on a free loopback port.
+// A sae-controller child process on a free loopback port (it writes the port it got to a file).
 class ControllerProcess {
  public:
-  ControllerProcess(const std::string& data_dir, const std::string& work_dir) {
-    std::string port_file = absl::StrCat(work_dir, "/port.", counter_++);
-    std::string log = absl::StrCat(work_dir, "/controller.log");
-    std::vector<std::string> args = {ControllerBinary(), "--listen",        "127.0.0.1:0",
-                                     "--data-dir",       data_dir,          "--port-file",
-                                     port_file,          "--lease-seconds", "60"};
-    std::vector<char*> argv;
-    for (std::string& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    int spawned = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    EXPECT_EQ(spawned, 0) << "cannot start " << argv[0];
+  ControllerProcess(const std::string& data_dir, const std::string& work_dir)
+      : port_file_(absl::StrCat(work_dir, "/port.", counter_++)),
+        process_({support::BinaryPath("sae-controller"), "--listen", "127.0.0.1:0", "--data-dir",
+                  data_dir, "--port-file", port_file_, "--lease-seconds", "60"},
+                 absl::StrCat(work_dir, "/controller.log")) {
     absl::Time give_up = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < give_up) {
-      auto text = ReadFile(port_file);
+    while (absl::Now() < give_up && !process_.Exited()) {
+      auto text = ReadFile(port_file_);
       int port = 0;
       if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) {
         address_ = absl::StrCat("127.0.0.1:", port);
@@ -66,25 +44,24 @@ class ControllerProcess {
       }
       absl::SleepFor(absl::Milliseconds(20));
     }
-    ADD_FAILURE() << "sae-controller did not start; see " << log;
+    ADD_FAILURE() << "sae-controller did not start; see " << process_.log_path();
   }
-
-  ~ControllerProcess() { Stop(SIGTERM); }
 
   const std::string& address() const { return address_; }
 
-  // Sends `signal` and waits for the process to end.
+  // SIGKILL at once, or SIGTERM (SIGKILL after 10 s); returns once the process is reaped.
   void Stop(int signal) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, signal);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
+    if (signal == SIGKILL) {
+      process_.KillHard();
+    } else {
+      process_.Stop();
+    }
   }
 
  private:
   static inline int counter_ = 0;
-  pid_t pid_ = -1;
+  const std::string port_file_;
+  support::ChildProcess process_;
   std::string address_;
 };
 
@@ -95,8 +72,8 @@ std::unique_ptr<client::ControllerClient> Connect(const std::string& address) {
   return std::move(*client::ControllerClient::Connect(options));
 }
 
-TEST(ControllerCrash, KilledDuringAnUploadShowsNoPartOfThatCheckpointAfterRestart) {
-  TestFolder folder;
+TEST(ControllerCrashTest, KilledDuringAnUploadShowsNoPartOfThatCheckpointAfterRestart) {
+  TempDir folder;
   std::string data_dir = folder.path() + "/db";
   auto controller = std::make_unique<ControllerProcess>(data_dir, folder.path());
   ASSERT_FALSE(controller->address().empty());
@@ -113,13 +90,13 @@ TEST(ControllerCrash, KilledDuringAnUploadShowsNoPartOfThatCheckpointAfterRestar
   auto trainer = client->RegisterWorker(trainer_request);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   v1::SubmitRunRequest submit;
-  submit.set_config_yaml(testing::TestRunYaml(1, 1, 1000));
+  submit.set_config_yaml(support::TestRunYaml(1, 1, 1000));
   auto run = client->SubmitRun(submit);
   ASSERT_TRUE(run.ok()) << run.status();
   ASSERT_EQ(run->state(), v1::RUN_STATE_RUNNING);
 
   // A first checkpoint, committed whole.
-  TestFolder checkpoint;
+  TempDir checkpoint;
   checkpoint.Write("state.json", "10");
   std::string weights(1'500'000, 'w');
   checkpoint.Write("state.safetensors", weights);
@@ -169,7 +146,7 @@ TEST(ControllerCrash, KilledDuringAnUploadShowsNoPartOfThatCheckpointAfterRestar
   EXPECT_EQ(recovered->state(), v1::RUN_STATE_RUNNING);
   EXPECT_EQ(recovered->latest_checkpoint_step(), 10);
 
-  TestFolder restored;
+  TempDir restored;
   auto downloaded = client->DownloadCheckpoint(run->run_id(), 10, restored.path());
   ASSERT_TRUE(downloaded.ok()) << downloaded.status();
   EXPECT_EQ(*ReadFile(restored.path() + "/state.safetensors"), weights);

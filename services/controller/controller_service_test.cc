@@ -1,5 +1,5 @@
 // The controller over gRPC on a loopback port, with fake workers that follow the real protocol
-// (services/controller/fake_worker.h).
+// (tests/support/fake_worker.h).
 #include <algorithm>
 #include <cstdlib>
 #include <functional>
@@ -7,20 +7,20 @@
 #include <string>
 #include <vector>
 
-#include "core/data/test_folder.h"
 #include "core/metrics/text_format.h"
 #include "gtest/gtest.h"
 #include "services/common/controller_client.h"
 #include "services/controller/controller_server.h"
-#include "services/controller/fake_worker.h"
+#include "support/fake_worker.h"
+#include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
 
-using data::TestFolder;
-using testing::FakeWorker;
-using testing::FakeWorkerOptions;
-using testing::TestRunYaml;
+using support::TempDir;
+using support::FakeWorker;
+using support::FakeWorkerOptions;
+using support::TestRunYaml;
 
 constexpr v1::WorkerRole kServer = v1::WORKER_ROLE_ACTIVATION_SERVER;
 constexpr v1::WorkerRole kTrainer = v1::WORKER_ROLE_TRAINER;
@@ -123,7 +123,7 @@ class ControllerServiceTest : public ::testing::Test {
     });
   }
 
-  TestFolder folder_;
+  TempDir folder_;
   std::unique_ptr<ControllerServer> server_;
   std::unique_ptr<client::ControllerClient> client_;
   std::vector<std::unique_ptr<FakeWorker>> workers_;

@@ -4,16 +4,16 @@
 #include <memory>
 #include <string>
 
-#include "core/data/test_folder.h"
 #include "core/metrics/text_format.h"
 #include "gtest/gtest.h"
-#include "services/controller/fake_worker.h"
+#include "support/fake_worker.h"
+#include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
 
-using data::TestFolder;
-using testing::TestRunYaml;
+using support::TempDir;
+using support::TestRunYaml;
 
 constexpr v1::WorkerRole kServer = v1::WORKER_ROLE_ACTIVATION_SERVER;
 constexpr v1::WorkerRole kTrainer = v1::WORKER_ROLE_TRAINER;
@@ -84,7 +84,7 @@ class ControllerTest : public ::testing::Test {
     return controller_->CommitUpload(**upload, commit).status();
   }
 
-  TestFolder folder_;
+  TempDir folder_;
   metrics::Registry registry_;
   absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
   std::unique_ptr<Controller> controller_;

@@ -3,13 +3,13 @@
 #include <memory>
 #include <string>
 
-#include "core/data/test_folder.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
 
-using data::TestFolder;
+using support::TempDir;
 
 v1::Run MakeRun(const std::string& id, v1::RunState state) {
   v1::Run run;
@@ -58,8 +58,8 @@ v1::CheckpointManifest Commit(RunStore& store, const v1::Run& run, int64_t step,
   return manifest;
 }
 
-TEST(RunStore, RunsAndEventsSurviveReopening) {
-  TestFolder folder;
+TEST(RunStoreTest, RunsAndEventsSurviveReopening) {
+  TempDir folder;
   {
     auto store = OpenStore(folder.path());
     v1::Run run = MakeRun("demo-abcde", v1::RUN_STATE_RUNNING);
@@ -86,8 +86,8 @@ TEST(RunStore, RunsAndEventsSurviveReopening) {
   EXPECT_EQ((*events)[1].message(), "running");
 }
 
-TEST(RunStore, EventsResumeAfterAnySequenceInOrder) {
-  TestFolder folder;
+TEST(RunStoreTest, EventsResumeAfterAnySequenceInOrder) {
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   std::vector<v1::RunEvent> events;
@@ -110,8 +110,8 @@ TEST(RunStore, EventsResumeAfterAnySequenceInOrder) {
   EXPECT_TRUE(store->ReadEvents("r-1", 300, 10)->empty());
 }
 
-TEST(RunStore, CheckpointIsInvisibleUntilItsCommit) {
-  TestFolder folder;
+TEST(RunStoreTest, CheckpointIsInvisibleUntilItsCommit) {
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   auto upload = store->BeginUpload("r-1", 100);
@@ -131,8 +131,8 @@ TEST(RunStore, CheckpointIsInvisibleUntilItsCommit) {
   EXPECT_TRUE(absl::IsDataLoss(store->ReadChunk((*listed)[0], 2).status()));
 }
 
-TEST(RunStore, UploadDestroyedWithoutCommitLeavesNothing) {
-  TestFolder folder;
+TEST(RunStoreTest, UploadDestroyedWithoutCommitLeavesNothing) {
+  TempDir folder;
   auto store = OpenStore(folder.path());
   {
     auto upload = store->BeginUpload("r-1", 100);
@@ -144,8 +144,8 @@ TEST(RunStore, UploadDestroyedWithoutCommitLeavesNothing) {
   EXPECT_TRUE(store->ListCheckpoints("r-1")->empty());
 }
 
-TEST(RunStore, UploadInterruptedByACrashIsDroppedOnOpen) {
-  TestFolder folder;
+TEST(RunStoreTest, UploadInterruptedByACrashIsDroppedOnOpen) {
+  TempDir folder;
   {
     auto store = OpenStore(folder.path());
     auto upload = store->BeginUpload("r-1", 100);
@@ -161,8 +161,8 @@ TEST(RunStore, UploadInterruptedByACrashIsDroppedOnOpen) {
   EXPECT_TRUE(store->ListCheckpoints("r-1")->empty());
 }
 
-TEST(RunStore, ManifestsAndChunksSurviveReopening) {
-  TestFolder folder;
+TEST(RunStoreTest, ManifestsAndChunksSurviveReopening) {
+  TempDir folder;
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   {
     auto store = OpenStore(folder.path());
@@ -176,8 +176,8 @@ TEST(RunStore, ManifestsAndChunksSurviveReopening) {
   EXPECT_EQ(*store->ReadChunk((*listed)[0], 2), std::string(5000, 'c'));
 }
 
-TEST(RunStore, RetentionKeepsTheNewestCheckpointsAndDeletesTheirChunks) {
-  TestFolder folder;
+TEST(RunStoreTest, RetentionKeepsTheNewestCheckpointsAndDeletesTheirChunks) {
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   std::vector<v1::CheckpointManifest> deleted;
@@ -194,8 +194,8 @@ TEST(RunStore, RetentionKeepsTheNewestCheckpointsAndDeletesTheirChunks) {
   EXPECT_EQ(*store->CountChunks("r-1"), 4);
 }
 
-TEST(RunStore, CommitAtAStepAlreadyStoredReplacesIt) {
-  TestFolder folder;
+TEST(RunStoreTest, CommitAtAStepAlreadyStoredReplacesIt) {
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   Commit(*store, run, 100, 3, 5000, 5);
@@ -207,8 +207,8 @@ TEST(RunStore, CommitAtAStepAlreadyStoredReplacesIt) {
   EXPECT_EQ(*store->ReadChunk((*listed)[0], 0), std::string(7000, 'a'));
 }
 
-TEST(RunStore, CommitWritesTheRunAndItsEventsInTheSameBatch) {
-  TestFolder folder;
+TEST(RunStoreTest, CommitWritesTheRunAndItsEventsInTheSameBatch) {
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_RUNNING);
   run.set_latest_checkpoint_step(100);
@@ -224,8 +224,8 @@ TEST(RunStore, CommitWritesTheRunAndItsEventsInTheSameBatch) {
       store->CommitUpload(**upload, v1::CheckpointManifest(), run, {}, 3).status()));
 }
 
-TEST(RunStore, DeleteRunRemovesItsRecordEventsManifestsAndChunks) {
-  TestFolder folder;
+TEST(RunStoreTest, DeleteRunRemovesItsRecordEventsManifestsAndChunks) {
+  TempDir folder;
   auto store = OpenStore(folder.path());
   v1::Run run = MakeRun("r-1", v1::RUN_STATE_SUCCEEDED);
   v1::Run neighbour = MakeRun("r-10", v1::RUN_STATE_SUCCEEDED);
@@ -245,15 +245,15 @@ TEST(RunStore, DeleteRunRemovesItsRecordEventsManifestsAndChunks) {
   EXPECT_EQ(*store->CountChunks("r-10"), 2);
 }
 
-TEST(RunStore, RunIdsWithASlashAreRefused) {
-  TestFolder folder;
+TEST(RunStoreTest, RunIdsWithASlashAreRefused) {
+  TempDir folder;
   auto store = OpenStore(folder.path());
   EXPECT_TRUE(absl::IsInvalidArgument(
       store->WriteRun(MakeRun("a/b", v1::RUN_STATE_PENDING), {}, Durability::kSynced)));
 }
 
-TEST(RunStore, SecondOpenOfTheSameFolderFails) {
-  TestFolder folder;
+TEST(RunStoreTest, SecondOpenOfTheSameFolderFails) {
+  TempDir folder;
   auto first = OpenStore(folder.path());
   EXPECT_FALSE(RunStore::Open(folder.path()).ok());
 }

@@ -16,7 +16,7 @@ GangRequest Gang(const std::string& run_id, int servers, int trainers) {
   return request;
 }
 
-TEST(Scheduler, PlacesAGangOnlyWhenEveryRoleHasEnoughIdleWorkers) {
+TEST(SchedulerTest, PlacesAGangOnlyWhenEveryRoleHasEnoughIdleWorkers) {
   std::vector<IdleWorker> idle = {{"s1", kServer}, {"t1", kTrainer}};
   EXPECT_TRUE(PlanSchedule({Gang("r", 1, 2)}, idle).empty());
   idle.push_back({"t2", kTrainer});
@@ -26,7 +26,7 @@ TEST(Scheduler, PlacesAGangOnlyWhenEveryRoleHasEnoughIdleWorkers) {
   EXPECT_EQ(placed[0].trainers, (std::vector<std::string>{"t1", "t2"}));
 }
 
-TEST(Scheduler, TwoRunsThatFitTogetherBothStartOnDistinctWorkers) {
+TEST(SchedulerTest, TwoRunsThatFitTogetherBothStartOnDistinctWorkers) {
   std::vector<IdleWorker> idle = {
       {"s1", kServer}, {"s2", kServer}, {"t1", kTrainer}, {"t2", kTrainer}};
   std::vector<Placement> placed = PlanSchedule({Gang("a", 1, 1), Gang("b", 1, 1)}, idle);
@@ -36,13 +36,13 @@ TEST(Scheduler, TwoRunsThatFitTogetherBothStartOnDistinctWorkers) {
   EXPECT_EQ(placed[1].trainers[0], "t2");
 }
 
-TEST(Scheduler, ARunThatDoesNotFitBlocksTheRunsBehindIt) {
+TEST(SchedulerTest, ARunThatDoesNotFitBlocksTheRunsBehindIt) {
   std::vector<IdleWorker> idle = {{"s1", kServer}, {"t1", kTrainer}};
   // "big" is first in the queue and needs two trainers; "small" would fit but must wait.
   EXPECT_TRUE(PlanSchedule({Gang("big", 1, 2), Gang("small", 1, 1)}, idle).empty());
 }
 
-TEST(Scheduler, RestartedGangGetsItsPreviousWorkersBackInTheSameSlots) {
+TEST(SchedulerTest, RestartedGangGetsItsPreviousWorkersBackInTheSameSlots) {
   GangRequest request = Gang("r", 2, 2);
   request.previous_activation_servers = {"s2", "s1"};
   request.previous_trainers = {"lost", "t1"};
@@ -55,7 +55,7 @@ TEST(Scheduler, RestartedGangGetsItsPreviousWorkersBackInTheSameSlots) {
   EXPECT_EQ(placed[0].trainers, (std::vector<std::string>{"t3", "t1"}));
 }
 
-TEST(Scheduler, WaitingReasonNamesEachMissingRole) {
+TEST(SchedulerTest, WaitingReasonNamesEachMissingRole) {
   std::vector<IdleWorker> idle = {{"t1", kTrainer}};
   EXPECT_EQ(WaitingReason(Gang("r", 2, 2), idle),
             "waiting for workers: 2 activation servers needed, 0 idle; 2 trainers needed, 1 idle");

@@ -9,16 +9,18 @@
 #include "core/training/run_assets.h"
 #include "core/wire/run_digest.h"
 #include "services/activation_server/activation_server.h"
-#include "tests/data_plane/loopback.h"
-#include "tests/data_plane/tiny_run.h"
+#include "support/child_process.h"
+#include "support/ports.h"
+#include "support/temp_dir.h"
+#include "support/tiny_run.h"
 
 namespace sae::trainer {
 namespace {
 
-using testing_loopback::FreeLoopbackPort;
-using testing_loopback::TempDir;
+using support::FreeLoopbackPort;
+using support::TempDir;
 
-TEST(PrefetchQueue, ReservesNoMoreThanTheDemandAndTheCapacity) {
+TEST(PrefetchQueueTest, ReservesNoMoreThanTheDemandAndTheCapacity) {
   PrefetchQueue queue(/*capacity=*/4, /*demand=*/6);
   EXPECT_EQ(queue.Reserve(8), 4);  // the capacity
   for (int i = 0; i < 4; ++i) queue.Push(StreamedBatch{});
@@ -41,7 +43,7 @@ TEST(PrefetchQueue, ReservesNoMoreThanTheDemandAndTheCapacity) {
   EXPECT_EQ(queue.Reserve(8), 0);
 }
 
-TEST(PrefetchQueue, HandsOverQueuedBatchesBeforeAReadersFailure) {
+TEST(PrefetchQueueTest, HandsOverQueuedBatchesBeforeAReadersFailure) {
   PrefetchQueue queue(4, 4);
   ASSERT_EQ(queue.Reserve(1), 1);
   queue.Push(StreamedBatch{});
@@ -54,8 +56,8 @@ class ActivationStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
-    ASSERT_TRUE(testing_loopback::WriteTinyRunFiles(dir_.path()).ok());
-    config_ = testing_loopback::ParseTinyRun(dir_.path());
+    ASSERT_TRUE(support::WriteTinyRunFiles(dir_.path()).ok());
+    config_ = support::ParseTinyRun(dir_.path());
     ASSERT_TRUE(training::ResolveRunConfig(config_).ok());
   }
 

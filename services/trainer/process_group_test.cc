@@ -12,12 +12,12 @@
 
 #include "core/sae/sae_trainer.h"
 #include "core/sae/sparse_autoencoder.h"
-#include "tests/data_plane/loopback.h"
+#include "support/ports.h"
 
 namespace sae::trainer {
 namespace {
 
-using testing_loopback::FreeLoopbackPort;
+using support::FreeLoopbackPort;
 
 ProcessGroupOptions Rank(int rank, int world_size, int port) {
   ProcessGroupOptions options;
@@ -43,7 +43,7 @@ void RunGroup(int world_size, const std::function<void(ProcessGroupCollective&)>
   for (std::thread& t : ranks) t.join();
 }
 
-TEST(ProcessGroupCollective, SumsAndBroadcastsOverRealGloo) {
+TEST(ProcessGroupCollectiveTest, SumsAndBroadcastsOverRealGloo) {
   RunGroup(2, [](ProcessGroupCollective& group) {
     EXPECT_EQ(group.backend(), CollectiveBackend::kGloo);
     at::Tensor t = at::full({5}, static_cast<float>(group.rank() + 1));
@@ -60,7 +60,7 @@ TEST(ProcessGroupCollective, SumsAndBroadcastsOverRealGloo) {
   });
 }
 
-TEST(ProcessGroupCollective, AllReduceMaxGivesEveryRankTheLargestValue) {
+TEST(ProcessGroupCollectiveTest, AllReduceMaxGivesEveryRankTheLargestValue) {
   // What a restarted group uses to learn the furthest token count any of its ranks reached.
   RunGroup(3, [](ProcessGroupCollective& group) {
     const int64_t mine[] = {64000, 0, int64_t{5} << 40};
@@ -73,7 +73,7 @@ TEST(ProcessGroupCollective, AllReduceMaxGivesEveryRankTheLargestValue) {
   EXPECT_EQ(*alone, 123);
 }
 
-TEST(ProcessGroupCollective, RendezvousFailsInTimeWhenARankNeverComes) {
+TEST(ProcessGroupCollectiveTest, RendezvousFailsInTimeWhenARankNeverComes) {
   ProcessGroupOptions options = Rank(0, 2, FreeLoopbackPort());
   options.rendezvous_timeout = absl::Seconds(1);
   auto start = std::chrono::steady_clock::now();
@@ -83,7 +83,7 @@ TEST(ProcessGroupCollective, RendezvousFailsInTimeWhenARankNeverComes) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
 }
 
-TEST(ProcessGroupCollective, AnAbortEndsARendezvousAtOnce) {
+TEST(ProcessGroupCollectiveTest, AnAbortEndsARendezvousAtOnce) {
   const int port = FreeLoopbackPort();
   // Rank 0 waits for a rank 1 that never comes; rank 1 for a rank 0 that never listens.
   for (int rank : {0, 1}) {
@@ -103,7 +103,7 @@ TEST(ProcessGroupCollective, AnAbortEndsARendezvousAtOnce) {
   }
 }
 
-TEST(ProcessGroupCollective, GroupsWithDifferentStorePrefixesNeverMeet) {
+TEST(ProcessGroupCollectiveTest, GroupsWithDifferentStorePrefixesNeverMeet) {
   const int port = FreeLoopbackPort();
   std::thread stale([&] {
     ProcessGroupOptions options = Rank(1, 2, port);
@@ -119,7 +119,7 @@ TEST(ProcessGroupCollective, GroupsWithDifferentStorePrefixesNeverMeet) {
   stale.join();
 }
 
-TEST(ProcessGroupCollective, ACollectiveFailsWhenAPeerIsGone) {
+TEST(ProcessGroupCollectiveTest, ACollectiveFailsWhenAPeerIsGone) {
   const int port = FreeLoopbackPort();
   std::thread peer([&] {
     auto group = ProcessGroupCollective::Create(Rank(1, 2, port));
@@ -144,7 +144,7 @@ TEST(ProcessGroupCollective, ACollectiveFailsWhenAPeerIsGone) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
 }
 
-TEST(ProcessGroupCollective, RefusesARankOutsideTheWorld) {
+TEST(ProcessGroupCollectiveTest, RefusesARankOutsideTheWorld) {
   EXPECT_EQ(ProcessGroupCollective::Create(Rank(2, 2, 1234)).status().code(),
             absl::StatusCode::kInvalidArgument);
   ProcessGroupOptions no_port = Rank(0, 1, 0);
@@ -309,11 +309,11 @@ void ExpectDataParallelEqualsSingleProcess(sparse::Architecture architecture) {
   if (options.resample_dead_features) EXPECT_TRUE(some_resampled);
 }
 
-TEST(DataParallelStep, StandardSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
+TEST(DataParallelStepTest, StandardSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
   ExpectDataParallelEqualsSingleProcess(sparse::Architecture::kStandard);
 }
 
-TEST(DataParallelStep, TopKSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
+TEST(DataParallelStepTest, TopKSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
   ExpectDataParallelEqualsSingleProcess(sparse::Architecture::kTopK);
 }
 

@@ -10,15 +10,8 @@
 //
 // Every test is bounded: each saectl call runs under `timeout -s KILL`, and a reaper process
 // kills whatever the cluster left if the test itself dies.
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -29,52 +22,20 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "core/data/test_folder.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "tests/data_plane/tiny_run.h"
+#include "support/command.h"
+#include "support/local_cluster.h"
+#include "support/temp_dir.h"
 
 namespace sae {
 namespace {
 
 namespace fs = std::filesystem;
-using data::TestFolder;
+using support::TempDir;
 
-// build/bin, found from this test's own path (build/tests/cluster_test).
-fs::path BinDir() {
-  if (const char* dir = std::getenv("SAE_BINARY_DIR"); dir != nullptr && *dir != '\0') {
-    return fs::path(dir) / "bin";
-  }
-  return fs::canonical("/proc/self/exe").parent_path().parent_path() / "bin";
-}
-std::string SaectlPath() { return (BinDir() / "saectl").string(); }
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-// The process's command line; empty when it is gone or a zombie.
-std::string Cmdline(int pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// SIGKILL to every process cluster.json in `data_dir` records that still runs its program.
-void KillCluster(const std::string& data_dir) {
-  absl::StatusOr<std::string> record = ReadFile(data_dir + "/cluster.json");
-  if (!record.ok()) return;
-  nlohmann::json j = nlohmann::json::parse(*record, nullptr, false);
-  if (j.is_discarded() || !j.contains("processes")) return;
-  for (const auto& process : j["processes"]) {
-    const int pid = process.value("pid", -1);
-    if (pid > 0 && absl::StrContains(Cmdline(pid), process.value("binary", "?"))) {
-      ::kill(pid, SIGKILL);
-    }
-  }
-}
+using Result = support::CommandResult;
 
 // The model and tokens every test trains on, made once.
 class SharedFiles {
@@ -87,124 +48,50 @@ class SharedFiles {
 
  private:
   SharedFiles() {
-    const std::string model = folder_.path() + "/model";
-    const std::string init = absl::StrCat(
-        SaectlPath(), " model init --preset gpt2-tiny --seed 0 --out ", model, " >/dev/null 2>&1");
-    EXPECT_EQ(std::system(init.c_str()), 0) << init;
-    absl::Status tokens =
-        testing_loopback::WriteRandomTokens(folder_.path() + "/tokens.bin", 4000, 2);
-    EXPECT_TRUE(tokens.ok()) << tokens;
+    support::CommandRunner runner(folder_.path());
+    absl::Status files = support::WriteGpt2TinyRunFiles(runner, folder_.path(), 4000, 2);
+    EXPECT_TRUE(files.ok()) << files;
   }
-  TestFolder folder_;
+  TempDir folder_;
 };
 
 class ClusterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    ::setenv("SAECTL_SERVER", "127.0.0.1:1", 1);
-    StartReaper();
-  }
+  void SetUp() override { ::setenv("SAECTL_SERVER", "127.0.0.1:1", 1); }
 
   void TearDown() override {
-    if (cluster_up_) {
-      absl::StatusOr<std::string> record = ReadFile(DataDir() + "/cluster.json");
-      Result down =
-          Saectl(absl::StrCat("cluster down --data-dir ", DataDir(), " --timeout 10"), 60);
-      EXPECT_EQ(down.code, 0) << down.err;
-      if (record.ok()) {
-        for (const auto& process : nlohmann::json::parse(*record)["processes"]) {
-          const int pid = process["pid"].get<int>();
-          if (!Cmdline(pid).empty()) {
-            ADD_FAILURE() << "still running after cluster down: " << process.dump();
-            ::kill(pid, SIGKILL);
-          }
-        }
-      }
-      if (HasFailure()) DumpLogs();
+    if (!cluster_up_) return;
+    std::vector<std::string> survivors;
+    Result down = cluster_.Down(/*down_timeout_seconds=*/10, /*timeout_seconds=*/60, &survivors);
+    EXPECT_EQ(down.code, 0) << down.err;
+    for (const std::string& process : survivors) {
+      ADD_FAILURE() << "still running after cluster down: " << process;
     }
-    if (reaper_ > 0) {
-      ::kill(reaper_, SIGKILL);
-      ::waitpid(reaper_, nullptr, 0);
-    }
-  }
-
-  // A child that outlives this test process only to kill the cluster it leaves behind (the
-  // test was killed by a timeout, say): `cluster up` starts the workers in sessions of their
-  // own, so nothing else would.
-  void StartReaper() {
-    const std::string data_dir = DataDir();
-    const pid_t parent = ::getpid();
-    reaper_ = ::fork();
-    if (reaper_ != 0) return;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &set, nullptr);
-    ::prctl(PR_SET_PDEATHSIG, SIGUSR1);
-    if (::getppid() == parent) {
-      int signal = 0;
-      sigwait(&set, &signal);
-    }
-    KillCluster(data_dir);
-    ::_exit(0);
-  }
-
-  void DumpLogs() {
-    std::error_code error;
-    for (const auto& entry : fs::directory_iterator(DataDir() + "/logs", error)) {
-      std::string text = ReadFile(entry.path().string()).value_or("");
-      if (text.size() > 6000) text = "...\n" + text.substr(text.size() - 6000);
-      std::fprintf(stderr, "==== %s ====\n%s\n", entry.path().c_str(), text.c_str());
-    }
+    if (HasFailure()) cluster_.DumpLogs(6000);
   }
 
   // Runs saectl with `args` (split by the shell), killed after `timeout_seconds`.
   Result Saectl(const std::string& args, int timeout_seconds = 60) {
-    const std::string out = absl::StrCat(folder_.path(), "/out.", calls_);
-    const std::string err = absl::StrCat(folder_.path(), "/err.", calls_++);
-    const std::string command = absl::StrCat("timeout -s KILL ", timeout_seconds, " ", SaectlPath(),
-                                             " ", args, " >", out, " 2>", err, " </dev/null");
-    const int status = std::system(command.c_str());
-    Result result;
-    result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    result.out = ReadFile(out).value_or("");
-    result.err = ReadFile(err).value_or("");
-    return result;
+    return runner_.Saectl(args, timeout_seconds);
   }
 
-  std::string DataDir() const { return folder_.path() + "/cluster"; }
+  std::string DataDir() const { return cluster_.data_dir(); }
 
   // `saectl cluster up` with the real binaries; points SAECTL_SERVER at its controller.
   void StartCluster(int servers, int trainers, double lease_seconds = 2) {
-    Result up =
-        Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --bin-dir ", BinDir().string(),
-                            " --port 0 --activation-servers ", servers, " --trainers ", trainers,
-                            " --lease-seconds ", lease_seconds, " --threads 1 --wait 60"),
-               90);
+    support::LocalClusterOptions options;
+    options.activation_servers = servers;
+    options.trainers = trainers;
+    options.lease_seconds = lease_seconds;
+    Result up = cluster_.Up(options);
     cluster_up_ = true;
     ASSERT_EQ(up.code, 0) << up.out << up.err;
-    const size_t at = up.out.find("SAECTL_SERVER=");
-    ASSERT_NE(at, std::string::npos) << up.out;
-    const std::string address(
-        absl::StripAsciiWhitespace(up.out.substr(at + 14, up.out.find('\n', at) - at - 14)));
-    ::setenv("SAECTL_SERVER", address.c_str(), 1);
+    ASSERT_FALSE(support::LocalCluster::ServerAddress(up).empty()) << up.out;
   }
 
   // SIGKILL to the cluster's process `name` ("trainer-1", "controller", ...); returns once it
   // is gone.
-  void KillProcess(const std::string& name) {
-    auto record = nlohmann::json::parse(*ReadFile(DataDir() + "/cluster.json"));
-    for (const auto& process : record["processes"]) {
-      if (process["name"] != name) continue;
-      const int pid = process["pid"].get<int>();
-      ASSERT_EQ(::kill(pid, SIGKILL), 0) << name;
-      const absl::Time give_up = absl::Now() + absl::Seconds(10);
-      while (!Cmdline(pid).empty() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
-      ASSERT_TRUE(Cmdline(pid).empty()) << name << " survived SIGKILL";
-      return;
-    }
-    FAIL() << "no process " << name << " in " << record.dump();
-  }
+  void KillProcess(const std::string& name) { cluster_.KillProcess(name); }
 
   // The name in cluster.json of the process that is the run's worker of `role` and `rank`
   // ("trainer-1", ...).
@@ -225,7 +112,7 @@ class ClusterTest : public ::testing::Test {
 
   // `saectl cluster up` on the cluster: starts its exited processes again.
   void RestartExited() {
-    Result up = Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --wait 60"), 90);
+    Result up = cluster_.RestartExited();
     ASSERT_EQ(up.code, 0) << up.out << up.err;
     EXPECT_TRUE(absl::StrContains(up.out, "restarted")) << up.out;
   }
@@ -235,26 +122,11 @@ class ClusterTest : public ::testing::Test {
   std::string WriteRunYaml(int servers, int trainers, int64_t steps,
                            const std::map<std::string, std::string>& extra = {},
                            const std::string& name = "run.yaml") {
-    const std::string dir = SharedFiles::Get().dir();
-    std::map<std::string, std::string> keys = {{"model_path", dir + "/model"},
-                                               {"dataset_path", dir + "/tokens.bin"},
-                                               {"hook_point", "blocks.1.hook_resid_pre"},
-                                               {"context_size", "16"},
-                                               {"expansion_factor", "4"},
-                                               {"train_batch_size", "256"},
-                                               {"total_training_tokens", absl::StrCat(steps * 256)},
-                                               {"n_batches_in_buffer", "8"},
-                                               {"store_batch_size", "4"},
-                                               {"lr", "0.001"},
-                                               {"lr_warm_up_steps", "2"},
-                                               {"b_dec_init_method", "mean"},
-                                               {"wandb_log_frequency", "5"},
+    std::map<std::string, std::string> keys = {{"wandb_log_frequency", "5"},
                                                {"activation_servers", absl::StrCat(servers)},
                                                {"trainers", absl::StrCat(trainers)}};
     for (const auto& [key, value] : extra) keys[key] = value;
-    std::string yaml;
-    for (const auto& [key, value] : keys) absl::StrAppend(&yaml, key, ": ", value, "\n");
-    return folder_.Write(name, yaml);
+    return folder_.Write(name, support::Gpt2TinyRunYaml(SharedFiles::Get().dir(), steps, keys));
   }
 
   std::string Submit(const std::string& yaml_path) {
@@ -291,17 +163,10 @@ class ClusterTest : public ::testing::Test {
     return logs;
   }
 
-  // Polls the log file of the cluster's process `name` ("trainer-0", ...) every 20 ms until it
-  // contains `text`; fails after `seconds`. Far quicker than `saectl logs` (a process start per
-  // poll), for a test that must act while a run is at a given point.
+  // Polls the log file of the cluster's process `name` ("trainer-0", ...) until it contains
+  // `text`; fails after `seconds`.
   void WaitForProcessLog(const std::string& name, const std::string& text, int seconds = 90) {
-    const std::string path = DataDir() + "/logs/" + name + ".log";
-    const absl::Time give_up = absl::Now() + absl::Seconds(seconds);
-    while (absl::Now() < give_up) {
-      if (absl::StrContains(ReadFile(path).value_or(""), text)) return;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    ADD_FAILURE() << name << " never logged \"" << text << "\" in " << path;
+    cluster_.WaitForProcessLog(name, text, seconds);
   }
 
   // Polls the run until its state is `state` (a RunState name); fails after `seconds`.
@@ -337,10 +202,10 @@ class ClusterTest : public ::testing::Test {
     EXPECT_EQ(Int(run, "tokens"), total_tokens) << run.dump(2);
   }
 
-  TestFolder folder_;
-  int calls_ = 0;
+  TempDir folder_;
+  support::CommandRunner runner_{folder_.path()};
+  support::LocalCluster cluster_{folder_.path() + "/cluster", runner_};
   bool cluster_up_ = false;
-  pid_t reaper_ = -1;
 };
 
 TEST_F(ClusterTest, SubmittedRunSucceedsAndItsExportLoadsInSaeLensFormat) {

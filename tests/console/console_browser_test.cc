@@ -13,16 +13,9 @@
 // Every chromium and saectl call runs under `timeout -s KILL`; a reaper child kills the cluster
 // if the test dies.
 #include <httplib.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <random>
 #include <regex>
 #include <string>
 #include <vector>
@@ -32,64 +25,23 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "core/data/test_folder.h"
-#include "core/data/token_file_format.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "support/binaries.h"
+#include "support/command.h"
+#include "support/local_cluster.h"
+#include "support/temp_dir.h"
 
 namespace sae {
 namespace {
 
 namespace fs = std::filesystem;
-using data::TestFolder;
+using support::TempDir;
 
 constexpr char kToken[] = "console-test-token-7f3a";
 
-fs::path BuildDir() {
-  if (const char* dir = std::getenv("SAE_BINARY_DIR"); dir != nullptr && *dir != '\0') return dir;
-  return fs::canonical("/proc/self/exe").parent_path().parent_path();
-}
-std::string SaectlPath() { return (BuildDir() / "bin" / "saectl").string(); }
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string Cmdline(int pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-// SIGKILL to every process of the cluster in `data_dir` that still runs.
-void KillCluster(const std::string& data_dir) {
-  absl::StatusOr<std::string> record = ReadFile(data_dir + "/cluster.json");
-  if (!record.ok()) return;
-  nlohmann::json j = nlohmann::json::parse(*record, nullptr, false);
-  if (j.is_discarded() || !j.contains("processes")) return;
-  for (const auto& process : j["processes"]) {
-    const int pid = process.value("pid", -1);
-    if (pid > 0 && absl::StrContains(Cmdline(pid), process.value("binary", "?"))) {
-      ::kill(pid, SIGKILL);
-    }
-  }
-}
-
-// A nanoGPT .bin of `documents` random documents of ids below 1000.
-absl::Status WriteRandomTokens(const std::string& path, int documents) {
-  std::mt19937 rng(7);
-  std::vector<int32_t> tokens;
-  for (int doc = 0; doc < documents; ++doc) {
-    const int length = 10 + static_cast<int>(rng() % 60);
-    for (int i = 0; i < length; ++i) tokens.push_back(static_cast<int32_t>(rng() % 1000));
-    tokens.push_back(50256);
-  }
-  absl::StatusOr<std::string> bytes = data::EncodeNanoGptBin(tokens);
-  if (!bytes.ok()) return bytes.status();
-  return WriteFileAtomically(path, *bytes);
-}
+using Result = support::CommandResult;
 
 // What chromium showed of a page.
 struct Page {
@@ -126,79 +78,32 @@ class ConsoleBrowserTest : public ::testing::Test {
   void SetUp() override {
     ::setenv("SAE_AUTH_TOKEN", kToken, 1);
     ::setenv("SAECTL_SERVER", "127.0.0.1:1", 1);
-    artifacts_ = BuildDir() / "tests" / "console-artifacts";
+    artifacts_ = fs::path(support::BuildDir()) / "tests" / "console-artifacts";
     fs::create_directories(artifacts_);
-    StartReaper();
   }
 
   void TearDown() override {
-    if (cluster_up_) {
-      Result down =
-          Saectl(absl::StrCat("cluster down --data-dir ", DataDir(), " --timeout 10"), 60);
-      EXPECT_EQ(down.code, 0) << down.err;
-      if (HasFailure()) DumpLogs();
-    }
-    if (reaper_ > 0) {
-      ::kill(reaper_, SIGKILL);
-      ::waitpid(reaper_, nullptr, 0);
-    }
-  }
-
-  void StartReaper() {
-    const std::string data_dir = DataDir();
-    const pid_t parent = ::getpid();
-    reaper_ = ::fork();
-    if (reaper_ != 0) return;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &set, nullptr);
-    ::prctl(PR_SET_PDEATHSIG, SIGUSR1);
-    if (::getppid() == parent) {
-      int signal = 0;
-      sigwait(&set, &signal);
-    }
-    KillCluster(data_dir);
-    ::_exit(0);
-  }
-
-  void DumpLogs() {
-    std::error_code error;
-    for (const auto& entry : fs::directory_iterator(DataDir() + "/logs", error)) {
-      std::string text = ReadFile(entry.path().string()).value_or("");
-      if (text.size() > 4000) text = "...\n" + text.substr(text.size() - 4000);
-      std::fprintf(stderr, "==== %s ====\n%s\n", entry.path().c_str(), text.c_str());
-    }
+    if (!cluster_up_) return;
+    Result down = cluster_.Down(/*down_timeout_seconds=*/10, /*timeout_seconds=*/60, nullptr);
+    EXPECT_EQ(down.code, 0) << down.err;
+    if (HasFailure()) cluster_.DumpLogs(4000);
   }
 
   // Runs `command` (split by the shell) under `timeout -s KILL`.
   Result Shell(const std::string& command, int timeout_seconds) {
-    const std::string out = absl::StrCat(folder_.path(), "/out.", calls_);
-    const std::string err = absl::StrCat(folder_.path(), "/err.", calls_++);
-    const std::string line = absl::StrCat("timeout -s KILL ", timeout_seconds, " ", command, " >",
-                                          out, " 2>", err, " </dev/null");
-    const int status = std::system(line.c_str());
-    Result result;
-    result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    result.out = ReadFile(out).value_or("");
-    result.err = ReadFile(err).value_or("");
-    return result;
+    return runner_.Shell(command, timeout_seconds);
   }
 
   Result Saectl(const std::string& args, int timeout_seconds = 60) {
-    return Shell(SaectlPath() + " " + args, timeout_seconds);
+    return runner_.Saectl(args, timeout_seconds);
   }
 
-  std::string DataDir() const { return folder_.path() + "/cluster"; }
+  std::string DataDir() const { return cluster_.data_dir(); }
 
   // `saectl cluster up` with one activation server and one trainer; returns the console URL it
   // printed, e.g. http://127.0.0.1:41234/.
   std::string StartCluster() {
-    Result up = Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --bin-dir ",
-                                    (BuildDir() / "bin").string(),
-                                    " --port 0 --activation-servers 1 --trainers 1",
-                                    " --lease-seconds 2 --threads 1 --wait 60"),
-                       90);
+    Result up = cluster_.Up(support::LocalClusterOptions());
     cluster_up_ = true;
     EXPECT_EQ(up.code, 0) << up.out << up.err;
     std::smatch match;
@@ -207,13 +112,7 @@ class ConsoleBrowserTest : public ::testing::Test {
       ADD_FAILURE() << "cluster up printed no console URL:\n" << up.out;
       return "";
     }
-    const size_t at = up.out.find("SAECTL_SERVER=");
-    EXPECT_NE(at, std::string::npos) << up.out;
-    if (at != std::string::npos) {
-      const std::string address(
-          absl::StripAsciiWhitespace(up.out.substr(at + 14, up.out.find('\n', at) - at - 14)));
-      ::setenv("SAECTL_SERVER", address.c_str(), 1);
-    }
+    EXPECT_FALSE(support::LocalCluster::ServerAddress(up).empty()) << up.out;
     return match.str(1);
   }
 
@@ -221,27 +120,23 @@ class ConsoleBrowserTest : public ::testing::Test {
   std::string WriteRunYaml(int64_t steps, int checkpoints = 2) {
     const std::string dir = folder_.path();
     if (!fs::exists(dir + "/model")) {
-      Result init = Saectl("model init --preset gpt2-tiny --seed 0 --out " + dir + "/model", 120);
-      EXPECT_EQ(init.code, 0) << init.err;
-      EXPECT_TRUE(WriteRandomTokens(dir + "/tokens.bin", 4000).ok());
+      absl::Status files = support::WriteGpt2TinyRunFiles(runner_, dir, 4000, 7);
+      EXPECT_TRUE(files.ok()) << files;
     }
     return folder_.Write(
-        "run.yaml", absl::StrCat("model_path: ", dir, "/model\ndataset_path: ", dir,
-                                 "/tokens.bin\nhook_point: blocks.1.hook_resid_pre\n"
-                                 "context_size: 16\nexpansion_factor: 4\ntrain_batch_size: 256\n"
-                                 "total_training_tokens: ",
-                                 steps * 256,
-                                 "\nn_batches_in_buffer: 8\nstore_batch_size: 4\nlr: 0.001\n"
-                                 "lr_warm_up_steps: 2\nb_dec_init_method: mean\n"
-                                 "wandb_log_frequency: 2\nfeature_sampling_window: 20\n"
-                                 "n_checkpoints: ", checkpoints,
-                                 "\nmax_restarts: 2\nactivation_servers: 1\ntrainers: 1\n"));
+        "run.yaml", support::Gpt2TinyRunYaml(dir, steps,
+                                             {{"wandb_log_frequency", "2"},
+                                              {"feature_sampling_window", "20"},
+                                              {"n_checkpoints", absl::StrCat(checkpoints)},
+                                              {"max_restarts", "2"},
+                                              {"activation_servers", "1"},
+                                              {"trainers", "1"}}));
   }
 
   // Loads `url` in headless chromium and returns the DOM after `budget_ms` of virtual time;
   // with `screenshot`, also saves a 1400x1000 PNG of it under the artifacts folder.
   Page Load(const std::string& url, const std::string& screenshot = "", int budget_ms = 6000) {
-    const std::string profile = absl::StrCat(folder_.path(), "/chromium-", calls_);
+    const std::string profile = absl::StrCat(folder_.path(), "/chromium-", runner_.calls());
     const std::string flags =
         absl::StrCat("chromium --headless --no-sandbox --disable-gpu --no-first-run ",
                      "--disable-dev-shm-usage --user-data-dir=", profile,
@@ -262,31 +157,13 @@ class ConsoleBrowserTest : public ::testing::Test {
     return page;
   }
 
-  // Polls the log of the cluster's process `name` every 20 ms until it holds `text`.
+  // Polls the log of the cluster's process `name` until it holds `text`.
   void WaitForProcessLog(const std::string& name, const std::string& text, int seconds = 120) {
-    const std::string path = DataDir() + "/logs/" + name + ".log";
-    const absl::Time give_up = absl::Now() + absl::Seconds(seconds);
-    while (absl::Now() < give_up) {
-      if (absl::StrContains(ReadFile(path).value_or(""), text)) return;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    ADD_FAILURE() << name << " never logged \"" << text << "\"";
+    cluster_.WaitForProcessLog(name, text, seconds);
   }
 
   // SIGKILL to the cluster's process `name`; returns once it is gone.
-  void KillProcess(const std::string& name) {
-    auto record = nlohmann::json::parse(*ReadFile(DataDir() + "/cluster.json"));
-    for (const auto& process : record["processes"]) {
-      if (process["name"] != name) continue;
-      const int pid = process["pid"].get<int>();
-      ASSERT_EQ(::kill(pid, SIGKILL), 0) << name;
-      const absl::Time give_up = absl::Now() + absl::Seconds(10);
-      while (!Cmdline(pid).empty() && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(20));
-      ASSERT_TRUE(Cmdline(pid).empty()) << name << " survived SIGKILL";
-      return;
-    }
-    FAIL() << "no process " << name;
-  }
+  void KillProcess(const std::string& name) { cluster_.KillProcess(name); }
 
   // No JavaScript error on the page: none caught by the page, none in the browser's log.
   static void ExpectNoJavaScriptErrors(const Page& page, const std::string& what) {
@@ -294,11 +171,11 @@ class ConsoleBrowserTest : public ::testing::Test {
     EXPECT_FALSE(absl::StrContains(page.log, "Uncaught")) << what << "\n" << page.log;
   }
 
-  TestFolder folder_;
+  TempDir folder_;
+  support::CommandRunner runner_{folder_.path()};
+  support::LocalCluster cluster_{folder_.path() + "/cluster", runner_};
   fs::path artifacts_;
-  int calls_ = 0;
   bool cluster_up_ = false;
-  pid_t reaper_ = -1;
 };
 
 TEST_F(ConsoleBrowserTest, ShowsARunItsChartsAndWorkersBehindTheTokenAcrossAControllerRestart) {

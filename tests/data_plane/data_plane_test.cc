@@ -27,26 +27,22 @@
 #include "core/training/run_assets.h"
 #include "core/wire/cursor_text.h"
 #include "nlohmann/json.hpp"
-#include "tests/data_plane/loopback.h"
-#include "tests/data_plane/tiny_run.h"
+#include "support/binaries.h"
+#include "support/child_process.h"
+#include "support/ports.h"
+#include "support/temp_dir.h"
+#include "support/tiny_run.h"
 
 namespace sae {
 namespace {
 
-using testing_loopback::ChildProcess;
-using testing_loopback::Eventually;
-using testing_loopback::FindExecutable;
-using testing_loopback::FreeLoopbackPort;
-using testing_loopback::ReadWholeFile;
-using testing_loopback::TempDir;
-
-// The build's bin/ folder: $SAE_BINARY_DIR/bin, else beside this test's own folder (tests/).
-std::string BinaryDir() {
-  const char* dir = getenv("SAE_BINARY_DIR");
-  if (dir != nullptr) return std::string(dir) + "/bin";
-  return (std::filesystem::canonical("/proc/self/exe").parent_path().parent_path() / "bin")
-      .string();
-}
+using support::BinDir;
+using support::ChildProcess;
+using support::Eventually;
+using support::FindExecutable;
+using support::FreeLoopbackPort;
+using support::ReadWholeFile;
+using support::TempDir;
 
 // The numbers of a run: 256 tokens per global step, 60 steps.
 constexpr int64_t kBatch = 256;
@@ -133,12 +129,12 @@ class DataPlaneTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
     dir = dir_.path();
-    ChildProcess init({BinaryDir() + "/saectl", "model", "init", "--preset", "gpt2-tiny", "--seed",
+    ChildProcess init({BinDir() + "/saectl", "model", "init", "--preset", "gpt2-tiny", "--seed",
                        "0", "--out", dir + "/model"},
                       dir + "/saectl.log");
     ASSERT_TRUE(init.WaitForExit(std::chrono::seconds(60)));
     ASSERT_EQ(init.exit_code(), 0) << ReadWholeFile(dir + "/saectl.log");
-    ASSERT_TRUE(testing_loopback::WriteRandomTokens(dir + "/tokens.bin", 4000, 3).ok());
+    ASSERT_TRUE(support::WriteRandomTokens(dir + "/tokens.bin", 4000, 3).ok());
   }
 
   // run.yaml for `servers` activation servers and `trainers` trainers, plus `extra` keys.
@@ -171,7 +167,7 @@ class DataPlaneTest : public ::testing::Test {
     std::filesystem::remove(ready);
     server.process = std::make_unique<ChildProcess>(
         std::vector<std::string>{
-            BinaryDir() + "/sae-activation-server", "--config", dir + "/run.yaml", "--shard-index",
+            BinDir() + "/sae-activation-server", "--config", dir + "/run.yaml", "--shard-index",
             std::to_string(shard), "--shard-count", std::to_string(shards), "--listen",
             absl::StrCat("127.0.0.1:", port), "--metrics-address", "127.0.0.1", "--metrics-port",
             "0", "--threads", "1", "--cursor-file", server.cursor_file, "--ready-file", ready},
@@ -193,7 +189,7 @@ class DataPlaneTest : public ::testing::Test {
                                              const std::vector<std::string>& extra = {}) {
     std::vector<std::string> addresses;
     for (const Server& s : servers) addresses.push_back(absl::StrCat("127.0.0.1:", s.port));
-    std::vector<std::string> argv = {BinaryDir() + "/sae-trainer",
+    std::vector<std::string> argv = {BinDir() + "/sae-trainer",
                                      "--config",
                                      dir + "/run.yaml",
                                      "--rank",

@@ -20,7 +20,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "core/data/test_folder.h"
+#include "support/temp_dir.h"
 #include "core/data/token_file_format.h"
 #include "core/io/saelens.h"
 #include "core/util/files.h"
@@ -31,7 +31,7 @@ namespace sae {
 namespace {
 
 namespace fs = std::filesystem;
-using data::TestFolder;
+using support::TempDir;
 
 constexpr int64_t kDSae = 300;  // two chunks of 256 features: the second loads lazily
 
@@ -61,7 +61,7 @@ std::string BodyAttribute(const std::string& dom, const std::string& name) {
 class FeaturesBrowserTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    folder_ = new TestFolder();
+    folder_ = new TempDir();
     artifacts_ = BuildDir() / "tests" / "features-artifacts";
     fs::create_directories(artifacts_);
   }
@@ -159,12 +159,12 @@ class FeaturesBrowserTest : public ::testing::Test {
     return nlohmann::json();
   }
 
-  static TestFolder* folder_;
+  static TempDir* folder_;
   static fs::path artifacts_;
   static int calls_;
 };
 
-TestFolder* FeaturesBrowserTest::folder_ = nullptr;
+TempDir* FeaturesBrowserTest::folder_ = nullptr;
 fs::path FeaturesBrowserTest::artifacts_;
 int FeaturesBrowserTest::calls_ = 0;
 

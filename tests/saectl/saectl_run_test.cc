@@ -8,8 +8,6 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -18,26 +16,24 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "core/data/test_folder.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "support/binaries.h"
+#include "support/child_process.h"
+#include "support/command.h"
+#include "support/local_cluster.h"
+#include "support/temp_dir.h"
 
 namespace sae {
 namespace {
 
 namespace fs = std::filesystem;
-using data::TestFolder;
+using support::TempDir;
 
-// build/bin and build/tests, found from this test's own path (build/tests/saectl_run_test).
-fs::path BuildDir() { return fs::read_symlink("/proc/self/exe").parent_path().parent_path(); }
-std::string SaectlPath() { return (BuildDir() / "bin" / "saectl").string(); }
-
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using Result = support::CommandResult;
+using support::Cmdline;
+using support::SaectlPath;
 
 // A run.yaml of `steps` steps of 64 tokens for the given gang.
 std::string RunYaml(int servers, int trainers, int steps, int max_restarts = 3) {
@@ -55,41 +51,21 @@ class SaectlTest : public ::testing::Test {
 
   void TearDown() override {
     if (!cluster_up_) return;
-    absl::StatusOr<std::string> record = ReadFile(DataDir() + "/cluster.json");
-    Result down = Saectl(absl::StrCat("cluster down --data-dir ", DataDir(), " --timeout 5"));
+    // Whatever `cluster down` left behind is this test's to end (Down ends it).
+    std::vector<std::string> survivors;
+    Result down = cluster_.Down(/*down_timeout_seconds=*/5, /*timeout_seconds=*/90, &survivors);
     EXPECT_EQ(down.code, 0) << down.err;
-    // Whatever `cluster down` left behind is this test's to end.
-    if (!record.ok()) return;
-    for (const auto& process : nlohmann::json::parse(*record)["processes"]) {
-      int pid = process["pid"].get<int>();
-      if (!Cmdline(pid).empty()) {
-        ADD_FAILURE() << "still running after cluster down: " << process.dump();
-        ::kill(pid, SIGKILL);
-      }
+    for (const std::string& process : survivors) {
+      ADD_FAILURE() << "still running after cluster down: " << process;
     }
-  }
-
-  // The process's command line; empty when it is gone or a zombie.
-  static std::string Cmdline(int pid) {
-    std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"), std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
 
   // Runs saectl with `args` (split by the shell), killed after `timeout_seconds`.
   Result Saectl(const std::string& args, int timeout_seconds = 90) {
-    std::string out = absl::StrCat(folder_.path(), "/out.", calls_);
-    std::string err = absl::StrCat(folder_.path(), "/err.", calls_++);
-    std::string command = absl::StrCat("timeout -s KILL ", timeout_seconds, " ", SaectlPath(), " ",
-                                       args, " >", out, " 2>", err, " </dev/null");
-    int status = std::system(command.c_str());
-    Result result;
-    result.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    result.out = ReadFile(out).value_or("");
-    result.err = ReadFile(err).value_or("");
-    return result;
+    return runner_.Saectl(args, timeout_seconds);
   }
 
-  std::string DataDir() const { return folder_.path() + "/cluster"; }
+  std::string DataDir() const { return cluster_.data_dir(); }
 
   std::string WriteRunYaml(const std::string& yaml, const std::string& name = "run.yaml") {
     return folder_.Write(name, yaml);
@@ -99,20 +75,20 @@ class SaectlTest : public ::testing::Test {
   void StartCluster(int servers, int trainers, double lease_seconds = 3) {
     fs::path bin = folder_.path() + "/bin";
     fs::create_directories(bin);
-    fs::create_symlink(BuildDir() / "bin" / "sae-controller", bin / "sae-controller");
-    fs::create_symlink(BuildDir() / "tests" / "sae_fake_worker", bin / "sae-activation-server");
-    fs::create_symlink(BuildDir() / "tests" / "sae_fake_worker", bin / "sae-trainer");
-    Result up =
-        Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --bin-dir ", bin.string(),
-                            " --port 0 --activation-servers ", servers, " --trainers ", trainers,
-                            " --lease-seconds ", lease_seconds, " --wait 30"));
+    fs::create_symlink(support::BinaryPath("sae-controller"), bin / "sae-controller");
+    fs::create_symlink(support::TestBinaryPath("sae_fake_worker"), bin / "sae-activation-server");
+    fs::create_symlink(support::TestBinaryPath("sae_fake_worker"), bin / "sae-trainer");
+    support::LocalClusterOptions options;
+    options.bin_dir = bin.string();
+    options.activation_servers = servers;
+    options.trainers = trainers;
+    options.lease_seconds = lease_seconds;
+    options.threads = 0;
+    options.wait_seconds = 30;
+    Result up = cluster_.Up(options);
     ASSERT_EQ(up.code, 0) << up.out << up.err;
     cluster_up_ = true;
-    size_t at = up.out.find("SAECTL_SERVER=");
-    ASSERT_NE(at, std::string::npos) << up.out;
-    std::string address(
-        absl::StripAsciiWhitespace(up.out.substr(at + 14, up.out.find('\n', at) - at - 14)));
-    ::setenv("SAECTL_SERVER", address.c_str(), 1);
+    ASSERT_FALSE(support::LocalCluster::ServerAddress(up).empty()) << up.out;
   }
 
   // The run id `submit` printed on the first line of stdout.
@@ -140,8 +116,9 @@ class SaectlTest : public ::testing::Test {
     ADD_FAILURE() << "run " << run_id << " stayed " << seen << ", never " << state;
   }
 
-  TestFolder folder_;
-  int calls_ = 0;
+  TempDir folder_;
+  support::CommandRunner runner_{folder_.path()};
+  support::LocalCluster cluster_{folder_.path() + "/cluster", runner_};
   bool cluster_up_ = false;
 };
 

@@ -1,5 +1,5 @@
 // The console's HTTP API on a real in-process controller (gRPC and metrics port on loopback)
-// with fake workers that follow the real protocol (services/controller/fake_worker.h).
+// with fake workers that follow the real protocol (tests/support/fake_worker.h).
 #include "services/controller/console/console_routes.h"
 
 #include <httplib.h>
@@ -12,23 +12,24 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "core/data/test_folder.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "services/common/controller_client.h"
 #include "services/controller/console/console_assets.h"
 #include "services/controller/controller_server.h"
-#include "services/controller/fake_worker.h"
+#include "support/binaries.h"
+#include "support/fake_worker.h"
+#include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
 
-using data::TestFolder;
+using support::TempDir;
 using nlohmann::json;
-using testing::FakeWorker;
-using testing::FakeWorkerOptions;
-using testing::TestRunYaml;
+using support::FakeWorker;
+using support::FakeWorkerOptions;
+using support::TestRunYaml;
 
 class ConsoleHttpTest : public ::testing::Test {
  protected:
@@ -107,7 +108,7 @@ class ConsoleHttpTest : public ::testing::Test {
     return json::parse(result->body, nullptr, false);
   }
 
-  TestFolder folder_;
+  TempDir folder_;
   std::string token_;
   std::unique_ptr<ControllerServer> server_;
   std::unique_ptr<client::ControllerClient> client_;
@@ -173,10 +174,8 @@ TEST_F(ConsoleHttpTest, ServesThePagesAndAssetsBesideAnUnchangedMetricsEndpoint)
   httplib::Result script = http.Get("/assets/console.js");
   ASSERT_TRUE(script);
   EXPECT_EQ(script->status, 200);
-  EXPECT_EQ(script->body, *ReadFile(std::string(std::getenv("SAE_SOURCE_DIR") != nullptr
-                                                    ? std::getenv("SAE_SOURCE_DIR")
-                                                    : ".") +
-                                    "/services/controller/console/assets/console.js"))
+  EXPECT_EQ(script->body,
+            *ReadFile(support::SourceDir() + "/services/controller/console/assets/console.js"))
       << "the embedded asset is the file, byte for byte";
   httplib::Result uplot = http.Get("/assets/uPlot.iife.min.js");
   ASSERT_TRUE(uplot);

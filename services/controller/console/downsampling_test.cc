@@ -33,7 +33,7 @@ void ExpectIncreasingSteps(const DownsampledSeries& series) {
   }
 }
 
-TEST(DownsampledSeries, KeepsEveryReportUntilTheCapacity) {
+TEST(DownsampledSeriesTest, KeepsEveryReportUntilTheCapacity) {
   StoredSeries stored(16);
   for (int64_t step = 5; step <= 80; step += 5) stored.Add(step);
   EXPECT_EQ(stored.series().points().size(), 16u);
@@ -41,7 +41,7 @@ TEST(DownsampledSeries, KeepsEveryReportUntilTheCapacity) {
   EXPECT_EQ(stored.stored().size(), 16u);
 }
 
-TEST(DownsampledSeries, KeepsTheFirstAndNewestReportsWithinABoundedCount) {
+TEST(DownsampledSeriesTest, KeepsTheFirstAndNewestReportsWithinABoundedCount) {
   StoredSeries stored(64);
   for (int64_t step = 1; step <= 100000; ++step) {
     stored.Add(step * 10);
@@ -60,7 +60,7 @@ TEST(DownsampledSeries, KeepsTheFirstAndNewestReportsWithinABoundedCount) {
   EXPECT_EQ(stored.series().stride(), 2048);
 }
 
-TEST(DownsampledSeries, SpacesThePointsEvenlyAfterHalving) {
+TEST(DownsampledSeriesTest, SpacesThePointsEvenlyAfterHalving) {
   StoredSeries stored(10);
   for (int64_t step = 0; step < 1000; ++step) stored.Add(step);
   const auto& points = stored.series().points();
@@ -70,7 +70,7 @@ TEST(DownsampledSeries, SpacesThePointsEvenlyAfterHalving) {
   }
 }
 
-TEST(DownsampledSeries, DropsThePointsARestartRolledBack) {
+TEST(DownsampledSeriesTest, DropsThePointsARestartRolledBack) {
   StoredSeries stored(100);
   for (int64_t step = 10; step <= 300; step += 10) stored.Add(step);
   stored.Add(250);  // resumed from the checkpoint at step 240, first report at 250
@@ -83,7 +83,7 @@ TEST(DownsampledSeries, DropsThePointsARestartRolledBack) {
   EXPECT_EQ(stored.stored(), std::set<int64_t>({5}));
 }
 
-TEST(DownsampledSeries, ContinuesARestoredSeriesWhereItStopped) {
+TEST(DownsampledSeriesTest, ContinuesARestoredSeriesWhereItStopped) {
   StoredSeries before(8);
   for (int64_t step = 1; step <= 50; ++step) before.Add(step);
   DownsampledSeries restored(8);

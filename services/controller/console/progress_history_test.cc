@@ -3,8 +3,8 @@
 #include <memory>
 #include <string>
 
-#include "core/data/test_folder.h"
 #include "gtest/gtest.h"
+#include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
@@ -18,8 +18,8 @@ v1::TrainingMetrics Report(int64_t step) {
   return metrics;
 }
 
-TEST(ProgressHistory, SurvivesAReopenedStoreAndContinuesTheSameSeries) {
-  data::TestFolder folder;
+TEST(ProgressHistoryTest, SurvivesAReopenedStoreAndContinuesTheSameSeries) {
+  support::TempDir folder;
   const absl::Time t0 = absl::FromUnixSeconds(1700000000);
   {
     auto store = RunStore::Open(folder.path());
@@ -69,8 +69,8 @@ TEST(ProgressHistory, SurvivesAReopenedStoreAndContinuesTheSameSeries) {
   EXPECT_EQ(other->front().generation(), 2u);
 }
 
-TEST(ProgressHistory, GoesWithItsDeletedRun) {
-  data::TestFolder folder;
+TEST(ProgressHistoryTest, GoesWithItsDeletedRun) {
+  support::TempDir folder;
   auto store = RunStore::Open(folder.path());
   ASSERT_TRUE(store.ok());
   ProgressHistory history(store->get());

@@ -4,15 +4,15 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "core/data/test_folder.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "services/common/checkpoint_archive.h"
+#include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
 
-using data::TestFolder;
+using support::TempDir;
 
 // The archive of `dir` (services/common/checkpoint_archive.h).
 std::string ArchiveOf(const std::string& dir) {
@@ -41,7 +41,7 @@ absl::StatusOr<std::string> ToTar(const std::string& archive, size_t piece,
 }
 
 // A trainer checkpoint's layout (core/training/checkpoint.h) with odd file sizes.
-void WriteCheckpoint(const TestFolder& folder) {
+void WriteCheckpoint(const TempDir& folder) {
   folder.Write("ckpt/run.yaml", "d_in: 64\n");
   folder.Write("ckpt/state.json", "{\"step\": 60}");
   folder.Write("ckpt/state.safetensors", std::string(1500, 's'));
@@ -50,8 +50,8 @@ void WriteCheckpoint(const TestFolder& folder) {
   folder.Write("ckpt/sae/sparsity.safetensors", std::string(512, 'p'));
 }
 
-TEST(SaeLensTar, HoldsExactlyTheSaeLensFolderAndTarExtractsIt) {
-  TestFolder folder;
+TEST(SaeLensTarTest, HoldsExactlyTheSaeLensFolderAndTarExtractsIt) {
+  TempDir folder;
   WriteCheckpoint(folder);
   const std::string archive = ArchiveOf(folder.path() + "/ckpt");
   for (size_t piece : {size_t{1}, size_t{7}, size_t{4096}, archive.size()}) {
@@ -72,8 +72,8 @@ TEST(SaeLensTar, HoldsExactlyTheSaeLensFolderAndTarExtractsIt) {
   }
 }
 
-TEST(SaeLensTar, TakesTheFinalSaeWhoseFolderIsTheArchiveItself) {
-  TestFolder folder;
+TEST(SaeLensTarTest, TakesTheFinalSaeWhoseFolderIsTheArchiveItself) {
+  TempDir folder;
   folder.Write("final/cfg.json", "{}");
   folder.Write("final/sae_weights.safetensors", "weights");
   const std::string archive = ArchiveOf(folder.path() + "/final");
@@ -85,8 +85,8 @@ TEST(SaeLensTar, TakesTheFinalSaeWhoseFolderIsTheArchiveItself) {
   EXPECT_NE(out.find("run-step-9/sae_weights.safetensors"), std::string::npos);
 }
 
-TEST(SaeLensTar, RefusesACutArchiveAndOneWithoutCfgJson) {
-  TestFolder folder;
+TEST(SaeLensTarTest, RefusesACutArchiveAndOneWithoutCfgJson) {
+  TempDir folder;
   WriteCheckpoint(folder);
   const std::string archive = ArchiveOf(folder.path() + "/ckpt");
   EXPECT_EQ(ToTar(archive.substr(0, archive.size() - 10), 100, "x").status().code(),

@@ -1,5 +1,6 @@
 // Pure helpers of the console, shared by the page (console.js) and its node test
-// (tests/console/console_format_test.js): how eval results are found in a run's events.
+// (tests/console/console_format_test.js): how values are formatted, where an event stands on a
+// chart and how the charts mark events, and how eval results are found in a run's events.
 //
 // Eval results reach the console generically: any event whose type name contains "EVAL" (and not
 // "FAILED") is an eval event, and every number in it (nested objects flattened to "a.b", numbers sent as
@@ -56,8 +57,125 @@
     });
   }
 
-  var api = { isEvalEvent: isEvalEvent, evalNumbers: evalNumbers, ceLossScore: ceLossScore,
-              densityBins: densityBins };
+  // ---- formatting ----
+
+  function num(v) {
+    if (v === null || v === undefined || v === '') return null;
+    var n = Number(v);
+    return isFinite(n) ? n : null;
+  }
+  function esc(s) {
+    return String(s === undefined || s === null ? '' : s).replace(/[&<>"']/g, function (c) {
+      return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
+    });
+  }
+  function stateName(s) { return String(s || '').replace(/^RUN_STATE_/, ''); }
+  function typeName(t) { return String(t || '').replace(/^TYPE_/, ''); }
+  function roleName(r) { return String(r || '').replace(/^WORKER_ROLE_/, '').toLowerCase().replace('_', ' '); }
+  function fmt(v, digits) {
+    var n = num(v);
+    if (n === null) return '-';
+    if (n !== 0 && (Math.abs(n) >= 1e5 || Math.abs(n) < 1e-3)) return n.toExponential(2);
+    return n.toFixed(digits === undefined ? 3 : digits);
+  }
+  function si(v) {
+    var n = num(v);
+    if (n === null) return '-';
+    var units = [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']];
+    for (var i = 0; i < units.length; i++) {
+      if (Math.abs(n) >= units[i][0]) return (n / units[i][0]).toFixed(2) + units[i][1];
+    }
+    return String(Math.round(n));
+  }
+  function bytes(v) {
+    var n = num(v);
+    if (n === null) return '-';
+    var units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    var i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return (i === 0 ? n : n.toFixed(1)) + ' ' + units[i];
+  }
+  function duration(ms) {
+    var n = num(ms);
+    if (n === null || n < 0) return '-';
+    var s = Math.round(n / 1000);
+    if (s < 60) return s + 's';
+    var m = Math.floor(s / 60);
+    if (m < 60) return m + 'm ' + (s % 60) + 's';
+    var h = Math.floor(m / 60);
+    if (h < 48) return h + 'h ' + (m % 60) + 'm';
+    return Math.floor(h / 24) + 'd ' + (h % 24) + 'h';
+  }
+  // An axis tick: short, and never cut off by the axis width.
+  function tick(v) {
+    if (v === null || v === undefined) return '';
+    var a = Math.abs(v);
+    if (a === 0) return '0';
+    if (a >= 1e4) return si(v);
+    if (a < 1e-3) return v.toExponential(1);
+    return String(Number(v.toPrecision(4)));
+  }
+  function time(ms) {
+    var n = num(ms);
+    return n ? new Date(n).toLocaleString() : '-';
+  }
+  function plural(n, word) { return esc(n) + ' ' + word + (Number(n) === 1 ? '' : 's'); }
+  function badge(state) { var s = stateName(state); return '<span class="badge ' + esc(s) + '">' + esc(s) + '</span>'; }
+  function bar(fraction, big) {
+    var pct = Math.max(0, Math.min(1, fraction || 0)) * 100;
+    return '<div class="bar' + (big ? ' big' : '') + '"><div style="width:' + pct.toFixed(1) + '%"></div></div>';
+  }
+  function progressOf(run) {
+    var total = num(run.total_tokens);
+    return total ? (num(run.tokens) || 0) / total : 0;
+  }
+
+  // ---- charts ----
+
+  // The step of an event: its own, or that of the last history point received before it.
+  function eventX(e, columns, xKey) {
+    var step = num(e.step), tokens = num(e.tokens);
+    if (xKey === 'step' && step) return step;
+    if (xKey === 'tokens' && tokens && typeName(e.type) === 'CHECKPOINT_COMMITTED') return tokens;
+    var t = num(e.time_unix_ms), times = columns.time_unix_ms, xs = columns[xKey];
+    var x = null;
+    for (var i = 0; i < times.length; i++) {
+      if (times[i] <= t) x = xs[i]; else break;
+    }
+    return x;
+  }
+
+  // A uPlot plugin that draws a dashed vertical line at each of getMarkers()'s {x, color}.
+  function markerPlugin(getMarkers) {
+    return {
+      hooks: {
+        draw: [function (u) {
+          var ctx = u.ctx;
+          ctx.save();
+          ctx.lineWidth = 1.5;
+          ctx.setLineDash([4, 4]);
+          getMarkers().forEach(function (mk) {
+            var x = Math.round(u.valToPos(mk.x, 'x', true));
+            if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+            ctx.strokeStyle = mk.color;
+            ctx.beginPath();
+            ctx.moveTo(x, u.bbox.top);
+            ctx.lineTo(x, u.bbox.top + u.bbox.height);
+            ctx.stroke();
+          });
+          ctx.restore();
+        }],
+      },
+    };
+  }
+
+  var api = {
+    isEvalEvent: isEvalEvent, evalNumbers: evalNumbers, ceLossScore: ceLossScore,
+    num: num, esc: esc, stateName: stateName, typeName: typeName, roleName: roleName, fmt: fmt,
+    si: si, bytes: bytes, duration: duration, tick: tick, time: time, plural: plural,
+    badge: badge, bar: bar, progressOf: progressOf, eventX: eventX, markerPlugin: markerPlugin,
+    densityBins: densityBins,
+  };
   if (typeof module !== 'undefined' && module.exports) module.exports = api;
   else root.SaeFormat = api;
 })(this);

@@ -1,4 +1,4 @@
-#include "core/tokenizer/peer_tokenizer.h"
+#include "support/peer_tokenizer.h"
 
 #include <fcntl.h>
 #include <spawn.h>
@@ -22,10 +22,10 @@
 
 extern char** environ;
 
-namespace sae::tokenizer {
+namespace sae::support {
 namespace {
 
-// Absolute path of testdata/js_tiktoken_peer.cjs, set by core/tokenizer/CMakeLists.txt.
+// Absolute path of js_tiktoken_peer.cjs, set by tests/support/CMakeLists.txt.
 constexpr const char* kPeerScript = SAE_JS_TIKTOKEN_PEER_SCRIPT;
 
 bool IsExecutableOnPath(const std::string& name) {
@@ -75,7 +75,7 @@ absl::StatusOr<nlohmann::json> ReadJson(const std::string& path) {
 
 }  // namespace
 
-std::string DefaultNodeModulesDir() { return SaeCacheDir() + "/npm/node_modules"; }
+std::string DefaultNodeModulesDir() { return tokenizer::SaeCacheDir() + "/npm/node_modules"; }
 
 uint32_t TokenChecksum(absl::Span<const int32_t> ids) {
   uint32_t h = 0;
@@ -179,4 +179,4 @@ absl::StatusOr<JsTiktokenPeer::Throughput> JsTiktokenPeer::MeasureThroughput(
   return throughput;
 }
 
-}  // namespace sae::tokenizer
+}  // namespace sae::support

@@ -1,13 +1,14 @@
 // Test support: stand-ins for sae-activation-server and sae-trainer that follow the controller
-// protocol through a real WorkerAgent but do no maths. Not part of any library.
+// protocol through a real WorkerAgent but do no maths. Header-only: its users link
+// sae_worker_agent, sae_config and sae_safetensors.
 //
 // A fake trainer of rank 0 counts steps of train_batch_size tokens, reports each step, uploads
 // a checkpoint directory (state.json with the step, and sae/cfg.json) every few steps,
 // resumes from the assignment's checkpoint after a restart (reporting the tokens it rolled
 // back as skipped), honours stop requests, and at total_training_tokens uploads the final
 // checkpoint and reports OUTCOME_FINISHED. A fake activation server reports a growing cursor.
-#ifndef SAE_SERVICES_CONTROLLER_FAKE_WORKER_H_
-#define SAE_SERVICES_CONTROLLER_FAKE_WORKER_H_
+#ifndef SAE_TESTS_SUPPORT_FAKE_WORKER_H_
+#define SAE_TESTS_SUPPORT_FAKE_WORKER_H_
 
 #include <atomic>
 #include <memory>
@@ -19,13 +20,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "core/config/run_config.h"
-#include "core/data/test_folder.h"
 #include "core/io/safetensors.h"
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "services/common/worker_agent.h"
+#include "support/temp_dir.h"
 
-namespace sae::controller::testing {
+namespace sae::support {
 
 struct FakeWorkerOptions {
   std::string controller;
@@ -121,7 +122,7 @@ class FakeWorker {
     const int64_t total_steps = config::TotalTrainingSteps(*config);
     int64_t step = 0;
     if (assignment.has_resume_checkpoint_step()) {
-      data::TestFolder restored;
+      TempDir restored;
       auto manifest = agent_->DownloadCheckpoint(
           assignment.run_id(), assignment.resume_checkpoint_step(), restored.path());
       ASSERT_TRUE(manifest.ok()) << manifest.status();
@@ -172,7 +173,7 @@ class FakeWorker {
   }
 
   bool Upload(int64_t step, int64_t tokens, bool final) {
-    data::TestFolder checkpoint;
+    TempDir checkpoint;
     checkpoint.Write("state.json", absl::StrCat(step));
     WriteSaeLens(checkpoint, tokens);
     auto manifest = agent_->UploadCheckpoint(checkpoint.path(), step, tokens, final);
@@ -180,7 +181,7 @@ class FakeWorker {
   }
 
   // A SAELens folder in sae/ (core/io/saelens.h) of a 64 -> 128 SAE with constant weights.
-  static void WriteSaeLens(const data::TestFolder& checkpoint, int64_t tokens) {
+  static void WriteSaeLens(const TempDir& checkpoint, int64_t tokens) {
     constexpr int64_t kDIn = 64, kDSae = 128;
     checkpoint.Write(
         "sae/cfg.json",
@@ -229,6 +230,6 @@ inline std::string TestRunYaml(int activation_servers, int trainers, int64_t ste
       activation_servers, "\ntrainers: ", trainers, "\nmax_restarts: ", max_restarts, "\n");
 }
 
-}  // namespace sae::controller::testing
+}  // namespace sae::support
 
-#endif  // SAE_SERVICES_CONTROLLER_FAKE_WORKER_H_
+#endif  // SAE_TESTS_SUPPORT_FAKE_WORKER_H_

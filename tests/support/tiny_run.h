@@ -1,34 +1,18 @@
-// A small run for the data-plane tests: a 2-layer GPT-2 of d_model 32 with random weights (the
-// real vocabulary size), a nanoGPT .bin of random documents, and a run.yaml for them.
-#ifndef SAE_TESTS_DATA_PLANE_TINY_RUN_H_
-#define SAE_TESTS_DATA_PLANE_TINY_RUN_H_
+// Test support: a small run for the data-plane tests: a 2-layer GPT-2 of d_model 32 with random
+// weights (the real vocabulary size), a nanoGPT .bin of random documents, and a run.yaml.
+#ifndef SAE_TESTS_SUPPORT_TINY_RUN_H_
+#define SAE_TESTS_SUPPORT_TINY_RUN_H_
 
-#include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/config/run_config.h"
-#include "core/data/token_file_format.h"
 #include "core/model/gpt2_weights.h"
-#include "core/util/files.h"
+#include "support/random_gpt2.h"
+#include "support/random_tokens.h"
 
-namespace sae::testing_loopback {
-
-// `documents` random documents of 10 to 69 ids below 1000, each ended by <|endoftext|>.
-inline absl::Status WriteRandomTokens(const std::string& path, int documents, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> tokens;
-  for (int doc = 0; doc < documents; ++doc) {
-    const int length = 10 + static_cast<int>(rng() % 60);
-    for (int i = 0; i < length; ++i) tokens.push_back(static_cast<int32_t>(rng() % 1000));
-    tokens.push_back(50256);
-  }
-  absl::StatusOr<std::string> bytes = data::EncodeNanoGptBin(tokens);
-  if (!bytes.ok()) return bytes.status();
-  return WriteFileAtomically(path, *bytes);
-}
+namespace sae::support {
 
 // The run.yaml text of the tiny run in `dir` (model/ and tokens.bin), plus `extra` keys.
 inline std::string TinyRunYaml(const std::string& dir, const std::string& extra = "") {
@@ -46,14 +30,11 @@ inline std::string TinyRunYaml(const std::string& dir, const std::string& extra 
                       extra);
 }
 
-// Writes the model and tokens into `dir`.
+// Writes the model and tokens into `dir`. Header-only: its users link the model and config
+// libraries.
 inline absl::Status WriteTinyRunFiles(const std::string& dir, int documents = 2000) {
-  model::Gpt2Config c;
-  c.n_layer = 2;
-  c.n_embd = 32;
-  c.n_head = 4;
-  c.n_positions = 64;
-  absl::Status saved = model::SaveGpt2(model::RandomGpt2Weights(c, 1), dir + "/model");
+  absl::Status saved =
+      model::SaveGpt2(model::RandomGpt2Weights(TinyConfig(), 1), dir + "/model");
   if (!saved.ok()) return saved;
   return WriteRandomTokens(dir + "/tokens.bin", documents, 2);
 }
@@ -67,6 +48,6 @@ inline config::RunConfig ParseTinyRun(const std::string& dir,
   return *config;
 }
 
-}  // namespace sae::testing_loopback
+}  // namespace sae::support
 
-#endif  // SAE_TESTS_DATA_PLANE_TINY_RUN_H_
+#endif  // SAE_TESTS_SUPPORT_TINY_RUN_H_

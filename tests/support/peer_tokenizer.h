@@ -1,7 +1,7 @@
-// js-tiktoken's r50k_base encoding (GPT-2's), run through Node.js: the peer that the tests check
-// our tokenizer against and that the benchmark measures it beside. For tests and benchmarks only.
-#ifndef SAE_CORE_TOKENIZER_PEER_TOKENIZER_H_
-#define SAE_CORE_TOKENIZER_PEER_TOKENIZER_H_
+// Test support: js-tiktoken's r50k_base encoding (GPT-2's), run through Node.js: the peer that
+// the tests check our tokenizer against and that the benchmark measures it beside.
+#ifndef SAE_TESTS_SUPPORT_PEER_TOKENIZER_H_
+#define SAE_TESTS_SUPPORT_PEER_TOKENIZER_H_
 
 #include <cstdint>
 #include <string>
@@ -10,9 +10,9 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
-namespace sae::tokenizer {
+namespace sae::support {
 
-// SaeCacheDir() + "/npm/node_modules", where scripts/fetch-assets.sh installs js-tiktoken.
+// tokenizer::SaeCacheDir() + "/npm/node_modules", where scripts/fetch-assets.sh installs js-tiktoken.
 std::string DefaultNodeModulesDir();
 
 // The checksum the peer reports for its ids: h = h * 31 + id, modulo 2^32.
@@ -57,6 +57,6 @@ class JsTiktokenPeer {
   std::string node_modules_dir_;
 };
 
-}  // namespace sae::tokenizer
+}  // namespace sae::support
 
-#endif  // SAE_CORE_TOKENIZER_PEER_TOKENIZER_H_
+#endif  // SAE_TESTS_SUPPORT_PEER_TOKENIZER_H_
