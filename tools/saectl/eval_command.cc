@@ -125,7 +125,7 @@ absl::Status RunEval(const EvalFlags& f) {
   }
 
   ConfigureTorchThreads(f.threads);
-  SAE_ASSIGN_OR_RETURN(auto gpt2, model::Gpt2Model::Load(f.model, model_options));
+  SAE_ASSIGN_OR_RETURN(auto gpt2, model::Gpt2Model::Load(f.model, config, model_options));
   eval::TensorContextSource source(*contexts);
   eval::EvalOptions options;
   options.n_eval_batches = f.n_eval_batches;

@@ -155,7 +155,7 @@ absl::Status RunActivations(const ActivationFlags& f) {
   request.logits = f.logits;
   request.loss = f.loss;
   ConfigureTorchThreads(f.threads);
-  SAE_ASSIGN_OR_RETURN(auto gpt2, model::Gpt2Model::Load(f.model, options));
+  SAE_ASSIGN_OR_RETURN(auto gpt2, model::Gpt2Model::Load(f.model, config, options));
   at::Tensor tokens = at::tensor(ids, at::kLong).unsqueeze(0);
   SAE_ASSIGN_OR_RETURN(model::ForwardResult result, gpt2->Forward(tokens, request));
   io::NamedTensors out;
