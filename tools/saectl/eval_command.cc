@@ -15,6 +15,7 @@
 #include "core/util/status.h"
 #include "core/util/torch_runtime.h"
 #include "tools/saectl/command.h"
+#include "tools/saectl/sae_inputs.h"
 
 namespace sae::saectl {
 namespace {
@@ -35,54 +36,20 @@ struct EvalFlags {
   int threads = 0;
 };
 
-absl::StatusOr<bool> ParseBool(const std::string& flag, const std::string& value) {
-  if (value == "true") return true;
-  if (value == "false") return false;
-  return absl::InvalidArgumentError(
-      absl::StrCat(flag, " '", value, "' is not a boolean (expected true or false)"));
-}
-
-std::string TokenizerFolder(const EvalFlags& f) {
-  if (!f.tokenizer.empty()) return f.tokenizer;
-  for (const char* file : {"/vocab.json", "/encoder.json"}) {
-    if (std::filesystem::exists(f.model + file)) return f.model;
-  }
-  return tokenizer::DefaultTokenizerDir();
-}
-
 absl::Status RunEval(const EvalFlags& f) {
   if (f.n_eval_batches <= 0 || f.eval_batch_size_prompts <= 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--n-eval-batches (", f.n_eval_batches, ") and --eval-batch-size-prompts (",
         f.eval_batch_size_prompts, ") must be positive"));
   }
-  // The SAE and what its cfg.json says about how it was trained.
-  SAE_ASSIGN_OR_RETURN(io::SaeLensSae saelens, io::ReadSaeLens(f.sae_dir));
-  SAE_ASSIGN_OR_RETURN(eval::SaeForEval sae, eval::SaeForEvalFromSaeLens(saelens, f.sae_dir));
-  const eval::SaeTrainingSetup setup = eval::TrainingSetupFromSaeLens(saelens);
-  const int64_t context_size = f.context_size > 0 ? f.context_size : setup.context_size;
-  bool prepend_bos = setup.prepend_bos;
-  if (!f.prepend_bos.empty()) {
-    SAE_ASSIGN_OR_RETURN(prepend_bos, ParseBool("--prepend-bos", f.prepend_bos));
-  }
-  model::ModelOptions model_options;
-  if (!f.processing.empty()) {
-    SAE_ASSIGN_OR_RETURN(model_options.processing, model::ParseProcessing(f.processing));
-  } else if (setup.processing) {
-    model_options.processing = *setup.processing;
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        f.sae_dir, "/cfg.json: model_from_pretrained_kwargs turns only some of TransformerLens's "
-                   "weight processing on; give --processing transformer_lens or none"));
-  }
-  if (f.dtype == "float32") {
-    model_options.dtype = at::kFloat;
-  } else if (f.dtype == "bfloat16") {
-    model_options.dtype = at::kBFloat16;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--dtype '", f.dtype, "' is not supported (expected float32 or bfloat16)"));
-  }
+  // The SAE and what its cfg.json says about how it was trained, flags overriding it.
+  SAE_ASSIGN_OR_RETURN(
+      SaeInputs inputs,
+      ReadSaeInputs({f.sae_dir, f.context_size, f.prepend_bos, f.processing, f.dtype}));
+  const eval::SaeForEval& sae = inputs.sae;
+  const int64_t context_size = inputs.context_size;
+  const bool prepend_bos = inputs.prepend_bos;
+  const model::ModelOptions model_options = inputs.model_options;
 
   // The SAE against the model, before anything heavy is loaded.
   SAE_ASSIGN_OR_RETURN(model::Gpt2Config config, model::LoadGpt2Config(f.model));
@@ -96,7 +63,7 @@ absl::Status RunEval(const EvalFlags& f) {
   // The first N*M contexts, packed as training packs them.
   std::unique_ptr<tokenizer::Gpt2Tokenizer> tok;
   absl::Status tokenizer_status;
-  if (auto loaded = tokenizer::Gpt2Tokenizer::Load(TokenizerFolder(f)); loaded.ok()) {
+  if (auto loaded = tokenizer::Gpt2Tokenizer::Load(TokenizerFolderFor(f.tokenizer, f.model)); loaded.ok()) {
     tok = std::move(loaded).value();
   } else {
     tokenizer_status = loaded.status();

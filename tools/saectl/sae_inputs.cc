@@ -1,0 +1,56 @@
+#include "tools/saectl/sae_inputs.h"
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "core/tokenizer/gpt2_tokenizer.h"
+#include "core/util/status.h"
+
+namespace sae::saectl {
+
+absl::StatusOr<bool> ParseBool(const std::string& flag, const std::string& value) {
+  if (value == "true") return true;
+  if (value == "false") return false;
+  return absl::InvalidArgumentError(
+      absl::StrCat(flag, " '", value, "' is not a boolean (expected true or false)"));
+}
+
+std::string TokenizerFolderFor(const std::string& tokenizer, const std::string& model) {
+  if (!tokenizer.empty()) return tokenizer;
+  for (const char* file : {"/vocab.json", "/encoder.json"}) {
+    if (std::filesystem::exists(model + file)) return model;
+  }
+  return tokenizer::DefaultTokenizerDir();
+}
+
+absl::StatusOr<SaeInputs> ReadSaeInputs(const SaeInputFlags& f) {
+  SaeInputs in;
+  SAE_ASSIGN_OR_RETURN(in.saelens, io::ReadSaeLens(f.sae_dir));
+  SAE_ASSIGN_OR_RETURN(in.sae, eval::SaeForEvalFromSaeLens(in.saelens, f.sae_dir));
+  const eval::SaeTrainingSetup setup = eval::TrainingSetupFromSaeLens(in.saelens);
+  in.context_size = f.context_size > 0 ? f.context_size : setup.context_size;
+  in.prepend_bos = setup.prepend_bos;
+  if (!f.prepend_bos.empty()) {
+    SAE_ASSIGN_OR_RETURN(in.prepend_bos, ParseBool("--prepend-bos", f.prepend_bos));
+  }
+  if (!f.processing.empty()) {
+    SAE_ASSIGN_OR_RETURN(in.model_options.processing, model::ParseProcessing(f.processing));
+  } else if (setup.processing) {
+    in.model_options.processing = *setup.processing;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        f.sae_dir, "/cfg.json: model_from_pretrained_kwargs turns only some of TransformerLens's "
+                   "weight processing on; give --processing transformer_lens or none"));
+  }
+  if (f.dtype == "float32") {
+    in.model_options.dtype = at::kFloat;
+  } else if (f.dtype == "bfloat16") {
+    in.model_options.dtype = at::kBFloat16;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dtype '", f.dtype, "' is not supported (expected float32 or bfloat16)"));
+  }
+  return in;
+}
+
+}  // namespace sae::saectl
