@@ -330,6 +330,10 @@ TEST_F(ControllerTest, FinishingWithoutTheFinalCheckpointIsRefused) {
   v1::Run run = Get(run_id);
   EXPECT_EQ(run.state(), v1::RUN_STATE_SUCCEEDED);
   EXPECT_EQ(run.final_checkpoint_step(), 10);
+  // No progress report arrived (as when the controller was away): the final SAE tells where
+  // training ended.
+  EXPECT_EQ(run.step(), 10);
+  EXPECT_EQ(run.tokens(), 10 * 64);
   EXPECT_FALSE(Beat(t0).has_assignment());
 }
 

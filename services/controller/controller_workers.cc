@@ -172,15 +172,21 @@ absl::StatusOr<std::optional<v1::ReportProgressResponse>> Controller::ApplyOutco
       if (!is_rank0) break;
       auto manifests = store_->ListCheckpoints(run.run_id());
       SAE_RETURN_IF_ERROR(manifests.status());
-      bool uploaded = std::any_of(manifests->begin(), manifests->end(), [&](const auto& m) {
+      auto final_sae = std::find_if(manifests->begin(), manifests->end(), [&](const auto& m) {
         return m.step() == request.checkpoint_step();
       });
-      if (!uploaded) {
+      if (final_sae == manifests->end()) {
         return absl::FailedPreconditionError(
             absl::StrCat("run ", run.run_id(), " has no checkpoint at step ",
                          request.checkpoint_step(), ": upload the final SAE before finishing"));
       }
       run.set_final_checkpoint_step(request.checkpoint_step());
+      // Progress reports sent while the controller was away are lost; the final SAE says where
+      // training ended.
+      if (final_sae->step() > run.step()) {
+        run.set_step(final_sae->step());
+        run.set_tokens(final_sae->tokens());
+      }
       SAE_RETURN_IF_ERROR(Finish(entry, v1::RUN_STATE_SUCCEEDED,
                                  absl::StrCat("trained ", run.tokens(), " tokens in ", run.step(),
                                               " steps; the final SAE is the checkpoint at step ",

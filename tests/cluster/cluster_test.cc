@@ -355,10 +355,11 @@ TEST_F(ClusterTest, RunCompletesWhenTheControllerIsKilledAndStartedAgainOnItsDat
   constexpr int64_t kSteps = 1000;
   const std::string run_id = Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "20"}}));
   WaitForState(run_id, "RUN_STATE_RUNNING");
-  WaitForProcessLog(ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0),
-                    "uploaded the checkpoint at step 50 ");
+  const std::string rank0 = ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0);
+  WaitForProcessLog(rank0, "uploaded the checkpoint at step 50 ");
   KillProcess("controller");
-  absl::SleepFor(absl::Seconds(1));
+  // The workers carry on without it: rank 0 noticed (its heartbeat failed) before it comes back.
+  WaitForProcessLog(rank0, "cannot reach the controller");
   RestartExited();
   ExpectSucceeds(run_id, kSteps * 256);
   nlohmann::json run = GetRun(run_id);

@@ -238,7 +238,16 @@ TEST_F(SaectlTest, StoppedRunEndsWithExitThreeAndKeepsACheckpoint) {
   StartCluster(1, 1);
   std::string run_id = RunId(Saectl("submit " + WriteRunYaml(RunYaml(1, 1, 1000000))));
   WaitForState(run_id, "RUN_STATE_RUNNING");
-  absl::SleepFor(absl::Milliseconds(300));
+  // Stop once the trainer reported a step (rather than after a fixed delay).
+  auto step = [&] {
+    const nlohmann::json run = GetRunJson(run_id);
+    if (!run.contains("step")) return int64_t{0};
+    return run["step"].is_string() ? int64_t{std::stoll(run["step"].get<std::string>())}
+                                   : run["step"].get<int64_t>();
+  };
+  const absl::Time give_up = absl::Now() + absl::Seconds(60);
+  while (step() == 0 && absl::Now() < give_up) absl::SleepFor(absl::Milliseconds(100));
+  ASSERT_GT(step(), 0) << "the trainer never reported a step";
   Result stopped = Saectl("stop " + run_id);
   EXPECT_EQ(stopped.code, 0) << stopped.err;
   EXPECT_TRUE(absl::StrContains(stopped.out, "stop requested")) << stopped.out;
