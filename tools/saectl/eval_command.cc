@@ -61,29 +61,11 @@ absl::Status RunEval(const EvalFlags& f) {
   }
 
   // The first N*M contexts, packed as training packs them.
-  std::unique_ptr<tokenizer::Gpt2Tokenizer> tok;
-  absl::Status tokenizer_status;
-  if (auto loaded = tokenizer::Gpt2Tokenizer::Load(TokenizerFolderFor(f.tokenizer, f.model)); loaded.ok()) {
-    tok = std::move(loaded).value();
-  } else {
-    tokenizer_status = loaded.status();
-  }
-  data::DatasetOptions dataset_options;
-  dataset_options.dataset_path = f.dataset;
-  dataset_options.context_size = context_size;
-  dataset_options.prepend_bos = prepend_bos;
-  dataset_options.vocab_size = config.vocab_size;
-  auto dataset = data::Dataset::Open(dataset_options, tok.get());
-  if (!dataset.ok()) {
-    std::string message = absl::StrCat("--dataset: ", dataset.status().message());
-    if (!tokenizer_status.ok()) {
-      absl::StrAppend(&message, " (the tokenizer could not be loaded: ", tokenizer_status.message(),
-                      "; give --tokenizer DIR)");
-    }
-    return absl::Status(dataset.status().code(), message);
-  }
+  SAE_ASSIGN_OR_RETURN(auto dataset,
+                       OpenDatasetFor(f.dataset, f.tokenizer, f.model, context_size, prepend_bos,
+                                      config.vocab_size));
   const int64_t count = f.n_eval_batches * f.eval_batch_size_prompts;
-  auto contexts = eval::ReadFirstContexts(*dataset, count);
+  auto contexts = eval::ReadFirstContexts(dataset, count);
   if (!contexts.ok()) {
     return absl::Status(contexts.status().code(),
                         absl::StrCat(contexts.status().message(), " (--n-eval-batches ",

@@ -112,26 +112,10 @@ absl::Status RunFeatures(const FeaturesFlags& f) {
   // The first contexts of the dataset, packed as training packs them.
   std::unique_ptr<tokenizer::Gpt2Tokenizer> tok;
   absl::Status tokenizer_status;
-  if (auto loaded = tokenizer::Gpt2Tokenizer::Load(TokenizerFolderFor(f.tokenizer, f.model)); loaded.ok()) {
-    tok = std::move(loaded).value();
-  } else {
-    tokenizer_status = loaded.status();
-  }
-  data::DatasetOptions dataset_options;
-  dataset_options.dataset_path = f.dataset;
-  dataset_options.context_size = context_size;
-  dataset_options.prepend_bos = prepend_bos;
-  dataset_options.vocab_size = config.vocab_size;
-  auto dataset = data::Dataset::Open(dataset_options, tok.get());
-  if (!dataset.ok()) {
-    std::string message = absl::StrCat("--dataset: ", dataset.status().message());
-    if (!tokenizer_status.ok()) {
-      absl::StrAppend(&message, " (the tokenizer could not be loaded: ", tokenizer_status.message(),
-                      "; give --tokenizer DIR)");
-    }
-    return absl::Status(dataset.status().code(), message);
-  }
-  auto contexts = eval::ReadFirstContexts(*dataset, n_contexts);
+  SAE_ASSIGN_OR_RETURN(auto dataset,
+                       OpenDatasetFor(f.dataset, f.tokenizer, f.model, context_size, prepend_bos,
+                                      config.vocab_size, &tok, &tokenizer_status));
+  auto contexts = eval::ReadFirstContexts(dataset, n_contexts);
   if (!contexts.ok()) {
     return absl::Status(contexts.status().code(),
                         absl::StrCat("--dataset: ", contexts.status().message(), " (--tokens ",

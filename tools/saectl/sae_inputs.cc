@@ -23,6 +23,35 @@ std::string TokenizerFolderFor(const std::string& tokenizer, const std::string& 
   return tokenizer::DefaultTokenizerDir();
 }
 
+absl::StatusOr<std::shared_ptr<const data::Dataset>> OpenDatasetFor(
+    const std::string& dataset, const std::string& tokenizer, const std::string& model,
+    int64_t context_size, bool prepend_bos, int64_t vocab_size,
+    std::unique_ptr<tokenizer::Gpt2Tokenizer>* tokenizer_out, absl::Status* tokenizer_status_out) {
+  std::unique_ptr<tokenizer::Gpt2Tokenizer> tok;
+  absl::Status tokenizer_status;
+  if (auto loaded = tokenizer::Gpt2Tokenizer::Load(TokenizerFolderFor(tokenizer, model));
+      loaded.ok()) {
+    tok = std::move(loaded).value();
+  } else {
+    tokenizer_status = loaded.status();
+  }
+  data::DatasetOptions options;
+  options.dataset_path = dataset;
+  options.context_size = context_size;
+  options.prepend_bos = prepend_bos;
+  options.vocab_size = vocab_size;
+  auto opened = data::Dataset::Open(options, tok.get());
+  if (tokenizer_status_out != nullptr) *tokenizer_status_out = tokenizer_status;
+  if (tokenizer_out != nullptr) *tokenizer_out = std::move(tok);
+  if (opened.ok()) return opened;
+  std::string message = absl::StrCat("--dataset: ", opened.status().message());
+  if (!tokenizer_status.ok()) {
+    absl::StrAppend(&message, " (the tokenizer could not be loaded: ", tokenizer_status.message(),
+                    "; give --tokenizer DIR)");
+  }
+  return absl::Status(opened.status().code(), message);
+}
+
 absl::StatusOr<SaeInputs> ReadSaeInputs(const SaeInputFlags& f) {
   SaeInputs in;
   SAE_ASSIGN_OR_RETURN(in.saelens, io::ReadSaeLens(f.sae_dir));

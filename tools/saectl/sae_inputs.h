@@ -5,9 +5,12 @@
 #define SAE_TOOLS_SAECTL_SAE_INPUTS_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/data/dataset.h"
+#include "core/tokenizer/gpt2_tokenizer.h"
 #include "core/eval/sae_for_eval.h"
 #include "core/io/saelens.h"
 #include "core/model/gpt2_model.h"
@@ -41,6 +44,16 @@ absl::StatusOr<bool> ParseBool(const std::string& flag, const std::string& value
 // The tokenizer's folder: `tokenizer` when given, else the model folder when it holds
 // vocab.json or encoder.json, else the default cache folder.
 std::string TokenizerFolderFor(const std::string& tokenizer, const std::string& model);
+
+// The dataset the SAE is run over, packed as training packs it (context size, BOS), read with
+// the tokenizer of TokenizerFolderFor when it loads (handed to `tokenizer_out` when given; null
+// when it did not load, with why in `tokenizer_status`). Errors name --dataset, and --tokenizer
+// when the tokenizer could not be loaded.
+absl::StatusOr<std::shared_ptr<const data::Dataset>> OpenDatasetFor(
+    const std::string& dataset, const std::string& tokenizer, const std::string& model,
+    int64_t context_size, bool prepend_bos, int64_t vocab_size,
+    std::unique_ptr<tokenizer::Gpt2Tokenizer>* tokenizer_out = nullptr,
+    absl::Status* tokenizer_status = nullptr);
 
 }  // namespace sae::saectl
 
