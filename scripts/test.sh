@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 # The real peers (SAELens, TransformerLens, transformers, tiktoken) for the tests labelled "peer".
 bash scripts/peer-venv.sh >/dev/null
+# kubectl (kustomize) and the Kubernetes schemas for the offline checks of deploy/kubernetes.
+bash scripts/deploy-tools.sh >/dev/null
 
 BUILD_DIR="${SAE_BUILD_DIR:-build}"
 JOBS="${SAE_JOBS:-$(nproc)}"

@@ -54,8 +54,16 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   server->Get("/metrics", [registry](const httplib::Request&, httplib::Response& response) {
     response.set_content(FormatText(registry->Collect()), kTextFormatContentType);
   });
-  server->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
-    response.set_content("ok\n", "text/plain; charset=utf-8");
+  server->Get("/healthz", [health = options.health](const httplib::Request&,
+                                                     httplib::Response& response) {
+    const absl::Status status = health ? health() : absl::OkStatus();
+    if (status.ok()) {
+      response.set_content("ok\n", "text/plain; charset=utf-8");
+    } else {
+      response.status = 503;
+      response.set_content(absl::StrCat("unhealthy: ", status.message(), "\n"),
+                           "text/plain; charset=utf-8");
+    }
   });
   for (const MetricsServerOptions::Route& route : options.routes) {
     if (route.method == "GET") {

@@ -40,6 +40,11 @@ struct MetricsServerOptions {
   };
   std::vector<Route> routes;
 
+  // What GET /healthz checks: 200 "ok" when unset or when it returns OK, else 503 with the
+  // status's message (container and Kubernetes probes restart or unroute the process). Runs on
+  // a server thread for every probe: it must be quick and thread-safe.
+  std::function<absl::Status()> health;
+
   // Threads serving requests. Two let a scrape and a health check overlap; a server with
   // routes that stream (downloads) or serve browsers wants more.
   size_t worker_threads = 2;
@@ -48,7 +53,7 @@ struct MetricsServerOptions {
 // Serves, on its own thread:
 //   GET /metrics  the registry's text exposition (Content-Type kTextFormatContentType), after
 //                 running its collectors;
-//   GET /healthz  "ok";
+//   GET /healthz  "ok" (200), or "unhealthy: <why>" (503) when options.health says so;
 //   options.routes.
 // Anything else is 404. Connections are not kept alive: a scrape every few seconds gains nothing
 // from it, and it keeps Stop prompt.

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -84,6 +85,31 @@ TEST(MetricsServerTest, AnswersHealthzAndUnknownPaths) {
   httplib::Result missing = client.Get("/nothing");
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 404);
+}
+
+TEST(MetricsServerTest, HealthzSaysWhyTheProcessIsUnhealthy) {
+  Registry registry;
+  std::atomic<bool> healthy{true};
+  MetricsServerOptions options;
+  options.bind_address = "127.0.0.1";
+  options.health = [&healthy] {
+    return healthy ? absl::OkStatus() : absl::UnavailableError("the run store does not accept writes");
+  };
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(&registry, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  httplib::Client client("127.0.0.1", (*server)->port());
+  httplib::Result ok = client.Get("/healthz");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  healthy = false;
+  httplib::Result sick = client.Get("/healthz");
+  ASSERT_TRUE(sick);
+  EXPECT_EQ(sick->status, 503);
+  EXPECT_EQ(sick->body, "unhealthy: the run store does not accept writes\n");
+  // /metrics still answers: a sick process is still worth scraping.
+  httplib::Result metrics = client.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
 }
 
 TEST(MetricsServerTest, RunsCollectorsOnEveryScrape) {

@@ -1,5 +1,12 @@
 #include "core/metrics/process_metrics.h"
 
+#ifndef SAE_VERSION
+#define SAE_VERSION "unknown"
+#endif
+#ifndef SAE_REVISION
+#define SAE_REVISION "unknown"
+#endif
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -98,6 +105,13 @@ absl::Status AddProcessMetrics(Registry* registry) {
       Family<Gauge> * start_time,
       registry->AddGauge("process_start_time_seconds",
                          "Start time of the process since unix epoch in seconds.", {}));
+  SAE_ASSIGN_OR_RETURN(
+      Family<Gauge> * build_info,
+      registry->AddGauge("sae_build_info",
+                         "Always 1; the labels say which build of sae-service this process is "
+                         "(version, and the git revision the build was configured at).",
+                         {"version", "revision"}));
+  build_info->Labels({SAE_VERSION, SAE_REVISION}).Set(1);
   // Field 22 of /proc/self/stat: start time in clock ticks after boot.
   start_time->Labels().Set(boot_time + StatField(fields, 22) / ticks_per_second);
 

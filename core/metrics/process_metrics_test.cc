@@ -33,6 +33,23 @@ TEST(ProcessMetricsTest, ReportsMemoryFileDescriptorsAndStartTime) {
   EXPECT_GT(values["process_start_time_seconds"], now - 600);
 }
 
+TEST(ProcessMetricsTest, SaysWhichBuildThisIs) {
+  Registry registry;
+  ASSERT_TRUE(AddProcessMetrics(&registry).ok());
+  bool found = false;
+  for (const FamilySnapshot& family : registry.Collect()) {
+    if (family.name != "sae_build_info") continue;
+    ASSERT_EQ(family.children.size(), 1u);
+    EXPECT_EQ(family.children[0].value, 1);
+    ASSERT_EQ(family.children[0].label_values.size(), 2u);
+    // The project's version from CMake's project() (x.y.z), and a git revision or "unknown".
+    EXPECT_EQ(family.children[0].label_values[0], SAE_TEST_VERSION);
+    EXPECT_FALSE(family.children[0].label_values[1].empty());
+    found = true;
+  }
+  EXPECT_TRUE(found);
+}
+
 TEST(ProcessMetricsTest, CountsCpuTimeAsItIsSpent) {
   Registry registry;
   ASSERT_TRUE(AddProcessMetrics(&registry).ok());

@@ -89,6 +89,7 @@ absl::StatusOr<TrainingLoopResult> RunTrainingLoop(const config::RunConfig& conf
   };
   sparse::BatchSource resample_source = [&] { return batches.NextForResampling(); };
 
+  if (series != nullptr) series->RecordRunSize(trainer.options().sae.d_sae, total_steps);
   const int64_t first_step = trainer.step();
   const auto loop_start = Clock::now();
   auto tokens_per_second = [&] {
@@ -144,7 +145,7 @@ absl::StatusOr<TrainingLoopResult> RunTrainingLoop(const config::RunConfig& conf
         series->RecordAllReduce(reduce_seconds);
       }
     }
-    if (series != nullptr) series->RecordStep(m, step_seconds, global_batch);
+    if (series != nullptr) series->RecordStep(m, step_seconds, batch->size(0));
     batches.OnStep(m);
     if (trainer.step() == first_step + 1) result.first = m;
     result.last = m;

@@ -46,17 +46,25 @@ absl::StatusOr<std::unique_ptr<TrainingMetrics>> TrainingMetrics::Create(
   SAE_RETURN_IF_ERROR(series.AddGauge(
       "sae_train_l1_coefficient", "Current L1 coefficient (after warm-up).", &m->l1_coefficient_));
   SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_tokens_per_second",
-                                      "Training throughput over the last step.",
+                                      "This rank's training throughput over the last step (sum over ranks for the "
+                                      "run's).",
                                       &m->tokens_per_second_));
   SAE_RETURN_IF_ERROR(series.AddGauge(
       "sae_train_l2_norm", "metrics/l2_norm: mean norm of the reconstruction.", &m->l2_norm_));
   SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_l2_ratio",
                                       "metrics/l2_ratio: mean ||x_hat|| / ||x||.", &m->l2_ratio_));
   SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_step", "Training steps completed.", &m->step_));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_d_sae", "Latents of the SAE (dead fraction = sae_train_dead_features / this).",
+      &m->d_sae_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_total_steps",
+                                      "Optimiser steps the run trains for.", &m->total_steps_));
   SAE_ASSIGN_OR_RETURN(
       auto* tokens,
       registry.AddCounter("sae_train_tokens_total",
-                          "details/n_training_tokens: tokens trained on (global).", labels));
+                          "Tokens this rank trained on; the run's (details/n_training_tokens) is "
+                          "the sum over ranks.",
+                          labels));
   m->tokens_ = &tokens->Labels(values);
   SAE_ASSIGN_OR_RETURN(auto* steps, registry.AddCounter("sae_train_steps_total",
                                                         "Training steps completed.", labels));
@@ -81,7 +89,7 @@ absl::StatusOr<std::unique_ptr<TrainingMetrics>> TrainingMetrics::Create(
 }
 
 void TrainingMetrics::RecordStep(const sparse::StepMetrics& s, double step_seconds,
-                                 int64_t step_tokens) {
+                                 int64_t rank_tokens) {
   overall_loss_->Set(s.overall_loss);
   mse_loss_->Set(s.mse_loss);
   l1_loss_->Set(s.l1_loss);
@@ -98,10 +106,15 @@ void TrainingMetrics::RecordStep(const sparse::StepMetrics& s, double step_secon
   l2_norm_->Set(s.l2_norm);
   l2_ratio_->Set(s.l2_ratio);
   step_->Set(static_cast<double>(s.step));
-  if (step_seconds > 0) tokens_per_second_->Set(static_cast<double>(step_tokens) / step_seconds);
-  tokens_->Increment(static_cast<double>(step_tokens));
+  if (step_seconds > 0) tokens_per_second_->Set(static_cast<double>(rank_tokens) / step_seconds);
+  tokens_->Increment(static_cast<double>(rank_tokens));
   steps_->Increment();
   step_seconds_->Observe(step_seconds);
+}
+
+void TrainingMetrics::RecordRunSize(int64_t d_sae, int64_t total_steps) {
+  d_sae_->Set(static_cast<double>(d_sae));
+  total_steps_->Set(static_cast<double>(total_steps));
 }
 
 void TrainingMetrics::RecordWaitForData(double seconds) { wait_seconds_->Observe(seconds); }

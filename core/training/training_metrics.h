@@ -18,8 +18,13 @@ class TrainingMetrics {
                                                                  const std::string& run_id,
                                                                  int rank);
 
+  // The run's size, once before the first step: latents and total steps.
+  void RecordRunSize(int64_t d_sae, int64_t total_steps);
   // Records a step: every seed metric as a gauge, tokens and steps counters, the step duration.
-  void RecordStep(const sparse::StepMetrics& step, double step_seconds, int64_t step_tokens);
+  // `rank_tokens` is this rank's share of the global batch, so that summing the tokens series
+  // over ranks gives the run's tokens (each rank counting the global batch would over-count by
+  // the number of ranks).
+  void RecordStep(const sparse::StepMetrics& step, double step_seconds, int64_t rank_tokens);
   // Time spent waiting for the next batch.
   void RecordWaitForData(double seconds);
   // Time of the gradient all-reduce.
@@ -30,7 +35,7 @@ class TrainingMetrics {
   metrics::Gauge *overall_loss_, *mse_loss_, *l1_loss_, *ghost_grad_loss_, *aux_loss_, *l0_,
       *explained_variance_, *explained_variance_std_, *dead_features_, *mean_passes_since_fired_,
       *mean_log10_feature_sparsity_, *learning_rate_, *l1_coefficient_, *tokens_per_second_,
-      *l2_norm_, *l2_ratio_, *step_;
+      *l2_norm_, *l2_ratio_, *step_, *d_sae_, *total_steps_;
   metrics::Counter *tokens_, *steps_;
   metrics::Histogram *step_seconds_, *wait_seconds_, *allreduce_seconds_;
 };

@@ -17,9 +17,7 @@ ActivationFeed::ActivationFeed(const model::Gpt2Model* model,
     tokens_generated_.fetch_add(contexts * context_size);
     if (metrics_ != nullptr) {
       metrics_->forward_seconds->Observe(seconds);
-      // One activation per token position, for every hook the store supports.
       metrics_->generated_tokens->Increment(static_cast<double>(contexts * context_size));
-      metrics_->generated_activations->Increment(static_cast<double>(contexts * context_size));
     }
   };
 }

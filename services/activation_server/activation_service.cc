@@ -175,7 +175,6 @@ grpc::Status ActivationServiceImpl::StreamActivations(
     const v1::ActivationBatch* kept = (*call)->Keep(*std::move(next));
     if (metrics_ != nullptr) {
       metrics_->served_activations->Increment(static_cast<double>(request->batch_size()));
-      metrics_->served_tokens->Increment(static_cast<double>(request->batch_size()));
     }
     if (!Write(writer, *kept)) return Error(grpc::StatusCode::CANCELLED, "consumer went away");
     ++sent;

@@ -67,6 +67,7 @@ struct Flags {
 // The metrics registry with the process series, served on --metrics-port unless it is -1.
 struct MetricsEndpoint {
   metrics::Registry registry;
+  service::HealthSource health;  // /healthz
   std::unique_ptr<metrics::MetricsServer> server;
   int port() const { return server ? server->port() : -1; }
 };
@@ -77,6 +78,7 @@ absl::Status StartMetrics(const Flags& flags, MetricsEndpoint& metrics) {
   metrics::MetricsServerOptions options;
   options.bind_address = flags.metrics_address;
   options.port = flags.metrics_port;
+  options.health = [health = &metrics.health] { return health->Evaluate(); };
   SAE_ASSIGN_OR_RETURN(metrics.server, metrics::MetricsServer::Start(&metrics.registry, options));
   return absl::OkStatus();
 }
@@ -112,6 +114,7 @@ absl::Status RunWorker(const Flags& flags) {
   options.keep_warm = absl::Seconds(flags.keep_warm_seconds);
   options.shutdown_grace = absl::Seconds(flags.shutdown_grace_seconds);
   options.metrics = &metrics.registry;
+  options.health = &metrics.health;
   return RunActivationServerWorker(options, [](absl::Duration timeout) {
     const int signal = service::WaitForTerminationSignal(timeout);
     if (signal != 0) spdlog::info("signal {}: shutting down", signal);

@@ -11,9 +11,6 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(metrics::Re
   const std::vector<std::string> labels = {"run_id", "server"};
   const std::vector<std::string> values = {run_id, std::to_string(server)};
   metrics::LabelledSeries series(registry, labels, values);
-  SAE_RETURN_IF_ERROR(series.AddCounter("sae_activation_generated_activations_total",
-                                        "Activations (rows of d_in) the model produced.",
-                                        &m->generated_activations));
   SAE_RETURN_IF_ERROR(series.AddCounter("sae_activation_generated_tokens_total",
                                         "Tokens run through the model (contexts x context_size).",
                                         &m->generated_tokens));
@@ -39,9 +36,6 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(metrics::Re
   SAE_RETURN_IF_ERROR(series.AddCounter(
       "sae_stream_served_activations_total",
       "Activations handed to consumers (each once; resends excluded).", &m->served_activations));
-  SAE_RETURN_IF_ERROR(series.AddCounter(
-      "sae_stream_served_tokens_total",
-      "Token positions handed to consumers (one activation each).", &m->served_tokens));
   SAE_RETURN_IF_ERROR(series.AddCounter(
       "sae_stream_sent_bytes_total",
       "Activation payload bytes written to streams, resends included.", &m->sent_bytes));

@@ -19,7 +19,6 @@ struct ServerMetrics {
                                                                int server);
 
   // Generation.
-  metrics::Counter* generated_activations;  // sae_activation_generated_activations_total
   metrics::Counter* generated_tokens;       // sae_activation_generated_tokens_total
   metrics::Histogram* forward_seconds;      // sae_activation_forward_duration_seconds
   metrics::Gauge* buffer_fill;              // sae_activation_buffer_fill_ratio
@@ -27,7 +26,6 @@ struct ServerMetrics {
   metrics::Counter* cursor_skips;           // sae_activation_cursor_skips_total
   // Streams.
   metrics::Counter* served_activations;   // sae_stream_served_activations_total
-  metrics::Counter* served_tokens;        // sae_stream_served_tokens_total
   metrics::Counter* sent_bytes;           // sae_stream_sent_bytes_total
   metrics::Counter* sent_batches;         // sae_stream_sent_batches_total
   metrics::Counter* resent_batches;       // sae_stream_resent_batches_total

@@ -247,7 +247,11 @@ absl::Status RunActivationServerWorker(
                        client::WorkerAgent::Start(agent_options));
   spdlog::info("registered with the controller at {} as {} (trainers reach it at {})",
                options.controller, agent->worker_id(), agent_options.address);
+  client::WorkerAgent* raw_agent = agent.get();
   ActivationWorker worker(options, std::move(agent));
+  // Unbound (before the worker and its agent go) when this scope ends.
+  service::HealthSource::Binding health(options.health,
+                                        [raw_agent] { return raw_agent->CheckHealth(); });
   return worker.Run(wait_for_shutdown);
 }
 

@@ -37,6 +37,7 @@
 #include "core/data/shard_cursor.h"
 #include "core/metrics/registry.h"
 #include "sae/v1/controller.pb.h"
+#include "services/common/health.h"
 #include "services/common/rpc.h"
 
 namespace sae::activation_server {
@@ -45,6 +46,8 @@ struct ActivationWorkerOptions {
   // host:port of the controller, and its token and TLS roots.
   std::string controller;
   rpc::ClientSecurity controller_security;
+  // Optional: where the worker binds its liveness check (the metrics server's /healthz).
+  service::HealthSource* health = nullptr;
   // Required: host:port the server listens on, with a fixed port.
   std::string listen;
   // host:port registered with the controller, which trainers are told. Default "": --listen

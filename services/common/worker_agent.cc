@@ -47,6 +47,7 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Start(const WorkerAgen
     SAE_RETURN_IF_ERROR(agent->Register(absl::Now() + options.register_timeout));
   }
   SAE_RETURN_IF_ERROR(agent->HeartbeatNow());
+  agent->loop_turn_unix_ns_ = absl::ToUnixNanos(absl::Now());
   agent->thread_ = std::thread([raw = agent.get()] { raw->Loop(); });
   return agent;
 }
@@ -173,6 +174,23 @@ void WorkerAgent::Apply(std::optional<v1::Assignment> assignment, bool stop_requ
   changed_.notify_all();
 }
 
+absl::Status WorkerAgent::CheckHealth() const {
+  absl::Duration interval;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (shutdown_) return absl::OkStatus();
+    interval = heartbeat_interval_;
+  }
+  const absl::Duration silent = absl::Now() - absl::FromUnixNanos(loop_turn_unix_ns_.load());
+  const absl::Duration limit = 3 * options_.rpc_timeout + 5 * interval;
+  if (silent > limit) {
+    return absl::UnavailableError(absl::StrCat("the heartbeat loop has not run for ",
+                                               absl::FormatDuration(silent), " (limit ",
+                                               absl::FormatDuration(limit), "): it is stuck"));
+  }
+  return absl::OkStatus();
+}
+
 void WorkerAgent::Loop() {
   while (true) {
     absl::Duration interval;
@@ -182,6 +200,7 @@ void WorkerAgent::Loop() {
       changed_.wait_for(lock, absl::ToChronoNanoseconds(interval), [&] { return shutdown_; });
       if (shutdown_) return;
     }
+    loop_turn_unix_ns_ = absl::ToUnixNanos(absl::Now());
     absl::Status status = HeartbeatNow();
     if (!status.ok()) {
       spdlog::warn("worker {}: heartbeat failed: {}", worker_id(), status.ToString());

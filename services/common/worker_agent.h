@@ -37,6 +37,7 @@
 #ifndef SAE_SERVICES_COMMON_WORKER_AGENT_H_
 #define SAE_SERVICES_COMMON_WORKER_AGENT_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -131,6 +132,12 @@ class WorkerAgent {
   // Heartbeats now rather than at the next interval, and applies the answer.
   absl::Status HeartbeatNow();
 
+  // The worker's liveness: Unavailable when the heartbeat loop has not run for longer than
+  // three call deadlines plus five heartbeat intervals (it is stuck: a deadlock, a hung call).
+  // It does not depend on the controller answering: a controller outage must not get every
+  // worker restarted.
+  absl::Status CheckHealth() const;
+
   // Stops heartbeating and wakes WaitForChange. The controller notices the worker is gone when
   // its lease expires. Idempotent.
   void Shutdown();
@@ -157,6 +164,8 @@ class WorkerAgent {
   AssignmentState state_;
   std::function<void(const AssignmentState&)> callback_;
   bool shutdown_ = false;
+  // When the heartbeat loop last started a turn (Unix nanoseconds); not guarded.
+  std::atomic<int64_t> loop_turn_unix_ns_{0};
 
   std::mutex heartbeat_mutex_;  // One heartbeat or registration at a time.
   std::thread thread_;

@@ -2,12 +2,15 @@
 #include "services/common/worker_agent.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <string>
 
 #include "core/util/files.h"
 #include "gtest/gtest.h"
 #include "services/controller/controller_server.h"
+#include "support/child_process.h"
 #include "support/fake_worker.h"
 #include "support/temp_dir.h"
 
@@ -26,19 +29,22 @@ class WorkerAgentTest : public ::testing::Test {
     if (server_ != nullptr) server_->Shutdown(absl::Milliseconds(500));
   }
 
-  void StartController(const std::string& data_dir, const std::string& listen = "127.0.0.1:0") {
+  void StartController(const std::string& data_dir, const std::string& listen = "127.0.0.1:0",
+                       absl::Duration lease = absl::Seconds(3)) {
     ControllerServerOptions options;
     options.listen = listen;
     options.data_dir = data_dir;
-    options.controller.lease = absl::Seconds(3);
+    options.controller.lease = lease;
     options.tick = absl::Milliseconds(20);
     auto server = ControllerServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
   }
 
-  WorkerAgent* StartAgent(v1::WorkerRole role) {
+  WorkerAgent* StartAgent(v1::WorkerRole role,
+                          absl::Duration rpc_timeout = absl::Seconds(10)) {
     WorkerAgentOptions options;
+    options.rpc_timeout = rpc_timeout;
     options.controller = server_->address();
     options.role = role;
     options.address = absl::StrCat("127.0.0.1:", 30000 + agents_.size());
@@ -201,6 +207,55 @@ TEST_F(WorkerAgentTest, StartGivesUpWhenNoControllerAnswers) {
   absl::Status status = WorkerAgent::Start(options).status();
   EXPECT_TRUE(absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) << status;
   EXPECT_LT(absl::Now() - started, absl::Seconds(5));
+}
+
+// The liveness check behind a worker's /healthz: a stuck heartbeat loop is unhealthy, a
+// controller that does not answer is not (restarting every worker would not bring it back).
+TEST_F(WorkerAgentTest, IsUnhealthyWhileItsHeartbeatLoopIsStuckAndNotWhenTheControllerIsAway) {
+  StartController(folder_.path() + "/db", "127.0.0.1:0", absl::Milliseconds(300));
+  WorkerAgent* server = StartAgent(v1::WORKER_ROLE_ACTIVATION_SERVER, absl::Milliseconds(200));
+  WorkerAgent* trainer = StartAgent(v1::WORKER_ROLE_TRAINER, absl::Milliseconds(200));
+  EXPECT_TRUE(trainer->CheckHealth().ok());
+
+  // The change callback runs on the heartbeat thread: blocking it stalls the loop.
+  std::mutex mutex;
+  std::condition_variable released_changed;
+  bool released = false;
+  std::atomic<bool> blocked{false};
+  trainer->SetChangeCallback([&](const AssignmentState& state) {
+    if (!state.assignment) return;
+    blocked = true;
+    std::unique_lock<std::mutex> lock(mutex);
+    released_changed.wait(lock, [&] { return released; });
+  });
+  Submit(TestRunYaml(1, 1, 100));
+  ASSERT_TRUE(support::Eventually([&] { return blocked.load(); }, std::chrono::seconds(10)));
+  ASSERT_TRUE(support::Eventually([&] { return !trainer->CheckHealth().ok(); },
+                                  std::chrono::seconds(10)));
+  absl::Status stuck = trainer->CheckHealth();
+  EXPECT_TRUE(absl::IsUnavailable(stuck)) << stuck;
+  EXPECT_NE(stuck.message().find("heartbeat loop has not run"), std::string::npos) << stuck;
+  EXPECT_TRUE(server->CheckHealth().ok()) << server->CheckHealth();
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    released = true;
+  }
+  released_changed.notify_all();
+  EXPECT_TRUE(support::Eventually([&] { return trainer->CheckHealth().ok(); },
+                                  std::chrono::seconds(10)));
+
+  // Without a controller, heartbeats fail (and are logged) but the loop turns: still healthy
+  // for longer than the limit (3 x 200 ms + 5 intervals).
+  server_->Shutdown(absl::Milliseconds(200));
+  server_.reset();
+  const absl::Time until = absl::Now() + absl::Seconds(3);
+  int checks = 0;
+  while (absl::Now() < until) {
+    EXPECT_TRUE(server->CheckHealth().ok()) << server->CheckHealth();
+    server->WaitForChange(server->Current().version, absl::Milliseconds(100));
+    ++checks;
+  }
+  EXPECT_GT(checks, 5);
 }
 
 }  // namespace

@@ -96,6 +96,8 @@ class Controller {
   absl::StatusOr<v1::Run> StopRun(const v1::StopRunRequest& request);
   absl::Status DeleteRun(const std::string& run_id);
   std::vector<v1::Worker> ListWorkers() const;
+  // The controller's /healthz: OK while the run store accepts writes.
+  absl::Status CheckHealth() const { return store_->CheckWritable(); }
 
   // Up to `max_events` events of the run after `after_sequence`. NotFound for an unknown run.
   absl::StatusOr<std::vector<v1::RunEvent>> ReadEvents(const std::string& run_id,

@@ -165,7 +165,8 @@ absl::StatusOr<v1::CheckpointManifest> Controller::CommitUpload(CheckpointUpload
   // next one carries it.
   (void)Save(*entry, {}, Durability::kBuffered);
   metrics_->RecordCheckpoint(header.run_id(), upload.bytes_,
-                             absl::ToDoubleSeconds(Now() - upload.started_), stored);
+                             absl::ToDoubleSeconds(Now() - upload.started_), stored,
+                             absl::ToDoubleSeconds(Now() - absl::UnixEpoch()));
   manifest.set_run_id(header.run_id());
   manifest.set_step(header.step());
   manifest.set_upload_id(upload.staged_->upload_id());

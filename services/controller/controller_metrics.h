@@ -26,9 +26,10 @@ class ControllerMetrics {
   // The run's training metrics and progress as last reported.
   void RecordProgress(const v1::Run& run);
   void RecordRestart(const std::string& run_id);
-  // A committed checkpoint of `bytes`, uploaded in `seconds`; `stored_bytes` of checkpoints kept.
+  // A committed checkpoint of `bytes`, uploaded in `seconds`; `stored_bytes` of checkpoints kept;
+  // committed at `commit_unix_seconds` (the checkpoint age is now minus that).
   void RecordCheckpoint(const std::string& run_id, int64_t bytes, double seconds,
-                        int64_t stored_bytes);
+                        int64_t stored_bytes, double commit_unix_seconds);
   // Stops exporting the run's training series and restarts (the run ended).
   void ForgetTraining(const std::string& run_id);
   // Stops exporting every series of the run (it was deleted).
@@ -43,6 +44,7 @@ class ControllerMetrics {
   metrics::Family<metrics::Counter>* checkpoint_bytes_ = nullptr;
   metrics::Family<metrics::Counter>* checkpoints_ = nullptr;
   metrics::Family<metrics::Gauge>* stored_bytes_ = nullptr;
+  metrics::Family<metrics::Gauge>* checkpoint_time_ = nullptr;
   metrics::Family<metrics::Histogram>* upload_seconds_ = nullptr;
   // One gauge family per training metric, labelled run_id.
   std::vector<std::pair<std::string, metrics::Family<metrics::Gauge>*>> training_;

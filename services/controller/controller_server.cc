@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::Start(
     metrics_options.port = options.metrics_port;
     metrics_options.bind_address = options.metrics_bind_address;
     metrics_options.routes = ConsoleRoutes(server->console_.get(), options.security.auth_token);
+    metrics_options.health = [raw = server.get()] { return raw->controller_->CheckHealth(); };
     // Browsers open several connections; a download streams for a while.
     metrics_options.worker_threads = 8;
     SAE_ASSIGN_OR_RETURN(server->metrics_server_,

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
 #include "rocksdb/db.h"
@@ -108,6 +110,12 @@ rocksdb::WriteOptions WriteOptionsFor(Durability durability) {
 }
 
 }  // namespace
+
+absl::Status RunStore::CheckWritable() {
+  return FromRocks(db_->Put(WriteOptionsFor(Durability::kBuffered), default_, "health-probe",
+                            absl::StrCat(absl::ToUnixMillis(absl::Now()))),
+                   "the run store does not accept writes");
+}
 
 // ---- Open / close ----
 

@@ -68,6 +68,10 @@ class RunStore {
 
   // ---- Runs and events ----
 
+  // A small unsynced write: OK while the database accepts writes; the RocksDB error otherwise
+  // (e.g. after a background error such as a full disk, when RocksDB stops writes).
+  absl::Status CheckWritable();
+
   // Every stored run, in key order.
   absl::StatusOr<std::vector<v1::Run>> LoadRuns();
 

@@ -111,11 +111,13 @@ StreamSettings StreamFromFlags(const Flags& flags) {
 
 // /metrics on --metrics-address:--metrics-port; null when --metrics-port is negative.
 absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetricsServer(
-    const Flags& flags, metrics::Registry* registry) {
+    const Flags& flags, metrics::Registry* registry,
+    const service::HealthSource* health = nullptr) {
   if (flags.metrics_port < 0) return nullptr;
   metrics::MetricsServerOptions options;
   options.bind_address = flags.metrics_address;
   options.port = flags.metrics_port;
+  if (health != nullptr) options.health = [health] { return health->Evaluate(); };
   return metrics::MetricsServer::Start(registry, options);
 }
 
@@ -124,8 +126,9 @@ absl::Status RunWorker(const Flags& flags) {
   const int threads = ConfigureTorchThreads(flags.threads);
   metrics::Registry registry;
   SAE_RETURN_IF_ERROR(metrics::AddProcessMetrics(&registry));
+  service::HealthSource health;
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<metrics::MetricsServer> metrics_server,
-                       StartMetricsServer(flags, &registry));
+                       StartMetricsServer(flags, &registry, &health));
   spdlog::info("trainer worker with {} torch threads; metrics on port {}", threads,
                metrics_server ? metrics_server->port() : -1);
   TrainerWorkerOptions options;
@@ -143,6 +146,7 @@ absl::Status RunWorker(const Flags& flags) {
   SAE_ASSIGN_OR_RETURN(options.group, GroupFromFlags(flags, true));
   options.restart_grace = absl::Seconds(flags.restart_grace_seconds);
   options.metrics = &registry;
+  options.health = &health;
   return RunTrainerWorker(options, [](absl::Duration timeout) {
     const int signal = service::WaitForTerminationSignal(timeout);
     if (signal != 0) spdlog::info("signal {}: shutting down", signal);

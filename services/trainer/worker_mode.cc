@@ -473,7 +473,11 @@ absl::Status RunTrainerWorker(const TrainerWorkerOptions& options,
                        client::WorkerAgent::Start(agent_options));
   spdlog::info("registered with the controller at {} as {} ({})", options.controller,
                agent->worker_id(), options.listen);
+  client::WorkerAgent* raw_agent = agent.get();
   TrainerWorker worker(options, std::move(agent));
+  // Unbound (before the worker and its agent go) when this scope ends.
+  service::HealthSource::Binding health(options.health,
+                                        [raw_agent] { return raw_agent->CheckHealth(); });
   return worker.Run(wait_for_shutdown);
 }
 

@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "core/metrics/registry.h"
+#include "services/common/health.h"
 #include "services/common/rpc.h"
 #include "services/trainer/distributed_training.h"
 #include "services/trainer/process_group.h"
@@ -48,6 +49,8 @@ struct TrainerWorkerOptions {
   // host:port of the controller, and its token and TLS roots.
   std::string controller;
   rpc::ClientSecurity controller_security;
+  // Optional: where the worker binds its liveness check (the metrics server's /healthz).
+  service::HealthSource* health = nullptr;
   // Required: host:port registered with the controller. As rank 0 of a group the worker hosts
   // the c10d TCPStore on its port (on every interface).
   std::string listen;

@@ -85,18 +85,26 @@ def main():
             for f in files:
                 if f.endswith(".cc") and not f.endswith("_test.cc"):
                     text = open(os.path.join(root, f)).read()
-                    registered.update(re.findall(r'"(sae_[a-z0-9_]+)"', text))
+                    names = re.findall(r'"(sae_[a-z0-9_]+)"', text)
+                    registered.update(names)
+                    # A prefix such as "sae_controller_run_" joined to a table of suffixes
+                    # ({"step", "help", ...} entries in the same file).
+                    for prefix in (n for n in names if n.endswith("_")):
+                        registered.update(prefix + m for m in re.findall(r'\{"([a-z0-9_]+)",', text))
     dashboards = os.path.join(deploy, "grafana", "dashboards")
     queried = 0
     for f in os.listdir(dashboards):
         dash = json.load(open(os.path.join(dashboards, f)))
-        for panel in dash["panels"]:
-            for t in panel.get("targets", []):
-                for name in re.findall(r"\b(sae_[a-z0-9_]+)", t["expr"]):
-                    queried += 1
-                    base = re.sub(r"_(bucket|sum|count)$", "", name)
-                    if name not in registered and not (base != name and base.endswith("_seconds") and base in registered):
-                        failures.append(f"dashboard {f} panel '{panel['title']}' queries {name}, which no code exports")
+        queries = [(f"panel '{p['title']}'", t["expr"]) for p in dash["panels"]
+                   for t in p.get("targets", [])]
+        queries += [(f"annotation '{a['name']}'", a["expr"])
+                    for a in dash.get("annotations", {}).get("list", [])]
+        for where, expr in queries:
+            for name in re.findall(r"\b(sae_[a-z0-9_]+)", expr):
+                queried += 1
+                base = re.sub(r"_(bucket|sum|count)$", "", name)
+                if name not in registered and not (base != name and base.endswith("_seconds") and base in registered):
+                    failures.append(f"dashboard {f} {where} queries {name}, which no code exports")
     if queried < 20:
         failures.append(f"only {queried} series found in dashboards")
 
