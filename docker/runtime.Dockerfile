@@ -4,12 +4,6 @@
 # gpt2-tokenizer/ and docker/{runtime-packages.txt,healthcheck.sh}; scripts/compose-test.sh
 # makes it.
 FROM debian:12
-ARG SAE_VERSION=0.1.0
-ARG SAE_REVISION=unknown
-LABEL org.opencontainers.image.title="sae-service" \
-      org.opencontainers.image.version="${SAE_VERSION}" \
-      org.opencontainers.image.revision="${SAE_REVISION}" \
-      org.opencontainers.image.base.name="debian:12"
 ENV DEBIAN_FRONTEND=noninteractive SAE_CACHE_DIR=/opt/sae/cache \
     GRPC_DNS_RESOLVER=native
 COPY docker/runtime-packages.txt /tmp/runtime-packages.txt
@@ -20,6 +14,13 @@ RUN apt-get update -qq \
 COPY bin/ /usr/local/bin/
 COPY gpt2-tokenizer/ /opt/sae/cache/gpt2-tokenizer/
 COPY docker/healthcheck.sh /usr/local/bin/sae-healthcheck
+# Last, so that a new revision does not invalidate the apt layer above.
+ARG SAE_VERSION=0.1.0
+ARG SAE_REVISION=unknown
+LABEL org.opencontainers.image.title="sae-service" \
+      org.opencontainers.image.version="${SAE_VERSION}" \
+      org.opencontainers.image.revision="${SAE_REVISION}" \
+      org.opencontainers.image.base.name="debian:12"
 USER sae
 WORKDIR /var/lib/sae
 EXPOSE 7070 50051 29500 9400 9401 9402

@@ -8,18 +8,21 @@
 """
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
 
 def api(base, path, **params):
     url = f"{base}/api/v1/{path}?{urllib.parse.urlencode(params, doseq=True)}"
-    with urllib.request.urlopen(url, timeout=30) as r:
-        body = json.load(r)
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            body = json.load(r)
+    except urllib.error.HTTPError as e:
+        raise RuntimeError(f"{params}: HTTP {e.code}: {e.read().decode(errors='replace')}") from e
     if body.get("status") != "success":
         raise RuntimeError(f"{url}: {body}")
     return body["data"]
@@ -66,7 +69,8 @@ def main():
     panels = 0
     for panel in dash["panels"]:
         for t in panel.get("targets", []):
-            expr = t["expr"].replace("$run_id", re.escape(a.run))
+            # Run ids are [a-z0-9-]: nothing to escape for the regex matcher.
+            expr = t["expr"].replace("$run_id", a.run)
             result = api(a.prometheus, "query_range", query=expr, start=start, end=now, step=2)["result"]
             samples = sum(len(r["values"]) for r in result)
             panels += 1
