@@ -55,7 +55,7 @@ absl::StatusOr<std::unique_ptr<TrainingMetrics>> TrainingMetrics::Create(
                                       "metrics/l2_ratio: mean ||x_hat|| / ||x||.", &m->l2_ratio_));
   SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_step", "Training steps completed.", &m->step_));
   SAE_RETURN_IF_ERROR(series.AddGauge(
-      "sae_train_d_sae", "Latents of the SAE (dead fraction = sae_train_dead_features / this).",
+      "sae_train_latents", "Latents of the SAE, d_sae (dead fraction = sae_train_dead_features / this).",
       &m->d_sae_));
   SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_total_steps",
                                       "Optimiser steps the run trains for.", &m->total_steps_));

@@ -68,7 +68,7 @@ ROWS = [
          [(once("sae_train_explained_variance"), "mean {{run_id}}"),
           (once("sae_train_explained_variance_std"), "std {{run_id}}")], "timeseries"),
         ("Dead-feature fraction", "percentunit",
-         [(f"{once('sae_train_dead_features')} / {once('sae_train_d_sae')}", "{{run_id}}")],
+         [(f"{once('sae_train_dead_features')} / {once('sae_train_latents')}", "{{run_id}}")],
          "timeseries"),
         ("L2 ratio (|x_hat| / |x|)", "short",
          [(once("sae_train_l2_ratio"), "{{run_id}}")], "timeseries"),
