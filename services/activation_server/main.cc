@@ -51,7 +51,7 @@ struct Flags {
   uint32_t shard_index = 0;
   uint32_t shard_count = 1;
   std::string listen = "0.0.0.0:50051";
-  int metrics_port = 0;
+  int metrics_port = 9401;  // docs/operations.md: 9400 controller, 9401 activation servers, 9402 trainers
   std::string metrics_address = "0.0.0.0";
   int threads = 0;
   std::string resume_cursor;
@@ -229,7 +229,7 @@ int Main(int argc, char** argv) {
   app.add_option("--listen", flags.listen,
                  "host:port for gRPC (port 0: any free port, not with --controller)");
   app.add_option("--metrics-port", flags.metrics_port,
-                 "port of /metrics (0: any free port, -1: none)");
+                 "port of /metrics and /healthz (default 9401; 0: any free port, -1: none)");
   app.add_option("--metrics-address", flags.metrics_address, "address /metrics binds");
   app.add_option("--threads", flags.threads, "LibTorch threads for the model (0: one per core)");
   app.add_option("--resume-cursor", flags.resume_cursor,

@@ -32,7 +32,8 @@ class ControllerProcess {
   ControllerProcess(const std::string& data_dir, const std::string& work_dir)
       : port_file_(absl::StrCat(work_dir, "/port.", counter_++)),
         process_({support::BinaryPath("sae-controller"), "--listen", "127.0.0.1:0", "--data-dir",
-                  data_dir, "--port-file", port_file_, "--lease-seconds", "60"},
+                  data_dir, "--port-file", port_file_, "--lease-seconds", "60", "--metrics-port",
+                  "-1"},
                  absl::StrCat(work_dir, "/controller.log")) {
     absl::Time give_up = absl::Now() + absl::Seconds(20);
     while (absl::Now() < give_up && !process_.Exited()) {

@@ -20,7 +20,7 @@ namespace {
 struct Flags {
   std::string listen = "127.0.0.1:7070";
   std::string data_dir;
-  int metrics_port = -1;
+  int metrics_port = 9400;  // docs/operations.md: 9400 controller, 9401 activation servers, 9402 trainers
   double lease_seconds = 10;
   int checkpoint_retention = 3;
   double stop_timeout_seconds = 120;
@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--data-dir", flags.data_dir, "Folder of the RocksDB store")->required();
   app.add_option("--metrics-port", flags.metrics_port,
-                 "Port of /metrics (0: any free port; -1: none)")
+                 "Port of /metrics, /healthz and the web console (0: any free port; -1: none)")
       ->capture_default_str();
   app.add_option("--lease-seconds", flags.lease_seconds,
                  "A worker silent this long is lost and its run restarts")

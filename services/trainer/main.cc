@@ -57,7 +57,7 @@ struct Flags {
   std::string servers;
   std::string output;
   std::string resume;
-  int metrics_port = 0;
+  int metrics_port = 9402;  // docs/operations.md: 9400 controller, 9401 activation servers, 9402 trainers
   std::string metrics_address = "0.0.0.0";
   int threads = 0;
   int prefetch_batches = 0;
@@ -256,7 +256,7 @@ int Main(int argc, char** argv) {
                  "rendezvous, else this host's address)");
   app.add_option("--backend", flags.backend, "process group: auto, gloo or nccl");
   app.add_option("--metrics-port", flags.metrics_port,
-                 "port of /metrics (0: any free port, -1: none)");
+                 "port of /metrics and /healthz (default 9402; 0: any free port, -1: none)");
   app.add_option("--metrics-address", flags.metrics_address, "address /metrics binds");
   app.add_option("--threads", flags.threads, "LibTorch threads for the SAE (0: one per core)");
   app.add_option("--prefetch-batches", flags.prefetch_batches,
