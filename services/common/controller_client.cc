@@ -231,12 +231,31 @@ absl::StatusOr<v1::CheckpointManifest> ControllerClient::DownloadCheckpoint(
     if (step && manifest.step() == *step) expected_bytes = manifest.total_bytes();
   }
 
-  grpc::ClientContext context;
-  Prepare(&context, options_.timeout + TransferTime(expected_bytes));
-  if (!Track(&context)) return absl::CancelledError("cancelled");
   v1::DownloadCheckpointRequest request;
   request.set_run_id(run_id);
   if (step) request.set_step(*step);
+  return Download(request, expected_bytes, dir);
+}
+
+absl::StatusOr<v1::CheckpointManifest> ControllerClient::DownloadFeatures(
+    const std::string& run_id, const std::string& dir) {
+  SAE_ASSIGN_OR_RETURN(v1::Run run, GetRun(run_id));
+  if (!run.has_features_step()) {
+    return absl::NotFoundError(absl::StrCat("run ", run_id, " has no feature dashboards (saectl "
+                                            "features ", run_id, " makes them)"));
+  }
+  v1::DownloadCheckpointRequest request;
+  request.set_run_id(run_id);
+  request.set_features(true);
+  return Download(request, run.features_bytes(), dir);
+}
+
+absl::StatusOr<v1::CheckpointManifest> ControllerClient::Download(
+    const v1::DownloadCheckpointRequest& request, int64_t expected_bytes, const std::string& dir) {
+  const std::string& run_id = request.run_id();
+  grpc::ClientContext context;
+  Prepare(&context, options_.timeout + TransferTime(expected_bytes));
+  if (!Track(&context)) return absl::CancelledError("cancelled");
   std::unique_ptr<grpc::ClientReader<v1::DownloadCheckpointResponse>> reader =
       stub_->DownloadCheckpoint(&context, request);
 

@@ -84,6 +84,10 @@ class ControllerClient {
   absl::StatusOr<v1::CheckpointManifest> DownloadCheckpoint(const std::string& run_id,
                                                             std::optional<int64_t> step,
                                                             const std::string& dir);
+  // Downloads the run's feature dashboards (`saectl features RUN`) into `dir`, as
+  // DownloadCheckpoint. NotFound when the run has none.
+  absl::StatusOr<v1::CheckpointManifest> DownloadFeatures(const std::string& run_id,
+                                                          const std::string& dir);
 
   // ---- Worker verbs ----
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
@@ -92,7 +96,8 @@ class ControllerClient {
   absl::StatusOr<v1::ReportProgressResponse> ReportProgress(
       const v1::ReportProgressRequest& request);
   // Archives `dir` (services/common/checkpoint_archive.h) and uploads it as the checkpoint
-  // `header` describes. Returns the committed manifest.
+  // `header` describes (or, with header.features, as the run's feature dashboards: a user's
+  // upload). Returns the committed manifest.
   absl::StatusOr<v1::CheckpointManifest> UploadCheckpoint(const v1::UploadHeader& header,
                                                           const std::string& dir);
 
@@ -104,6 +109,10 @@ class ControllerClient {
  private:
   ControllerClient(ControllerClientOptions options, std::shared_ptr<grpc::Channel> channel);
 
+  // Streams the archive `request` names into `dir`, checking every digest; `expected_bytes`
+  // sizes the deadline.
+  absl::StatusOr<v1::CheckpointManifest> Download(const v1::DownloadCheckpointRequest& request,
+                                                  int64_t expected_bytes, const std::string& dir);
   // Prepares a call's context: deadline and token.
   void Prepare(grpc::ClientContext* context, absl::Duration timeout) const;
   // One unary call of `method` with the deadline and token; `name` names it in errors.

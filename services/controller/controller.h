@@ -115,6 +115,9 @@ class Controller {
                                                         std::optional<int64_t> step) const;
   absl::StatusOr<std::string> ReadChunk(const v1::CheckpointManifest& manifest,
                                         int32_t index) const;
+  // The manifest of the run's feature dashboards (UploadHeader.features); its chunks are read
+  // with ReadChunk. NotFound for an unknown run or one without them.
+  absl::StatusOr<v1::CheckpointManifest> FindFeatures(const std::string& run_id) const;
 
   // ---- Worker verbs ----
   absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
@@ -123,14 +126,16 @@ class Controller {
   absl::StatusOr<v1::ReportProgressResponse> ReportProgress(
       const v1::ReportProgressRequest& request);
 
-  // An upload is begun (checks that the worker is a trainer of the run's current generation),
-  // fed its chunks in order, and committed; destroying it uncommitted drops what it staged.
+  // An upload is begun (checks that the worker is a trainer of the run's current generation;
+  // for a header with `features`, only that the run exists), fed its chunks in order, and
+  // committed; destroying it uncommitted drops what it staged.
   absl::StatusOr<std::unique_ptr<CheckpointUpload>> BeginUpload(const v1::UploadHeader& header);
   // InvalidArgument for a chunk out of order or too large; DataLoss when its SHA-256 does not
   // match.
   absl::Status AddChunk(CheckpointUpload& upload, const v1::CheckpointChunk& chunk);
   // InvalidArgument when the commit's counts or digest disagree with the chunks received;
-  // FailedPrecondition when the run moved on (another generation, or it ended).
+  // FailedPrecondition when the run moved on (another generation, or it ended; a features
+  // upload only needs the run to exist still).
   absl::StatusOr<v1::CheckpointManifest> CommitUpload(CheckpointUpload& upload,
                                                       const v1::UploadCommit& commit);
 
@@ -181,6 +186,9 @@ class Controller {
   // Rank 0's evaluation (EVAL_COMPLETED or EVAL_FAILED; a success becomes latest_eval).
   void RecordEval(v1::Run& run, const v1::RunWorker& self, const v1::EvalReport& eval,
                   std::vector<v1::RunEvent>& events);
+  // CommitUpload of feature dashboards: stores them and the run's features_step/bytes.
+  absl::StatusOr<v1::CheckpointManifest> CommitFeatures(CheckpointUpload& upload,
+                                                        v1::CheckpointManifest manifest);
   absl::StatusOr<std::optional<v1::ReportProgressResponse>> ApplyOutcome(
       RunEntry& entry, const v1::RunWorker& self, bool is_rank0,
       const v1::ReportProgressRequest& request, std::vector<v1::RunEvent>& events);

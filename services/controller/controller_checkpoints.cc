@@ -44,6 +44,16 @@ absl::StatusOr<v1::CheckpointManifest> Controller::FindCheckpoint(
                                           " (saectl checkpoints ", run_id, " lists them)"));
 }
 
+absl::StatusOr<v1::CheckpointManifest> Controller::FindFeatures(const std::string& run_id) const {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (FindRun(run_id) == nullptr) {
+      return absl::NotFoundError(absl::StrCat("run ", run_id, " not found"));
+    }
+  }
+  return store_->FindFeatures(run_id);
+}
+
 absl::StatusOr<std::string> Controller::ReadChunk(const v1::CheckpointManifest& manifest,
                                                   int32_t index) const {
   return store_->ReadChunk(manifest, index);
@@ -53,7 +63,15 @@ absl::StatusOr<std::string> Controller::ReadChunk(const v1::CheckpointManifest& 
 
 absl::StatusOr<std::unique_ptr<Controller::CheckpointUpload>> Controller::BeginUpload(
     const v1::UploadHeader& header) {
-  {
+  if (header.features()) {
+    if (header.step() < 0 || header.tokens() < 0) {
+      return absl::InvalidArgumentError("UploadCheckpoint: negative step or tokens");
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (FindRun(header.run_id()) == nullptr) {
+      return absl::NotFoundError(absl::StrCat("run ", header.run_id(), " not found"));
+    }
+  } else {
     std::lock_guard<std::mutex> lock(mutex_);
     auto it = workers_.find(header.worker_id());
     if (it == workers_.end()) {
@@ -125,6 +143,7 @@ absl::StatusOr<v1::CheckpointManifest> Controller::CommitUpload(CheckpointUpload
   for (const v1::ChunkDigest& digest : upload.digests_) *manifest.add_chunks() = digest;
   manifest.set_sha256(commit.sha256());
   manifest.set_created_unix_ms(UnixMillis(Now()));
+  if (header.features()) return CommitFeatures(upload, std::move(manifest));
 
   std::lock_guard<std::mutex> lock(mutex_);
   RunEntry* entry = FindRun(header.run_id());
@@ -167,6 +186,36 @@ absl::StatusOr<v1::CheckpointManifest> Controller::CommitUpload(CheckpointUpload
   metrics_->RecordCheckpoint(header.run_id(), upload.bytes_,
                              absl::ToDoubleSeconds(Now() - upload.started_), stored,
                              absl::ToDoubleSeconds(Now() - absl::UnixEpoch()));
+  manifest.set_run_id(header.run_id());
+  manifest.set_step(header.step());
+  manifest.set_upload_id(upload.staged_->upload_id());
+  return manifest;
+}
+
+absl::StatusOr<v1::CheckpointManifest> Controller::CommitFeatures(CheckpointUpload& upload,
+                                                                  v1::CheckpointManifest manifest) {
+  const v1::UploadHeader& header = upload.header_;
+  std::lock_guard<std::mutex> lock(mutex_);
+  RunEntry* entry = FindRun(header.run_id());
+  if (entry == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("run ", header.run_id(), " was deleted during the features upload"));
+  }
+  v1::Run updated = entry->run;
+  std::vector<v1::RunEvent> events;
+  updated.set_features_step(header.step());
+  updated.set_features_bytes(upload.bytes_);
+  v1::RunEvent& event = AddEvent(updated, v1::RunEvent::TYPE_FEATURES_COMMITTED,
+                                 absl::StrCat("feature dashboards of the SAE at step ",
+                                              header.step(), " (", HumanBytes(upload.bytes_),
+                                              ") stored"),
+                                 events);
+  event.set_step(header.step());
+  event.set_tokens(header.tokens());
+  event.set_bytes(upload.bytes_);
+  SAE_RETURN_IF_ERROR(store_->CommitFeatures(*upload.staged_, manifest, updated, events));
+  entry->run = std::move(updated);
+  events_changed_.notify_all();
   manifest.set_run_id(header.run_id());
   manifest.set_step(header.step());
   manifest.set_upload_id(upload.staged_->upload_id());

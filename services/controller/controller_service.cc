@@ -110,7 +110,8 @@ grpc::Status ControllerService::DownloadCheckpoint(
   std::optional<int64_t> step;
   if (request->has_step()) step = request->step();
   absl::StatusOr<v1::CheckpointManifest> manifest =
-      controller_->FindCheckpoint(request->run_id(), step);
+      request->features() ? controller_->FindFeatures(request->run_id())
+                          : controller_->FindCheckpoint(request->run_id(), step);
   if (!manifest.ok()) return rpc::ToGrpcStatus(manifest.status());
   v1::DownloadCheckpointResponse message;
   *message.mutable_manifest() = *manifest;

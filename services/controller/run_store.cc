@@ -20,6 +20,7 @@ constexpr char kManifestsFamily[] = "manifests";
 constexpr char kBlobsFamily[] = "blobs";
 constexpr char kStagingFamily[] = "staging";
 constexpr char kHistoryFamily[] = "history";
+constexpr char kFeaturesFamily[] = "features";
 constexpr char kNextUploadIdKey[] = "next_upload_id";
 
 absl::Status FromRocks(const rocksdb::Status& status, absl::string_view what) {
@@ -145,6 +146,7 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& dir,
       {kBlobsFamily, blob},
       {kStagingFamily, plain},
       {kHistoryFamily, plain},
+      {kFeaturesFamily, plain},
   };
   std::unique_ptr<RunStore> store(new RunStore());
   rocksdb::DB* db = nullptr;
@@ -158,6 +160,7 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& dir,
   store->blobs_ = store->handles_[4];
   store->staging_ = store->handles_[5];
   store->history_ = store->handles_[6];
+  store->features_ = store->handles_[7];
 
   std::string value;
   rocksdb::Status got = db->Get(rocksdb::ReadOptions(), store->default_, kNextUploadIdKey, &value);
@@ -260,6 +263,7 @@ absl::Status RunStore::DeleteRun(const std::string& run_id) {
   batch.DeleteRange(manifests_, begin, end);
   batch.DeleteRange(blobs_, begin, end);
   batch.DeleteRange(history_, begin, end);
+  batch.Delete(features_, run_id);
   return FromRocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
                    absl::StrCat("cannot delete run ", run_id));
 }
@@ -373,6 +377,43 @@ absl::StatusOr<std::vector<v1::CheckpointManifest>> RunStore::CommitUpload(
                                 absl::StrCat("cannot commit a checkpoint of ", run.run_id())));
   upload.committed_ = true;
   return deleted;
+}
+
+absl::Status RunStore::CommitFeatures(Upload& upload, v1::CheckpointManifest manifest,
+                                      const v1::Run& run, const std::vector<v1::RunEvent>& events) {
+  if (upload.committed_) {
+    return absl::FailedPreconditionError("run store: the upload was already committed");
+  }
+  manifest.set_run_id(upload.run_id());
+  manifest.set_step(upload.step());
+  manifest.set_upload_id(upload.upload_id());
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::StatusOr<v1::CheckpointManifest> previous = FindFeatures(upload.run_id());
+  if (!previous.ok() && !absl::IsNotFound(previous.status())) return previous.status();
+  rocksdb::WriteBatch batch;
+  batch.Put(features_, manifest.run_id(), manifest.SerializeAsString());
+  batch.Delete(staging_, UploadIdKey(upload.upload_id()));
+  if (previous.ok()) {
+    std::string prefix = UploadPrefix(previous->run_id(), previous->step(), previous->upload_id());
+    batch.DeleteRange(blobs_, prefix, UploadPrefixEnd(prefix));
+  }
+  SAE_RETURN_IF_ERROR(AddRunToBatch(run, events, runs_, events_, &batch));
+  SAE_RETURN_IF_ERROR(FromRocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
+                                absl::StrCat("cannot commit the features of ", run.run_id())));
+  upload.committed_ = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::CheckpointManifest> RunStore::FindFeatures(const std::string& run_id) {
+  SAE_RETURN_IF_ERROR(CheckRunId(run_id));
+  std::string value;
+  rocksdb::Status status = db_->Get(rocksdb::ReadOptions(), features_, run_id, &value);
+  if (status.IsNotFound()) {
+    return absl::NotFoundError(absl::StrCat("run ", run_id, " has no feature dashboards (saectl "
+                                            "features ", run_id, " makes them)"));
+  }
+  SAE_RETURN_IF_ERROR(FromRocks(status, "cannot read a features manifest"));
+  return Parse<v1::CheckpointManifest>(value, "features manifest");
 }
 
 absl::StatusOr<std::vector<v1::CheckpointManifest>> RunStore::ListCheckpoints(

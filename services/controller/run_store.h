@@ -10,6 +10,10 @@
 //   staging    u64 upload_id                             -> the blob key prefix of that upload
 //   history    run_id "/" u64 step                       -> v1::ProgressPoint (the console's
 //                                                           downsampled progress series)
+//   features   run_id                                    -> v1::CheckpointManifest of the run's
+//                                                           feature dashboards (`saectl features
+//                                                           RUN`); chunks in blobs, as a
+//                                                           checkpoint's
 //
 // A checkpoint is uploaded into the blobs family under its own upload id while a staging record
 // marks the upload as in progress. Committing it is one synced WriteBatch that writes the
@@ -108,8 +112,20 @@ class RunStore {
   absl::StatusOr<std::string> ReadChunk(const v1::CheckpointManifest& manifest, int32_t index);
 
   // Chunks stored under the run, committed or staged: a consistency check for tests and
-  // operators (it equals the sum of the manifests' chunk counts once no upload is in progress).
+  // operators (it equals the sum of the manifests' chunk counts, the feature dashboards'
+  // included, once no upload is in progress).
   absl::StatusOr<int64_t> CountChunks(const std::string& run_id);
+
+  // ---- Feature dashboards (an upload begun with BeginUpload like a checkpoint's) ----
+
+  // Commits `upload` as the run's feature dashboards with `manifest` (run id, step and upload
+  // id filled in from the upload), replacing the previous ones (their chunks deleted), and
+  // writes `run` and `events` in the same synced batch. Checkpoint retention never touches
+  // them; DeleteRun does. FailedPrecondition when the upload was already committed.
+  absl::Status CommitFeatures(Upload& upload, v1::CheckpointManifest manifest, const v1::Run& run,
+                              const std::vector<v1::RunEvent>& events);
+  // The manifest of the run's feature dashboards. NotFound when it has none.
+  absl::StatusOr<v1::CheckpointManifest> FindFeatures(const std::string& run_id);
 
   // ---- Progress history (services/controller/console/progress_history.h) ----
 
@@ -137,6 +153,7 @@ class RunStore {
   rocksdb::ColumnFamilyHandle* blobs_ = nullptr;
   rocksdb::ColumnFamilyHandle* staging_ = nullptr;
   rocksdb::ColumnFamilyHandle* history_ = nullptr;
+  rocksdb::ColumnFamilyHandle* features_ = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
 
   std::mutex mutex_;  // Guards next_upload_id_; serialises commits.

@@ -245,6 +245,56 @@ TEST(RunStoreTest, DeleteRunRemovesItsRecordEventsManifestsAndChunks) {
   EXPECT_EQ(*store->CountChunks("r-10"), 2);
 }
 
+// Stages `chunks` chunks of `chunk_bytes` bytes as the run's feature dashboards and commits
+// them.
+void CommitFeatures(RunStore& store, const v1::Run& run, int64_t step, int chunks,
+                    size_t chunk_bytes) {
+  auto upload = store.BeginUpload(run.run_id(), step);
+  ASSERT_TRUE(upload.ok()) << upload.status();
+  for (int i = 0; i < chunks; ++i) {
+    ASSERT_TRUE((*upload)->AddChunk(std::string(chunk_bytes, static_cast<char>('p' + i))).ok());
+  }
+  v1::CheckpointManifest manifest;
+  manifest.set_chunk_count(chunks);
+  manifest.set_total_bytes(static_cast<int64_t>(chunks * chunk_bytes));
+  v1::Run updated = run;
+  updated.set_features_step(step);
+  ASSERT_TRUE(store.CommitFeatures(**upload, manifest, updated, {}).ok());
+}
+
+TEST(RunStoreTest, FeatureDashboardsReplaceTheirPredecessorOutliveRetentionAndGoWithTheRun) {
+  TempDir folder;
+  v1::Run run = MakeRun("demo-abcde", v1::RUN_STATE_SUCCEEDED);
+  {
+    auto store = OpenStore(folder.path());
+    EXPECT_TRUE(absl::IsNotFound(store->FindFeatures(run.run_id()).status()));
+    Commit(*store, run, 100, 2, 5000, /*retention=*/1);
+    CommitFeatures(*store, run, 100, 3, 6000);
+    CommitFeatures(*store, run, 100, 4, 6000);  // replaces the first
+    EXPECT_EQ((*store->LoadRuns())[0].features_step(), 100) << "the run record in the same batch";
+    auto features = store->FindFeatures(run.run_id());
+    ASSERT_TRUE(features.ok()) << features.status();
+    EXPECT_EQ(features->chunk_count(), 4);
+    EXPECT_EQ(features->run_id(), run.run_id());
+    EXPECT_EQ(features->step(), 100);
+    auto chunk = store->ReadChunk(*features, 3);
+    ASSERT_TRUE(chunk.ok());
+    EXPECT_EQ(*chunk, std::string(6000, 's'));
+    // Retention (1) deletes the checkpoint at step 100, never the dashboards.
+    run.set_features_step(100);  // as the controller keeps the record
+    Commit(*store, run, 200, 2, 5000, /*retention=*/1);
+    EXPECT_EQ(*store->CountChunks(run.run_id()), 2 + 4);
+    EXPECT_EQ(store->ListCheckpoints(run.run_id())->size(), 1u);
+  }
+  auto store = OpenStore(folder.path());  // they survive reopening
+  auto features = store->FindFeatures(run.run_id());
+  ASSERT_TRUE(features.ok()) << features.status();
+  EXPECT_TRUE(store->ReadChunk(*features, 0).ok());
+  ASSERT_TRUE(store->DeleteRun(run.run_id()).ok());
+  EXPECT_TRUE(absl::IsNotFound(store->FindFeatures(run.run_id()).status()));
+  EXPECT_EQ(*store->CountChunks(run.run_id()), 0);
+}
+
 TEST(RunStoreTest, RunIdsWithASlashAreRefused) {
   TempDir folder;
   auto store = OpenStore(folder.path());

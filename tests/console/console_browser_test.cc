@@ -23,6 +23,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "core/util/files.h"
@@ -282,6 +283,86 @@ TEST_F(ConsoleBrowserTest, MarksARestartOnTheChartsWhoseHistoryFollowsTheRollbac
   EXPECT_LE(run.ChartPoints("l0"), 300) << run.dom;
   EXPECT_GE(run.ChartPoints("l0"), 30) << run.dom;
   EXPECT_TRUE(absl::StrContains(run.dom, ">RESTART<")) << "the restart in the events list";
+}
+
+// `saectl features RUN` computes the dashboards of a finished run's SAE with the run's model and
+// dataset and stores them with the run; `saectl export` brings them along, and the console's
+// features page draws them (index and one feature) from what the controller serves.
+TEST_F(ConsoleBrowserTest, ShowsTheFeatureDashboardsThatSaectlFeaturesStoredWithARun) {
+  const std::string console = StartCluster();
+  ASSERT_FALSE(console.empty());
+  Result submitted = Saectl("submit " + WriteRunYaml(120, 1) + " --name features");
+  ASSERT_EQ(submitted.code, 0) << submitted.out << submitted.err;
+  const std::string run_id(
+      absl::StripAsciiWhitespace(submitted.out.substr(0, submitted.out.find('\n'))));
+  Result waited = Saectl(absl::StrCat("wait ", run_id, " --timeout 300"), 330);
+  ASSERT_EQ(waited.code, 0) << waited.out << waited.err;
+
+  Result unknown = Saectl("features nosuch-run00 --tokens 1024");
+  EXPECT_EQ(unknown.code, 2) << unknown.out << unknown.err;
+  EXPECT_TRUE(absl::StrContains(unknown.err, "neither a folder nor a run")) << unknown.err;
+  Result features =
+      Saectl(absl::StrCat("features ", run_id, " --tokens 4096 --top 5 --threads 1"), 300);
+  ASSERT_EQ(features.code, 0) << features.out << features.err;
+  EXPECT_TRUE(absl::StrContains(features.out, "stored the feature dashboards of run " + run_id))
+      << features.out;
+  EXPECT_TRUE(absl::StrContains(features.out, "256 features of SAE run " + run_id)) << features.out;
+
+  // The export holds the SAE and, beside it, the dashboards of that SAE.
+  const std::string exported = folder_.path() + "/export";
+  Result exporting = Saectl(absl::StrCat("export ", run_id, " --out ", exported));
+  ASSERT_EQ(exporting.code, 0) << exporting.out << exporting.err;
+  for (const char* file : {"cfg.json", "features/features.jsonl", "features/summary.json",
+                           "features/index.html", "features/data/index.js",
+                           "features/data/chunk-00000.js", "features/assets/dashboard.js"}) {
+    EXPECT_TRUE(fs::exists(exported + "/" + file)) << file << "\n" << exporting.out;
+  }
+  // A feature that fired, to open its page.
+  std::string live;
+  const std::string jsonl = ReadFile(exported + "/features/features.jsonl").value_or("");
+  for (absl::string_view line : absl::StrSplit(jsonl, '\n')) {
+    nlohmann::json record = nlohmann::json::parse(line.begin(), line.end(), nullptr, false);
+    if (!record.is_discarded() && record.value("count", 0) > 0) {
+      live = std::to_string(record["feature"].get<int>());
+      break;
+    }
+  }
+  ASSERT_FALSE(live.empty()) << "no feature fired";
+
+  const std::string login_url = absl::StrCat(console, "?token=", kToken);
+  Page run = Load(absl::StrCat(login_url, "#/run/", run_id), "", 8000);
+  EXPECT_TRUE(absl::StrContains(run.dom, "id=\"features-link\"")) << run.dom;
+  ExpectNoJavaScriptErrors(run, "run page with features");
+
+  Page index = Load(absl::StrCat(login_url, "#/features/", run_id, "?sort=frequency"),
+                    "features-index.png", 8000);
+  EXPECT_EQ(index.BodyAttribute("data-page"), "features") << index.dom;
+  EXPECT_EQ(index.BodyAttribute("data-ready"), "1") << index.dom;
+  EXPECT_EQ(index.BodyAttribute("data-total"), "256") << index.dom;
+  EXPECT_EQ(index.BodyAttribute("data-rows"), "100") << index.dom;
+  EXPECT_TRUE(absl::StrContains(index.dom, "href=\"#/features/" + run_id + "/")) << index.dom;
+  ExpectNoJavaScriptErrors(index, "features index");
+
+  Page feature = Load(absl::StrCat(login_url, "#/features/", run_id, "/", live),
+                      "features-feature.png", 8000);
+  EXPECT_EQ(feature.BodyAttribute("data-ready"), "1") << feature.dom;
+  EXPECT_EQ(feature.BodyAttribute("data-feature"), live) << feature.dom;
+  EXPECT_TRUE(absl::StrContains(feature.dom, "class=\"tok active peak\"")) << feature.dom;
+  EXPECT_TRUE(std::regex_search(feature.dom, std::regex("title=\"[^\"]*activation [0-9]")));
+  EXPECT_TRUE(absl::StrContains(feature.dom, "<rect ")) << "the histogram's bars";
+  EXPECT_TRUE(absl::StrContains(feature.dom, "class=\"logits raised\""));
+  EXPECT_TRUE(absl::StrContains(feature.dom, "class=\"logits lowered\""));
+  EXPECT_TRUE(absl::StrContains(feature.dom, "<table class=\"neighbours\""));
+  ExpectNoJavaScriptErrors(feature, "feature page");
+
+  // The files behind it need the token.
+  std::smatch port;
+  ASSERT_TRUE(std::regex_search(console, port, std::regex(":([0-9]+)/")));
+  httplib::Client http("127.0.0.1", std::stoi(port.str(1)));
+  const std::string data = absl::StrCat("/api/runs/", run_id, "/features/data/index.js");
+  EXPECT_EQ(http.Get(data.c_str())->status, 401);
+  EXPECT_EQ(http.Get(data.c_str(), {{"Authorization", std::string("Bearer ") + kToken}})->status,
+            200);
 }
 
 }  // namespace

@@ -25,42 +25,30 @@
 #include "core/util/torch_runtime.h"
 #include "spdlog/spdlog.h"
 #include "tools/saectl/command.h"
+#include "tools/saectl/features_command.h"
 #include "tools/saectl/sae_inputs.h"
 #include "tools/saectl/progress.h"
 
 namespace sae::saectl {
 namespace {
 
-struct FeaturesFlags {
-  std::string sae_dir;
-  std::string model;
-  std::string dataset;
-  int64_t tokens = 1000000;
-  int64_t top = 20;
-  std::string features;  // empty: every feature
-  bool all = false;
-  std::string out;       // empty: SAE_DIR/features
-  int64_t context_size = 0;
-  std::string prepend_bos;
-  std::string processing;
-  std::string dtype = "float32";
-  std::string tokenizer;
-  int intervals = 10;
-  int samples = 5;
-  int window_before = 10;
-  int window_after = 5;
-  int logit_k = 10;
-  int neighbours = 10;
-  int threads = 0;
-};
-
 // Ctrl-C / SIGTERM: the pass stops after its batch and nothing is written.
 std::atomic<bool> g_interrupted{false};
 void OnInterrupt(int) { g_interrupted.store(true); }
 
+}  // namespace
+
 absl::Status RunFeatures(const FeaturesFlags& f) {
   const auto started = std::chrono::steady_clock::now();
-  if (f.top <= 0) return absl::InvalidArgumentError(absl::StrCat("--top ", f.top, " must be positive"));
+  if (f.model.empty() || f.dataset.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--model and --dataset are required with an SAE folder (", f.sae_dir,
+        "); with a run id instead, saectl features takes the run's model and dataset"));
+  }
+  const std::string label = f.sae_label.empty() ? f.sae_dir : f.sae_label;
+  if (f.top <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--top ", f.top, " must be positive"));
+  }
   if (f.intervals <= 0 || f.samples < 0 || f.window_before < 0 || f.window_after < 0 ||
       f.logit_k < 0 || f.neighbours < 0) {
     return absl::InvalidArgumentError(
@@ -176,7 +164,7 @@ absl::Status RunFeatures(const FeaturesFlags& f) {
   const features::FeatureReport& report = *computed;
 
   nlohmann::json summary = {
-      {"sae", f.sae_dir},
+      {"sae", label},
       {"hook_name", sae.hook_name},
       {"hook_head_index", sae.hook_head_index},
       {"architecture", std::string(sparse::ArchitectureName(sae.options.architecture))},
@@ -212,7 +200,8 @@ absl::Status RunFeatures(const FeaturesFlags& f) {
   int64_t dead = 0;
   for (const features::FeatureStats& s : report.stats) dead += s.count == 0 ? 1 : 0;
   std::printf("%zu features of SAE %s (%s, d_sae %lld) at %s: %lld dead\n", report.stats.size(),
-              f.sae_dir.c_str(), std::string(sparse::ArchitectureName(sae.options.architecture)).c_str(),
+              label.c_str(),
+              std::string(sparse::ArchitectureName(sae.options.architecture)).c_str(),
               static_cast<long long>(sae.options.d_sae), sae.hook_name.c_str(),
               static_cast<long long>(dead));
   std::printf("%lld tokens (%lld contexts of %lld) in %.1f s: %.0f tokens/s on %d threads; "
@@ -228,22 +217,26 @@ absl::Status RunFeatures(const FeaturesFlags& f) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
 void RegisterFeaturesCommands(CLI::App& app) {
   auto f = std::make_shared<FeaturesFlags>();
   CLI::App* cmd = app.add_subcommand(
       "features",
       "Feature dashboards of an SAE: per feature its firing frequency, max and mean activation, "
       "top contexts, samples from activation quantiles, histogram, logit effects and nearest "
-      "features, as features.jsonl and a static HTML dashboard");
-  cmd->add_option("SAE_DIR", f->sae_dir, "SAELens folder (cfg.json + sae_weights.safetensors)")
+      "features, as features.jsonl and a static HTML dashboard. With a run id instead of a "
+      "folder: the run's SAE, model and dataset, the result stored with the run in the "
+      "controller (saectl export and the web console show it)");
+  cmd->add_option("SAE_DIR", f->sae_dir,
+                  "SAELens folder (cfg.json + sae_weights.safetensors), or the id of a run on "
+                  "the controller")
       ->required();
-  cmd->add_option("--model", f->model, "Hugging Face GPT-2 folder")->required();
+  cmd->add_option("--model", f->model,
+                  "Hugging Face GPT-2 folder (required with a folder; a run's model_path by "
+                  "default)");
   cmd->add_option("--dataset", f->dataset,
                   "Dataset (file, folder or glob, as run.yaml's dataset_path); its first contexts "
-                  "are read, packed as training packs them")
-      ->required();
+                  "are read, packed as training packs them (required with a folder; a run's "
+                  "dataset_path by default)");
   cmd->add_option("--tokens", f->tokens, "Tokens of the pass (whole contexts)")
       ->capture_default_str();
   cmd->add_option("--top", f->top, "Top activating contexts per feature (K)")
@@ -251,7 +244,13 @@ void RegisterFeaturesCommands(CLI::App& app) {
   auto* list = cmd->add_option("--features", f->features,
                                "Features to report, e.g. 0-99,512 (default: all)");
   cmd->add_flag("--all", f->all, "Every feature (the default)")->excludes(list);
-  cmd->add_option("--out", f->out, "Output folder (default: SAE_DIR/features); replaced atomically");
+  cmd->add_option("--out", f->out,
+                  "Output folder (default: SAE_DIR/features; with a run: none, the result is "
+                  "stored in the controller); replaced atomically");
+  cmd->add_option("--step", f->step,
+                  "With a run: the checkpoint step whose SAE to use (default: the final SAE, "
+                  "else the newest checkpoint)");
+  AddServerFlags(cmd, &f->server);
   cmd->add_option("--context-size", f->context_size, "Tokens per context (default: cfg.json)");
   cmd->add_option("--prepend-bos", f->prepend_bos, "true | false (default: cfg.json)");
   cmd->add_option("--processing", f->processing,
@@ -270,7 +269,15 @@ void RegisterFeaturesCommands(CLI::App& app) {
   cmd->add_option("--logit-k", f->logit_k, "Tokens in each logit table")->capture_default_str();
   cmd->add_option("--neighbours", f->neighbours, "Nearest features listed")->capture_default_str();
   cmd->add_option("--threads", f->threads, "LibTorch threads (0 = one per core)");
-  cmd->callback([f] { RunCommand([&] { return RunFeatures(*f); }); });
+  cmd->callback([f] {
+    RunCommand([&] {
+      // A folder (or a path: run ids hold no '/') is the local form; anything else names a
+      // run on the controller.
+      const bool folder = std::filesystem::is_directory(f->sae_dir) ||
+                          f->sae_dir.find('/') != std::string::npos;
+      return folder ? RunFeatures(*f) : RunFeaturesOfRun(*f);
+    });
+  });
 }
 
 }  // namespace sae::saectl

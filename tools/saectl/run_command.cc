@@ -20,6 +20,7 @@
 #include "tools/saectl/follow.h"
 #include "tools/saectl/format.h"
 #include "tools/saectl/run_output.h"
+#include "tools/saectl/sae_inputs.h"
 #include "tools/saectl/server_flags.h"
 
 namespace sae::saectl {
@@ -289,22 +290,6 @@ struct ExportFlags {
   bool all = false;
 };
 
-// The folder of a downloaded checkpoint that holds a SAELens SAE: the checkpoint itself, its
-// sae/ folder (core/training/checkpoint.h), or any folder below with cfg.json and weights.
-std::optional<fs::path> FindSaeLensFolder(const fs::path& root) {
-  auto is_sae = [](const fs::path& dir) {
-    return fs::exists(dir / "cfg.json") && fs::exists(dir / "sae_weights.safetensors");
-  };
-  if (is_sae(root)) return root;
-  if (is_sae(root / "sae")) return root / "sae";
-  std::error_code error;
-  for (auto it = fs::recursive_directory_iterator(root, error);
-       !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
-    if (it->is_directory() && is_sae(it->path())) return it->path();
-  }
-  return std::nullopt;
-}
-
 absl::Status RunExport(const ExportFlags& f) {
   std::error_code error;
   if (fs::exists(f.out) && !fs::is_empty(f.out, error)) {
@@ -332,7 +317,7 @@ absl::Status RunExport(const ExportFlags& f) {
   }
   fs::path source = download;
   if (!f.all) {
-    std::optional<fs::path> found = FindSaeLensFolder(download);
+    std::optional<std::string> found = FindSaeLensFolder(download.string());
     if (!found) {
       fs::remove_all(download, error);
       return absl::NotFoundError(absl::StrCat(
@@ -341,12 +326,38 @@ absl::Status RunExport(const ExportFlags& f) {
     }
     source = *found;
   }
+  // The run's feature dashboards come along when they describe this SAE (saectl features RUN).
+  const bool with_features = run.has_features_step() && run.features_step() == manifest->step();
+  fs::path features = out.string() + absl::StrCat(".features-", ::getpid());
+  if (with_features) {
+    fs::remove_all(features, error);
+    absl::StatusOr<v1::CheckpointManifest> got =
+        client->DownloadFeatures(f.run_id, features.string());
+    if (!got.ok()) {
+      fs::remove_all(download, error);
+      fs::remove_all(features, error);
+      return got.status();
+    }
+  }
   fs::remove(out, error);  // an empty folder, if any
   fs::create_directories(out.parent_path(), error);
   fs::rename(source, out, error);
   fs::remove_all(download, error);
-  if (!fs::exists(out)) {
+  if (with_features) {
+    fs::rename(features, out / "features", error);
+    fs::remove_all(features, error);
+  }
+  if (!fs::exists(out) || (with_features && !fs::exists(out / "features"))) {
     return absl::InternalError(absl::StrCat("cannot move the download into ", out.string()));
+  }
+  if (with_features) {
+    std::printf("with the run's feature dashboards in %s/features (open index.html)\n",
+                out.c_str());
+  } else if (run.has_features_step()) {
+    std::printf("(the run's feature dashboards describe the SAE at step %lld, not this one: "
+                "export --checkpoint %lld brings them along)\n",
+                static_cast<long long>(run.features_step()),
+                static_cast<long long>(run.features_step()));
   }
   std::string what = manifest->final() ? "final SAE" : "checkpoint";
   if (f.all) {

@@ -191,6 +191,10 @@ std::string DescribeRun(const v1::Run& run, const std::vector<v1::CheckpointMani
                          ? absl::StrCat("checkpoint at step ", run.final_checkpoint_step(),
                                         " (saectl export ", run.run_id(), " --out DIR)")
                          : "-");
+  field("Features", run.has_features_step()
+                        ? absl::StrCat("dashboards of the SAE at step ", run.features_step(), ", ",
+                                       HumanBytes(run.features_bytes()))
+                        : absl::StrCat("- (saectl features ", run.run_id(), " makes them)"));
 
   absl::StrAppend(&out, "\nWorkers", run.workers().empty() ? ": none\n" : ":\n");
   if (!run.workers().empty()) {

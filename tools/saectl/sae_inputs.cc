@@ -82,4 +82,19 @@ absl::StatusOr<SaeInputs> ReadSaeInputs(const SaeInputFlags& f) {
   return in;
 }
 
+std::optional<std::string> FindSaeLensFolder(const std::string& root) {
+  namespace fs = std::filesystem;
+  auto is_sae = [](const fs::path& dir) {
+    return fs::exists(dir / "cfg.json") && fs::exists(dir / "sae_weights.safetensors");
+  };
+  if (is_sae(root)) return root;
+  if (is_sae(fs::path(root) / "sae")) return (fs::path(root) / "sae").string();
+  std::error_code error;
+  for (auto it = fs::recursive_directory_iterator(root, error);
+       !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
+    if (it->is_directory() && is_sae(it->path())) return it->path().string();
+  }
+  return std::nullopt;
+}
+
 }  // namespace sae::saectl

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -54,6 +55,11 @@ absl::StatusOr<std::shared_ptr<const data::Dataset>> OpenDatasetFor(
     int64_t context_size, bool prepend_bos, int64_t vocab_size,
     std::unique_ptr<tokenizer::Gpt2Tokenizer>* tokenizer_out = nullptr,
     absl::Status* tokenizer_status = nullptr);
+
+// The folder of a downloaded checkpoint that holds a SAELens SAE: `root` itself, its sae/
+// folder (core/training/checkpoint.h), or any folder below with cfg.json and
+// sae_weights.safetensors; nullopt when there is none.
+std::optional<std::string> FindSaeLensFolder(const std::string& root);
 
 }  // namespace sae::saectl
 

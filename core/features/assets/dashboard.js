@@ -2,6 +2,11 @@
 // <script> files (data/index.js, data/vocab.js, data/chunk-NNNNN.js) that call SAE_DASH.*, so
 // that no fetch() is needed (browsers refuse fetch() on file:// pages). A feature's chunk is
 // loaded only when its page is shown.
+//
+// The controller's web console shows a run's stored dashboards with this same file:
+// SAE_DASH_PAGE.index/feature(options) with options.root (the element to fill), options.base
+// (the URL the data/ folder is under), options.featureHref / indexHref (links), options.feature
+// (the feature to show; the page's #N by default) and options.params (URLSearchParams presets).
 (function () {
   'use strict';
 
@@ -15,13 +20,26 @@
       el.hidden = false;
     }
   }
-  window.addEventListener('error', function (e) {
-    reportError(e.message || ('could not load ' + ((e.target && e.target.src) || 'a file')));
-  }, true);
+  var listening = false;
+  // The static pages count their own errors; the console has its own counter.
+  function catchErrors() {
+    if (listening) return;
+    listening = true;
+    window.addEventListener('error', function (e) {
+      reportError(e.message || ('could not load ' + ((e.target && e.target.src) || 'a file')));
+    }, true);
+  }
 
   // ---- Data loading -----------------------------------------------------------------------
   var data = { index: null, vocab: null, chunks: {} };
   var waiting = {};
+  var base = '';  // the URL data/ is under: '' beside the page
+  function useBase(b) {
+    if (b === base) return;
+    base = b;
+    data = { index: null, vocab: null, chunks: {} };
+    waiting = {};
+  }
   function arrived(key) {
     var callbacks = waiting[key] || [];
     delete waiting[key];
@@ -42,9 +60,9 @@
     if (waiting[key]) { waiting[key].push(cb); return; }
     waiting[key] = [cb];
     var s = document.createElement('script');
-    s.src = src;
+    s.src = base + src;
     s.onerror = function () {
-      reportError('could not load ' + src + ' (open the folder that saectl features wrote)');
+      reportError('could not load ' + base + src + (base ? '' : ' (open the folder that saectl features wrote)'));
     };
     document.head.appendChild(s);
   }
@@ -92,7 +110,49 @@
 
   // ---- Index page -------------------------------------------------------------------------
   var PAGE_SIZE = 100;
-  function indexPage() {
+  var INDEX_HTML =
+    '<header><h1>SAE features</h1><div id="summary" class="summary">Loading data/index.js&hellip;</div></header>' +
+    '<main><div class="controls">' +
+    '<label>Search top tokens <input id="search" type="search" placeholder="e.g. the" autocomplete="off"></label>' +
+    '<label>Sort by <select id="sort"><option value="feature">feature</option><option value="frequency">frequency</option>' +
+    '<option value="max">max activation</option><option value="mean">mean activation</option></select></label>' +
+    '<label><input id="descending" type="checkbox"> descending</label>' +
+    '<label>Show <select id="filter"><option value="all">all features</option><option value="alive">live features</option>' +
+    '<option value="dead">dead features</option></select></label>' +
+    '<span id="page-info"></span>' +
+    '<button id="prev" type="button">&larr; previous</button><button id="next" type="button">next &rarr;</button></div>' +
+    '<table id="features" class="features"><thead><tr>' +
+    '<th data-sort="feature">Feature</th><th data-sort="frequency">Frequency</th>' +
+    '<th data-sort="max">Max act.</th><th data-sort="mean">Mean act.</th><th>Top tokens</th>' +
+    '</tr></thead><tbody></tbody></table></main>';
+  var FEATURE_HTML =
+    '<header><nav><a id="all-features" href="index.html">&larr; all features</a> <a id="prev-feature" href="#">previous</a> ' +
+    '<a id="next-feature" href="#">next</a><form id="goto" class="goto"><input id="goto-feature" type="number" min="0" ' +
+    'placeholder="feature #"><button type="submit">go</button></form></nav>' +
+    '<h1 id="title">Feature</h1><div id="stats" class="summary">Loading&hellip;</div>' +
+    '<div id="hover-info" class="hover-info">&nbsp;</div></header>' +
+    '<main id="feature"><div class="panels">' +
+    '<section><h2>Activation histogram (non-zero, log-spaced bins)</h2><div id="histogram"></div></section>' +
+    '<section><h2>Logit effects</h2><div id="logits"></div></section>' +
+    '<section><h2>Nearest features (decoder cosine)</h2><div id="neighbours"></div></section></div>' +
+    '<section><h2>Top activating contexts</h2><div id="top-examples"></div></section>' +
+    '<section><h2>Samples from quantile intervals</h2><div id="intervals"></div></section></main>';
+
+  // Fills options.root (default: #dash) with `html` and settles the options' defaults.
+  function setUp(options, html, featureHref) {
+    var o = options || {};
+    if (!o.root) catchErrors();
+    useBase(o.base || '');
+    var root = o.root || document.getElementById('dash');
+    root.classList.add('sae-dash');
+    root.innerHTML = html;
+    return { featureHref: o.featureHref || featureHref, indexHref: o.indexHref || 'index.html',
+             feature: o.feature, params: o.params || new URLSearchParams(window.location.search),
+             standalone: !o.root };
+  }
+
+  function indexPage(options) {
+    var o = setUp(options, INDEX_HTML, function (f) { return 'feature.html#' + f; });
     var state = { sort: 'feature', descending: false, filter: 'all', search: '', page: 0 };
     var rows = [];
     function render() {
@@ -121,7 +181,7 @@
         });
         var bar = el('span', { className: 'bar', style: 'width:' + (maxFreq > 0 ? Math.round(60 * r[COL.frequency] / maxFreq) : 0) + 'px' });
         body.appendChild(el('tr', { className: 'feature-row' + (dead ? ' dead' : ''), 'data-feature': String(r[0]) }, [
-          el('td', {}, [el('a', { href: 'feature.html#' + r[0], text: String(r[0]) })]),
+          el('td', {}, [el('a', { href: o.featureHref(r[0]), text: String(r[0]) })]),
           el('td', { className: 'num' }, [bar, document.createTextNode(pct(r[COL.frequency]))]),
           el('td', { className: 'num', text: fmt(r[COL.max]) }),
           el('td', { className: 'num', text: fmt(r[COL.mean]) }),
@@ -161,7 +221,7 @@
       document.getElementById('prev').addEventListener('click', function () { state.page = Math.max(0, state.page - 1); render(); });
       document.getElementById('next').addEventListener('click', function () { state.page += 1; render(); });
       // Query string presets, e.g. index.html?sort=frequency&search=the
-      var params = new URLSearchParams(window.location.search);
+      var params = o.params;
       if (params.get('sort') && COL.hasOwnProperty(params.get('sort'))) {
         state.sort = params.get('sort'); state.descending = state.sort !== 'feature';
         sort.value = state.sort; desc.checked = state.descending;
@@ -250,12 +310,14 @@
     return t;
   }
 
-  function featurePage() {
+  function featurePage(options) {
+    var o = setUp(options, FEATURE_HTML, function (f) { return '#' + f; });
+    document.getElementById('all-features').href = o.indexHref;
     var rowOf = {}, order = [];
     var hoverInfo = document.getElementById('hover-info');
     function hover(text) { hoverInfo.textContent = text; }
     function show() {
-      var f = parseInt(window.location.hash.replace('#', ''), 10);
+      var f = o.standalone ? parseInt(window.location.hash.replace('#', ''), 10) : Number(o.feature);
       if (isNaN(f)) f = order.length > 0 ? order[0] : 0;
       var row = rowOf[f];
       document.body.removeAttribute('data-ready');
@@ -268,8 +330,8 @@
       }
       var at = order.indexOf(f);
       var prev = document.getElementById('prev-feature'), next = document.getElementById('next-feature');
-      prev.href = '#' + (at > 0 ? order[at - 1] : f);
-      next.href = '#' + (at + 1 < order.length ? order[at + 1] : f);
+      prev.href = o.featureHref(at > 0 ? order[at - 1] : f);
+      next.href = o.featureHref(at + 1 < order.length ? order[at + 1] : f);
       document.getElementById('stats').textContent = 'Loading data/chunk-' + pad5(row[COL.chunk]) + '.js\u2026';
       loadChunk(row[COL.chunk], function () {
         var rec = null;
@@ -303,7 +365,7 @@
       var nt = el('table', { className: 'neighbours' }, [el('thead', {}, [el('tr', {}, [el('th', { text: 'feature' }), el('th', { text: 'cosine' })])])]);
       var nbody = el('tbody');
       rec.neighbours.forEach(function (n) {
-        nbody.appendChild(el('tr', {}, [el('td', {}, [el('a', { href: '#' + n.feature, text: String(n.feature) })]),
+        nbody.appendChild(el('tr', {}, [el('td', {}, [el('a', { href: o.featureHref(n.feature), text: String(n.feature) })]),
                                         el('td', { className: 'num', text: fmt(n.cosine) })]));
       });
       nt.appendChild(nbody);
@@ -320,17 +382,17 @@
         g.examples.forEach(function (ex) { box.appendChild(exampleNode(ex, rec.max_activation, hover)); });
         iv.appendChild(box);
       });
-      document.title = 'SAE feature ' + rec.feature;
+      if (o.standalone) document.title = 'SAE feature ' + rec.feature;
       document.body.setAttribute('data-ready', '1');
     }
     document.getElementById('goto').addEventListener('submit', function (e) {
       e.preventDefault();
-      window.location.hash = '#' + document.getElementById('goto-feature').value;
+      window.location.href = o.featureHref(document.getElementById('goto-feature').value);
     });
     load('index', 'data/index.js', function () {
       data.index.rows.forEach(function (r) { rowOf[r[0]] = r; order.push(r[0]); });
       load('vocab', 'data/vocab.js', function () {
-        window.addEventListener('hashchange', show);
+        if (o.standalone) window.addEventListener('hashchange', show);
         show();
       });
     });

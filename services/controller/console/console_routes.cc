@@ -2,16 +2,21 @@
 
 #include <httplib.h>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "core/util/status.h"
 #include "services/common/sha256.h"
 #include "services/controller/console/console_assets.h"
+#include "services/controller/console/feature_files.h"
 #include "services/controller/console/saelens_tar.h"
 
 namespace sae::controller {
@@ -189,6 +194,69 @@ class Console {
         });
   }
 
+  // The run's stored feature dashboards, indexed once per upload.
+  absl::StatusOr<std::shared_ptr<const FeatureFiles>> FeatureFilesOf(
+      const std::string& run_id) const {
+    absl::StatusOr<v1::CheckpointManifest> found = api_->controller().FindFeatures(run_id);
+    if (!found.ok()) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      feature_files_.erase(run_id);  // the run, or its dashboards, are gone
+      return found.status();
+    }
+    const v1::CheckpointManifest& manifest = *found;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = feature_files_.find(run_id);
+      if (it != feature_files_.end() &&
+          it->second->manifest().upload_id() == manifest.upload_id()) {
+        return it->second;
+      }
+    }
+    Controller* controller = &api_->controller();
+    auto read = [&](int32_t i) { return controller->ReadChunk(manifest, i); };
+    SAE_ASSIGN_OR_RETURN(FeatureFiles files, FeatureFiles::Index(manifest, read));
+    auto shared = std::make_shared<const FeatureFiles>(std::move(files));
+    std::lock_guard<std::mutex> lock(mutex_);
+    feature_files_[run_id] = shared;
+    return shared;
+  }
+
+  void FeatureFile(const httplib::Request& request, httplib::Response& response) const {
+    const std::string path = request.matches[2].str();
+    if (absl::StrContains(path, "..")) {
+      SendError(response, absl::InvalidArgumentError("a path with '..'"));
+      return;
+    }
+    absl::StatusOr<std::shared_ptr<const FeatureFiles>> files =
+        FeatureFilesOf(request.matches[1].str());
+    if (!files.ok()) {
+      SendError(response, files.status());
+      return;
+    }
+    const int64_t size = (*files)->Size(path);
+    if (size < 0) {
+      SendError(response, absl::NotFoundError(absl::StrCat("the run's feature dashboards hold no ",
+                                                           "file ", path)));
+      return;
+    }
+    // Stored dashboards never change under one upload; a new upload is a new index.
+    response.set_header("Cache-Control", "no-cache");
+    Controller* controller = &api_->controller();
+    std::shared_ptr<const FeatureFiles> shared = *files;
+    response.set_content_provider(
+        static_cast<size_t>(size), FeatureFileContentType(path),
+        [controller, shared, path](size_t offset, size_t length, httplib::DataSink& sink) {
+          const v1::CheckpointManifest& manifest = shared->manifest();
+          absl::StatusOr<std::string> piece = shared->Read(
+              path, static_cast<int64_t>(offset), static_cast<int64_t>(length),
+              [&](int32_t i) { return controller->ReadChunk(manifest, i); });
+          // A damaged or deleted chunk ends the response early: a broken download, never a
+          // wrong file.
+          if (!piece.ok() || piece->empty()) return false;
+          return sink.write(piece->data(), piece->size());
+        });
+  }
+
   void Stop(const httplib::Request& request, httplib::Response& response) const {
     if (request.get_header_value("X-Sae-Console") != "1") {
       SendJson(response, 403, {{"error", "stop from the console page (header X-Sae-Console)"}});
@@ -250,6 +318,8 @@ class Console {
                          [this](const auto&, auto& r) { SendJson(r, 200, api_->Workers()); }));
     routes.push_back(Api("GET", R"(/api/runs/([^/]+)/checkpoints/([0-9]+)/download)",
                          [this](const auto& q, auto& r) { Download(q, r); }));
+    routes.push_back(Api("GET", R"(/api/runs/([^/]+)/features/([A-Za-z0-9_][A-Za-z0-9_./-]*))",
+                         [this](const auto& q, auto& r) { FeatureFile(q, r); }));
     routes.push_back(Api("POST", R"(/api/runs/([^/]+)/stop)",
                          [this](const auto& q, auto& r) { Stop(q, r); }));
     return routes;
@@ -258,6 +328,9 @@ class Console {
  private:
   ConsoleApi* const api_;
   const std::string token_;
+  mutable std::mutex mutex_;  // Guards feature_files_.
+  // By run id; dropped when the run turns out to be gone.
+  mutable std::map<std::string, std::shared_ptr<const FeatureFiles>> feature_files_;
 };
 
 }  // namespace

@@ -13,6 +13,10 @@
 //   GET  /api/runs/ID/events[?after=SEQ]      ConsoleApi::Events
 //   GET  /api/workers           ConsoleApi::Workers
 //   GET  /api/info              {"auth_required", "uplot" (built in), "history_capacity"}
+//   GET  /api/runs/ID/features/PATH   a file of the run's stored feature dashboards
+//                               (`saectl features RUN`: index.html, data/index.js, data/chunk-
+//                               NNNNN.js, features.jsonl, ...), read out of their archive in the
+//                               store (feature_files.h); 404 when the run has none
 //   GET  /api/runs/ID/checkpoints/STEP/download   the SAELens folder of that checkpoint as a
 //                               tar (saelens_tar.h), streamed chunk by chunk, each chunk checked
 //                               against its SHA-256

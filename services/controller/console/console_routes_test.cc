@@ -279,6 +279,61 @@ TEST_F(ConsoleHttpTest, DownloadsTheSaeLensFolderOfACheckpointAsATar) {
             404);
 }
 
+TEST_F(ConsoleHttpTest, ServesTheRunsStoredFeatureDashboardsBehindTheToken) {
+  StartController("t0ken");
+  AddGang();
+  const std::string run_id = Submit(12);
+  WaitForState(run_id, v1::RUN_STATE_SUCCEEDED);
+  const httplib::Headers auth = {{"Authorization", "Bearer t0ken"}};
+  const std::string base = absl::StrCat("/api/runs/", run_id, "/features/");
+  EXPECT_EQ(Http().Get((base + "index.html").c_str(), auth)->status, 404);
+  EXPECT_FALSE(GetJson("/api/runs/" + run_id)["run"].contains("features_step"))
+      << "the console tells a run without dashboards by the field's absence";
+
+  // What `saectl features RUN` uploads: an output folder, here with a file over several chunks.
+  TempDir out;
+  const std::string chunk = "SAE_DASH.chunk(0, [" + std::string(2500000, '7') + "]);";
+  out.Write("index.html", "<html>features</html>");
+  out.Write("data/chunk-00000.js", chunk);
+  out.Write("features.jsonl", "{\"feature\": 0}\n");
+  v1::UploadHeader header;
+  header.set_run_id(run_id);
+  header.set_step(12);
+  header.set_tokens(768);
+  header.set_features(true);
+  auto stored = client_->UploadCheckpoint(header, out.path());
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_GE(stored->chunk_count(), 3);
+  header.set_run_id("nosuch-run");
+  EXPECT_TRUE(absl::IsNotFound(client_->UploadCheckpoint(header, out.path()).status()));
+
+  json run = GetJson("/api/runs/" + run_id);
+  EXPECT_EQ(run["run"]["features_step"], "12") << run.dump();
+  httplib::Result script = Http().Get((base + "data/chunk-00000.js").c_str(), auth);
+  ASSERT_TRUE(script);
+  EXPECT_EQ(script->status, 200);
+  EXPECT_EQ(script->body, chunk) << "the file whole, across its chunks";
+  EXPECT_TRUE(absl::StartsWith(script->get_header_value("Content-Type"), "text/javascript"));
+  httplib::Result page = Http().Get((base + "index.html").c_str(), auth);
+  EXPECT_EQ(page->body, "<html>features</html>");
+  EXPECT_TRUE(absl::StartsWith(page->get_header_value("Content-Type"), "text/html"));
+  EXPECT_EQ(Http().Get((base + "features.jsonl").c_str(), auth)->body, "{\"feature\": 0}\n");
+  EXPECT_EQ(Http().Get((base + "data/missing.js").c_str(), auth)->status, 404);
+  EXPECT_EQ(Http().Get((base + "data/../index.html").c_str(), auth)->status, 400);
+  EXPECT_EQ(Http().Get((base + "index.html").c_str())->status, 401);
+
+  // A new upload replaces them, and DownloadCheckpoint with `features` brings them back.
+  out.Write("index.html", "<html>again</html>");
+  header.set_run_id(run_id);
+  ASSERT_TRUE(client_->UploadCheckpoint(header, out.path()).ok());
+  EXPECT_EQ(Http().Get((base + "index.html").c_str(), auth)->body, "<html>again</html>");
+  const std::string copy = folder_.path() + "/features-copy";
+  auto downloaded = client_->DownloadFeatures(run_id, copy);
+  ASSERT_TRUE(downloaded.ok()) << downloaded.status();
+  EXPECT_EQ(*ReadFile(copy + "/data/chunk-00000.js"), chunk);
+  EXPECT_EQ(*ReadFile(copy + "/index.html"), "<html>again</html>");
+}
+
 TEST_F(ConsoleHttpTest, StopsARunOnlyFromTheConsolePage) {
   StartController();
   AddGang();

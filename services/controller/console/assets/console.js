@@ -1,5 +1,5 @@
 // The SAE console: runs, one run (charts from the controller's progress history, events,
-// checkpoints, workers), workers. Reads the controller's /api (services/controller/console/
+// checkpoints, workers), workers, a run's feature dashboards (console_features.js). Reads the controller's /api (services/controller/console/
 // console_routes.h) every 2 seconds; no framework, uPlot for the charts.
 'use strict';
 
@@ -209,7 +209,7 @@
       '<h2>Evaluations</h2><div id="evals"></div>' +
       '<div class="grid2"><div><h2>Feature density histogram <span class="muted" style="font-weight:400">— latest window</span></h2>' +
       '<div id="density-histogram"><div class="empty-state">No feature-sampling window has ended yet.</div></div></div>' +
-      '<div><h2>Feature dashboards</h2><div class="empty-state" id="feature-dashboards">No feature dashboards for this run.</div></div></div>' +
+      '<div><h2>Feature dashboards</h2><div id="feature-dashboards"></div></div></div>' +
       '<h2>Checkpoints</h2><div id="checkpoints"></div>' +
       '<h2>Workers of the run</h2><div id="run-workers"></div>' +
       '<h2>Events</h2><div class="events" id="events"></div>' +
@@ -306,6 +306,7 @@
     document.getElementById('run-workers').innerHTML = (data.workers || []).length ? workersTable(data.workers, false) :
       '<div class="empty-state">No workers hold this run now' + (ACTIVE[state] ? ' (waiting for a gang).' : ' (it has ended).') + '</div>';
 
+    document.getElementById('feature-dashboards').innerHTML = SaeConsoleFeatures.runBox(run);
     renderDensity(m);
     renderEvals();
     renderEvents();
@@ -486,6 +487,7 @@
     });
     if (page === 'run' && parts[1]) showRun(decodeURIComponent(parts.slice(1).join('/')));
     else if (page === 'workers') showWorkers();
+    else if (page === 'features') { view = { page: page }; SaeConsoleFeatures.show(main, hash); }
     else { document.body.dataset.page = 'runs'; showRuns(); }
   }
 
