@@ -4,9 +4,9 @@
 // init) on a nanoGPT .bin of random tokens.
 //
 // Failures are injected as they happen in production: kill -9 of a worker or of the
-// controller. Nothing supervises a local cluster's processes; the tests bring a killed process
-// back with `saectl cluster up`, which restarts the exited processes of a cluster with their
-// recorded command lines, as an operator or Kubernetes would.
+// controller. Nothing in the tests brings a killed process back: the supervisor `cluster up`
+// leaves behind restarts it, as Compose's restart policy or Kubernetes would, and the runs
+// recover through the controller.
 //
 // Every test is bounded: each saectl call runs under `timeout -s KILL`, and a reaper process
 // kills whatever the cluster left if the test itself dies.
@@ -110,11 +110,17 @@ class ClusterTest : public ::testing::Test {
     return "";
   }
 
-  // `saectl cluster up` on the cluster: starts its exited processes again.
-  void RestartExited() {
-    Result up = cluster_.RestartExited();
-    ASSERT_EQ(up.code, 0) << up.out << up.err;
-    EXPECT_TRUE(absl::StrContains(up.out, "restarted")) << up.out;
+  // The cluster's supervisor restarted process `name` after its kill -9, and `cluster status`
+  // shows the restart and how it exited.
+  void ExpectRestartedBySupervisor(const std::string& name) {
+    nlohmann::json process = cluster_.WaitForRestart(name, 1, 60);
+    EXPECT_EQ(process.value("last_exit", ""), "killed by SIGKILL") << process.dump();
+    Result status = Saectl("cluster status --data-dir " + DataDir());
+    const size_t row = status.out.find(name + " ");
+    ASSERT_NE(row, std::string::npos) << status.out;
+    const std::string line = status.out.substr(row, status.out.find('\n', row) - row);
+    EXPECT_TRUE(absl::StrContains(line, "killed by SIGKILL")) << status.out;
+    EXPECT_TRUE(absl::StrContains(status.out, "supervisor: pid")) << status.out;
   }
 
   // The run.yaml of a gpt2-tiny run of `steps` steps of 256 tokens, with `extra` keys added or
@@ -281,8 +287,7 @@ TEST_F(ClusterTest, PeriodicEvaluationsRunOnTheServersAndAServerKilledMidEvalFai
   WaitForProcessLog(server, "evaluating the SAE of run " + run_id);
   KillProcess(server);
   WaitForLog(run_id, "EVAL_FAILED");
-  WaitForLog(run_id, "RESTARTING");
-  RestartExited();
+  ExpectRestartedBySupervisor(server);
   ExpectSucceeds(run_id, kSteps * 256, 300);
 
   const std::string logs = Saectl("logs " + run_id).out;
@@ -301,7 +306,7 @@ TEST_F(ClusterTest, PeriodicEvaluationsRunOnTheServersAndAServerKilledMidEvalFai
   EXPECT_EQ(Int(run["latest_eval"], "step"), kSteps) << run.dump(2);
 }
 
-TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSkippedTokens) {
+TEST_F(ClusterTest, TrainerKilledMidRunIsRestartedByTheSupervisorAndTheRunSucceeds) {
   StartCluster(1, 2);
   constexpr int64_t kSteps = 1000;
   const std::string run_id =
@@ -313,8 +318,7 @@ TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSki
   WaitForProcessLog(rank0, "checkpoint at step 250:");
   WaitForProcessLog(rank0, "step 300/1000");
   KillProcess(rank0);
-  WaitForLog(run_id, "RESTARTING");
-  RestartExited();
+  ExpectRestartedBySupervisor(rank0);
   ExpectSucceeds(run_id, kSteps * 256);
 
   nlohmann::json run = GetRun(run_id);
@@ -333,7 +337,7 @@ TEST_F(ClusterTest, KilledTrainerRestartsTheRunFromItsCheckpointAndRecordsTheSki
   EXPECT_TRUE(absl::StrContains(logs, "final SAE at step 1000 (")) << logs;
 }
 
-TEST_F(ClusterTest, KilledActivationServerIsStartedAgainAndTheRunRecovers) {
+TEST_F(ClusterTest, KilledActivationServerIsRestartedByTheSupervisorAndTheRunRecovers) {
   // With the only server gone, the trainer cannot finish the run without the restart.
   StartCluster(1, 1);
   constexpr int64_t kSteps = 1000;
@@ -341,8 +345,7 @@ TEST_F(ClusterTest, KilledActivationServerIsStartedAgainAndTheRunRecovers) {
       Submit(WriteRunYaml(1, 1, kSteps, {{"n_checkpoints", "20"}, {"max_restarts", "2"}}));
   WaitForProcessLog("trainer-0", "uploaded the checkpoint at step 50 ");
   KillProcess("activation-server-0");
-  WaitForLog(run_id, "RESTARTING");
-  RestartExited();
+  ExpectRestartedBySupervisor("activation-server-0");
   ExpectSucceeds(run_id, kSteps * 256);
   nlohmann::json run = GetRun(run_id);
   EXPECT_GE(Int(run, "generation"), 1) << run.dump(2);
@@ -350,7 +353,7 @@ TEST_F(ClusterTest, KilledActivationServerIsStartedAgainAndTheRunRecovers) {
   EXPECT_TRUE(absl::StrContains(logs, "activation server shard 0")) << logs;
 }
 
-TEST_F(ClusterTest, RunCompletesWhenTheControllerIsKilledAndStartedAgainOnItsDataDir) {
+TEST_F(ClusterTest, RunCompletesWhenTheControllerIsKilledAndTheSupervisorStartsItAgain) {
   StartCluster(1, 2, /*lease_seconds=*/5);
   constexpr int64_t kSteps = 1000;
   const std::string run_id = Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "20"}}));
@@ -358,9 +361,8 @@ TEST_F(ClusterTest, RunCompletesWhenTheControllerIsKilledAndStartedAgainOnItsDat
   const std::string rank0 = ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0);
   WaitForProcessLog(rank0, "uploaded the checkpoint at step 50 ");
   KillProcess("controller");
-  // The workers carry on without it: rank 0 noticed (its heartbeat failed) before it comes back.
-  WaitForProcessLog(rank0, "cannot reach the controller");
-  RestartExited();
+  // On its port and data folder again; the workers carry on meanwhile.
+  ExpectRestartedBySupervisor("controller");
   ExpectSucceeds(run_id, kSteps * 256);
   nlohmann::json run = GetRun(run_id);
   const std::string logs = Saectl("logs " + run_id).out;
