@@ -29,6 +29,8 @@ class ControllerMetrics {
   // A committed checkpoint of `bytes`, uploaded in `seconds`; `stored_bytes` of checkpoints kept.
   void RecordCheckpoint(const std::string& run_id, int64_t bytes, double seconds,
                         int64_t stored_bytes);
+  // `bytes` of an upload's chunk stored (staged), before any commit.
+  void RecordReceivedChunk(int64_t bytes);
   // Stops exporting the run's training series and restarts (the run ended).
   void ForgetTraining(const std::string& run_id);
   // Stops exporting every series of the run (it was deleted).
@@ -44,6 +46,7 @@ class ControllerMetrics {
   metrics::Family<metrics::Counter>* checkpoints_ = nullptr;
   metrics::Family<metrics::Gauge>* stored_bytes_ = nullptr;
   metrics::Family<metrics::Histogram>* upload_seconds_ = nullptr;
+  metrics::Family<metrics::Counter>* received_bytes_ = nullptr;
   // One gauge family per training metric, labelled run_id.
   std::vector<std::pair<std::string, metrics::Family<metrics::Gauge>*>> training_;
 };

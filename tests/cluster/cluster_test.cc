@@ -57,7 +57,10 @@ class SharedFiles {
 
 class ClusterTest : public ::testing::Test {
  protected:
-  void SetUp() override { ::setenv("SAECTL_SERVER", "127.0.0.1:1", 1); }
+  void SetUp() override {
+    ::setenv("SAECTL_SERVER", "127.0.0.1:1", 1);
+    ::unsetenv("SAE_AUTH_TOKEN");
+  }
 
   void TearDown() override {
     if (!cluster_up_) return;
@@ -443,6 +446,35 @@ TEST_F(ClusterTest, RunWhoseDatasetIsMissingFailsAtOnceNamingTheFile) {
   EXPECT_EQ(Int(run, "generation"), 0) << "a config error is not retried";
   EXPECT_TRUE(absl::StrContains(run.value("message", ""), "/nonexistent/tokens.bin"))
       << run.dump(2);
+}
+
+TEST_F(ClusterTest, NoLogEventOrDescribeOutputEverContainsTheAuthToken) {
+  // Every process and saectl call of this test takes the token from the environment.
+  constexpr char kToken[] = "cluster-secret-token-31337";
+  ::setenv("SAE_AUTH_TOKEN", kToken, 1);
+  StartCluster(1, 1);
+  Result refused = Saectl("get runs --token a-wrong-token-27182");
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  const std::string run_id = Submit(WriteRunYaml(1, 1, 40, {{"n_checkpoints", "1"}}));
+  ExpectSucceeds(run_id, int64_t{40} * 256);
+
+  std::map<std::string, std::string> outputs = {
+      {"describe run", Saectl("describe run " + run_id).out},
+      {"logs", Saectl("logs " + run_id).out},
+      {"get runs -o yaml", Saectl("get runs " + run_id + " -o yaml").out},
+      {"cluster status", Saectl("cluster status --data-dir " + DataDir()).out},
+      {"cluster.json", *ReadFile(DataDir() + "/cluster.json")}};
+  for (const auto& entry : fs::recursive_directory_iterator(DataDir() + "/logs")) {
+    if (entry.is_regular_file()) outputs[entry.path().string()] = *ReadFile(entry.path());
+  }
+  ASSERT_GE(outputs.size(), 8u) << "the logs of the controller, both workers and the supervisor";
+  for (const auto& [what, text] : outputs) {
+    EXPECT_FALSE(absl::StrContains(text, kToken)) << what << " contains the token";
+    EXPECT_FALSE(absl::StrContains(text, "a-wrong-token-27182")) << what << " contains a token";
+  }
+  // The refused call was logged, without what it carried.
+  EXPECT_TRUE(absl::StrContains(outputs[DataDir() + "/logs/controller.log"], "refused a call"))
+      << outputs[DataDir() + "/logs/controller.log"];
 }
 
 }  // namespace
