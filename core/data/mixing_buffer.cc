@@ -89,7 +89,10 @@ absl::StatusOr<int64_t> MixingBuffer::AddUntil(const at::Tensor& activations, ab
     {
       absl::MutexLock lock(&mutex_);
       while (!closed_ && !finished_ && free_slots_.empty()) {
-        if (changed_.WaitWithDeadline(&mutex_, deadline)) break;
+        ++waiting_calls_;
+        const bool timed_out = changed_.WaitWithDeadline(&mutex_, deadline);
+        --waiting_calls_;
+        if (timed_out) break;
       }
       if (closed_) return absl::CancelledError("the mixing buffer is closed");
       if (finished_) {
@@ -171,7 +174,9 @@ absl::StatusOr<at::Tensor> MixingBuffer::TakeUntil(int64_t count, absl::Time dea
             "the mixing buffer did not have ", count, " activations ready in time (", ready_.size(),
             " ready, ", pool_.size(), " waiting for the buffer to fill)"));
       }
+      ++waiting_calls_;
       timed_out = changed_.WaitWithDeadline(&mutex_, deadline);
+      --waiting_calls_;
     }
     ready_.erase(ready_.begin(), ready_.begin() + static_cast<int64_t>(slots.size()));
     slots_being_read_ += static_cast<int64_t>(slots.size());
@@ -233,6 +238,7 @@ MixingBufferFill MixingBuffer::fill() const {
   fill.ready = static_cast<int64_t>(ready_.size());
   fill.added_total = added_total_;
   fill.served_total = served_total_;
+  fill.waiting_calls = waiting_calls_;
   return fill;
 }
 

@@ -53,6 +53,7 @@ struct MixingBufferFill {
   int64_t ready = 0;         // activations mixed and servable now
   int64_t added_total = 0;   // activations ever added
   int64_t served_total = 0;  // activations ever served
+  int64_t waiting_calls = 0;  // Add and Take calls blocked now (for room, or for activations)
 
   double fraction() const {
     return capacity == 0 ? 0.0 : static_cast<double>(stored) / static_cast<double>(capacity);
@@ -130,6 +131,7 @@ class MixingBuffer {
   int64_t slots_being_read_ ABSL_GUARDED_BY(mutex_) = 0;
   int64_t added_total_ ABSL_GUARDED_BY(mutex_) = 0;
   int64_t served_total_ ABSL_GUARDED_BY(mutex_) = 0;
+  int64_t waiting_calls_ ABSL_GUARDED_BY(mutex_) = 0;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
   bool closed_ ABSL_GUARDED_BY(mutex_) = false;
   std::mt19937_64 random_ ABSL_GUARDED_BY(mutex_);

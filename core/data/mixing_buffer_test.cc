@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/child_process.h"
 
 namespace sae::data {
 namespace {
@@ -191,7 +192,12 @@ TEST(MixingBufferTest, CloseUnblocksWaitingConsumersAndProducers) {
     // Two more rows than there is room for, and no consumer: blocks until closed.
     if (full->Add(Activations(0, 6)).code() == absl::StatusCode::kCancelled) ++cancelled;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Every waiter is blocked inside its call: two consumers on `empty`, the producer on `full`
+  // once its first 4 rows are in.
+  ASSERT_TRUE(support::Eventually(
+      [&] { return empty->fill().waiting_calls == 2 && full->fill().waiting_calls == 1; },
+      std::chrono::seconds(30)));
+  EXPECT_EQ(full->fill().added_total, 4);
   empty->Close();
   full->Close();
   for (std::thread& waiter : waiters) waiter.join();

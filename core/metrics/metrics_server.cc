@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +20,23 @@ namespace {
 
 constexpr time_t kReadTimeoutSeconds = 2;
 constexpr time_t kWriteTimeoutSeconds = 5;
+
+// httplib's thread pool, counting the connections its workers have taken up.
+class CountingThreadPool : public httplib::ThreadPool {
+ public:
+  CountingThreadPool(size_t threads, std::shared_ptr<std::atomic<int64_t>> taken)
+      : httplib::ThreadPool(threads), taken_(std::move(taken)) {}
+
+  void enqueue(std::function<void()> fn) override {
+    httplib::ThreadPool::enqueue([taken = taken_, fn = std::move(fn)] {
+      taken->fetch_add(1);
+      fn();
+    });
+  }
+
+ private:
+  const std::shared_ptr<std::atomic<int64_t>> taken_;
+};
 
 }  // namespace
 
@@ -40,7 +59,10 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   }
   auto server = std::make_unique<httplib::Server>();
   const size_t threads = std::max<size_t>(options.worker_threads, 1);
-  server->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  auto connections = std::make_shared<std::atomic<int64_t>>(0);
+  server->new_task_queue = [threads, connections] {
+    return new CountingThreadPool(threads, connections);
+  };
   // httplib's default also sets SO_REUSEPORT, which would let a second process bind the same
   // port and silently take half the scrapes. SO_REUSEADDR alone still allows a quick restart.
   server->set_socket_options([](socket_t socket) {
@@ -84,11 +106,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
                      error != 0 ? absl::StrCat(": ", std::strerror(error)) : std::string(),
                      "; pick another --metrics-port or bind address"));
   }
-  return std::unique_ptr<MetricsServer>(new MetricsServer(std::move(server), port));
+  return std::unique_ptr<MetricsServer>(
+      new MetricsServer(std::move(server), port, std::move(connections)));
 }
 
-MetricsServer::MetricsServer(std::unique_ptr<httplib::Server> server, int port)
-    : server_(std::move(server)), port_(port) {
+MetricsServer::MetricsServer(std::unique_ptr<httplib::Server> server, int port,
+                             std::shared_ptr<std::atomic<int64_t>> connections)
+    : server_(std::move(server)), port_(port), connections_(std::move(connections)) {
   thread_ = std::thread([this] {
     // A scraper that hangs up mid-response makes send() raise SIGPIPE, which would kill the
     // process (this httplib build sends without MSG_NOSIGNAL). Blocking it here, before the

@@ -3,6 +3,7 @@
 #define SAE_CORE_METRICS_METRICS_SERVER_H_
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -76,16 +77,21 @@ class MetricsServer {
   // The port it listens on: options.port, or the one the kernel picked when that was 0.
   int port() const { return port_; }
 
+  // Connections a worker thread has taken up so far (each then reads its request).
+  int64_t connections_taken() const { return connections_->load(); }
+
   // Stops listening, waits for requests in progress and joins the thread. Returns within
   // milliseconds unless a client is mid-request, and within the read timeout (2 s) if that
   // client stalls. Idempotent and thread-safe; must not be called from a request handler.
   void Stop();
 
  private:
-  MetricsServer(std::unique_ptr<httplib::Server> server, int port);
+  MetricsServer(std::unique_ptr<httplib::Server> server, int port,
+                std::shared_ptr<std::atomic<int64_t>> connections);
 
   const std::unique_ptr<httplib::Server> server_;
   const int port_;
+  const std::shared_ptr<std::atomic<int64_t>> connections_;
   std::atomic<bool> listen_returned_{false};
   std::mutex stop_mutex_;
   std::thread thread_;

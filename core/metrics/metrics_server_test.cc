@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "core/metrics/text_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "support/child_process.h"
 
 namespace sae::metrics {
 namespace {
@@ -208,7 +210,9 @@ TEST(MetricsServerTest, StopsWithinSecondsWhenAClientConnectsAndSendsNothing) {
   ASSERT_NE(server, nullptr);
   int idle = ConnectLocal(server->port());
   ASSERT_GE(idle, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // Let a worker pick it up.
+  // A worker has taken the connection up and waits for its request.
+  ASSERT_TRUE(support::Eventually([&] { return server->connections_taken() == 1; },
+                                  std::chrono::seconds(30)));
   auto start = std::chrono::steady_clock::now();
   server->Stop();
   EXPECT_LT(SecondsSince(start), 3.0);
@@ -226,7 +230,9 @@ TEST(MetricsServerTest, SurvivesAScraperThatHangsUpMidResponse) {
     ASSERT_GE(fd, 0);
     const std::string request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
     ASSERT_EQ(::send(fd, request.data(), request.size(), 0), static_cast<ssize_t>(request.size()));
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // The response (2 MB) is pending.
+    // The response (2 MB) has begun to arrive, and most of it is still to be written.
+    pollfd readable{fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&readable, 1, 30000), 1) << "no response within 30 s";
     linger reset{};  // Close with RST, so the server's writes fail.
     reset.l_onoff = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof(reset));

@@ -9,8 +9,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
+#include "spdlog/spdlog.h"
 
 namespace sae::rpc {
 
@@ -68,6 +70,7 @@ grpc::Status BearerTokenCheck::Check(const grpc::ServerContext& context) const {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
+    LogRefusal(context, "no bearer token");
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
                         "this server needs a bearer token (authorization: Bearer <token>)");
   }
@@ -75,9 +78,35 @@ grpc::Status BearerTokenCheck::Check(const grpc::ServerContext& context) const {
   std::string expected = absl::StrCat("Bearer ", token_);
   if (value.size() != expected.size() ||
       CRYPTO_memcmp(value.data(), expected.data(), value.size()) != 0) {
+    LogRefusal(context, "wrong bearer token");
     return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "wrong bearer token");
   }
   return grpc::Status::OK;
+}
+
+int64_t BearerTokenCheck::refused() const {
+  absl::MutexLock lock(&mutex_);
+  return refused_;
+}
+
+void BearerTokenCheck::LogRefusal(const grpc::ServerContext& context, const char* why) const {
+  int64_t stands_for = 0;
+  {
+    absl::MutexLock lock(&mutex_);
+    ++refused_;
+    ++unlogged_;
+    const absl::Time now = absl::Now();
+    if (now - last_logged_ < kRefusalLogInterval) return;
+    last_logged_ = now;
+    stands_for = unlogged_;
+    unlogged_ = 0;
+  }
+  // The peer's address and why only: what the client sent may be a real token.
+  spdlog::warn("refused a call from {} ({}){}", context.peer(), why,
+               stands_for > 1 ? absl::StrCat("; ", stands_for, " calls refused since the last "
+                                             "such line (at most one line per ",
+                                             absl::FormatDuration(kRefusalLogInterval), ")")
+                              : std::string());
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {

@@ -10,11 +10,14 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 
 namespace sae::rpc {
@@ -60,9 +63,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
 
 // The per-call token check of a service: each handler starts with
 //   if (grpc::Status denied = auth_.Check(*context); !denied.ok()) return denied;
-// Thread-safe (immutable).
+// A refused call is logged (method, peer, why; never a token), at most one line per
+// `kRefusalLogInterval`, which counts the refusals it stands for. Thread-safe.
 class BearerTokenCheck {
  public:
+  static constexpr absl::Duration kRefusalLogInterval = absl::Seconds(10);
+
   // An empty `token` accepts every call.
   explicit BearerTokenCheck(std::string token) : token_(std::move(token)) {}
 
@@ -70,8 +76,17 @@ class BearerTokenCheck {
   // (compared in constant time); UNAUTHENTICATED otherwise.
   grpc::Status Check(const grpc::ServerContext& context) const;
 
+  // Calls refused so far.
+  int64_t refused() const;
+
  private:
+  void LogRefusal(const grpc::ServerContext& context, const char* why) const;
+
   const std::string token_;
+  mutable absl::Mutex mutex_;
+  mutable int64_t refused_ ABSL_GUARDED_BY(mutex_) = 0;
+  mutable int64_t unlogged_ ABSL_GUARDED_BY(mutex_) = 0;
+  mutable absl::Time last_logged_ ABSL_GUARDED_BY(mutex_) = absl::InfinitePast();
 };
 
 // Status conversions; the two libraries share their code numbering.

@@ -119,6 +119,7 @@ absl::Status Controller::AddChunk(CheckpointUpload& upload, const v1::Checkpoint
   entry.set_size(static_cast<int64_t>(chunk.data().size()));
   entry.set_sha256(std::move(digest));
   upload.bytes_ += static_cast<int64_t>(chunk.data().size());
+  metrics_->RecordReceivedChunk(static_cast<int64_t>(chunk.data().size()));
   return absl::OkStatus();
 }
 

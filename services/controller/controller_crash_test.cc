@@ -1,8 +1,10 @@
 // A real sae-controller process killed with SIGKILL in the middle of a checkpoint upload: after
 // a restart no part of that checkpoint is visible, the checkpoints committed before are intact,
 // and no orphaned chunk stays in the store.
+#include <httplib.h>
 #include <signal.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -18,6 +20,7 @@
 #include "services/controller/run_store.h"
 #include "support/binaries.h"
 #include "support/child_process.h"
+#include "support/ports.h"
 #include "support/fake_worker.h"
 #include "support/temp_dir.h"
 
@@ -31,9 +34,10 @@ class ControllerProcess {
  public:
   ControllerProcess(const std::string& data_dir, const std::string& work_dir)
       : port_file_(absl::StrCat(work_dir, "/port.", counter_++)),
+        metrics_port_(support::FreeLoopbackPort()),
         process_({support::BinaryPath("sae-controller"), "--listen", "127.0.0.1:0", "--data-dir",
                   data_dir, "--port-file", port_file_, "--lease-seconds", "60", "--metrics-port",
-                  "-1"},
+                  absl::StrCat(metrics_port_)},
                  absl::StrCat(work_dir, "/controller.log")) {
     absl::Time give_up = absl::Now() + absl::Seconds(20);
     while (absl::Now() < give_up && !process_.Exited()) {
@@ -50,6 +54,22 @@ class ControllerProcess {
 
   const std::string& address() const { return address_; }
 
+  // The value of the unlabelled series `name` on /metrics; -1 when it cannot be read.
+  double Metric(const std::string& name) const {
+    httplib::Client http("127.0.0.1", metrics_port_);
+    httplib::Result got = http.Get("/metrics");
+    if (!got || got->status != 200) return -1;
+    const size_t at = got->body.find("\n" + name + " ");
+    double value = -1;
+    if (at == std::string::npos ||
+        !absl::SimpleAtod(got->body.substr(at + name.size() + 2,
+                                           got->body.find('\n', at + 1) - at - name.size() - 2),
+                          &value)) {
+      return -1;
+    }
+    return value;
+  }
+
   // SIGKILL at once, or SIGTERM (SIGKILL after 10 s); returns once the process is reaped.
   void Stop(int signal) {
     if (signal == SIGKILL) {
@@ -62,6 +82,7 @@ class ControllerProcess {
  private:
   static inline int counter_ = 0;
   const std::string port_file_;
+  const int metrics_port_;
   support::ChildProcess process_;
   std::string address_;
 };
@@ -127,9 +148,16 @@ TEST(ControllerCrashTest, KilledDuringAnUploadShowsNoPartOfThatCheckpointAfterRe
     message.mutable_chunk()->set_data(chunk_data);
     message.mutable_chunk()->set_sha256(rpc::Sha256::Of(chunk_data));
     ASSERT_TRUE(writer->Write(message));
-    absl::SleepFor(absl::Milliseconds(50));
   }
-  absl::SleepFor(absl::Milliseconds(200));  // the chunks reach the store
+  // The controller stored every chunk of this upload (and none is committed) before it dies.
+  const double received = static_cast<double>(committed->total_bytes() + 6 * chunk_data.size());
+  ASSERT_TRUE(support::Eventually(
+      [&] {
+        return controller->Metric("sae_controller_checkpoint_received_bytes_total") == received;
+      },
+      std::chrono::seconds(30)))
+      << controller->Metric("sae_controller_checkpoint_received_bytes_total") << " != "
+      << received;
   controller->Stop(SIGKILL);
   EXPECT_FALSE(writer->Finish().ok());
 

@@ -148,6 +148,11 @@ absl::StatusOr<std::unique_ptr<ControllerMetrics>> ControllerMetrics::Create(
                                               "Time from an upload's first message to its "
                                               "commit, in seconds.",
                                               {}, metrics::ExponentialBuckets(0.01, 2.0, 18)));
+  SAE_ASSIGN_OR_RETURN(m->received_bytes_,
+                       registry->AddCounter("sae_controller_checkpoint_received_bytes_total",
+                                            "Bytes of checkpoint chunks stored as they arrived, "
+                                            "committed or not.",
+                                            {}));
   for (const TrainingSeries& series : Series()) {
     SAE_ASSIGN_OR_RETURN(auto* family,
                          registry->AddGauge(absl::StrCat("sae_controller_run_", series.name),
@@ -198,6 +203,10 @@ void ControllerMetrics::RecordCheckpoint(const std::string& run_id, int64_t byte
   checkpoints_->Labels({run_id}).Increment();
   stored_bytes_->Labels({run_id}).Set(static_cast<double>(stored_bytes));
   upload_seconds_->Labels({}).Observe(seconds);
+}
+
+void ControllerMetrics::RecordReceivedChunk(int64_t bytes) {
+  received_bytes_->Labels({}).Increment(static_cast<double>(bytes));
 }
 
 void ControllerMetrics::ForgetTraining(const std::string& run_id) {

@@ -30,6 +30,8 @@ class ControllerMetrics {
   // committed at `commit_unix_seconds` (the checkpoint age is now minus that).
   void RecordCheckpoint(const std::string& run_id, int64_t bytes, double seconds,
                         int64_t stored_bytes, double commit_unix_seconds);
+  // `bytes` of an upload's chunk stored (staged), before any commit.
+  void RecordReceivedChunk(int64_t bytes);
   // Stops exporting the run's training series and restarts (the run ended).
   void ForgetTraining(const std::string& run_id);
   // Stops exporting every series of the run (it was deleted).
@@ -46,6 +48,7 @@ class ControllerMetrics {
   metrics::Family<metrics::Gauge>* stored_bytes_ = nullptr;
   metrics::Family<metrics::Gauge>* checkpoint_time_ = nullptr;
   metrics::Family<metrics::Histogram>* upload_seconds_ = nullptr;
+  metrics::Family<metrics::Counter>* received_bytes_ = nullptr;
   // One gauge family per training metric, labelled run_id.
   std::vector<std::pair<std::string, metrics::Family<metrics::Gauge>*>> training_;
 };

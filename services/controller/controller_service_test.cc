@@ -4,15 +4,20 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "core/metrics/text_format.h"
 #include "gtest/gtest.h"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
 #include "services/common/controller_client.h"
 #include "services/controller/controller_server.h"
 #include "support/fake_worker.h"
 #include "support/temp_dir.h"
+#include "support/test_certificates.h"
 
 namespace sae::controller {
 namespace {
@@ -303,7 +308,10 @@ TEST_F(ControllerServiceTest, RestartedControllerRecoversRunsAndTheGangCarriesOn
   std::string address = server_->address();
   server_->Shutdown(absl::Milliseconds(200));
   server_.reset();
-  absl::SleepFor(absl::Milliseconds(300));  // the workers' calls fail meanwhile
+  // The workers' calls fail meanwhile.
+  for (auto& worker : workers_) {
+    EXPECT_FALSE(worker->agent().HeartbeatNow().ok()) << "the controller is down";
+  }
   StartController(absl::Seconds(6), "", address);
 
   auto recovered = client_->GetRun(finished);
@@ -334,31 +342,61 @@ TEST_F(ControllerServiceTest, CallsWithoutTheRightTokenAreRefused) {
   EXPECT_TRUE(rpc::CheckHealth(*channel, "", absl::Seconds(5)).ok());
 }
 
-TEST_F(ControllerServiceTest, ServesTlsToClientsThatTrustItsCertificate) {
-  std::string cert = folder_.path() + "/cert.pem", key = folder_.path() + "/key.pem";
-  std::string make_cert = absl::StrCat(
-      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext "
-      "subjectAltName=IP:127.0.0.1 -keyout ",
-      key, " -out ", cert, " 2>/dev/null");
-  ASSERT_EQ(std::system(make_cert.c_str()), 0) << "openssl could not make a certificate";
+TEST_F(ControllerServiceTest, ServesTlsWithACertificateFromATestCaAndStillNeedsTheToken) {
+  absl::StatusOr<support::TestCertificates> certificates =
+      support::MakeTestCertificates(folder_.path());
+  ASSERT_TRUE(certificates.ok()) << certificates.status();
   ControllerServerOptions options;
   options.listen = "127.0.0.1:0";
   options.data_dir = folder_.path() + "/db";
-  options.security.tls_cert_file = cert;
-  options.security.tls_key_file = key;
+  options.security.auth_token = "s3cret";
+  options.security.tls_cert_file = certificates->server_cert;
+  options.security.tls_key_file = certificates->server_key;
   auto server = ControllerServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = std::move(*server);
 
-  client::ControllerClientOptions secure;
-  secure.address = server_->address();
-  secure.security.tls_ca_file = cert;
-  secure.timeout = absl::Seconds(10);
-  auto trusted = client::ControllerClient::Connect(secure);
-  ASSERT_TRUE(trusted.ok());
-  EXPECT_TRUE((*trusted)->ListRuns().ok());
-  auto plaintext = Connect("");
-  EXPECT_FALSE(plaintext->ListRuns().ok()) << "a plaintext client cannot talk to a TLS port";
+  auto connect = [&](const std::string& ca, const std::string& token) {
+    client::ControllerClientOptions secure;
+    secure.address = server_->address();
+    secure.security.tls_ca_file = ca;
+    secure.security.auth_token = token;
+    secure.timeout = absl::Seconds(10);
+    return std::move(*client::ControllerClient::Connect(secure));
+  };
+  EXPECT_TRUE(connect(certificates->ca, "s3cret")->ListRuns().ok());
+  absl::Status wrong_token = connect(certificates->ca, "guess")->ListRuns().status();
+  EXPECT_TRUE(absl::IsUnauthenticated(wrong_token)) << wrong_token;
+  absl::Status other_ca = connect(certificates->other_ca, "s3cret")->ListRuns().status();
+  EXPECT_TRUE(absl::IsUnavailable(other_ca)) << "a client that trusts another CA: " << other_ca;
+  EXPECT_FALSE(connect("", "s3cret")->ListRuns().ok()) << "a plaintext client, a TLS port";
+}
+
+TEST_F(ControllerServiceTest, RefusedCallsAreLoggedRateLimitedAndWithoutAnyToken) {
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  spdlog::default_logger()->sinks().push_back(sink);
+  StartController(absl::Seconds(3), "the-real-token-1234");
+  auto wrong = Connect("a-guessed-token-5678");
+  auto anonymous = Connect("");
+  constexpr int kCalls = 20;
+  for (int i = 0; i < kCalls; ++i) {
+    EXPECT_TRUE(absl::IsUnauthenticated(wrong->ListRuns().status()));
+    EXPECT_TRUE(absl::IsUnauthenticated(anonymous->ListRuns().status()));
+  }
+  spdlog::default_logger()->flush();
+  spdlog::default_logger()->sinks().pop_back();
+  const std::string log = captured.str();
+  int lines = 0;
+  for (size_t at = log.find("refused a call from"); at != std::string::npos;
+       at = log.find("refused a call from", at + 1)) {
+    ++lines;
+  }
+  EXPECT_GE(lines, 1) << log;
+  EXPECT_LT(lines, 2 * kCalls) << "one line per interval, not one per call\n" << log;
+  EXPECT_TRUE(absl::StrContains(log, "bearer token")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "the-real-token-1234")) << log;
+  EXPECT_FALSE(absl::StrContains(log, "a-guessed-token-5678")) << log;
 }
 
 TEST_F(ControllerServiceTest, BadConfigIsRefusedNamingTheKeyAndLine) {

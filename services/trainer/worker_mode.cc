@@ -442,6 +442,15 @@ void TrainerWorker::AssignTo(const v1::Assignment& assignment,
   options.group.rank = assignment.rank();
   options.group.world_size = assignment.world_size();
   options.group.rendezvous = assignment.rendezvous_address();
+  // Gloo binds to the address this worker registered (the one the controller hands its peers),
+  // not to every interface, unless --bind-address says otherwise.
+  if (options.group.bind_address.empty()) {
+    absl::StatusOr<service::HostPort> registered =
+        service::SplitHostPort(options_.listen, "--listen");
+    if (registered.ok() && !registered->IsWildcard()) {
+      options.group.bind_address = registered->host;
+    }
+  }
   options.servers.assign(assignment.activation_server_addresses().begin(),
                          assignment.activation_server_addresses().end());
   options.stream = options_.stream;

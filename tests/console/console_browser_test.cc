@@ -14,6 +14,7 @@
 // if the test dies.
 #include <httplib.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <regex>
@@ -30,6 +31,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "support/binaries.h"
+#include "support/child_process.h"
 #include "support/command.h"
 #include "support/local_cluster.h"
 #include "support/temp_dir.h"
@@ -166,6 +168,14 @@ class ConsoleBrowserTest : public ::testing::Test {
   // SIGKILL to the cluster's process `name`; returns once it is gone.
   void KillProcess(const std::string& name) { cluster_.KillProcess(name); }
 
+  // The cluster's supervisor started process `name` again, and the controller answers.
+  void WaitForSupervisorRestart(const std::string& name) {
+    cluster_.WaitForRestart(name, 1, 60);
+    EXPECT_TRUE(support::Eventually([&] { return Saectl("get runs").code == 0; },
+                                    std::chrono::seconds(60)))
+        << "the controller does not answer after " << name << "'s restart";
+  }
+
   // No JavaScript error on the page: none caught by the page, none in the browser's log.
   static void ExpectNoJavaScriptErrors(const Page& page, const std::string& what) {
     EXPECT_EQ(page.Attribute("id", "js-errors", "data-count"), "0") << what << "\n" << page.dom;
@@ -239,8 +249,7 @@ TEST_F(ConsoleBrowserTest, ShowsARunItsChartsAndWorkersBehindTheTokenAcrossACont
 
   // The charts come back whole after the controller is killed and started again.
   KillProcess("controller");
-  Result restarted = Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --wait 60"), 90);
-  ASSERT_EQ(restarted.code, 0) << restarted.out << restarted.err;
+  WaitForSupervisorRestart("controller");
   Page again = Load(absl::StrCat(login_url, "#/run/", run_id), "run-after-restart.png", 8000);
   EXPECT_EQ(again.BodyAttribute("data-ready"), "1") << again.dom;
   EXPECT_EQ(again.ChartPoints("l0"), l0_points) << "the same history after the restart";
@@ -265,8 +274,7 @@ TEST_F(ConsoleBrowserTest, MarksARestartOnTheChartsWhoseHistoryFollowsTheRollbac
   WaitForProcessLog("trainer-0", "checkpoint at step 200:");
   WaitForProcessLog("trainer-0", "step 260/600 ");
   KillProcess("trainer-0");
-  Result restarted = Saectl(absl::StrCat("cluster up --data-dir ", DataDir(), " --wait 60"), 90);
-  ASSERT_EQ(restarted.code, 0) << restarted.out << restarted.err;
+  WaitForSupervisorRestart("trainer-0");
   Result waited = Saectl(absl::StrCat("wait ", run_id, " --timeout 300"), 330);
   ASSERT_EQ(waited.code, 0) << waited.out << waited.err;
 

@@ -72,7 +72,7 @@ class SaectlTest : public ::testing::Test {
   }
 
   // `saectl cluster up` with stand-in workers; points SAECTL_SERVER at its controller.
-  void StartCluster(int servers, int trainers, double lease_seconds = 3) {
+  void StartCluster(int servers, int trainers, double lease_seconds = 3, int max_restarts = 0) {
     fs::path bin = folder_.path() + "/bin";
     fs::create_directories(bin);
     fs::create_symlink(support::BinaryPath("sae-controller"), bin / "sae-controller");
@@ -85,6 +85,7 @@ class SaectlTest : public ::testing::Test {
     options.lease_seconds = lease_seconds;
     options.threads = 0;
     options.wait_seconds = 30;
+    options.max_restarts = max_restarts;
     Result up = cluster_.Up(options);
     ASSERT_EQ(up.code, 0) << up.out << up.err;
     cluster_up_ = true;
@@ -312,6 +313,12 @@ TEST_F(SaectlTest, CtrlCDetachesAFollowWithoutStoppingTheRun) {
   EXPECT_EQ(WEXITSTATUS(status), 3);
   EXPECT_TRUE(absl::StrContains(ReadFile(err).value_or(""), "detached")) << *ReadFile(err);
   EXPECT_EQ(GetRunJson(run_id).value("state", ""), "RUN_STATE_PENDING");
+  // The run says what it waits for, by role and count.
+  const std::string waiting = "waiting for workers: 4 trainers needed, 1 idle";
+  Result described = Saectl("describe run " + run_id);
+  EXPECT_TRUE(absl::StrContains(described.out, waiting)) << described.out;
+  Result wide = Saectl("get runs -o wide");
+  EXPECT_TRUE(absl::StrContains(wide.out, waiting)) << wide.out;
 }
 
 TEST_F(SaectlTest, ClusterUpRefusesASecondClusterInTheSameFolder) {
@@ -334,7 +341,8 @@ TEST_F(SaectlTest, ClusterDownStopsEveryProcessAndKeepsTheRuns) {
   Result down = Saectl("cluster down --data-dir " + DataDir());
   cluster_up_ = false;
   EXPECT_EQ(down.code, 0) << down.err;
-  EXPECT_TRUE(absl::StrContains(down.out, "stopped 3 processes")) << down.out;
+  EXPECT_TRUE(absl::StrContains(down.out, "stopped the supervisor and 3 processes")) << down.out;
+  record["processes"].push_back(record["supervisor"]);
   for (const auto& process : record["processes"]) {
     // Gone, or a zombie waiting for init: either way it runs no more.
     EXPECT_TRUE(Cmdline(process["pid"].get<int>()).empty()) << process.dump();
@@ -344,6 +352,50 @@ TEST_F(SaectlTest, ClusterDownStopsEveryProcessAndKeepsTheRuns) {
   fs::remove_all(folder_.path() + "/bin");
   StartCluster(1, 1);
   EXPECT_EQ(GetRunJson(run_id).value("state", ""), "RUN_STATE_SUCCEEDED");
+}
+
+TEST_F(SaectlTest, SupervisorRestartsAKilledWorkerAndGivesUpOnACrashLoopSayingSo) {
+  StartCluster(1, 1, /*lease_seconds=*/3, /*max_restarts=*/2);
+  const std::string supervisor_log = DataDir() + "/logs/supervisor.log";
+  cluster_.KillProcess("trainer-0");
+  nlohmann::json trainer = cluster_.WaitForRestart("trainer-0", 1, 30);
+  EXPECT_EQ(trainer.value("last_exit", ""), "killed by SIGKILL") << trainer.dump();
+  Result status = Saectl("cluster status --data-dir " + DataDir());
+  EXPECT_EQ(status.code, 0) << status.err;
+  EXPECT_TRUE(absl::StrContains(status.out, "killed by SIGKILL")) << status.out;
+  EXPECT_TRUE(absl::StrContains(status.out, "RESTARTS")) << status.out;
+
+  // The trainer's program now fails at once: every restart crashes, a crash loop.
+  const std::string crash = folder_.Write("crash.sh", "#!/bin/sh\necho crashing >&2\nexit 7\n");
+  fs::permissions(crash, fs::perms::owner_all);
+  fs::remove(folder_.path() + "/bin/sae-trainer");
+  fs::create_symlink(crash, folder_.path() + "/bin/sae-trainer");
+  cluster_.KillProcess("trainer-0");
+  cluster_.WaitForProcessLog("supervisor", "gave up on trainer-0", 30);
+  trainer = cluster_.Process("trainer-0");
+  EXPECT_TRUE(trainer.value("given_up", false)) << trainer.dump();
+  EXPECT_EQ(trainer.value("last_exit", ""), "exited 7") << trainer.dump();
+  EXPECT_EQ(trainer.value("restarts", 0), 2) << trainer.dump();
+  const std::string message = cluster_.Supervisor().value("message", "");
+  EXPECT_TRUE(absl::StrContains(message, "gave up on trainer-0: it exited 3 times within"))
+      << message;
+  status = Saectl("cluster status --data-dir " + DataDir());
+  EXPECT_TRUE(absl::StrContains(status.out, "given up (crash loop)")) << status.out;
+  EXPECT_TRUE(absl::StrContains(status.out, "gave up on trainer-0")) << status.out;
+  // The supervisor keeps the others going.
+  EXPECT_FALSE(Cmdline(cluster_.Process("controller").value("pid", -1)).empty());
+
+  // Fixed, `cluster up` starts it again and supervises anew.
+  fs::remove(folder_.path() + "/bin/sae-trainer");
+  fs::create_symlink(support::TestBinaryPath("sae_fake_worker"),
+                     folder_.path() + "/bin/sae-trainer");
+  Result again = cluster_.UpAgain();
+  EXPECT_EQ(again.code, 0) << again.out << again.err;
+  EXPECT_TRUE(absl::StrContains(again.out, "restarted trainer-0")) << again.out;
+  trainer = cluster_.Process("trainer-0");
+  EXPECT_FALSE(trainer.value("given_up", true)) << trainer.dump();
+  EXPECT_FALSE(Cmdline(trainer.value("pid", -1)).empty()) << trainer.dump();
+  EXPECT_TRUE(cluster_.Supervisor().value("message", "x").empty());
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <chrono>
 #include <filesystem>
 
 #include "absl/strings/match.h"
@@ -21,21 +22,37 @@
 namespace sae::support {
 namespace {
 
-nlohmann::json ReadProcesses(const std::string& data_dir) {
+nlohmann::json ReadRecord(const std::string& data_dir) {
   const std::string record = ReadWholeFile(data_dir + "/cluster.json");
   nlohmann::json j = nlohmann::json::parse(record, nullptr, false);
-  if (j.is_discarded() || !j.contains("processes")) return nlohmann::json::array();
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+nlohmann::json ReadProcesses(const std::string& data_dir) {
+  nlohmann::json j = ReadRecord(data_dir);
+  if (!j.contains("processes")) return nlohmann::json::array();
   return j["processes"];
 }
 
-// SIGKILL to every process cluster.json in `data_dir` records that still runs its program.
-void KillCluster(const std::string& data_dir) {
-  for (const auto& process : ReadProcesses(data_dir)) {
-    const int pid = process.value("pid", -1);
-    if (pid > 0 && absl::StrContains(Cmdline(pid), process.value("binary", "?"))) {
-      ::kill(pid, SIGKILL);
-    }
+// SIGKILL to `process` (a cluster.json record) if it still runs its program; whether it ran.
+bool KillRecorded(const nlohmann::json& process) {
+  const int pid = process.value("pid", -1);
+  if (pid > 0 && absl::StrContains(Cmdline(pid), process.value("binary", "?"))) {
+    ::kill(pid, SIGKILL);
+    return true;
   }
+  return false;
+}
+
+// SIGKILL to the supervisor and every process cluster.json in `data_dir` records that still
+// runs its program; the supervisor first, so that it restarts none of them.
+void KillCluster(const std::string& data_dir) {
+  const nlohmann::json record = ReadRecord(data_dir);
+  if (record.contains("supervisor") && KillRecorded(record["supervisor"])) {
+    const int pid = record["supervisor"].value("pid", -1);
+    for (int i = 0; i < 500 && !Cmdline(pid).empty(); ++i) ::usleep(10000);
+  }
+  for (const auto& process : ReadProcesses(data_dir)) KillRecorded(process);
 }
 
 }  // namespace
@@ -77,6 +94,7 @@ CommandResult LocalCluster::Up(const LocalClusterOptions& options) {
       options.activation_servers, " --trainers ", options.trainers, " --lease-seconds ",
       options.lease_seconds);
   if (options.threads > 0) absl::StrAppend(&args, " --threads ", options.threads);
+  if (options.max_restarts > 0) absl::StrAppend(&args, " --max-restarts ", options.max_restarts);
   absl::StrAppend(&args, " --wait ", options.wait_seconds);
   CommandResult up = runner_.Saectl(args, options.timeout_seconds);
   const std::string address = ServerAddress(up);
@@ -91,17 +109,21 @@ std::string LocalCluster::ServerAddress(const CommandResult& up) {
       absl::StripAsciiWhitespace(up.out.substr(at + 14, up.out.find('\n', at) - at - 14)));
 }
 
-CommandResult LocalCluster::RestartExited(int timeout_seconds) {
+CommandResult LocalCluster::UpAgain(int timeout_seconds) {
   return runner_.Saectl(absl::StrCat("cluster up --data-dir ", data_dir_, " --wait 60"),
                         timeout_seconds);
 }
 
 CommandResult LocalCluster::Down(int down_timeout_seconds, int timeout_seconds,
                                  std::vector<std::string>* survivors) {
-  const nlohmann::json processes = Processes();
+  nlohmann::json processes = Processes();
+  const nlohmann::json supervisor = Supervisor();
+  if (!supervisor.empty()) processes.push_back(supervisor);
   CommandResult down = runner_.Saectl(
       absl::StrCat("cluster down --data-dir ", data_dir_, " --timeout ", down_timeout_seconds),
       timeout_seconds);
+  // And the record as the supervisor left it, when cluster down failed to remove it.
+  for (const auto& process : Processes()) processes.push_back(process);
   for (const auto& process : processes) {
     const int pid = process.value("pid", -1);
     if (pid > 0 && !Cmdline(pid).empty()) {
@@ -113,6 +135,34 @@ CommandResult LocalCluster::Down(int down_timeout_seconds, int timeout_seconds,
 }
 
 nlohmann::json LocalCluster::Processes() const { return ReadProcesses(data_dir_); }
+
+nlohmann::json LocalCluster::Process(const std::string& name) const {
+  for (const auto& process : Processes()) {
+    if (process.value("name", "") == name) return process;
+  }
+  return nlohmann::json::object();
+}
+
+nlohmann::json LocalCluster::Supervisor() const {
+  nlohmann::json record = ReadRecord(data_dir_);
+  return record.contains("supervisor") ? record["supervisor"] : nlohmann::json::object();
+}
+
+nlohmann::json LocalCluster::WaitForRestart(const std::string& name, int restarts, int seconds) {
+  nlohmann::json process;
+  const bool restarted = Eventually(
+      [&] {
+        process = Process(name);
+        const int pid = process.value("pid", -1);
+        return process.value("restarts", 0) >= restarts && pid > 0 && !Cmdline(pid).empty();
+      },
+      std::chrono::seconds(seconds));
+  if (!restarted) {
+    ADD_FAILURE() << name << " was not restarted " << restarts << " time(s): " << process.dump()
+                  << "\nsupervisor log:\n" << ReadWholeFile(data_dir_ + "/logs/supervisor.log");
+  }
+  return process;
+}
 
 void LocalCluster::KillProcess(const std::string& name) {
   const nlohmann::json processes = Processes();

@@ -1,6 +1,7 @@
 // Test support: a local cluster that `saectl cluster up` starts (the real controller and
-// workers, or stand-ins), driven through saectl as a user drives it, and what the tests that
-// use one share: the reaper, process kills, log waits, the gpt2-tiny run they train.
+// workers, or stand-ins) and its supervisor keeps running, driven through saectl as a user
+// drives it, and what the tests that use one share: the reaper, process kills, log waits, the
+// gpt2-tiny run they train.
 #ifndef SAE_TESTS_SUPPORT_LOCAL_CLUSTER_H_
 #define SAE_TESTS_SUPPORT_LOCAL_CLUSTER_H_
 
@@ -26,6 +27,7 @@ struct LocalClusterOptions {
   double lease_seconds = 2;
   int threads = 1;  // --threads; 0 leaves the flag out
   int wait_seconds = 60;
+  int max_restarts = 0;      // --max-restarts of the supervisor; 0 leaves the flag out
   int timeout_seconds = 90;  // of the saectl call
 };
 
@@ -33,8 +35,9 @@ class LocalCluster {
  public:
   // A cluster with its data in `data_dir` (made by `cluster up`), whose saectl calls go through
   // `runner`. With `reaper`, a child process outlives this test process only to kill the
-  // cluster it leaves behind (the test was killed by a timeout, say): `cluster up` starts the
-  // workers in sessions of their own, so nothing else would.
+  // cluster it leaves behind, its supervisor first (the test was killed by a timeout, say):
+  // `cluster up` starts the supervisor and the workers in sessions of their own, so nothing
+  // else would.
   LocalCluster(std::string data_dir, CommandRunner& runner, bool reaper = true);
   ~LocalCluster();  // ends the reaper; the cluster itself ends with Down
   LocalCluster(const LocalCluster&) = delete;
@@ -49,22 +52,35 @@ class LocalCluster {
   // The address after SAECTL_SERVER= in `up`'s output, or "" when there is none.
   static std::string ServerAddress(const CommandResult& up);
 
-  // `saectl cluster up` on the existing cluster: starts its exited processes again.
-  CommandResult RestartExited(int timeout_seconds = 90);
+  // `saectl cluster up` on the existing cluster: starts its exited processes again (those its
+  // supervisor gave up on) and supervises them anew.
+  CommandResult UpAgain(int timeout_seconds = 90);
 
-  // `saectl cluster down --timeout down_timeout_seconds`, then SIGKILL to each process
-  // cluster.json recorded that still runs; those processes' records go to `survivors`.
+  // `saectl cluster down --timeout down_timeout_seconds`, then SIGKILL to the supervisor and
+  // each process cluster.json recorded that still runs; their records go to `survivors`.
   CommandResult Down(int down_timeout_seconds, int timeout_seconds,
                      std::vector<std::string>* survivors);
 
   // cluster.json's "processes" (an empty array when there is no record).
   nlohmann::json Processes() const;
 
+  // cluster.json's record of process `name` ({} when there is none).
+  nlohmann::json Process(const std::string& name) const;
+
+  // cluster.json's "supervisor" ({} when there is none).
+  nlohmann::json Supervisor() const;
+
+  // Polls cluster.json every 20 ms until the supervisor restarted process `name` at least
+  // `restarts` times in all and the restarted process runs; a failure of the current test after
+  // `seconds`. Returns the process's record.
+  nlohmann::json WaitForRestart(const std::string& name, int restarts, int seconds);
+
   // SIGKILL to the cluster's process `name` ("trainer-1", "controller", ...); returns once it
   // is gone. A failure of the current test when there is no such process or it survives.
   void KillProcess(const std::string& name);
 
-  // Polls the log file of the cluster's process `name` ("trainer-0", ...) every 20 ms until it
+  // Polls the log file of the cluster's process `name` ("trainer-0", "supervisor", ...) every
+  // 20 ms until it
   // contains `text`; a failure of the current test after `seconds`. Far quicker than
   // `saectl logs` (a process start per poll), for a test that must act while a run is at a
   // given point.

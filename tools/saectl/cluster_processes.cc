@@ -10,6 +10,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cstring>
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
@@ -29,7 +30,11 @@ nlohmann::json ToJson(const Process& p) {
           {"address", p.address},
           {"metrics_port", p.metrics_port},
           {"log", p.log},
-          {"args", p.args}};
+          {"args", p.args},
+          {"restarts", p.restarts},
+          {"last_exit", p.last_exit},
+          {"last_exit_ms", p.last_exit_ms},
+          {"given_up", p.given_up}};
 }
 
 Process FromJson(const nlohmann::json& j) {
@@ -41,7 +46,52 @@ Process FromJson(const nlohmann::json& j) {
   p.metrics_port = j.value("metrics_port", -1);
   p.log = j.value("log", "");
   p.args = j.value("args", std::vector<std::string>{});
+  p.restarts = j.value("restarts", 0);
+  p.last_exit = j.value("last_exit", "");
+  p.last_exit_ms = j.value("last_exit_ms", int64_t{0});
+  p.given_up = j.value("given_up", false);
   return p;
+}
+
+namespace {
+
+nlohmann::json ToJson(const SupervisorRecord& s) {
+  return {{"pid", s.pid},
+          {"binary", kSupervisorBinary},
+          {"log", s.log},
+          {"max_restarts", s.max_restarts},
+          {"restart_window_seconds", s.restart_window_seconds},
+          {"message", s.message}};
+}
+
+SupervisorRecord SupervisorFromJson(const nlohmann::json& j) {
+  SupervisorRecord s;
+  s.pid = j.value("pid", -1);
+  s.log = j.value("log", "");
+  s.max_restarts = j.value("max_restarts", 0);
+  s.restart_window_seconds = j.value("restart_window_seconds", 0.0);
+  s.message = j.value("message", "");
+  return s;
+}
+
+}  // namespace
+
+bool SupervisorRunning(const SupervisorRecord& s) {
+  Process p;
+  p.pid = s.pid;
+  p.binary = kSupervisorBinary;
+  return IsRunning(p);
+}
+
+std::string DescribeExit(int wait_status) {
+  if (WIFEXITED(wait_status)) return absl::StrCat("exited ", WEXITSTATUS(wait_status));
+  if (WIFSIGNALED(wait_status)) {
+    const int signal = WTERMSIG(wait_status);
+    const char* name = sigabbrev_np(signal);
+    return name != nullptr ? absl::StrCat("killed by SIG", name)
+                           : absl::StrCat("killed by signal ", signal);
+  }
+  return "exited";
 }
 
 // Free loopback ports, found by binding port 0; held until all are picked so none repeats.
@@ -151,7 +201,7 @@ std::string LogTail(const std::string& log) {
   return std::string(absl::StripTrailingAsciiWhitespace(tail));
 }
 
-absl::StatusOr<std::vector<Process>> LoadCluster(const std::string& data_dir) {
+absl::StatusOr<ClusterRecord> LoadClusterRecord(const std::string& data_dir) {
   std::string path = absl::StrCat(data_dir, "/", kClusterFile);
   absl::StatusOr<std::string> text = ReadFile(path);
   if (absl::IsNotFound(text.status())) {
@@ -164,15 +214,29 @@ absl::StatusOr<std::vector<Process>> LoadCluster(const std::string& data_dir) {
   if (j.is_discarded() || !j.contains("processes")) {
     return absl::DataLossError(absl::StrCat(path, " is not a cluster record"));
   }
-  std::vector<Process> processes;
-  for (const nlohmann::json& p : j["processes"]) processes.push_back(FromJson(p));
-  return processes;
+  ClusterRecord record;
+  for (const nlohmann::json& p : j["processes"]) record.processes.push_back(FromJson(p));
+  if (j.contains("supervisor")) record.supervisor = SupervisorFromJson(j["supervisor"]);
+  return record;
+}
+
+absl::Status SaveClusterRecord(const std::string& data_dir, const ClusterRecord& record) {
+  nlohmann::json j = {{"processes", nlohmann::json::array()},
+                      {"supervisor", ToJson(record.supervisor)}};
+  for (const Process& p : record.processes) j["processes"].push_back(ToJson(p));
+  return WriteFileAtomically(absl::StrCat(data_dir, "/", kClusterFile), j.dump(2) + "\n");
+}
+
+absl::StatusOr<std::vector<Process>> LoadCluster(const std::string& data_dir) {
+  SAE_ASSIGN_OR_RETURN(ClusterRecord record, LoadClusterRecord(data_dir));
+  return std::move(record.processes);
 }
 
 absl::Status SaveCluster(const std::string& data_dir, const std::vector<Process>& processes) {
-  nlohmann::json j = {{"processes", nlohmann::json::array()}};
-  for (const Process& p : processes) j["processes"].push_back(ToJson(p));
-  return WriteFileAtomically(absl::StrCat(data_dir, "/", kClusterFile), j.dump(2) + "\n");
+  ClusterRecord record;
+  if (absl::StatusOr<ClusterRecord> old = LoadClusterRecord(data_dir); old.ok()) record = *old;
+  record.processes = processes;
+  return SaveClusterRecord(data_dir, record);
 }
 
 }  // namespace sae::saectl

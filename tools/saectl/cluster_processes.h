@@ -1,10 +1,11 @@
 // The processes of a local cluster (`saectl cluster`): how they are recorded in
-// DATA_DIR/cluster.json, started, checked and stopped.
+// DATA_DIR/cluster.json (with the supervisor that restarts them), started, checked and stopped.
 #ifndef SAE_TOOLS_SAECTL_CLUSTER_PROCESSES_H_
 #define SAE_TOOLS_SAECTL_CLUSTER_PROCESSES_H_
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,10 +26,37 @@ struct Process {
   int metrics_port = -1;
   std::string log;
   std::vector<std::string> args;  // the command line it was started with
+  // Kept by the supervisor (cluster_supervisor.h).
+  int restarts = 0;           // times the supervisor started it again
+  std::string last_exit;      // "killed by SIGKILL", "exited 1", "" before any exit
+  int64_t last_exit_ms = 0;   // when, in Unix milliseconds
+  bool given_up = false;      // it crash-looped: the supervisor no longer restarts it
 };
 
 nlohmann::json ToJson(const Process& p);
 Process FromJson(const nlohmann::json& j);
+
+// The supervisor of a cluster (a `saectl cluster up` that stayed behind), as cluster.json
+// records it. pid -1: none was started.
+struct SupervisorRecord {
+  pid_t pid = -1;
+  std::string log;
+  int max_restarts = 0;       // restarts of one process within `restart_window_seconds`...
+  double restart_window_seconds = 0;  // ...before it gives up on that process
+  std::string message;        // what it last gave up on; "" while all is well
+};
+
+// What DATA_DIR/cluster.json holds.
+struct ClusterRecord {
+  std::vector<Process> processes;
+  SupervisorRecord supervisor;
+};
+
+// The program name the supervisor runs as (argv[0]'s file name), for IsRunning.
+inline constexpr char kSupervisorBinary[] = "saectl";
+
+// Whether the supervisor `s` runs (as saectl; a pid may be reused).
+bool SupervisorRunning(const SupervisorRecord& s);
 
 // Free loopback ports, found by binding port 0; held until all are picked so none repeats.
 absl::StatusOr<std::vector<int>> FreePorts(int count);
@@ -53,9 +81,15 @@ void StopChildren(const std::vector<Process>& processes);
 // The last lines of a process's log, for error messages.
 std::string LogTail(const std::string& log);
 
-// DATA_DIR/cluster.json; an empty list when there is none.
+// DATA_DIR/cluster.json; NotFound (saying how to start one) when there is none.
+absl::StatusOr<ClusterRecord> LoadClusterRecord(const std::string& data_dir);
+absl::Status SaveClusterRecord(const std::string& data_dir, const ClusterRecord& record);
+// The processes alone; saving them keeps the supervisor's record as it is on disk.
 absl::StatusOr<std::vector<Process>> LoadCluster(const std::string& data_dir);
 absl::Status SaveCluster(const std::string& data_dir, const std::vector<Process>& processes);
+
+// How a wait status reads: "exited 1", "killed by SIGKILL".
+std::string DescribeExit(int wait_status);
 
 }  // namespace sae::saectl
 
