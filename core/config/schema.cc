@@ -320,10 +320,13 @@ Table BuildTable() {
         Between(0.0, 0.5));
 
   t.Group("Device");
-  t.Add("device", &C::device, kSeed, "cpu, cuda (each process uses its own GPU) or cuda:N.",
+  t.Add("device", &C::device, kSeed,
+        "Where training runs. This build runs everything on the CPU; cuda and cuda:N are "
+        "refused (below).",
         Device());
   t.Add("dtype", &C::dtype, kSeed,
-        "Parameters and activations in training; torch.float32 etc. are accepted.");
+        "Precision of the SAE in training. Only float32 trains; bfloat16 and float16 are "
+        "refused (below). torch.float32 etc. are accepted.");
 
   t.Group("Distributed");
   t.Add("activation_servers", &C::activation_servers, kOurs,

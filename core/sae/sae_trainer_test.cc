@@ -220,6 +220,26 @@ TEST_F(SaeTrainerStateTest, MetricsFollowTheSeedsDefinitions) {
   EXPECT_NEAR(centre_sum / 64.0, window->mean_log10_feature_sparsity, 0.25 + 1e-6);
 }
 
+TEST_F(SaeTrainerStateTest, ResamplingTakesEveryFeatureBelowTheDeadFeatureThreshold) {
+  for (double threshold : {0.5, 1e-8}) {
+    o_.dead_feature_threshold = threshold;
+    SaeTrainer trainer(o_, nullptr);
+    ASSERT_TRUE(trainer.InitializeDecoderBias(Batch(-1)).ok());
+    auto source = [] { return absl::StatusOr<at::Tensor>(Batch(99)); };
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(trainer.Step(Batch(i), source).ok());
+    // The window's frequencies, as the fifth step (which ends the window of 5) reads them.
+    const at::Tensor frequency = trainer.FeatureSparsity();
+    const int64_t below = (frequency < threshold).sum().item<int64_t>();
+    const int64_t never_fired = (frequency == 0).sum().item<int64_t>();
+    if (threshold == 0.5) ASSERT_GT(below, never_fired) << "the threshold must matter here";
+    auto m = trainer.Step(Batch(4), source);
+    ASSERT_TRUE(m.ok()) << m.status();
+    ASSERT_TRUE(m->sparsity.has_value());
+    EXPECT_EQ(m->sparsity->resampled, below) << "dead_feature_threshold " << threshold;
+    EXPECT_EQ(m->sparsity->dead_by_threshold, below);
+  }
+}
+
 TEST_F(SaeTrainerStateTest, ABatchOfTheWrongWidthIsRejected) {
   SaeTrainer trainer(o_, nullptr);
   EXPECT_EQ(trainer.Step(at::zeros({4, 8})).status().code(), absl::StatusCode::kInvalidArgument);
