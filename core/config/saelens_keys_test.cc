@@ -141,6 +141,17 @@ TEST(SaeLens6SpellingTest, WarnsAboutSaeLensSettingsWithNoEffectHere) {
   EXPECT_THAT(Read("streaming: true\n")->source.warnings, IsEmpty());
 }
 
+TEST(SaeLens6SpellingTest, WarnsThatTheSeedsConstantScheduleDoesNotWarmUp) {
+  absl::StatusOr<RunConfig> c = Read("lr_scheduler_name: constant\nlr_warm_up_steps: 100\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT(c->source.warnings,
+              ElementsAre(HasSubstr("run.yaml:4: lr_warm_up_steps: ignored by lr_scheduler_name "
+                                    "constant (line 3)")));
+  EXPECT_THAT(Read("lr_scheduler_name: constantwithwarmup\nlr_warm_up_steps: 100\n")
+                  ->source.warnings,
+              IsEmpty());
+}
+
 TEST(SaeLens6SpellingTest, SetsKeysByTheirSaeLensNames) {
   absl::StatusOr<RunConfig> c = ParseRunConfig(
       kPaths, "run.yaml", {"sae.architecture=topk", "sae.k=8", "hook_name=blocks.1.hook_mlp_out"});

@@ -232,6 +232,17 @@ void CollectWarnings(RunConfig& config) {
          "bias at the data");
   }
   WarnAboutIgnoredKeys(config);
+  const bool warms_up = config.lr_scheduler_name == LrScheduler::kConstantWithWarmup ||
+                        config.lr_scheduler_name == LrScheduler::kLinearWarmupDecay ||
+                        config.lr_scheduler_name == LrScheduler::kCosineAnnealingWarmup;
+  if (!warms_up && config.lr_warm_up_steps > 0 && config.source.Given("lr_warm_up_steps")) {
+    Warn(config, "lr_warm_up_steps",
+         absl::StrCat("ignored by lr_scheduler_name ", ToString(config.lr_scheduler_name), " ",
+                      Where(config, "lr_scheduler_name"),
+                      ": the seed's schedules warm up only in constantwithwarmup, "
+                      "linearwarmupdecay and cosineannealingwarmup (SAELens 6 warms up every "
+                      "schedule); use one of those"));
+  }
 }
 
 }  // namespace
