@@ -109,6 +109,8 @@ struct RunConfig {
 
   // ---- Training ----
   double lr = defaults::kLr;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
   double l1_coefficient = defaults::kL1Coefficient;
   int64_t l1_warm_up_steps = defaults::kL1WarmUpSteps;
   double aux_k_coefficient = defaults::kAuxKCoefficient;

@@ -171,8 +171,6 @@ std::vector<PeerKey> BuildTable() {
                        "the forward takes no extra arguments"));
   t.push_back(Required("resume_from_checkpoint", "null", IsNullValue,
                        "resume with saectl train --resume DIR (a cluster run resumes by itself)"));
-  t.push_back(Required("adam_beta1", "0.9", Number(0.9), "Adam's betas are 0.9 and 0.999"));
-  t.push_back(Required("adam_beta2", "0.999", Number(0.999), "Adam's betas are 0.9 and 0.999"));
   t.push_back(Required("lr_decay_steps", "0", Number(0),
                        "the schedules decay as lr_scheduler_name says (docs/config.md)"));
   t.push_back(Required("n_restart_cycles", "1", Number(1),

@@ -108,9 +108,10 @@ TEST(SaeLens6SpellingTest, NamesTheKeyAsWrittenInErrorsAndWarnings) {
 }
 
 TEST(SaeLens6SpellingTest, RefusesSaeLensSettingsThatWouldNotHappenHere) {
-  EXPECT_EQ(ErrorOf("adam_beta1: 0.8\n"),
-            "run.yaml:3: adam_beta1: 0.8 is not supported: Adam's betas are 0.9 and 0.999; "
-            "allowed: 0.9 (SAELens 6 spelling, docs/config.md)");
+  EXPECT_EQ(ErrorOf("lr_decay_steps: 10\n"),
+            "run.yaml:3: lr_decay_steps: 10 is not supported: the schedules decay as "
+            "lr_scheduler_name says (docs/config.md); allowed: 0 (SAELens 6 spelling, "
+            "docs/config.md)");
   EXPECT_THAT(ErrorOf("sae:\n  normalize_activations: expected_average_only_in\n"),
               HasSubstr("run.yaml:4: sae.normalize_activations: expected_average_only_in is not "
                         "supported"));
@@ -120,7 +121,7 @@ TEST(SaeLens6SpellingTest, RefusesSaeLensSettingsThatWouldNotHappenHere) {
               HasSubstr("run.yaml:3: model_from_pretrained_kwargs: center_writing_weights false "
                         "with fold_ln, center_unembed, fold_value_biases true"));
   EXPECT_THAT(ErrorOf("llm_device: cuda\n"), HasSubstr("run.yaml:3: llm_device: cuda is not"));
-  EXPECT_TRUE(Read("adam_beta1: 0.9\nadam_beta2: 0.999\nseqpos_slice: [null]\n"
+  EXPECT_TRUE(Read("lr_decay_steps: 0\nn_restart_cycles: 1\nseqpos_slice: [null]\n"
                    "llm_device: null\nact_store_device: with_model\nexclude_special_tokens: false\n"
                    "sequence_separator_token: bos\nmodel_class_name: HookedTransformer\n")
                   .ok());
@@ -150,6 +151,14 @@ TEST(SaeLens6SpellingTest, WarnsThatTheSeedsConstantScheduleDoesNotWarmUp) {
   EXPECT_THAT(Read("lr_scheduler_name: constantwithwarmup\nlr_warm_up_steps: 100\n")
                   ->source.warnings,
               IsEmpty());
+}
+
+TEST(SaeLens6SpellingTest, ReadsAdamsBetas) {
+  absl::StatusOr<RunConfig> c = Read("adam_beta1: 0.8\nadam_beta2: 0.99\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->adam_beta1, 0.8);
+  EXPECT_EQ(c->adam_beta2, 0.99);
+  EXPECT_EQ(ErrorOf("adam_beta2: 1\n"), "run.yaml:3: adam_beta2: must be in [0, 1), got 1");
 }
 
 TEST(SaeLens6SpellingTest, SetsKeysByTheirSaeLensNames) {

@@ -52,6 +52,15 @@ Rule<double> Between(double low, double high) {
           }};
 }
 
+// Adam's betas: 1 would make its bias correction divide by zero.
+Rule<double> BelowOne() {
+  return {"in [0, 1)", [](const double& value) {
+            if (value >= 0 && value < 1) return absl::OkStatus();
+            return absl::InvalidArgumentError(
+                absl::StrCat("must be in [0, 1), got ", FormatDouble(value)));
+          }};
+}
+
 Rule<std::string> NonEmpty() {
   return {"non-empty string", [](const std::string& value) {
             if (!value.empty()) return absl::OkStatus();
@@ -225,7 +234,11 @@ Table BuildTable() {
         "SAELens-format SAE folder to start from instead of a fresh init.", NonEmpty());
 
   t.Group("Training");
-  t.Add("lr", &C::lr, kSeed, "Adam learning rate (betas 0.9, 0.999).", Positive());
+  t.Add("lr", &C::lr, kSeed, "Adam learning rate.", Positive());
+  t.Add("adam_beta1", &C::adam_beta1, kOurs,
+        "Adam's beta1 (SAELens 6's key; the seed always used 0.9).", BelowOne());
+  t.Add("adam_beta2", &C::adam_beta2, kOurs,
+        "Adam's beta2 (SAELens 6's key; the seed always used 0.999).", BelowOne());
   t.Add("l1_coefficient", &C::l1_coefficient, kSeed, "standard: weight of the L1 sparsity penalty.",
         AtLeast(0.0));
   t.Add("l1_warm_up_steps", &C::l1_warm_up_steps, kOurs,

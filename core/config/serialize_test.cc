@@ -38,6 +38,8 @@ RunConfig Unusual() {
   c.b_dec_init_method = BDecInitMethod::kMean;
   c.from_pretrained_path = "true";
   c.lr = 1.0 / 3;
+  c.adam_beta1 = 0.5;
+  c.adam_beta2 = 0.95;
   c.l1_coefficient = 8e-5;
   c.l1_warm_up_steps = 100;
   c.lr_scheduler_name = LrScheduler::kCosineAnnealingWarmRestarts;

@@ -29,7 +29,7 @@ SaeTrainer::SaeTrainer(const TrainerOptions& options, SaeParameters params, Coll
     : options_(options),
       collective_(collective != nullptr ? collective : &single_),
       sae_(options.sae, std::move(params)),
-      adam_(sae_.params().List()),
+      adam_(sae_.params().List(), options.adam_beta1, options.adam_beta2),
       buffer_(options.sae.d_in, options.sae.d_sae),
       generator_(at::detail::createCPUGenerator(options.seed + 1)) {
   passes_since_fired_ = at::zeros({options.sae.d_sae}, at::kLong);

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 
+#include "core/sae/adam.h"
 #include "support/temp_dir.h"
 
 namespace sae::sparse {
@@ -238,6 +240,33 @@ TEST_F(SaeTrainerStateTest, ResamplingTakesEveryFeatureBelowTheDeadFeatureThresh
     EXPECT_EQ(m->sparsity->resampled, below) << "dead_feature_threshold " << threshold;
     EXPECT_EQ(m->sparsity->dead_by_threshold, below);
   }
+}
+
+// torch.optim.Adam's update written out in double precision, with the given betas.
+TEST(AdamTest, FollowsTorchsAlgorithmWithTheGivenBetas) {
+  const double beta1 = 0.5, beta2 = 0.9, eps = 1e-8, lr = 0.1;
+  at::Tensor param = at::tensor({1.0f, -2.0f, 0.5f});
+  at::Tensor expected = param.to(at::kDouble);
+  at::Tensor m = at::zeros_like(expected), v = at::zeros_like(expected);
+  Adam adam({param}, beta1, beta2);
+  for (int t = 1; t <= 3; ++t) {
+    at::Tensor grad = at::tensor({0.3f * t, -1.0f, 2.0f / t});
+    adam.Step({param}, {grad}, lr);
+    const at::Tensor g = grad.to(at::kDouble);
+    m = beta1 * m + (1 - beta1) * g;
+    v = beta2 * v + (1 - beta2) * g * g;
+    const at::Tensor m_hat = m / (1 - std::pow(beta1, t));
+    const at::Tensor denom = (v / (1 - std::pow(beta2, t))).sqrt() + eps;
+    expected = expected - lr * m_hat / denom;
+  }
+  EXPECT_LE((param.to(at::kDouble) - expected).abs().max().item<double>(), 1e-6);
+  // With the default betas (0.9, 0.999) the same gradients land elsewhere.
+  at::Tensor other = at::tensor({1.0f, -2.0f, 0.5f});
+  Adam defaults({other});
+  for (int t = 1; t <= 3; ++t) {
+    defaults.Step({other}, {at::tensor({0.3f * t, -1.0f, 2.0f / t})}, lr);
+  }
+  EXPECT_GT((other.to(at::kDouble) - expected).abs().max().item<double>(), 1e-3);
 }
 
 TEST_F(SaeTrainerStateTest, ABatchOfTheWrongWidthIsRejected) {
