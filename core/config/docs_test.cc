@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/config/run_config.h"
+#include "core/config/saelens_keys.h"
 #include "core/config/schema.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -137,6 +138,19 @@ TEST(SchemaTest, SuggestsTheClosestKeyForATypo) {
   EXPECT_EQ(ClosestKey("completely_different"), "");
 }
 
+// docs/config.md's table of SAELens 6 names: rows | `name` | ... in section "SAELens 6 spelling".
+TEST(DocsConfigMdTest, DocumentsEverySaeLens6Name) {
+  std::string markdown = ReadText(SourceDir() + "/docs/config.md");
+  size_t begin = markdown.find("\n## SAELens 6 spelling\n");
+  ASSERT_NE(begin, std::string::npos) << "docs/config.md has no section SAELens 6 spelling";
+  size_t end = markdown.find("\n## ", begin + 1);
+  std::string section = markdown.substr(begin, end - begin);
+  for (const internal::PeerKey& peer : internal::PeerKeys()) {
+    EXPECT_NE(section.find("| `" + peer.name + "` |"), std::string::npos)
+        << "docs/config.md (SAELens 6 spelling) does not list " << peer.name;
+  }
+}
+
 TEST(ExamplesTest, EveryExampleParses) {
   std::filesystem::path dir = std::filesystem::path(SourceDir()) / "examples";
   int parsed = 0;
@@ -147,6 +161,25 @@ TEST(ExamplesTest, EveryExampleParses) {
     ++parsed;
   }
   EXPECT_GE(parsed, 1);
+}
+
+TEST(ExamplesTest, SaeLens6TopKReadsAsTheSameKeysInTheSeedsSpelling) {
+  absl::StatusOr<RunConfig> c = LoadRunConfig(SourceDir() + "/examples/saelens6-topk.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->hook_point, "blocks.2.hook_resid_pre");
+  EXPECT_EQ(c->architecture, Architecture::kTopK);
+  EXPECT_EQ(c->k, 64);
+  EXPECT_EQ(c->d_sae, 24576);
+  EXPECT_EQ(c->total_training_tokens, 300'000'000);
+  EXPECT_EQ(c->train_batch_size, 4096);
+  EXPECT_EQ(c->store_batch_size, 32);
+  EXPECT_EQ(c->run_name, "saelens6-topk");
+  EXPECT_EQ(c->lr_scheduler_name, LrScheduler::kConstant);
+  EXPECT_EQ(c->source.spellings.at("k"), "sae.k");
+  // What --dry-run prints reads back as the same config.
+  absl::StatusOr<RunConfig> again = ParseRunConfig(ToYaml(*c), "dry-run.yaml");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *c);
 }
 
 TEST(ExamplesTest, Gpt2SmallResidIsTheSeedsRecipe) {

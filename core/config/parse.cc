@@ -1,11 +1,13 @@
 // ParseRunConfig, LoadRunConfig and the --set overrides: YAML in, typed keys out.
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/config/field.h"
 #include "core/config/run_config.h"
+#include "core/config/saelens_keys.h"
 #include "core/config/schema.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
@@ -46,7 +48,9 @@ std::string UnknownKeyMessage(absl::string_view key, bool value_is_mapping) {
   std::string closest = ClosestKey(key);
   if (!closest.empty()) absl::StrAppend(&message, " did you mean ", closest, "?");
   if (value_is_mapping) {
-    absl::StrAppend(&message, " run.yaml is a flat mapping: write each key at the top level.");
+    absl::StrAppend(&message,
+                    " run.yaml is a flat mapping (besides SAELens 6's sae: and logger: blocks): "
+                    "write each key at the top level.");
   }
   absl::StrAppend(&message, " docs/config.md lists every key.");
   return message;
@@ -68,6 +72,106 @@ absl::Status SetKey(const Field& field, const YAML::Node& value, RunConfig& conf
 void LetDSaeDecideWidth(RunConfig& config) {
   if (config.d_sae && !config.source.Given("expansion_factor")) config.expansion_factor.reset();
 }
+
+// Reads the keys of one file into a config, in either spelling (saelens_keys.h).
+class KeyReader {
+ public:
+  explicit KeyReader(RunConfig& config) : config_(config) {}
+
+  // SAELens 6's `sae:` or `logger:` block: each of its keys is read as "block.key".
+  absl::Status ReadBlock(const std::string& block, int line, const YAML::Node& value) {
+    if (value.IsNull()) return absl::OkStatus();
+    if (!value.IsMap()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          config_.source.name, ":", line, ": ", block, ": expected a mapping (SAELens 6's ",
+          block, " block), got ", NodeKindName(value)));
+    }
+    for (const auto& entry : value) {
+      int inner_line = entry.first.Mark().line + 1;
+      if (!entry.first.IsScalar()) {
+        return absl::InvalidArgumentError(absl::StrCat(config_.source.name, ":", inner_line,
+                                                       ": keys must be plain names such as k"));
+      }
+      SAE_RETURN_IF_ERROR(Read(absl::StrCat(block, ".", entry.first.Scalar()), inner_line,
+                               entry.second));
+    }
+    return absl::OkStatus();
+  }
+
+  // One key as written (`name`, "sae.k" inside a block) on `line`.
+  absl::Status Read(const std::string& name, int line, const YAML::Node& value) {
+    if (const Field* field = internal::FindField(name)) return Set(*field, name, line, value);
+    std::optional<internal::PeerKey> peer = internal::FindPeerKey(name);
+    if (!peer) {
+      RunConfig located = config_;
+      located.source.lines[name] = line;
+      return ConfigKeyError(located, name, UnknownKeyMessage(name, value.IsMap()));
+    }
+    auto where = [&] { return absl::StrCat(config_.source.name, ":", line, ": ", name, ": "); };
+    switch (peer->kind) {
+      case internal::PeerKeyKind::kAlias:
+        return Set(*internal::FindField(peer->key), name, line, value);
+      case internal::PeerKeyKind::kProcessing: {
+        absl::StatusOr<Processing> processing = internal::ProcessingFromKwargs(value);
+        if (!processing.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where(), processing.status().message()));
+        }
+        return Set(*internal::FindField("processing"), name, line,
+                   YAML::Node(std::string(ToString(*processing))));
+      }
+      case internal::PeerKeyKind::kRequired:
+        if (peer->accepts(value)) return absl::OkStatus();
+        return absl::InvalidArgumentError(
+            absl::StrCat(where(), internal::ShortYaml(value), " is not supported: ", peer->note,
+                         "; allowed: ", peer->accepted, " (SAELens 6 spelling, docs/config.md)"));
+      case internal::PeerKeyKind::kNoEffect:
+        if (!peer->accepts(value)) {
+          config_.source.read_warnings.push_back(absl::StrCat(
+              where(), internal::ShortYaml(value), " has no effect here: ", peer->note));
+        }
+        return absl::OkStatus();
+      case internal::PeerKeyKind::kRecord:
+        return absl::OkStatus();
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  // Sets `field` from `value`, written as `name` on `line`. A key already written in the other
+  // spelling must have the same value.
+  absl::Status Set(const Field& field, const std::string& name, int line,
+                   const YAML::Node& value) {
+    const std::string& key = field.spec.name;
+    auto previous = config_.source.lines.find(key);
+    if (previous == config_.source.lines.end()) {
+      config_.source.lines.emplace(key, line);
+      if (name != key) config_.source.spellings[key] = name;
+      return SetKey(field, value, config_);
+    }
+    auto spelling = config_.source.spellings.find(key);
+    const std::string previous_name =
+        spelling != config_.source.spellings.end() ? spelling->second : key;
+    const int previous_line = previous->second;
+    if (previous_name == name) {
+      return absl::InvalidArgumentError(absl::StrCat(config_.source.name, ":", line, ": ", name,
+                                                     ": given twice, on lines ", previous_line,
+                                                     " and ", line, "; keep one"));
+    }
+    // Read the second spelling on its own and compare.
+    RunConfig second = config_;
+    second.source.lines[key] = line;
+    second.source.spellings[key] = name;
+    SAE_RETURN_IF_ERROR(SetKey(field, value, second));
+    if (field.equal(second, config_)) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        config_.source.name, ":", line, ": ", name, ": ", field.to_yaml(second),
+        " contradicts ", previous_name, ": ", field.to_yaml(config_), " on line ", previous_line,
+        " (the same key, ", key, ", in SAELens 6's and the seed's spelling); keep one"));
+  }
+
+  RunConfig& config_;
+};
 
 }  // namespace
 
@@ -97,6 +201,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
         source_name, ":", root.Mark().line + 1,
         ": expected a mapping of `key: value` lines at the top level, got ", NodeKindName(root)));
   }
+  KeyReader reader(config);
   for (const auto& entry : root) {
     const YAML::Node& key_node = entry.first;
     int line = key_node.Mark().line + 1;
@@ -105,17 +210,11 @@ absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
           absl::StrCat(source_name, ":", line, ": keys must be plain names such as lr"));
     }
     const std::string& key = key_node.Scalar();
-    auto [previous, inserted] = config.source.lines.emplace(key, line);
-    if (!inserted) {
-      return absl::InvalidArgumentError(absl::StrCat(source_name, ":", line, ": ", key,
-                                                     ": given twice, on lines ", previous->second,
-                                                     " and ", line, "; keep one"));
+    if (internal::IsPeerBlock(key) && internal::FindField(key) == nullptr) {
+      SAE_RETURN_IF_ERROR(reader.ReadBlock(key, line, entry.second));
+      continue;
     }
-    const Field* field = internal::FindField(key);
-    if (field == nullptr) {
-      return ConfigKeyError(config, key, UnknownKeyMessage(key, entry.second.IsMap()));
-    }
-    SAE_RETURN_IF_ERROR(SetKey(*field, entry.second, config));
+    SAE_RETURN_IF_ERROR(reader.Read(key, line, entry.second));
   }
   LetDSaeDecideWidth(config);
   // Overrides come before the checks across keys, so --set can supply a required key.
@@ -143,8 +242,18 @@ absl::Status ApplyOverride(RunConfig& config, absl::string_view assignment) {
   std::string key(absl::StripAsciiWhitespace(assignment.substr(0, equals)));
   absl::string_view text = assignment.substr(equals + 1);
   RunConfig updated = config;
-  updated.source.lines[key] = RunConfigSource::kOverrideLine;
   const Field* field = internal::FindField(key);
+  if (field == nullptr) {  // SAELens 6's name of a key: --set hook_name=..., --set sae.k=32
+    std::optional<internal::PeerKey> peer = internal::FindPeerKey(key);
+    if (peer && peer->kind == internal::PeerKeyKind::kAlias) {
+      field = internal::FindField(peer->key);
+      updated.source.spellings[peer->key] = key;
+      key = peer->key;
+    }
+  } else {
+    updated.source.spellings.erase(key);
+  }
+  updated.source.lines[key] = RunConfigSource::kOverrideLine;
   if (field == nullptr) {
     return ConfigKeyError(updated, key, UnknownKeyMessage(key, /*value_is_mapping=*/false));
   }

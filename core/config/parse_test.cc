@@ -115,7 +115,7 @@ TEST(ParseRunConfigTest, ReadsTheSeedsGpt2SmallRecipe) {
       "lr_warm_up_steps: 5000\nn_batches_in_buffer: 128\ntotal_training_tokens: 300_000_000\n"
       "store_batch_size: 32\nuse_ghost_grads: True\nfeature_sampling_method: null\n"
       "feature_sampling_window: 1000\ndead_feature_window: 5000\ndead_feature_threshold: 1e-6\n"
-      "device: cuda\nseed: 42\nn_checkpoints: 10\ncheckpoint_path: checkpoints\n"
+      "device: cpu\nseed: 42\nn_checkpoints: 10\ncheckpoint_path: checkpoints\n"
       "dtype: torch.float32\n");
   EXPECT_EQ(c.hook_point_layer, 2);
   EXPECT_EQ(c.d_in, 768);
@@ -126,7 +126,7 @@ TEST(ParseRunConfigTest, ReadsTheSeedsGpt2SmallRecipe) {
   EXPECT_EQ(c.total_training_tokens, 300'000'000);
   EXPECT_TRUE(c.use_ghost_grads);
   EXPECT_EQ(c.dead_feature_threshold, 1e-6);
-  EXPECT_EQ(c.device, "cuda");
+  EXPECT_EQ(c.device, "cpu");
   EXPECT_EQ(c.dtype, DType::kFloat32);
   EXPECT_EQ(TotalTrainingSteps(c), 300'000'000 / 4096);
 }
@@ -209,10 +209,10 @@ TEST(ParseRunConfigTest, RejectsAChoiceOutsideItsAllowedValues) {
 
 TEST(ParseRunConfigTest, AcceptsChoicesInAnyCaseAndTheSeedsTorchDtypes) {
   RunConfig c = Parse(
-      "lr_scheduler_name: ConstantWithWarmup\ndtype: torch.bfloat16\nwire_dtype: float16\n"
+      "lr_scheduler_name: ConstantWithWarmup\ndtype: Torch.Float32\nwire_dtype: torch.float16\n"
       "feature_sampling_method: anthropic\nprocessing: none\n");
   EXPECT_EQ(c.lr_scheduler_name, LrScheduler::kConstantWithWarmup);
-  EXPECT_EQ(c.dtype, DType::kBFloat16);
+  EXPECT_EQ(c.dtype, DType::kFloat32);
   EXPECT_EQ(c.wire_dtype, DType::kFloat16);
   EXPECT_EQ(c.feature_sampling_method, FeatureSamplingMethod::kAnthropic);
   EXPECT_EQ(c.processing, Processing::kNone);
@@ -233,7 +233,24 @@ TEST(ParseRunConfigTest, RejectsOutOfRangeValuesSayingWhatIsAllowed) {
             "run.yaml:3: device: expected cpu, cuda or cuda:N, got 'mps'");
   EXPECT_EQ(ErrorOf("k: 0\n"), "run.yaml:3: k: must be >= 1, got 0");
   EXPECT_EQ(ErrorOf("model_name: \"\"\n"), "run.yaml:3: model_name: must not be empty");
-  EXPECT_EQ(Parse("device: cuda:1\n").device, "cuda:1");
+}
+
+TEST(ParseRunConfigTest, RefusesADeviceOrDTypeThisBuildDoesNotTrainIn) {
+  EXPECT_EQ(ErrorOf("device: cuda\n"),
+            "run.yaml:3: device: cuda is not available: this build trains on the CPU only (the "
+            "model forward, the activation buffer and the SAE all run on the CPU; there is no "
+            "CUDA path); write device: cpu");
+  EXPECT_THAT(ErrorOf("device: cuda:1\n"), HasSubstr("run.yaml:3: device: cuda:1 is not"));
+  EXPECT_THAT(ErrorOf("dtype: float16\n"),
+              HasSubstr("run.yaml:3: dtype: float16 is not supported: the SAE trains in float32 "
+                        "only"));
+  EXPECT_THAT(ErrorOf("dtype: torch.bfloat16\n"), HasSubstr("dtype: bfloat16 is not supported"));
+  absl::StatusOr<RunConfig> overridden =
+      ParseRunConfig(kMinimal, "run.yaml", {"device=cuda:0"});
+  ASSERT_FALSE(overridden.ok());
+  EXPECT_THAT(overridden.status().message(), HasSubstr("--set: device: cuda:0 is not available"));
+  EXPECT_EQ(Parse("device: cpu\ndtype: torch.float32\nwire_dtype: bfloat16\n").wire_dtype,
+            DType::kBFloat16);
 }
 
 TEST(ParseRunConfigTest, RejectsAListWhereAValueBelongs) {

@@ -21,8 +21,10 @@ std::string KeyLocation(const RunConfig& config, absl::string_view key) {
 
 absl::Status ConfigKeyError(const RunConfig& config, absl::string_view key,
                             absl::string_view message) {
+  auto spelling = config.source.spellings.find(key);
+  absl::string_view written = spelling != config.source.spellings.end() ? spelling->second : key;
   return absl::InvalidArgumentError(
-      absl::StrCat(KeyLocation(config, key), ": ", key, ": ", message));
+      absl::StrCat(KeyLocation(config, key), ": ", written, ": ", message));
 }
 
 int64_t TotalTrainingSteps(const RunConfig& config) {

@@ -3,6 +3,8 @@
 // Keys are flat and carry the names and defaults of mats_sae_training's
 // LanguageModelSAERunnerConfig, so a seed config translates line for line; the keys this
 // service adds are documented in docs/config.md (schema.h lists every key for tools and tests).
+// SAELens 6's spelling of the same config (hook_name, training_tokens, a nested `sae:` and
+// `logger:` block, ...) is read too: saelens_keys.h says what each of its names becomes.
 //
 // Life of a config:
 //   ParseRunConfig / LoadRunConfig   read YAML, check every key's type and range, check the
@@ -57,6 +59,13 @@ struct RunConfigSource {
   // code using a resolved config does not parse hook_point again. Unset before resolution.
   std::optional<model::HookPoint> resolved_hook;
 
+  // Key -> the name it was written under when that is not the key itself: SAELens 6's
+  // spelling ("hook_name" for hook_point, "sae.k" for k). Errors name the key as written.
+  std::map<std::string, std::string, std::less<>> spellings;
+  // Warnings found while reading the file (SAELens 6 keys that have no effect here), kept
+  // across ValidateRunConfig, which adds them to `warnings`.
+  std::vector<std::string> read_warnings;
+
   // True when the user wrote `key` (in the file or with --set).
   bool Given(absl::string_view key) const { return lines.find(key) != lines.end(); }
 };
@@ -100,6 +109,8 @@ struct RunConfig {
 
   // ---- Training ----
   double lr = defaults::kLr;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
   double l1_coefficient = defaults::kL1Coefficient;
   int64_t l1_warm_up_steps = defaults::kL1WarmUpSteps;
   double aux_k_coefficient = defaults::kAuxKCoefficient;
@@ -173,13 +184,14 @@ struct RunConfig {
 bool operator==(const RunConfig& a, const RunConfig& b);
 inline bool operator!=(const RunConfig& a, const RunConfig& b) { return !(a == b); }
 
-// Parses run.yaml text: a flat mapping of the keys above. `source_name` (a path or a name
-// such as "run.yaml") prefixes every error and warning. Missing keys keep their defaults; null
-// (`null`, `~` or nothing) is allowed for the optional keys. Integers may be written 4096,
-// 2_000_000 or 2e6 (when exact); numbers, booleans and integers must be plain (unquoted)
-// scalars. Calls ValidateRunConfig on the result. InvalidArgument on malformed YAML, an
-// unknown or repeated key (with the closest known key), a wrong type, an out-of-range value or
-// an impossible combination.
+// Parses run.yaml text: a flat mapping of the keys above, or SAELens 6's spelling of them
+// (saelens_keys.h); a key written in both spellings must have the same value in both, else the
+// error names both lines. `source_name` (a path or a name such as "run.yaml") prefixes every
+// error and warning. Missing keys keep their defaults; null (`null`, `~` or nothing) is allowed
+// for the optional keys. Integers may be written 4096, 2_000_000 or 2e6 (when exact); numbers,
+// booleans and integers must be plain (unquoted) scalars. Calls ValidateRunConfig on the
+// result. InvalidArgument on malformed YAML, an unknown or repeated key (with the closest known
+// key), a wrong type, an out-of-range value or an impossible combination.
 absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
                                          absl::string_view source_name);
 
@@ -230,6 +242,7 @@ absl::Status ConfigKeyError(const RunConfig& config, absl::string_view key,
                             absl::string_view message);
 
 // "run.yaml:7" for a key written on line 7, "--set" for an override, "run.yaml" otherwise.
+// Errors name the key as it was written (RunConfigSource::spellings).
 std::string KeyLocation(const RunConfig& config, absl::string_view key);
 
 // Optimiser steps of the run: total_training_tokens / train_batch_size (rounded down).

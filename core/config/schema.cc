@@ -52,6 +52,15 @@ Rule<double> Between(double low, double high) {
           }};
 }
 
+// Adam's betas: 1 would make its bias correction divide by zero.
+Rule<double> BelowOne() {
+  return {"in [0, 1)", [](const double& value) {
+            if (value >= 0 && value < 1) return absl::OkStatus();
+            return absl::InvalidArgumentError(
+                absl::StrCat("must be in [0, 1), got ", FormatDouble(value)));
+          }};
+}
+
 Rule<std::string> NonEmpty() {
   return {"non-empty string", [](const std::string& value) {
             if (!value.empty()) return absl::OkStatus();
@@ -225,7 +234,11 @@ Table BuildTable() {
         "SAELens-format SAE folder to start from instead of a fresh init.", NonEmpty());
 
   t.Group("Training");
-  t.Add("lr", &C::lr, kSeed, "Adam learning rate (betas 0.9, 0.999).", Positive());
+  t.Add("lr", &C::lr, kSeed, "Adam learning rate.", Positive());
+  t.Add("adam_beta1", &C::adam_beta1, kOurs,
+        "Adam's beta1 (SAELens 6's key; the seed always used 0.9).", BelowOne());
+  t.Add("adam_beta2", &C::adam_beta2, kOurs,
+        "Adam's beta2 (SAELens 6's key; the seed always used 0.999).", BelowOne());
   t.Add("l1_coefficient", &C::l1_coefficient, kSeed, "standard: weight of the L1 sparsity penalty.",
         AtLeast(0.0));
   t.Add("l1_warm_up_steps", &C::l1_warm_up_steps, kOurs,
@@ -320,10 +333,13 @@ Table BuildTable() {
         Between(0.0, 0.5));
 
   t.Group("Device");
-  t.Add("device", &C::device, kSeed, "cpu, cuda (each process uses its own GPU) or cuda:N.",
+  t.Add("device", &C::device, kSeed,
+        "Where training runs. This build runs everything on the CPU; cuda and cuda:N are "
+        "refused (below).",
         Device());
   t.Add("dtype", &C::dtype, kSeed,
-        "Parameters and activations in training; torch.float32 etc. are accepted.");
+        "Precision of the SAE in training. Only float32 trains; bfloat16 and float16 are "
+        "refused (below). torch.float32 etc. are accepted.");
 
   t.Group("Distributed");
   t.Add("activation_servers", &C::activation_servers, kOurs,

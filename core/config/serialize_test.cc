@@ -38,6 +38,8 @@ RunConfig Unusual() {
   c.b_dec_init_method = BDecInitMethod::kMean;
   c.from_pretrained_path = "true";
   c.lr = 1.0 / 3;
+  c.adam_beta1 = 0.5;
+  c.adam_beta2 = 0.95;
   c.l1_coefficient = 8e-5;
   c.l1_warm_up_steps = 100;
   c.lr_scheduler_name = LrScheduler::kCosineAnnealingWarmRestarts;
@@ -58,8 +60,8 @@ RunConfig Unusual() {
   c.dead_tokens_threshold = 1;
   c.n_checkpoints = 10;
   c.checkpoint_path = "ckpt dir";
-  c.device = "cuda:1";
-  c.dtype = DType::kBFloat16;
+  // device and dtype keep their defaults: cpu and float32 are the only values this build trains
+  // with (validate.cc refuses the others).
   c.activation_servers = 2;
   c.trainers = 4;
   c.max_restarts = 0;

@@ -20,8 +20,36 @@ std::string Where(const RunConfig& config, absl::string_view key) {
 }
 
 void Warn(RunConfig& config, absl::string_view key, absl::string_view message) {
+  auto spelling = config.source.spellings.find(key);
+  absl::string_view written = spelling != config.source.spellings.end() ? spelling->second : key;
   config.source.warnings.push_back(
-      absl::StrCat(KeyLocation(config, key), ": ", key, ": ", message));
+      absl::StrCat(KeyLocation(config, key), ": ", written, ": ", message));
+}
+
+// Whether any code path here trains on a GPU. None does: the SAE's forward and backward are
+// hand-written CPU kernels, and the model, the activation buffer and Adam run on the CPU (the
+// project's LibTorch has no CUDA). Set it only together with a tested GPU path.
+constexpr bool kGpuTraining = false;
+
+// device and dtype say where and in what precision the SAE trains: refuse what would not happen.
+absl::Status CheckDeviceAndDType(const RunConfig& config) {
+  if (config.device != "cpu" && !kGpuTraining) {
+    return ConfigKeyError(
+        config, "device",
+        absl::StrCat(config.device,
+                     " is not available: this build trains on the CPU only (the model forward, "
+                     "the activation buffer and the SAE all run on the CPU; there is no CUDA "
+                     "path); write device: cpu"));
+  }
+  if (config.dtype != DType::kFloat32) {
+    return ConfigKeyError(
+        config, "dtype",
+        absl::StrCat(ToString(config.dtype),
+                     " is not supported: the SAE trains in float32 only (parameters, Adam state "
+                     "and activations); write dtype: float32. wire_dtype: bfloat16 halves the "
+                     "activations sent from activation servers to trainers"));
+  }
+  return absl::OkStatus();
 }
 
 // Keys that only one architecture reads: written for the other one, they are ignored.
@@ -191,7 +219,7 @@ absl::Status CheckBuffer(const RunConfig& config) {
 }
 
 void CollectWarnings(RunConfig& config) {
-  config.source.warnings.clear();
+  config.source.warnings = config.source.read_warnings;
   if (config.log_to_wandb) {
     Warn(config, "log_to_wandb",
          "this service does not log to Weights & Biases; metrics go to Prometheus (/metrics) "
@@ -204,12 +232,24 @@ void CollectWarnings(RunConfig& config) {
          "bias at the data");
   }
   WarnAboutIgnoredKeys(config);
+  const bool warms_up = config.lr_scheduler_name == LrScheduler::kConstantWithWarmup ||
+                        config.lr_scheduler_name == LrScheduler::kLinearWarmupDecay ||
+                        config.lr_scheduler_name == LrScheduler::kCosineAnnealingWarmup;
+  if (!warms_up && config.lr_warm_up_steps > 0 && config.source.Given("lr_warm_up_steps")) {
+    Warn(config, "lr_warm_up_steps",
+         absl::StrCat("ignored by lr_scheduler_name ", ToString(config.lr_scheduler_name), " ",
+                      Where(config, "lr_scheduler_name"),
+                      ": the seed's schedules warm up only in constantwithwarmup, "
+                      "linearwarmupdecay and cosineannealingwarmup (SAELens 6 warms up every "
+                      "schedule); use one of those"));
+  }
 }
 
 }  // namespace
 
 absl::Status ValidateRunConfig(RunConfig& config) {
   SAE_RETURN_IF_ERROR(CheckRequiredPaths(config));
+  SAE_RETURN_IF_ERROR(CheckDeviceAndDType(config));
   SAE_RETURN_IF_ERROR(CheckHookPoint(config));
   SAE_RETURN_IF_ERROR(CheckWidth(config));
   SAE_RETURN_IF_ERROR(CheckArchitecture(config));

@@ -2,14 +2,22 @@
 
 #include <filesystem>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "core/io/tensor_io.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
 
 namespace sae::io {
 namespace {
+
+using Json = nlohmann::json;
+
+constexpr const char* kProcessingFlags[] = {"fold_ln", "center_writing_weights",
+                                            "center_unembed", "fold_value_biases"};
 
 std::string ShapeString(at::IntArrayRef shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
@@ -28,38 +36,157 @@ absl::Status CheckShape(const std::string& file, const char* name, const at::Ten
   return absl::OkStatus();
 }
 
+// L for hooks of block L ("blocks.L.*"), else 0.
+int HookLayer(const std::string& hook_name) {
+  std::vector<std::string> parts = absl::StrSplit(hook_name, '.');
+  int layer = 0;
+  if (parts.size() > 1 && parts[0] == "blocks" && absl::SimpleAtoi(parts[1], &layer)) {
+    return layer;
+  }
+  return 0;
+}
+
+// A field of where the SAE came from: under "metadata" (SAELens 6), else at the top level
+// (flat form), also under its pre-6 name; null when absent.
+class CfgFields {
+ public:
+  explicit CfgFields(const Json& cfg) : cfg_(cfg) {}
+
+  const Json& Get(const char* key, const char* old_name = nullptr) const {
+    static const Json kNull;
+    if (cfg_.contains("metadata") && cfg_["metadata"].is_object()) {
+      const Json& metadata = cfg_["metadata"];
+      if (metadata.contains(key) && !metadata[key].is_null()) return metadata[key];
+    }
+    if (cfg_.contains(key) && !cfg_[key].is_null()) return cfg_[key];
+    if (old_name != nullptr && cfg_.contains(old_name)) return cfg_[old_name];
+    return kNull;
+  }
+  std::string String(const char* key, const std::string& fallback,
+                     const char* old_name = nullptr) const {
+    const Json& v = Get(key, old_name);
+    return v.is_string() ? v.get<std::string>() : fallback;
+  }
+  template <typename T>
+  void Read(const char* key, T* out, const char* old_name = nullptr) const {
+    const Json& v = Get(key, old_name);
+    if constexpr (std::is_same_v<T, bool>) {
+      if (v.is_boolean()) *out = v.get<bool>();
+    } else {
+      if (v.is_number_integer()) *out = v.get<T>();
+    }
+  }
+
+ private:
+  const Json& cfg_;
+};
+
+// The architecture and its parameters, from SAELens 6's fields or the flat form's.
+absl::Status ReadArchitecture(const std::string& cfg_path, const Json& cfg, SaeLensMetadata& m) {
+  std::string activation = "relu";
+  for (const char* key : {"activation_fn_str", "activation_fn"}) {
+    if (cfg.contains(key) && cfg[key].is_string()) activation = cfg[key].get<std::string>();
+  }
+  m.architecture = cfg.contains("architecture") && cfg["architecture"].is_string()
+                       ? cfg["architecture"].get<std::string>()
+                       : (activation == "topk" ? "topk" : "standard");
+  if (m.architecture == "standard" && activation == "topk") m.architecture = "topk";  // pre-6
+  if (m.architecture == "topk") {
+    if (cfg.contains("k") && cfg["k"].is_number_integer()) {
+      m.k = cfg["k"].get<int64_t>();
+    } else if (cfg.contains("activation_fn_kwargs") && cfg["activation_fn_kwargs"].is_object() &&
+               cfg["activation_fn_kwargs"].contains("k")) {
+      m.k = cfg["activation_fn_kwargs"]["k"].get<int64_t>();
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(cfg_path, ": a topk SAE needs \"k\""));
+    }
+  } else if (m.architecture != "standard" && m.architecture != "jumprelu") {
+    return absl::UnimplementedError(
+        absl::StrCat(cfg_path, ": architecture '", m.architecture,
+                     "' is not supported (standard, topk or jumprelu; SAELens saves "
+                     "batchtopk SAEs as jumprelu)"));
+  }
+  if (cfg.contains("normalize_activations")) {
+    const Json& norm = cfg["normalize_activations"];
+    if ((norm.is_string() && norm.get<std::string>() != "none") ||
+        (norm.is_boolean() && norm.get<bool>())) {
+      return absl::UnimplementedError(absl::StrCat(
+          cfg_path, ": normalize_activations ", norm.dump(), " is not supported (only \"none\")"));
+    }
+  }
+  if (cfg.contains("finetuning_scaling_factor") && cfg["finetuning_scaling_factor"].is_boolean() &&
+      cfg["finetuning_scaling_factor"].get<bool>()) {
+    return absl::UnimplementedError(
+        absl::StrCat(cfg_path, ": finetuning_scaling_factor true is not supported"));
+  }
+  return absl::OkStatus();
+}
+
+// Rewrites the weights so that they compute relu((x - b_dec) W_enc + b_enc) with unscaled
+// activations (SaeLensMetadata::folded).
+void FoldIntoWeights(SaeLensSae& sae) {
+  Json& cfg = sae.cfg;
+  if (cfg.contains("apply_b_dec_to_input") && cfg["apply_b_dec_to_input"].is_boolean() &&
+      !cfg["apply_b_dec_to_input"].get<bool>()) {
+    // x W_enc + b_enc = (x - b_dec) W_enc + (b_enc + b_dec W_enc): the same pre-activations.
+    sae.b_enc = at::addmv(sae.b_enc, sae.W_enc.t(), sae.b_dec);
+    cfg["apply_b_dec_to_input"] = true;
+    sae.metadata.folded.push_back("apply_b_dec_to_input");
+  }
+  if (sae.metadata.architecture == "topk" && cfg.contains("rescale_acts_by_decoder_norm") &&
+      cfg["rescale_acts_by_decoder_norm"].is_boolean() &&
+      cfg["rescale_acts_by_decoder_norm"].get<bool>()) {
+    // SAELens: h' = h * n (n: decoder row norms) selects and activates, x_hat = (f / n) W_dec.
+    at::Tensor norms = sae.W_dec.norm(2, {1});  // [d_sae]
+    sae.W_enc = sae.W_enc * norms;
+    sae.b_enc = sae.b_enc * norms;
+    sae.W_dec = sae.W_dec / norms.unsqueeze(1);
+    cfg["rescale_acts_by_decoder_norm"] = false;
+    sae.metadata.folded.push_back("rescale_acts_by_decoder_norm");
+  }
+}
+
 }  // namespace
 
-nlohmann::json SaeLensConfig(const SaeLensSae& sae) {
+Json SaeLensConfig(const SaeLensSae& sae) {
   const SaeLensMetadata& m = sae.metadata;
-  nlohmann::json cfg = sae.cfg.is_object() ? sae.cfg : nlohmann::json::object();
+  Json cfg = Json::object();
   cfg["architecture"] = m.architecture;
   cfg["d_in"] = sae.W_enc.size(0);
   cfg["d_sae"] = sae.W_enc.size(1);
   cfg["dtype"] = m.dtype;
   cfg["device"] = m.device;
-  cfg["model_name"] = m.model_name;
-  cfg["hook_name"] = m.hook_name;
-  cfg["hook_layer"] = m.hook_layer;
-  cfg["hook_head_index"] =
-      m.hook_head_index >= 0 ? nlohmann::json(m.hook_head_index) : nlohmann::json();
-  cfg["context_size"] = m.context_size;
-  cfg["prepend_bos"] = m.prepend_bos;
-  cfg["dataset_path"] = m.dataset_path;
-  cfg["apply_b_dec_to_input"] = true;  // the seed encodes x - b_dec
+  cfg["apply_b_dec_to_input"] = true;  // the encoder reads x - b_dec
   cfg["normalize_activations"] = "none";
-  cfg["finetuning_scaling_factor"] = false;
-  cfg["activation_fn_str"] = m.architecture == "topk" ? "topk" : "relu";
-  cfg["activation_fn_kwargs"] =
-      m.architecture == "topk" ? nlohmann::json{{"k", m.k}} : nlohmann::json::object();
-  if (m.architecture == "topk") cfg["k"] = m.k;
-  cfg["model_from_pretrained_kwargs"] = {{"center_writing_weights", m.processed_weights},
-                                         {"fold_ln", m.processed_weights},
-                                         {"center_unembed", m.processed_weights},
-                                         {"fold_value_biases", m.processed_weights}};
-  cfg["dataset_trust_remote_code"] = false;
-  cfg["sae_lens_training_version"] = nullptr;
-  cfg["neuronpedia_id"] = nullptr;
+  // SAELens flattens the heads of hook_z itself when the SAE reads all of them.
+  const bool all_heads_of_z = absl::EndsWith(m.hook_name, "hook_z") && m.hook_head_index < 0;
+  cfg["reshape_activations"] = all_heads_of_z ? "hook_z" : "none";
+  if (m.architecture == "topk") {
+    cfg["k"] = m.k;
+    cfg["rescale_acts_by_decoder_norm"] = false;
+  }
+  Json kwargs = Json::object();
+  for (const char* flag : kProcessingFlags) kwargs[flag] = m.processed_weights;
+  Json metadata = {
+      {"sae_lens_version", kSaeLensFormatVersion},
+      {"sae_lens_training_version", nullptr},
+      {"model_name", m.model_name},
+      {"model_class_name", "HookedTransformer"},
+      {"hook_name", m.hook_name},
+      {"hook_head_index", m.hook_head_index >= 0 ? Json(m.hook_head_index) : Json()},
+      {"hook_layer", m.hook_layer},
+      {"context_size", m.context_size},
+      {"prepend_bos", m.prepend_bos},
+      {"seqpos_slice", Json::array({nullptr})},
+      {"exclude_special_tokens", false},
+      {"model_from_pretrained_kwargs", kwargs},
+      {"dataset_path", m.dataset_path},
+      {"written_by", "sae-service"},
+  };
+  if (sae.cfg.is_object()) {
+    for (const auto& [key, value] : sae.cfg.items()) metadata[key] = value;
+  }
+  cfg["metadata"] = metadata;
   return cfg;
 }
 
@@ -69,13 +196,16 @@ absl::Status WriteSaeLens(const std::string& dir, const SaeLensSae& sae) {
   SAE_RETURN_IF_ERROR(CheckShape(weights, "b_enc", sae.b_enc, {S}));
   SAE_RETURN_IF_ERROR(CheckShape(weights, "W_dec", sae.W_dec, {S, D}));
   SAE_RETURN_IF_ERROR(CheckShape(weights, "b_dec", sae.b_dec, {D}));
+  NamedTensors tensors = {{"W_enc", sae.W_enc.to(at::kFloat)},
+                          {"b_enc", sae.b_enc.to(at::kFloat)},
+                          {"W_dec", sae.W_dec.to(at::kFloat)},
+                          {"b_dec", sae.b_dec.to(at::kFloat)}};
+  if (sae.metadata.architecture == "jumprelu") {
+    SAE_RETURN_IF_ERROR(CheckShape(weights, "threshold", sae.threshold, {S}));
+    tensors.emplace_back("threshold", sae.threshold.to(at::kFloat));
+  }
   SAE_RETURN_IF_ERROR(MakeDirectories(dir));
-  SAE_RETURN_IF_ERROR(SaveTensors(weights,
-                                  {{"W_enc", sae.W_enc.to(at::kFloat)},
-                                   {"b_enc", sae.b_enc.to(at::kFloat)},
-                                   {"W_dec", sae.W_dec.to(at::kFloat)},
-                                   {"b_dec", sae.b_dec.to(at::kFloat)}},
-                                  {{"format", "pt"}}));
+  SAE_RETURN_IF_ERROR(SaveTensors(weights, tensors, {{"format", "pt"}}));
   if (sae.sparsity.defined()) {
     SAE_RETURN_IF_ERROR(CheckShape(dir + "/sparsity.safetensors", "sparsity", sae.sparsity, {S}));
     SAE_RETURN_IF_ERROR(SaveTensors(dir + "/sparsity.safetensors",
@@ -92,7 +222,7 @@ absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir) {
   const std::string cfg_path = dir + "/cfg.json";
   SAE_ASSIGN_OR_RETURN(std::string text, ReadFile(cfg_path));
   SaeLensSae sae;
-  sae.cfg = nlohmann::json::parse(text, nullptr, false);
+  sae.cfg = Json::parse(text, nullptr, false);
   if (sae.cfg.is_discarded() || !sae.cfg.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(cfg_path, " is not a JSON object"));
   }
@@ -105,41 +235,27 @@ absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir) {
   }
   const int64_t D = sae.cfg["d_in"].get<int64_t>(), S = sae.cfg["d_sae"].get<int64_t>();
   SaeLensMetadata& m = sae.metadata;
-  auto str = [&](const char* key, const std::string& fallback) {
-    return sae.cfg.contains(key) && sae.cfg[key].is_string() ? sae.cfg[key].get<std::string>()
-                                                             : fallback;
-  };
-  m.architecture =
-      str("architecture", str("activation_fn_str", "relu") == "topk" ? "topk" : "standard");
-  if (m.architecture == "topk") {
-    if (sae.cfg.contains("k") && sae.cfg["k"].is_number_integer()) {
-      m.k = sae.cfg["k"].get<int64_t>();
-    } else if (sae.cfg.contains("activation_fn_kwargs") &&
-               sae.cfg["activation_fn_kwargs"].contains("k")) {
-      m.k = sae.cfg["activation_fn_kwargs"]["k"].get<int64_t>();
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(cfg_path, ": a topk SAE needs \"k\""));
+  SAE_RETURN_IF_ERROR(ReadArchitecture(cfg_path, sae.cfg, m));
+  const CfgFields fields(sae.cfg);
+  m.format = sae.cfg.contains("metadata") && sae.cfg["metadata"].is_object() ? "saelens6" : "flat";
+  m.sae_lens_version = fields.String("sae_lens_version", "");
+  m.model_name = fields.String("model_name", m.model_name);
+  m.hook_name = fields.String("hook_name", "", "hook_point");
+  m.hook_layer = HookLayer(m.hook_name);
+  fields.Read("hook_layer", &m.hook_layer, "hook_point_layer");
+  fields.Read("hook_head_index", &m.hook_head_index, "hook_point_head_index");
+  fields.Read("context_size", &m.context_size);
+  fields.Read("prepend_bos", &m.prepend_bos);
+  m.dataset_path = fields.String("dataset_path", "");
+  m.dtype = fields.String("dtype", "float32");
+  m.device = fields.String("device", "cpu");
+  const Json& kwargs = fields.Get("model_from_pretrained_kwargs");
+  if (kwargs.is_object()) {
+    for (const char* flag : kProcessingFlags) {
+      if (kwargs.contains(flag) && kwargs[flag].is_boolean() && !kwargs[flag].get<bool>()) {
+        m.processed_weights = false;
+      }
     }
-  } else if (m.architecture != "standard") {
-    return absl::UnimplementedError(absl::StrCat(cfg_path, ": architecture '", m.architecture,
-                                                 "' is not supported (standard or topk)"));
-  }
-  m.model_name = str("model_name", m.model_name);
-  m.hook_name = str("hook_name", "");
-  m.dataset_path = str("dataset_path", "");
-  m.dtype = str("dtype", "float32");
-  m.device = str("device", "cpu");
-  if (sae.cfg.contains("hook_layer") && sae.cfg["hook_layer"].is_number_integer()) {
-    m.hook_layer = sae.cfg["hook_layer"].get<int>();
-  }
-  if (sae.cfg.contains("hook_head_index") && sae.cfg["hook_head_index"].is_number_integer()) {
-    m.hook_head_index = sae.cfg["hook_head_index"].get<int>();
-  }
-  if (sae.cfg.contains("context_size") && sae.cfg["context_size"].is_number_integer()) {
-    m.context_size = sae.cfg["context_size"].get<int>();
-  }
-  if (sae.cfg.contains("prepend_bos") && sae.cfg["prepend_bos"].is_boolean()) {
-    m.prepend_bos = sae.cfg["prepend_bos"].get<bool>();
   }
 
   const std::string weights = dir + "/sae_weights.safetensors";
@@ -153,6 +269,16 @@ absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir) {
   SAE_RETURN_IF_ERROR(CheckShape(weights, "W_dec", sae.W_dec, {S, D}));
   SAE_RETURN_IF_ERROR(CheckShape(weights, "b_dec", sae.b_dec, {D}));
   for (at::Tensor* t : {&sae.W_enc, &sae.b_enc, &sae.W_dec, &sae.b_dec}) *t = t->to(at::kFloat);
+  if (m.architecture == "jumprelu") {
+    if (tensors.count("threshold") != 0) {
+      sae.threshold = tensors["threshold"];
+    } else if (tensors.count("log_threshold") != 0) {  // older JumpReLU folders
+      sae.threshold = tensors["log_threshold"].to(at::kFloat).exp();
+    }
+    SAE_RETURN_IF_ERROR(CheckShape(weights, "threshold", sae.threshold, {S}));
+    sae.threshold = sae.threshold.to(at::kFloat);
+  }
+  FoldIntoWeights(sae);
 
   const std::string sparsity = dir + "/sparsity.safetensors";
   if (std::filesystem::exists(sparsity)) {

@@ -6,7 +6,8 @@
 
 namespace sae::sparse {
 
-Adam::Adam(const std::vector<at::Tensor>& params) {
+Adam::Adam(const std::vector<at::Tensor>& params, double beta1, double beta2)
+    : beta1_(beta1), beta2_(beta2) {
   for (const at::Tensor& p : params) {
     exp_avg_.push_back(at::zeros_like(p));
     exp_avg_sq_.push_back(at::zeros_like(p));
@@ -16,13 +17,13 @@ Adam::Adam(const std::vector<at::Tensor>& params) {
 void Adam::Step(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
                 double lr) {
   ++step_;
-  const double bias_correction1 = 1 - std::pow(kBeta1, static_cast<double>(step_));
-  const double bias_correction2 = 1 - std::pow(kBeta2, static_cast<double>(step_));
+  const double bias_correction1 = 1 - std::pow(beta1_, static_cast<double>(step_));
+  const double bias_correction2 = 1 - std::pow(beta2_, static_cast<double>(step_));
   const float step_size = static_cast<float>(lr / bias_correction1);
   const float bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
-  const float b1 = static_cast<float>(kBeta1), b2 = static_cast<float>(kBeta2);
-  const float one_minus_b1 = static_cast<float>(1 - kBeta1);
-  const float one_minus_b2 = static_cast<float>(1 - kBeta2);
+  const float b1 = static_cast<float>(beta1_), b2 = static_cast<float>(beta2_);
+  const float one_minus_b1 = static_cast<float>(1 - beta1_);
+  const float one_minus_b2 = static_cast<float>(1 - beta2_);
   const float eps = static_cast<float>(kEps);
   for (size_t i = 0; i < params.size(); ++i) {
     TORCH_CHECK(params[i].is_contiguous() && grads[i].is_contiguous() &&

@@ -41,8 +41,10 @@ struct TrainerOptions {
   uint64_t seed = config::defaults::kSeed;
   BDecInit b_dec_init = config::defaults::kBDecInitMethod;
 
-  // Optimiser: Adam (betas 0.9, 0.999, eps 1e-8), no weight decay, no gradient clipping.
+  // Optimiser: Adam (eps 1e-8), no weight decay, no gradient clipping.
   double lr = config::defaults::kLr;
+  double adam_beta1 = 0.9;    // run.yaml adam_beta1 (SAELens 6's name and default)
+  double adam_beta2 = 0.999;  // run.yaml adam_beta2
   LrSchedule lr_schedule = config::defaults::kLrScheduler;
   int64_t lr_warm_up_steps = config::defaults::kLrWarmUpSteps;
   // The seed passes lr / 10 as lr_end: an absolute floor for cosineannealing(warmrestarts),

@@ -29,7 +29,7 @@ SaeTrainer::SaeTrainer(const TrainerOptions& options, SaeParameters params, Coll
     : options_(options),
       collective_(collective != nullptr ? collective : &single_),
       sae_(options.sae, std::move(params)),
-      adam_(sae_.params().List()),
+      adam_(sae_.params().List(), options.adam_beta1, options.adam_beta2),
       buffer_(options.sae.d_in, options.sae.d_sae),
       generator_(at::detail::createCPUGenerator(options.seed + 1)) {
   passes_since_fired_ = at::zeros({options.sae.d_sae}, at::kLong);
@@ -103,7 +103,11 @@ SparsityMetrics SaeTrainer::WindowMetrics() const {
 }
 
 absl::StatusOr<int64_t> SaeTrainer::ResampleDeadFeatures(const BatchSource& source) {
-  at::Tensor dead = (act_freq_scores_ == 0).nonzero().squeeze(1);
+  // Dead: fired on fewer than dead_feature_threshold of the window's tokens (the seed's rule).
+  const at::Tensor below_threshold =
+      act_freq_scores_ / static_cast<double>(std::max<int64_t>(window_tokens_, 1)) <
+      options_.dead_feature_threshold;
+  at::Tensor dead = below_threshold.nonzero().squeeze(1);
   const int64_t n_dead = dead.numel();
   if (n_dead == 0) return 0;
   SaeParameters& p = sae_.params();
@@ -126,7 +130,7 @@ absl::StatusOr<int64_t> SaeTrainer::ResampleDeadFeatures(const BatchSource& sour
         at::multinomial(weights, n_dead, /*replacement=*/n_dead > inputs.size(0), generator_);
     at::Tensor directions = inputs.index_select(0, chosen) - p.b_dec;
     directions = directions / directions.norm(2, {1}, true).clamp_min(1e-12);
-    at::Tensor alive = (act_freq_scores_ != 0).nonzero().squeeze(1);
+    at::Tensor alive = below_threshold.logical_not().nonzero().squeeze(1);
     double mean_alive_norm =
         alive.numel() > 0 ? p.W_enc.index_select(1, alive).norm(2, {0}).mean().item<double>() : 1.0;
     p.W_dec.index_copy_(0, dead, directions);

@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 
+#include "core/sae/adam.h"
 #include "support/temp_dir.h"
 
 namespace sae::sparse {
@@ -218,6 +220,53 @@ TEST_F(SaeTrainerStateTest, MetricsFollowTheSeedsDefinitions) {
   EXPECT_EQ(bins[0], (density == 0).sum().item<int64_t>());
   EXPECT_EQ(bins[0] + bins[1], (density < 1e-9).sum().item<int64_t>());
   EXPECT_NEAR(centre_sum / 64.0, window->mean_log10_feature_sparsity, 0.25 + 1e-6);
+}
+
+TEST_F(SaeTrainerStateTest, ResamplingTakesEveryFeatureBelowTheDeadFeatureThreshold) {
+  for (double threshold : {0.5, 1e-8}) {
+    o_.dead_feature_threshold = threshold;
+    SaeTrainer trainer(o_, nullptr);
+    ASSERT_TRUE(trainer.InitializeDecoderBias(Batch(-1)).ok());
+    auto source = [] { return absl::StatusOr<at::Tensor>(Batch(99)); };
+    for (int i = 0; i < 4; ++i) ASSERT_TRUE(trainer.Step(Batch(i), source).ok());
+    // The window's frequencies, as the fifth step (which ends the window of 5) reads them.
+    const at::Tensor frequency = trainer.FeatureSparsity();
+    const int64_t below = (frequency < threshold).sum().item<int64_t>();
+    const int64_t never_fired = (frequency == 0).sum().item<int64_t>();
+    if (threshold == 0.5) ASSERT_GT(below, never_fired) << "the threshold must matter here";
+    auto m = trainer.Step(Batch(4), source);
+    ASSERT_TRUE(m.ok()) << m.status();
+    ASSERT_TRUE(m->sparsity.has_value());
+    EXPECT_EQ(m->sparsity->resampled, below) << "dead_feature_threshold " << threshold;
+    EXPECT_EQ(m->sparsity->dead_by_threshold, below);
+  }
+}
+
+// torch.optim.Adam's update written out in double precision, with the given betas.
+TEST(AdamTest, FollowsTorchsAlgorithmWithTheGivenBetas) {
+  const double beta1 = 0.5, beta2 = 0.9, eps = 1e-8, lr = 0.1;
+  at::Tensor param = at::tensor({1.0f, -2.0f, 0.5f});
+  at::Tensor expected = param.to(at::kDouble);
+  at::Tensor m = at::zeros_like(expected), v = at::zeros_like(expected);
+  Adam adam({param}, beta1, beta2);
+  for (int t = 1; t <= 3; ++t) {
+    at::Tensor grad = at::tensor({0.3f * t, -1.0f, 2.0f / t});
+    adam.Step({param}, {grad}, lr);
+    const at::Tensor g = grad.to(at::kDouble);
+    m = beta1 * m + (1 - beta1) * g;
+    v = beta2 * v + (1 - beta2) * g * g;
+    const at::Tensor m_hat = m / (1 - std::pow(beta1, t));
+    const at::Tensor denom = (v / (1 - std::pow(beta2, t))).sqrt() + eps;
+    expected = expected - lr * m_hat / denom;
+  }
+  EXPECT_LE((param.to(at::kDouble) - expected).abs().max().item<double>(), 1e-6);
+  // With the default betas (0.9, 0.999) the same gradients land elsewhere.
+  at::Tensor other = at::tensor({1.0f, -2.0f, 0.5f});
+  Adam defaults({other});
+  for (int t = 1; t <= 3; ++t) {
+    defaults.Step({other}, {at::tensor({0.3f * t, -1.0f, 2.0f / t})}, lr);
+  }
+  EXPECT_GT((other.to(at::kDouble) - expected).abs().max().item<double>(), 1e-3);
 }
 
 TEST_F(SaeTrainerStateTest, ABatchOfTheWrongWidthIsRejected) {

@@ -66,6 +66,19 @@ class LocalTrainingTest : public ::testing::Test {
   const std::string dir_ = temp_.path();
 };
 
+TEST(TrainerOptionsForTest, CarriesAdamsBetasAndTheDeadFeatureThreshold) {
+  absl::StatusOr<config::RunConfig> c = config::ParseRunConfig(
+      "model_path: /m\ndataset_path: /d\nd_in: 16\nadam_beta1: 0.5\nadam_beta2: 0.95\n"
+      "dead_feature_threshold: 1e-4\n",
+      "run.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  absl::StatusOr<sparse::TrainerOptions> o = TrainerOptionsFor(*c);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->adam_beta1, 0.5);
+  EXPECT_EQ(o->adam_beta2, 0.95);
+  EXPECT_EQ(o->dead_feature_threshold, 1e-4);
+}
+
 TEST_F(LocalTrainingTest, TrainsToTheTokenBudgetWritingCheckpointsAndTheFinalSae) {
   LocalTrainingOptions options;
   options.output_dir = dir_ + "/out";

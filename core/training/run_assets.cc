@@ -115,6 +115,8 @@ absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig
   o.seed = static_cast<uint64_t>(c.seed);
   o.b_dec_init = c.b_dec_init_method;
   o.lr = c.lr;
+  o.adam_beta1 = c.adam_beta1;
+  o.adam_beta2 = c.adam_beta2;
   o.lr_schedule = c.lr_scheduler_name;
   o.lr_warm_up_steps = c.lr_warm_up_steps;
   o.lr_end = config::EffectiveLrEnd(c);

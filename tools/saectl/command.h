@@ -32,6 +32,7 @@ int& ProcessExitCode();
 void RegisterModelCommands(CLI::App& app);
 void RegisterTokenizeCommands(CLI::App& app);
 void RegisterTrainCommands(CLI::App& app);
+void RegisterSaeCommands(CLI::App& app);
 void RegisterRunCommands(CLI::App& app);
 void RegisterClusterCommands(CLI::App& app);
 void RegisterEvalCommands(CLI::App& app);

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   sae::saectl::RegisterModelCommands(app);
   sae::saectl::RegisterTokenizeCommands(app);
   sae::saectl::RegisterTrainCommands(app);
+  sae::saectl::RegisterSaeCommands(app);
   sae::saectl::RegisterRunCommands(app);
   sae::saectl::RegisterClusterCommands(app);
   sae::saectl::RegisterEvalCommands(app);

@@ -1,4 +1,4 @@
-// saectl train | cache | sae info: training in one process, activation caches, exported SAEs.
+// saectl train | cache: training in one process, activation caches.
 #include <signal.h>
 #include <unistd.h>
 
@@ -176,75 +176,13 @@ absl::Status RunCache(const CacheFlags& f) {
   return absl::OkStatus();
 }
 
-absl::Status RunSaeInfo(const std::string& dir, const std::string& output) {
-  SAE_ASSIGN_OR_RETURN(io::SaeLensSae sae, io::ReadSaeLens(dir));
-  const int64_t d_in = sae.W_enc.size(0), d_sae = sae.W_enc.size(1);
-  nlohmann::json j;
-  j["path"] = dir;
-  j["architecture"] = sae.metadata.architecture;
-  if (sae.metadata.architecture == "topk") j["k"] = sae.metadata.k;
-  j["d_in"] = d_in;
-  j["d_sae"] = d_sae;
-  j["model_name"] = sae.metadata.model_name;
-  j["hook_name"] = sae.metadata.hook_name;
-  j["hook_layer"] = sae.metadata.hook_layer;
-  j["context_size"] = sae.metadata.context_size;
-  j["dataset_path"] = sae.metadata.dataset_path;
-  at::Tensor norms = sae.W_dec.norm(2, {1});
-  j["decoder_row_norm"] = {{"min", norms.min().item<double>()},
-                           {"max", norms.max().item<double>()}};
-  j["b_dec_norm"] = sae.b_dec.norm().item<double>();
-  if (sae.cfg.contains("training_tokens")) j["training_tokens"] = sae.cfg["training_tokens"];
-  if (sae.sparsity.defined()) {
-    at::Tensor s = sae.sparsity.to(at::kDouble);  // log10 feature frequency
-    j["sparsity"] = {{"mean_log10_feature_sparsity", s.mean().item<double>()},
-                     {"median_log10_feature_sparsity", s.median().item<double>()},
-                     {"dead_below_1e-8", (s < -8).sum().item<int64_t>()},
-                     {"below_1e-6", (s < -6).sum().item<int64_t>()},
-                     {"below_1e-5", (s < -5).sum().item<int64_t>()},
-                     {"above_1e-1", (s > -1).sum().item<int64_t>()}};
-  }
-  if (output == "json") {
-    std::printf("%s\n", j.dump(2).c_str());
-    return absl::OkStatus();
-  }
-  std::printf("SAE:            %s\n", dir.c_str());
-  std::printf(
-      "architecture:   %s%s\n", sae.metadata.architecture.c_str(),
-      sae.metadata.architecture == "topk" ? absl::StrCat(" (k=", sae.metadata.k, ")").c_str() : "");
-  std::printf(
-      "shapes:         W_enc [%lld, %lld]  b_enc [%lld]  W_dec [%lld, %lld]  b_dec [%lld]\n",
-      (long long)d_in, (long long)d_sae, (long long)d_sae, (long long)d_sae, (long long)d_in,
-      (long long)d_in);
-  std::printf("model / hook:   %s  %s (layer %d)\n", sae.metadata.model_name.c_str(),
-              sae.metadata.hook_name.c_str(), sae.metadata.hook_layer);
-  std::printf("context_size:   %d   dataset: %s\n", sae.metadata.context_size,
-              sae.metadata.dataset_path.c_str());
-  std::printf("decoder norms:  %.4f .. %.4f\n", j["decoder_row_norm"]["min"].get<double>(),
-              j["decoder_row_norm"]["max"].get<double>());
-  if (sae.sparsity.defined()) {
-    const auto& s = j["sparsity"];
-    std::printf("sparsity:       mean log10 frequency %.3f (median %.3f)\n",
-                s["mean_log10_feature_sparsity"].get<double>(),
-                s["median_log10_feature_sparsity"].get<double>());
-    std::printf(
-        "                %lld dead (< 1e-8), %lld below 1e-6, %lld below 1e-5, %lld above 1e-1 of "
-        "%lld\n",
-        (long long)s["dead_below_1e-8"].get<int64_t>(), (long long)s["below_1e-6"].get<int64_t>(),
-        (long long)s["below_1e-5"].get<int64_t>(), (long long)s["above_1e-1"].get<int64_t>(),
-        (long long)d_sae);
-  } else {
-    std::printf("sparsity:       (no sparsity.safetensors)\n");
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 void RegisterTrainCommands(CLI::App& app) {
   auto train = std::make_shared<TrainFlags>();
   CLI::App* t = app.add_subcommand("train", "Train an SAE in this process (no cluster)");
-  t->add_option("config", train->config, "run.yaml (SAELens field names)")->required();
+  t->add_option("config", train->config, "run.yaml (the seed's or SAELens 6's key names)")
+      ->required();
   t->add_option("--output", train->output, "Output folder (default runs/<run_name or file name>)");
   t->add_option("--resume", train->resume, "Checkpoint folder to continue from");
   t->add_option("--set", train->sets, "Override a run.yaml key: --set lr=1e-3 (repeatable)");
@@ -263,16 +201,6 @@ void RegisterTrainCommands(CLI::App& app) {
   c->add_option("--set", cache->sets, "Override a run.yaml key (repeatable)");
   c->add_option("--threads", cache->threads, "LibTorch threads (0: one per core)");
   c->callback([cache] { RunCommand([&] { return RunCache(*cache); }); });
-
-  CLI::App* sae = app.add_subcommand("sae", "Inspect SAEs in SAELens format");
-  sae->require_subcommand(1);
-  auto dir = std::make_shared<std::string>();
-  auto output = std::make_shared<std::string>("text");
-  CLI::App* info =
-      sae->add_subcommand("info", "Shapes, config and sparsity summary of an SAE folder");
-  info->add_option("dir", *dir, "SAELens folder (cfg.json, sae_weights.safetensors)")->required();
-  info->add_option("-o,--output", *output, "text | json")->check(CLI::IsMember({"text", "json"}));
-  info->callback([=] { RunCommand([&] { return RunSaeInfo(*dir, *output); }); });
 }
 
 }  // namespace sae::saectl
