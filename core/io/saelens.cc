@@ -66,16 +66,23 @@ nlohmann::json SaeLensConfig(const SaeLensSae& sae) {
 absl::Status WriteSaeLens(const std::string& dir, const SaeLensSae& sae) {
   const int64_t D = sae.W_enc.size(0), S = sae.W_enc.size(1);
   const std::string weights = dir + "/sae_weights.safetensors";
-  SAE_RETURN_IF_ERROR(CheckShape(weights, "b_enc", sae.b_enc, {S}));
+  const std::string& a = sae.metadata.architecture;
+  NamedTensors tensors = {{"W_enc", sae.W_enc.to(at::kFloat)}};
+  std::vector<std::pair<const char*, const at::Tensor*>> vectors = {{"b_enc", &sae.b_enc}};
+  if (a == "jumprelu") vectors.emplace_back("threshold", &sae.threshold);
+  if (a == "gated") {
+    vectors = {{"b_gate", &sae.b_gate}, {"b_mag", &sae.b_mag}, {"r_mag", &sae.r_mag}};
+  }
+  for (auto [name, t] : vectors) {
+    SAE_RETURN_IF_ERROR(CheckShape(weights, name, *t, {S}));
+    tensors.emplace_back(name, t->to(at::kFloat));
+  }
   SAE_RETURN_IF_ERROR(CheckShape(weights, "W_dec", sae.W_dec, {S, D}));
   SAE_RETURN_IF_ERROR(CheckShape(weights, "b_dec", sae.b_dec, {D}));
+  tensors.emplace_back("W_dec", sae.W_dec.to(at::kFloat));
+  tensors.emplace_back("b_dec", sae.b_dec.to(at::kFloat));
   SAE_RETURN_IF_ERROR(MakeDirectories(dir));
-  SAE_RETURN_IF_ERROR(SaveTensors(weights,
-                                  {{"W_enc", sae.W_enc.to(at::kFloat)},
-                                   {"b_enc", sae.b_enc.to(at::kFloat)},
-                                   {"W_dec", sae.W_dec.to(at::kFloat)},
-                                   {"b_dec", sae.b_dec.to(at::kFloat)}},
-                                  {{"format", "pt"}}));
+  SAE_RETURN_IF_ERROR(SaveTensors(weights, tensors, {{"format", "pt"}}));
   if (sae.sparsity.defined()) {
     SAE_RETURN_IF_ERROR(CheckShape(dir + "/sparsity.safetensors", "sparsity", sae.sparsity, {S}));
     SAE_RETURN_IF_ERROR(SaveTensors(dir + "/sparsity.safetensors",
@@ -120,9 +127,11 @@ absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir) {
     } else {
       return absl::InvalidArgumentError(absl::StrCat(cfg_path, ": a topk SAE needs \"k\""));
     }
-  } else if (m.architecture != "standard") {
-    return absl::UnimplementedError(absl::StrCat(cfg_path, ": architecture '", m.architecture,
-                                                 "' is not supported (standard or topk)"));
+  } else if (m.architecture != "standard" && m.architecture != "jumprelu" &&
+             m.architecture != "gated") {
+    return absl::UnimplementedError(
+        absl::StrCat(cfg_path, ": architecture '", m.architecture,
+                     "' is not supported (standard, topk, jumprelu or gated)"));
   }
   m.model_name = str("model_name", m.model_name);
   m.hook_name = str("hook_name", "");
@@ -145,14 +154,27 @@ absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir) {
   const std::string weights = dir + "/sae_weights.safetensors";
   SAE_ASSIGN_OR_RETURN(auto tensors, LoadTensors(weights));
   sae.W_enc = tensors["W_enc"];
-  sae.b_enc = tensors["b_enc"];
   sae.W_dec = tensors["W_dec"];
   sae.b_dec = tensors["b_dec"];
   SAE_RETURN_IF_ERROR(CheckShape(weights, "W_enc", sae.W_enc, {D, S}));
-  SAE_RETURN_IF_ERROR(CheckShape(weights, "b_enc", sae.b_enc, {S}));
   SAE_RETURN_IF_ERROR(CheckShape(weights, "W_dec", sae.W_dec, {S, D}));
   SAE_RETURN_IF_ERROR(CheckShape(weights, "b_dec", sae.b_dec, {D}));
-  for (at::Tensor* t : {&sae.W_enc, &sae.b_enc, &sae.W_dec, &sae.b_dec}) *t = t->to(at::kFloat);
+  std::vector<std::pair<const char*, at::Tensor*>> vectors = {{"b_enc", &sae.b_enc}};
+  if (m.architecture == "jumprelu") {
+    if (!tensors.count("threshold") && tensors.count("log_threshold")) {
+      tensors["threshold"] = tensors["log_threshold"].to(at::kFloat).exp();  // SAELens < 6.?
+    }
+    vectors.emplace_back("threshold", &sae.threshold);
+  }
+  if (m.architecture == "gated") {
+    vectors = {{"b_gate", &sae.b_gate}, {"b_mag", &sae.b_mag}, {"r_mag", &sae.r_mag}};
+  }
+  for (auto [name, t] : vectors) {
+    *t = tensors[name];
+    SAE_RETURN_IF_ERROR(CheckShape(weights, name, *t, {S}));
+    *t = t->to(at::kFloat);
+  }
+  for (at::Tensor* t : {&sae.W_enc, &sae.W_dec, &sae.b_dec}) *t = t->to(at::kFloat);
 
   const std::string sparsity = dir + "/sparsity.safetensors";
   if (std::filesystem::exists(sparsity)) {

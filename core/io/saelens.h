@@ -2,7 +2,8 @@
 //
 //   dir/cfg.json                 the SAE's config (d_in, d_sae, hook_name, architecture, ...)
 //   dir/sae_weights.safetensors  W_enc [d_in,d_sae], b_enc [d_sae], W_dec [d_sae,d_in],
-//                                b_dec [d_in] (JumpReLU adds threshold [d_sae])
+//                                b_dec [d_in]; jumprelu adds threshold [d_sae]; gated has
+//                                b_gate, b_mag, r_mag [d_sae] and no b_enc
 //   dir/sparsity.safetensors     sparsity [d_sae]: log10 feature frequency (optional)
 #ifndef SAE_CORE_IO_SAELENS_H_
 #define SAE_CORE_IO_SAELENS_H_
@@ -19,7 +20,7 @@ namespace sae::io {
 
 // Where an SAE came from, as cfg.json records it.
 struct SaeLensMetadata {
-  std::string architecture = "standard";  // standard | topk
+  std::string architecture = "standard";  // standard | topk | jumprelu | gated
   int64_t k = 0;                          // topk only
   std::string model_name = "gpt2-small";
   std::string hook_name;
@@ -35,7 +36,9 @@ struct SaeLensMetadata {
 };
 
 struct SaeLensSae {
-  at::Tensor W_enc, b_enc, W_dec, b_dec;  // float32
+  at::Tensor W_enc, b_enc, W_dec, b_dec;  // float32 (gated: b_enc undefined)
+  at::Tensor threshold;                   // jumprelu: [d_sae]
+  at::Tensor b_gate, b_mag, r_mag;        // gated: [d_sae] each
   at::Tensor sparsity;                    // log10 feature frequency [d_sae]; may be undefined
   SaeLensMetadata metadata;
   nlohmann::json cfg;  // the full cfg.json (read), or extra fields to write
@@ -45,7 +48,8 @@ struct SaeLensSae {
 absl::Status WriteSaeLens(const std::string& dir, const SaeLensSae& sae);
 
 // Reads and validates a SAELens directory: cfg.json has d_in and d_sae; weights have the
-// shapes they imply. Errors name the file and the field or tensor.
+// shapes they imply (jumprelu: threshold, or log_threshold of older SAELens, read as its exp;
+// gated: b_gate, b_mag, r_mag). Errors name the file and the field or tensor.
 absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir);
 
 // The cfg.json SAELens expects for `sae` (every field docs/definitions.md lists, plus SAELens's

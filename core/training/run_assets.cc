@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "core/sae/saelens_parameters.h"
 #include "core/util/status.h"
 
 namespace sae::training {
@@ -100,7 +101,20 @@ absl::StatusOr<std::optional<sparse::SaeParameters>> PretrainedSaeFor(
         absl::StrCat("holds an SAE of d_in ", sae->W_enc.size(0), " and d_sae ", sae->W_enc.size(1),
                      ", the run needs ", options.sae.d_in, " and ", options.sae.d_sae));
   }
-  return sparse::SaeParameters{sae->W_enc, sae->b_enc, sae->W_dec, sae->b_dec};
+  const std::string wanted = sparse::SaeLensArchitecture(options.sae.architecture);
+  if (sae->metadata.architecture != wanted) {
+    return config::ConfigKeyError(
+        config, "from_pretrained_path",
+        absl::StrCat("holds a ", sae->metadata.architecture, " SAE; architecture ",
+                     config::ToString(options.sae.architecture), " starts from a ", wanted,
+                     " SAE"));
+  }
+  sparse::SaeParameters params = sparse::ImportTensors(*sae);
+  if (sparse::IsBatchTopK(options.sae.architecture)) {
+    // Exported as JumpReLU with the running threshold on every latent.
+    params.topk_threshold = params.threshold.to(at::kDouble).mean();
+  }
+  return params;
 }
 
 absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig& c) {
