@@ -416,6 +416,16 @@ at::Tensor SparseAutoencoder::Encode(const at::Tensor& x_in) const {
   return at::zeros_like(h).scatter_(1, indices, at::relu(values));
 }
 
+ForwardPass SparseAutoencoder::Infer(const at::Tensor& x) const {
+  const Architecture a = options_.architecture;
+  if (a == Architecture::kStandard || a == Architecture::kTopK) return Forward(x, false);
+  ForwardPass pass;
+  pass.x = x.to(at::kFloat).contiguous();
+  pass.feature_acts = Encode(pass.x);
+  pass.x_hat = at::addmm(params_.b_dec, pass.feature_acts, params_.W_dec);
+  return pass;
+}
+
 at::Tensor SparseAutoencoder::Reconstruct(const at::Tensor& x) const {
   if (options_.architecture == Architecture::kTopK) return Forward(x, false).x_hat;
   return at::addmm(params_.b_dec, Encode(x), params_.W_dec);

@@ -178,6 +178,11 @@ class SparseAutoencoder {
   void Backward(const ForwardPass& pass, const BatchMoments& moments, const LossOptions& loss,
                 StepBuffer& buffer) const;
 
+  // The inference forward (evaluations): Forward(x, false) for standard and topk; for the others
+  // pass.x, feature_acts = Encode(x) and x_hat (the batchtopk family uses its running threshold,
+  // not a selection over this batch).
+  ForwardPass Infer(const at::Tensor& x) const;
+
   // Dense feature activations [B,d_sae] (inference; the batchtopk family applies its running
   // threshold as a JumpReLU does: relu(h) where h > topk_threshold).
   at::Tensor Encode(const at::Tensor& x) const;

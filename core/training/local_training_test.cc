@@ -128,10 +128,16 @@ TEST_F(LocalTrainingTest, SaeLens6ArchitecturesTrainResumeExactlyAndExport) {
     const std::string out = dir_ + "/" + std::to_string(std::hash<std::string>()(keys));
     LocalTrainingOptions straight;
     straight.output_dir = out + "/straight";
+    int evaluations = 0;
+    straight.on_eval = [&](const eval::EvalResults& results, int64_t, bool) {
+      ++evaluations;
+      EXPECT_GT(results.l0, 0);
+    };
     auto first = RunLocalTraining(Config(yaml + "n_checkpoints: 2\n", false), straight);
     ASSERT_TRUE(first.ok()) << first.status();
     EXPECT_EQ(first->steps, 20);
     EXPECT_GT(first->last.l0, 0);
+    EXPECT_GT(evaluations, 0) << "the final evaluation should run";
 
     LocalTrainingOptions resumed;
     resumed.output_dir = out + "/resumed";

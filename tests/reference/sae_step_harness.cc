@@ -1,24 +1,29 @@
 // Runs SaeTrainer steps on fixed parameters and batches for the reference test.
 //
-//   sae_step_harness IN.safetensors OUT.safetensors
+//   sae_step_harness IN.safetensors OUT.safetensors [EXPORT_DIR]
 // IN holds W_enc, b_enc, W_dec, b_dec, batches [steps,B,D] and a JSON string of options in its
 // metadata ("options"); jumprelu adds threshold, gated r_mag, b_gate and b_mag (and no b_enc).
 // OUT holds, for every step i, the loss terms ("step{i}.loss" = [overall, mse, l1, ghost, aux,
 // l0, ev, l0_loss, pre_act_loss, inner_mse_loss, topk_threshold]), the applied gradients
 // ("step{i}.grad.{name}") and the parameters after the last step ("final.{name}", and
-// "final.topk_threshold" for the batchtopk family).
+// "final.topk_threshold" for the batchtopk family). With EXPORT_DIR, the trained SAE is also
+// exported there in SAELens's format (as saectl train exports it) and OUT holds, for IN's
+// "probe" [N,D], the SAE's inference encoding ("probe.feature_acts") and reconstruction
+// ("probe.x_hat").
 #include <cstdio>
 
 #include "core/io/tensor_io.h"
+#include "core/io/saelens.h"
 #include "core/sae/sae_trainer.h"
+#include "core/sae/saelens_parameters.h"
 #include "core/util/torch_runtime.h"
 #include "nlohmann/json.hpp"
 
 using namespace sae::sparse;
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: %s IN.safetensors OUT.safetensors\n", argv[0]);
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: %s IN.safetensors OUT.safetensors [EXPORT_DIR]\n", argv[0]);
     return 2;
   }
   sae::ConfigureTorchThreads(1);
@@ -92,6 +97,18 @@ int main(int argc, char** argv) {
   if (trainer.sae().params().topk_threshold.defined()) {
     out.emplace_back("final.topk_threshold",
                      trainer.sae().params().topk_threshold.reshape({1}).clone());
+  }
+  if (argc == 4) {
+    sae::io::SaeLensSae exported;
+    exported.metadata.hook_name = "blocks.0.hook_resid_pre";
+    ExportTensors(trainer.sae().params(), opt.sae.architecture, exported);
+    auto written = sae::io::WriteSaeLens(argv[3], exported);
+    if (!written.ok()) {
+      std::fprintf(stderr, "%s\n", written.ToString().c_str());
+      return 1;
+    }
+    out.emplace_back("probe.feature_acts", trainer.sae().Encode(tensors["probe"]));
+    out.emplace_back("probe.x_hat", trainer.sae().Reconstruct(tensors["probe"]));
   }
   auto status = sae::io::SaveTensors(argv[2], out);
   if (!status.ok()) {
