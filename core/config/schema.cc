@@ -218,7 +218,8 @@ Table BuildTable() {
         "Number of SAE features; null: d_in * expansion_factor. Both may be written only when "
         "they agree.",
         AtLeast<int64_t>(1));
-  t.Add("k", &C::k, kOurs, "topk: active latents per token; batchtopk, matryoshka_batchtopk: per token on average "
+  t.Add("k", &C::k, kOurs,
+        "topk: active latents per token; batchtopk, matryoshka_batchtopk: per token on average "
         "over the batch. Required for those, at most d_sae.",
         AtLeast<int64_t>(1));
   t.Add("b_dec_init_method", &C::b_dec_init_method, kSeed,
@@ -228,7 +229,8 @@ Table BuildTable() {
 
   t.Group("Training");
   t.Add("lr", &C::lr, kSeed, "Adam learning rate (betas 0.9, 0.999).", Positive());
-  t.Add("l1_coefficient", &C::l1_coefficient, kSeed, "standard, gated: weight of the L1 sparsity penalty.",
+  t.Add("l1_coefficient", &C::l1_coefficient, kSeed,
+        "standard, gated: weight of the L1 sparsity penalty.",
         AtLeast(0.0));
   t.Add("l1_warm_up_steps", &C::l1_warm_up_steps, kOurs,
         "standard, gated: the L1 coefficient rises linearly from 0 over this many steps; 0: "

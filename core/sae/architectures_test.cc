@@ -133,6 +133,10 @@ SaeParameters SilencedInit(const TrainerOptions& o) {
   return p;
 }
 
+std::string ArchitectureTestName(const ::testing::TestParamInfo<Architecture>& info) {
+  return std::string(ArchitectureName(info.param));
+}
+
 class SaeArchitectureResumeTest : public ::testing::TestWithParam<Architecture> {
  protected:
   const support::TempDir temp_{"sae_architectures_test"};
@@ -178,7 +182,7 @@ TEST_P(SaeArchitectureResumeTest, ResumingFromACheckpointEqualsTrainingStraightT
 
 INSTANTIATE_TEST_SUITE_P(EveryNewArchitecture, SaeArchitectureResumeTest,
                          ::testing::ValuesIn(kNewArchitectures),
-                         [](const auto& info) { return std::string(ArchitectureName(info.param)); });
+                         ArchitectureTestName);
 
 // ---- Export and import in SAELens's names ----
 
@@ -222,7 +226,7 @@ TEST_P(SaeArchitectureExportTest, AnExportedSaeReadBackEncodesAndDecodesTheSame)
 
 INSTANTIATE_TEST_SUITE_P(EveryNewArchitecture, SaeArchitectureExportTest,
                          ::testing::ValuesIn(kNewArchitectures),
-                         [](const auto& info) { return std::string(ArchitectureName(info.param)); });
+                         ArchitectureTestName);
 
 // ---- The batch selection ----
 

@@ -59,7 +59,8 @@ void BatchTopKBackward(const SaeOptions& options, const SaeParameters& params,
     int64_t previous = 0;
     for (size_t i = 0; i + 1 < options.matryoshka_widths.size(); ++i) {
       const int64_t w = options.matryoshka_widths[i];
-      partial.addmm_(f.narrow(1, previous, w - previous), params.W_dec.narrow(0, previous, w - previous));
+      partial.addmm_(f.narrow(1, previous, w - previous),
+                     params.W_dec.narrow(0, previous, w - previous));
       at::Tensor d = partial - pass.x;
       inner += d.pow(2).sum(1).mean().item<double>();
       at::Tensor Gi = d * (2.0 / B);

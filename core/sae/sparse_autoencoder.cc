@@ -46,7 +46,10 @@ SaeParameters SaeParameters::Clone() const {
 }
 
 StepBuffer::StepBuffer(int64_t d_in, int64_t d_sae) {
-  Allocate({{"W_enc", {d_in, d_sae}}, {"b_enc", {d_sae}}, {"W_dec", {d_sae, d_in}}, {"b_dec", {d_in}}},
+  Allocate({{"W_enc", {d_in, d_sae}},
+            {"b_enc", {d_sae}},
+            {"W_dec", {d_sae, d_in}},
+            {"b_dec", {d_in}}},
            d_sae);
 }
 
@@ -161,7 +164,8 @@ ForwardPass SparseAutoencoder::BeginBatchForward(const at::Tensor& x_in) const {
   return pass;
 }
 
-void SparseAutoencoder::FinishBatchForward(ForwardPass& pass, const BatchSelection& selection) const {
+void SparseAutoencoder::FinishBatchForward(ForwardPass& pass,
+                                           const BatchSelection& selection) const {
   BatchTopKFinishForward(params_, selection, pass);
 }
 
