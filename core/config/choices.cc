@@ -15,6 +15,24 @@ absl::string_view ToString(Architecture value) {
       return "standard";
     case Architecture::kTopK:
       return "topk";
+    case Architecture::kBatchTopK:
+      return "batchtopk";
+    case Architecture::kJumpReLU:
+      return "jumprelu";
+    case Architecture::kGated:
+      return "gated";
+    case Architecture::kMatryoshkaBatchTopK:
+      return "matryoshka_batchtopk";
+  }
+  return "?";
+}
+
+absl::string_view ToString(JumpReLUSparsityLoss value) {
+  switch (value) {
+    case JumpReLUSparsityLoss::kStep:
+      return "step";
+    case JumpReLUSparsityLoss::kTanh:
+      return "tanh";
   }
   return "?";
 }
@@ -92,6 +110,7 @@ absl::StatusOr<E> ParseChoice(absl::string_view name, absl::string_view what) {
 }
 
 template absl::StatusOr<Architecture> ParseChoice(absl::string_view, absl::string_view);
+template absl::StatusOr<JumpReLUSparsityLoss> ParseChoice(absl::string_view, absl::string_view);
 template absl::StatusOr<LrScheduler> ParseChoice(absl::string_view, absl::string_view);
 template absl::StatusOr<BDecInitMethod> ParseChoice(absl::string_view, absl::string_view);
 template absl::StatusOr<FeatureSamplingMethod> ParseChoice(absl::string_view, absl::string_view);

@@ -20,6 +20,17 @@ namespace sae::config {
 enum class Architecture {
   kStandard,  // "standard": the seed's ReLU SAE with an L1 penalty (and optional ghost grads)
   kTopK,      // "topk": keep the k largest pre-activations per token, AuxK for dead latents
+  // ---- Architectures of SAELens 6 (core/sae/batch_topk.h, jump_relu.h, gated.h) ----
+  kBatchTopK,            // "batchtopk": the k * B largest activations over the whole batch
+  kJumpReLU,             // "jumprelu": per-feature threshold, straight-through L0 penalty
+  kGated,                // "gated": gating and magnitude paths sharing W_enc
+  kMatryoshkaBatchTopK,  // "matryoshka_batchtopk": batchtopk plus nested prefix losses
+};
+
+// `jumprelu_sparsity_loss_mode`: the JumpReLU sparsity penalty.
+enum class JumpReLUSparsityLoss {
+  kStep,  // "step": L0 through the step function's straight-through estimator (DeepMind)
+  kTanh,  // "tanh": sum_j tanh(jumprelu_tanh_scale * f_j ||W_dec_j||) (Anthropic)
 };
 
 // `lr_scheduler_name`: the seed's learning-rate schedules (docs/definitions.md).
@@ -61,6 +72,7 @@ enum class DType {
 // The canonical spelling of each enumerator, e.g. ToString(LrScheduler::kConstant) is
 // "constant".
 absl::string_view ToString(Architecture value);
+absl::string_view ToString(JumpReLUSparsityLoss value);
 absl::string_view ToString(LrScheduler value);
 absl::string_view ToString(BDecInitMethod value);
 absl::string_view ToString(FeatureSamplingMethod value);
@@ -72,8 +84,14 @@ template <typename E>
 struct EnumValues;
 template <>
 struct EnumValues<Architecture> {
-  static constexpr std::array<Architecture, 2> kAll = {Architecture::kStandard,
-                                                       Architecture::kTopK};
+  static constexpr std::array<Architecture, 6> kAll = {
+      Architecture::kStandard, Architecture::kTopK,  Architecture::kBatchTopK,
+      Architecture::kJumpReLU, Architecture::kGated, Architecture::kMatryoshkaBatchTopK};
+};
+template <>
+struct EnumValues<JumpReLUSparsityLoss> {
+  static constexpr std::array<JumpReLUSparsityLoss, 2> kAll = {JumpReLUSparsityLoss::kStep,
+                                                               JumpReLUSparsityLoss::kTanh};
 };
 template <>
 struct EnumValues<LrScheduler> {
@@ -118,6 +136,8 @@ template <typename E>
 absl::StatusOr<E> ParseChoice(absl::string_view name, absl::string_view what);
 
 extern template absl::StatusOr<Architecture> ParseChoice(absl::string_view, absl::string_view);
+extern template absl::StatusOr<JumpReLUSparsityLoss> ParseChoice(absl::string_view,
+                                                                 absl::string_view);
 extern template absl::StatusOr<LrScheduler> ParseChoice(absl::string_view, absl::string_view);
 extern template absl::StatusOr<BDecInitMethod> ParseChoice(absl::string_view, absl::string_view);
 extern template absl::StatusOr<FeatureSamplingMethod> ParseChoice(absl::string_view,

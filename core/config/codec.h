@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "core/config/field.h"
 #include "core/config/run_config.h"
@@ -138,6 +139,8 @@ struct EnumCodec {
 template <>
 struct Codec<Architecture> : EnumCodec<Architecture> {};
 template <>
+struct Codec<JumpReLUSparsityLoss> : EnumCodec<JumpReLUSparsityLoss> {};
+template <>
 struct Codec<LrScheduler> : EnumCodec<LrScheduler> {};
 template <>
 struct Codec<BDecInitMethod> : EnumCodec<BDecInitMethod> {};
@@ -147,6 +150,34 @@ template <>
 struct Codec<Processing> : EnumCodec<Processing> {};
 template <>
 struct Codec<DType> : EnumCodec<DType> {};
+
+// A list of integers. run.yaml writes a YAML sequence ([64, 256]); the parser hands its items
+// over as one scalar "64, 256" (brackets optional), which is also how --set may write it.
+template <>
+struct Codec<std::vector<int64_t>> {
+  static constexpr KeyType kType = KeyType::kIntegerList;
+  static std::string Allowed() { return "list of integers"; }
+  static absl::Status Parse(const ScalarValue& value, bool nullable, std::vector<int64_t>* out) {
+    absl::string_view text = value.text;
+    if (!text.empty() && text.front() == '[' && text.back() == ']') {
+      text = text.substr(1, text.size() - 2);
+    }
+    std::vector<int64_t> items;
+    for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+      std::optional<int64_t> number = ReadInteger(absl::StripAsciiWhitespace(item));
+      if (!number || value.is_null) {
+        return TypeError("a list of integers (for example [64, 256])", nullable, value);
+      }
+      items.push_back(*number);
+    }
+    *out = std::move(items);
+    return absl::OkStatus();
+  }
+  static std::string Format(const std::vector<int64_t>& items) {
+    return absl::StrCat("[", absl::StrJoin(items, ", "), "]");
+  }
+  static nlohmann::json Json(const std::vector<int64_t>& items) { return items; }
+};
 
 // Optional members: null is std::nullopt; anything else is the inner type.
 template <typename T>

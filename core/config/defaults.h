@@ -30,6 +30,16 @@ inline constexpr int64_t kResampleBatches = 32;
 inline constexpr double kFeatureReinitScale = 0.2;
 inline constexpr int64_t kTrainBatchSize = 4096;
 
+// Architectures of SAELens 6 (its defaults).
+inline constexpr double kTopKThresholdLr = 0.01;
+inline constexpr double kJumpReLUInitThreshold = 0.01;
+inline constexpr double kJumpReLUBandwidth = 0.05;
+inline constexpr JumpReLUSparsityLoss kJumpReLUSparsityLoss = JumpReLUSparsityLoss::kStep;
+inline constexpr double kJumpReLUTanhScale = 4.0;
+inline constexpr bool kJumpReLUSteToInput = false;
+inline constexpr double kL0Coefficient = 1.0;
+inline constexpr int64_t kL0WarmUpSteps = 0;
+
 }  // namespace sae::config::defaults
 
 #endif  // SAE_CORE_CONFIG_DEFAULTS_H_

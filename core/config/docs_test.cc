@@ -127,7 +127,9 @@ TEST(SchemaTest, MarksTheKeysThisServiceAdded) {
   EXPECT_EQ(FindKey("lr")->origin, KeyOrigin::kSeed);
   EXPECT_EQ(FindKey("lr")->allowed, "number > 0");
   EXPECT_EQ(FindKey("d_in")->allowed, "integer >= 1 or null");
-  EXPECT_EQ(FindKey("architecture")->allowed, "standard, topk");
+  EXPECT_EQ(FindKey("architecture")->allowed,
+            "standard, topk, batchtopk, jumprelu, gated, matryoshka_batchtopk");
+  EXPECT_EQ(FindKey("matryoshka_widths")->allowed, "list of integers");
 }
 
 TEST(SchemaTest, SuggestsTheClosestKeyForATypo) {

@@ -58,6 +58,21 @@ std::string UnknownKeyMessage(absl::string_view key, bool value_is_mapping) {
 
 // Reads one key's value into `config`, whose source already records the key's line.
 absl::Status SetKey(const Field& field, const YAML::Node& value, RunConfig& config) {
+  if (field.spec.type == KeyType::kIntegerList && value.IsSequence()) {
+    // A list key reads its items as one scalar "a, b, c" (Codec<std::vector<int64_t>>).
+    internal::ScalarValue items;
+    for (const YAML::Node& item : value) {
+      if (!item.IsScalar()) {
+        return ConfigKeyError(config, field.spec.name,
+                              absl::StrCat("expected ", field.spec.allowed, ", got a nested ",
+                                           NodeKindName(item)));
+      }
+      absl::StrAppend(&items.text, items.text.empty() ? "" : ", ", item.Scalar());
+    }
+    absl::Status status = field.parse(items, config);
+    if (!status.ok()) return ConfigKeyError(config, field.spec.name, status.message());
+    return absl::OkStatus();
+  }
   if (value.IsDefined() && !value.IsNull() && !value.IsScalar()) {
     return ConfigKeyError(
         config, field.spec.name,

@@ -196,7 +196,8 @@ TEST(ParseRunConfigTest, RejectsAKeyGivenTwice) {
 
 TEST(ParseRunConfigTest, RejectsAChoiceOutsideItsAllowedValues) {
   EXPECT_EQ(ErrorOf("architecture: top_k\n"),
-            "run.yaml:3: architecture: expected one of standard, topk, got 'top_k'");
+            "run.yaml:3: architecture: expected one of standard, topk, batchtopk, jumprelu, gated, "
+            "matryoshka_batchtopk, got 'top_k'");
   EXPECT_EQ(ErrorOf("lr_scheduler_name: cosine\n"),
             "run.yaml:3: lr_scheduler_name: expected one of constant, constantwithwarmup, "
             "linearwarmupdecay, cosineannealing, cosineannealingwarmup, "

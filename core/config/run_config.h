@@ -126,6 +126,20 @@ struct RunConfig {
   int64_t total_training_tokens = 2'000'000;
   int64_t seed = defaults::kSeed;
 
+  // ---- Architectures of SAELens 6 (batchtopk, jumprelu, gated, matryoshka_batchtopk) ----
+  // SAELens 6's names and defaults (sae_lens/saes/*_sae.py); gated uses l1_coefficient and
+  // l1_warm_up_steps, batchtopk and matryoshka_batchtopk use k and aux_k_coefficient.
+  double topk_threshold_lr = defaults::kTopKThresholdLr;
+  std::vector<int64_t> matryoshka_widths;
+  double jumprelu_init_threshold = defaults::kJumpReLUInitThreshold;
+  double jumprelu_bandwidth = defaults::kJumpReLUBandwidth;
+  JumpReLUSparsityLoss jumprelu_sparsity_loss_mode = defaults::kJumpReLUSparsityLoss;
+  double jumprelu_tanh_scale = defaults::kJumpReLUTanhScale;
+  bool jumprelu_ste_to_input = defaults::kJumpReLUSteToInput;
+  double l0_coefficient = defaults::kL0Coefficient;
+  int64_t l0_warm_up_steps = defaults::kL0WarmUpSteps;
+  std::optional<double> pre_act_loss_coefficient;
+
   // ---- Activation buffer ----
   int64_t n_batches_in_buffer = 20;
   int64_t store_batch_size = 32;

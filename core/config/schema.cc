@@ -218,7 +218,8 @@ Table BuildTable() {
   t.Group("SAE");
   t.Add("architecture", &C::architecture, kOurs,
         "standard: the seed's ReLU SAE with L1 penalty; topk: k largest pre-activations per "
-        "token, AuxK for dead latents.");
+        "token, AuxK for dead latents; batchtopk, jumprelu, gated, matryoshka_batchtopk: "
+        "SAELens 6's architectures (docs/definitions.md).");
   t.Add("expansion_factor", &C::expansion_factor, kSeed,
         "d_sae = d_in * expansion_factor. Yields to d_sae when only d_sae is written.",
         AtLeast<int64_t>(1));
@@ -226,7 +227,9 @@ Table BuildTable() {
         "Number of SAE features; null: d_in * expansion_factor. Both may be written only when "
         "they agree.",
         AtLeast<int64_t>(1));
-  t.Add("k", &C::k, kOurs, "topk: active latents per token; required for topk, at most d_sae.",
+  t.Add("k", &C::k, kOurs,
+        "topk: active latents per token; batchtopk, matryoshka_batchtopk: per token on average "
+        "over the batch. Required for those, at most d_sae.",
         AtLeast<int64_t>(1));
   t.Add("b_dec_init_method", &C::b_dec_init_method, kSeed,
         "Decoder bias init: geometric_median or mean of the first storage buffer, or zeros.");
@@ -239,13 +242,16 @@ Table BuildTable() {
         "Adam's beta1 (SAELens 6's key; the seed always used 0.9).", BelowOne());
   t.Add("adam_beta2", &C::adam_beta2, kOurs,
         "Adam's beta2 (SAELens 6's key; the seed always used 0.999).", BelowOne());
-  t.Add("l1_coefficient", &C::l1_coefficient, kSeed, "standard: weight of the L1 sparsity penalty.",
+  t.Add("l1_coefficient", &C::l1_coefficient, kSeed,
+        "standard, gated: weight of the L1 sparsity penalty.",
         AtLeast(0.0));
   t.Add("l1_warm_up_steps", &C::l1_warm_up_steps, kOurs,
-        "standard: the L1 coefficient rises linearly from 0 over this many steps; 0: none.",
+        "standard, gated: the L1 coefficient rises linearly from 0 over this many steps; 0: "
+        "none.",
         AtLeast<int64_t>(0));
   t.Add("aux_k_coefficient", &C::aux_k_coefficient, kOurs,
-        "topk: weight of the AuxK loss (k_aux = d_in / 2) that revives dead latents.",
+        "topk, batchtopk, matryoshka_batchtopk: weight of the AuxK loss (k_aux = d_in / 2) that "
+        "revives dead latents (SAELens 6 calls it aux_loss_coefficient, default 1).",
         AtLeast(0.0));
   t.Add("lr_scheduler_name", &C::lr_scheduler_name, kSeed,
         "Learning-rate schedule of the seed's get_scheduler; formulas under Schedules below.");
@@ -265,6 +271,37 @@ Table BuildTable() {
         AtLeast<int64_t>(1));
   t.Add("seed", &C::seed, kSeed, "Seeds initialisation, shuffling and sampling.",
         AtLeast<int64_t>(0));
+
+  // ---- Architectures of SAELens 6: their keys, with SAELens 6's names and defaults ----
+  t.Group("SAELens 6 architectures");
+  t.Add("topk_threshold_lr", &C::topk_threshold_lr, kOurs,
+        "batchtopk, matryoshka_batchtopk: rate of the running average of the smallest kept "
+        "activation, the threshold used at inference and exported as JumpReLU's threshold.",
+        Between(0.0, 1.0));
+  t.Add("matryoshka_widths", &C::matryoshka_widths, kOurs,
+        "matryoshka_batchtopk: strictly increasing prefix widths; each prefix of the latents "
+        "also reconstructs the input (inner MSE losses). d_sae is appended when the last is "
+        "smaller. Required for matryoshka_batchtopk.");
+  t.Add("jumprelu_init_threshold", &C::jumprelu_init_threshold, kOurs,
+        "jumprelu: initial value of every latent's threshold.", AtLeast(0.0));
+  t.Add("jumprelu_bandwidth", &C::jumprelu_bandwidth, kOurs,
+        "jumprelu: width of the rectangle kernel of the straight-through estimator.", Positive());
+  t.Add("jumprelu_sparsity_loss_mode", &C::jumprelu_sparsity_loss_mode, kOurs,
+        "jumprelu: step (L0 through the step function's straight-through estimator) or tanh "
+        "(sum of tanh(jumprelu_tanh_scale * f * ||W_dec row||)).");
+  t.Add("jumprelu_tanh_scale", &C::jumprelu_tanh_scale, kOurs,
+        "jumprelu with jumprelu_sparsity_loss_mode tanh: the scale inside tanh.", Positive());
+  t.Add("jumprelu_ste_to_input", &C::jumprelu_ste_to_input, kOurs,
+        "jumprelu: the straight-through estimator also passes gradient to the pre-activations "
+        "(Anthropic); false: to the threshold only (DeepMind).");
+  t.Add("l0_coefficient", &C::l0_coefficient, kOurs, "jumprelu: weight of the sparsity penalty.",
+        AtLeast(0.0));
+  t.Add("l0_warm_up_steps", &C::l0_warm_up_steps, kOurs,
+        "jumprelu: l0_coefficient rises linearly from 0 over this many steps; 0: none.",
+        AtLeast<int64_t>(0));
+  t.Add("pre_act_loss_coefficient", &C::pre_act_loss_coefficient, kOurs,
+        "jumprelu: weight of Anthropic's pre-activation loss on dead latents; null: off.",
+        AtLeast(0.0));
 
   t.Group("Activation buffer");
   t.Add("n_batches_in_buffer", &C::n_batches_in_buffer, kSeed,
@@ -470,6 +507,8 @@ absl::string_view KeyTypeName(KeyType type) {
       return "boolean";
     case KeyType::kChoice:
       return "choice";
+    case KeyType::kIntegerList:
+      return "list of integers";
   }
   return "unknown";
 }

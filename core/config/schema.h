@@ -18,6 +18,7 @@ enum class KeyType {
   kNumber,   // finite double
   kBoolean,  // true | false
   kChoice,   // one of KeySpec::choices
+  kIntegerList,  // a YAML sequence of integers, e.g. [64, 256, 1024]
 };
 
 // Whether a key comes from mats_sae_training's LanguageModelSAERunnerConfig (same name and

@@ -52,12 +52,26 @@ absl::Status CheckDeviceAndDType(const RunConfig& config) {
   return absl::OkStatus();
 }
 
-// Keys that only one architecture reads: written for the other one, they are ignored.
+// Keys that only some architectures read: written for another one, they are ignored.
 void WarnAboutIgnoredKeys(RunConfig& config) {
-  bool topk = config.architecture == Architecture::kTopK;
-  absl::string_view name = ToString(config.architecture);
-  std::vector<absl::string_view> ignored = {"l1_coefficient", "l1_warm_up_steps"};
-  if (!topk) ignored = {"k", "aux_k_coefficient", "dead_tokens_threshold"};
+  const Architecture a = config.architecture;
+  const bool per_token_topk = a == Architecture::kTopK;
+  const bool batch_topk =
+      a == Architecture::kBatchTopK || a == Architecture::kMatryoshkaBatchTopK;
+  const bool l1 = a == Architecture::kStandard || a == Architecture::kGated;
+  absl::string_view name = ToString(a);
+  std::vector<absl::string_view> ignored;
+  if (!l1) ignored.insert(ignored.end(), {"l1_coefficient", "l1_warm_up_steps"});
+  if (!per_token_topk && !batch_topk) ignored.insert(ignored.end(), {"k", "aux_k_coefficient"});
+  if (!per_token_topk) ignored.push_back("dead_tokens_threshold");
+  if (!batch_topk) ignored.push_back("topk_threshold_lr");
+  if (a != Architecture::kMatryoshkaBatchTopK) ignored.push_back("matryoshka_widths");
+  if (a != Architecture::kJumpReLU) {
+    ignored.insert(ignored.end(),
+                   {"jumprelu_init_threshold", "jumprelu_bandwidth", "jumprelu_sparsity_loss_mode",
+                    "jumprelu_tanh_scale", "jumprelu_ste_to_input", "l0_coefficient",
+                    "l0_warm_up_steps", "pre_act_loss_coefficient"});
+  }
   for (absl::string_view key : ignored) {
     if (config.source.Given(key)) {
       Warn(config, key,
@@ -129,34 +143,64 @@ absl::Status CheckWidth(const RunConfig& config) {
   return absl::OkStatus();
 }
 
+// matryoshka_batchtopk: positive, strictly increasing widths, none above d_sae.
+absl::Status CheckMatryoshkaWidths(const RunConfig& config) {
+  const std::vector<int64_t>& widths = config.matryoshka_widths;
+  if (widths.empty()) {
+    return ConfigKeyError(config, "matryoshka_widths",
+                          absl::StrCat("required by architecture matryoshka_batchtopk ",
+                                       Where(config, "architecture"),
+                                       "; give the nested widths, for example [128, 512]"));
+  }
+  for (size_t i = 0; i < widths.size(); ++i) {
+    if (widths[i] <= 0 || (i > 0 && widths[i] <= widths[i - 1])) {
+      return ConfigKeyError(config, "matryoshka_widths",
+                            "must be positive and strictly increasing");
+    }
+  }
+  std::optional<int64_t> d_sae = EffectiveDSae(config);
+  if (d_sae && widths.back() > *d_sae) {
+    return ConfigKeyError(config, "matryoshka_widths",
+                          absl::StrCat("the last width ", widths.back(), " is larger than d_sae ",
+                                       *d_sae));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckArchitecture(const RunConfig& config) {
-  if (config.architecture != Architecture::kTopK) return absl::OkStatus();
+  const Architecture a = config.architecture;
+  if (a == Architecture::kStandard) return absl::OkStatus();
+  const std::string name(ToString(a));
   std::string where = Where(config, "architecture");
-  if (!config.k) {
+  const bool needs_k = a == Architecture::kTopK || a == Architecture::kBatchTopK ||
+                       a == Architecture::kMatryoshkaBatchTopK;
+  if (needs_k && !config.k) {
     return ConfigKeyError(config, "k",
-                          absl::StrCat("required by architecture topk ", where,
+                          absl::StrCat("required by architecture ", name, " ", where,
                                        "; give the number of active latents per token, for "
                                        "example 32"));
   }
   std::optional<int64_t> d_sae = EffectiveDSae(config);
-  if (d_sae && *config.k > *d_sae) {
+  if (needs_k && d_sae && *config.k > *d_sae) {
     return ConfigKeyError(
         config, "k",
         absl::StrCat(*config.k, " is larger than d_sae ", *d_sae, "; allowed: 1 to d_sae"));
   }
+  if (a == Architecture::kMatryoshkaBatchTopK) {
+    SAE_RETURN_IF_ERROR(CheckMatryoshkaWidths(config));
+  }
   if (config.use_ghost_grads) {
     return ConfigKeyError(config, "use_ghost_grads",
                           absl::StrCat("ghost gradients belong to architecture standard, but "
-                                       "architecture is topk ",
-                                       where,
-                                       ", which revives dead latents with AuxK "
-                                       "(aux_k_coefficient); set use_ghost_grads: false"));
+                                       "architecture is ",
+                                       name, " ", where,
+                                       "; set use_ghost_grads: false"));
   }
   if (config.feature_sampling_method) {
     return ConfigKeyError(config, "feature_sampling_method",
                           absl::StrCat("resampling belongs to architecture standard, but "
-                                       "architecture is topk ",
-                                       where, "; set feature_sampling_method: null"));
+                                       "architecture is ",
+                                       name, " ", where, "; set feature_sampling_method: null"));
   }
   return absl::OkStatus();
 }

@@ -30,7 +30,7 @@ void AddSaeStatistics(const sparse::SparseAutoencoder& sae, const sparse::Forwar
   sums.dot += dot.sum().item<double>();
 
   at::Tensor fired;
-  if (sae.options().architecture == sparse::Architecture::kStandard) {
+  if (sae.options().architecture != sparse::Architecture::kTopK) {
     const at::Tensor active = pass.feature_acts > 0;
     sums.l0 += static_cast<double>(active.sum().item<int64_t>());
     sums.l1 += pass.feature_acts.to(at::kDouble).abs().sum().item<double>();
@@ -130,7 +130,7 @@ absl::StatusOr<EvalSums> EvaluateBatch(const model::Gpt2Model& model,
   model::ForwardRequest sae_request;
   sae_request.logits = true;
   sae_request.interventions.emplace_back(site.hook(), [&](const at::Tensor& value) {
-    sparse::ForwardPass pass = sae_model.Forward(site.SaeInput(value), /*keep_hidden_pre=*/false);
+    sparse::ForwardPass pass = sae_model.Infer(site.SaeInput(value));
     AddSaeStatistics(sae_model, pass, sums);
     return site.Replace(value, pass.x_hat);
   });

@@ -1,5 +1,7 @@
 #include "core/eval/sae_for_eval.h"
 
+#include "core/sae/saelens_parameters.h"
+
 #include "absl/strings/str_cat.h"
 #include "core/util/status.h"
 
@@ -82,14 +84,17 @@ absl::StatusOr<SaeForEval> SaeForEvalFromSaeLens(const io::SaeLensSae& sae,
         absl::StrCat(cfg_path, ": normalize_activations \"", norm.get<std::string>(),
                      "\" is not supported by saectl eval (only \"none\")"));
   }
-  out.params.W_enc = sae.W_enc.to(at::kFloat).contiguous();
-  out.params.b_enc = sae.b_enc.to(at::kFloat).contiguous();
-  out.params.W_dec = sae.W_dec.to(at::kFloat).contiguous();
-  out.params.b_dec = sae.b_dec.to(at::kFloat).contiguous();
+  out.params = sparse::ImportTensors(sae);
   const nlohmann::json& apply = CfgValue(sae.cfg, "apply_b_dec_to_input");
   if (apply.is_boolean() && !apply.get<bool>()) {
-    // encode(x) = x W_enc + b_enc = (x - b_dec) W_enc + (b_enc + b_dec W_enc).
-    out.params.b_enc = at::addmv(out.params.b_enc, out.params.W_enc.t(), out.params.b_dec);
+    // encode(x) = x W_enc + b_enc = (x - b_dec) W_enc + (b_enc + b_dec W_enc); gated shifts
+    // its gate and magnitude biases the same way, the latter through W_enc * exp(r_mag).
+    sparse::SaeParameters& p = out.params;
+    if (p.b_enc.defined()) p.b_enc = at::addmv(p.b_enc, p.W_enc.t(), p.b_dec);
+    if (p.b_gate.defined()) {
+      p.b_gate = at::addmv(p.b_gate, p.W_enc.t(), p.b_dec);
+      p.b_mag = at::addmv(p.b_mag, (p.W_enc * p.r_mag.exp()).t(), p.b_dec);
+    }
   }
   return out;
 }

@@ -46,9 +46,9 @@ struct SaeTrainingSetup {
   std::string model_name;
 };
 
-// The SAE of a folder read by io::ReadSaeLens. Supports the standard (ReLU) and TopK
-// architectures with normalize_activations "none". apply_b_dec_to_input false is folded into
-// b_enc (b_enc + b_dec W_enc), which encodes the same function. InvalidArgument/Unimplemented
+// The SAE of a folder read by io::ReadSaeLens. Supports the standard (ReLU), TopK, JumpReLU and
+// gated architectures with normalize_activations "none". apply_b_dec_to_input false is folded
+// into b_enc (b_enc + b_dec W_enc; gated: b_gate and b_mag), which encodes the same function. InvalidArgument/Unimplemented
 // name `dir`'s cfg.json and the key.
 absl::StatusOr<SaeForEval> SaeForEvalFromSaeLens(const io::SaeLensSae& sae, const std::string& dir);
 SaeTrainingSetup TrainingSetupFromSaeLens(const io::SaeLensSae& sae);

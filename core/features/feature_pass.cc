@@ -68,6 +68,11 @@ at::Tensor EncodeFeatureMajor(const sparse::SparseAutoencoder& sae, const at::Te
     at::Tensor b = features.defined() ? p.b_enc.index_select(0, features) : p.b_enc;
     return at::addmm(b.unsqueeze(1), w.t(), sae_in.t()).relu_();
   }
+  if (sae.options().architecture != sparse::Architecture::kTopK) {
+    // jumprelu, gated, batchtopk family: the SAE's own inference encoding, transposed.
+    at::Tensor dense = sae.Encode(x).t().contiguous();  // [d_sae, n]
+    return features.defined() ? dense.index_select(0, features) : dense;
+  }
   // TopK: the k largest pre-activations of each token over every feature, scattered.
   const at::Tensor h = at::addmm(p.b_enc, sae_in, p.W_enc);  // [n, d_sae]
   auto [values, indices] = h.topk(sae.options().k, 1, true, false);
@@ -142,8 +147,9 @@ absl::StatusOr<FeatureReport> ComputeFeatureReport(const model::Gpt2Model& model
   const int64_t N = contexts.size(0), T = contexts.size(1);
   int64_t per_batch = options.contexts_per_batch;
   if (per_batch <= 0) {
-    // TopK scatters into every feature's row before selecting: size by d_sae there.
-    const int64_t rows = sae.options.architecture == sparse::Architecture::kTopK ? d_sae : F;
+    // Only standard encodes the selected features alone; the others make every feature's row
+    // before selecting: size by d_sae there.
+    const int64_t rows = sae.options.architecture == sparse::Architecture::kStandard ? F : d_sae;
     per_batch = std::max<int64_t>(1, (int64_t{256} << 20) / (rows * T * 4));
     per_batch = std::min<int64_t>(per_batch, 64);
   }

@@ -100,10 +100,11 @@ absl::Status ReadArchitecture(const std::string& cfg_path, const Json& cfg, SaeL
     } else {
       return absl::InvalidArgumentError(absl::StrCat(cfg_path, ": a topk SAE needs \"k\""));
     }
-  } else if (m.architecture != "standard" && m.architecture != "jumprelu") {
+  } else if (m.architecture != "standard" && m.architecture != "jumprelu" &&
+             m.architecture != "gated") {
     return absl::UnimplementedError(
         absl::StrCat(cfg_path, ": architecture '", m.architecture,
-                     "' is not supported (standard, topk or jumprelu; SAELens saves "
+                     "' is not supported (standard, topk, jumprelu or gated; SAELens saves "
                      "batchtopk SAEs as jumprelu)"));
   }
   if (cfg.contains("normalize_activations")) {
@@ -129,7 +130,14 @@ void FoldIntoWeights(SaeLensSae& sae) {
   if (cfg.contains("apply_b_dec_to_input") && cfg["apply_b_dec_to_input"].is_boolean() &&
       !cfg["apply_b_dec_to_input"].get<bool>()) {
     // x W_enc + b_enc = (x - b_dec) W_enc + (b_enc + b_dec W_enc): the same pre-activations.
-    sae.b_enc = at::addmv(sae.b_enc, sae.W_enc.t(), sae.b_dec);
+    // Gated: the gate reads x W_enc + b_gate, the magnitude x (W_enc * exp(r_mag)) + b_mag.
+    if (sae.metadata.architecture == "gated") {
+      at::Tensor shift = at::mv(sae.W_enc.t(), sae.b_dec);  // [d_sae]
+      sae.b_gate = sae.b_gate + shift;
+      sae.b_mag = sae.b_mag + shift * sae.r_mag.exp();
+    } else {
+      sae.b_enc = at::addmv(sae.b_enc, sae.W_enc.t(), sae.b_dec);
+    }
     cfg["apply_b_dec_to_input"] = true;
     sae.metadata.folded.push_back("apply_b_dec_to_input");
   }
@@ -193,17 +201,21 @@ Json SaeLensConfig(const SaeLensSae& sae) {
 absl::Status WriteSaeLens(const std::string& dir, const SaeLensSae& sae) {
   const int64_t D = sae.W_enc.size(0), S = sae.W_enc.size(1);
   const std::string weights = dir + "/sae_weights.safetensors";
-  SAE_RETURN_IF_ERROR(CheckShape(weights, "b_enc", sae.b_enc, {S}));
+  const std::string& a = sae.metadata.architecture;
+  NamedTensors tensors = {{"W_enc", sae.W_enc.to(at::kFloat)}};
+  std::vector<std::pair<const char*, const at::Tensor*>> vectors = {{"b_enc", &sae.b_enc}};
+  if (a == "jumprelu") vectors.emplace_back("threshold", &sae.threshold);
+  if (a == "gated") {
+    vectors = {{"b_gate", &sae.b_gate}, {"b_mag", &sae.b_mag}, {"r_mag", &sae.r_mag}};
+  }
+  for (auto [name, t] : vectors) {
+    SAE_RETURN_IF_ERROR(CheckShape(weights, name, *t, {S}));
+    tensors.emplace_back(name, t->to(at::kFloat));
+  }
   SAE_RETURN_IF_ERROR(CheckShape(weights, "W_dec", sae.W_dec, {S, D}));
   SAE_RETURN_IF_ERROR(CheckShape(weights, "b_dec", sae.b_dec, {D}));
-  NamedTensors tensors = {{"W_enc", sae.W_enc.to(at::kFloat)},
-                          {"b_enc", sae.b_enc.to(at::kFloat)},
-                          {"W_dec", sae.W_dec.to(at::kFloat)},
-                          {"b_dec", sae.b_dec.to(at::kFloat)}};
-  if (sae.metadata.architecture == "jumprelu") {
-    SAE_RETURN_IF_ERROR(CheckShape(weights, "threshold", sae.threshold, {S}));
-    tensors.emplace_back("threshold", sae.threshold.to(at::kFloat));
-  }
+  tensors.emplace_back("W_dec", sae.W_dec.to(at::kFloat));
+  tensors.emplace_back("b_dec", sae.b_dec.to(at::kFloat));
   SAE_RETURN_IF_ERROR(MakeDirectories(dir));
   SAE_RETURN_IF_ERROR(SaveTensors(weights, tensors, {{"format", "pt"}}));
   if (sae.sparsity.defined()) {
@@ -261,23 +273,27 @@ absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir) {
   const std::string weights = dir + "/sae_weights.safetensors";
   SAE_ASSIGN_OR_RETURN(auto tensors, LoadTensors(weights));
   sae.W_enc = tensors["W_enc"];
-  sae.b_enc = tensors["b_enc"];
   sae.W_dec = tensors["W_dec"];
   sae.b_dec = tensors["b_dec"];
   SAE_RETURN_IF_ERROR(CheckShape(weights, "W_enc", sae.W_enc, {D, S}));
-  SAE_RETURN_IF_ERROR(CheckShape(weights, "b_enc", sae.b_enc, {S}));
   SAE_RETURN_IF_ERROR(CheckShape(weights, "W_dec", sae.W_dec, {S, D}));
   SAE_RETURN_IF_ERROR(CheckShape(weights, "b_dec", sae.b_dec, {D}));
-  for (at::Tensor* t : {&sae.W_enc, &sae.b_enc, &sae.W_dec, &sae.b_dec}) *t = t->to(at::kFloat);
+  std::vector<std::pair<const char*, at::Tensor*>> vectors = {{"b_enc", &sae.b_enc}};
   if (m.architecture == "jumprelu") {
-    if (tensors.count("threshold") != 0) {
-      sae.threshold = tensors["threshold"];
-    } else if (tensors.count("log_threshold") != 0) {  // older JumpReLU folders
-      sae.threshold = tensors["log_threshold"].to(at::kFloat).exp();
+    if (!tensors.count("threshold") && tensors.count("log_threshold")) {
+      tensors["threshold"] = tensors["log_threshold"].to(at::kFloat).exp();  // SAELens < 6.?
     }
-    SAE_RETURN_IF_ERROR(CheckShape(weights, "threshold", sae.threshold, {S}));
-    sae.threshold = sae.threshold.to(at::kFloat);
+    vectors.emplace_back("threshold", &sae.threshold);
   }
+  if (m.architecture == "gated") {
+    vectors = {{"b_gate", &sae.b_gate}, {"b_mag", &sae.b_mag}, {"r_mag", &sae.r_mag}};
+  }
+  for (auto [name, t] : vectors) {
+    *t = tensors[name];
+    SAE_RETURN_IF_ERROR(CheckShape(weights, name, *t, {S}));
+    *t = t->to(at::kFloat);
+  }
+  for (at::Tensor* t : {&sae.W_enc, &sae.W_dec, &sae.b_dec}) *t = t->to(at::kFloat);
   FoldIntoWeights(sae);
 
   const std::string sparsity = dir + "/sparsity.safetensors";

@@ -4,7 +4,8 @@
 //                                flat form of SAELens < 6 and of this project's older exports
 //                                (read)
 //   dir/sae_weights.safetensors  W_enc [d_in,d_sae], b_enc [d_sae], W_dec [d_sae,d_in],
-//                                b_dec [d_in]; jumprelu adds threshold [d_sae]
+//                                b_dec [d_in]; jumprelu adds threshold [d_sae]; gated has
+//                                b_gate, b_mag, r_mag [d_sae] and no b_enc
 //   dir/sparsity.safetensors     sparsity [d_sae]: log10 feature frequency (optional)
 //
 // SAELens 6's cfg.json (SAE.save_model: SAEConfig.to_dict()) holds the architecture's fields at
@@ -34,7 +35,8 @@ inline constexpr char kSaeLensFormatVersion[] = "6.0.0";
 
 // Where an SAE came from and what it computes, as cfg.json records it.
 struct SaeLensMetadata {
-  // standard | topk | jumprelu (SAELens writes BatchTopK SAEs as jumprelu with their threshold).
+  // standard | topk | jumprelu | gated (SAELens writes BatchTopK SAEs as jumprelu with their
+  // threshold).
   std::string architecture = "standard";
   int64_t k = 0;  // topk only
   std::string model_name = "gpt2-small";
@@ -61,8 +63,9 @@ struct SaeLensMetadata {
 };
 
 struct SaeLensSae {
-  at::Tensor W_enc, b_enc, W_dec, b_dec;  // float32
-  at::Tensor threshold;                   // jumprelu: [d_sae]; undefined otherwise
+  at::Tensor W_enc, b_enc, W_dec, b_dec;  // float32 (gated: b_enc undefined)
+  at::Tensor threshold;                   // jumprelu: [d_sae]
+  at::Tensor b_gate, b_mag, r_mag;        // gated: [d_sae] each
   at::Tensor sparsity;                    // log10 feature frequency [d_sae]; may be undefined
   SaeLensMetadata metadata;
   // Read: the full cfg.json, with apply_b_dec_to_input and rescale_acts_by_decoder_norm set to
@@ -76,10 +79,11 @@ struct SaeLensSae {
 absl::Status WriteSaeLens(const std::string& dir, const SaeLensSae& sae);
 
 // Reads and validates a SAELens directory in SAELens 6's form or the flat one (SAELens < 6,
-// this project's older exports): architectures standard, topk and jumprelu (threshold, or
-// log_threshold as older JumpReLU folders store it); normalize_activations must be none. Weights
-// must have the shapes cfg.json implies. Errors name the file and the field or tensor
-// (InvalidArgument; Unimplemented for an architecture or setting this project cannot compute).
+// this project's older exports): architectures standard, topk, jumprelu (threshold, or
+// log_threshold as older JumpReLU folders store it) and gated (b_gate, b_mag, r_mag);
+// normalize_activations must be none. Weights must have the shapes cfg.json implies. Errors name
+// the file and the field or tensor (InvalidArgument; Unimplemented for an architecture or
+// setting this project cannot compute).
 absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir);
 
 // The cfg.json written for `sae`: SAELens 6's SAEConfig.to_dict() of the architecture, with

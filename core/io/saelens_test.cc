@@ -187,16 +187,46 @@ TEST_F(SaeLensTest, RefusesWhatItCannotCompute) {
   SaeLensSae sae = Example("standard");
   NamedTensors weights = {{"W_enc", sae.W_enc}, {"b_enc", sae.b_enc}, {"W_dec", sae.W_dec},
                           {"b_dec", sae.b_dec}};
+  WriteFolder(dir_, {{"d_in", 8}, {"d_sae", 32}, {"architecture", "transcoder"}}, weights);
+  auto transcoder = ReadSaeLens(dir_);
+  EXPECT_EQ(transcoder.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(transcoder.status().message()),
+              HasSubstr("architecture 'transcoder' is not supported"));
   WriteFolder(dir_, {{"d_in", 8}, {"d_sae", 32}, {"architecture", "gated"}}, weights);
-  auto gated = ReadSaeLens(dir_);
-  EXPECT_EQ(gated.status().code(), absl::StatusCode::kUnimplemented);
-  EXPECT_THAT(std::string(gated.status().message()), HasSubstr("architecture 'gated'"));
+  EXPECT_THAT(std::string(ReadSaeLens(dir_).status().message()),
+              HasSubstr("missing tensor 'b_gate'"));
   WriteFolder(dir_, {{"d_in", 8}, {"d_sae", 32}, {"normalize_activations", "layer_norm"}},
               weights);
   EXPECT_EQ(ReadSaeLens(dir_).status().code(), absl::StatusCode::kUnimplemented);
   WriteFolder(dir_, {{"d_in", 8}, {"d_sae", 32}, {"architecture", "jumprelu"}}, weights);
   EXPECT_THAT(std::string(ReadSaeLens(dir_).status().message()),
               HasSubstr("missing tensor 'threshold'"));
+}
+
+// SAELens 6's gated encoder with apply_b_dec_to_input false reads x itself: gate x W_enc + b_gate,
+// magnitude x (W_enc * exp(r_mag)) + b_mag. Read back, the folder's biases are shifted so that
+// the same pre-activations come from x - b_dec.
+TEST_F(SaeLensTest, GatedFolderWithoutDecoderBiasOnTheInputIsFoldedIntoTheSameFunction) {
+  at::manual_seed(3);
+  const at::Tensor W_enc = at::randn({8, 32}), W_dec = at::randn({32, 8}), b_dec = at::randn({8});
+  const at::Tensor b_gate = at::randn({32}), b_mag = at::randn({32}), r_mag = at::randn({32});
+  WriteFolder(dir_,
+              {{"d_in", 8}, {"d_sae", 32}, {"architecture", "gated"},
+               {"apply_b_dec_to_input", false}},
+              {{"W_enc", W_enc}, {"W_dec", W_dec}, {"b_dec", b_dec}, {"b_gate", b_gate},
+               {"b_mag", b_mag}, {"r_mag", r_mag}});
+  auto back = ReadSaeLens(dir_);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->metadata.architecture, "gated");
+  EXPECT_EQ(back->cfg["apply_b_dec_to_input"], true);
+  const at::Tensor x = at::randn({5, 8});
+  auto gate = [](const at::Tensor& in, const at::Tensor& W, const at::Tensor& b) {
+    return at::addmm(b, in, W);
+  };
+  EXPECT_TRUE(at::allclose(gate(x - back->b_dec, back->W_enc, back->b_gate),
+                           gate(x, W_enc, b_gate), 1e-4, 1e-4));
+  EXPECT_TRUE(at::allclose(gate(x - back->b_dec, back->W_enc * back->r_mag.exp(), back->b_mag),
+                           gate(x, W_enc * r_mag.exp(), b_mag), 1e-4, 1e-4));
 }
 
 TEST_F(SaeLensTest, WeightsThatContradictCfgAreRejected) {

@@ -59,4 +59,10 @@ double L1CoefficientAt(const TrainerOptions& o, int64_t step) {
          std::min(1.0, static_cast<double>(step) / static_cast<double>(o.l1_warm_up_steps));
 }
 
+double L0CoefficientAt(const TrainerOptions& o, int64_t step) {
+  if (o.l0_warm_up_steps <= 0) return o.l0_coefficient;
+  return o.l0_coefficient *
+         std::min(1.0, static_cast<double>(step) / static_cast<double>(o.l0_warm_up_steps));
+}
+
 }  // namespace sae::sparse

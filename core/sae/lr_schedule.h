@@ -24,6 +24,10 @@ double LearningRateAt(const TrainerOptions& options, int64_t step);
 // (SAELens's L1Scheduler: 0 at the first step when warming up).
 double L1CoefficientAt(const TrainerOptions& options, int64_t step);
 
+// JumpReLU's sparsity coefficient at `step`, with the same warm-up rule as L1CoefficientAt
+// (SAELens 6's CoefficientScheduler): l0_coefficient * min(1, step / l0_warm_up_steps).
+double L0CoefficientAt(const TrainerOptions& options, int64_t step);
+
 }  // namespace sae::sparse
 
 #endif  // SAE_CORE_SAE_LR_SCHEDULE_H_

@@ -6,7 +6,9 @@
 #define SAE_CORE_SAE_SAE_OPTIONS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -33,8 +35,16 @@ struct SaeOptions {
   Architecture architecture = config::defaults::kArchitecture;
   int64_t d_in = 512;
   int64_t d_sae = 2048;  // d_in * expansion_factor
-  int64_t k = 32;        // active latents per token (topk only)
+  int64_t k = 32;        // active latents per token (topk; batchtopk family: on average)
+  // matryoshka_batchtopk: strictly increasing prefix widths, the last equal to d_sae.
+  std::vector<int64_t> matryoshka_widths;
 };
+
+// True for batchtopk and matryoshka_batchtopk (one selection over the whole batch, a running
+// threshold for inference).
+inline bool IsBatchTopK(Architecture a) {
+  return a == Architecture::kBatchTopK || a == Architecture::kMatryoshkaBatchTopK;
+}
 
 struct TrainerOptions {
   SaeOptions sae;
@@ -61,6 +71,19 @@ struct TrainerOptions {
   double aux_k_coefficient = config::defaults::kAuxKCoefficient;
   // A latent is dead for AuxK after this many tokens without firing.
   int64_t dead_tokens_threshold = config::defaults::kDeadTokensThreshold;
+
+  // batchtopk and matryoshka_batchtopk: rate of the running threshold's average.
+  double topk_threshold_lr = config::defaults::kTopKThresholdLr;
+
+  // JumpReLU architecture.
+  double jumprelu_init_threshold = config::defaults::kJumpReLUInitThreshold;
+  double jumprelu_bandwidth = config::defaults::kJumpReLUBandwidth;
+  config::JumpReLUSparsityLoss jumprelu_sparsity_loss = config::defaults::kJumpReLUSparsityLoss;
+  double jumprelu_tanh_scale = config::defaults::kJumpReLUTanhScale;
+  bool jumprelu_ste_to_input = config::defaults::kJumpReLUSteToInput;
+  double l0_coefficient = config::defaults::kL0Coefficient;
+  int64_t l0_warm_up_steps = config::defaults::kL0WarmUpSteps;  // linear rise from 0
+  std::optional<double> pre_act_loss_coefficient;                // unset: no pre-activation loss
 
   // Dead features and sparsity statistics.
   // Steps without firing before ghost grads apply.

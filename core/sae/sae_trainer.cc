@@ -7,6 +7,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/io/tensor_io.h"
+#include "core/sae/batch_topk.h"
 #include "core/sae/geometric_median.h"
 #include "core/sae/lr_schedule.h"
 #include "core/util/files.h"
@@ -23,14 +24,17 @@ absl::Status TorchError(const c10::Error& e, absl::string_view what) {
 }  // namespace
 
 SaeTrainer::SaeTrainer(const TrainerOptions& options, Collective* collective)
-    : SaeTrainer(options, SparseAutoencoder(options.sae, options.seed).params(), collective) {}
+    : SaeTrainer(options,
+                 SparseAutoencoder(options.sae, options.seed, options.jumprelu_init_threshold)
+                     .params(),
+                 collective) {}
 
 SaeTrainer::SaeTrainer(const TrainerOptions& options, SaeParameters params, Collective* collective)
     : options_(options),
       collective_(collective != nullptr ? collective : &single_),
       sae_(options.sae, std::move(params)),
       adam_(sae_.params().List(), options.adam_beta1, options.adam_beta2),
-      buffer_(options.sae.d_in, options.sae.d_sae),
+      buffer_(sae_.params()),
       generator_(at::detail::createCPUGenerator(options.seed + 1)) {
   passes_since_fired_ = at::zeros({options.sae.d_sae}, at::kLong);
   act_freq_scores_ = at::zeros({options.sae.d_sae}, at::kDouble);
@@ -157,6 +161,35 @@ absl::StatusOr<int64_t> SaeTrainer::ResampleDeadFeatures(const BatchSource& sour
   return n_dead;
 }
 
+LossOptions SaeTrainer::StepLossOptions() const {
+  LossOptions loss;
+  loss.l1_coefficient = L1CoefficientAt(options_, step_);
+  loss.use_ghost_grads = options_.use_ghost_grads;
+  loss.aux_k_coefficient = options_.aux_k_coefficient;
+  loss.l0_coefficient = L0CoefficientAt(options_, step_);
+  loss.jumprelu_bandwidth = options_.jumprelu_bandwidth;
+  loss.jumprelu_sparsity_loss = options_.jumprelu_sparsity_loss;
+  loss.jumprelu_tanh_scale = options_.jumprelu_tanh_scale;
+  loss.jumprelu_ste_to_input = options_.jumprelu_ste_to_input;
+  loss.pre_act_loss_coefficient = options_.pre_act_loss_coefficient;
+  return loss;
+}
+
+absl::StatusOr<ForwardPass> SaeTrainer::GroupBatchForward(const at::Tensor& batch) {
+  // The global batch size, then every rank's k * B candidates side by side, summed into one
+  // buffer (each slot is written by one rank): every rank selects from the same values.
+  ForwardPass pass = sae_.BeginBatchForward(batch);
+  at::Tensor tokens = at::full({1}, static_cast<float>(pass.x.size(0)));
+  SAE_RETURN_IF_ERROR(Reduce(tokens));
+  const int64_t K = options_.sae.k * static_cast<int64_t>(tokens.item<double>());
+  const int world = collective_->world_size();
+  at::Tensor all = at::zeros({world * K}, at::kFloat);
+  all.narrow(0, collective_->rank() * K, K).copy_(BatchTopKCandidates(pass.hidden_pre, K));
+  SAE_RETURN_IF_ERROR(Reduce(all));
+  sae_.FinishBatchForward(pass, SelectBatchTopK(all, K));
+  return pass;
+}
+
 absl::StatusOr<StepMetrics> SaeTrainer::Step(const at::Tensor& batch,
                                              const BatchSource& resample_source) {
   const int64_t D = options_.sae.d_in;
@@ -180,17 +213,28 @@ absl::StatusOr<StepMetrics> SaeTrainer::Step(const at::Tensor& batch,
       window_tokens_ = 0;
     }
 
+    const Architecture architecture = options_.sae.architecture;
+    // jumprelu: the threshold stays >= 0 (SAELens 6 projects it before every step).
+    if (architecture == Architecture::kJumpReLU) sae_.params().threshold.clamp_min_(0);
+
     const double lr = LearningRateAt(options_, step_);
-    LossOptions loss;
-    loss.l1_coefficient = L1CoefficientAt(options_, step_);
-    loss.use_ghost_grads = options_.use_ghost_grads;
-    loss.aux_k_coefficient = options_.aux_k_coefficient;
+    LossOptions loss = StepLossOptions();
     loss.dead_mask = DeadMask();
     const int64_t n_dead = loss.dead_mask.sum().item<int64_t>();
     const bool keep_hidden_pre =
-        n_dead > 0 && (options_.sae.architecture == Architecture::kTopK || loss.use_ghost_grads);
+        n_dead > 0 && (architecture == Architecture::kTopK || loss.use_ghost_grads);
 
-    ForwardPass pass = sae_.Forward(batch, keep_hidden_pre);
+    ForwardPass pass;
+    if (IsBatchTopK(architecture) && collective_->world_size() > 1) {
+      SAE_ASSIGN_OR_RETURN(pass, GroupBatchForward(batch));
+    } else {
+      pass = sae_.Forward(batch, keep_hidden_pre);
+    }
+    if (IsBatchTopK(architecture)) {
+      at::Tensor& running = sae_.params().topk_threshold;
+      running.fill_(UpdatedTopKThreshold(running.item<double>(), pass.selection,
+                                         options_.topk_threshold_lr));
+    }
 
     // Batch means over the global batch (the normalised MSE and ghost loss depend on them).
     at::Tensor sums = at::cat({SparseAutoencoder::MomentSums(pass).flatten(),
@@ -222,11 +266,18 @@ absl::StatusOr<StepMetrics> SaeTrainer::Step(const at::Tensor& batch,
     metrics.tokens = tokens_seen_;
     metrics.learning_rate = lr;
     metrics.l1_coefficient = loss.l1_coefficient;
+    metrics.l0_coefficient = loss.l0_coefficient;
     metrics.overall_loss = buffer_.scalar(StepBuffer::kLossSum) / world;
     metrics.mse_loss = buffer_.scalar(StepBuffer::kMseSum) / world;
     metrics.l1_loss = buffer_.scalar(StepBuffer::kL1Sum) / world;
     metrics.ghost_grad_loss = buffer_.scalar(StepBuffer::kGhostSum) / world;
     metrics.aux_loss = buffer_.scalar(StepBuffer::kAuxSum) / world;
+    metrics.l0_loss = buffer_.scalar(StepBuffer::kL0LossSum) / world;
+    metrics.pre_act_loss = buffer_.scalar(StepBuffer::kPreActSum) / world;
+    metrics.inner_mse_loss = buffer_.scalar(StepBuffer::kInnerMseSum) / world;
+    if (IsBatchTopK(architecture)) {
+      metrics.topk_threshold = sae_.params().topk_threshold.item<double>();
+    }
     metrics.l0 = buffer_.scalar(StepBuffer::kL0TokenSum) / n;
     metrics.explained_variance = buffer_.scalar(StepBuffer::kEvTokenSum) / n;
     const double ev_sq = buffer_.scalar(StepBuffer::kEvSqTokenSum);
@@ -250,13 +301,14 @@ absl::Status SaeTrainer::SaveState(const std::string& dir,
   SAE_RETURN_IF_ERROR(MakeDirectories(dir));
   const SaeParameters& p = sae_.params();
   Adam& adam = const_cast<Adam&>(adam_);
-  io::NamedTensors tensors = {
-      {"W_enc", p.W_enc}, {"b_enc", p.b_enc}, {"W_dec", p.W_dec}, {"b_dec", p.b_dec}};
-  const char* names[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
+  io::NamedTensors tensors;
+  const auto named = p.Named();
+  for (const auto& [name, t] : named) tensors.emplace_back(name, t);
   for (size_t i = 0; i < adam.size(); ++i) {
-    tensors.emplace_back(absl::StrCat("adam.exp_avg.", names[i]), adam.exp_avg(i));
-    tensors.emplace_back(absl::StrCat("adam.exp_avg_sq.", names[i]), adam.exp_avg_sq(i));
+    tensors.emplace_back(absl::StrCat("adam.exp_avg.", named[i].first), adam.exp_avg(i));
+    tensors.emplace_back(absl::StrCat("adam.exp_avg_sq.", named[i].first), adam.exp_avg_sq(i));
   }
+  if (p.topk_threshold.defined()) tensors.emplace_back("topk_threshold", p.topk_threshold);
   tensors.emplace_back("passes_since_fired", passes_since_fired_);
   tensors.emplace_back("act_freq_scores", act_freq_scores_);
   tensors.emplace_back("last_window_sparsity", last_window_sparsity_);
@@ -303,19 +355,23 @@ absl::StatusOr<std::map<std::string, std::string>> SaeTrainer::LoadState(const s
     return it->second;
   };
   SaeParameters& p = sae_.params();
-  const char* names[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
-  std::vector<at::Tensor> params = p.List();
-  for (size_t i = 0; i < 4; ++i) {
-    SAE_ASSIGN_OR_RETURN(at::Tensor t, get(names[i]));
-    if (t.sizes() != params[i].sizes()) {
+  const auto named = p.Named();
+  for (size_t i = 0; i < named.size(); ++i) {
+    const std::string& name = named[i].first;
+    SAE_ASSIGN_OR_RETURN(at::Tensor t, get(name));
+    if (t.sizes() != named[i].second.sizes()) {
       return absl::FailedPreconditionError(
-          absl::StrCat("checkpoint tensor ", names[i], " has the wrong shape"));
+          absl::StrCat("checkpoint tensor ", name, " has the wrong shape"));
     }
-    params[i].copy_(t);
-    SAE_ASSIGN_OR_RETURN(at::Tensor m, get(absl::StrCat("adam.exp_avg.", names[i])));
-    SAE_ASSIGN_OR_RETURN(at::Tensor v, get(absl::StrCat("adam.exp_avg_sq.", names[i])));
+    named[i].second.copy_(t);
+    SAE_ASSIGN_OR_RETURN(at::Tensor m, get(absl::StrCat("adam.exp_avg.", name)));
+    SAE_ASSIGN_OR_RETURN(at::Tensor v, get(absl::StrCat("adam.exp_avg_sq.", name)));
     adam_.exp_avg(i).copy_(m);
     adam_.exp_avg_sq(i).copy_(v);
+  }
+  if (p.topk_threshold.defined()) {
+    SAE_ASSIGN_OR_RETURN(at::Tensor t, get("topk_threshold"));
+    p.topk_threshold.copy_(t.reshape({}));
   }
   SAE_ASSIGN_OR_RETURN(at::Tensor passes, get("passes_since_fired"));
   passes_since_fired_.copy_(passes);

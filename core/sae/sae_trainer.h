@@ -49,7 +49,12 @@ struct StepMetrics {
   double mse_loss = 0;                      // losses/mse_loss
   double l1_loss = 0;                       // losses/l1_loss (sum |f| averaged, no coefficient)
   double ghost_grad_loss = 0;               // losses/ghost_grad_loss
-  double aux_loss = 0;                      // losses/auxiliary_reconstruction_loss (topk)
+  double aux_loss = 0;  // losses/auxiliary_reconstruction_loss (topk, batchtopk family, gated)
+  double l0_coefficient = 0;  // jumprelu: after warm-up
+  double l0_loss = 0;         // losses/l0_loss (jumprelu, with its coefficient)
+  double pre_act_loss = 0;    // losses/pre_act_loss (jumprelu)
+  double inner_mse_loss = 0;  // sum over widths of losses/inner_mse_loss_{width} (matryoshka)
+  double topk_threshold = 0;  // metrics/topk_threshold (batchtopk family, after the step)
   double l0 = 0;                            // metrics/l0
   double explained_variance = 0;            // metrics/explained_variance
   double explained_variance_std = 0;        // metrics/explained_variance_std
@@ -104,6 +109,9 @@ class SaeTrainer {
 
  private:
   at::Tensor DeadMask() const;
+  LossOptions StepLossOptions() const;
+  // batchtopk family in a group: the forward whose selection is over the global batch.
+  absl::StatusOr<ForwardPass> GroupBatchForward(const at::Tensor& batch);
   SparsityMetrics WindowMetrics() const;
   absl::StatusOr<int64_t> ResampleDeadFeatures(const BatchSource& source);
   absl::Status Reduce(at::Tensor& t);

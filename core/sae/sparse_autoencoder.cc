@@ -6,6 +6,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/sae/batch_topk.h"
+#include "core/sae/gated.h"
+#include "core/sae/jump_relu.h"
 #include "core/sae/sparse_kernels.h"
 
 namespace sae::sparse {
@@ -19,48 +22,128 @@ at::Tensor KaimingUniform(int64_t rows, int64_t cols, at::Generator& gen) {
 
 }  // namespace
 
+std::vector<std::pair<std::string, at::Tensor>> SaeParameters::Named() const {
+  std::vector<std::pair<std::string, at::Tensor>> named;
+  for (auto [name, t] : {std::pair{"W_enc", W_enc}, std::pair{"b_enc", b_enc},
+                         std::pair{"W_dec", W_dec}, std::pair{"b_dec", b_dec},
+                         std::pair{"threshold", threshold}, std::pair{"r_mag", r_mag},
+                         std::pair{"b_gate", b_gate}, std::pair{"b_mag", b_mag}}) {
+    if (t.defined()) named.emplace_back(name, t);
+  }
+  return named;
+}
+
+std::vector<at::Tensor> SaeParameters::List() const {
+  std::vector<at::Tensor> list;
+  for (auto& [name, t] : Named()) list.push_back(t);
+  return list;
+}
+
+SaeParameters SaeParameters::Clone() const {
+  auto copy = [](const at::Tensor& t) { return t.defined() ? t.clone() : at::Tensor(); };
+  return {copy(W_enc),  copy(b_enc), copy(W_dec), copy(b_dec),         copy(threshold),
+          copy(r_mag),  copy(b_gate), copy(b_mag), copy(topk_threshold)};
+}
+
 StepBuffer::StepBuffer(int64_t d_in, int64_t d_sae) {
-  gradient_numel_ = 2 * d_in * d_sae + d_sae + d_in;
+  Allocate({{"W_enc", {d_in, d_sae}},
+            {"b_enc", {d_sae}},
+            {"W_dec", {d_sae, d_in}},
+            {"b_dec", {d_in}}},
+           d_sae);
+}
+
+StepBuffer::StepBuffer(const SaeParameters& params) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+  for (auto& [name, t] : params.Named()) shapes.emplace_back(name, t.sizes().vec());
+  Allocate(shapes, params.W_dec.size(0));
+}
+
+void StepBuffer::Allocate(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
+                          int64_t d_sae) {
+  gradient_numel_ = 0;
+  for (auto& [name, shape] : shapes) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    gradient_numel_ += n;
+  }
   flat_ = at::zeros({gradient_numel_ + d_sae + kNumScalars}, at::kFloat);
   int64_t offset = 0;
-  auto take = [&](std::vector<int64_t> shape) {
+  auto take = [&](const std::vector<int64_t>& shape) {
     int64_t n = 1;
     for (int64_t s : shape) n *= s;
     at::Tensor view = flat_.narrow(0, offset, n).view(shape);
     offset += n;
     return view;
   };
-  W_enc = take({d_in, d_sae});
-  b_enc = take({d_sae});
-  W_dec = take({d_sae, d_in});
-  b_dec = take({d_in});
+  for (auto& [name, shape] : shapes) {
+    at::Tensor view = take(shape);
+    gradients_.push_back(view);
+    for (auto [key, member] : {std::pair{"W_enc", &W_enc}, std::pair{"b_enc", &b_enc},
+                               std::pair{"W_dec", &W_dec}, std::pair{"b_dec", &b_dec},
+                               std::pair{"threshold", &threshold}, std::pair{"r_mag", &r_mag},
+                               std::pair{"b_gate", &b_gate}, std::pair{"b_mag", &b_mag}}) {
+      if (name == key) *member = view;
+    }
+  }
   fired = take({d_sae});
   scalars = take({kNumScalars});
 }
 
-SparseAutoencoder::SparseAutoencoder(const SaeOptions& options, uint64_t seed) : options_(options) {
+SparseAutoencoder::SparseAutoencoder(const SaeOptions& options, uint64_t seed,
+                                     double jumprelu_init_threshold)
+    : options_(options) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
   const int64_t D = options.d_in, S = options.d_sae;
+  const Architecture a = options.architecture;
   params_.W_enc = KaimingUniform(D, S, gen);
   params_.W_dec = KaimingUniform(S, D, gen);
   params_.W_dec.div_(params_.W_dec.norm(2, {1}, /*keepdim=*/true));
-  if (options.architecture == Architecture::kTopK) {
-    params_.W_enc = params_.W_dec.t().contiguous();
-  }
-  params_.b_enc = at::zeros({S}, at::kFloat);
+  if (a != Architecture::kStandard) params_.W_enc = params_.W_dec.t().contiguous();
+  if (a != Architecture::kGated) params_.b_enc = at::zeros({S}, at::kFloat);
   params_.b_dec = at::zeros({D}, at::kFloat);
+  if (a == Architecture::kJumpReLU) {
+    params_.threshold = at::full({S}, jumprelu_init_threshold, at::kFloat);
+  }
+  if (a == Architecture::kGated) {
+    params_.r_mag = at::zeros({S}, at::kFloat);
+    params_.b_gate = at::zeros({S}, at::kFloat);
+    params_.b_mag = at::zeros({S}, at::kFloat);
+  }
+  if (IsBatchTopK(a)) params_.topk_threshold = at::zeros({}, at::kDouble);
 }
 
 SparseAutoencoder::SparseAutoencoder(const SaeOptions& options, SaeParameters params)
     : options_(options), params_(std::move(params)) {
   const int64_t D = options.d_in, S = options.d_sae;
+  const Architecture a = options.architecture;
   TORCH_CHECK(params_.W_enc.sizes() == at::IntArrayRef({D, S}) &&
                   params_.W_dec.sizes() == at::IntArrayRef({S, D}) &&
-                  params_.b_enc.sizes() == at::IntArrayRef({S}) &&
                   params_.b_dec.sizes() == at::IntArrayRef({D}),
               "SAE parameters do not match d_in ", D, " and d_sae ", S);
-  for (at::Tensor* t : {&params_.W_enc, &params_.b_enc, &params_.W_dec, &params_.b_dec}) {
+  auto check_vector = [&](at::Tensor& t, bool wanted, const char* name) {
+    if (!wanted) {
+      t = at::Tensor();
+      return;
+    }
+    TORCH_CHECK(t.defined() && t.sizes() == at::IntArrayRef({S}), "a ", ArchitectureName(a),
+                " SAE needs ", name, " of shape [", S, "]");
+    t = t.to(at::kFloat).contiguous();
+  };
+  check_vector(params_.b_enc, a != Architecture::kGated, "b_enc");
+  check_vector(params_.threshold, a == Architecture::kJumpReLU, "threshold");
+  check_vector(params_.r_mag, a == Architecture::kGated, "r_mag");
+  check_vector(params_.b_gate, a == Architecture::kGated, "b_gate");
+  check_vector(params_.b_mag, a == Architecture::kGated, "b_mag");
+  for (at::Tensor* t : {&params_.W_enc, &params_.W_dec, &params_.b_dec}) {
     *t = t->to(at::kFloat).contiguous();
+  }
+  if (IsBatchTopK(a)) {
+    params_.topk_threshold = params_.topk_threshold.defined()
+                                 ? params_.topk_threshold.to(at::kDouble).reshape({}).clone()
+                                 : at::zeros({}, at::kDouble);
+  } else {
+    params_.topk_threshold = at::Tensor();
   }
 }
 
@@ -73,7 +156,29 @@ void SparseAutoencoder::RemoveGradientParallelToDecoder(at::Tensor& grad_W_dec) 
   grad_W_dec.sub_(parallel * params_.W_dec);
 }
 
+ForwardPass SparseAutoencoder::BeginBatchForward(const at::Tensor& x_in) const {
+  ForwardPass pass;
+  pass.x = x_in.to(at::kFloat).contiguous();
+  pass.sae_in = pass.x - params_.b_dec;
+  pass.hidden_pre = at::addmm(params_.b_enc, pass.sae_in, params_.W_enc);
+  return pass;
+}
+
+void SparseAutoencoder::FinishBatchForward(ForwardPass& pass,
+                                           const BatchSelection& selection) const {
+  BatchTopKFinishForward(params_, selection, pass);
+}
+
 ForwardPass SparseAutoencoder::Forward(const at::Tensor& x_in, bool keep_hidden_pre) const {
+  const Architecture a = options_.architecture;
+  if (IsBatchTopK(a)) {
+    ForwardPass pass = BeginBatchForward(x_in);
+    const int64_t K = options_.k * pass.x.size(0);
+    FinishBatchForward(pass, SelectBatchTopK(BatchTopKCandidates(pass.hidden_pre, K), K));
+    return pass;
+  }
+  if (a == Architecture::kJumpReLU) return JumpReLUForward(params_, x_in);
+  if (a == Architecture::kGated) return GatedForward(params_, x_in);
   ForwardPass pass;
   pass.x = x_in.to(at::kFloat).contiguous();
   pass.sae_in = pass.x - params_.b_dec;
@@ -104,10 +209,23 @@ at::Tensor SparseAutoencoder::MomentSums(const ForwardPass& pass) {
 void SparseAutoencoder::Backward(const ForwardPass& pass, const BatchMoments& moments,
                                  const LossOptions& loss, StepBuffer& buffer) const {
   buffer.scalars.zero_();
-  if (options_.architecture == Architecture::kStandard) {
-    BackwardStandard(pass, moments, loss, buffer);
-  } else {
-    BackwardTopK(pass, loss, buffer);
+  switch (options_.architecture) {
+    case Architecture::kStandard:
+      BackwardStandard(pass, moments, loss, buffer);
+      break;
+    case Architecture::kTopK:
+      BackwardTopK(pass, loss, buffer);
+      break;
+    case Architecture::kBatchTopK:
+    case Architecture::kMatryoshkaBatchTopK:
+      BatchTopKBackward(options_, params_, pass, loss, buffer);
+      break;
+    case Architecture::kJumpReLU:
+      JumpReLUBackward(params_, pass, loss, buffer);
+      break;
+    case Architecture::kGated:
+      GatedBackward(params_, pass, loss, buffer);
+      break;
   }
   RecordReconstructionStats(pass, moments, buffer);
 }
@@ -291,11 +409,25 @@ void SparseAutoencoder::BackwardTopK(const ForwardPass& pass, const LossOptions&
 }
 
 at::Tensor SparseAutoencoder::Encode(const at::Tensor& x_in) const {
+  const Architecture a = options_.architecture;
+  if (a == Architecture::kGated) return GatedForward(params_, x_in).feature_acts;
   at::Tensor x = x_in.to(at::kFloat);
   at::Tensor h = at::addmm(params_.b_enc, x - params_.b_dec, params_.W_enc);
-  if (options_.architecture == Architecture::kStandard) return h.relu_();
+  if (a == Architecture::kStandard) return h.relu_();
+  if (a == Architecture::kJumpReLU) return at::relu(h) * (h > params_.threshold);
+  if (IsBatchTopK(a)) return at::relu(h) * (h > params_.topk_threshold.item<double>());
   auto [values, indices] = h.topk(options_.k, 1, true, false);
   return at::zeros_like(h).scatter_(1, indices, at::relu(values));
+}
+
+ForwardPass SparseAutoencoder::Infer(const at::Tensor& x) const {
+  const Architecture a = options_.architecture;
+  if (a == Architecture::kStandard || a == Architecture::kTopK) return Forward(x, false);
+  ForwardPass pass;
+  pass.x = x.to(at::kFloat).contiguous();
+  pass.feature_acts = Encode(pass.x);
+  pass.x_hat = at::addmm(params_.b_dec, pass.feature_acts, params_.W_dec);
+  return pass;
 }
 
 at::Tensor SparseAutoencoder::Reconstruct(const at::Tensor& x) const {

@@ -1,12 +1,16 @@
 // The SAE's parameters and its forward and backward passes, written out by hand (no autograd):
 // the seed's standard SAE with ghost gradients, and TopK with AuxK whose backward touches only
-// the active latents.
+// the active latents. The architectures of SAELens 6 (batchtopk, matryoshka_batchtopk,
+// jumprelu, gated) are in batch_topk.h, jump_relu.h and gated.h; this class dispatches to them.
 #ifndef SAE_CORE_SAE_SPARSE_AUTOENCODER_H_
 #define SAE_CORE_SAE_SPARSE_AUTOENCODER_H_
 
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config/defaults.h"
@@ -14,14 +18,27 @@
 
 namespace sae::sparse {
 
-// Parameters in SAELens's layout. All contiguous float32 on CPU.
+// Parameters in SAELens's layout and names. All contiguous float32 on CPU; a tensor an
+// architecture does not have is undefined.
 struct SaeParameters {
   at::Tensor W_enc;  // [d_in, d_sae]
-  at::Tensor b_enc;  // [d_sae]
+  at::Tensor b_enc;  // [d_sae] (every architecture but gated)
   at::Tensor W_dec;  // [d_sae, d_in]
   at::Tensor b_dec;  // [d_in]
+  at::Tensor threshold;  // jumprelu: [d_sae], trained
+  at::Tensor r_mag;      // gated: [d_sae], log scale of the magnitude path's encoder columns
+  at::Tensor b_gate;     // gated: [d_sae]
+  at::Tensor b_mag;      // gated: [d_sae]
+  // batchtopk, matryoshka_batchtopk: [] float64, the running threshold (a buffer, not trained;
+  // exported as a JumpReLU threshold).
+  at::Tensor topk_threshold;
 
-  std::vector<at::Tensor> List() const { return {W_enc, b_enc, W_dec, b_dec}; }
+  // The trained tensors that are defined, with their SAELens names, in the order W_enc, b_enc,
+  // W_dec, b_dec, threshold, r_mag, b_gate, b_mag (the order of gradients and Adam's moments).
+  std::vector<std::pair<std::string, at::Tensor>> Named() const;
+  std::vector<at::Tensor> List() const;
+  // A deep copy (topk_threshold included).
+  SaeParameters Clone() const;
 };
 
 // Gradients of the parameters, plus per-step statistics, as views into one flat float32
@@ -42,24 +59,35 @@ class StepBuffer {
     kL2NormTokenSum,   // sum over tokens of ||x_hat||
     kL2RatioTokenSum,  // sum over tokens of ||x_hat|| / ||x||
     kTokens,           // tokens in the batch
+    kL0LossSum,        // jumprelu: losses/l0_loss with its coefficient (local mean)
+    kPreActSum,        // jumprelu: losses/pre_act_loss (local mean)
+    kInnerMseSum,      // matryoshka: sum of losses/inner_mse_loss_{width} (local means)
     kNumScalars,
   };
 
+  // Gradients shaped like W_enc, b_enc, W_dec and b_dec.
   StepBuffer(int64_t d_in, int64_t d_sae);
+  // Gradients shaped like each tensor of params.Named().
+  explicit StepBuffer(const SaeParameters& params);
 
   at::Tensor& flat() { return flat_; }
   // Gradients in the order of SaeParameters::List().
-  std::vector<at::Tensor> gradients() const { return {W_enc, b_enc, W_dec, b_dec}; }
+  std::vector<at::Tensor> gradients() const { return gradients_; }
   // The gradient part of the flat buffer (for averaging after a reduction).
   at::Tensor gradient_span() const { return flat_.narrow(0, 0, gradient_numel_); }
   double scalar(Scalar s) const { return scalars.data_ptr<float>()[s]; }
   void set_scalar(Scalar s, double v) { scalars.data_ptr<float>()[s] = static_cast<float>(v); }
 
-  at::Tensor W_enc, b_enc, W_dec, b_dec;  // gradients
-  at::Tensor fired;                       // [d_sae]: tokens on which each latent fired (f > 0)
-  at::Tensor scalars;                     // [kNumScalars]
+  // Gradients (undefined where the parameter is).
+  at::Tensor W_enc, b_enc, W_dec, b_dec, threshold, r_mag, b_gate, b_mag;
+  at::Tensor fired;    // [d_sae]: tokens on which each latent fired (f > 0)
+  at::Tensor scalars;  // [kNumScalars]
 
  private:
+  void Allocate(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes,
+                int64_t d_sae);
+
+  std::vector<at::Tensor> gradients_;
   at::Tensor flat_;
   int64_t gradient_numel_ = 0;
 };
@@ -72,10 +100,27 @@ struct BatchMoments {
 };
 
 struct LossOptions {
-  double l1_coefficient = config::defaults::kL1Coefficient;
+  double l1_coefficient = config::defaults::kL1Coefficient;  // standard, gated
   bool use_ghost_grads = config::defaults::kUseGhostGrads;
-  double aux_k_coefficient = config::defaults::kAuxKCoefficient;
-  at::Tensor dead_mask;  // [d_sae] bool: dead latents (ghost grads or AuxK); may be undefined
+  double aux_k_coefficient = config::defaults::kAuxKCoefficient;  // topk, batchtopk family
+  // jumprelu.
+  double l0_coefficient = config::defaults::kL0Coefficient;
+  double jumprelu_bandwidth = config::defaults::kJumpReLUBandwidth;
+  config::JumpReLUSparsityLoss jumprelu_sparsity_loss = config::defaults::kJumpReLUSparsityLoss;
+  double jumprelu_tanh_scale = config::defaults::kJumpReLUTanhScale;
+  bool jumprelu_ste_to_input = config::defaults::kJumpReLUSteToInput;
+  std::optional<double> pre_act_loss_coefficient;
+  // [d_sae] bool: dead latents (ghost grads, AuxK, pre-activation loss); may be undefined.
+  at::Tensor dead_mask;
+};
+
+// batchtopk family: which activations one batch keeps. `threshold` is the (k * B)-th largest
+// of relu(hidden_pre) over the global batch; kept are the positive activations >= threshold.
+// `min_kept` is the smallest kept activation (0 when none is kept), the running threshold's
+// sample.
+struct BatchSelection {
+  double threshold = 0;
+  double min_kept = 0;
 };
 
 // The activations of one forward, kept for the backward.
@@ -86,6 +131,8 @@ struct ForwardPass {
   at::Tensor feature_acts;  // standard: [B,d_sae] relu(h)
   at::Tensor topk_indices;  // topk: [B,k] int64
   at::Tensor topk_values;   // topk: [B,k] relu of the top-k pre-activations
+  at::Tensor gate_pre;      // gated: [B,d_sae] the gating path's pre-activations
+  BatchSelection selection;  // batchtopk family
   at::Tensor x_hat;         // [B,d_in]
 };
 
@@ -93,8 +140,11 @@ class SparseAutoencoder {
  public:
   // The seed's initialisation: W_enc and W_dec Kaiming-uniform (torch's kaiming_uniform_
   // defaults: bound sqrt(6 / fan_in), fan_in = size(1)), rows of W_dec normalised, biases 0.
-  // TopK uses the tied init W_enc = W_dec^T. Deterministic for a seed.
-  SparseAutoencoder(const SaeOptions& options, uint64_t seed);
+  // Every architecture but standard uses the tied init W_enc = W_dec^T (SAELens 6 ties all);
+  // jumprelu's threshold starts at `jumprelu_init_threshold`, gated's r_mag, b_gate and b_mag
+  // at 0, the batchtopk running threshold at 0. Deterministic for a seed.
+  SparseAutoencoder(const SaeOptions& options, uint64_t seed,
+                    double jumprelu_init_threshold = config::defaults::kJumpReLUInitThreshold);
   // Wraps existing parameters (checked against `options`).
   SparseAutoencoder(const SaeOptions& options, SaeParameters params);
 
@@ -109,7 +159,15 @@ class SparseAutoencoder {
 
   // Encoder and decoder on a batch x [B,d_in]. `keep_hidden_pre`: keep the pre-activations
   // (needed when ghost gradients or AuxK may run).
+  // The batchtopk family selects over this batch alone (one process).
   ForwardPass Forward(const at::Tensor& x, bool keep_hidden_pre) const;
+
+  // batchtopk family, in three parts so that a data-parallel group can select over its global
+  // batch: BeginBatchForward computes sae_in and hidden_pre; BatchTopKCandidates (batch_topk.h)
+  // and SelectBatchTopK give the selection, over the group's gathered candidates; then
+  // FinishBatchForward masks the activations and decodes.
+  ForwardPass BeginBatchForward(const at::Tensor& x) const;
+  void FinishBatchForward(ForwardPass& pass, const BatchSelection& selection) const;
 
   // Sums of x and of x - x_hat over the batch: [2, d_in]. Divided by the global batch size they
   // give BatchMoments.
@@ -120,7 +178,13 @@ class SparseAutoencoder {
   void Backward(const ForwardPass& pass, const BatchMoments& moments, const LossOptions& loss,
                 StepBuffer& buffer) const;
 
-  // Dense feature activations [B,d_sae] (inference).
+  // The inference forward (evaluations): Forward(x, false) for standard and topk; for the others
+  // pass.x, feature_acts = Encode(x) and x_hat (the batchtopk family uses its running threshold,
+  // not a selection over this batch).
+  ForwardPass Infer(const at::Tensor& x) const;
+
+  // Dense feature activations [B,d_sae] (inference; the batchtopk family applies its running
+  // threshold as a JumpReLU does: relu(h) where h > topk_threshold).
   at::Tensor Encode(const at::Tensor& x) const;
   // x_hat [B,d_in] (inference).
   at::Tensor Reconstruct(const at::Tensor& x) const;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/io/saelens.h"
+#include "core/sae/saelens_parameters.h"
 #include "core/training/run_assets.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
@@ -15,18 +16,43 @@ std::string CheckpointName(int64_t step) { return absl::StrFormat("step_%08d", s
 
 absl::Status ExportSae(const sparse::SaeTrainer& trainer, const config::RunConfig& config,
                        const std::string& dir) {
-  const sparse::SaeParameters& p = trainer.sae().params();
   io::SaeLensSae sae;
-  sae.W_enc = p.W_enc;
-  sae.b_enc = p.b_enc;
-  sae.W_dec = p.W_dec;
-  sae.b_dec = p.b_dec;
-  sae.sparsity = at::log10(trainer.FeatureSparsity() + 1e-10);
   sae.metadata = SaeLensMetadataFor(config);
+  sparse::ExportTensors(trainer.sae().params(), config.architecture, sae);
+  sae.sparsity = at::log10(trainer.FeatureSparsity() + 1e-10);
   sae.cfg = {{"training_tokens", trainer.tokens_seen()},
              {"training_steps", trainer.step()},
              {"l1_coefficient", config.l1_coefficient},
              {"lr", config.lr}};
+  // The training keys of the SAELens 6 architectures (the folder itself is a jumprelu or gated
+  // SAE for inference; batchtopk and matryoshka_batchtopk export as jumprelu, as SAELens does).
+  switch (config.architecture) {
+    case config::Architecture::kBatchTopK:
+    case config::Architecture::kMatryoshkaBatchTopK:
+      sae.cfg["trained_architecture"] = std::string(config::ToString(config.architecture));
+      sae.cfg["k"] = config.k.value_or(0);
+      sae.cfg["topk_threshold_lr"] = config.topk_threshold_lr;
+      sae.cfg["aux_k_coefficient"] = config.aux_k_coefficient;
+      if (!config.matryoshka_widths.empty()) {
+        sae.cfg["matryoshka_widths"] = trainer.options().sae.matryoshka_widths;
+      }
+      break;
+    case config::Architecture::kJumpReLU:
+      sae.cfg["jumprelu_init_threshold"] = config.jumprelu_init_threshold;
+      sae.cfg["jumprelu_bandwidth"] = config.jumprelu_bandwidth;
+      sae.cfg["jumprelu_sparsity_loss_mode"] =
+          std::string(config::ToString(config.jumprelu_sparsity_loss_mode));
+      sae.cfg["jumprelu_tanh_scale"] = config.jumprelu_tanh_scale;
+      sae.cfg["jumprelu_ste_to_input"] = config.jumprelu_ste_to_input;
+      sae.cfg["l0_coefficient"] = config.l0_coefficient;
+      sae.cfg["l0_warm_up_steps"] = config.l0_warm_up_steps;
+      sae.cfg["pre_act_loss_coefficient"] =
+          config.pre_act_loss_coefficient ? nlohmann::json(*config.pre_act_loss_coefficient)
+                                          : nlohmann::json();
+      break;
+    default:
+      break;
+  }
   return io::WriteSaeLens(dir, sae);
 }
 

@@ -125,6 +125,52 @@ TEST_F(LocalTrainingTest, ResumingHalfwayEqualsTrainingStraightThroughWithoutShu
   EXPECT_LE((a.b_dec - b.b_dec).abs().max().item<double>(), 1e-6);
 }
 
+// The SAELens 6 architectures through the whole local run: training, a checkpoint, the final
+// evaluation, the export (batchtopk family as jumprelu, as SAELens saves it), and a resume that
+// continues exactly (their extra state, e.g. the running threshold, is in the checkpoint).
+TEST_F(LocalTrainingTest, SaeLens6ArchitecturesTrainResumeExactlyAndExport) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"architecture: batchtopk\nk: 4\ntopk_threshold_lr: 0.1\n", "jumprelu"},
+      {"architecture: matryoshka_batchtopk\nk: 4\nmatryoshka_widths: [16, 64]\n", "jumprelu"},
+      {"architecture: jumprelu\nl0_coefficient: 0.01\njumprelu_bandwidth: 0.5\n", "jumprelu"},
+      {"architecture: gated\n", "gated"},
+  };
+  for (const auto& [keys, exported] : cases) {
+    SCOPED_TRACE(keys);
+    const std::string yaml = absl::StrCat("shuffle: false\n", keys);
+    const std::string out = dir_ + "/" + std::to_string(std::hash<std::string>()(keys));
+    LocalTrainingOptions straight;
+    straight.output_dir = out + "/straight";
+    int evaluations = 0;
+    straight.on_eval = [&](const eval::EvalResults& results, int64_t, bool) {
+      ++evaluations;
+      EXPECT_GT(results.l0, 0);
+    };
+    auto first = RunLocalTraining(Config(yaml + "n_checkpoints: 2\n", false), straight);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_EQ(first->steps, 20);
+    EXPECT_GT(first->last.l0, 0);
+    EXPECT_GT(evaluations, 0) << "the final evaluation should run";
+
+    LocalTrainingOptions resumed;
+    resumed.output_dir = out + "/resumed";
+    resumed.resume_dir = out + "/straight/checkpoints/" + CheckpointName(10);
+    ASSERT_TRUE(RunLocalTraining(Config(yaml, false), resumed).ok());
+
+    auto a = io::ReadSaeLens(out + "/straight/final");
+    auto b = io::ReadSaeLens(out + "/resumed/final");
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(a->metadata.architecture, exported);
+    for (auto [x, y] : {std::pair{a->W_enc, b->W_enc}, std::pair{a->W_dec, b->W_dec},
+                        std::pair{a->threshold, b->threshold}, std::pair{a->b_gate, b->b_gate},
+                        std::pair{a->r_mag, b->r_mag}}) {
+      if (!x.defined()) continue;
+      EXPECT_TRUE(at::equal(x, y));
+    }
+  }
+}
+
 TEST_F(LocalTrainingTest, AnInterruptWritesACheckpointAndStops) {
   std::atomic<bool> interrupt{false};
   LocalTrainingOptions options;

@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "core/sae/saelens_parameters.h"
 #include "core/util/status.h"
 
 namespace sae::training {
@@ -100,7 +101,20 @@ absl::StatusOr<std::optional<sparse::SaeParameters>> PretrainedSaeFor(
         absl::StrCat("holds an SAE of d_in ", sae->W_enc.size(0), " and d_sae ", sae->W_enc.size(1),
                      ", the run needs ", options.sae.d_in, " and ", options.sae.d_sae));
   }
-  return sparse::SaeParameters{sae->W_enc, sae->b_enc, sae->W_dec, sae->b_dec};
+  const std::string wanted = sparse::SaeLensArchitecture(options.sae.architecture);
+  if (sae->metadata.architecture != wanted) {
+    return config::ConfigKeyError(
+        config, "from_pretrained_path",
+        absl::StrCat("holds a ", sae->metadata.architecture, " SAE; architecture ",
+                     config::ToString(options.sae.architecture), " starts from a ", wanted,
+                     " SAE"));
+  }
+  sparse::SaeParameters params = sparse::ImportTensors(*sae);
+  if (sparse::IsBatchTopK(options.sae.architecture)) {
+    // Exported as JumpReLU with the running threshold on every latent.
+    params.topk_threshold = params.threshold.to(at::kDouble).mean();
+  }
+  return params;
 }
 
 absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig& c) {
@@ -112,6 +126,22 @@ absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig
   o.sae.d_in = *c.d_in;
   o.sae.d_sae = *config::EffectiveDSae(c);
   o.sae.k = c.k.value_or(0);
+  if (c.architecture == config::Architecture::kMatryoshkaBatchTopK) {
+    // SAELens 6 appends d_sae when the last width is smaller.
+    o.sae.matryoshka_widths = c.matryoshka_widths;
+    if (o.sae.matryoshka_widths.empty() || o.sae.matryoshka_widths.back() < o.sae.d_sae) {
+      o.sae.matryoshka_widths.push_back(o.sae.d_sae);
+    }
+  }
+  o.topk_threshold_lr = c.topk_threshold_lr;
+  o.jumprelu_init_threshold = c.jumprelu_init_threshold;
+  o.jumprelu_bandwidth = c.jumprelu_bandwidth;
+  o.jumprelu_sparsity_loss = c.jumprelu_sparsity_loss_mode;
+  o.jumprelu_tanh_scale = c.jumprelu_tanh_scale;
+  o.jumprelu_ste_to_input = c.jumprelu_ste_to_input;
+  o.l0_coefficient = c.l0_coefficient;
+  o.l0_warm_up_steps = c.l0_warm_up_steps;
+  o.pre_act_loss_coefficient = c.pre_act_loss_coefficient;
   o.seed = static_cast<uint64_t>(c.seed);
   o.b_dec_init = c.b_dec_init_method;
   o.lr = c.lr;

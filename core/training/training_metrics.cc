@@ -21,8 +21,25 @@ absl::StatusOr<std::unique_ptr<TrainingMetrics>> TrainingMetrics::Create(
       &m->l1_loss_));
   SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_ghost_grad_loss", "losses/ghost_grad_loss.",
                                       &m->ghost_grad_loss_));
-  SAE_RETURN_IF_ERROR(
-      series.AddGauge("sae_train_aux_loss", "AuxK loss of TopK SAEs.", &m->aux_loss_));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_aux_loss",
+      "losses/auxiliary_reconstruction_loss: AuxK (topk, batchtopk, matryoshka_batchtopk) or the "
+      "gate's reconstruction (gated).",
+      &m->aux_loss_));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_l0_loss", "losses/l0_loss: jumprelu's sparsity loss, with its coefficient.",
+      &m->l0_loss_));
+  SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_pre_act_loss",
+                                      "losses/pre_act_loss: jumprelu's pre-activation loss.",
+                                      &m->pre_act_loss_));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_inner_mse_loss",
+      "Sum over matryoshka_widths but the last of losses/inner_mse_loss_{width}.",
+      &m->inner_mse_loss_));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_train_topk_threshold",
+      "metrics/topk_threshold: batchtopk's running threshold (used at inference).",
+      &m->topk_threshold_));
   SAE_RETURN_IF_ERROR(series.AddGauge(
       "sae_train_l0", "metrics/l0: mean number of active features per token.", &m->l0_));
   SAE_RETURN_IF_ERROR(series.AddGauge("sae_train_explained_variance",
@@ -95,6 +112,10 @@ void TrainingMetrics::RecordStep(const sparse::StepMetrics& s, double step_secon
   l1_loss_->Set(s.l1_loss);
   ghost_grad_loss_->Set(s.ghost_grad_loss);
   aux_loss_->Set(s.aux_loss);
+  l0_loss_->Set(s.l0_loss);
+  pre_act_loss_->Set(s.pre_act_loss);
+  inner_mse_loss_->Set(s.inner_mse_loss);
+  topk_threshold_->Set(s.topk_threshold);
   l0_->Set(s.l0);
   explained_variance_->Set(s.explained_variance);
   explained_variance_std_->Set(s.explained_variance_std);

@@ -35,7 +35,8 @@ class TrainingMetrics {
   metrics::Gauge *overall_loss_, *mse_loss_, *l1_loss_, *ghost_grad_loss_, *aux_loss_, *l0_,
       *explained_variance_, *explained_variance_std_, *dead_features_, *mean_passes_since_fired_,
       *mean_log10_feature_sparsity_, *learning_rate_, *l1_coefficient_, *tokens_per_second_,
-      *l2_norm_, *l2_ratio_, *step_, *d_sae_, *total_steps_;
+      *l2_norm_, *l2_ratio_, *step_, *d_sae_, *total_steps_, *l0_loss_, *pre_act_loss_,
+      *inner_mse_loss_, *topk_threshold_;
   metrics::Counter *tokens_, *steps_;
   metrics::Histogram *step_seconds_, *wait_seconds_, *allreduce_seconds_;
 };

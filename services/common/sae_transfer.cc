@@ -4,12 +4,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/sae/saelens_parameters.h"
 #include "core/util/status.h"
 
 namespace sae::service {
 namespace {
 
-const char* const kNames[] = {"W_enc", "b_enc", "W_dec", "b_dec"};
+// Every tensor any architecture sends (sparse::ParameterShapes).
+const char* const kNames[] = {"W_enc",  "b_enc", "W_dec", "b_dec",         "threshold",
+                              "r_mag",  "b_gate", "b_mag", "topk_threshold"};
 
 std::string ShapeText(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
@@ -19,10 +22,13 @@ std::string ShapeText(const std::vector<int64_t>& shape) {
 
 absl::Status SendSaePieces(const sparse::SaeParameters& params, const v1::EvaluateSaeRequest& first,
                            const std::function<bool(const v1::EvaluateSaeRequest&)>& send) {
-  const at::Tensor tensors[] = {params.W_enc, params.b_enc, params.W_dec, params.b_dec};
+  std::vector<std::pair<std::string, at::Tensor>> tensors = params.Named();
+  if (params.topk_threshold.defined()) {
+    tensors.emplace_back("topk_threshold", params.topk_threshold.reshape({1}));
+  }
   bool header_sent = false;
-  for (int i = 0; i < 4; ++i) {
-    at::Tensor flat = tensors[i].detach().to(at::kFloat).contiguous().view({-1});
+  for (const auto& [name, tensor] : tensors) {
+    at::Tensor flat = tensor.detach().to(at::kFloat).contiguous().view({-1});
     const int64_t count = flat.numel();
     const float* values = flat.data_ptr<float>();
     for (int64_t offset = 0; offset < count || (count == 0 && offset == 0);
@@ -32,8 +38,8 @@ absl::Status SendSaePieces(const sparse::SaeParameters& params, const v1::Evalua
         piece = first;
         header_sent = true;
       }
-      piece.set_tensor(kNames[i]);
-      for (int64_t size : tensors[i].sizes()) piece.add_shape(size);
+      piece.set_tensor(name);
+      for (int64_t size : tensor.sizes()) piece.add_shape(size);
       piece.set_offset(offset);
       const int64_t n = std::min(kSaePieceElements, count - offset);
       piece.set_data(reinterpret_cast<const char*>(values + offset),
@@ -54,7 +60,8 @@ absl::Status SaeAssembler::Add(const v1::EvaluateSaeRequest& piece) {
   for (const char* name : kNames) known = known || piece.tensor() == name;
   if (!known) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "unknown SAE tensor '", piece.tensor(), "' (expected W_enc, b_enc, W_dec, b_dec)"));
+        "unknown SAE tensor '", piece.tensor(), "' (expected one of ",
+        absl::StrJoin(kNames, ", "), ")"));
   }
   const std::vector<int64_t> shape(piece.shape().begin(), piece.shape().end());
   int64_t count = 1;
@@ -100,33 +107,35 @@ absl::Status SaeAssembler::Add(const v1::EvaluateSaeRequest& piece) {
 }
 
 absl::StatusOr<sparse::SaeParameters> SaeAssembler::Finish(const sparse::SaeOptions& options) {
-  const std::vector<int64_t> expected[] = {
-      {options.d_in, options.d_sae}, {options.d_sae}, {options.d_sae, options.d_in}, {options.d_in}};
-  at::Tensor out[4];
-  for (int i = 0; i < 4; ++i) {
-    auto it = tensors_.find(kNames[i]);
+  sparse::SaeParameters params;
+  for (const auto& [name, expected] : sparse::ParameterShapes(options)) {
+    auto it = tensors_.find(name);
     if (it == tensors_.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("the SAE's parameters lack ", kNames[i]));
+      return absl::InvalidArgumentError(absl::StrCat("the SAE's parameters lack ", name));
     }
     const Partial& partial = it->second;
-    if (partial.shape != expected[i]) {
+    if (partial.shape != expected) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "SAE tensor ", kNames[i], " has shape ", ShapeText(partial.shape), " but this run's SAE (d_in ",
-          options.d_in, ", d_sae ", options.d_sae, ") has ", ShapeText(expected[i])));
+          "SAE tensor ", name, " has shape ", ShapeText(partial.shape), " but this run's ",
+          sparse::ArchitectureName(options.architecture), " SAE (d_in ", options.d_in,
+          ", d_sae ", options.d_sae, ") has ", ShapeText(expected)));
     }
     if (partial.received != partial.values.numel()) {
-      return absl::InvalidArgumentError(absl::StrCat("SAE tensor ", kNames[i], ": ",
-                                                     partial.received, " of ",
-                                                     partial.values.numel(), " values received"));
+      return absl::InvalidArgumentError(absl::StrCat("SAE tensor ", name, ": ", partial.received,
+                                                     " of ", partial.values.numel(),
+                                                     " values received"));
     }
-    out[i] = partial.values.view(partial.shape);
+    at::Tensor t = partial.values.view(partial.shape);
+    if (name == "W_enc") params.W_enc = t;
+    if (name == "b_enc") params.b_enc = t;
+    if (name == "W_dec") params.W_dec = t;
+    if (name == "b_dec") params.b_dec = t;
+    if (name == "threshold") params.threshold = t;
+    if (name == "r_mag") params.r_mag = t;
+    if (name == "b_gate") params.b_gate = t;
+    if (name == "b_mag") params.b_mag = t;
+    if (name == "topk_threshold") params.topk_threshold = t.to(at::kDouble).reshape({});
   }
-  sparse::SaeParameters params;
-  params.W_enc = out[0];
-  params.b_enc = out[1];
-  params.W_dec = out[2];
-  params.b_dec = out[3];
   return params;
 }
 

@@ -180,6 +180,13 @@ sparse::TrainerOptions Options(sparse::Architecture architecture) {
   o.resample_dead_features = architecture == sparse::Architecture::kStandard;
   o.resample_batches = 2;
   o.train_batch_size = 64;
+  // SAELens 6 architectures.
+  o.sae.matryoshka_widths = {16, 48, 96};
+  o.topk_threshold_lr = 0.1;
+  o.jumprelu_init_threshold = 0.2;
+  o.jumprelu_bandwidth = 0.5;
+  o.l0_coefficient = 1e-2;
+  o.pre_act_loss_coefficient = 1e-2;
   return o;
 }
 
@@ -188,9 +195,7 @@ struct Trajectory {
   std::vector<sparse::SaeParameters> params;  // after each step (copies)
 };
 
-sparse::SaeParameters Copy(const sparse::SaeParameters& p) {
-  return {p.W_enc.clone(), p.b_enc.clone(), p.W_dec.clone(), p.b_dec.clone()};
-}
+sparse::SaeParameters Copy(const sparse::SaeParameters& p) { return p.Clone(); }
 
 // Batches [steps][64, 24], a sample for b_dec, and resampling batches: the same for every run.
 struct Data {
@@ -215,8 +220,11 @@ Data MakeData(int steps) {
 // encoder bias: they never fire, so the dead-feature paths (ghost gradients, AuxK, resampling)
 // take part from the first steps.
 sparse::SaeParameters InitialParameters(const sparse::TrainerOptions& options) {
-  sparse::SaeParameters params = sparse::SparseAutoencoder(options.sae, options.seed).params();
-  params.b_enc.narrow(0, 0, options.sae.d_sae / 3).fill_(-100.0f);
+  sparse::SaeParameters params =
+      sparse::SparseAutoencoder(options.sae, options.seed, options.jumprelu_init_threshold)
+          .params();
+  at::Tensor bias = params.b_enc.defined() ? params.b_enc : params.b_gate;
+  bias.narrow(0, 0, options.sae.d_sae / 3).fill_(-100.0f);
   return params;
 }
 
@@ -257,6 +265,10 @@ void ExpectNear(const sparse::StepMetrics& a, const sparse::StepMetrics& b, int 
   EXPECT_TRUE(Near(a.l1_loss, b.l1_loss)) << "step " << step;
   EXPECT_TRUE(Near(a.ghost_grad_loss, b.ghost_grad_loss)) << "step " << step;
   EXPECT_TRUE(Near(a.aux_loss, b.aux_loss)) << "step " << step;
+  EXPECT_TRUE(Near(a.l0_loss, b.l0_loss)) << "step " << step;
+  EXPECT_TRUE(Near(a.pre_act_loss, b.pre_act_loss)) << "step " << step;
+  EXPECT_TRUE(Near(a.inner_mse_loss, b.inner_mse_loss)) << "step " << step;
+  EXPECT_TRUE(Near(a.topk_threshold, b.topk_threshold)) << "step " << step;
   EXPECT_TRUE(Near(a.l0, b.l0)) << "step " << step;
   EXPECT_TRUE(Near(a.explained_variance, b.explained_variance)) << "step " << step;
   EXPECT_TRUE(Near(a.explained_variance_std, b.explained_variance_std)) << "step " << step;
@@ -275,9 +287,14 @@ void ExpectNear(const sparse::StepMetrics& a, const sparse::StepMetrics& b, int 
 
 double MaxDifference(const sparse::SaeParameters& a, const sparse::SaeParameters& b) {
   double worst = 0;
-  for (auto [x, y] : {std::pair{a.W_enc, b.W_enc}, std::pair{a.b_enc, b.b_enc},
-                      std::pair{a.W_dec, b.W_dec}, std::pair{a.b_dec, b.b_dec}}) {
-    worst = std::max(worst, (x - y).abs().max().item<double>());
+  const auto named_a = a.Named(), named_b = b.Named();
+  EXPECT_EQ(named_a.size(), named_b.size());
+  for (size_t i = 0; i < std::min(named_a.size(), named_b.size()); ++i) {
+    worst = std::max(worst, (named_a[i].second - named_b[i].second).abs().max().item<double>());
+  }
+  if (a.topk_threshold.defined()) {
+    worst = std::max(worst, std::abs(a.topk_threshold.item<double>() -
+                                     b.topk_threshold.item<double>()));
   }
   return worst;
 }
@@ -315,6 +332,23 @@ TEST(DataParallelStepTest, StandardSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBa
 
 TEST(DataParallelStepTest, TopKSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
   ExpectDataParallelEqualsSingleProcess(sparse::Architecture::kTopK);
+}
+
+// BatchTopK selects over the global batch: the ranks agree on its (k * B)-th activation.
+TEST(DataParallelStepTest, BatchTopKSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
+  ExpectDataParallelEqualsSingleProcess(sparse::Architecture::kBatchTopK);
+}
+
+TEST(DataParallelStepTest, MatryoshkaBatchTopKSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
+  ExpectDataParallelEqualsSingleProcess(sparse::Architecture::kMatryoshkaBatchTopK);
+}
+
+TEST(DataParallelStepTest, JumpReLUSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
+  ExpectDataParallelEqualsSingleProcess(sparse::Architecture::kJumpReLU);
+}
+
+TEST(DataParallelStepTest, GatedSaeOnTwoGlooRanksEqualsOneProcessOnTheWholeBatch) {
+  ExpectDataParallelEqualsSingleProcess(sparse::Architecture::kGated);
 }
 
 }  // namespace

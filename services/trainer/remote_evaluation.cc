@@ -13,14 +13,7 @@ namespace sae::trainer {
 namespace {
 
 // Parameters copied off the trainer, so that training can change its own.
-sparse::SaeParameters Copy(const sparse::SaeParameters& params) {
-  sparse::SaeParameters copy;
-  copy.W_enc = params.W_enc.detach().clone();
-  copy.b_enc = params.b_enc.detach().clone();
-  copy.W_dec = params.W_dec.detach().clone();
-  copy.b_dec = params.b_dec.detach().clone();
-  return copy;
-}
+sparse::SaeParameters Copy(const sparse::SaeParameters& params) { return params.Clone(); }
 
 }  // namespace
 

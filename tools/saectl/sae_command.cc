@@ -10,6 +10,7 @@
 #include "core/io/saelens.h"
 #include "core/io/tensor_io.h"
 #include "core/sae/sae_options.h"
+#include "core/sae/saelens_parameters.h"
 #include "core/sae/sparse_autoencoder.h"
 #include "core/util/status.h"
 #include "nlohmann/json.hpp"
@@ -139,23 +140,17 @@ struct EncodeFlags {
   std::string out;
 };
 
-// feature_acts [N,d_sae] and sae_out [N,d_in] of the SAE on x [N,d_in].
+// feature_acts [N,d_sae] and sae_out [N,d_in] of the SAE on x [N,d_in], by the training
+// engine's inference encode and decode (every architecture a folder can hold: standard, topk, jumprelu,
+// gated; batchtopk folders are jumprelu ones).
 absl::StatusOr<std::pair<at::Tensor, at::Tensor>> Encode(const io::SaeLensSae& sae,
                                                          const at::Tensor& x) {
-  if (sae.metadata.architecture == "jumprelu") {
-    // SAELens's JumpReLU: relu(h) where h > threshold, else 0 (h = (x - b_dec) W_enc + b_enc).
-    at::Tensor h = at::addmm(sae.b_enc, x - sae.b_dec, sae.W_enc);
-    at::Tensor f = at::relu(h) * (h > sae.threshold).to(at::kFloat);
-    return std::make_pair(f, at::addmm(sae.b_dec, f, sae.W_dec));
-  }
   sparse::SaeOptions options;
   SAE_ASSIGN_OR_RETURN(options.architecture, sparse::ParseArchitecture(sae.metadata.architecture));
   options.d_in = sae.W_enc.size(0);
   options.d_sae = sae.W_enc.size(1);
   options.k = sae.metadata.k;
-  sparse::SparseAutoencoder engine(
-      options, sparse::SaeParameters{sae.W_enc.contiguous(), sae.b_enc.contiguous(),
-                                     sae.W_dec.contiguous(), sae.b_dec.contiguous()});
+  sparse::SparseAutoencoder engine(options, sparse::ImportTensors(sae));
   return std::make_pair(engine.Encode(x), engine.Reconstruct(x));
 }
 
