@@ -36,9 +36,17 @@ TEST(ArchitectureKeysTest, ReadsTheJumpReLUKeysWithSaeLensDefaults) {
   EXPECT_EQ(c->jumprelu_sparsity_loss_mode, JumpReLUSparsityLoss::kTanh);
   EXPECT_EQ(c->l0_warm_up_steps, 100);
   EXPECT_EQ(c->pre_act_loss_coefficient, 3e-6);
-  EXPECT_EQ(Parse("jumprelu_sparsity_loss_mode: quadratic\n").status().message(),
-            "run.yaml:3: jumprelu_sparsity_loss_mode: expected one of step, tanh, got "
-            "'quadratic'");
+  EXPECT_EQ(Parse("jumprelu_sparsity_loss_mode: cubic\n").status().message(),
+            "run.yaml:3: jumprelu_sparsity_loss_mode: expected one of step, tanh, quadratic, got "
+            "'cubic'");
+  c = Parse("architecture: jumprelu\njumprelu_sparsity_loss_mode: quadratic\ntarget_l0: 40\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->jumprelu_sparsity_loss_mode, JumpReLUSparsityLoss::kQuadratic);
+  EXPECT_EQ(c->target_l0, 40.0);
+  EXPECT_THAT(std::string(Parse("architecture: jumprelu\njumprelu_sparsity_loss_mode: quadratic\n")
+                              .status()
+                              .message()),
+              ::testing::HasSubstr("pulls L0 towards target_l0, which is not set; add target_l0"));
 }
 
 TEST(ArchitectureKeysTest, ReadsMatryoshkaWidthsAsAYamlListAndWritesThemBack) {

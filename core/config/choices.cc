@@ -33,6 +33,20 @@ absl::string_view ToString(JumpReLUSparsityLoss value) {
       return "step";
     case JumpReLUSparsityLoss::kTanh:
       return "tanh";
+    case JumpReLUSparsityLoss::kQuadratic:
+      return "quadratic";
+  }
+  return "?";
+}
+
+absl::string_view ToString(NormalizeActivations value) {
+  switch (value) {
+    case NormalizeActivations::kNone:
+      return "none";
+    case NormalizeActivations::kExpectedAverageOnlyIn:
+      return "expected_average_only_in";
+    case NormalizeActivations::kConstantNormRescale:
+      return "constant_norm_rescale";
   }
   return "?";
 }
@@ -112,6 +126,7 @@ absl::StatusOr<E> ParseChoice(absl::string_view name, absl::string_view what) {
 template absl::StatusOr<Architecture> ParseChoice(absl::string_view, absl::string_view);
 template absl::StatusOr<JumpReLUSparsityLoss> ParseChoice(absl::string_view, absl::string_view);
 template absl::StatusOr<LrScheduler> ParseChoice(absl::string_view, absl::string_view);
+template absl::StatusOr<NormalizeActivations> ParseChoice(absl::string_view, absl::string_view);
 template absl::StatusOr<BDecInitMethod> ParseChoice(absl::string_view, absl::string_view);
 template absl::StatusOr<FeatureSamplingMethod> ParseChoice(absl::string_view, absl::string_view);
 template absl::StatusOr<Processing> ParseChoice(absl::string_view, absl::string_view);

@@ -27,10 +27,23 @@ enum class Architecture {
   kMatryoshkaBatchTopK,  // "matryoshka_batchtopk": batchtopk plus nested prefix losses
 };
 
+// `normalize_activations`: how activations are scaled before the SAE sees them (SAELens 6's
+// names; docs/definitions.md).
+enum class NormalizeActivations {
+  kNone,                   // "none"
+  kExpectedAverageOnlyIn,  // "expected_average_only_in": times sqrt(d_in) / mean ||x||, estimated
+                           // before training, folded into the weights at export
+  kConstantNormRescale,    // "constant_norm_rescale": each x times sqrt(d_in) / ||x||, undone on
+                           // the output (kept in cfg.json, applied at inference)
+};
+
 // `jumprelu_sparsity_loss_mode`: the JumpReLU sparsity penalty.
 enum class JumpReLUSparsityLoss {
   kStep,  // "step": L0 through the step function's straight-through estimator (DeepMind)
   kTanh,  // "tanh": sum_j tanh(jumprelu_tanh_scale * f_j ||W_dec_j||) (Anthropic)
+  // "quadratic": 2 / target_l0 * (L0 - target_l0)^2 per token, L0 through the step function's
+  // straight-through estimator (DeepMind, Gemma Scope 2)
+  kQuadratic,
 };
 
 // `lr_scheduler_name`: the seed's learning-rate schedules (docs/definitions.md).
@@ -73,6 +86,7 @@ enum class DType {
 // "constant".
 absl::string_view ToString(Architecture value);
 absl::string_view ToString(JumpReLUSparsityLoss value);
+absl::string_view ToString(NormalizeActivations value);
 absl::string_view ToString(LrScheduler value);
 absl::string_view ToString(BDecInitMethod value);
 absl::string_view ToString(FeatureSamplingMethod value);
@@ -90,8 +104,14 @@ struct EnumValues<Architecture> {
 };
 template <>
 struct EnumValues<JumpReLUSparsityLoss> {
-  static constexpr std::array<JumpReLUSparsityLoss, 2> kAll = {JumpReLUSparsityLoss::kStep,
-                                                               JumpReLUSparsityLoss::kTanh};
+  static constexpr std::array<JumpReLUSparsityLoss, 3> kAll = {
+      JumpReLUSparsityLoss::kStep, JumpReLUSparsityLoss::kTanh, JumpReLUSparsityLoss::kQuadratic};
+};
+template <>
+struct EnumValues<NormalizeActivations> {
+  static constexpr std::array<NormalizeActivations, 3> kAll = {
+      NormalizeActivations::kNone, NormalizeActivations::kExpectedAverageOnlyIn,
+      NormalizeActivations::kConstantNormRescale};
 };
 template <>
 struct EnumValues<LrScheduler> {
@@ -139,6 +159,8 @@ extern template absl::StatusOr<Architecture> ParseChoice(absl::string_view, absl
 extern template absl::StatusOr<JumpReLUSparsityLoss> ParseChoice(absl::string_view,
                                                                  absl::string_view);
 extern template absl::StatusOr<LrScheduler> ParseChoice(absl::string_view, absl::string_view);
+extern template absl::StatusOr<NormalizeActivations> ParseChoice(absl::string_view,
+                                                                 absl::string_view);
 extern template absl::StatusOr<BDecInitMethod> ParseChoice(absl::string_view, absl::string_view);
 extern template absl::StatusOr<FeatureSamplingMethod> ParseChoice(absl::string_view,
                                                                   absl::string_view);

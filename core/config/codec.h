@@ -141,6 +141,8 @@ struct Codec<Architecture> : EnumCodec<Architecture> {};
 template <>
 struct Codec<JumpReLUSparsityLoss> : EnumCodec<JumpReLUSparsityLoss> {};
 template <>
+struct Codec<NormalizeActivations> : EnumCodec<NormalizeActivations> {};
+template <>
 struct Codec<LrScheduler> : EnumCodec<LrScheduler> {};
 template <>
 struct Codec<BDecInitMethod> : EnumCodec<BDecInitMethod> {};

@@ -184,6 +184,22 @@ TEST(ExamplesTest, SaeLens6TopKReadsAsTheSameKeysInTheSeedsSpelling) {
   EXPECT_EQ(*again, *c);
 }
 
+TEST(ExamplesTest, SaeLens6JumpReLUReadsTheTrainingOptionsWithSaeLensMeanings) {
+  absl::StatusOr<RunConfig> c = LoadRunConfig(SourceDir() + "/examples/saelens6-jumprelu.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->source.warnings.empty()) << c->source.warnings.front();
+  EXPECT_EQ(c->architecture, Architecture::kJumpReLU);
+  EXPECT_EQ(c->jumprelu_sparsity_loss_mode, JumpReLUSparsityLoss::kQuadratic);
+  EXPECT_EQ(c->target_l0, 64.0);
+  EXPECT_EQ(c->normalize_activations, NormalizeActivations::kExpectedAverageOnlyIn);
+  EXPECT_EQ(c->n_batches_for_norm_estimate, 100);
+  EXPECT_FALSE(c->apply_b_dec_to_input);
+  EXPECT_EQ(c->lr_decay_steps, 2000);
+  absl::StatusOr<RunConfig> again = ParseRunConfig(ToYaml(*c), "dry-run.yaml");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(*again, *c);
+}
+
 TEST(ExamplesTest, Gpt2SmallResidIsTheSeedsRecipe) {
   absl::StatusOr<RunConfig> c = LoadRunConfig(SourceDir() + "/examples/gpt2-small-resid.yaml");
   ASSERT_TRUE(c.ok()) << c.status();

@@ -105,6 +105,14 @@ struct RunConfig {
   std::optional<int64_t> d_sae;
   std::optional<int64_t> k;
   BDecInitMethod b_dec_init_method = defaults::kBDecInitMethod;
+  // SAELens 6's activation normalisation (docs/definitions.md); expected_average_only_in
+  // estimates its factor over n_batches_for_norm_estimate batches before training.
+  NormalizeActivations normalize_activations = NormalizeActivations::kNone;
+  // SAELens 6: W_dec's rows start at this norm and W_enc = W_dec^T; null: the seed's init.
+  std::optional<double> decoder_init_norm;
+  // SAELens 6: the encoder reads x - b_dec (true, the seed's SAE) or x.
+  bool apply_b_dec_to_input = true;
+  int64_t n_batches_for_norm_estimate = 1000;
   std::optional<std::string> from_pretrained_path;
 
   // ---- Training ----
@@ -121,6 +129,10 @@ struct RunConfig {
   // and cosineannealingwarmrestarts end at this learning rate; cosineannealingwarmup reads it
   // as a fraction of lr, as the seed's code does (core/sae/lr_schedule.h).
   std::optional<double> lr_end;
+  // SAELens 6: the last lr_decay_steps steps decay linearly to 0 from where the schedule ends;
+  // cosineannealingwarmrestarts restarts n_restart_cycles times (core/sae/lr_schedule.h).
+  int64_t lr_decay_steps = 0;
+  int64_t n_restart_cycles = 1;
   int64_t train_batch_size = defaults::kTrainBatchSize;
   // Training stops when this many activations have been trained on.
   int64_t total_training_tokens = 2'000'000;
@@ -135,6 +147,8 @@ struct RunConfig {
   double jumprelu_bandwidth = defaults::kJumpReLUBandwidth;
   JumpReLUSparsityLoss jumprelu_sparsity_loss_mode = defaults::kJumpReLUSparsityLoss;
   double jumprelu_tanh_scale = defaults::kJumpReLUTanhScale;
+  // jumprelu_sparsity_loss_mode quadratic: the L0 the penalty pulls towards (required there).
+  std::optional<double> target_l0;
   bool jumprelu_ste_to_input = defaults::kJumpReLUSteToInput;
   double l0_coefficient = defaults::kL0Coefficient;
   int64_t l0_warm_up_steps = defaults::kL0WarmUpSteps;

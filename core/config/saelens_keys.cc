@@ -116,21 +116,16 @@ std::vector<PeerKey> BuildTable() {
   t.push_back(Alias("sae.aux_loss_coefficient", "aux_k_coefficient"));
   t.push_back(Required("sae.lp_norm", "1", Number(1),
                        "the L1 penalty is the 1-norm of the feature activations"));
-  t.push_back(Required("sae.apply_b_dec_to_input", "true", Boolean(true),
-                       "the encoder always reads x - b_dec, as the seed"));
-  t.push_back(Required("sae.normalize_activations", "none", Text({"none"}),
-                       "activations are not normalised"));
   t.push_back(Record("sae.reshape_activations",
                      "none and hook_z both train on what hook_point gives: attn.hook_z without "
                      "hook_point_head_index is already flattened over heads"));
-  t.push_back(NoEffect("sae.decoder_init_norm", "0.1", NullOr(Number(0.1)),
-                       "the SAE starts as the seed's (Kaiming-uniform, decoder rows of unit norm, "
-                       "renormalised every step)"));
-  t.back().accepts = [](const YAML::Node&) { return false; };  // warn whatever its value
   t.push_back(Record("sae.rescale_acts_by_decoder_norm",
                      "decoder rows are kept at unit norm, so rescaling by their norms changes "
                      "nothing"));
   t.push_back(Record("sae.use_sparse_activations", "a memory layout choice of PyTorch"));
+  t.push_back(Required("sae.use_matryoshka_aux_loss", "false", Boolean(false),
+                       "matryoshka_batchtopk's AuxK loss reconstructs the whole SAE's error "
+                       "(SAELens's default); the per-level variant is not implemented"));
   t.push_back(Record("sae.metadata", "SAELens's record of where an SAE came from; exports "
                                      "write their own"));
   // ---- The logger: block ----
@@ -171,10 +166,6 @@ std::vector<PeerKey> BuildTable() {
                        "the forward takes no extra arguments"));
   t.push_back(Required("resume_from_checkpoint", "null", IsNullValue,
                        "resume with saectl train --resume DIR (a cluster run resumes by itself)"));
-  t.push_back(Required("lr_decay_steps", "0", Number(0),
-                       "the schedules decay as lr_scheduler_name says (docs/config.md)"));
-  t.push_back(Required("n_restart_cycles", "1", Number(1),
-                       "cosineannealingwarmrestarts restarts as the seed's schedule does"));
   // ---- Keys with no effect here ----
   t.push_back(NoEffect("streaming", "true", Boolean(true),
                        "datasets are local files, read as they are consumed"));
@@ -192,8 +183,6 @@ std::vector<PeerKey> BuildTable() {
                        "saectl train --output and saectl export choose where SAEs go"));
   t.push_back(NoEffect("save_final_checkpoint", "false", Boolean(false),
                        "the final SAE and its training state are always written"));
-  t.push_back(NoEffect("n_batches_for_norm_estimate", "1000", Number(1000),
-                       "activations are not normalised (sae.normalize_activations: none)"));
   t.push_back(Record("hook_eval", "deprecated and unused in SAELens too"));
   t.push_back(Record("verbose", "saectl prints what it prints"));
   t.push_back(Record("sae_lens_version", "the SAELens version that wrote the config"));

@@ -108,13 +108,9 @@ TEST(SaeLens6SpellingTest, NamesTheKeyAsWrittenInErrorsAndWarnings) {
 }
 
 TEST(SaeLens6SpellingTest, RefusesSaeLensSettingsThatWouldNotHappenHere) {
-  EXPECT_EQ(ErrorOf("lr_decay_steps: 10\n"),
-            "run.yaml:3: lr_decay_steps: 10 is not supported: the schedules decay as "
-            "lr_scheduler_name says (docs/config.md); allowed: 0 (SAELens 6 spelling, "
-            "docs/config.md)");
-  EXPECT_THAT(ErrorOf("sae:\n  normalize_activations: expected_average_only_in\n"),
-              HasSubstr("run.yaml:4: sae.normalize_activations: expected_average_only_in is not "
-                        "supported"));
+  EXPECT_THAT(ErrorOf("sae:\n  normalize_activations: layer_norm\n"),
+              HasSubstr("run.yaml:4: sae.normalize_activations: expected one of none, "
+                        "expected_average_only_in, constant_norm_rescale, got 'layer_norm'"));
   EXPECT_THAT(ErrorOf("seqpos_slice: [5, -5]\n"),
               HasSubstr("run.yaml:3: seqpos_slice: [5, -5] is not supported"));
   EXPECT_THAT(ErrorOf("model_from_pretrained_kwargs: {center_writing_weights: false}\n"),
@@ -125,6 +121,41 @@ TEST(SaeLens6SpellingTest, RefusesSaeLensSettingsThatWouldNotHappenHere) {
                    "llm_device: null\nact_store_device: with_model\nexclude_special_tokens: false\n"
                    "sequence_separator_token: bos\nmodel_class_name: HookedTransformer\n")
                   .ok());
+}
+
+TEST(SaeLens6SpellingTest, ReadsNormalizationAndTheFinalDecayWithSaeLensMeanings) {
+  absl::StatusOr<RunConfig> c =
+      Read("sae:\n  normalize_activations: expected_average_only_in\n"
+           "n_batches_for_norm_estimate: 7\nlr_decay_steps: 10\n"
+           "lr_scheduler_name: cosineannealingwarmrestarts\nn_restart_cycles: 3\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->normalize_activations, NormalizeActivations::kExpectedAverageOnlyIn);
+  EXPECT_EQ(c->n_batches_for_norm_estimate, 7);
+  EXPECT_EQ(c->lr_decay_steps, 10);
+  EXPECT_EQ(c->n_restart_cycles, 3);
+  EXPECT_TRUE(c->source.warnings.empty());
+  EXPECT_THAT(ErrorOf("lr_scheduler_name: linearwarmupdecay\nlr_decay_steps: 10\n"),
+              HasSubstr("lr_decay_steps: 10 cannot follow lr_scheduler_name linearwarmupdecay"));
+  EXPECT_THAT(ErrorOf("lr_scheduler_name: cosineannealing\nlr_end: 0\nlr_decay_steps: 10\n"),
+              HasSubstr("would decay from lr_end 0 to 0"));
+  EXPECT_THAT(ErrorOf("total_training_tokens: 4096\ntrain_batch_size: 1024\nlr_decay_steps: 4\n"),
+              HasSubstr("lr_decay_steps: 4 leaves no steps before the decay: the run has 4 steps"));
+  absl::StatusOr<RunConfig> ignored = Read("n_restart_cycles: 2\nn_batches_for_norm_estimate: 5\n");
+  ASSERT_TRUE(ignored.ok()) << ignored.status();
+  EXPECT_THAT(ignored->source.warnings,
+              ::testing::ElementsAre(HasSubstr("n_restart_cycles: ignored by lr_scheduler_name"),
+                                     HasSubstr("n_batches_for_norm_estimate: ignored")));
+}
+
+TEST(SaeLens6SpellingTest, ReadsDecoderInitNormAndApplyBDecToInput) {
+  absl::StatusOr<RunConfig> c =
+      Read("sae:\n  decoder_init_norm: 0.1\n  apply_b_dec_to_input: false\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->decoder_init_norm, 0.1);
+  EXPECT_FALSE(c->apply_b_dec_to_input);
+  EXPECT_TRUE(c->source.warnings.empty());
+  EXPECT_THAT(ErrorOf("sae:\n  use_matryoshka_aux_loss: true\n"),
+              HasSubstr("sae.use_matryoshka_aux_loss: true is not supported"));
 }
 
 TEST(SaeLens6SpellingTest, WarnsAboutSaeLensSettingsWithNoEffectHere) {

@@ -235,6 +235,23 @@ Table BuildTable() {
         "Decoder bias init: geometric_median or mean of the first storage buffer, or zeros.");
   t.Add("from_pretrained_path", &C::from_pretrained_path, kSeed,
         "SAELens-format SAE folder to start from instead of a fresh init.", NonEmpty());
+  t.Add("decoder_init_norm", &C::decoder_init_norm, kOurs,
+        "SAELens 6: W_dec's rows start at this norm and W_enc = W_dec^T (SAELens's default is "
+        "0.1); null: the seed's init. Decoder rows are renormalised to 1 before every step, so "
+        "what lasts is the encoder's start at this scale.",
+        Positive());
+  t.Add("normalize_activations", &C::normalize_activations, kOurs,
+        "SAELens 6's activation scaling: none; expected_average_only_in (times sqrt(d_in) / "
+        "mean norm, estimated before training, folded into the exported weights); "
+        "constant_norm_rescale (each activation scaled to norm sqrt(d_in), undone on the "
+        "output; kept in cfg.json).");
+  t.Add("apply_b_dec_to_input", &C::apply_b_dec_to_input, kOurs,
+        "SAELens 6: the encoder reads x - b_dec (true, the seed's SAE) or x itself (false). "
+        "Exports fold false into the encoder bias and write true: the same function.");
+  t.Add("n_batches_for_norm_estimate", &C::n_batches_for_norm_estimate, kOurs,
+        "expected_average_only_in: training batches read (not trained on) to estimate the mean "
+        "norm, as SAELens 6 does.",
+        AtLeast<int64_t>(1));
 
   t.Group("Training");
   t.Add("lr", &C::lr, kSeed, "Adam learning rate.", Positive());
@@ -263,6 +280,14 @@ Table BuildTable() {
         "Floor given to the cosine schedules; null: lr / 10, as the seed passes it. "
         "cosineannealingwarmup reads it as a fraction of lr, as the seed's code does.",
         AtLeast(0.0));
+  t.Add("lr_decay_steps", &C::lr_decay_steps, kOurs,
+        "SAELens 6: the schedule runs over the other steps and the last lr_decay_steps decay "
+        "linearly to 0 from where it ends; 0: none. Not with linearwarmupdecay.",
+        AtLeast<int64_t>(0));
+  t.Add("n_restart_cycles", &C::n_restart_cycles, kOurs,
+        "cosineannealingwarmrestarts: number of cosine cycles (period = steps / "
+        "n_restart_cycles), as SAELens 6 and the seed's num_cycles.",
+        AtLeast<int64_t>(1));
   t.Add("train_batch_size", &C::train_batch_size, kSeed,
         "Activations per optimiser step, over all trainers together.", AtLeast<int64_t>(1));
   t.Add("total_training_tokens", &C::total_training_tokens, kSeed,
@@ -287,10 +312,15 @@ Table BuildTable() {
   t.Add("jumprelu_bandwidth", &C::jumprelu_bandwidth, kOurs,
         "jumprelu: width of the rectangle kernel of the straight-through estimator.", Positive());
   t.Add("jumprelu_sparsity_loss_mode", &C::jumprelu_sparsity_loss_mode, kOurs,
-        "jumprelu: step (L0 through the step function's straight-through estimator) or tanh "
-        "(sum of tanh(jumprelu_tanh_scale * f * ||W_dec row||)).");
+        "jumprelu: step (L0 through the step function's straight-through estimator), tanh "
+        "(sum of tanh(jumprelu_tanh_scale * f * ||W_dec row||)) or quadratic (2 / target_l0 * "
+        "(L0 - target_l0)^2 per token, L0 as in step).");
   t.Add("jumprelu_tanh_scale", &C::jumprelu_tanh_scale, kOurs,
         "jumprelu with jumprelu_sparsity_loss_mode tanh: the scale inside tanh.", Positive());
+  t.Add("target_l0", &C::target_l0, kOurs,
+        "jumprelu with jumprelu_sparsity_loss_mode quadratic: the L0 the penalty pulls towards. "
+        "Required there.",
+        Positive());
   t.Add("jumprelu_ste_to_input", &C::jumprelu_ste_to_input, kOurs,
         "jumprelu: the straight-through estimator also passes gradient to the pre-activations "
         "(Anthropic); false: to the threshold only (DeepMind).");

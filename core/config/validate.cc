@@ -69,7 +69,7 @@ void WarnAboutIgnoredKeys(RunConfig& config) {
   if (a != Architecture::kJumpReLU) {
     ignored.insert(ignored.end(),
                    {"jumprelu_init_threshold", "jumprelu_bandwidth", "jumprelu_sparsity_loss_mode",
-                    "jumprelu_tanh_scale", "jumprelu_ste_to_input", "l0_coefficient",
+                    "jumprelu_tanh_scale", "jumprelu_ste_to_input", "l0_coefficient", "target_l0",
                     "l0_warm_up_steps", "pre_act_loss_coefficient"});
   }
   for (absl::string_view key : ignored) {
@@ -189,6 +189,13 @@ absl::Status CheckArchitecture(const RunConfig& config) {
   if (a == Architecture::kMatryoshkaBatchTopK) {
     SAE_RETURN_IF_ERROR(CheckMatryoshkaWidths(config));
   }
+  if (a == Architecture::kJumpReLU &&
+      config.jumprelu_sparsity_loss_mode == JumpReLUSparsityLoss::kQuadratic && !config.target_l0) {
+    return ConfigKeyError(config, "jumprelu_sparsity_loss_mode",
+                          absl::StrCat("quadratic ", Where(config, "jumprelu_sparsity_loss_mode"),
+                                       " pulls L0 towards target_l0, which is not set; add "
+                                       "target_l0 (active latents per token, > 0)"));
+  }
   if (config.use_ghost_grads) {
     return ConfigKeyError(config, "use_ghost_grads",
                           absl::StrCat("ghost gradients belong to architecture standard, but "
@@ -226,6 +233,33 @@ absl::Status CheckSchedule(const RunConfig& config) {
                           absl::StrCat(internal::FormatDouble(*config.lr_end), " is above lr ",
                                        internal::FormatDouble(config.lr), " ", Where(config, "lr"),
                                        "; allowed: 0 to lr"));
+  }
+  if (config.lr_decay_steps > 0) {
+    const std::string decay = absl::StrCat(config.lr_decay_steps, " ");
+    if (config.lr_scheduler_name == LrScheduler::kLinearWarmupDecay) {
+      return ConfigKeyError(
+          config, "lr_decay_steps",
+          absl::StrCat(decay, "cannot follow lr_scheduler_name linearwarmupdecay ",
+                       Where(config, "lr_scheduler_name"),
+                       ", which already ends at 0; use constantwithwarmup or a cosine schedule "
+                       "with lr_decay_steps, or remove lr_decay_steps"));
+    }
+    if (config.lr_decay_steps >= steps) {
+      return ConfigKeyError(
+          config, "lr_decay_steps",
+          absl::StrCat(decay, "leaves no steps before the decay: the run has ", steps,
+                       " steps (total_training_tokens / train_batch_size)"));
+    }
+    const bool ends_at_lr_end = config.lr_scheduler_name == LrScheduler::kCosineAnnealing ||
+                                config.lr_scheduler_name == LrScheduler::kCosineAnnealingWarmup ||
+                                config.lr_scheduler_name == LrScheduler::kCosineAnnealingWarmRestarts;
+    if (ends_at_lr_end && EffectiveLrEnd(config) == 0) {
+      return ConfigKeyError(
+          config, "lr_decay_steps",
+          absl::StrCat(decay, "would decay from lr_end 0 to 0 ", Where(config, "lr_end"),
+                       " (SAELens 6 refuses this too); set lr_end above 0 or remove "
+                       "lr_decay_steps"));
+    }
   }
   bool decays_after_warm_up = config.lr_scheduler_name == LrScheduler::kLinearWarmupDecay ||
                               config.lr_scheduler_name == LrScheduler::kCosineAnnealingWarmup;
@@ -286,6 +320,18 @@ void CollectWarnings(RunConfig& config) {
                       ": the seed's schedules warm up only in constantwithwarmup, "
                       "linearwarmupdecay and cosineannealingwarmup (SAELens 6 warms up every "
                       "schedule); use one of those"));
+  }
+  if (config.n_restart_cycles != 1 && config.source.Given("n_restart_cycles") &&
+      config.lr_scheduler_name != LrScheduler::kCosineAnnealingWarmRestarts) {
+    Warn(config, "n_restart_cycles",
+         absl::StrCat("ignored by lr_scheduler_name ", ToString(config.lr_scheduler_name), " ",
+                      Where(config, "lr_scheduler_name"),
+                      ": only cosineannealingwarmrestarts restarts"));
+  }
+  if (config.source.Given("n_batches_for_norm_estimate") &&
+      config.normalize_activations != NormalizeActivations::kExpectedAverageOnlyIn) {
+    Warn(config, "n_batches_for_norm_estimate",
+         "ignored: only normalize_activations expected_average_only_in estimates a norm");
   }
 }
 

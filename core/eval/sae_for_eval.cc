@@ -1,5 +1,6 @@
 #include "core/eval/sae_for_eval.h"
 
+#include "core/config/choices.h"
 #include "core/sae/saelens_parameters.h"
 
 #include "absl/strings/str_cat.h"
@@ -78,11 +79,16 @@ absl::StatusOr<SaeForEval> SaeForEvalFromSaeLens(const io::SaeLensSae& sae,
   if (const auto& v = CfgValue(sae.cfg, "hook_head_index"); v.is_number_integer()) {
     out.hook_head_index = v.get<int>();
   }
-  const nlohmann::json& norm = CfgValue(sae.cfg, "normalize_activations");
-  if (norm.is_string() && norm.get<std::string>() != "none") {
-    return absl::UnimplementedError(
-        absl::StrCat(cfg_path, ": normalize_activations \"", norm.get<std::string>(),
-                     "\" is not supported by saectl eval (only \"none\")"));
+  // io::ReadSaeLens refuses what cannot be computed; constant_norm_rescale runs in the SAE's
+  // inference forward.
+  SAE_ASSIGN_OR_RETURN(out.options.normalize_activations,
+                       config::ParseChoice<config::NormalizeActivations>(
+                           m.normalize_activations, cfg_path + ": normalize_activations"));
+  if (out.options.normalize_activations ==
+      config::NormalizeActivations::kExpectedAverageOnlyIn) {
+    return absl::UnimplementedError(absl::StrCat(
+        cfg_path, ": normalize_activations expected_average_only_in needs its scaling factor, "
+                  "which SAELens folds into the weights before saving"));
   }
   out.params = sparse::ImportTensors(sae);
   const nlohmann::json& apply = CfgValue(sae.cfg, "apply_b_dec_to_input");

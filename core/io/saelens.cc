@@ -109,10 +109,14 @@ absl::Status ReadArchitecture(const std::string& cfg_path, const Json& cfg, SaeL
   }
   if (cfg.contains("normalize_activations")) {
     const Json& norm = cfg["normalize_activations"];
-    if ((norm.is_string() && norm.get<std::string>() != "none") ||
-        (norm.is_boolean() && norm.get<bool>())) {
+    if (norm.is_string() && norm.get<std::string>() == "constant_norm_rescale") {
+      m.normalize_activations = "constant_norm_rescale";
+    } else if ((norm.is_string() && norm.get<std::string>() != "none") ||
+               (norm.is_boolean() && norm.get<bool>())) {
       return absl::UnimplementedError(absl::StrCat(
-          cfg_path, ": normalize_activations ", norm.dump(), " is not supported (only \"none\")"));
+          cfg_path, ": normalize_activations ", norm.dump(),
+          " is not supported (none or constant_norm_rescale; SAELens folds "
+          "expected_average_only_in into the weights before saving)"));
     }
   }
   if (cfg.contains("finetuning_scaling_factor") && cfg["finetuning_scaling_factor"].is_boolean() &&
@@ -165,7 +169,7 @@ Json SaeLensConfig(const SaeLensSae& sae) {
   cfg["dtype"] = m.dtype;
   cfg["device"] = m.device;
   cfg["apply_b_dec_to_input"] = true;  // the encoder reads x - b_dec
-  cfg["normalize_activations"] = "none";
+  cfg["normalize_activations"] = m.normalize_activations;
   // SAELens flattens the heads of hook_z itself when the SAE reads all of them.
   const bool all_heads_of_z = absl::EndsWith(m.hook_name, "hook_z") && m.hook_head_index < 0;
   cfg["reshape_activations"] = all_heads_of_z ? "hook_z" : "none";

@@ -39,6 +39,9 @@ struct SaeLensMetadata {
   // threshold).
   std::string architecture = "standard";
   int64_t k = 0;  // topk only
+  // cfg.json's normalize_activations: "none" or "constant_norm_rescale" (applied at inference;
+  // expected_average_only_in is folded into the weights before export, as SAELens 6 does).
+  std::string normalize_activations = "none";
   std::string model_name = "gpt2-small";
   std::string hook_name;
   int hook_layer = 0;  // derived from hook_name (blocks.L.*) when cfg.json lacks it

@@ -230,6 +230,24 @@ INSTANTIATE_TEST_SUITE_P(EveryNewArchitecture, SaeArchitectureExportTest,
 
 // ---- The batch selection ----
 
+// SAELens 6's decoder_init_norm: decoder rows at that norm, the encoder its transpose, for the
+// standard SAE too (the seed's init draws the encoder separately).
+TEST(SaeInitialisationTest, DecoderInitNormStartsTheDecoderAtThatNormWithATiedEncoder) {
+  SaeOptions o;
+  o.d_in = 16;
+  o.d_sae = 64;
+  for (Architecture a : {Architecture::kStandard, Architecture::kJumpReLU}) {
+    o.architecture = a;
+    const SaeParameters p = SparseAutoencoder(o, 3, 0.01, 0.1).params();
+    EXPECT_TRUE(at::allclose(p.W_dec.norm(2, {1}), at::full({64}, 0.1f), 1e-5, 1e-6));
+    EXPECT_TRUE(at::equal(p.W_enc, p.W_dec.t()));
+  }
+  o.architecture = Architecture::kStandard;
+  const SaeParameters seed = SparseAutoencoder(o, 3).params();
+  EXPECT_FALSE(at::allclose(seed.W_enc, seed.W_dec.t())) << "the seed's encoder is its own draw";
+  EXPECT_TRUE(at::allclose(seed.W_dec.norm(2, {1}), at::ones({64}), 1e-5, 1e-6));
+}
+
 TEST(BatchTopKSelectionTest, KeepsTheKTimesBLargestActivationsOfTheBatch) {
   at::Generator g = at::detail::createCPUGenerator(5);
   at::Tensor h = at::randn({8, 40}, g);

@@ -97,7 +97,7 @@ void BatchTopKBackward(const SaeOptions& options, const SaeParameters& params,
 
   at::mm_out(buffer.W_enc, pass.sae_in.t(), dh);
   at::sum_out(buffer.b_enc, dh, {0});
-  buffer.b_dec.sub_(at::mv(params.W_enc, buffer.b_enc));
+  if (pass.b_dec_in_input) buffer.b_dec.sub_(at::mv(params.W_enc, buffer.b_enc));
 
   at::Tensor active = (f > 0).to(at::kFloat);
   at::sum_out(buffer.fired, active, {0});

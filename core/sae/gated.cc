@@ -2,10 +2,12 @@
 
 namespace sae::sparse {
 
-ForwardPass GatedForward(const SaeParameters& params, const at::Tensor& x_in) {
+ForwardPass GatedForward(const SaeParameters& params, const at::Tensor& x_in,
+                         bool b_dec_in_input) {
   ForwardPass pass;
   pass.x = x_in.to(at::kFloat).contiguous();
-  pass.sae_in = pass.x - params.b_dec;
+  pass.b_dec_in_input = b_dec_in_input;
+  pass.sae_in = b_dec_in_input ? pass.x - params.b_dec : pass.x;
   pass.gate_pre = at::addmm(params.b_gate, pass.sae_in, params.W_enc);
   at::Tensor W_mag = params.W_enc * params.r_mag.exp();
   pass.hidden_pre = at::addmm(params.b_mag, pass.sae_in, W_mag);
@@ -47,7 +49,9 @@ void GatedBackward(const SaeParameters& params, const ForwardPass& pass, const L
   at::sum_out(buffer.r_mag, dW_mag * W_mag, {0});
   at::sum_out(buffer.b_mag, d_mag, {0});
   at::sum_out(buffer.b_gate, d_gate, {0});
-  buffer.b_dec.sub_(at::mv(W_mag, buffer.b_mag) + at::mv(params.W_enc, buffer.b_gate));
+  if (pass.b_dec_in_input) {
+    buffer.b_dec.sub_(at::mv(W_mag, buffer.b_mag) + at::mv(params.W_enc, buffer.b_gate));
+  }
 
   at::Tensor active = (f > 0).to(at::kFloat);
   at::sum_out(buffer.fired, active, {0});

@@ -96,6 +96,23 @@ TEST_F(GradientCheckTest, NormalisedMseGradientMatchesFiniteDifferences) {
       [&](const SaeParameters& p) { return Evaluate(standard_, p, x_, loss).loss; }, "mse");
 }
 
+// apply_b_dec_to_input false: the encoder reads x, so b_dec's gradient has no encoder term.
+TEST_F(GradientCheckTest, GradientsWithoutDecoderBiasOnTheInputMatchFiniteDifferences) {
+  for (SaeOptions options : {standard_, topk_}) {
+    options.apply_b_dec_to_input = false;
+    LossOptions loss;
+    loss.l1_coefficient = 0;  // the L1 term has its own check; here the encoder's input changes
+    Evaluation base = Evaluate(options, params_, x_, loss);
+    Evaluation applied = Evaluate(options.architecture == Architecture::kStandard ? standard_ : topk_,
+                                  params_, x_, loss);
+    EXPECT_FALSE(at::allclose(base.grads[3], applied.grads[3])) << "b_dec's gradient must differ";
+    ExpectDirectionalDerivativesMatch(
+        params_, base.grads,
+        [&](const SaeParameters& p) { return Evaluate(options, p, x_, loss).loss; },
+        "without b_dec on the input");
+  }
+}
+
 TEST_F(GradientCheckTest, L1PenaltyGradientMatchesFiniteDifferences) {
   LossOptions with_l1, without;
   with_l1.l1_coefficient = 0.5;

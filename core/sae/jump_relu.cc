@@ -2,10 +2,12 @@
 
 namespace sae::sparse {
 
-ForwardPass JumpReLUForward(const SaeParameters& params, const at::Tensor& x_in) {
+ForwardPass JumpReLUForward(const SaeParameters& params, const at::Tensor& x_in,
+                            bool b_dec_in_input) {
   ForwardPass pass;
   pass.x = x_in.to(at::kFloat).contiguous();
-  pass.sae_in = pass.x - params.b_dec;
+  pass.b_dec_in_input = b_dec_in_input;
+  pass.sae_in = b_dec_in_input ? pass.x - params.b_dec : pass.x;
   pass.hidden_pre = at::addmm(params.b_enc, pass.sae_in, params.W_enc);
   pass.feature_acts = pass.hidden_pre * (pass.hidden_pre > params.threshold);
   pass.x_hat = at::addmm(params.b_dec, pass.feature_acts, params.W_dec);
@@ -48,10 +50,20 @@ void JumpReLUBackward(const SaeParameters& params, const ForwardPass& pass,
   at::Tensor dtheta = -estimator.sum(0);
   if (loss.jumprelu_ste_to_input) dh.add_(estimator);
 
-  if (loss.jumprelu_sparsity_loss == config::JumpReLUSparsityLoss::kStep) {
-    // l0_loss = c * mean_b sum_j 1[h > theta]; the step's estimator: -K(...) / bandwidth.
-    l0_loss = c * above.sum(1).mean().item<double>();
+  if (loss.jumprelu_sparsity_loss != config::JumpReLUSparsityLoss::kTanh) {
+    // step: l0_loss = c * mean_b L0_b, L0_b = sum_j 1[h > theta]; the step's estimator:
+    // -K(...) / bandwidth. quadratic: c * mean_b 2 / T * (L0_b - T)^2, whose derivative in L0_b
+    // 4 / T * (L0_b - T) weighs token b's estimator.
+    at::Tensor l0_per_token = above.sum(1);  // [B]
     at::Tensor step_grad = window * (c / B);
+    if (loss.jumprelu_sparsity_loss == config::JumpReLUSparsityLoss::kQuadratic) {
+      const double T = loss.target_l0;
+      at::Tensor gap = l0_per_token - T;
+      l0_loss = c * (gap * gap * (2.0 / T)).mean().item<double>();
+      step_grad.mul_((gap * (4.0 / T)).unsqueeze(1));
+    } else {
+      l0_loss = c * l0_per_token.mean().item<double>();
+    }
     dtheta.sub_(step_grad.sum(0));
     if (loss.jumprelu_ste_to_input) dh.add_(step_grad);
   }
@@ -71,7 +83,7 @@ void JumpReLUBackward(const SaeParameters& params, const ForwardPass& pass,
 
   at::mm_out(buffer.W_enc, pass.sae_in.t(), dh);
   at::sum_out(buffer.b_enc, dh, {0});
-  buffer.b_dec.sub_(at::mv(params.W_enc, buffer.b_enc));
+  if (pass.b_dec_in_input) buffer.b_dec.sub_(at::mv(params.W_enc, buffer.b_enc));
   buffer.threshold.copy_(dtheta);
 
   at::Tensor active = (f != 0).to(at::kFloat);

@@ -15,7 +15,9 @@
 namespace sae::sparse {
 
 // x [B,d_in] -> pass.x, sae_in, hidden_pre, feature_acts, x_hat.
-ForwardPass JumpReLUForward(const SaeParameters& params, const at::Tensor& x);
+// `b_dec_in_input`: the encoder reads x - b_dec (SaeOptions::apply_b_dec_to_input), else x.
+ForwardPass JumpReLUForward(const SaeParameters& params, const at::Tensor& x,
+                            bool b_dec_in_input);
 
 // mse + l0_loss (step or tanh form, with loss.l0_coefficient) + pre_act_loss (when
 // loss.pre_act_loss_coefficient is set: on dead latents only). Gradients of every parameter,

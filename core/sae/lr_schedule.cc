@@ -35,22 +35,52 @@ double Lambda(const TrainerOptions& o, int64_t t) {
   }
 }
 
-}  // namespace
-
-double LearningRateAt(const TrainerOptions& o, int64_t step) {
+// The schedule over `total` steps (T), without the final decay.
+double MainSchedule(const TrainerOptions& o, int64_t step, int64_t total) {
   const int64_t t = step + 1;  // scheduler.step() runs before optimizer.step()
-  const int64_t T = std::max<int64_t>(o.total_steps, 1);
+  const int64_t T = std::max<int64_t>(total, 1);
   switch (o.lr_schedule) {
     case LrSchedule::kCosineAnnealing:
       return o.lr_end + (o.lr - o.lr_end) * (1 + std::cos(kPi * static_cast<double>(t) / T)) / 2;
     case LrSchedule::kCosineAnnealingWarmRestarts: {
-      int64_t t_cur = t % T;
+      const int64_t period = std::max<int64_t>(T / std::max<int64_t>(o.n_restart_cycles, 1), 1);
+      const int64_t t_cur = t % period;
       return o.lr_end +
-             (o.lr - o.lr_end) * (1 + std::cos(kPi * static_cast<double>(t_cur) / T)) / 2;
+             (o.lr - o.lr_end) * (1 + std::cos(kPi * static_cast<double>(t_cur) / period)) / 2;
     }
-    default:
-      return o.lr * Lambda(o, t);
+    default: {
+      TrainerOptions shortened = o;
+      shortened.total_steps = T;
+      return o.lr * Lambda(shortened, t);
+    }
   }
+}
+
+// Where the schedule ends, the start of lr_decay_steps' linear decay.
+double EndValue(const TrainerOptions& o) {
+  switch (o.lr_schedule) {
+    case LrSchedule::kCosineAnnealing:
+    case LrSchedule::kCosineAnnealingWarmRestarts:
+      return o.lr_end;
+    case LrSchedule::kCosineAnnealingWarmup:
+      return o.lr * o.lr_end;
+    case LrSchedule::kLinearWarmupDecay:
+      return 0.0;
+    default:
+      return o.lr;
+  }
+}
+
+}  // namespace
+
+double LearningRateAt(const TrainerOptions& o, int64_t step) {
+  const int64_t T = std::max<int64_t>(o.total_steps, 1);
+  const int64_t d = std::min<int64_t>(std::max<int64_t>(o.lr_decay_steps, 0), T);
+  if (d == 0) return MainSchedule(o, step, T);
+  const int64_t main_steps = T - d;
+  if (step < main_steps) return MainSchedule(o, step, main_steps);
+  const double done = static_cast<double>(step - main_steps) / static_cast<double>(d);
+  return EndValue(o) * std::max(0.0, 1.0 - done);
 }
 
 double L1CoefficientAt(const TrainerOptions& o, int64_t step) {

@@ -15,9 +15,17 @@ namespace sae::sparse {
 //   linearwarmupdecay            warm up, then lr * (T - t) / (T - warmup)
 //   cosineannealing              lr_end + (lr - lr_end)(1 + cos(pi t / T)) / 2
 //   cosineannealingwarmup        warm up, then lr * (lr_end + (1 - lr_end)(1 + cos(pi p)) / 2)
-//   cosineannealingwarmrestarts  cosineannealing with period T restarting (T_0 = T)
+//   cosineannealingwarmrestarts  cosineannealing of period T_0 = T / n_restart_cycles (integer
+//                                division, at least 1), restarting: t mod T_0 in place of t
 // where t = s + 1 and warm-up is (t + 1) / warmup for t < warmup. A warm-up of 0 steps means
 // none (the seed divides by zero there).
+//
+// lr_decay_steps d > 0 (SAELens 6): the schedule above runs over T - d steps in place of T, and
+// the last d steps decay linearly to 0 from the schedule's end value E (constant and
+// constantwithwarmup: lr; cosineannealing and cosineannealingwarmrestarts: lr_end;
+// cosineannealingwarmup: lr * lr_end; linearwarmupdecay already ends at 0 and is refused with
+// a decay by the config): step s >= T - d uses E * (1 - (s - (T - d)) / d), so its first step
+// uses E and its last E / d, as SAELens's final LinearLR(start_factor E / lr, end_factor 0).
 double LearningRateAt(const TrainerOptions& options, int64_t step);
 
 // The L1 coefficient at step `step`: l1_coefficient * min(1, step / l1_warm_up_steps)

@@ -65,6 +65,38 @@ TEST(LrScheduleTest, WarmRestartsStartAgainAfterAPeriod) {
   EXPECT_NEAR(LearningRateAt(o, 29), 0.55, 1e-12);
 }
 
+TEST(LrScheduleTest, RestartCyclesDivideThePeriod) {
+  TrainerOptions o = Options(LrSchedule::kCosineAnnealingWarmRestarts);
+  o.n_restart_cycles = 4;  // period 20 / 4 = 5
+  EXPECT_NEAR(LearningRateAt(o, 4), 1.0, 1e-12);  // t = 5: the first restart
+  EXPECT_NEAR(LearningRateAt(o, 9), 1.0, 1e-12);
+  EXPECT_NEAR(LearningRateAt(o, 1), 0.1 + 0.45 * (1 + std::cos(kPi * 2 / 5)), 1e-12);
+  EXPECT_NEAR(LearningRateAt(o, 6), LearningRateAt(o, 1), 1e-12);
+}
+
+// SAELens 6's final LinearLR(start_factor = end value / lr, end_factor = 0, total_iters = d),
+// entered at step T - d: its first step uses the end value, its last end value / d.
+TEST(LrScheduleTest, DecayStepsEndTheScheduleWithALinearFallFromItsEndValue) {
+  TrainerOptions constant = Options(LrSchedule::kConstant);
+  constant.total_steps = 10;
+  constant.lr_decay_steps = 4;
+  const double expected[] = {1, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25};
+  for (int s = 0; s < 10; ++s) EXPECT_DOUBLE_EQ(LearningRateAt(constant, s), expected[s]) << s;
+
+  TrainerOptions cosine = Options(LrSchedule::kCosineAnnealing);
+  cosine.lr_decay_steps = 4;  // the cosine runs over 16 steps, then 0.1 falls to 0
+  EXPECT_NEAR(LearningRateAt(cosine, 7), 0.1 + 0.45 * (1 + std::cos(kPi * 8 / 16)), 1e-12);
+  EXPECT_NEAR(LearningRateAt(cosine, 15), 0.1, 1e-12);
+  EXPECT_NEAR(LearningRateAt(cosine, 16), 0.1, 1e-12);
+  EXPECT_NEAR(LearningRateAt(cosine, 18), 0.05, 1e-12);
+  EXPECT_NEAR(LearningRateAt(cosine, 19), 0.025, 1e-12);
+
+  TrainerOptions warmup = Options(LrSchedule::kCosineAnnealingWarmup);
+  warmup.lr_decay_steps = 5;  // lr_end is a fraction of lr here: the fall starts at 0.1
+  EXPECT_NEAR(LearningRateAt(warmup, 15), 0.1, 1e-12);
+  EXPECT_NEAR(LearningRateAt(warmup, 19), 0.02, 1e-12);
+}
+
 TEST(LrScheduleTest, L1WarmUpRisesLinearlyFromZero) {
   TrainerOptions o;
   o.l1_coefficient = 2.0;

@@ -38,6 +38,14 @@ struct SaeOptions {
   int64_t k = 32;        // active latents per token (topk; batchtopk family: on average)
   // matryoshka_batchtopk: strictly increasing prefix widths, the last equal to d_sae.
   std::vector<int64_t> matryoshka_widths;
+  // How activations are scaled before the SAE (SAELens 6). expected_average_only_in is the
+  // trainer's business (SaeTrainer::activation_scale, folded into exported weights);
+  // constant_norm_rescale is applied by the SAE's inference entry points
+  // (SparseAutoencoder::Infer, Encode, Reconstruct) and by the trainer before each step.
+  config::NormalizeActivations normalize_activations = config::NormalizeActivations::kNone;
+  // SAELens 6's apply_b_dec_to_input: the encoder reads x - b_dec (true, the seed's SAE) or x
+  // itself (false; b_dec then only biases the decoder).
+  bool apply_b_dec_to_input = true;
 };
 
 // True for batchtopk and matryoshka_batchtopk (one selection over the whole batch, a running
@@ -51,6 +59,10 @@ struct TrainerOptions {
   uint64_t seed = config::defaults::kSeed;
   BDecInit b_dec_init = config::defaults::kBDecInitMethod;
 
+  // SAELens 6's decoder_init_norm: W_dec's rows start at this norm and W_enc = W_dec^T (all
+  // architectures). Unset: the seed's initialisation (sparse_autoencoder.h).
+  std::optional<double> decoder_init_norm;
+
   // Optimiser: Adam (eps 1e-8), no weight decay, no gradient clipping.
   double lr = config::defaults::kLr;
   double adam_beta1 = 0.9;    // run.yaml adam_beta1 (SAELens 6's name and default)
@@ -61,6 +73,10 @@ struct TrainerOptions {
   // and (as the seed's code does) a fraction of lr for cosineannealingwarmup.
   double lr_end = config::defaults::kLr / 10;
   int64_t total_steps = 488;  // total_training_tokens / train_batch_size
+  // SAELens 6: the last lr_decay_steps steps decay linearly to 0 (core/sae/lr_schedule.h);
+  // cosineannealingwarmrestarts restarts n_restart_cycles times.
+  int64_t lr_decay_steps = 0;
+  int64_t n_restart_cycles = 1;
 
   // Standard architecture.
   double l1_coefficient = config::defaults::kL1Coefficient;
@@ -80,6 +96,7 @@ struct TrainerOptions {
   double jumprelu_bandwidth = config::defaults::kJumpReLUBandwidth;
   config::JumpReLUSparsityLoss jumprelu_sparsity_loss = config::defaults::kJumpReLUSparsityLoss;
   double jumprelu_tanh_scale = config::defaults::kJumpReLUTanhScale;
+  double target_l0 = 0;  // jumprelu_sparsity_loss quadratic
   bool jumprelu_ste_to_input = config::defaults::kJumpReLUSteToInput;
   double l0_coefficient = config::defaults::kL0Coefficient;
   int64_t l0_warm_up_steps = config::defaults::kL0WarmUpSteps;  // linear rise from 0

@@ -25,7 +25,8 @@ absl::Status TorchError(const c10::Error& e, absl::string_view what) {
 
 SaeTrainer::SaeTrainer(const TrainerOptions& options, Collective* collective)
     : SaeTrainer(options,
-                 SparseAutoencoder(options.sae, options.seed, options.jumprelu_init_threshold)
+                 SparseAutoencoder(options.sae, options.seed, options.jumprelu_init_threshold,
+                                   options.decoder_init_norm)
                      .params(),
                  collective) {}
 
@@ -46,11 +47,95 @@ absl::Status SaeTrainer::Reduce(at::Tensor& t) {
   return collective_->AllReduceSum(t);
 }
 
+bool SaeTrainer::NeedsActivationScale() const {
+  return options_.sae.normalize_activations ==
+             config::NormalizeActivations::kExpectedAverageOnlyIn &&
+         !(activation_scale_ > 0);
+}
+
+absl::Status SaeTrainer::EstimateActivationScale(const BatchSource& source, int64_t batches) {
+  if (!NeedsActivationScale()) return absl::OkStatus();
+  try {
+    // [sum of norms, count] in float64 over this rank's batches, then over the group.
+    at::Tensor totals = at::zeros({2}, at::kDouble);
+    for (int64_t i = 0; i < batches; ++i) {
+      SAE_ASSIGN_OR_RETURN(at::Tensor b, source());
+      at::Tensor norms = b.to(at::kDouble).reshape({-1, options_.sae.d_in}).norm(2, {1});
+      totals[0] += norms.sum();
+      totals[1] += norms.numel();
+    }
+    SAE_RETURN_IF_ERROR(Reduce(totals));
+    const double mean_norm = totals[0].item<double>() / std::max(totals[1].item<double>(), 1.0);
+    if (!(mean_norm > 0) || !std::isfinite(mean_norm)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "normalize_activations expected_average_only_in: the mean activation norm over ",
+          batches, " batches is ", mean_norm, "; the hook's activations cannot be scaled"));
+    }
+    activation_scale_ = std::sqrt(static_cast<double>(options_.sae.d_in)) / mean_norm;
+  } catch (const c10::Error& e) {
+    return TorchError(e, "estimating the activation norm");
+  }
+  return absl::OkStatus();
+}
+
+at::Tensor SaeTrainer::TrainingInput(const at::Tensor& x) const {
+  switch (options_.sae.normalize_activations) {
+    case config::NormalizeActivations::kExpectedAverageOnlyIn:
+      return x.to(at::kFloat) * activation_scale_;
+    case config::NormalizeActivations::kConstantNormRescale:
+      return x.to(at::kFloat) * sae_.InputScale(x);
+    case config::NormalizeActivations::kNone:
+      break;
+  }
+  return x;
+}
+
+SaeParameters SaeTrainer::InferenceParameters() const {
+  const SaeParameters& p = sae_.params();
+  const bool scaled = options_.sae.normalize_activations ==
+                          config::NormalizeActivations::kExpectedAverageOnlyIn &&
+                      activation_scale_ > 0;
+  const bool unapplied = !options_.sae.apply_b_dec_to_input;
+  if (!scaled && !unapplied) return p;
+  SaeParameters folded = p.Clone();
+  if (unapplied) {
+    // x W_enc + b_enc = (x - b_dec) W_enc + (b_enc + b_dec W_enc); gated shifts its gate and
+    // magnitude biases the same way. Unchanged by the scale fold below: (b_dec / s)(W_enc s).
+    const at::Tensor shift = at::mv(p.W_enc.t(), p.b_dec);  // [d_sae]
+    if (folded.b_gate.defined()) {
+      folded.b_gate.add_(shift);
+      folded.b_mag.add_(at::mv((p.W_enc * p.r_mag.exp()).t(), p.b_dec));
+    } else {
+      folded.b_enc.add_(shift);
+    }
+  }
+  if (scaled) {
+    folded.W_enc.mul_(activation_scale_);
+    folded.W_dec.div_(activation_scale_);
+    folded.b_dec.div_(activation_scale_);
+  }
+  return folded;
+}
+
+SaeOptions SaeTrainer::InferenceOptions() const {
+  SaeOptions o = options_.sae;
+  if (o.normalize_activations == config::NormalizeActivations::kExpectedAverageOnlyIn) {
+    o.normalize_activations = config::NormalizeActivations::kNone;
+  }
+  o.apply_b_dec_to_input = true;  // folded into the biases by InferenceParameters
+  return o;
+}
+
 absl::Status SaeTrainer::InitializeDecoderBias(const at::Tensor& sample) {
+  if (NeedsActivationScale()) {
+    return absl::FailedPreconditionError(
+        "normalize_activations expected_average_only_in: estimate the activation scale before "
+        "initialising b_dec");
+  }
   try {
     at::Tensor b_dec = sae_.params().b_dec;
     if (collective_->rank() == 0) {
-      at::Tensor x = sample.to(at::kFloat).reshape({-1, options_.sae.d_in});
+      at::Tensor x = TrainingInput(sample.to(at::kFloat).reshape({-1, options_.sae.d_in}));
       switch (options_.b_dec_init) {
         case BDecInit::kGeometricMedian:
           b_dec.copy_(GeometricMedian(x).median);
@@ -122,7 +207,7 @@ absl::StatusOr<int64_t> SaeTrainer::ResampleDeadFeatures(const BatchSource& sour
     std::vector<at::Tensor> batches;
     for (int64_t i = 0; i < options_.resample_batches; ++i) {
       SAE_ASSIGN_OR_RETURN(at::Tensor b, source());
-      batches.push_back(b.to(at::kFloat));
+      batches.push_back(TrainingInput(b.to(at::kFloat)));
     }
     at::Tensor inputs = at::cat(batches);  // (N,D)
     // Each dead feature takes one input, drawn with probability proportional to the square of
@@ -170,6 +255,7 @@ LossOptions SaeTrainer::StepLossOptions() const {
   loss.jumprelu_bandwidth = options_.jumprelu_bandwidth;
   loss.jumprelu_sparsity_loss = options_.jumprelu_sparsity_loss;
   loss.jumprelu_tanh_scale = options_.jumprelu_tanh_scale;
+  loss.target_l0 = options_.target_l0;
   loss.jumprelu_ste_to_input = options_.jumprelu_ste_to_input;
   loss.pre_act_loss_coefficient = options_.pre_act_loss_coefficient;
   return loss;
@@ -190,12 +276,19 @@ absl::StatusOr<ForwardPass> SaeTrainer::GroupBatchForward(const at::Tensor& batc
   return pass;
 }
 
-absl::StatusOr<StepMetrics> SaeTrainer::Step(const at::Tensor& batch,
+absl::StatusOr<StepMetrics> SaeTrainer::Step(const at::Tensor& activations,
                                              const BatchSource& resample_source) {
   const int64_t D = options_.sae.d_in;
-  if (!batch.defined() || batch.dim() != 2 || batch.size(1) != D || batch.size(0) == 0) {
+  if (!activations.defined() || activations.dim() != 2 || activations.size(1) != D ||
+      activations.size(0) == 0) {
     return absl::InvalidArgumentError(absl::StrCat("a training batch must be [tokens, ", D, "]"));
   }
+  if (NeedsActivationScale()) {
+    return absl::FailedPreconditionError(
+        "normalize_activations expected_average_only_in: estimate the activation scale before "
+        "the first step (SaeTrainer::EstimateActivationScale)");
+  }
+  const at::Tensor batch = TrainingInput(activations);
   StepMetrics metrics;
   try {
     sae_.NormalizeDecoderRows();
@@ -324,6 +417,7 @@ absl::Status SaeTrainer::SaveState(const std::string& dir,
   j["tokens_seen"] = tokens_seen_;
   j["adam_step"] = adam_.step();
   j["window_tokens"] = window_tokens_;
+  if (activation_scale_ > 0) j["activation_scale"] = activation_scale_;
   nlohmann::json ex = nlohmann::json::object();
   for (const auto& [k, v] : extra) ex[k] = absl::Base64Escape(v);
   j["extra_base64"] = ex;
@@ -385,6 +479,7 @@ absl::StatusOr<std::map<std::string, std::string>> SaeTrainer::LoadState(const s
   tokens_seen_ = j.value("tokens_seen", int64_t{0});
   adam_.set_step(j.value("adam_step", int64_t{0}));
   window_tokens_ = j.value("window_tokens", int64_t{0});
+  activation_scale_ = j.value("activation_scale", 0.0);
   std::map<std::string, std::string> extra;
   if (j.contains("extra_base64")) {
     for (auto& [k, v] : j["extra_base64"].items()) {

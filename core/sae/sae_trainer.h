@@ -75,11 +75,34 @@ class SaeTrainer {
   // Starts from existing SAE parameters (from_pretrained_path).
   SaeTrainer(const TrainerOptions& options, SaeParameters params, Collective* collective);
 
+  // normalize_activations expected_average_only_in, before the first step of a fresh run (a
+  // resumed one restores its factor): true until EstimateActivationScale has run.
+  bool NeedsActivationScale() const;
+  // Reads `batches` batches from `source` on every rank (they are not trained on, as in
+  // SAELens 6) and sets the factor sqrt(d_in) / mean ||x|| over all of them (all ranks).
+  absl::Status EstimateActivationScale(const BatchSource& source, int64_t batches);
+  // The expected_average_only_in factor (0 until estimated; 0 for other settings).
+  double activation_scale() const { return activation_scale_; }
+  // What the SAE trains on for activations x [N,d_in]: x times the factor
+  // (expected_average_only_in), each x scaled to norm sqrt(d_in) (constant_norm_rescale), or x.
+  at::Tensor TrainingInput(const at::Tensor& x) const;
+  // The SAE as it is exported and evaluated, on the model's activations, in the form every
+  // reader computes (the encoder reads x - b_dec): with expected_average_only_in, the factor s
+  // folded into copies of the weights (W_enc * s, W_dec / s, b_dec / s, as SAELens 6's
+  // fold_activation_norm_scaling_factor) and normalize_activations none in the options; with
+  // apply_b_dec_to_input false, b_dec W_enc added to b_enc (gated: to b_gate, and
+  // b_dec (W_enc * exp(r_mag)) to b_mag) and apply_b_dec_to_input true. Otherwise the SAE's
+  // own parameters and options.
+  SaeParameters InferenceParameters() const;
+  SaeOptions InferenceOptions() const;
+
   // Sets b_dec by options().b_dec_init from `sample` [N,d_in] (the seed uses its first storage
-  // buffer). In a group, rank 0's sample decides and is broadcast. Call before the first step.
+  // buffer), as TrainingInput scales it. In a group, rank 0's sample decides and is broadcast.
+  // Call before the first step (after EstimateActivationScale when it is needed).
   absl::Status InitializeDecoderBias(const at::Tensor& sample);
 
-  // One step on this rank's batch [B,d_in]. `resample_source` is used only when anthropic
+  // One step on this rank's batch [B,d_in] of the model's activations (TrainingInput scales
+  // it). `resample_source` is used only when anthropic
   // resampling is on and a window ends (rank 0's batches decide in a group).
   absl::StatusOr<StepMetrics> Step(const at::Tensor& batch,
                                    const BatchSource& resample_source = {});
@@ -128,6 +151,7 @@ class SaeTrainer {
   at::Tensor passes_since_fired_;  // [d_sae] int64: steps since each feature last fired
   at::Tensor act_freq_scores_;     // [d_sae] float64: tokens fired on in the current window
   int64_t window_tokens_ = 0;      // n_frac_active_tokens
+  double activation_scale_ = 0;    // expected_average_only_in's factor; 0: not estimated
   at::Tensor last_window_sparsity_;
 };
 

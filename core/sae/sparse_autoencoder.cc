@@ -91,7 +91,8 @@ void StepBuffer::Allocate(const std::vector<std::pair<std::string, std::vector<i
 }
 
 SparseAutoencoder::SparseAutoencoder(const SaeOptions& options, uint64_t seed,
-                                     double jumprelu_init_threshold)
+                                     double jumprelu_init_threshold,
+                                     std::optional<double> decoder_init_norm)
     : options_(options) {
   at::Generator gen = at::detail::createCPUGenerator(seed);
   const int64_t D = options.d_in, S = options.d_sae;
@@ -99,7 +100,10 @@ SparseAutoencoder::SparseAutoencoder(const SaeOptions& options, uint64_t seed,
   params_.W_enc = KaimingUniform(D, S, gen);
   params_.W_dec = KaimingUniform(S, D, gen);
   params_.W_dec.div_(params_.W_dec.norm(2, {1}, /*keepdim=*/true));
-  if (a != Architecture::kStandard) params_.W_enc = params_.W_dec.t().contiguous();
+  if (decoder_init_norm) params_.W_dec.mul_(*decoder_init_norm);
+  if (a != Architecture::kStandard || decoder_init_norm) {
+    params_.W_enc = params_.W_dec.t().contiguous();
+  }
   if (a != Architecture::kGated) params_.b_enc = at::zeros({S}, at::kFloat);
   params_.b_dec = at::zeros({D}, at::kFloat);
   if (a == Architecture::kJumpReLU) {
@@ -159,7 +163,8 @@ void SparseAutoencoder::RemoveGradientParallelToDecoder(at::Tensor& grad_W_dec) 
 ForwardPass SparseAutoencoder::BeginBatchForward(const at::Tensor& x_in) const {
   ForwardPass pass;
   pass.x = x_in.to(at::kFloat).contiguous();
-  pass.sae_in = pass.x - params_.b_dec;
+  pass.b_dec_in_input = options_.apply_b_dec_to_input;
+  pass.sae_in = pass.b_dec_in_input ? pass.x - params_.b_dec : pass.x;
   pass.hidden_pre = at::addmm(params_.b_enc, pass.sae_in, params_.W_enc);
   return pass;
 }
@@ -177,11 +182,13 @@ ForwardPass SparseAutoencoder::Forward(const at::Tensor& x_in, bool keep_hidden_
     FinishBatchForward(pass, SelectBatchTopK(BatchTopKCandidates(pass.hidden_pre, K), K));
     return pass;
   }
-  if (a == Architecture::kJumpReLU) return JumpReLUForward(params_, x_in);
-  if (a == Architecture::kGated) return GatedForward(params_, x_in);
+  const bool b_dec_in_input = options_.apply_b_dec_to_input;
+  if (a == Architecture::kJumpReLU) return JumpReLUForward(params_, x_in, b_dec_in_input);
+  if (a == Architecture::kGated) return GatedForward(params_, x_in, b_dec_in_input);
   ForwardPass pass;
   pass.x = x_in.to(at::kFloat).contiguous();
-  pass.sae_in = pass.x - params_.b_dec;
+  pass.b_dec_in_input = b_dec_in_input;
+  pass.sae_in = b_dec_in_input ? pass.x - params_.b_dec : pass.x;
   at::Tensor h = at::addmm(params_.b_enc, pass.sae_in, params_.W_enc);  // (B,S)
   if (options_.architecture == Architecture::kStandard) {
     if (keep_hidden_pre) {
@@ -340,7 +347,7 @@ void SparseAutoencoder::BackwardStandard(const ForwardPass& pass, const BatchMom
   at::sum_out(buffer.b_enc, dh, {0});
   // sae_in = x - b_dec, so b_dec's gradient through the encoder is -(sum_b dh_b) W_enc^T.
   at::sum_out(buffer.b_dec, G, {0});
-  buffer.b_dec.sub_(at::mv(params_.W_enc, buffer.b_enc));
+  if (pass.b_dec_in_input) buffer.b_dec.sub_(at::mv(params_.W_enc, buffer.b_enc));
 
   buffer.set_scalar(StepBuffer::kL0TokenSum, static_cast<double>(active_count));
   buffer.set_scalar(StepBuffer::kMseSum, mse);
@@ -396,7 +403,7 @@ void SparseAutoencoder::BackwardTopK(const ForwardPass& pass, const LossOptions&
     SparseColumnsAccumulate(pass.sae_in, aux_idx, aux_dvals, buffer.W_enc);
     buffer.b_enc.index_add_(0, aux_idx.flatten(), aux_dvals.flatten());
   }
-  buffer.b_dec.sub_(at::mv(params_.W_enc, buffer.b_enc));
+  if (pass.b_dec_in_input) buffer.b_dec.sub_(at::mv(params_.W_enc, buffer.b_enc));
 
   at::Tensor active = (vals > 0).to(at::kFloat);
   buffer.fired.zero_();
@@ -408,11 +415,27 @@ void SparseAutoencoder::BackwardTopK(const ForwardPass& pass, const LossOptions&
   buffer.set_scalar(StepBuffer::kLossSum, mse + aux);
 }
 
+at::Tensor SparseAutoencoder::InputScale(const at::Tensor& x) const {
+  if (options_.normalize_activations != config::NormalizeActivations::kConstantNormRescale) {
+    return at::Tensor();
+  }
+  // SAELens 6's run_time_activation_norm_fn_in: sqrt(d_in) / ||x|| per activation.
+  return std::sqrt(static_cast<double>(options_.d_in)) / x.to(at::kFloat).norm(2, {1}, true);
+}
+
 at::Tensor SparseAutoencoder::Encode(const at::Tensor& x_in) const {
+  const at::Tensor scale = InputScale(x_in);
+  return EncodeScaled(scale.defined() ? x_in.to(at::kFloat) * scale : x_in);
+}
+
+at::Tensor SparseAutoencoder::EncodeScaled(const at::Tensor& x_in) const {
   const Architecture a = options_.architecture;
-  if (a == Architecture::kGated) return GatedForward(params_, x_in).feature_acts;
+  if (a == Architecture::kGated) {
+    return GatedForward(params_, x_in, options_.apply_b_dec_to_input).feature_acts;
+  }
   at::Tensor x = x_in.to(at::kFloat);
-  at::Tensor h = at::addmm(params_.b_enc, x - params_.b_dec, params_.W_enc);
+  at::Tensor h = at::addmm(params_.b_enc, options_.apply_b_dec_to_input ? x - params_.b_dec : x,
+                           params_.W_enc);
   if (a == Architecture::kStandard) return h.relu_();
   if (a == Architecture::kJumpReLU) return at::relu(h) * (h > params_.threshold);
   if (IsBatchTopK(a)) return at::relu(h) * (h > params_.topk_threshold.item<double>());
@@ -420,19 +443,32 @@ at::Tensor SparseAutoencoder::Encode(const at::Tensor& x_in) const {
   return at::zeros_like(h).scatter_(1, indices, at::relu(values));
 }
 
-ForwardPass SparseAutoencoder::Infer(const at::Tensor& x) const {
+ForwardPass SparseAutoencoder::Infer(const at::Tensor& x_in) const {
+  const at::Tensor scale = InputScale(x_in);
+  const at::Tensor x = scale.defined() ? x_in.to(at::kFloat) * scale : x_in;
   const Architecture a = options_.architecture;
-  if (a == Architecture::kStandard || a == Architecture::kTopK) return Forward(x, false);
   ForwardPass pass;
-  pass.x = x.to(at::kFloat).contiguous();
-  pass.feature_acts = Encode(pass.x);
-  pass.x_hat = at::addmm(params_.b_dec, pass.feature_acts, params_.W_dec);
+  if (a == Architecture::kStandard || a == Architecture::kTopK) {
+    pass = Forward(x, false);
+  } else {
+    pass.x = x.to(at::kFloat).contiguous();
+    pass.feature_acts = EncodeScaled(pass.x);
+    pass.x_hat = at::addmm(params_.b_dec, pass.feature_acts, params_.W_dec);
+  }
+  if (scale.defined()) {  // back to the caller's activations (run_time_activation_norm_fn_out)
+    pass.x = x_in.to(at::kFloat).contiguous();
+    pass.x_hat = pass.x_hat / scale;
+  }
   return pass;
 }
 
-at::Tensor SparseAutoencoder::Reconstruct(const at::Tensor& x) const {
-  if (options_.architecture == Architecture::kTopK) return Forward(x, false).x_hat;
-  return at::addmm(params_.b_dec, Encode(x), params_.W_dec);
+at::Tensor SparseAutoencoder::Reconstruct(const at::Tensor& x_in) const {
+  const at::Tensor scale = InputScale(x_in);
+  const at::Tensor x = scale.defined() ? x_in.to(at::kFloat) * scale : x_in;
+  at::Tensor x_hat = options_.architecture == Architecture::kTopK
+                         ? Forward(x, false).x_hat
+                         : at::addmm(params_.b_dec, EncodeScaled(x), params_.W_dec);
+  return scale.defined() ? x_hat / scale : x_hat;
 }
 
 }  // namespace sae::sparse

@@ -108,6 +108,7 @@ struct LossOptions {
   double jumprelu_bandwidth = config::defaults::kJumpReLUBandwidth;
   config::JumpReLUSparsityLoss jumprelu_sparsity_loss = config::defaults::kJumpReLUSparsityLoss;
   double jumprelu_tanh_scale = config::defaults::kJumpReLUTanhScale;
+  double target_l0 = 0;  // quadratic
   bool jumprelu_ste_to_input = config::defaults::kJumpReLUSteToInput;
   std::optional<double> pre_act_loss_coefficient;
   // [d_sae] bool: dead latents (ghost grads, AuxK, pre-activation loss); may be undefined.
@@ -126,7 +127,8 @@ struct BatchSelection {
 // The activations of one forward, kept for the backward.
 struct ForwardPass {
   at::Tensor x;             // [B,d_in]
-  at::Tensor sae_in;        // [B,d_in]: x - b_dec
+  at::Tensor sae_in;        // [B,d_in]: x - b_dec (x when b_dec_in_input is false)
+  bool b_dec_in_input = true;  // SaeOptions::apply_b_dec_to_input of the forward
   at::Tensor hidden_pre;    // [B,d_sae] (standard: only kept when ghost gradients may need it)
   at::Tensor feature_acts;  // standard: [B,d_sae] relu(h)
   at::Tensor topk_indices;  // topk: [B,k] int64
@@ -143,8 +145,11 @@ class SparseAutoencoder {
   // Every architecture but standard uses the tied init W_enc = W_dec^T (SAELens 6 ties all);
   // jumprelu's threshold starts at `jumprelu_init_threshold`, gated's r_mag, b_gate and b_mag
   // at 0, the batchtopk running threshold at 0. Deterministic for a seed.
+  // `decoder_init_norm` (SAELens 6's TrainingSAEConfig.decoder_init_norm): W_dec's rows start at
+  // that norm and every architecture uses the tied init W_enc = W_dec^T.
   SparseAutoencoder(const SaeOptions& options, uint64_t seed,
-                    double jumprelu_init_threshold = config::defaults::kJumpReLUInitThreshold);
+                    double jumprelu_init_threshold = config::defaults::kJumpReLUInitThreshold,
+                    std::optional<double> decoder_init_norm = std::nullopt);
   // Wraps existing parameters (checked against `options`).
   SparseAutoencoder(const SaeOptions& options, SaeParameters params);
 
@@ -181,6 +186,12 @@ class SparseAutoencoder {
   // The inference forward (evaluations): Forward(x, false) for standard and topk; for the others
   // pass.x, feature_acts = Encode(x) and x_hat (the batchtopk family uses its running threshold,
   // not a selection over this batch).
+  //
+  // Inference reads the caller's activations: with options().normalize_activations
+  // constant_norm_rescale, Infer, Encode and Reconstruct scale each x to norm sqrt(d_in) first
+  // and Infer and Reconstruct scale x_hat back (pass.x is then the caller's x), as SAELens 6's
+  // encode and decode do. Forward, BeginBatchForward and Backward (training) take activations
+  // already scaled (SaeTrainer scales them).
   ForwardPass Infer(const at::Tensor& x) const;
 
   // Dense feature activations [B,d_sae] (inference; the batchtopk family applies its running
@@ -189,7 +200,12 @@ class SparseAutoencoder {
   // x_hat [B,d_in] (inference).
   at::Tensor Reconstruct(const at::Tensor& x) const;
 
+  // constant_norm_rescale: sqrt(d_in) / ||x|| per activation, [B,1]; undefined otherwise.
+  at::Tensor InputScale(const at::Tensor& x) const;
+
  private:
+  // Encode on activations already scaled.
+  at::Tensor EncodeScaled(const at::Tensor& x) const;
   void BackwardStandard(const ForwardPass& pass, const BatchMoments& moments,
                         const LossOptions& loss, StepBuffer& buffer) const;
   void BackwardTopK(const ForwardPass& pass, const LossOptions& loss, StepBuffer& buffer) const;

@@ -18,12 +18,20 @@ absl::Status ExportSae(const sparse::SaeTrainer& trainer, const config::RunConfi
                        const std::string& dir) {
   io::SaeLensSae sae;
   sae.metadata = SaeLensMetadataFor(config);
-  sparse::ExportTensors(trainer.sae().params(), config.architecture, sae);
+  // expected_average_only_in's factor is folded into the weights; constant_norm_rescale stays
+  // in cfg.json, applied at inference (SAELens 6 does both the same way).
+  sparse::ExportTensors(trainer.InferenceParameters(), config.architecture, sae);
+  sae.metadata.normalize_activations =
+      std::string(config::ToString(trainer.InferenceOptions().normalize_activations));
   sae.sparsity = at::log10(trainer.FeatureSparsity() + 1e-10);
   sae.cfg = {{"training_tokens", trainer.tokens_seen()},
              {"training_steps", trainer.step()},
              {"l1_coefficient", config.l1_coefficient},
              {"lr", config.lr}};
+  if (trainer.activation_scale() > 0) {
+    sae.cfg["normalize_activations_trained"] = "expected_average_only_in";
+    sae.cfg["activation_norm_scaling_factor"] = trainer.activation_scale();
+  }
   // The training keys of the SAELens 6 architectures (the folder itself is a jumprelu or gated
   // SAE for inference; batchtopk and matryoshka_batchtopk export as jumprelu, as SAELens does).
   switch (config.architecture) {
@@ -43,6 +51,7 @@ absl::Status ExportSae(const sparse::SaeTrainer& trainer, const config::RunConfi
       sae.cfg["jumprelu_sparsity_loss_mode"] =
           std::string(config::ToString(config.jumprelu_sparsity_loss_mode));
       sae.cfg["jumprelu_tanh_scale"] = config.jumprelu_tanh_scale;
+      if (config.target_l0) sae.cfg["target_l0"] = *config.target_l0;
       sae.cfg["jumprelu_ste_to_input"] = config.jumprelu_ste_to_input;
       sae.cfg["l0_coefficient"] = config.l0_coefficient;
       sae.cfg["l0_warm_up_steps"] = config.l0_warm_up_steps;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/data/token_file_format.h"
 #include "core/io/saelens.h"
+#include "core/io/tensor_io.h"
 #include "core/model/gpt2_weights.h"
 #include "core/training/activation_source.h"
 #include "core/training/checkpoint.h"
@@ -167,6 +168,58 @@ TEST_F(LocalTrainingTest, SaeLens6ArchitecturesTrainResumeExactlyAndExport) {
                         std::pair{a->r_mag, b->r_mag}}) {
       if (!x.defined()) continue;
       EXPECT_TRUE(at::equal(x, y));
+    }
+  }
+}
+
+// SAELens 6's normalize_activations and apply_b_dec_to_input through a local run: the scale is
+// estimated, kept in the checkpoint (a resume continues exactly) and folded into the export,
+// together with the decoder bias the encoder did not read; constant_norm_rescale stays in
+// cfg.json.
+TEST_F(LocalTrainingTest, NormalisedActivationsTrainResumeExactlyAndExportTheSameFunction) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"normalize_activations: expected_average_only_in\nn_batches_for_norm_estimate: 3\n"
+       "apply_b_dec_to_input: false\n",
+       "none"},
+      {"normalize_activations: constant_norm_rescale\n", "constant_norm_rescale"},
+  };
+  for (const auto& [keys, written] : cases) {
+    SCOPED_TRACE(keys);
+    const std::string yaml = absl::StrCat("shuffle: false\n", keys);
+    const std::string out = dir_ + "/" + std::to_string(std::hash<std::string>()(keys));
+    LocalTrainingOptions straight;
+    straight.output_dir = out + "/straight";
+    ASSERT_TRUE(RunLocalTraining(Config(yaml + "n_checkpoints: 2\n"), straight).ok());
+    LocalTrainingOptions resumed;
+    resumed.output_dir = out + "/resumed";
+    resumed.resume_dir = out + "/straight/checkpoints/" + CheckpointName(10);
+    ASSERT_TRUE(RunLocalTraining(Config(yaml), resumed).ok());
+
+    auto a = io::ReadSaeLens(out + "/straight/final");
+    auto b = io::ReadSaeLens(out + "/resumed/final");
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ(a->metadata.normalize_activations, written);
+    EXPECT_TRUE(at::equal(a->W_enc, b->W_enc));
+    EXPECT_TRUE(at::equal(a->b_enc, b->b_enc));
+    EXPECT_TRUE(at::equal(a->b_dec, b->b_dec));
+
+    // The trainer's own parameters, as the last checkpoint holds them.
+    auto state = io::LoadTensors(out + "/straight/checkpoints/" + CheckpointName(20) +
+                                 "/state.safetensors");
+    ASSERT_TRUE(state.ok()) << state.status();
+    at::Tensor W_enc = (*state)["W_enc"], b_enc = (*state)["b_enc"];
+    at::Tensor W_dec = (*state)["W_dec"], b_dec = (*state)["b_dec"];
+    if (std::string(written) == "none") {
+      const double s = a->cfg["metadata"]["activation_norm_scaling_factor"].get<double>();
+      EXPECT_GT(s, 0);
+      EXPECT_TRUE(at::allclose(a->W_enc, W_enc * s, 1e-5, 1e-6));
+      EXPECT_TRUE(at::allclose(a->W_dec, W_dec / s, 1e-5, 1e-6));
+      EXPECT_TRUE(at::allclose(a->b_dec, b_dec / s, 1e-5, 1e-6));
+      EXPECT_TRUE(at::allclose(a->b_enc, b_enc + at::mv(W_enc.t(), b_dec), 1e-4, 1e-5));
+    } else {
+      EXPECT_TRUE(at::equal(a->W_enc, W_enc));
+      EXPECT_TRUE(at::equal(a->b_enc, b_enc));
     }
   }
 }

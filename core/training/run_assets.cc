@@ -126,6 +126,8 @@ absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig
   o.sae.d_in = *c.d_in;
   o.sae.d_sae = *config::EffectiveDSae(c);
   o.sae.k = c.k.value_or(0);
+  o.sae.normalize_activations = c.normalize_activations;
+  o.sae.apply_b_dec_to_input = c.apply_b_dec_to_input;
   if (c.architecture == config::Architecture::kMatryoshkaBatchTopK) {
     // SAELens 6 appends d_sae when the last width is smaller.
     o.sae.matryoshka_widths = c.matryoshka_widths;
@@ -138,18 +140,22 @@ absl::StatusOr<sparse::TrainerOptions> TrainerOptionsFor(const config::RunConfig
   o.jumprelu_bandwidth = c.jumprelu_bandwidth;
   o.jumprelu_sparsity_loss = c.jumprelu_sparsity_loss_mode;
   o.jumprelu_tanh_scale = c.jumprelu_tanh_scale;
+  o.target_l0 = c.target_l0.value_or(0);
   o.jumprelu_ste_to_input = c.jumprelu_ste_to_input;
   o.l0_coefficient = c.l0_coefficient;
   o.l0_warm_up_steps = c.l0_warm_up_steps;
   o.pre_act_loss_coefficient = c.pre_act_loss_coefficient;
   o.seed = static_cast<uint64_t>(c.seed);
   o.b_dec_init = c.b_dec_init_method;
+  o.decoder_init_norm = c.decoder_init_norm;
   o.lr = c.lr;
   o.adam_beta1 = c.adam_beta1;
   o.adam_beta2 = c.adam_beta2;
   o.lr_schedule = c.lr_scheduler_name;
   o.lr_warm_up_steps = c.lr_warm_up_steps;
   o.lr_end = config::EffectiveLrEnd(c);
+  o.lr_decay_steps = c.lr_decay_steps;
+  o.n_restart_cycles = c.n_restart_cycles;
   o.total_steps = config::TotalTrainingSteps(c);
   o.l1_coefficient = c.l1_coefficient;
   o.l1_warm_up_steps = c.l1_warm_up_steps;

@@ -77,7 +77,7 @@ absl::StatusOr<std::unique_ptr<RunEvaluator>> RunEvaluator::Create(
 }
 
 absl::StatusOr<eval::EvalResults> RunEvaluator::Evaluate(const sparse::SaeTrainer& trainer) const {
-  return Evaluate(trainer.options().sae, trainer.sae().params());
+  return Evaluate(trainer.InferenceOptions(), trainer.InferenceParameters());
 }
 
 absl::StatusOr<eval::EvalResults> RunEvaluator::Evaluate(const sparse::SaeOptions& options,

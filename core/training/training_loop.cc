@@ -54,12 +54,21 @@ absl::StatusOr<TrainingLoopResult> RunTrainingLoop(const config::RunConfig& conf
   TrainingMetrics* series = options.series;
   auto cancelled = [] { return absl::CancelledError("training abandoned"); };
 
+  at::Tensor sample;
+  if (options.initialize_decoder_bias && rank == 0) {
+    SAE_ASSIGN_OR_RETURN(sample, batches.InitialSample(InitialSampleRows(config)));
+  }
+  if (trainer.NeedsActivationScale()) {
+    // SAELens 6 reads these batches from the stream without training on them.
+    SAE_RETURN_IF_ERROR(trainer.EstimateActivationScale([&] { return batches.Next(); },
+                                                        config.n_batches_for_norm_estimate));
+    if (rank == 0) {
+      spdlog::info("normalize_activations expected_average_only_in: scale {:.6g} from {} batches",
+                   trainer.activation_scale(), config.n_batches_for_norm_estimate);
+    }
+  }
   if (options.initialize_decoder_bias) {
     // In a group, rank 0's sample decides and the trainer broadcasts the result.
-    at::Tensor sample;
-    if (rank == 0) {
-      SAE_ASSIGN_OR_RETURN(sample, batches.InitialSample(InitialSampleRows(config)));
-    }
     SAE_RETURN_IF_ERROR(trainer.InitializeDecoderBias(sample));
   }
 

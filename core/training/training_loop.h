@@ -4,7 +4,8 @@
 // the loop owns the schedule:
 //
 //   b_dec from an initial sample (rank 0's first half mixing buffer, unless resumed or
-//   pretrained) -> steps until TotalTrainingSteps(config), each: [group: agree on stop/no-data]
+//   pretrained; with normalize_activations expected_average_only_in, after the activation
+//   scale is estimated over n_batches_for_norm_estimate batches of every rank) -> steps until TotalTrainingSteps(config), each: [group: agree on stop/no-data]
 //   -> SaeTrainer::Step -> metrics, progress, evaluations -> checkpoints at
 //   i * total / n_checkpoints (i = 1..n_checkpoints) under the checkpoint root -> the final SAE
 //   in SAELens format (rank 0, output_dir/final).

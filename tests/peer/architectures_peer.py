@@ -4,7 +4,8 @@ and encodes and decodes as we do.
 For batchtopk, matryoshka_batchtopk (both exported as JumpReLU SAEs with the running threshold,
 as SAELens saves them), jumprelu and gated: `sae_step_harness` trains a few steps on random
 activations, exports the SAE in SAELens's format and records our inference encoding and
-reconstruction of a probe batch; `SAE.load_from_disk` reads the folder and its `encode` and
+reconstruction of a probe batch (also with normalize_activations and apply_b_dec_to_input
+false); `SAE.load_from_disk` reads the folder and its `encode` and
 `decode(encode(x))` must agree with ours within 1e-5 (relative to the largest value).
 """
 import argparse
@@ -50,6 +51,17 @@ def main():
                                      topk_threshold_lr=0.1, matryoshka_widths=[16, 64]),
         "jumprelu": dict(common, architecture="jumprelu", jumprelu_bandwidth=0.5, l0_coefficient=0.01),
         "gated": dict(common, architecture="gated"),
+        # SAELens 6's normalize_activations and apply_b_dec_to_input: expected_average_only_in
+        # and an unapplied decoder bias are folded into the exported weights; constant_norm_rescale
+        # stays in cfg.json and SAELens applies it when it encodes and decodes.
+        "jumprelu_constant_norm_rescale": dict(common, architecture="jumprelu",
+                                               jumprelu_bandwidth=0.5, l0_coefficient=0.01,
+                                               normalize_activations="constant_norm_rescale"),
+        "gated_expected_average_x_in": dict(common, architecture="gated",
+                                            normalize_activations="expected_average_only_in",
+                                            apply_b_dec_to_input=False),
+        "batchtopk_x_in": dict(common, architecture="batchtopk", k=4, topk_threshold_lr=0.1,
+                               apply_b_dec_to_input=False),
     }
     failures = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -95,10 +95,15 @@ def auxk(x, x_hat, h, dead, W_dec, norm, coefficient):
     return coefficient * scale * (recons - residual).pow(2).sum(-1).mean()
 
 
+def sae_input(x, b_dec, o):
+    """SAELens 6's process_sae_in: x - b_dec when apply_b_dec_to_input (the default), else x."""
+    return x - b_dec if o.get("apply_b_dec_to_input", True) else x
+
+
 def batchtopk_loss(p, x, dead, o, state):
     W_enc, b_enc, W_dec, b_dec = (p[n] for n in NAMES["batchtopk"])
     norm = W_dec.norm(dim=-1)  # rescale_acts_by_decoder_norm, as SAELens 6 trains (TopK default)
-    h = ((x - b_dec) @ W_enc + b_enc) * norm
+    h = (sae_input(x, b_dec, o) @ W_enc + b_enc) * norm
     acts = h.relu().flatten()
     top = acts.topk(o["k"] * x.shape[0])
     f = torch.zeros_like(acts).scatter(-1, top.indices, top.values).reshape(h.shape)
@@ -125,15 +130,20 @@ def batchtopk_loss(p, x, dead, o, state):
 def jumprelu_loss(p, x, dead, o, step):
     W_enc, b_enc, W_dec, b_dec, t = (p[n] for n in NAMES["jumprelu"])
     bw, to_input = o["jumprelu_bandwidth"], o.get("jumprelu_ste_to_input", False)
-    h = (x - b_dec) @ W_enc + b_enc
+    h = sae_input(x, b_dec, o) @ W_enc + b_enc
     f = JumpReLUFn.apply(h, t, bw, to_input)
     x_hat = f @ W_dec + b_dec
     mse = (x_hat - x).pow(2).sum(-1).mean()
     warm = o.get("l0_warm_up_steps", 0)
     c = o["l0_coefficient"] * (min(1.0, step / warm) if warm > 0 else 1.0)
     norm = W_dec.norm(dim=1)
-    if o.get("jumprelu_sparsity_loss_mode", "step") == "step":
+    mode = o.get("jumprelu_sparsity_loss_mode", "step")
+    if mode == "step":
         l0_loss = (c * StepFn.apply(h, t, bw, to_input).sum(-1)).mean()
+    elif mode == "quadratic":  # Gemma Scope 2: 2 / T * (L0 - T)^2 per token
+        l0 = StepFn.apply(h, t, bw, to_input).sum(-1)
+        target = o["target_l0"]
+        l0_loss = (c * 2 / target * (l0 - target) ** 2).mean()
     else:
         l0_loss = (c * torch.tanh(o["jumprelu_tanh_scale"] * f * norm).sum(-1)).mean()
     pre_act = torch.zeros((), dtype=x.dtype)
@@ -146,7 +156,7 @@ def jumprelu_loss(p, x, dead, o, step):
 
 def gated_loss(p, x, o, step):
     W_enc, W_dec, b_dec, r_mag, b_gate, b_mag = (p[n] for n in NAMES["gated"])
-    sae_in = x - b_dec
+    sae_in = sae_input(x, b_dec, o)
     pi_gate = sae_in @ W_enc + b_gate
     pi_mag = sae_in @ (W_enc * r_mag.exp()) + b_mag
     f = (pi_gate > 0).to(x) * pi_mag.relu()
@@ -285,6 +295,17 @@ def main():
                                    jumprelu_ste_to_input=True, l0_coefficient=0.05,
                                    pre_act_loss_coefficient=0.01), 8),
         ("gated", dict(common, architecture="gated", l1_coefficient=0.02), 0),
+        ("jumprelu_quadratic", dict(common, architecture="jumprelu", jumprelu_bandwidth=0.5,
+                                    jumprelu_sparsity_loss_mode="quadratic", target_l0=5.0,
+                                    jumprelu_ste_to_input=True, l0_coefficient=0.05), 8),
+        # apply_b_dec_to_input false: the encoder reads x itself.
+        ("batchtopk_x_in", dict(common, architecture="batchtopk", k=4, aux_k_coefficient=0.5,
+                                topk_threshold_lr=0.1, apply_b_dec_to_input=False), 8),
+        ("jumprelu_x_in", dict(common, architecture="jumprelu", jumprelu_bandwidth=0.5,
+                               l0_coefficient=0.05, pre_act_loss_coefficient=0.01,
+                               apply_b_dec_to_input=False), 8),
+        ("gated_x_in", dict(common, architecture="gated", l1_coefficient=0.02,
+                            apply_b_dec_to_input=False), 0),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for name, o, silenced in cases:

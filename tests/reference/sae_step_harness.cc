@@ -39,6 +39,10 @@ int main(int argc, char** argv) {
   opt.sae.d_in = tensors["W_enc"].size(0);
   opt.sae.d_sae = tensors["W_enc"].size(1);
   opt.sae.k = o.value("k", 4);
+  opt.sae.apply_b_dec_to_input = o.value("apply_b_dec_to_input", true);
+  opt.sae.normalize_activations =
+      *sae::config::ParseChoice<sae::config::NormalizeActivations>(
+          o.value("normalize_activations", "none"), "normalize_activations");
   opt.lr = o["lr"];
   opt.lr_schedule = *ParseLrSchedule(o["lr_scheduler_name"].get<std::string>());
   opt.lr_warm_up_steps = o["lr_warm_up_steps"];
@@ -54,9 +58,9 @@ int main(int argc, char** argv) {
   opt.sae.matryoshka_widths = o.value("matryoshka_widths", std::vector<int64_t>{});
   opt.topk_threshold_lr = o.value("topk_threshold_lr", opt.topk_threshold_lr);
   opt.jumprelu_bandwidth = o.value("jumprelu_bandwidth", opt.jumprelu_bandwidth);
-  if (o.value("jumprelu_sparsity_loss_mode", "step") == "tanh") {
-    opt.jumprelu_sparsity_loss = sae::config::JumpReLUSparsityLoss::kTanh;
-  }
+  opt.jumprelu_sparsity_loss = *sae::config::ParseChoice<sae::config::JumpReLUSparsityLoss>(
+      o.value("jumprelu_sparsity_loss_mode", "step"), "jumprelu_sparsity_loss_mode");
+  opt.target_l0 = o.value("target_l0", 0.0);
   opt.jumprelu_tanh_scale = o.value("jumprelu_tanh_scale", opt.jumprelu_tanh_scale);
   opt.jumprelu_ste_to_input = o.value("jumprelu_ste_to_input", false);
   opt.l0_coefficient = o.value("l0_coefficient", opt.l0_coefficient);
@@ -73,6 +77,14 @@ int main(int argc, char** argv) {
                        optional("b_dec"),     optional("threshold"), optional("r_mag"),
                        optional("b_gate"),    optional("b_mag")};
   SaeTrainer trainer(opt, params, nullptr);
+  if (trainer.NeedsActivationScale()) {  // from the first batch, which is also trained on
+    auto scaled = trainer.EstimateActivationScale(
+        [&]() -> absl::StatusOr<at::Tensor> { return batches[0]; }, 1);
+    if (!scaled.ok()) {
+      std::fprintf(stderr, "%s\n", scaled.ToString().c_str());
+      return 1;
+    }
+  }
   sae::io::NamedTensors out;
   for (int64_t s = 0; s < batches.size(0); ++s) {
     auto m = trainer.Step(batches[s]);
@@ -101,14 +113,19 @@ int main(int argc, char** argv) {
   if (argc == 4) {
     sae::io::SaeLensSae exported;
     exported.metadata.hook_name = "blocks.0.hook_resid_pre";
-    ExportTensors(trainer.sae().params(), opt.sae.architecture, exported);
+    ExportTensors(trainer.InferenceParameters(), opt.sae.architecture, exported);
+    exported.metadata.normalize_activations =
+        std::string(sae::config::ToString(trainer.InferenceOptions().normalize_activations));
     auto written = sae::io::WriteSaeLens(argv[3], exported);
     if (!written.ok()) {
       std::fprintf(stderr, "%s\n", written.ToString().c_str());
       return 1;
     }
-    out.emplace_back("probe.feature_acts", trainer.sae().Encode(tensors["probe"]));
-    out.emplace_back("probe.x_hat", trainer.sae().Reconstruct(tensors["probe"]));
+    // What the trained SAE computes on the model's activations (normalisation and an unapplied
+    // decoder bias folded as in exports).
+    SparseAutoencoder inference(trainer.InferenceOptions(), trainer.InferenceParameters());
+    out.emplace_back("probe.feature_acts", inference.Encode(tensors["probe"]));
+    out.emplace_back("probe.x_hat", inference.Reconstruct(tensors["probe"]));
   }
   auto status = sae::io::SaveTensors(argv[2], out);
   if (!status.ok()) {

@@ -28,7 +28,7 @@ Json ArchitectureJson(const io::SaeLensSae& sae) {
             {"d_in", sae.W_enc.size(0)},
             {"d_sae", sae.W_enc.size(1)},
             {"apply_b_dec_to_input", true},
-            {"normalize_activations", "none"}};
+            {"normalize_activations", m.normalize_activations}};
   if (m.architecture == "topk") j["k"] = m.k;
   if (sae.threshold.defined()) {
     at::Tensor t = sae.threshold.to(at::kDouble);
@@ -150,6 +150,9 @@ absl::StatusOr<std::pair<at::Tensor, at::Tensor>> Encode(const io::SaeLensSae& s
   options.d_in = sae.W_enc.size(0);
   options.d_sae = sae.W_enc.size(1);
   options.k = sae.metadata.k;
+  SAE_ASSIGN_OR_RETURN(options.normalize_activations,
+                       config::ParseChoice<config::NormalizeActivations>(
+                           sae.metadata.normalize_activations, "normalize_activations"));
   sparse::SparseAutoencoder engine(options, sparse::ImportTensors(sae));
   return std::make_pair(engine.Encode(x), engine.Reconstruct(x));
 }
