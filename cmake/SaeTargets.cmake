@@ -32,11 +32,11 @@ function(sae_library name)
   endif()
 endfunction()
 
-# sae_test(name SOURCES ... [TORCH] [DEPS ...]) builds a GoogleTest binary, linked with the
+# sae_test(name SOURCES ... [TORCH] [DEPS ...] [TIMEOUT S] [LABELS L]) builds a GoogleTest binary, linked with the
 # test-support library (tests/support), and registers its cases with CTest (discovered when the
 # tests run, so building stays fast). docs/testing.md has the naming scheme.
 function(sae_test name)
-  cmake_parse_arguments(ARG "TORCH" "TIMEOUT" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "TORCH" "TIMEOUT;LABELS" "SOURCES;DEPS" ${ARGN})
   if(NOT SAE_BUILD_TESTS)
     return()
   endif()
@@ -50,8 +50,12 @@ function(sae_test name)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 600)
   endif()
+  set(labels)
+  if(ARG_LABELS)
+    set(labels LABELS ${ARG_LABELS})
+  endif()
   gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST
-    PROPERTIES TIMEOUT ${ARG_TIMEOUT}
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} ${labels}
     # Two single-item properties: gtest_discover_tests splits a two-item ENVIRONMENT list.
     ENVIRONMENT "SAE_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
     ENVIRONMENT_MODIFICATION "SAE_BINARY_DIR=set:${PROJECT_BINARY_DIR}")

@@ -8,11 +8,14 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "core/metrics/text_format.h"
 
 namespace sae::metrics {
@@ -38,6 +41,51 @@ class CountingThreadPool : public httplib::ThreadPool {
   const std::shared_ptr<std::atomic<int64_t>> taken_;
 };
 
+// Whether two secrets are equal, in time that depends only on their lengths.
+bool SameSecret(absl::string_view given, absl::string_view expected) {
+  if (given.size() != expected.size()) return false;
+  unsigned char difference = 0;
+  for (size_t i = 0; i < given.size(); ++i) {
+    difference |= static_cast<unsigned char>(given[i] ^ expected[i]);
+  }
+  return difference == 0;
+}
+
+// Whether `request` carries `Authorization: Bearer <token>`.
+bool CarriesToken(const httplib::Request& request, const std::string& token) {
+  const std::string header = request.get_header_value("Authorization");
+  constexpr absl::string_view kBearer = "Bearer ";
+  if (!absl::StartsWith(header, kBearer)) return false;
+  return SameSecret(absl::string_view(header).substr(kBearer.size()), token);
+}
+
+// A plain HTTP server, or an HTTPS one with the options' certificate and key.
+absl::StatusOr<std::unique_ptr<httplib::Server>> MakeServer(const MetricsServerOptions& options) {
+  if (options.tls_cert_file.empty() && options.tls_key_file.empty()) {
+    return std::make_unique<httplib::Server>();
+  }
+  if (options.tls_cert_file.empty() || options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "metrics TLS needs both a certificate chain and its private key (--metrics-tls-cert and "
+        "--metrics-tls-key), or neither");
+  }
+  for (const std::string& file : {options.tls_cert_file, options.tls_key_file}) {
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(file, error)) {
+      return absl::NotFoundError(absl::StrCat("metrics TLS file ", file, " does not exist"));
+    }
+  }
+  auto server = std::make_unique<httplib::SSLServer>(options.tls_cert_file.c_str(),
+                                                     options.tls_key_file.c_str());
+  if (!server->is_valid()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics TLS: OpenSSL cannot use the certificate chain ",
+                     options.tls_cert_file, " with the private key ", options.tls_key_file,
+                     " (PEM files expected, the key matching the first certificate)"));
+  }
+  return server;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
@@ -57,7 +105,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
           absl::StrCat("metrics server route ", route.pattern, " would replace the built-in one"));
     }
   }
-  auto server = std::make_unique<httplib::Server>();
+  absl::StatusOr<std::unique_ptr<httplib::Server>> made = MakeServer(options);
+  if (!made.ok()) return made.status();
+  std::unique_ptr<httplib::Server> server = std::move(*made);
   const size_t threads = std::max<size_t>(options.worker_threads, 1);
   auto connections = std::make_shared<std::atomic<int64_t>>(0);
   server->new_task_queue = [threads, connections] {
@@ -73,7 +123,17 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   server->set_keep_alive_timeout(1);
   server->set_read_timeout(kReadTimeoutSeconds);
   server->set_write_timeout(kWriteTimeoutSeconds);
-  server->Get("/metrics", [registry](const httplib::Request&, httplib::Response& response) {
+  server->Get("/metrics", [registry, token = options.auth_token](const httplib::Request& request,
+                                                                 httplib::Response& response) {
+    if (!token.empty() && !CarriesToken(request, token)) {
+      response.status = 401;
+      response.set_header("WWW-Authenticate", "Bearer");
+      response.set_content(
+          "this endpoint requires the bearer token: send Authorization: Bearer "
+          "TOKEN (Prometheus: authorization: {credentials_file: ...})\n",
+          "text/plain; charset=utf-8");
+      return;
+    }
     response.set_content(FormatText(registry->Collect()), kTextFormatContentType);
   });
   server->Get("/healthz", [health = options.health](const httplib::Request&,
@@ -106,13 +166,14 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
                      error != 0 ? absl::StrCat(": ", std::strerror(error)) : std::string(),
                      "; pick another --metrics-port or bind address"));
   }
+  const bool tls = !options.tls_cert_file.empty();
   return std::unique_ptr<MetricsServer>(
-      new MetricsServer(std::move(server), port, std::move(connections)));
+      new MetricsServer(std::move(server), port, tls, std::move(connections)));
 }
 
-MetricsServer::MetricsServer(std::unique_ptr<httplib::Server> server, int port,
+MetricsServer::MetricsServer(std::unique_ptr<httplib::Server> server, int port, bool tls,
                              std::shared_ptr<std::atomic<int64_t>> connections)
-    : server_(std::move(server)), port_(port), connections_(std::move(connections)) {
+    : server_(std::move(server)), port_(port), tls_(tls), connections_(std::move(connections)) {
   thread_ = std::thread([this] {
     // A scraper that hangs up mid-response makes send() raise SIGPIPE, which would kill the
     // process (this httplib build sends without MSG_NOSIGNAL). Blocking it here, before the

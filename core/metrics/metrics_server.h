@@ -1,4 +1,4 @@
-// An HTTP endpoint serving a Registry to Prometheus: GET /metrics and GET /healthz.
+// An HTTP(S) endpoint serving a Registry to Prometheus: GET /metrics and GET /healthz.
 #ifndef SAE_CORE_METRICS_METRICS_SERVER_H_
 #define SAE_CORE_METRICS_METRICS_SERVER_H_
 
@@ -46,6 +46,17 @@ struct MetricsServerOptions {
   // a server thread for every probe: it must be quick and thread-safe.
   std::function<absl::Status()> health;
 
+  // The bearer token GET /metrics requires: a request without `Authorization: Bearer <token>`
+  // (compared in constant time) gets 401 with `WWW-Authenticate: Bearer`. /healthz stays open
+  // (container and Kubernetes probes carry no secret; it tells only "ok" or why not), and
+  // `routes` check a token themselves (the controller's console does). Default "": open.
+  std::string auth_token;
+
+  // PEM certificate chain and private key: serve HTTPS only (a plaintext request fails its TLS
+  // handshake and gets no answer). Both empty (the default): plain HTTP.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+
   // Threads serving requests. Two let a scrape and a health check overlap; a server with
   // routes that stream (downloads) or serve browsers wants more.
   size_t worker_threads = 2;
@@ -63,8 +74,9 @@ class MetricsServer {
   // Listens on options.bind_address:options.port and starts serving `registry`, which must
   // outlive the server. The port is bound when this returns, so a scrape may follow at once.
   // InvalidArgument for a port outside [0, 65535], a route of another method than GET or POST,
-  // or a route on /metrics or /healthz; Unavailable when the address cannot be bound
-  // (the port is in use, or the address is not local).
+  // a route on /metrics or /healthz, only one of tls_cert_file and tls_key_file, or a
+  // certificate and key OpenSSL cannot load; NotFound when one of them is missing; Unavailable
+  // when the address cannot be bound (the port is in use, or the address is not local).
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(Registry* registry,
                                                               const MetricsServerOptions& options);
 
@@ -77,6 +89,9 @@ class MetricsServer {
   // The port it listens on: options.port, or the one the kernel picked when that was 0.
   int port() const { return port_; }
 
+  // Whether it serves HTTPS (options.tls_cert_file was given).
+  bool tls() const { return tls_; }
+
   // Connections a worker thread has taken up so far (each then reads its request).
   int64_t connections_taken() const { return connections_->load(); }
 
@@ -86,11 +101,12 @@ class MetricsServer {
   void Stop();
 
  private:
-  MetricsServer(std::unique_ptr<httplib::Server> server, int port,
+  MetricsServer(std::unique_ptr<httplib::Server> server, int port, bool tls,
                 std::shared_ptr<std::atomic<int64_t>> connections);
 
   const std::unique_ptr<httplib::Server> server_;
   const int port_;
+  const bool tls_;
   const std::shared_ptr<std::atomic<int64_t>> connections_;
   std::atomic<bool> listen_returned_{false};
   std::mutex stop_mutex_;

@@ -1,5 +1,8 @@
 #include "core/metrics/process_metrics.h"
 
+#include <time.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <map>
 #include <string>
@@ -50,16 +53,30 @@ TEST(ProcessMetricsTest, SaysWhichBuildThisIs) {
   EXPECT_TRUE(found);
 }
 
+// CPU time of the whole process, as the kernel counts it.
+double ProcessCpuSeconds() {
+  timespec now{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) * 1e-9;
+}
+
 TEST(ProcessMetricsTest, CountsCpuTimeAsItIsSpent) {
   Registry registry;
   ASSERT_TRUE(AddProcessMetrics(&registry).ok());
-  double before = CollectValues(&registry)["process_cpu_seconds_total"];
-  auto start = std::chrono::steady_clock::now();
+  // /proc/self/stat counts user and system time in whole clock ticks, each rounded down.
+  const double tick = 1.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const double cpu_before = ProcessCpuSeconds();
+  const double before = CollectValues(&registry)["process_cpu_seconds_total"];
+  const double cpu_after = ProcessCpuSeconds();
+  EXPECT_GE(before, cpu_before - 2 * tick);
+  EXPECT_LE(before, cpu_after + 1e-6);
+  // Spend CPU time (counted by the kernel, not by the wall clock, so a busy machine only makes
+  // it take longer), then the counter has grown by about as much.
   volatile double sink = 0;
-  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(200)) sink += 1;
-  double after = CollectValues(&registry)["process_cpu_seconds_total"];
-  EXPECT_GE(before, 0.0);
-  // On a busy shared machine this thread may get less than the wall time it spun.
+  while (ProcessCpuSeconds() < cpu_after + 0.2) sink = sink + 1;
+  const double cpu_spun = ProcessCpuSeconds();
+  const double after = CollectValues(&registry)["process_cpu_seconds_total"];
+  EXPECT_GE(after, cpu_spun - 2 * tick);
   EXPECT_GT(after, before);
 }
 

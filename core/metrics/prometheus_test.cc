@@ -23,6 +23,7 @@
 #include "support/child_process.h"
 #include "support/ports.h"
 #include "support/temp_dir.h"
+#include "support/test_certificates.h"
 
 namespace sae::metrics {
 namespace {
@@ -136,18 +137,31 @@ std::optional<std::string> QueryValue(int port, const std::string& query) {
   return result[0]["value"][1].get<std::string>();
 }
 
-// A Prometheus server scraping 127.0.0.1:`target_port` every second.
+// A scrape job of 127.0.0.1:`target_port`, with `extra` lines (indented by 4) in the job.
+std::string ScrapeJob(const std::string& name, int target_port, const std::string& extra = "") {
+  return "  - job_name: " + name + "\n" + extra +
+         "    static_configs:\n"
+         "      - targets: ['127.0.0.1:" +
+         std::to_string(target_port) + "']\n";
+}
+
+// A Prometheus server running `jobs` (ScrapeJob) every second.
 class PrometheusServer {
  public:
-  PrometheusServer(const std::string& binary, const std::string& dir, int target_port) : dir_(dir) {
-    std::ofstream(dir + "/prometheus.yml") << "global:\n"
-                                              "  scrape_interval: 1s\n"
-                                              "  scrape_timeout: 1s\n"
-                                              "scrape_configs:\n"
-                                              "  - job_name: sae_metrics_test\n"
-                                              "    static_configs:\n"
-                                              "      - targets: ['127.0.0.1:"
-                                           << target_port << "']\n";
+  PrometheusServer(const std::string& binary, const std::string& dir, int target_port)
+      : PrometheusServer(binary, dir,
+                         std::vector<std::string>{ScrapeJob("sae_metrics_test", target_port)}) {}
+
+  PrometheusServer(const std::string& binary, const std::string& dir,
+                   const std::vector<std::string>& jobs)
+      : dir_(dir) {
+    std::ofstream config(dir + "/prometheus.yml");
+    config << "global:\n"
+              "  scrape_interval: 1s\n"
+              "  scrape_timeout: 1s\n"
+              "scrape_configs:\n";
+    for (const std::string& job : jobs) config << job;
+    config.close();
     // Another process may take the free port before Prometheus binds it; then try another.
     for (int attempt = 0; attempt < 3 && port_ < 0; ++attempt) {
       int port = FreeLoopbackPort();
@@ -228,6 +242,48 @@ TEST(PrometheusServerTest, ScrapesTheMetricsServerAndAnswersQueries) {
   EXPECT_TRUE(EventuallyAnswers(prometheus, "sae_test_tokens_total{run_id=\"run-1\",rank=\"0\"}",
                                 "13000", timeout));
   EXPECT_TRUE(EventuallyAnswers(prometheus, "up{job=\"sae_metrics_test\"}", "1", timeout));
+}
+
+// The configuration docs/operations.md gives for a metrics port with --metrics-require-token and
+// --metrics-tls-cert: Prometheus sends the token from a file and checks the certificate against
+// the CA; the same target scraped without them is down.
+TEST(PrometheusServerTest, ScrapesAnEndpointThatRequiresTheTokenOverHttps) {
+  std::string binary = FindExecutable("prometheus");
+  ASSERT_FALSE(binary.empty()) << "prometheus" << kInstallHint;
+  TempDir dir;
+  ASSERT_FALSE(dir.path().empty());
+  absl::StatusOr<support::TestCertificates> certificates =
+      support::MakeTestCertificates(dir.path());
+  ASSERT_TRUE(certificates.ok()) << certificates.status();
+  const std::string token = "prometheus-token-8d2e41";
+  const std::string token_file = dir.Write("sae-token", token + "\n");
+  Registry registry;
+  (*registry.AddCounter("sae_test_tokens_total", "Tokens.", {}))->Labels().Increment(4242);
+  MetricsServerOptions options = Loopback();
+  options.auth_token = token;
+  options.tls_cert_file = certificates->server_cert;
+  options.tls_key_file = certificates->server_key;
+  absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(&registry, options);
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  const int port = (*server)->port();
+  const std::string https =
+      "    scheme: https\n    tls_config: {ca_file: " + certificates->ca + "}\n";
+  const std::string bearer = "    authorization: {credentials_file: " + token_file + "}\n";
+  PrometheusServer prometheus(
+      binary, dir.path(),
+      {ScrapeJob("sae_secured", port, https + bearer), ScrapeJob("sae_without_token", port, https),
+       ScrapeJob("sae_plaintext", port, bearer)});
+  ASSERT_GT(prometheus.port(), 0) << "Prometheus did not become ready. Its log:\n"
+                                  << prometheus.Log();
+  auto timeout = std::chrono::seconds(60);
+  EXPECT_TRUE(
+      EventuallyAnswers(prometheus, "sae_test_tokens_total{job=\"sae_secured\"}", "4242", timeout));
+  EXPECT_TRUE(EventuallyAnswers(prometheus, "up{job=\"sae_secured\"}", "1", timeout));
+  EXPECT_TRUE(EventuallyAnswers(prometheus, "up{job=\"sae_without_token\"}", "0", timeout));
+  EXPECT_TRUE(EventuallyAnswers(prometheus, "up{job=\"sae_plaintext\"}", "0", timeout));
+  EXPECT_EQ(QueryValue(prometheus.port(), "sae_test_tokens_total{job=\"sae_without_token\"}"),
+            std::nullopt);
 }
 
 }  // namespace

@@ -2,8 +2,11 @@
 // GPT-2 lives in tests/reference/).
 #include "core/model/gpt2_model.h"
 
+#include <ATen/record_function.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstdio>
 
 #include "support/random_gpt2.h"
 
@@ -85,13 +88,77 @@ TEST_F(Gpt2ModelTest, StoppingAtALayerGivesTheSameActivationsAsTheFullRun) {
   }
 }
 
+// Counts the matrix products ATen runs on this thread while it lives (through RecordFunction,
+// the hook torch's profiler uses): how a test sees which blocks a forward computed.
+class MatrixProductCounter {
+ public:
+  MatrixProductCounter() {
+    count_ = 0;
+    handle_ = at::addThreadLocalCallback(at::RecordFunctionCallback(&MatrixProductCounter::OnStart)
+                                             .scopes({at::RecordScope::FUNCTION}));
+  }
+  ~MatrixProductCounter() { at::removeCallback(handle_); }
+  MatrixProductCounter(const MatrixProductCounter&) = delete;
+  MatrixProductCounter& operator=(const MatrixProductCounter&) = delete;
+
+  int64_t count() const { return count_; }
+
+ private:
+  static std::unique_ptr<at::ObserverContext> OnStart(const at::RecordFunction& fn) {
+    const std::string name = fn.name();
+    if (name == "aten::mm" || name == "aten::addmm" || name == "aten::bmm" ||
+        name == "aten::baddbmm" || name == "aten::matmul" || name == "aten::linear") {
+      ++count_;
+    }
+    return nullptr;
+  }
+
+  static thread_local int64_t count_;
+  at::CallbackHandle handle_;
+};
+
+thread_local int64_t MatrixProductCounter::count_ = 0;
+
 TEST_F(Gpt2ModelTest, StoppingEarlySkipsLaterHooks) {
-  // An intervention that would fail if it ran shows that the forward stopped before it.
-  ForwardRequest req;
-  req.capture = {H("blocks.0.hook_resid_post")};
-  ForwardResult r = Run(*tl_, tokens_, req);
-  EXPECT_EQ(r.activations.size(), 1u);
-  EXPECT_FALSE(r.logits.defined());
+  // Matrix products run by a forward that stops after the residual stream of block `layer`,
+  // which an intervention there (the last hook that forward needs) sees exactly once.
+  auto products_until = [&](int layer) -> int64_t {
+    const std::string hook = "blocks." + std::to_string(layer) + ".hook_resid_post";
+    int calls = 0;
+    ForwardRequest req;
+    req.capture = {H(hook)};
+    req.interventions.emplace_back(H(hook), [&calls](const at::Tensor& value) {
+      ++calls;
+      return value;
+    });
+    MatrixProductCounter counter;
+    ForwardResult r = Run(*tl_, tokens_, req);
+    EXPECT_EQ(calls, 1) << hook;
+    EXPECT_EQ(r.activations.size(), 1u) << hook;
+    EXPECT_FALSE(r.logits.defined()) << hook;
+    return counter.count();
+  };
+  const int64_t block0 = products_until(0);
+  const int64_t block1 = products_until(1);
+  const int64_t block2 = products_until(2);
+  ASSERT_GT(block0, 0) << "RecordFunction saw no matrix product";
+  // Each further block costs the same products (attention and MLP), so a forward stopped
+  // after block 0 ran none of block 1's or 2's.
+  EXPECT_GT(block1 - block0, 0);
+  EXPECT_EQ(block2 - block1, block1 - block0);
+  // And one that needs the logits runs more still (the unembedding).
+  int64_t full = 0;
+  {
+    MatrixProductCounter counter;
+    ForwardRequest req;
+    req.logits = true;
+    Run(*tl_, tokens_, req);
+    full = counter.count();
+  }
+  EXPECT_GT(full, block2);
+  std::printf("matrix products: %lld to block 0, %lld per further block, %lld with logits\n",
+              static_cast<long long>(block0), static_cast<long long>(block1 - block0),
+              static_cast<long long>(full));
 }
 
 TEST_F(Gpt2ModelTest, ABatchEqualsItsRowsRunAlone) {

@@ -155,15 +155,23 @@ TEST_F(SaeTrainerStateTest, ACheckpointOfAnotherShapeIsRefused) {
 TEST_F(SaeTrainerStateTest, MetricsFollowTheSeedsDefinitions) {
   SaeTrainer trainer(o_, nullptr);
   at::Tensor x = Batch(0);
+  // L0 and explained variance of the step's forward, from the parameters before the step
+  // (SAELens: (feature_acts > 0).sum(-1).mean(); 1 - ||x - x_hat||^2 / ||x - mean(x)||^2 per
+  // token, averaged).
+  const SaeParameters& p = trainer.sae().params();
+  const at::Tensor acts = at::relu(at::matmul(x - p.b_dec, p.W_enc) + p.b_enc);  // [32, 64]
+  const at::Tensor x_hat = at::matmul(acts, p.W_dec) + p.b_dec;                  // [32, 16]
+  const double l0 = (acts > 0).sum(1).to(at::kDouble).mean().item<double>();
+  const double explained_variance =
+      (1 - (x - x_hat).pow(2).sum(1) / (x - x.mean(0)).pow(2).sum(1)).mean().item<double>();
   auto m = trainer.Step(x);
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->step, 1);
   EXPECT_EQ(m->tokens, 32);
   EXPECT_DOUBLE_EQ(m->l1_coefficient, 0.0);  // l1 warm-up starts at 0
   EXPECT_NEAR(m->overall_loss, m->mse_loss + m->ghost_grad_loss, 1e-6);
-  EXPECT_GT(m->l0, 0);
-  EXPECT_LE(m->l0, 64);
-  EXPECT_LE(m->explained_variance, 1.0);
+  EXPECT_DOUBLE_EQ(m->l0, l0);
+  EXPECT_NEAR(m->explained_variance, explained_variance, 1e-5);
   // Four more steps end the first window of 5: frequency metrics are logged.
   std::optional<SparsityMetrics> window;
   for (int i = 1; i < 5; ++i) {

@@ -82,6 +82,10 @@ class ActivationServer {
   data::ShardCursor frontier() const { return feed_->frontier(); }
   int64_t tokens_generated() const { return feed_->tokens_generated(); }
   int64_t activations_served() const { return feed_->rows_served(); }
+  // ConsumerSessions::unacknowledged_bytes: what the server holds for its consumers.
+  int64_t unacknowledged_bytes() const { return sessions_->unacknowledged_bytes(); }
+  // ActivationServiceImpl::OldestWriteWait: how long a consumer has not been reading.
+  absl::Duration oldest_write_wait() const { return service_->OldestWriteWait(); }
   // EvaluateSae calls answered.
   int64_t evaluations() const { return evaluations_->evaluations(); }
   // OK while generation is healthy; the error that stopped it otherwise.

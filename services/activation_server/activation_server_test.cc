@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <functional>
 #include <map>
 #include <set>
@@ -400,16 +401,9 @@ TEST_F(ActivationServerTest, ReportsHealthAndEndsStreamsPromptlyOnShutdown) {
   grpc::ClientContext context;
   auto stub = v1::ActivationService::NewStub(channel);
   auto reader = stub->StreamActivations(&context, consumer.Request(100000));
-  int64_t served = -1;
-  ASSERT_TRUE(support::Eventually(
-      [&] {
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));
-        const int64_t now = server->activations_served();
-        const bool stalled = now > 0 && now == served;
-        served = now;
-        return stalled;
-      },
-      std::chrono::seconds(60)));
+  // The server's own signal: a write that has waited a second on loopback waits for a reader.
+  ASSERT_TRUE(support::Eventually([&] { return server->oldest_write_wait() >= absl::Seconds(1); },
+                                  std::chrono::seconds(60)));
   const auto start = std::chrono::steady_clock::now();
   server->Shutdown(absl::Seconds(1));
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
@@ -419,6 +413,65 @@ TEST_F(ActivationServerTest, ReportsHealthAndEndsStreamsPromptlyOnShutdown) {
   EXPECT_LT(read, 100000 * 2048);
   EXPECT_FALSE(reader->Finish().ok());
   EXPECT_FALSE(rpc::CheckHealth(channel, stream::kActivationServiceName, absl::Seconds(1)).ok());
+}
+
+TEST_F(ActivationServerTest, SixteenConsumersAreServedWhileOneThatStopsReadingHoldsOnlyItsWindow) {
+  const config::RunConfig config = Config(
+      {"train_batch_size=1024", "total_training_tokens=100000000", "n_batches_in_buffer=64"});
+  auto server = Start(config, 0, 1, "", "127.0.0.1:0", /*max_batches_per_call=*/100000);
+  ASSERT_NE(server, nullptr);
+  constexpr int kConsumers = 16;
+  // Consumer 15 asks for endless batches and reads none: its stream's writes stop once the
+  // HTTP/2 flow-control windows are full.
+  Consumer stalled(server->port(), config, kConsumers - 1, kConsumers);
+  auto channel = *stream::CreateStreamChannel("127.0.0.1:" + std::to_string(server->port()), {});
+  auto stub = v1::ActivationService::NewStub(channel);
+  grpc::ClientContext context;
+  auto reader = stub->StreamActivations(&context, stalled.Request(100000));
+  ASSERT_TRUE(support::Eventually([&] { return server->oldest_write_wait() >= absl::Seconds(1); },
+                                  std::chrono::seconds(60)));
+  const int64_t held_by_stalled = server->unacknowledged_bytes();
+  ASSERT_GT(held_by_stalled, 0);
+
+  // The other 15, at once: 5 calls of 4 batches each, every batch read (and acknowledged by
+  // the next call, so each consumer's last 4 stay unacknowledged).
+  constexpr int kCalls = 5;
+  constexpr int kBatchesPerCall = 4;
+  std::vector<std::thread> others;
+  std::vector<int64_t> batch_bytes(kConsumers - 1, 0);
+  std::vector<int> received(kConsumers - 1, 0);
+  for (int rank = 0; rank < kConsumers - 1; ++rank) {
+    others.emplace_back([&, rank] {
+      Consumer consumer(server->port(), config, rank, kConsumers);
+      for (int call = 0; call < kCalls; ++call) {
+        Received r = consumer.Pull(kBatchesPerCall);
+        EXPECT_TRUE(r.status.ok()) << "consumer " << rank << ": " << r.status.error_message();
+        received[static_cast<size_t>(rank)] += static_cast<int>(r.batches.size());
+        for (const v1::ActivationBatch& batch : r.batches) {
+          EXPECT_EQ(batch.shape(0), 1024 / kConsumers);
+          batch_bytes[static_cast<size_t>(rank)] = static_cast<int64_t>(batch.data().size());
+        }
+      }
+    });
+  }
+  for (std::thread& other : others) other.join();
+  for (int rank = 0; rank < kConsumers - 1; ++rank) {
+    EXPECT_EQ(received[static_cast<size_t>(rank)], kCalls * kBatchesPerCall) << rank;
+  }
+  // The stalled consumer still holds what it held: the server holds exactly that plus the
+  // others' last, unacknowledged calls.
+  EXPECT_GE(server->oldest_write_wait(), absl::Seconds(1)) << "the stalled stream moved";
+  const int64_t one_batch = batch_bytes[0];
+  ASSERT_GT(one_batch, 0);
+  EXPECT_EQ(server->unacknowledged_bytes(),
+            held_by_stalled + (kConsumers - 1) * kBatchesPerCall * one_batch);
+  std::printf("a consumer that stopped reading holds %lld bytes (%.1f batches of %lld bytes)\n",
+              static_cast<long long>(held_by_stalled),
+              static_cast<double>(held_by_stalled) / static_cast<double>(one_batch),
+              static_cast<long long>(one_batch));
+  RecordProperty("stalled_consumer_bytes", std::to_string(held_by_stalled));
+  context.TryCancel();
+  reader->Finish();
 }
 
 TEST_F(ActivationServerTest, RefusesAShardThatDoesNotExistOrACursorOfAnotherShard) {

@@ -107,10 +107,25 @@ grpc::Status ActivationServiceImpl::ApplyResumeCursors(const v1::StreamRequest& 
   return grpc::Status::OK;
 }
 
+absl::Duration ActivationServiceImpl::OldestWriteWait() const {
+  absl::MutexLock lock(&writes_mutex_);
+  if (writes_started_.empty()) return absl::ZeroDuration();
+  return absl::Now() - *writes_started_.begin();
+}
+
 bool ActivationServiceImpl::Write(grpc::ServerWriter<v1::ActivationBatch>* writer,
                                   const v1::ActivationBatch& batch) {
   const auto start = std::chrono::steady_clock::now();
+  std::multiset<absl::Time>::iterator started;
+  {
+    absl::MutexLock lock(&writes_mutex_);
+    started = writes_started_.insert(absl::Now());
+  }
   const bool written = writer->Write(batch);
+  {
+    absl::MutexLock lock(&writes_mutex_);
+    writes_started_.erase(started);
+  }
   if (written && metrics_ != nullptr) {
     metrics_->write_seconds->Observe(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -6,8 +6,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <set>
 #include <string>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "core/config/run_config.h"
 #include "sae/v1/activations.grpc.pb.h"
 #include "services/activation_server/activation_feed.h"
@@ -59,6 +62,11 @@ class ActivationServiceImpl final : public v1::ActivationService::Service {
   int64_t trainer_generation() const { return trainer_generation_; }
   static constexpr int64_t kBetweenGenerations = -1;
 
+  // How long the oldest write still in progress has been waiting; zero when none is. A consumer
+  // that stopped reading leaves its stream's write waiting once the HTTP/2 flow-control windows
+  // are full (and the server holds no more than those windows for it).
+  absl::Duration OldestWriteWait() const;
+
  private:
   // OK, or why `request` cannot be served (the status the call ends with).
   grpc::Status CheckRequest(const v1::StreamRequest& request) const;
@@ -79,6 +87,8 @@ class ActivationServiceImpl final : public v1::ActivationService::Service {
   SaeEvaluations* const evaluations_;
   const rpc::BearerTokenCheck auth_;
   std::atomic<bool> shutting_down_{false};
+  mutable absl::Mutex writes_mutex_;
+  std::multiset<absl::Time> writes_started_ ABSL_GUARDED_BY(writes_mutex_);
   std::atomic<int64_t> trainer_generation_{0};
 };
 

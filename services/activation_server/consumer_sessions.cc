@@ -22,7 +22,23 @@ void ConsumerSessions::DropUnacknowledged(Session& session) {
         rows, session.unacknowledged.size());
     if (metrics_ != nullptr) metrics_->dropped_activations->Increment(static_cast<double>(rows));
   }
+  int64_t bytes = 0;
+  for (const auto& batch : session.unacknowledged)
+    bytes += static_cast<int64_t>(batch->data().size());
+  CountHeld(-bytes);
   session.unacknowledged.clear();
+}
+
+void ConsumerSessions::CountHeld(int64_t delta) {
+  unacknowledged_bytes_ += delta;
+  if (metrics_ != nullptr) {
+    metrics_->unacknowledged_bytes->Set(static_cast<double>(unacknowledged_bytes_));
+  }
+}
+
+int64_t ConsumerSessions::unacknowledged_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return unacknowledged_bytes_;
 }
 
 absl::StatusOr<std::unique_ptr<ConsumerCall>> ConsumerSessions::Attach(
@@ -58,6 +74,7 @@ absl::StatusOr<std::unique_ptr<ConsumerCall>> ConsumerSessions::Attach(
                    session.next_sequence - 1);
     }
     while (!session.unacknowledged.empty() && session.unacknowledged.front()->sequence() <= last) {
+      CountHeld(-static_cast<int64_t>(session.unacknowledged.front()->data().size()));
       session.unacknowledged.pop_front();
     }
   }
@@ -109,6 +126,7 @@ const v1::ActivationBatch* ConsumerCall::Keep(std::unique_ptr<v1::ActivationBatc
   ConsumerSessions::Session& session = sessions_->sessions_[rank_];
   batch->set_server_incarnation(sessions_->incarnation_);
   batch->set_sequence(session.next_sequence++);
+  sessions_->CountHeld(static_cast<int64_t>(batch->data().size()));
   session.unacknowledged.push_back(std::move(batch));
   return session.unacknowledged.back().get();
 }

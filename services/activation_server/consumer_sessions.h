@@ -78,6 +78,10 @@ class ConsumerSessions {
 
   int sessions() const;
   int attached() const;
+  // Payload bytes of the batches kept for resending, over all sessions: what the server holds
+  // for its consumers. A call keeps a batch just before writing it, so a consumer that stops
+  // reading holds only what fits its stream's flow-control windows, plus the batch waiting.
+  int64_t unacknowledged_bytes() const;
   uint64_t incarnation() const { return incarnation_; }
 
  private:
@@ -92,6 +96,8 @@ class ConsumerSessions {
   };
   void Detach(int rank, uint64_t call_id);
   void DropUnacknowledged(Session& session);
+  // Adds `delta` to unacknowledged_bytes_ and its gauge. Under mutex_.
+  void CountHeld(int64_t delta);
 
   const uint64_t incarnation_;
   ServerMetrics* const metrics_;
@@ -100,6 +106,7 @@ class ConsumerSessions {
   std::map<int, Session> sessions_;
   uint64_t next_call_id_ = 1;
   int attached_ = 0;
+  int64_t unacknowledged_bytes_ = 0;
 };
 
 }  // namespace sae::activation_server

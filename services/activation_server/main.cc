@@ -53,6 +53,9 @@ struct Flags {
   std::string listen = "0.0.0.0:50051";
   int metrics_port = 9401;  // docs/operations.md: 9400 controller, 9401 activation servers, 9402 trainers
   std::string metrics_address = "0.0.0.0";
+  bool metrics_require_token = false;
+  std::string metrics_tls_cert;
+  std::string metrics_tls_key;
   int threads = 0;
   std::string resume_cursor;
   std::string cursor_file;
@@ -79,6 +82,15 @@ absl::Status StartMetrics(const Flags& flags, MetricsEndpoint& metrics) {
   options.bind_address = flags.metrics_address;
   options.port = flags.metrics_port;
   options.health = [health = &metrics.health] { return health->Evaluate(); };
+  if (flags.metrics_require_token) {
+    options.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
+    if (options.auth_token.empty()) {
+      return absl::InvalidArgumentError(
+          "--metrics-require-token needs a token: pass --auth-token or set $SAE_AUTH_TOKEN");
+    }
+  }
+  options.tls_cert_file = flags.metrics_tls_cert;
+  options.tls_key_file = flags.metrics_tls_key;
   SAE_ASSIGN_OR_RETURN(metrics.server, metrics::MetricsServer::Start(&metrics.registry, options));
   return absl::OkStatus();
 }
@@ -231,6 +243,15 @@ int Main(int argc, char** argv) {
   app.add_option("--metrics-port", flags.metrics_port,
                  "port of /metrics and /healthz (default 9401; 0: any free port, -1: none)");
   app.add_option("--metrics-address", flags.metrics_address, "address /metrics binds");
+  app.add_flag(
+      "--metrics-require-token", flags.metrics_require_token,
+      "/metrics requires the bearer token (--auth-token / $SAE_AUTH_TOKEN); /healthz stays open");
+  app.add_option("--metrics-tls-cert", flags.metrics_tls_cert,
+                 "PEM certificate chain: serve /metrics and /healthz over HTTPS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--metrics-tls-key", flags.metrics_tls_key,
+                 "PEM private key of --metrics-tls-cert")
+      ->check(CLI::ExistingFile);
   app.add_option("--threads", flags.threads, "LibTorch threads for the model (0: one per core)");
   app.add_option("--resume-cursor", flags.resume_cursor,
                  "hex shard cursor to start generating from (a trainer checkpoint or a "

@@ -51,6 +51,10 @@ absl::StatusOr<std::unique_ptr<ServerMetrics>> ServerMetrics::Create(metrics::Re
                         &m->dropped_activations));
   SAE_RETURN_IF_ERROR(series.AddGauge(
       "sae_stream_active_consumers", "StreamActivations calls in progress.", &m->active_consumers));
+  SAE_RETURN_IF_ERROR(series.AddGauge(
+      "sae_stream_unacknowledged_bytes",
+      "Payload bytes of batches sent (or being sent) that their consumers have not acknowledged.",
+      &m->unacknowledged_bytes));
   SAE_RETURN_IF_ERROR(
       series.AddHistogram("sae_stream_write_duration_seconds",
                           "Time to write one batch to a stream (flow control included).",

@@ -31,6 +31,7 @@ struct ServerMetrics {
   metrics::Counter* resent_batches;       // sae_stream_resent_batches_total
   metrics::Counter* dropped_activations;  // sae_stream_dropped_activations_total
   metrics::Gauge* active_consumers;       // sae_stream_active_consumers
+  metrics::Gauge* unacknowledged_bytes;   // sae_stream_unacknowledged_bytes
   metrics::Histogram* write_seconds;      // sae_stream_write_duration_seconds
 };
 

@@ -1,6 +1,9 @@
 #include "services/common/sha256.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -37,6 +40,35 @@ std::string Sha256::Of(absl::string_view bytes) {
   Sha256 sha;
   sha.Update(bytes);
   return sha.Finish();
+}
+
+std::string HmacSha256(absl::string_view key, absl::string_view message) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  static const unsigned char kEmpty = 0;
+  const void* key_bytes = key.empty() ? &kEmpty : static_cast<const void*>(key.data());
+  if (HMAC(EVP_sha256(), key_bytes, static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest,
+           &size) == nullptr) {
+    std::fprintf(stderr, "fatal: OpenSSL cannot compute an HMAC-SHA256\n");
+    std::abort();
+  }
+  return std::string(reinterpret_cast<const char*>(digest), size);
+}
+
+std::string RandomBytes(size_t count) {
+  std::string bytes(count, '\0');
+  if (count > 0 &&
+      RAND_bytes(reinterpret_cast<unsigned char*>(bytes.data()), static_cast<int>(count)) != 1) {
+    std::fprintf(stderr, "fatal: OpenSSL's random generator is not seeded\n");
+    std::abort();
+  }
+  return bytes;
+}
+
+bool SameSecret(absl::string_view given, absl::string_view expected) {
+  return given.size() == expected.size() &&
+         CRYPTO_memcmp(given.data(), expected.data(), given.size()) == 0;
 }
 
 }  // namespace sae::rpc

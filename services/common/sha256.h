@@ -1,4 +1,5 @@
-// SHA-256 of byte strings (OpenSSL's implementation), for checkpoint chunks and archives.
+// SHA-256 of byte strings (OpenSSL's implementation), for checkpoint chunks and archives; HMAC
+// and random secrets for the trainers' rendezvous key.
 #ifndef SAE_SERVICES_COMMON_SHA256_H_
 #define SAE_SERVICES_COMMON_SHA256_H_
 
@@ -29,6 +30,16 @@ class Sha256 {
   struct Context;
   std::unique_ptr<Context> context_;
 };
+
+// HMAC-SHA256 of `message` under `key` (RFC 2104): 32 bytes.
+std::string HmacSha256(absl::string_view key, absl::string_view message);
+
+// `count` bytes from OpenSSL's random generator (secrets, nonces). Aborts the process when the
+// generator cannot be seeded (nothing secret can be made then).
+std::string RandomBytes(size_t count);
+
+// Whether two secrets are equal, in time that depends only on their lengths.
+bool SameSecret(absl::string_view given, absl::string_view expected);
 
 }  // namespace sae::rpc
 

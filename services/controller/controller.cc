@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/config/run_config.h"
 #include "core/util/status.h"
+#include "services/common/sha256.h"
 #include "services/controller/controller_internal.h"
 
 namespace sae::controller {
@@ -52,6 +53,8 @@ absl::StatusOr<std::unique_ptr<Controller>> Controller::Open(std::unique_ptr<Run
                        ControllerMetrics::Create(registry));
   std::unique_ptr<Controller> controller(
       new Controller(std::move(store), options, std::move(metrics)));
+  SAE_ASSIGN_OR_RETURN(controller->rendezvous_secret_,
+                       controller->store_->LoadOrStoreSecret("rendezvous", rpc::RandomBytes(32)));
   {
     std::lock_guard<std::mutex> lock(controller->mutex_);
     SAE_RETURN_IF_ERROR(controller->Recover());

@@ -201,6 +201,9 @@ class Controller {
   const std::unique_ptr<RunStore> store_;
   const ControllerOptions options_;
   const std::unique_ptr<ControllerMetrics> metrics_;
+  // The controller's own secret (kept in the store); each generation's rendezvous key is
+  // HMAC-SHA256(secret, "rendezvous|RUN_ID|GENERATION"). Set once in Open.
+  std::string rendezvous_secret_;
 
   mutable std::mutex mutex_;  // Guards everything below.
   mutable std::condition_variable events_changed_;

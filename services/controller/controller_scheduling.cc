@@ -2,9 +2,11 @@
 // start a generation of a run's group.
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "core/config/run_config.h"
 #include "core/util/status.h"
+#include "services/common/sha256.h"
 #include "services/controller/controller.h"
 #include "services/controller/controller_internal.h"
 
@@ -142,6 +144,8 @@ v1::Assignment Controller::BuildAssignment(const v1::Run& run, const WorkerEntry
     }
   }
   if (worker.info.role() == v1::WORKER_ROLE_TRAINER) {
+    assignment.set_rendezvous_key(absl::BytesToHexString(rpc::HmacSha256(
+        rendezvous_secret_, absl::StrCat("rendezvous|", run.run_id(), "|", run.generation()))));
     for (std::string& address : servers) assignment.add_activation_server_addresses(address);
     if (run.has_latest_checkpoint_step()) {
       assignment.set_resume_checkpoint_step(run.latest_checkpoint_step());

@@ -70,6 +70,9 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::Start(
     metrics::MetricsServerOptions metrics_options;
     metrics_options.port = options.metrics_port;
     metrics_options.bind_address = options.metrics_bind_address;
+    metrics_options.auth_token = options.metrics_security.auth_token;
+    metrics_options.tls_cert_file = options.metrics_security.tls_cert_file;
+    metrics_options.tls_key_file = options.metrics_security.tls_key_file;
     metrics_options.routes = ConsoleRoutes(server->console_.get(), options.security.auth_token);
     metrics_options.health = [raw = server.get()] { return raw->controller_->CheckHealth(); };
     // Browsers open several connections; a download streams for a while.

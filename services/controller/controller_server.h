@@ -35,6 +35,9 @@ struct ControllerServerOptions {
   int metrics_port = -1;
   // Address /metrics binds to.
   std::string metrics_bind_address = "0.0.0.0";
+  // The metrics port's protection: auth_token "" leaves /metrics open (the console requires
+  // security.auth_token whenever that is set); a certificate and key serve HTTPS.
+  rpc::ServerSecurity metrics_security;
   // Bearer token and TLS of the gRPC port.
   rpc::ServerSecurity security;
   ControllerOptions controller;

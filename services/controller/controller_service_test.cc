@@ -1,5 +1,7 @@
 // The controller over gRPC on a loopback port, with fake workers that follow the real protocol
 // (tests/support/fake_worker.h).
+#include <httplib.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <functional>
@@ -11,10 +13,10 @@
 #include "absl/strings/match.h"
 #include "core/metrics/text_format.h"
 #include "gtest/gtest.h"
-#include "spdlog/sinks/ostream_sink.h"
-#include "spdlog/spdlog.h"
 #include "services/common/controller_client.h"
 #include "services/controller/controller_server.h"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
 #include "support/fake_worker.h"
 #include "support/temp_dir.h"
 #include "support/test_certificates.h"
@@ -446,6 +448,36 @@ TEST_F(ControllerServiceTest, MetricsCountRunsAndWorkersAndMirrorTrainingMetrics
   text = metrics::FormatText(server_->registry().Collect());
   EXPECT_EQ(text.find("sae_controller_run_l0{run_id=\"" + run_id + "\"}"), std::string::npos)
       << "a finished run's training series are dropped";
+}
+
+// ControllerServerOptions.metrics_security reaches the metrics port: /metrics needs the token,
+// /healthz stays open, and the console keeps its own check of the gRPC token.
+TEST_F(ControllerServiceTest, MetricsPortRequiresTheTokenWhenAskedAndKeepsHealthzOpen) {
+  ControllerServerOptions options;
+  options.listen = "127.0.0.1:0";
+  options.data_dir = folder_.path() + "/db";
+  options.metrics_port = 0;
+  options.metrics_bind_address = "127.0.0.1";
+  options.security.auth_token = "grpc-and-console-token";
+  options.metrics_security.auth_token = "grpc-and-console-token";
+  auto server = ControllerServer::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  httplib::Client http("127.0.0.1", (*server)->metrics_port());
+  httplib::Result anonymous = http.Get("/metrics");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  httplib::Result scraped =
+      http.Get("/metrics", {{"Authorization", "Bearer grpc-and-console-token"}});
+  ASSERT_TRUE(scraped);
+  EXPECT_EQ(scraped->status, 200);
+  EXPECT_NE(scraped->body.find("sae_controller_runs"), std::string::npos);
+  httplib::Result probe = http.Get("/healthz");
+  ASSERT_TRUE(probe);
+  EXPECT_EQ(probe->status, 200);
+  httplib::Result api = http.Get("/api/runs");
+  ASSERT_TRUE(api);
+  EXPECT_EQ(api->status, 401);
+  (*server)->Shutdown(absl::Seconds(1));
 }
 
 }  // namespace

@@ -119,6 +119,57 @@ TEST_F(ControllerTest, AssignmentsCarryEverythingTheWorkersNeed) {
   EXPECT_TRUE(Beat(s0).has_assignment());
 }
 
+TEST_F(ControllerTest, EachGenerationsTrainersShareARendezvousKeyThatNothingElseShows) {
+  std::string s0 = Register(kServer, "10.0.0.1:7001");
+  std::string t0 = Register(kTrainer, "10.0.0.3:29500");
+  std::string t1 = Register(kTrainer, "10.0.0.4:29500");
+  std::string spare = Register(kTrainer, "10.0.0.5:29500");
+  std::string run_id = Submit(TestRunYaml(1, 2, 100));
+  v1::Run run = Get(run_id);
+  ASSERT_EQ(run.state(), v1::RUN_STATE_RUNNING);
+  std::vector<std::string> trainers;
+  for (const v1::RunWorker& member : run.workers()) {
+    if (member.role() == kTrainer) trainers.push_back(member.worker_id());
+  }
+  ASSERT_EQ(trainers.size(), 2u);
+
+  const v1::Assignment rank_a = Beat(trainers[0]).assignment();
+  const v1::Assignment rank_b = Beat(trainers[1]).assignment();
+  const std::string key = rank_a.rendezvous_key();
+  EXPECT_EQ(key.size(), 64u) << "HMAC-SHA256 in hex";
+  EXPECT_EQ(key.find_first_not_of("0123456789abcdef"), std::string::npos) << key;
+  EXPECT_EQ(rank_b.rendezvous_key(), key);
+  EXPECT_EQ(Beat(s0).assignment().rendezvous_key(), "") << "activation servers need none";
+  // Not in the run record (describe, get -o yaml, the console), nor in its events.
+  EXPECT_EQ(run.DebugString().find(key), std::string::npos);
+  auto events = controller_->ReadEvents(run_id, 0, 1000);
+  ASSERT_TRUE(events.ok()) << events.status();
+  for (const v1::RunEvent& event : *events) {
+    EXPECT_EQ(event.DebugString().find(key), std::string::npos) << event.DebugString();
+  }
+
+  // A new generation gets a new key.
+  v1::ReportProgressRequest failure;
+  failure.set_worker_id(trainers[1]);
+  failure.set_run_id(run_id);
+  failure.set_outcome(v1::ReportProgressRequest::OUTCOME_FAILED);
+  failure.set_error("killed");
+  ASSERT_TRUE(controller_->ReportProgress(failure).ok());
+  run = Get(run_id);
+  ASSERT_EQ(run.generation(), 1u);
+  ASSERT_EQ(run.state(), v1::RUN_STATE_RUNNING) << run.message();
+  for (const v1::RunWorker& member : run.workers()) {
+    if (member.role() != kTrainer) continue;
+    const v1::Assignment next = Beat(member.worker_id()).assignment();
+    EXPECT_EQ(next.generation(), 1u);
+    EXPECT_EQ(next.rendezvous_key().size(), 64u);
+    EXPECT_NE(next.rendezvous_key(), key);
+  }
+  (void)t0;
+  (void)t1;
+  (void)spare;
+}
+
 TEST_F(ControllerTest, TheSparsitySummaryOfTheLastWindowOutlivesLaterReports) {
   Register(kServer, "h:1");
   std::string t0 = Register(kTrainer, "h:2");

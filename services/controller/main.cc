@@ -28,6 +28,9 @@ struct Flags {
   std::string tls_cert;
   std::string tls_key;
   std::string port_file;
+  bool metrics_require_token = false;
+  std::string metrics_tls_cert;
+  std::string metrics_tls_key;
 };
 
 int Serve(const Flags& flags) {
@@ -38,6 +41,17 @@ int Serve(const Flags& flags) {
   options.security.auth_token = sae::rpc::FlagOrEnv(flags.auth_token, sae::rpc::kAuthTokenEnv);
   options.security.tls_cert_file = flags.tls_cert;
   options.security.tls_key_file = flags.tls_key;
+  if (flags.metrics_require_token) {
+    if (options.security.auth_token.empty()) {
+      std::fprintf(stderr,
+                   "sae-controller: --metrics-require-token needs a token: pass --auth-token or "
+                   "set $SAE_AUTH_TOKEN\n");
+      return 2;
+    }
+    options.metrics_security.auth_token = options.security.auth_token;
+  }
+  options.metrics_security.tls_cert_file = flags.metrics_tls_cert;
+  options.metrics_security.tls_key_file = flags.metrics_tls_key;
   options.controller.lease = absl::Seconds(flags.lease_seconds);
   options.controller.checkpoint_retention = flags.checkpoint_retention;
   options.controller.stop_timeout = absl::Seconds(flags.stop_timeout_seconds);
@@ -86,6 +100,15 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-port", flags.metrics_port,
                  "Port of /metrics, /healthz and the web console (0: any free port; -1: none)")
       ->capture_default_str();
+  app.add_flag("--metrics-require-token", flags.metrics_require_token,
+               "/metrics requires the bearer token (--auth-token / $SAE_AUTH_TOKEN); the console "
+               "requires it whenever there is one; /healthz stays open");
+  app.add_option("--metrics-tls-cert", flags.metrics_tls_cert,
+                 "PEM certificate chain: serve /metrics, /healthz and the console over HTTPS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--metrics-tls-key", flags.metrics_tls_key,
+                 "PEM private key of --metrics-tls-cert")
+      ->check(CLI::ExistingFile);
   app.add_option("--lease-seconds", flags.lease_seconds,
                  "A worker silent this long is lost and its run restarts")
       ->capture_default_str()

@@ -3,6 +3,8 @@
 // Column families and keys (run ids never contain '/'; integers are big-endian, so keys sort by
 // number):
 //   default    "next_upload_id"                          -> u64
+//              "secret/" name                            -> a secret of the controller's
+//                                                           (LoadOrStoreSecret)
 //   runs       run_id                                    -> v1::Run
 //   events     run_id "/" u64 sequence                   -> v1::RunEvent
 //   manifests  run_id "/" u64 step                       -> v1::CheckpointManifest
@@ -138,6 +140,11 @@ class RunStore {
 
   // How many unfinished uploads Open dropped.
   int dropped_uploads() const { return dropped_uploads_; }
+
+  // The secret stored under `name`; when there is none yet, stores `fresh` (a synced write) and
+  // returns it. The controller keeps its rendezvous secret here, so that the keys it derives
+  // from it survive a restart.
+  absl::StatusOr<std::string> LoadOrStoreSecret(const std::string& name, const std::string& fresh);
 
  private:
   RunStore() = default;

@@ -86,6 +86,26 @@ TEST(RunStoreTest, RunsAndEventsSurviveReopening) {
   EXPECT_EQ((*events)[1].message(), "running");
 }
 
+TEST(RunStoreTest, ASecretIsStoredOnceAndSurvivesReopening) {
+  TempDir folder;
+  {
+    auto store = OpenStore(folder.path());
+    auto first = store->LoadOrStoreSecret("rendezvous", "secret-one");
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_EQ(*first, "secret-one");
+    auto again = store->LoadOrStoreSecret("rendezvous", "secret-two");
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(*again, "secret-one") << "a stored secret is never replaced";
+    auto other = store->LoadOrStoreSecret("other", "secret-three");
+    ASSERT_TRUE(other.ok());
+    EXPECT_EQ(*other, "secret-three");
+  }
+  auto store = OpenStore(folder.path());
+  auto reopened = store->LoadOrStoreSecret("rendezvous", "secret-four");
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ(*reopened, "secret-one");
+}
+
 TEST(RunStoreTest, EventsResumeAfterAnySequenceInOrder) {
   TempDir folder;
   auto store = OpenStore(folder.path());

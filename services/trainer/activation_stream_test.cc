@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <set>
 #include <thread>
 
@@ -33,12 +34,15 @@ TEST(PrefetchQueueTest, ReservesNoMoreThanTheDemandAndTheCapacity) {
   ASSERT_TRUE(queue.Pop().ok());
   ASSERT_TRUE(queue.Pop().ok());
   // The demand is met: a reader waits until it grows (resampling) or the queue closes.
-  std::thread later([&] {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    queue.AddDemand(1);
-  });
-  EXPECT_EQ(queue.Reserve(8), 1);
-  later.join();
+  std::atomic<int> reserved{-1};
+  std::thread reader([&] { reserved = queue.Reserve(8); });
+  ASSERT_TRUE(
+      support::Eventually([&] { return queue.waiting_readers() == 1; }, std::chrono::seconds(30)));
+  EXPECT_EQ(reserved.load(), -1) << "Reserve returned although the demand was met";
+  queue.AddDemand(1);
+  reader.join();
+  EXPECT_EQ(reserved.load(), 1);
+  EXPECT_EQ(queue.waiting_readers(), 0);
   queue.Close();
   EXPECT_EQ(queue.Reserve(8), 0);
 }
@@ -100,27 +104,43 @@ TEST_F(ActivationStreamTest, ResumesAfterTheServerRestartsAndGetsEveryBatchItAsk
 
   std::set<std::pair<uint64_t, uint64_t>> seen;  // (incarnation, sequence)
   std::set<uint64_t> incarnations;
-  for (int i = 0; i < 30; ++i) {
-    if (i == 8) {
-      // kill the stream: the server goes away, and a new one takes its port and its cursor file
-      const uint64_t old = server->incarnation();
-      server->Shutdown(absl::ZeroDuration());
-      server.reset();
-      auto seen_before = data::ShardCursor::FromBytes((*reader)->furthest_cursor());
-      ASSERT_TRUE(seen_before.ok());
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      server = StartServer(address);
-      ASSERT_NE(server, nullptr);
-      ASSERT_NE(server->incarnation(), old);
-      // It resumed from its cursor file: nothing before what the reader saw comes again.
-      EXPECT_FALSE(seen_before->IsAfter(server->frontier()));
-    }
+  int taken = 0;
+  auto take = [&] {
     absl::StatusOr<StreamedBatch> batch = queue.Pop();
     ASSERT_TRUE(batch.ok()) << batch.status();
+    ++taken;
     EXPECT_EQ(batch->rows.size(0), 64);
     EXPECT_TRUE(seen.insert({batch->incarnation, batch->sequence}).second)
         << "batch " << batch->sequence << " arrived twice";
     incarnations.insert(batch->incarnation);
+  };
+  while (taken < 8) {
+    take();
+    ASSERT_FALSE(HasFatalFailure());
+  }
+  // Kill the stream: the server goes away, and a new one takes its port and its cursor file.
+  const uint64_t old = server->incarnation();
+  const int64_t reconnects = (*reader)->stats().reconnects;
+  server->Shutdown(absl::ZeroDuration());
+  server.reset();
+  // What was queued is taken, so that the reader has room to call; it then finds the server
+  // gone (a broken stream or a refused call counts as a reconnect).
+  while (queue.depth() > 0) {
+    take();
+    ASSERT_FALSE(HasFatalFailure());
+  }
+  ASSERT_TRUE(support::Eventually([&] { return (*reader)->stats().reconnects > reconnects; },
+                                  std::chrono::seconds(30)));
+  auto seen_before = data::ShardCursor::FromBytes((*reader)->furthest_cursor());
+  ASSERT_TRUE(seen_before.ok());
+  server = StartServer(address);
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(server->incarnation(), old);
+  // It resumed from its cursor file: nothing before what the reader saw comes again.
+  EXPECT_FALSE(seen_before->IsAfter(server->frontier()));
+  while (taken < 30) {
+    take();
+    ASSERT_FALSE(HasFatalFailure());
   }
   EXPECT_EQ(incarnations.size(), 2u);
   EXPECT_GE((*reader)->stats().reconnects, 1);

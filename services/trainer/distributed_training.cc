@@ -173,6 +173,11 @@ absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> JoinGroup(
   ProcessGroupOptions group_options = options.group;
   group_options.store_prefix = absl::StrCat(run_id, "/g", options.generation, "/");
   group_options.abort = options.abort;
+  if (!group_options.waiting) {
+    group_options.waiting = [rank = group_options.rank](const std::string& what) {
+      spdlog::info("rank {}: rendezvous waiting for {}", rank, what);
+    };
+  }
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroupCollective> group,
                        ProcessGroupCollective::Create(group_options));
   spdlog::info("rank {} of {} joined the {} group at {}", group_options.rank,

@@ -52,6 +52,7 @@ struct Flags {
   int rank = 0;
   int world_size = 1;
   std::string rendezvous;
+  std::string rendezvous_key;
   std::string bind_address;
   std::string backend = "auto";
   std::string servers;
@@ -59,6 +60,9 @@ struct Flags {
   std::string resume;
   int metrics_port = 9402;  // docs/operations.md: 9400 controller, 9401 activation servers, 9402 trainers
   std::string metrics_address = "0.0.0.0";
+  bool metrics_require_token = false;
+  std::string metrics_tls_cert;
+  std::string metrics_tls_key;
   int threads = 0;
   int prefetch_batches = 0;
   int max_batches_per_call = 8;
@@ -80,6 +84,9 @@ absl::StatusOr<CollectiveBackend> ParseBackend(const std::string& name) {
   return absl::InvalidArgumentError("--backend must be auto, gloo or nccl");
 }
 
+// Where a trainer started by hand reads its group's key when --rendezvous-key is not given.
+constexpr char kRendezvousKeyEnv[] = "SAE_RENDEZVOUS_KEY";
+
 absl::Duration TimeoutFlag(double seconds, bool controller) {
   if (seconds < 0) return absl::Seconds(controller ? 60 : 300);
   return absl::Seconds(seconds);
@@ -92,6 +99,7 @@ absl::StatusOr<ProcessGroupOptions> GroupFromFlags(const Flags& flags, bool cont
   group.rank = flags.rank;
   group.world_size = flags.world_size;
   group.rendezvous = flags.rendezvous;
+  group.key = rpc::FlagOrEnv(flags.rendezvous_key, kRendezvousKeyEnv);
   group.bind_address = flags.bind_address;
   SAE_ASSIGN_OR_RETURN(group.backend, ParseBackend(flags.backend));
   group.rendezvous_timeout = TimeoutFlag(flags.rendezvous_timeout_seconds, controller);
@@ -118,6 +126,15 @@ absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> StartMetricsServer(
   options.bind_address = flags.metrics_address;
   options.port = flags.metrics_port;
   if (health != nullptr) options.health = [health] { return health->Evaluate(); };
+  if (flags.metrics_require_token) {
+    options.auth_token = rpc::FlagOrEnv(flags.auth_token, rpc::kAuthTokenEnv);
+    if (options.auth_token.empty()) {
+      return absl::InvalidArgumentError(
+          "--metrics-require-token needs a token: pass --auth-token or set $SAE_AUTH_TOKEN");
+    }
+  }
+  options.tls_cert_file = flags.metrics_tls_cert;
+  options.tls_key_file = flags.metrics_tls_key;
   return metrics::MetricsServer::Start(registry, options);
 }
 
@@ -204,6 +221,22 @@ absl::StatusOr<bool> Run(const Flags& flags, const std::atomic<bool>* stop) {
 
 namespace {
 
+// --metrics-port and how the metrics port is protected.
+void AddMetricsFlags(CLI::App& app, sae::trainer::Flags& flags) {
+  app.add_option("--metrics-port", flags.metrics_port,
+                 "port of /metrics and /healthz (default 9402; 0: any free port, -1: none)");
+  app.add_option("--metrics-address", flags.metrics_address, "address /metrics binds");
+  app.add_flag(
+      "--metrics-require-token", flags.metrics_require_token,
+      "/metrics requires the bearer token (--auth-token / $SAE_AUTH_TOKEN); /healthz stays open");
+  app.add_option("--metrics-tls-cert", flags.metrics_tls_cert,
+                 "PEM certificate chain: serve /metrics and /healthz over HTTPS")
+      ->check(CLI::ExistingFile);
+  app.add_option("--metrics-tls-key", flags.metrics_tls_key,
+                 "PEM private key of --metrics-tls-cert")
+      ->check(CLI::ExistingFile);
+}
+
 int Main(int argc, char** argv) {
   sae::UsePassiveOpenMpWaits(argv);
   sae::LogToStderr("sae-trainer");
@@ -240,6 +273,9 @@ int Main(int argc, char** argv) {
       app.add_option("--world-size", flags.world_size, "the number of trainers"),
       app.add_option("--rendezvous", flags.rendezvous,
                      "HOST:PORT of the c10d TCPStore, hosted by rank 0 (needed for > 1 trainer)"),
+      app.add_option("--rendezvous-key", flags.rendezvous_key,
+                     "the group's secret, the same on every rank (default: $SAE_RENDEZVOUS_KEY; "
+                     "none when empty); with --controller, each assignment carries one"),
       app.add_option("--servers", flags.servers,
                      "activation servers, HOST:PORT,HOST:PORT,... in shard order"),
       app.add_option("--output", flags.output,
@@ -255,9 +291,7 @@ int Main(int argc, char** argv) {
                  "address the Gloo transport binds (default: 127.0.0.1 for a loopback "
                  "rendezvous, else this host's address)");
   app.add_option("--backend", flags.backend, "process group: auto, gloo or nccl");
-  app.add_option("--metrics-port", flags.metrics_port,
-                 "port of /metrics and /healthz (default 9402; 0: any free port, -1: none)");
-  app.add_option("--metrics-address", flags.metrics_address, "address /metrics binds");
+  AddMetricsFlags(app, flags);
   app.add_option("--threads", flags.threads, "LibTorch threads for the SAE (0: one per core)");
   app.add_option("--prefetch-batches", flags.prefetch_batches,
                  "batches received ahead of the step (0: 2 per server, at least 4)");

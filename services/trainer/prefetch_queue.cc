@@ -19,7 +19,9 @@ int PrefetchQueue::Reserve(int max) {
       reserved_total_ += count;
       return count;
     }
+    ++waiting_readers_;
     changed_.wait(lock);
+    --waiting_readers_;
   }
 }
 
@@ -82,6 +84,11 @@ void PrefetchQueue::Close() {
 int PrefetchQueue::depth() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return static_cast<int>(queued_.size());
+}
+
+int PrefetchQueue::waiting_readers() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return waiting_readers_;
 }
 
 int64_t PrefetchQueue::reserved_total() const {

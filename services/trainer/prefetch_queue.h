@@ -60,6 +60,9 @@ class PrefetchQueue {
 
   int depth() const;               // batches queued
   int64_t reserved_total() const;  // batches ever reserved and not released
+  // Readers blocked in Reserve now (the queue is full or the demand met): how a test, or a
+  // look at a stuck trainer, tells that the readers wait for the step rather than the servers.
+  int waiting_readers() const;
 
  private:
   const int capacity_;
@@ -69,6 +72,7 @@ class PrefetchQueue {
   int64_t demand_ = 0;
   int64_t reserved_total_ = 0;  // reservations not released
   int64_t taken_total_ = 0;     // batches popped
+  int waiting_readers_ = 0;     // readers inside Reserve's wait
   absl::Status failure_;
   bool closed_ = false;
 };

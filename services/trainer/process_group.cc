@@ -15,10 +15,17 @@
 #include <algorithm>
 #include <chrono>
 #include <exception>
+#include <map>
+#include <set>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "services/common/sha256.h"
 
 namespace sae::trainer {
 namespace {
@@ -43,6 +50,196 @@ std::string Describe(const std::exception& e) {
   }
   return e.what();
 }
+
+// ---- The key handshake (see ProcessGroupCollective::Create) ----
+
+constexpr char kNonceKey[] = "sae/nonce";
+constexpr char kTicketsKey[] = "sae/tickets";
+constexpr auto kPollInterval = std::chrono::milliseconds(50);
+// An attempt id longer than this is no honest rank's (they use 16 hex digits).
+constexpr size_t kMaxAttemptChars = 64;
+
+std::string TicketKey(int64_t ticket) { return absl::StrCat("sae/ticket/", ticket); }
+std::string VerdictKey(const std::string& attempt) { return absl::StrCat("sae/verdict/", attempt); }
+
+std::string Proof(const std::string& key, const char* what, int rank, const std::string& attempt,
+                  const std::string& nonce) {
+  return absl::BytesToHexString(
+      rpc::HmacSha256(key, absl::StrCat("sae-", what, "|", rank, "|", attempt, "|", nonce)));
+}
+
+// Where the admitted ranks' backend meets: only holders of the key can name it.
+std::string GroupNamespace(const std::string& key, const std::string& nonce) {
+  return absl::StrCat(
+      "sae/group/", absl::BytesToHexString(rpc::HmacSha256(key, absl::StrCat("sae-group|", nonce)))
+                        .substr(0, 32));
+}
+
+std::string GetString(c10d::Store& store, const std::string& key) {
+  const std::vector<uint8_t> bytes = store.get(key);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+void SetString(c10d::Store& store, const std::string& key, const std::string& value) {
+  store.set(key, std::vector<uint8_t>(value.begin(), value.end()));
+}
+
+// One rank's side of the handshake. Store calls may throw (the store went away).
+class Handshake {
+ public:
+  Handshake(c10d::Store& store, const ProcessGroupOptions& options, std::string where,
+            Clock::time_point give_up)
+      : store_(store), options_(options), where_(std::move(where)), give_up_(give_up) {}
+
+  // Rank 0: publishes the nonce and admits every other rank; returns the group's namespace.
+  absl::StatusOr<std::string> Admit() {
+    const int others = options_.world_size - 1;
+    const std::string nonce = absl::BytesToHexString(rpc::RandomBytes(16));
+    SetString(store_, kNonceKey, nonce);
+    std::map<int, std::string> admitted;  // rank -> its attempt id
+    std::set<int64_t> pending;            // tickets taken but not read yet
+    int64_t issued = 0;
+    int refused = 0;
+    Waiting(absl::StrCat("1 of ", options_.world_size, " ranks"));
+    while (static_cast<int>(admitted.size()) < others) {
+      const int64_t tickets = store_.add(kTicketsKey, 0);
+      for (int64_t ticket = issued + 1; ticket <= tickets; ++ticket) pending.insert(ticket);
+      issued = std::max(issued, tickets);
+      const size_t before = admitted.size();
+      for (auto it = pending.begin(); it != pending.end();) {
+        const std::string key = TicketKey(*it);
+        if (!store_.check({key})) {
+          ++it;  // taken, not written yet
+          continue;
+        }
+        const std::string ticket = GetString(store_, key);
+        store_.deleteKey(key);
+        it = pending.erase(it);
+        if (!Judge(ticket, nonce, admitted)) ++refused;
+      }
+      if (static_cast<int>(admitted.size()) == others) break;
+      if (admitted.size() != before) {
+        Waiting(absl::StrCat(admitted.size() + 1, " of ", options_.world_size, " ranks"));
+      }
+      if (absl::Status waited = Pause(); !waited.ok()) {
+        const bool late = waited.code() == absl::StatusCode::kDeadlineExceeded;
+        return absl::Status(
+            waited.code(),
+            absl::StrCat(
+                where_, ": ", admitted.size() + 1, " of ", options_.world_size, " ranks joined ",
+                late ? absl::StrCat("within ", absl::FormatDuration(options_.rendezvous_timeout))
+                     : std::string("before the abort"),
+                refused == 0 ? std::string()
+                             : absl::StrCat("; refused ", refused,
+                                            " knock(s): a wrong generation key or a rank "
+                                            "outside the world")));
+      }
+    }
+    for (const auto& [rank, attempt] : admitted) {
+      SetString(store_, VerdictKey(attempt),
+                absl::StrCat("admitted ", Proof(options_.key, "admit", rank, attempt, nonce)));
+    }
+    return GroupNamespace(options_.key, nonce);
+  }
+
+  // Any other rank: proves the key to rank 0 and waits for its verdict; returns the group's
+  // namespace.
+  absl::StatusOr<std::string> Knock() {
+    Waiting("rank 0's nonce");
+    while (!store_.check({kNonceKey})) {
+      if (absl::Status waited = Pause(); !waited.ok()) {
+        return Late(waited, "rank 0 did not start the handshake");
+      }
+    }
+    const std::string nonce = GetString(store_, kNonceKey);
+    const std::string attempt = absl::BytesToHexString(rpc::RandomBytes(8));
+    const int64_t ticket = store_.add(kTicketsKey, 1);
+    SetString(store_, TicketKey(ticket),
+              absl::StrCat(options_.rank, " ", attempt, " ",
+                           Proof(options_.key, "join", options_.rank, attempt, nonce)));
+    Waiting("rank 0's answer");
+    const std::string verdict_key = VerdictKey(attempt);
+    while (!store_.check({verdict_key})) {
+      if (absl::Status waited = Pause(); !waited.ok()) {
+        return Late(waited, "rank 0 did not admit this rank (are all ranks there?)");
+      }
+    }
+    std::string verdict = GetString(store_, verdict_key);
+    store_.deleteKey(verdict_key);
+    absl::string_view answer = verdict;
+    if (absl::ConsumePrefix(&answer, "refused: ")) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(where_, ": rank 0 refused this rank: ", answer));
+    }
+    if (!absl::ConsumePrefix(&answer, "admitted ") ||
+        !rpc::SameSecret(answer, Proof(options_.key, "admit", options_.rank, attempt, nonce))) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(where_,
+                       ": the rank 0 at the rendezvous address cannot prove it holds this "
+                       "generation's key; not joining it"));
+    }
+    return GroupNamespace(options_.key, nonce);
+  }
+
+ private:
+  // Reads one ticket "RANK ATTEMPT PROOF": admits its rank, or writes why not under its attempt
+  // id. False when refused.
+  bool Judge(const std::string& ticket, const std::string& nonce,
+             std::map<int, std::string>& admitted) {
+    std::vector<std::string> parts = absl::StrSplit(ticket, ' ');
+    int rank = -1;
+    if (parts.size() != 3 || !absl::SimpleAtoi(parts[0], &rank) || parts[1].empty() ||
+        parts[1].size() > kMaxAttemptChars) {
+      return false;  // no attempt id to answer under
+    }
+    const std::string& attempt = parts[1];
+    std::string why;
+    if (rank < 1 || rank >= options_.world_size) {
+      why = absl::StrCat("rank ", rank, " is not in a world of ", options_.world_size);
+    } else if (!rpc::SameSecret(parts[2], Proof(options_.key, "join", rank, attempt, nonce))) {
+      why = absl::StrCat("rank ", rank,
+                         " does not hold this generation's key (a process of another run or "
+                         "generation, or one not given the key the controller issued)");
+    }
+    if (!why.empty()) {
+      SetString(store_, VerdictKey(attempt), absl::StrCat("refused: ", why));
+      return false;
+    }
+    // A second valid knock for a rank replaces the first: that process restarted (it holds
+    // the key), and the first attempt's process is presumably gone.
+    if (auto earlier = admitted.find(rank); earlier != admitted.end()) {
+      SetString(store_, VerdictKey(earlier->second),
+                absl::StrCat("refused: a newer knock of rank ", rank, " replaced this one"));
+    }
+    admitted[rank] = attempt;
+    return true;
+  }
+
+  void Waiting(const std::string& what) const {
+    if (options_.waiting) options_.waiting(what);
+  }
+
+  // One poll interval; Cancelled on an abort, DeadlineExceeded past the rendezvous timeout.
+  absl::Status Pause() const {
+    if (options_.abort != nullptr && options_.abort->load()) {
+      return absl::CancelledError(absl::StrCat(where_, ": aborted"));
+    }
+    if (Clock::now() >= give_up_) return absl::DeadlineExceededError(where_);
+    std::this_thread::sleep_for(kPollInterval);
+    return absl::OkStatus();
+  }
+
+  absl::Status Late(const absl::Status& waited, const std::string& what) const {
+    if (waited.code() != absl::StatusCode::kDeadlineExceeded) return waited;
+    return absl::DeadlineExceededError(absl::StrCat(
+        where_, ": ", what, " within ", absl::FormatDuration(options_.rendezvous_timeout)));
+  }
+
+  c10d::Store& store_;
+  const ProcessGroupOptions& options_;
+  const std::string where_;
+  const Clock::time_point give_up_;
+};
 
 }  // namespace
 
@@ -95,6 +292,9 @@ absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> ProcessGroupCollective::
   // Rank 0 starts the store at once; the others try to connect in short attempts, so that an
   // abort is noticed while rank 0 is not listening yet.
   c10::intrusive_ptr<c10d::Store> tcp_store;
+  if (options.rank != 0 && options.waiting) {
+    options.waiting(absl::StrCat("rank 0's store at ", options.rendezvous));
+  }
   while (tcp_store == nullptr) {
     if (aborted()) return absl::CancelledError(absl::StrCat(where, ": aborted"));
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - Clock::now());
@@ -120,28 +320,24 @@ absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> ProcessGroupCollective::
       }
     }
   }
-  group->store = tcp_store;
+  c10::intrusive_ptr<c10d::Store> run_store = tcp_store;
   if (!options.store_prefix.empty()) {
-    group->store = c10::make_intrusive<c10d::PrefixStore>(options.store_prefix, tcp_store);
+    run_store = c10::make_intrusive<c10d::PrefixStore>(options.store_prefix, tcp_store);
   }
-  // Every rank counts itself in, then waits for the others.
+  // Every rank proves the key to rank 0, which admits them all; the backend then meets in the
+  // namespace only key holders can name.
+  std::string group_namespace;
   try {
-    constexpr char kJoined[] = "sae/joined";
-    int64_t joined = group->store->add(kJoined, 1);
-    while (joined < options.world_size) {
-      if (aborted()) return absl::CancelledError(absl::StrCat(where, ": aborted"));
-      if (Clock::now() >= give_up) {
-        return absl::DeadlineExceededError(
-            absl::StrCat(where, ": ", joined, " of ", options.world_size, " ranks joined within ",
-                         absl::FormatDuration(options.rendezvous_timeout)));
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      joined = group->store->add(kJoined, 0);
-    }
+    Handshake handshake(*run_store, options, where, give_up);
+    absl::StatusOr<std::string> admitted =
+        options.rank == 0 ? handshake.Admit() : handshake.Knock();
+    if (!admitted.ok()) return admitted.status();
+    group_namespace = *std::move(admitted);
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat(where, ": the store went away while the ranks joined: ", Describe(e)));
   }
+  group->store = c10::make_intrusive<c10d::PrefixStore>(group_namespace, run_store);
 
   try {
     if (options.backend == CollectiveBackend::kGloo) {

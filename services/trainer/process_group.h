@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,9 +51,19 @@ struct ProcessGroupOptions {
   // The group's keys in the TCPStore start with this, so that ranks of another group (an older
   // generation still talking to the same port) never meet this one. Default "": none.
   std::string store_prefix;
+  // The generation key: a secret the controller issues with the assignment (derived from a
+  // secret of its own, the run id and the generation). Every rank proves to rank 0 that it holds
+  // it, and rank 0 proves it back, before a rank joins (see Create); a process without it is
+  // refused and told why. Default "": the same handshake with an empty key (a group started by
+  // hand without --rendezvous-key), which keeps out only processes given another key.
+  std::string key;
   // Optional: when it turns true, a rendezvous in progress gives up with Cancelled (polled
   // every 50 ms while waiting for rank 0's store and for the other ranks to join).
   const std::atomic<bool>* abort = nullptr;
+  // Optional: called on the calling thread whenever the rendezvous starts waiting for
+  // something, with what ("rank 0's store at HOST:PORT", "rank 0's answer", "1 of 3 ranks").
+  // The trainer logs it; tests use it to act on a rendezvous known to be waiting.
+  std::function<void(const std::string& what)> waiting;
 };
 
 // A sparse::Collective over a c10d process group. Thread-compatible: one thread issues the
@@ -60,11 +71,26 @@ struct ProcessGroupOptions {
 class ProcessGroupCollective final : public sparse::Collective {
  public:
   // Joins the group: blocks until every rank has joined (or rendezvous_timeout passes): rank 0
-  // starts the TCPStore, the others connect to it (retrying until it listens), every rank
-  // counts itself in, and once all are there the backend connects them.
+  // starts the TCPStore, the others connect to it (retrying until it listens) and knock with
+  // proof of the key; once rank 0 has admitted every rank, the backend connects them.
+  //
+  // The handshake, under store_prefix in the store: rank 0 publishes a random nonce N. A rank
+  // r picks a random attempt id A, takes a ticket (a counter) and writes under it
+  // "r A HMAC(key, join|r|A|N)". Rank 0 checks each ticket: a wrong proof or a rank outside the
+  // world gets the verdict "refused: WHY" under A at once (a valid knock for a rank already
+  // knocked replaces the earlier one, whose process restarted); once every rank has a valid
+  // proof, each gets "admitted HMAC(key, admit|r|A|N)", which the rank checks (so a rank 0
+  // without the key is refused too). The backend then meets under a namespace
+  // derived from HMAC(key, N), which a process without the key cannot name; the key itself
+  // never enters the store. The store has no authentication of its own: whoever reaches the
+  // port can still disturb a rendezvous (write tickets, fill the store), so the port must stay
+  // inside the cluster network (docs/operations.md, Security).
+  //
   // InvalidArgument for a bad rank, world size or address, or a backend this build lacks;
   // Unavailable when the rendezvous fails (the message names the address and the cause);
-  // DeadlineExceeded when a rank does not come; Cancelled when options.abort turned true.
+  // PermissionDenied when rank 0 refused this rank's key, or rank 0 could not prove the key;
+  // DeadlineExceeded when a rank does not come (rank 0's message counts the refused knocks);
+  // Cancelled when options.abort turned true.
   static absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> Create(
       const ProcessGroupOptions& options);
 

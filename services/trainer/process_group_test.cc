@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "core/sae/sae_trainer.h"
 #include "core/sae/sparse_autoencoder.h"
 #include "support/ports.h"
@@ -83,24 +84,90 @@ TEST(ProcessGroupCollectiveTest, RendezvousFailsInTimeWhenARankNeverComes) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
 }
 
-TEST(ProcessGroupCollectiveTest, AnAbortEndsARendezvousAtOnce) {
+TEST(ProcessGroupCollectiveTest, AnAbortEndsARendezvousInProgress) {
   const int port = FreeLoopbackPort();
-  // Rank 0 waits for a rank 1 that never comes; rank 1 for a rank 0 that never listens.
+  // Rank 0 waits for a rank 1 that never comes; rank 1 for a rank 0 that never listens. The
+  // abort comes from another thread once the rendezvous says it is waiting.
   for (int rank : {0, 1}) {
     std::atomic<bool> abort{false};
+    absl::Notification waiting;
     std::thread aborter([&] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      waiting.WaitForNotification();
       abort = true;
     });
     ProcessGroupOptions options = Rank(rank, 2, port);
-    options.rendezvous_timeout = absl::Seconds(60);
+    options.rendezvous_timeout = absl::Seconds(120);
     options.abort = &abort;
-    auto start = std::chrono::steady_clock::now();
+    options.waiting = [&](const std::string&) {
+      if (!waiting.HasBeenNotified()) waiting.Notify();
+    };
     auto group = ProcessGroupCollective::Create(options);
     EXPECT_EQ(group.status().code(), absl::StatusCode::kCancelled) << group.status();
-    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5)) << rank;
+    EXPECT_TRUE(waiting.HasBeenNotified()) << rank;
     aborter.join();
   }
+}
+
+TEST(ProcessGroupCollectiveTest, AProcessWithoutTheGenerationKeyIsRefusedAndToldWhy) {
+  const int port = FreeLoopbackPort();
+  constexpr char kKey[] = "0f3c9a5e71d24b8c";
+  // Rank 0 of a world of 2 holds the key and waits for its rank 1.
+  absl::StatusOr<std::unique_ptr<ProcessGroupCollective>> rank0;
+  std::thread host([&] {
+    ProcessGroupOptions options = Rank(0, 2, port);
+    options.key = kKey;
+    rank0 = ProcessGroupCollective::Create(options);
+  });
+  // A process that knows the address, the prefix and the rank, but not the key, is refused.
+  ProcessGroupOptions intruder = Rank(1, 2, port);
+  intruder.key = "not-the-key";
+  auto refused = ProcessGroupCollective::Create(intruder);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << refused.status();
+  EXPECT_NE(refused.status().message().find("does not hold this generation's key"),
+            std::string::npos)
+      << refused.status();
+  // So is one without any key (a group started by hand without --rendezvous-key).
+  auto keyless = ProcessGroupCollective::Create(Rank(1, 2, port));
+  EXPECT_EQ(keyless.status().code(), absl::StatusCode::kPermissionDenied) << keyless.status();
+  // The real rank 1 still joins, and the group works.
+  ProcessGroupOptions options = Rank(1, 2, port);
+  options.key = kKey;
+  auto rank1 = ProcessGroupCollective::Create(options);
+  host.join();
+  ASSERT_TRUE(rank0.ok()) << rank0.status();
+  ASSERT_TRUE(rank1.ok()) << rank1.status();
+  std::thread peer([&] {
+    at::Tensor t = at::full({3}, 2.0f);
+    EXPECT_TRUE((*rank1)->AllReduceSum(t).ok());
+    EXPECT_TRUE(at::equal(t, at::full({3}, 3.0f)));
+  });
+  at::Tensor t = at::full({3}, 1.0f);
+  EXPECT_TRUE((*rank0)->AllReduceSum(t).ok());
+  EXPECT_TRUE(at::equal(t, at::full({3}, 3.0f)));
+  peer.join();
+}
+
+TEST(ProcessGroupCollectiveTest, ARankZeroWithAnotherKeyFormsNoGroupAndSaysWhatItRefused) {
+  const int port = FreeLoopbackPort();
+  std::atomic<bool> abort{false};
+  absl::Status rank1;
+  std::thread joiner([&] {
+    ProcessGroupOptions options = Rank(1, 2, port);
+    options.key = "key-of-generation-3";
+    rank1 = ProcessGroupCollective::Create(options).status();
+    abort = true;  // rank 0 has answered: end its wait
+  });
+  ProcessGroupOptions options = Rank(0, 2, port);
+  options.key = "key-of-generation-2";
+  options.abort = &abort;
+  auto rank0 = ProcessGroupCollective::Create(options);
+  joiner.join();
+  EXPECT_EQ(rank1.code(), absl::StatusCode::kPermissionDenied) << rank1;
+  EXPECT_NE(rank1.message().find("rank 0 refused this rank"), std::string::npos) << rank1;
+  EXPECT_EQ(rank0.status().code(), absl::StatusCode::kCancelled) << rank0.status();
+  EXPECT_NE(rank0.status().message().find("1 of 2 ranks joined"), std::string::npos)
+      << rank0.status();
+  EXPECT_NE(rank0.status().message().find("refused 1 knock"), std::string::npos) << rank0.status();
 }
 
 TEST(ProcessGroupCollectiveTest, GroupsWithDifferentStorePrefixesNeverMeet) {

@@ -442,6 +442,7 @@ void TrainerWorker::AssignTo(const v1::Assignment& assignment,
   options.group.rank = assignment.rank();
   options.group.world_size = assignment.world_size();
   options.group.rendezvous = assignment.rendezvous_address();
+  options.group.key = assignment.rendezvous_key();
   // Gloo binds to the address this worker registered (the one the controller hands its peers),
   // not to every interface, unless --bind-address says otherwise.
   if (options.group.bind_address.empty()) {
