@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/config/run_config.h"
+#include "core/config/sweep.h"
 #include "core/io/saelens.h"
 #include "core/util/status.h"
 #include "services/common/run_state.h"
@@ -52,9 +53,17 @@ absl::Status RunSubmit(const SubmitFlags& f) {
   if (!f.name.empty()) config.run_name = f.name;
   if (f.dry_run) {
     std::printf("%s", config::ToYaml(config).c_str());
+    if (config::TrainsManySaes(config)) {
+      SAE_ASSIGN_OR_RETURN(std::vector<config::SaeChild> saes, config::ExpandSaes(config));
+      std::fprintf(stderr, "saectl: %zu SAEs:", saes.size());
+      for (const config::SaeChild& sae : saes) std::fprintf(stderr, " %s", sae.name.c_str());
+      std::fprintf(stderr, "\nsaectl: %s\n",
+                   std::string(config::CheckOneSaePerClusterRun(config).message()).c_str());
+    }
     std::fprintf(stderr, "saectl: %s is valid (dry run: nothing submitted)\n", f.config.c_str());
     return absl::OkStatus();
   }
+  SAE_RETURN_IF_ERROR(config::CheckOneSaePerClusterRun(config));
   SAE_ASSIGN_OR_RETURN(auto client, ConnectController(f.server));
   v1::SubmitRunRequest request;
   request.set_config_yaml(config::ToYaml(config));
