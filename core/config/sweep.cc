@@ -175,6 +175,12 @@ absl::Status CheckDeclaration(const RunConfig& config) {
                             absl::StrCat(hook, " is listed twice; list each hook once"));
     }
   }
+  if (!config.hook_points.empty() && !hooks.count(config.hook_point)) {
+    return ConfigKeyError(config, "hook_point",
+                          absl::StrCat(config.hook_point,
+                                       " is not among hook_points; remove hook_point (hook_points "
+                                       "lists every hook of the run)"));
+  }
   if (config.hook_points.size() > 1 && config.use_cached_activations) {
     return ConfigKeyError(config, "hook_points",
                           "an activation cache holds one hook; with use_cached_activations "

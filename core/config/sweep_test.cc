@@ -1,6 +1,8 @@
 // sweep: and hook_points: (sweep.h): reading, names, grid order, refused keys, child errors.
 #include "core/config/sweep.h"
 
+#include "core/config/memory_estimate.h"
+
 #include <string>
 #include <vector>
 
@@ -168,6 +170,15 @@ TEST(SweepTest, MalformedDeclarationsAreRefused) {
                         "hook_points"));
 }
 
+TEST(SweepTest, AHookPointOverrideOutsideHookPointsIsRefused) {
+  absl::StatusOr<RunConfig> config =
+      ParseRunConfig(std::string(kMinimal) + "hook_points: [blocks.0.hook_resid_pre]\n",
+                     "run.yaml", {"hook_point=blocks.1.hook_resid_pre"});
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(),
+              HasSubstr("--set: hook_point: blocks.1.hook_resid_pre is not among hook_points"));
+}
+
 TEST(SweepTest, AChildThatIsInvalidIsNamedInTheError) {
   // k is required by topk; the standard child is fine, the topk one has no k.
   EXPECT_THAT(ErrorOf("sweep:\n  architecture: [standard, topk]\n"),
@@ -232,6 +243,44 @@ TEST(SweepTest, ToYamlRoundTripsTheDeclaration) {
   EXPECT_EQ(*again, config);
   EXPECT_EQ(ToJson(config)["sweep"]["l1_coefficient"][1], "0.00008");
   EXPECT_THAT(ToYaml(Parse("")), ::testing::Not(HasSubstr("sweep")));
+}
+
+TEST(MemoryEstimateTest, CountsEachSaesStateAndTheSharedBufferOnce) {
+  RunConfig config = Parse(
+      "expansion_factor: 2\n"
+      "train_batch_size: 64\n"
+      "n_batches_in_buffer: 4\n"
+      "store_batch_size: 4\n"
+      "context_size: 8\n"
+      "hook_points: [blocks.0.hook_resid_pre, blocks.1.mlp.hook_post]\n"
+      "sweep:\n  architecture: [standard, gated]\n");
+  model::ModelDims dims;
+  dims.n_layer = 2;
+  dims.d_model = 16;
+  dims.n_head = 2;
+  dims.d_mlp = 64;
+  dims.n_ctx = 128;
+  dims.d_vocab = 100;
+  absl::StatusOr<std::vector<SaeChild>> saes = ExpandSaes(config, dims);
+  ASSERT_TRUE(saes.ok()) << saes.status();
+  RunMemory memory = EstimateMemory(config, *saes);
+  ASSERT_EQ(memory.saes.size(), 4u);
+  // standard on d_in 16, d_sae 32: W_enc + W_dec + b_enc + b_dec = 1024 + 32 + 16 floats.
+  EXPECT_EQ(memory.saes[0].parameters, 1072 * 4);
+  EXPECT_EQ(memory.saes[0].adam, 2 * 1072 * 4);
+  EXPECT_EQ(memory.saes[0].gradients, 1072 * 4);
+  EXPECT_EQ(memory.saes[0].feature_state, 16 * 32);
+  // gated: no b_enc, r_mag, b_gate and b_mag instead.
+  EXPECT_EQ(memory.saes[1].parameters, (1024 + 16 + 3 * 32) * 4);
+  // d_in 64 (mlp.hook_post), d_sae 128.
+  EXPECT_EQ(memory.saes[2].d_sae, 128);
+  // The largest SAE's temporaries: 3 x 64 x (128 + 64) floats.
+  EXPECT_EQ(memory.step, 3 * 64 * (128 + 64) * 4);
+  // One buffer of both hooks' columns: (4 x 4 x 8 + 64) rows x (16 + 64).
+  EXPECT_EQ(memory.buffer, (128 + 64) * 80 * 4);
+  int64_t total = memory.step + memory.buffer;
+  for (const SaeMemory& sae : memory.saes) total += sae.total();
+  EXPECT_EQ(memory.total(), total);
 }
 
 TEST(SweepTest, ClusterRunsRefuseManySaes) {

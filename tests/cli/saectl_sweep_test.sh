@@ -96,6 +96,7 @@ set -e
 grep -q "sweeps run with saectl train for now" "$WORK/submit.err" || { cat "$WORK/submit.err"; fail "submit message"; }
 "$SAECTL" submit "$WORK/sweep.yaml" --dry-run > /dev/null 2> "$WORK/dry.err" || { cat "$WORK/dry.err"; fail "dry run"; }
 grep -q "3 SAEs: blocks.1.hook_resid_pre/l1=0.0004" "$WORK/dry.err" || { cat "$WORK/dry.err"; fail "dry run does not list the SAEs"; }
+grep -q "SAE blocks.1.hook_resid_pre/l1=0.003 d_in 64 d_sae 256: parameters" "$WORK/dry.err" || { cat "$WORK/dry.err"; fail "dry run has no memory estimate per SAE"; }
 # A stream key in sweep: is refused, naming the key and why.
 { cat "$WORK/base.yaml"; printf 'sweep:\n  context_size: [16, 32]\n'; } > "$WORK/bad.yaml"
 set +e
