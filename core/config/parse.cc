@@ -1,4 +1,5 @@
 // ParseRunConfig, LoadRunConfig and the --set overrides: YAML in, typed keys out.
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
@@ -9,6 +10,7 @@
 #include "core/config/run_config.h"
 #include "core/config/saelens_keys.h"
 #include "core/config/schema.h"
+#include "core/config/sweep.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
 #include "yaml-cpp/yaml.h"
@@ -188,6 +190,120 @@ class KeyReader {
   RunConfig& config_;
 };
 
+// `hook_points: [a, b]` (or SAELens's `hook_names:` as a list): several hooks of the model.
+absl::Status ReadHookPoints(const std::string& name, int line, const YAML::Node& value,
+                            RunConfig& config) {
+  auto where = [&] { return absl::StrCat(config.source.name, ":", line, ": ", name, ": "); };
+  if (config.source.Given("hook_points")) {
+    return absl::InvalidArgumentError(absl::StrCat(where(), "given twice; keep one"));
+  }
+  if (!value.IsSequence() || value.size() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where(),
+        "expected a list of hooks, for example [blocks.2.hook_resid_pre, "
+        "blocks.6.hook_resid_pre]",
+        value.IsMap() ? " (SAELens's mapping from SAE names to hooks is not read: list the "
+                        "hooks, and sweep: the keys that differ)"
+                      : ""));
+  }
+  config.source.lines["hook_points"] = line;
+  if (name != "hook_points") config.source.spellings["hook_points"] = name;
+  for (const YAML::Node& item : value) {
+    if (!item.IsScalar()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where(), "expected hook names, got ", NodeKindName(item)));
+    }
+    absl::StatusOr<model::HookPoint> hook = internal::ParseTrainableHookPoint(item.Scalar(), 0);
+    if (!hook.ok())
+      return absl::InvalidArgumentError(absl::StrCat(where(), hook.status().message()));
+    config.hook_points.push_back(item.Scalar());
+  }
+  return absl::OkStatus();
+}
+
+// `sweep:` a mapping from keys to lists of values; each value is read as the key reads it and
+// kept in its canonical form.
+absl::Status ReadSweep(int line, const YAML::Node& value, RunConfig& config) {
+  auto where = [&](int at) { return absl::StrCat(config.source.name, ":", at, ": sweep"); };
+  if (config.source.Given("sweep")) {
+    return absl::InvalidArgumentError(absl::StrCat(where(line), ": given twice; keep one"));
+  }
+  if (!value.IsMap() || value.size() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where(line),
+                     ": expected a mapping from keys to lists of values, for "
+                     "example l1_coefficient: [4e-5, 8e-5]"));
+  }
+  config.source.lines["sweep"] = line;
+  for (const auto& entry : value) {
+    const int key_line = entry.first.Mark().line + 1;
+    const std::string key = entry.first.Scalar();
+    std::string canonical_key = key;
+    if (internal::FindField(key) == nullptr) {  // SAELens 6's name of a key (sae.k, ...)
+      std::optional<internal::PeerKey> peer = internal::FindPeerKey(key);
+      if (peer && peer->kind == internal::PeerKeyKind::kAlias) canonical_key = peer->key;
+    }
+    const internal::Field* field = internal::FindField(canonical_key);
+    const std::string why = WhyNotSweepable(canonical_key);
+    if (field == nullptr || !why.empty()) {
+      std::string closest = field == nullptr ? ClosestKey(key) : "";
+      return absl::InvalidArgumentError(
+          absl::StrCat(where(key_line), ".", key, ": cannot be swept: ", why,
+                       closest.empty() ? "" : absl::StrCat(" (did you mean ", closest, "?)")));
+    }
+    for (const SweepDimension& previous : config.sweep) {
+      if (previous.key == canonical_key) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where(key_line), ".", key, ": swept twice; keep one"));
+      }
+    }
+    if (!entry.second.IsSequence() || entry.second.size() == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where(key_line), ".", key, ": expected a list of values, for example [4e-5, 8e-5]"));
+    }
+    SweepDimension dimension{canonical_key, {}};
+    config.source.lines["sweep." + canonical_key] = key_line;
+    for (const YAML::Node& item : entry.second) {
+      if (!item.IsScalar() && !item.IsNull()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where(key_line), ".", key, ": expected values, got ", NodeKindName(item)));
+      }
+      RunConfig scratch;
+      absl::Status parsed = field->parse(ToScalarValue(item), scratch);
+      if (!parsed.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where(item.Mark().line + 1), ".", key, ": ", parsed.message()));
+      }
+      std::string text = field->to_yaml(scratch);
+      if (std::find(dimension.values.begin(), dimension.values.end(), text) !=
+          dimension.values.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(where(key_line), ".", key, ": ", text,
+                                                       " is listed twice; list each value once"));
+      }
+      dimension.values.push_back(std::move(text));
+    }
+    config.sweep.push_back(std::move(dimension));
+  }
+  return absl::OkStatus();
+}
+
+// With hook_points:, hook_point holds the first of them; a hook_point written beside them must
+// be one of them.
+absl::Status SettleHookPoint(RunConfig& config) {
+  if (config.hook_points.empty()) return absl::OkStatus();
+  if (config.source.Given("hook_point") &&
+      std::find(config.hook_points.begin(), config.hook_points.end(), config.hook_point) ==
+          config.hook_points.end()) {
+    return ConfigKeyError(config, "hook_point",
+                          absl::StrCat(config.hook_point,
+                                       " is not among hook_points; remove "
+                                       "hook_point (hook_points lists every "
+                                       "hook of the run)"));
+  }
+  config.hook_point = config.hook_points.front();
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
@@ -225,6 +341,14 @@ absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
           absl::StrCat(source_name, ":", line, ": keys must be plain names such as lr"));
     }
     const std::string& key = key_node.Scalar();
+    if (key == "sweep") {
+      SAE_RETURN_IF_ERROR(ReadSweep(line, entry.second, config));
+      continue;
+    }
+    if (key == "hook_points" || (key == "hook_names" && entry.second.IsSequence())) {
+      SAE_RETURN_IF_ERROR(ReadHookPoints(key, line, entry.second, config));
+      continue;
+    }
     if (internal::IsPeerBlock(key) && internal::FindField(key) == nullptr) {
       SAE_RETURN_IF_ERROR(reader.ReadBlock(key, line, entry.second));
       continue;
@@ -232,6 +356,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
     SAE_RETURN_IF_ERROR(reader.Read(key, line, entry.second));
   }
   LetDSaeDecideWidth(config);
+  SAE_RETURN_IF_ERROR(SettleHookPoint(config));
   // Overrides come before the checks across keys, so --set can supply a required key.
   SAE_RETURN_IF_ERROR(ApplyOverrides(config, overrides));
   return config;

@@ -9,7 +9,7 @@ bool operator==(const RunConfig& a, const RunConfig& b) {
   for (const internal::Field& field : internal::Fields()) {
     if (!field.equal(a, b)) return false;
   }
-  return true;
+  return a.hook_points == b.hook_points && a.sweep == b.sweep;
 }
 
 std::string KeyLocation(const RunConfig& config, absl::string_view key) {

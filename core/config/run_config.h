@@ -70,6 +70,17 @@ struct RunConfigSource {
   bool Given(absl::string_view key) const { return lines.find(key) != lines.end(); }
 };
 
+// One key of `sweep:` and the values its children take, each as the key's canonical YAML text
+// (what ToYaml writes for it, e.g. "0.00008", "topk", "32").
+struct SweepDimension {
+  std::string key;
+  std::vector<std::string> values;
+
+  bool operator==(const SweepDimension& other) const {
+    return key == other.key && values == other.values;
+  }
+};
+
 // Every key of run.yaml. Member initialisers are THE defaults (schema.h and docs/config.md are
 // checked against them; the values shared with core/sae are in defaults.h). What each key
 // means is written once, in schema.cc's table (docs/config.md is checked against it); comments
@@ -203,6 +214,13 @@ struct RunConfig {
   std::optional<std::string> run_name;
   std::optional<std::string> wandb_entity;
   int64_t wandb_log_frequency = 10;
+
+  // ---- Many SAEs in one run (core/config/sweep.h; not keys of the schema's table) ----
+  // Hooks of the one model, each trained on by every child of the sweep; empty: hook_point
+  // alone. When given, hook_point holds the first of them.
+  std::vector<std::string> hook_points;
+  // The swept keys in the order written, each with its values (grid over them).
+  std::vector<SweepDimension> sweep;
 
   // Where each key came from and the warnings of the last validation.
   RunConfigSource source;

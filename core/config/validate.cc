@@ -6,6 +6,7 @@
 #include "core/config/codec.h"
 #include "core/config/field.h"
 #include "core/config/run_config.h"
+#include "core/config/sweep.h"
 #include "core/util/status.h"
 
 namespace sae::config {
@@ -338,6 +339,8 @@ void CollectWarnings(RunConfig& config) {
 }  // namespace
 
 absl::Status ValidateRunConfig(RunConfig& config) {
+  // A run of many SAEs is valid when each of them is (sweep.h).
+  if (TrainsManySaes(config)) return internal::ValidateManySaes(config, nullptr);
   SAE_RETURN_IF_ERROR(CheckRequiredPaths(config));
   SAE_RETURN_IF_ERROR(CheckDeviceAndDType(config));
   SAE_RETURN_IF_ERROR(CheckHookPoint(config));
@@ -350,6 +353,8 @@ absl::Status ValidateRunConfig(RunConfig& config) {
 }
 
 absl::Status ResolveAgainstModel(RunConfig& config, const model::ModelDims& dims) {
+  // The derived keys of a run of many SAEs belong to each of them (sweep.h: ExpandSaes).
+  if (TrainsManySaes(config)) return internal::ValidateManySaes(config, &dims);
   absl::StatusOr<model::HookPoint> hook =
       internal::ParseTrainableHookPoint(config.hook_point, dims.n_layer);
   if (!hook.ok()) return ConfigKeyError(config, "hook_point", hook.status().message());

@@ -69,6 +69,9 @@ absl::StatusOr<std::unique_ptr<ActivationStore>> ActivationStore::Create(
                      " needs a per-head hook (q, k, v, z) and a head below ", dims.n_head));
   }
   store->d_in_ = options.hook.ActivationSize(dims, options.head_index >= 0);
+  for (const model::HookPoint& hook : options.more_hooks) {
+    store->d_in_ += hook.ActivationSize(dims, options.head_index >= 0 && hook.is_per_head());
+  }
   if (options.store_batch_size <= 0) {
     return absl::InvalidArgumentError("store_batch_size must be positive");
   }
@@ -103,12 +106,19 @@ absl::StatusOr<at::Tensor> ActivationStore::Forward(const std::vector<int32_t>& 
           .to(at::kLong);
   model::ForwardRequest request;
   request.capture = {options_.hook};
+  request.capture.insert(request.capture.end(), options_.more_hooks.begin(),
+                         options_.more_hooks.end());
   SAE_ASSIGN_OR_RETURN(model::ForwardResult result, model_->Forward(tokens, request));
-  at::Tensor acts = result.activations.at(options_.hook.Name());  // (B,T,...)
-  if (options_.hook.is_per_head() && options_.head_index >= 0) {
-    acts = acts.select(2, options_.head_index);  // (B,T,d_head)
+  std::vector<at::Tensor> columns;
+  for (const model::HookPoint& hook : request.capture) {
+    at::Tensor acts = result.activations.at(hook.Name());  // (B,T,...)
+    if (hook.is_per_head() && options_.head_index >= 0) {
+      acts = acts.select(2, options_.head_index);  // (B,T,d_head)
+    }
+    columns.push_back(acts.reshape({count * context_size_, -1}));
   }
-  return acts.reshape({count * context_size_, d_in_});
+  if (columns.size() == 1) return columns.front();
+  return at::cat(columns, 1);  // (B*T, sum of the hooks' widths)
 }
 
 absl::Status ActivationStore::Generate() {

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/data/context_shard.h"
@@ -27,6 +28,12 @@ struct ActivationStoreOptions {
   model::HookPoint hook;
   // For per-head hooks (q, k, v, z): the head to keep; -1 keeps all heads flattened.
   int head_index = -1;
+  // More hooks captured by the same forward (a run of many SAEs, core/config/sweep.h): a row
+  // holds `hook`'s columns, then each of these hooks' columns in order; d_in() is the sum of
+  // their widths. head_index applies to every per-head hook. The forward stops after the
+  // deepest hook, and the one mixing buffer moves whole rows, so each hook's columns come in
+  // the order a store of that hook alone would serve them.
+  std::vector<model::HookPoint> more_hooks;
   // Contexts per forward (run.yaml store_batch_size).
   int64_t store_batch_size = 32;
   // The mixing buffer: capacity in activations (n_batches_in_buffer * store_batch_size *
@@ -62,7 +69,7 @@ class ActivationStore {
 
   ~ActivationStore();  // stops the background thread, closes the buffer
 
-  // Width of an activation row.
+  // Width of an activation row (every hook's columns).
   int64_t d_in() const { return d_in_; }
 
   // Runs one forward of store_batch_size contexts and queues its activations in the store;

@@ -70,6 +70,30 @@ TEST_F(ActivationStoreTest, FifoServesTheHookActivationsOfTheShardInOrder) {
   EXPECT_TRUE(at::allclose(at::cat(got), expected, 1e-5, 1e-6));
 }
 
+// Several hooks in one forward (a run of many SAEs): each hook's columns come in the order a
+// store of that hook alone serves, shuffled or not.
+TEST_F(ActivationStoreTest, MoreHooksServeEachHooksColumnsAsItsOwnStoreWould) {
+  for (bool shuffle : {false, true}) {
+    ActivationStoreOptions both = Options("blocks.0.hook_resid_pre", shuffle);
+    both.more_hooks = {*model::ParseHookPoint("blocks.1.mlp.hook_post", 2)};
+    auto together = *ActivationStore::Create(model_.get(), dataset_, 0, 1, both);
+    auto first = *ActivationStore::Create(model_.get(), dataset_, 0, 1,
+                                          Options("blocks.0.hook_resid_pre", shuffle));
+    auto second = *ActivationStore::Create(model_.get(), dataset_, 0, 1,
+                                           Options("blocks.1.mlp.hook_post", shuffle));
+    ASSERT_EQ(together->d_in(), first->d_in() + second->d_in());
+    EXPECT_TRUE(at::equal(*together->InitialSample(48),
+                          at::cat({*first->InitialSample(48), *second->InitialSample(48)}, 1)));
+    for (int i = 0; i < 10; ++i) {
+      at::Tensor batch = *together->NextBatch(32);
+      at::Tensor a = *first->NextBatch(32);
+      at::Tensor b = *second->NextBatch(32);
+      EXPECT_TRUE(at::equal(batch.narrow(1, 0, a.size(1)), a)) << "shuffle " << shuffle;
+      EXPECT_TRUE(at::equal(batch.narrow(1, a.size(1), b.size(1)), b)) << "shuffle " << shuffle;
+    }
+  }
+}
+
 TEST_F(ActivationStoreTest, ShuffledServesEveryActivationOnceOutOfOrder) {
   auto store = *ActivationStore::Create(model_.get(), dataset_, 0, 1,
                                         Options("blocks.0.hook_mlp_out", true));

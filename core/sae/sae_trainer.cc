@@ -55,16 +55,33 @@ bool SaeTrainer::NeedsActivationScale() const {
 
 absl::Status SaeTrainer::EstimateActivationScale(const BatchSource& source, int64_t batches) {
   if (!NeedsActivationScale()) return absl::OkStatus();
+  for (int64_t i = 0; i < batches; ++i) {
+    SAE_ASSIGN_OR_RETURN(at::Tensor b, source());
+    SAE_RETURN_IF_ERROR(AddToActivationScaleEstimate(b));
+  }
+  return FinishActivationScaleEstimate(batches);
+}
+
+absl::Status SaeTrainer::AddToActivationScaleEstimate(const at::Tensor& batch) {
+  if (!NeedsActivationScale()) return absl::OkStatus();
   try {
-    // [sum of norms, count] in float64 over this rank's batches, then over the group.
-    at::Tensor totals = at::zeros({2}, at::kDouble);
-    for (int64_t i = 0; i < batches; ++i) {
-      SAE_ASSIGN_OR_RETURN(at::Tensor b, source());
-      at::Tensor norms = b.to(at::kDouble).reshape({-1, options_.sae.d_in}).norm(2, {1});
-      totals[0] += norms.sum();
-      totals[1] += norms.numel();
-    }
-    SAE_RETURN_IF_ERROR(Reduce(totals));
+    // [sum of norms, count] in float64 over this rank's batches.
+    if (!norm_totals_.defined()) norm_totals_ = at::zeros({2}, at::kDouble);
+    at::Tensor norms = batch.to(at::kDouble).reshape({-1, options_.sae.d_in}).norm(2, {1});
+    norm_totals_[0] += norms.sum();
+    norm_totals_[1] += norms.numel();
+  } catch (const c10::Error& e) {
+    return TorchError(e, "estimating the activation norm");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SaeTrainer::FinishActivationScaleEstimate(int64_t batches) {
+  if (!NeedsActivationScale()) return absl::OkStatus();
+  try {
+    at::Tensor totals = norm_totals_.defined() ? norm_totals_ : at::zeros({2}, at::kDouble);
+    norm_totals_ = at::Tensor();
+    SAE_RETURN_IF_ERROR(Reduce(totals));  // over the group
     const double mean_norm = totals[0].item<double>() / std::max(totals[1].item<double>(), 1.0);
     if (!(mean_norm > 0) || !std::isfinite(mean_norm)) {
       return absl::FailedPreconditionError(absl::StrCat(

@@ -81,6 +81,11 @@ class SaeTrainer {
   // Reads `batches` batches from `source` on every rank (they are not trained on, as in
   // SAELens 6) and sets the factor sqrt(d_in) / mean ||x|| over all of them (all ranks).
   absl::Status EstimateActivationScale(const BatchSource& source, int64_t batches);
+  // The same in two parts, for several SAEs that read one stream: every batch's activations
+  // (this SAE's columns) go to AddToActivationScaleEstimate, then FinishActivationScaleEstimate
+  // (collective over the group) sets the factor.
+  absl::Status AddToActivationScaleEstimate(const at::Tensor& batch);
+  absl::Status FinishActivationScaleEstimate(int64_t batches);
   // The expected_average_only_in factor (0 until estimated; 0 for other settings).
   double activation_scale() const { return activation_scale_; }
   // What the SAE trains on for activations x [N,d_in]: x times the factor
@@ -152,6 +157,7 @@ class SaeTrainer {
   at::Tensor act_freq_scores_;     // [d_sae] float64: tokens fired on in the current window
   int64_t window_tokens_ = 0;      // n_frac_active_tokens
   double activation_scale_ = 0;    // expected_average_only_in's factor; 0: not estimated
+  at::Tensor norm_totals_;         // [sum of norms, count] while the factor is estimated
   at::Tensor last_window_sparsity_;
 };
 

@@ -166,8 +166,13 @@ class CacheSource final : public ActivationSource {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ActivationSource>> OpenActivationSource(
-    const config::RunConfig& config, const RunAssets& assets, const std::string* resume_token) {
+    const config::RunConfig& config, const RunAssets& assets, const std::string* resume_token,
+    const std::vector<model::HookPoint>& more_hooks) {
   if (config.use_cached_activations) {
+    if (!more_hooks.empty()) {
+      return config::ConfigKeyError(config, "use_cached_activations",
+                                    "an activation cache holds one hook; train on one hook");
+    }
     SAE_ASSIGN_OR_RETURN(auto cache, CacheSource::Open(config, resume_token));
     return std::unique_ptr<ActivationSource>(std::move(cache));
   }
@@ -175,6 +180,7 @@ absl::StatusOr<std::unique_ptr<ActivationSource>> OpenActivationSource(
     return absl::FailedPreconditionError("generating activations needs the model and the dataset");
   }
   data::ActivationStoreOptions options = ActivationStoreOptionsFor(config, assets.hook);
+  options.more_hooks = more_hooks;
   std::unique_ptr<data::ActivationStore> store;
   if (resume_token != nullptr) {
     SAE_ASSIGN_OR_RETURN(data::ActivationResumePoint point,

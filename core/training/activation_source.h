@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "core/config/run_config.h"
@@ -31,9 +32,12 @@ class ActivationSource {
 
 // The source `config` asks for: the activation cache when use_cached_activations, otherwise
 // GPT-2 (assets.model) over shard 0 of 1 of assets.dataset. `resume_token` continues a stream.
+// `more_hooks` (GPT-2 only): hooks captured by the same forward, their columns after those of
+// assets.hook (data::ActivationStoreOptions::more_hooks).
 absl::StatusOr<std::unique_ptr<ActivationSource>> OpenActivationSource(
     const config::RunConfig& config, const RunAssets& assets,
-    const std::string* resume_token = nullptr);
+    const std::string* resume_token = nullptr,
+    const std::vector<model::HookPoint>& more_hooks = {});
 
 // Writes `rows` activations of `source` into `dir` as safetensors chunks of at most
 // `chunk_rows` rows (tensor "activations" [N, d_in], float32) plus manifest.json, which records

@@ -1,10 +1,12 @@
 #include "core/training/local_training.h"
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "core/config/sweep.h"
 #include "core/training/activation_source.h"
 #include "core/training/checkpoint.h"
 #include "core/training/run_assets.h"
@@ -37,70 +39,164 @@ class SourceBatches final : public TrainingBatches {
   const int64_t batch_;
 };
 
+// One SAE of the run as this process trains it.
+struct LocalSae {
+  std::string name;
+  config::RunConfig config;  // resolved
+  std::string output_dir;    // run.yaml (many SAEs) and final/
+  int64_t first_column = 0;
+  std::unique_ptr<sparse::SaeTrainer> trainer;
+  std::unique_ptr<TrainingMetrics> series;
+  std::unique_ptr<RunEvaluator> evaluator;
+  std::optional<eval::EvalResults> final_eval;
+};
+
+// The run's SAEs with resolved configs; the first child's config was resolved by
+// LoadRunAssets.
+absl::StatusOr<std::vector<LocalSae>> ResolveSaes(const config::RunConfig& run,
+                                                  std::vector<config::SaeChild> children,
+                                                  const std::string& output_dir) {
+  if (config::TrainsManySaes(run)) {
+    config::RunConfig checked = run;  // every SAE against the model; errors name the SAE
+    SAE_RETURN_IF_ERROR(ResolveRunConfig(checked));
+  }
+  std::vector<LocalSae> saes;
+  for (config::SaeChild& child : children) {
+    LocalSae sae;
+    sae.name = child.name;
+    sae.config = std::move(child.config);
+    if (!saes.empty()) SAE_RETURN_IF_ERROR(ResolveRunConfig(sae.config));
+    sae.output_dir = sae.name.empty() ? output_dir : output_dir + "/saes/" + sae.name;
+    saes.push_back(std::move(sae));
+  }
+  return saes;
+}
+
+// Sets each SAE's columns (its hook's, in RunHookPoints order) and lists the hooks after the
+// first. Needs resolved configs.
+std::vector<model::HookPoint> PlaceColumns(const config::RunConfig& run,
+                                           std::vector<LocalSae>& saes) {
+  std::vector<model::HookPoint> more_hooks;
+  std::map<std::string, int64_t> first_column;  // hook -> its first column in a batch
+  int64_t width = 0;
+  for (const std::string& hook : config::RunHookPoints(run)) {
+    for (const LocalSae& sae : saes) {
+      if (sae.config.hook_point != hook) continue;
+      if (width > 0) more_hooks.push_back(*sae.config.source.resolved_hook);
+      first_column[hook] = width;
+      width += sae.config.d_in.value_or(0);
+      break;
+    }
+  }
+  for (LocalSae& sae : saes) sae.first_column = first_column[sae.config.hook_point];
+  return more_hooks;
+}
+
 }  // namespace
 
 absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
                                                      const LocalTrainingOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  SAE_ASSIGN_OR_RETURN(RunAssets assets, LoadRunAssets(config, !config.use_cached_activations));
-  SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options, TrainerOptionsFor(config));
+  const bool many = config::TrainsManySaes(config);
+  SAE_ASSIGN_OR_RETURN(std::vector<config::SaeChild> children, config::ExpandSaes(config));
+  SAE_ASSIGN_OR_RETURN(RunAssets assets,
+                       LoadRunAssets(children.front().config, !config.use_cached_activations));
+  SAE_ASSIGN_OR_RETURN(std::vector<LocalSae> saes,
+                       ResolveSaes(config, std::move(children), options.output_dir));
+  const std::vector<model::HookPoint> more_hooks = PlaceColumns(config, saes);
+  // The loop's config: the run's shared keys (for one SAE, its resolved config).
+  const config::RunConfig& run = many ? config : saes.front().config;
   SAE_RETURN_IF_ERROR(MakeDirectories(options.output_dir));
-  SAE_RETURN_IF_ERROR(
-      WriteFileAtomically(options.output_dir + "/run.yaml", config::ToYaml(config)));
+  SAE_RETURN_IF_ERROR(WriteFileAtomically(options.output_dir + "/run.yaml", config::ToYaml(run)));
 
-  std::optional<sparse::SaeParameters> pretrained;
-  if (!options.resume_dir) {
-    SAE_ASSIGN_OR_RETURN(pretrained, PretrainedSaeFor(config, trainer_options));
-  }
-  auto trainer = pretrained
-                     ? std::make_unique<sparse::SaeTrainer>(trainer_options, *pretrained, nullptr)
-                     : std::make_unique<sparse::SaeTrainer>(trainer_options, nullptr);
-
-  std::unique_ptr<ActivationSource> source;
-  if (options.resume_dir) {
-    SAE_ASSIGN_OR_RETURN(auto extra, ReadCheckpoint(*options.resume_dir, *trainer));
-    auto data = extra.find(kDataPositionKey);
-    if (data == extra.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(*options.resume_dir, " has no data position"));
+  std::optional<std::string> data_position;
+  for (LocalSae& sae : saes) {
+    SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options, TrainerOptionsFor(sae.config));
+    if (many) {
+      SAE_RETURN_IF_ERROR(MakeDirectories(sae.output_dir));
+      SAE_RETURN_IF_ERROR(
+          WriteFileAtomically(sae.output_dir + "/run.yaml", config::ToYaml(sae.config)));
     }
-    SAE_ASSIGN_OR_RETURN(source, OpenActivationSource(config, assets, &data->second));
-    spdlog::info("resumed from {} at step {} ({} tokens)", *options.resume_dir, trainer->step(),
-                 trainer->tokens_seen());
-  } else {
-    SAE_ASSIGN_OR_RETURN(source, OpenActivationSource(config, assets));
+    std::optional<sparse::SaeParameters> pretrained;
+    if (!options.resume_dir) {
+      SAE_ASSIGN_OR_RETURN(pretrained, PretrainedSaeFor(sae.config, trainer_options));
+    }
+    sae.trainer = pretrained
+                      ? std::make_unique<sparse::SaeTrainer>(trainer_options, *pretrained, nullptr)
+                      : std::make_unique<sparse::SaeTrainer>(trainer_options, nullptr);
+    if (options.resume_dir) {
+      const std::string dir =
+          many ? *options.resume_dir + "/saes/" + sae.name : *options.resume_dir;
+      SAE_ASSIGN_OR_RETURN(auto extra, ReadCheckpoint(dir, *sae.trainer));
+      auto data = extra.find(kDataPositionKey);
+      if (data == extra.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(dir, " has no data position"));
+      }
+      if (data_position && *data_position != data->second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(dir,
+                         " continues the data from another position than the run's other SAEs: "
+                         "resume from one step folder of this run"));
+      }
+      data_position = data->second;
+      spdlog::info("{}resumed from {} at step {} ({} tokens)",
+                   many ? absl::StrCat("[", sae.name, "] ") : "", dir, sae.trainer->step(),
+                   sae.trainer->tokens_seen());
+    }
+    if (options.metrics != nullptr) {
+      SAE_ASSIGN_OR_RETURN(
+          sae.series,
+          TrainingMetrics::Create(*options.metrics,
+                                  many ? options.run_id + "/" + sae.name : options.run_id, 0));
+    }
+    SAE_ASSIGN_OR_RETURN(sae.evaluator, RunEvaluator::Create(sae.config, assets));
   }
+  SAE_ASSIGN_OR_RETURN(std::unique_ptr<ActivationSource> source,
+                       OpenActivationSource(saes.front().config, assets,
+                                            data_position ? &*data_position : nullptr, more_hooks));
 
-  std::unique_ptr<TrainingMetrics> series;
-  if (options.metrics != nullptr) {
-    SAE_ASSIGN_OR_RETURN(series, TrainingMetrics::Create(*options.metrics, options.run_id, 0));
-  }
-  SAE_ASSIGN_OR_RETURN(std::unique_ptr<RunEvaluator> evaluator, RunEvaluator::Create(config, assets));
-  std::optional<eval::EvalResults> final_eval;
-  SourceBatches batches(*source, config.train_batch_size);
+  SourceBatches batches(*source, run.train_batch_size);
   TrainingLoopOptions loop;
   loop.output_dir = options.output_dir;
-  loop.initialize_decoder_bias = !options.resume_dir && !config.from_pretrained_path;
+  loop.initialize_decoder_bias = !options.resume_dir && !run.from_pretrained_path;
   loop.stop = options.interrupt;
-  loop.series = series.get();
-  loop.on_step = options.on_step;
-  if (evaluator != nullptr) {
-    loop.evaluate_every = evaluator->every_steps();
-    loop.evaluate = [&](const sparse::SaeTrainer& trained, int64_t step,
-                        bool final) -> absl::Status {
-      SAE_ASSIGN_OR_RETURN(eval::EvalResults results, evaluator->Evaluate(trained));
-      if (options.on_eval) {
-        options.on_eval(results, step, final);
-      } else {
-        spdlog::info("evaluation at step {}: {}", step, EvalSummaryLine(results));
-      }
-      if (!final) return absl::OkStatus();
-      final_eval = results;
-      return WriteFileAtomically(options.output_dir + "/final/eval_results.json",
-                                 eval::ToJson(results).dump(2) + "\n");
-    };
+  std::vector<LoopSae> loop_saes;
+  for (LocalSae& sae : saes) {
+    LoopSae entry;
+    entry.name = sae.name;
+    entry.config = &sae.config;
+    entry.trainer = sae.trainer.get();
+    entry.first_column = sae.first_column;
+    entry.output_dir = sae.output_dir;
+    entry.series = sae.series.get();
+    if (options.on_step) {
+      entry.on_step = [&options, name = sae.name](const sparse::StepMetrics& m, double tps,
+                                                  int64_t total) {
+        options.on_step(name, m, tps, total);
+      };
+    }
+    if (sae.evaluator != nullptr) {
+      loop.evaluate_every = sae.evaluator->every_steps();  // the same for every SAE
+      entry.evaluate = [&options, &sae](const sparse::SaeTrainer& trained, int64_t step,
+                                        bool final) -> absl::Status {
+        SAE_ASSIGN_OR_RETURN(eval::EvalResults results, sae.evaluator->Evaluate(trained));
+        if (options.on_eval) {
+          options.on_eval(sae.name, results, step, final);
+        } else {
+          spdlog::info("{}evaluation at step {}: {}",
+                       sae.name.empty() ? "" : absl::StrCat("[", sae.name, "] "), step,
+                       EvalSummaryLine(results));
+        }
+        if (!final) return absl::OkStatus();
+        sae.final_eval = results;
+        return WriteFileAtomically(sae.output_dir + "/final/eval_results.json",
+                                   eval::ToJson(results).dump(2) + "\n");
+      };
+    }
+    loop_saes.push_back(std::move(entry));
   }
   SAE_ASSIGN_OR_RETURN(TrainingLoopResult trained,
-                       RunTrainingLoop(config, *trainer, nullptr, batches, loop));
+                       RunTrainingLoop(run, loop_saes, nullptr, batches, loop));
 
   LocalTrainingResult result;
   result.steps = trained.steps;
@@ -112,7 +208,11 @@ absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   result.last = trained.last;
-  result.final_eval = final_eval;
+  result.final_eval = saes.front().final_eval;
+  for (size_t i = 0; i < saes.size(); ++i) {
+    result.saes.push_back({saes[i].name, trained.saes[i].final_dir, trained.saes[i].last_checkpoint,
+                           trained.saes[i].last, saes[i].final_eval});
+  }
   return result;
 }
 

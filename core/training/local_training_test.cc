@@ -84,7 +84,7 @@ TEST_F(LocalTrainingTest, TrainsToTheTokenBudgetWritingCheckpointsAndTheFinalSae
   LocalTrainingOptions options;
   options.output_dir = dir_ + "/out";
   double first_loss = -1;
-  options.on_step = [&](const sparse::StepMetrics& m, double, int64_t) {
+  options.on_step = [&](const std::string&, const sparse::StepMetrics& m, double, int64_t) {
     if (first_loss < 0) first_loss = m.mse_loss;
   };
   auto result = RunLocalTraining(Config("n_checkpoints: 4\n"), options);
@@ -143,7 +143,7 @@ TEST_F(LocalTrainingTest, SaeLens6ArchitecturesTrainResumeExactlyAndExport) {
     LocalTrainingOptions straight;
     straight.output_dir = out + "/straight";
     int evaluations = 0;
-    straight.on_eval = [&](const eval::EvalResults& results, int64_t, bool) {
+    straight.on_eval = [&](const std::string&, const eval::EvalResults& results, int64_t, bool) {
       ++evaluations;
       EXPECT_GT(results.l0, 0);
     };
@@ -229,7 +229,7 @@ TEST_F(LocalTrainingTest, AnInterruptWritesACheckpointAndStops) {
   LocalTrainingOptions options;
   options.output_dir = dir_ + "/out";
   options.interrupt = &interrupt;
-  options.on_step = [&](const sparse::StepMetrics& m, double, int64_t) {
+  options.on_step = [&](const std::string&, const sparse::StepMetrics& m, double, int64_t) {
     if (m.step == 7) interrupt = true;
   };
   auto result = RunLocalTraining(Config(), options);
@@ -267,7 +267,8 @@ TEST_F(LocalTrainingTest, EvaluatesAtItsCadenceAndAtTheEndAndWritesEvalResults) 
   LocalTrainingOptions options;
   options.output_dir = dir_ + "/out";
   std::vector<std::pair<int64_t, bool>> evaluations;
-  options.on_eval = [&](const eval::EvalResults& results, int64_t step, bool final) {
+  options.on_eval = [&](const std::string&, const eval::EvalResults& results, int64_t step,
+                        bool final) {
     evaluations.emplace_back(step, final);
     EXPECT_EQ(results.contexts, 8);
     EXPECT_EQ(results.context_size, 16);
@@ -299,7 +300,9 @@ TEST_F(LocalTrainingTest, NoEvaluationsWithZeroEvalBatches) {
   LocalTrainingOptions options;
   options.output_dir = dir_ + "/out";
   int evaluations = 0;
-  options.on_eval = [&](const eval::EvalResults&, int64_t, bool) { ++evaluations; };
+  options.on_eval = [&](const std::string&, const eval::EvalResults&, int64_t, bool) {
+    ++evaluations;
+  };
   auto result = RunLocalTraining(Config("n_eval_batches: 0\n"), options);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(evaluations, 0);

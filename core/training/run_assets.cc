@@ -49,6 +49,11 @@ double HeldOutFraction(const config::RunConfig& config) {
 
 absl::StatusOr<RunAssets> LoadRunAssets(config::RunConfig& config, bool with_model) {
   SAE_ASSIGN_OR_RETURN(model::Gpt2Config model_config, ReadModelConfigAndResolve(config));
+  if (!config.source.resolved_hook) {  // sweep: or hook_points: (core/config/sweep.h)
+    return config::ConfigKeyError(
+        config, config.hook_points.empty() ? "sweep" : "hook_points",
+        "this run declares several SAEs; load the assets of one of them (config::ExpandSaes)");
+  }
   RunAssets assets;
   assets.hook = *config.source.resolved_hook;
   if (with_model) {

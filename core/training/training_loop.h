@@ -12,6 +12,13 @@
 //
 // A stop request (Ctrl-C, SIGTERM, the controller's StopRun) checkpoints at the next step
 // boundary and ends the loop on every rank at the same step.
+//
+// Many SAEs from one stream (run.yaml's sweep: and hook_points:, core/config/sweep.h): the loop
+// trains a set of SAEs, each with its own trainer, on the same batches. A batch holds the
+// columns of every hook of the run side by side; each SAE trains on its hook's columns. Per
+// step every SAE steps in turn on the same batch; checkpoints hold every SAE at the same step
+// (CHECKPOINT_ROOT/step_N/saes/<name>/), so that a resume continues all of them from one data
+// position.
 #ifndef SAE_CORE_TRAINING_TRAINING_LOOP_H_
 #define SAE_CORE_TRAINING_TRAINING_LOOP_H_
 
@@ -35,7 +42,8 @@ namespace sae::training {
 class TrainingBatches {
  public:
   virtual ~TrainingBatches() = default;
-  // This rank's batch for the next step: [rows, d_in] float32.
+  // This rank's batch for the next step: [rows, d_in] float32 (with several hooks, d_in is the
+  // sum of their widths, each hook's columns in the run's order).
   virtual absl::StatusOr<at::Tensor> Next() = 0;
   // A batch for Anthropic resampling, beyond the run's steps (rank 0 only).
   virtual absl::StatusOr<at::Tensor> NextForResampling() { return Next(); }
@@ -56,6 +64,27 @@ std::string CheckpointRoot(const config::RunConfig& config, const std::string& o
 // Rows of the b_dec initialisation sample: the seed's first storage buffer, half the mixing
 // buffer (n_batches_in_buffer / 2 * store_batch_size contexts).
 int64_t InitialSampleRows(const config::RunConfig& config);
+
+// One SAE of the set the loop trains. The pointers are not owned and outlive the loop.
+struct LoopSae {
+  // "" for a run of one SAE; else its name in the run (sweep.h), which prefixes its log lines
+  // and names its checkpoint folder.
+  std::string name;
+  // The SAE's own config (a child of the run's sweep, or the run's config).
+  const config::RunConfig* config = nullptr;
+  sparse::SaeTrainer* trainer = nullptr;
+  // Its activations: columns [first_column, first_column + d_in) of each batch.
+  int64_t first_column = 0;
+  // The final SAE goes to output_dir/final (rank 0).
+  std::string output_dir;
+  // As TrainingLoopOptions's fields of the same names, for this SAE.
+  TrainingMetrics* series = nullptr;
+  std::function<void(const sparse::StepMetrics& step, double tokens_per_second,
+                     int64_t total_steps)>
+      on_step;
+  std::function<absl::Status(const std::string& dir, int64_t step, bool final)> on_checkpoint;
+  std::function<absl::Status(const sparse::SaeTrainer& trainer, int64_t step, bool final)> evaluate;
+};
 
 struct TrainingLoopOptions {
   // Rank 0 writes checkpoints (under CheckpointRoot) and the final SAE (final/) here.
@@ -101,6 +130,14 @@ struct TrainingLoopResult {
   sparse::StepMetrics first;      // the first step this loop ran
   sparse::StepMetrics last;
   std::map<std::string, std::string> last_position;  // the last CheckpointPosition
+  // Per SAE of the set, in its order (the fields above are the first SAE's).
+  struct Sae {
+    std::string final_dir;  // rank 0, when not stopped
+    std::string last_checkpoint;
+    sparse::StepMetrics first;
+    sparse::StepMetrics last;
+  };
+  std::vector<Sae> saes;
 };
 
 // Trains `trainer` (created on its group, possibly restored from a checkpoint) on `batches` to
@@ -108,6 +145,17 @@ struct TrainingLoopResult {
 // the checkpoint writer; Unavailable when another rank had no batch; Cancelled after `abort`.
 absl::StatusOr<TrainingLoopResult> RunTrainingLoop(const config::RunConfig& config,
                                                    sparse::SaeTrainer& trainer,
+                                                   sparse::Collective* collective,
+                                                   TrainingBatches& batches,
+                                                   const TrainingLoopOptions& options);
+
+// The same loop over a set of SAEs sharing `batches` (one SAE named "" is the call above).
+// `config` is the run's (its shared keys: steps, checkpoints, logging); every trainer must be
+// at the same step. options.output_dir holds the checkpoint root; options.series, on_step,
+// on_checkpoint and evaluate are not used: each LoopSae carries its own. Anthropic resampling
+// batches are drawn from `batches` once per step and shared by the SAEs that resample then.
+absl::StatusOr<TrainingLoopResult> RunTrainingLoop(const config::RunConfig& config,
+                                                   const std::vector<LoopSae>& saes,
                                                    sparse::Collective* collective,
                                                    TrainingBatches& batches,
                                                    const TrainingLoopOptions& options);

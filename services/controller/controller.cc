@@ -8,6 +8,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "core/config/run_config.h"
+#include "core/config/sweep.h"
 #include "core/util/status.h"
 #include "services/common/sha256.h"
 #include "services/controller/controller_internal.h"
@@ -234,6 +235,7 @@ void Controller::UpdateCountMetrics() {
 absl::StatusOr<v1::Run> Controller::SubmitRun(const v1::SubmitRunRequest& request) {
   SAE_ASSIGN_OR_RETURN(config::RunConfig config,
                        config::ParseRunConfig(request.config_yaml(), "run.yaml"));
+  SAE_RETURN_IF_ERROR(config::CheckOneSaePerClusterRun(config));
   std::string name = SanitizeName(!request.name().empty() ? request.name()
                                   : config.run_name       ? *config.run_name
                                                           : "run");

@@ -412,6 +412,19 @@ TEST_F(ControllerServiceTest, BadConfigIsRefusedNamingTheKeyAndLine) {
   EXPECT_TRUE(client_->ListRuns()->empty());
 }
 
+// Many SAEs per run train with saectl train only, for now (docs/config.md).
+TEST_F(ControllerServiceTest, ASweepIsRefusedUntilTheClusterTrainsManySaes) {
+  StartController();
+  v1::SubmitRunRequest request;
+  request.set_config_yaml(TestRunYaml(1, 1, 10) + "sweep:\n  l1_coefficient: [0.001, 0.002]\n");
+  absl::Status status = client_->SubmitRun(request).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(status)) << status;
+  EXPECT_NE(status.message().find("sweeps run with saectl train for now"),
+            absl::string_view::npos)
+      << status;
+  EXPECT_TRUE(client_->ListRuns()->empty());
+}
+
 TEST_F(ControllerServiceTest, DeleteRunRemovesAFinishedRunButRefusesAnActiveOne) {
   StartController();
   std::string queued = Submit(TestRunYaml(1, 1, 10));

@@ -12,8 +12,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "core/config/memory_estimate.h"
 #include "core/config/run_config.h"
+#include "core/config/sweep.h"
 #include "core/io/saelens.h"
+#include "core/model/gpt2_config.h"
 #include "core/util/status.h"
 #include "services/common/run_state.h"
 #include "tools/saectl/command.h"
@@ -34,6 +37,44 @@ bool StdoutIsTerminal() { return ::isatty(STDOUT_FILENO) != 0; }
 
 // ---- submit ----
 
+// What the run's SAEs hold in memory (config::EstimateMemory), when the model's config.json is
+// readable here; otherwise says why there is no estimate.
+void PrintMemoryEstimate(const config::RunConfig& config) {
+  if (config.use_cached_activations || !config.model_path) return;
+  absl::StatusOr<model::Gpt2Config> model = model::LoadGpt2Config(*config.model_path);
+  if (!model.ok()) {
+    std::fprintf(stderr, "saectl: no memory estimate: %s\n",
+                 std::string(model.status().message()).c_str());
+    return;
+  }
+  absl::StatusOr<std::vector<config::SaeChild>> saes = config::ExpandSaes(config, model->dims());
+  if (!saes.ok()) {
+    std::fprintf(stderr, "saectl: %s\n", std::string(saes.status().message()).c_str());
+    return;
+  }
+  if (!config::TrainsManySaes(config)) {  // a run of one SAE: resolve it for its d_in
+    config::RunConfig resolved = config;
+    if (!config::ResolveAgainstModel(resolved, model->dims()).ok()) return;
+    (*saes)[0].config = resolved;
+  }
+  const config::RunMemory memory = config::EstimateMemory(config, *saes);
+  std::fprintf(stderr,
+               "saectl: memory estimate per trainer (float32; model weights not included):\n");
+  for (const config::SaeMemory& sae : memory.saes) {
+    std::fprintf(stderr,
+                 "  SAE %s d_in %lld d_sae %lld: parameters %s, Adam %s, gradients %s, "
+                 "feature state %s = %s\n",
+                 sae.name.empty() ? "(the run's)" : sae.name.c_str(),
+                 static_cast<long long>(sae.d_in), static_cast<long long>(sae.d_sae),
+                 HumanBytes(sae.parameters).c_str(), HumanBytes(sae.adam).c_str(),
+                 HumanBytes(sae.gradients).c_str(), HumanBytes(sae.feature_state).c_str(),
+                 HumanBytes(sae.total()).c_str());
+  }
+  std::fprintf(stderr, "  step temporaries (largest SAE; SAEs step in turn) %s, mixing buffer %s\n",
+               HumanBytes(memory.step).c_str(), HumanBytes(memory.buffer).c_str());
+  std::fprintf(stderr, "  total %s\n", HumanBytes(memory.total()).c_str());
+}
+
 struct SubmitFlags {
   ServerFlags server;
   std::string config;
@@ -52,9 +93,18 @@ absl::Status RunSubmit(const SubmitFlags& f) {
   if (!f.name.empty()) config.run_name = f.name;
   if (f.dry_run) {
     std::printf("%s", config::ToYaml(config).c_str());
+    PrintMemoryEstimate(config);
+    if (config::TrainsManySaes(config)) {
+      SAE_ASSIGN_OR_RETURN(std::vector<config::SaeChild> saes, config::ExpandSaes(config));
+      std::fprintf(stderr, "saectl: %zu SAEs:", saes.size());
+      for (const config::SaeChild& sae : saes) std::fprintf(stderr, " %s", sae.name.c_str());
+      std::fprintf(stderr, "\nsaectl: %s\n",
+                   std::string(config::CheckOneSaePerClusterRun(config).message()).c_str());
+    }
     std::fprintf(stderr, "saectl: %s is valid (dry run: nothing submitted)\n", f.config.c_str());
     return absl::OkStatus();
   }
+  SAE_RETURN_IF_ERROR(config::CheckOneSaePerClusterRun(config));
   SAE_ASSIGN_OR_RETURN(auto client, ConnectController(f.server));
   v1::SubmitRunRequest request;
   request.set_config_yaml(config::ToYaml(config));

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/config/run_config.h"
+#include "core/config/sweep.h"
 #include "core/io/saelens.h"
 #include "core/metrics/metrics_server.h"
 #include "core/metrics/process_metrics.h"
@@ -83,10 +84,22 @@ absl::Status RunTrain(const TrainFlags& f) {
   options.run_id = std::filesystem::path(output).filename().string();
   const bool terminal = ::isatty(STDERR_FILENO) != 0;
   const int64_t log_every = std::max<int64_t>(1, config.wandb_log_frequency);
-  options.on_step = [&](const sparse::StepMetrics& m, double tps, int64_t total_steps) {
+  SAE_ASSIGN_OR_RETURN(const std::vector<config::SaeChild> children, config::ExpandSaes(config));
+  if (children.size() > 1 || !children.front().name.empty()) {
+    std::fprintf(stderr, "training %zu SAEs from one activation stream:", children.size());
+    for (const config::SaeChild& child : children) {
+      std::fprintf(stderr, " %s", child.name.c_str());
+    }
+    std::fprintf(stderr, "\n");
+  }
+  // Log lines name the SAE; the progress bar follows the first one.
+  auto tag = [](const std::string& sae) { return sae.empty() ? sae : "[" + sae + "] "; };
+  options.on_step = [&](const std::string& sae, const sparse::StepMetrics& m, double tps,
+                        int64_t total_steps) {
     const double total_tokens = static_cast<double>(total_steps) * config.train_batch_size;
     const double eta = tps > 0 ? (total_tokens - static_cast<double>(m.tokens)) / tps : NAN;
     if (terminal) {
+      if (sae != children.front().name) return;
       const int width = 24;
       const int filled = static_cast<int>(width * static_cast<double>(m.step) / total_steps);
       std::fprintf(
@@ -99,20 +112,22 @@ absl::Status RunTrain(const TrainFlags& f) {
       if (m.step == total_steps) std::fprintf(stderr, "\n");
     } else if (m.step % log_every == 0 || m.step == total_steps) {
       std::fprintf(stderr,
-                   "step %lld/%lld tokens %lld loss %.6g mse %.6g l1 %.6g ghost %.4g L0 %.2f "
+                   "%sstep %lld/%lld tokens %lld loss %.6g mse %.6g l1 %.6g ghost %.4g L0 %.2f "
                    "explained_variance %.4f dead %lld lr %.3g tok/s %.0f\n",
-                   static_cast<long long>(m.step), static_cast<long long>(total_steps),
-                   static_cast<long long>(m.tokens), m.overall_loss, m.mse_loss, m.l1_loss,
-                   m.ghost_grad_loss, m.l0, m.explained_variance,
-                   static_cast<long long>(m.dead_features), m.learning_rate, tps);
+                   tag(sae).c_str(), static_cast<long long>(m.step),
+                   static_cast<long long>(total_steps), static_cast<long long>(m.tokens),
+                   m.overall_loss, m.mse_loss, m.l1_loss, m.ghost_grad_loss, m.l0,
+                   m.explained_variance, static_cast<long long>(m.dead_features), m.learning_rate,
+                   tps);
     }
   };
 
   // Below the progress bar's line (rewritten in place), or between the log lines.
-  options.on_eval = [&](const eval::EvalResults& e, int64_t step, bool final) {
-    std::fprintf(stderr, "%s%s evaluation at step %lld: %s\n",
-                 terminal && !final ? "\n" : "", final ? "final" : "periodic",
-                 static_cast<long long>(step), training::EvalSummaryLine(e).c_str());
+  options.on_eval = [&](const std::string& sae, const eval::EvalResults& e, int64_t step,
+                        bool final) {
+    std::fprintf(stderr, "%s%s%s evaluation at step %lld: %s\n", terminal && !final ? "\n" : "",
+                 tag(sae).c_str(), final ? "final" : "periodic", static_cast<long long>(step),
+                 training::EvalSummaryLine(e).c_str());
   };
 
   struct sigaction action = {};
@@ -134,17 +149,20 @@ absl::Status RunTrain(const TrainFlags& f) {
   std::printf("trained %lld steps, %lld tokens in %s (%.0f tokens/s)\n",
               static_cast<long long>(result.steps), static_cast<long long>(result.tokens),
               HumanDuration(result.seconds).c_str(), result.tokens_per_second);
-  std::printf("final SAE (SAELens format): %s\n", result.final_dir.c_str());
-  std::printf("L0 %.2f  explained variance %.4f  dead features %lld  mse %.6g\n", result.last.l0,
-              result.last.explained_variance, static_cast<long long>(result.last.dead_features),
-              result.last.mse_loss);
-  if (result.final_eval) {
-    const eval::EvalResults& e = *result.final_eval;
-    std::printf(
-        "evaluation on %lld contexts: CE-loss score %.4f (CE %.4f clean, %.4f with the "
-        "SAE, %.4f zero-ablated), KL-div score %.4f; %s/eval_results.json\n",
-        static_cast<long long>(e.contexts), e.ce_loss_score, e.ce_loss_without_sae,
-        e.ce_loss_with_sae, e.ce_loss_with_ablation, e.kl_div_score, result.final_dir.c_str());
+  for (const training::LocalTrainingResult::Sae& sae : result.saes) {
+    if (!sae.name.empty()) std::printf("SAE %s\n", sae.name.c_str());
+    std::printf("final SAE (SAELens format): %s\n", sae.final_dir.c_str());
+    std::printf("L0 %.2f  explained variance %.4f  dead features %lld  mse %.6g\n", sae.last.l0,
+                sae.last.explained_variance, static_cast<long long>(sae.last.dead_features),
+                sae.last.mse_loss);
+    if (sae.final_eval) {
+      const eval::EvalResults& e = *sae.final_eval;
+      std::printf(
+          "evaluation on %lld contexts: CE-loss score %.4f (CE %.4f clean, %.4f with the "
+          "SAE, %.4f zero-ablated), KL-div score %.4f; %s/eval_results.json\n",
+          static_cast<long long>(e.contexts), e.ce_loss_score, e.ce_loss_without_sae,
+          e.ce_loss_with_sae, e.ce_loss_with_ablation, e.kl_div_score, sae.final_dir.c_str());
+    }
   }
   return absl::OkStatus();
 }
@@ -160,6 +178,11 @@ struct CacheFlags {
 
 absl::Status RunCache(const CacheFlags& f) {
   SAE_ASSIGN_OR_RETURN(config::RunConfig config, LoadConfigWithOverrides(f.config, f.sets));
+  if (config::TrainsManySaes(config)) {
+    return config::ConfigKeyError(config, config.hook_points.empty() ? "sweep" : "hook_points",
+                                  "saectl cache writes the activations of one hook; remove "
+                                  "sweep: and hook_points: from the file");
+  }
   config.use_cached_activations = false;  // the cache is made from the model and the dataset
   ConfigureTorchThreads(f.threads);
   SAE_ASSIGN_OR_RETURN(training::RunAssets assets, training::LoadRunAssets(config));

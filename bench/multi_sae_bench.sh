@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Many SAEs from one activation stream: four SAEs of an l1 sweep trained by one `saectl train`
+# (one GPT-2 forward per batch feeds all four) beside four separate `saectl train` runs of the
+# same configs, same tokens, same machine, measured one after the other in this script. Prints
+# each side's total wall time and SAE-tokens/s (tokens trained summed over the four SAEs per
+# second of wall time) and their ratio. Not a test.
+#   bench/multi_sae_bench.sh [BUILD_DIR] [TOKENS] [MODEL_DIR] [EXPANSION]
+# MODEL_DIR defaults to the trained gpt2-mini in the cache when present, else a random gpt2-mini
+# (`saectl model init --preset gpt2-mini`); `saectl model init --preset gpt2-small` gives the
+# shape of the seed's recipe, where the forward is most of a run's cost.
+set -euo pipefail
+BUILD="${1:-build}"
+TOKENS="${2:-409600}"
+CACHE="${SAE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sae-service}"
+MODEL="${3:-$CACHE/models/gpt2-mini-fortunes-600000}"
+EXPANSION="${4:-4}"
+SAECTL="$BUILD/bin/saectl"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+if [ ! -f "$MODEL/model.safetensors" ]; then
+  MODEL="$WORK/gpt2-mini"
+  "$SAECTL" model init --preset gpt2-mini --seed 0 --out "$MODEL" >/dev/null
+fi
+COEFFICIENTS=(4e-5 8e-5 1.6e-4 3.2e-4)
+cat > "$WORK/base.yaml" <<YAML
+model_path: $MODEL
+dataset_path: $CACHE/corpus/fortunes.jsonl
+hook_point: blocks.2.hook_resid_pre
+context_size: 128
+expansion_factor: $EXPANSION
+train_batch_size: 4096
+total_training_tokens: $TOKENS
+n_batches_in_buffer: 8
+store_batch_size: 32
+lr: 0.0004
+lr_warm_up_steps: 10
+b_dec_init_method: mean
+n_eval_batches: 0
+wandb_log_frequency: 1000
+YAML
+now() { date +%s.%N; }
+
+echo "model $MODEL, hook blocks.2.hook_resid_pre, expansion $EXPANSION, batch 4096, $TOKENS tokens per SAE"
+echo "l1 sweep: ${COEFFICIENTS[*]}"
+start=$(now)
+for i in "${!COEFFICIENTS[@]}"; do
+  "$SAECTL" train "$WORK/base.yaml" --output "$WORK/alone$i" \
+    --set l1_coefficient="${COEFFICIENTS[$i]}" > "$WORK/alone$i.log" 2>&1
+done
+separate=$(echo "$(now) - $start" | bc -l)
+
+{ cat "$WORK/base.yaml"; printf 'sweep:\n  l1_coefficient: [%s, %s, %s, %s]\n' "${COEFFICIENTS[@]}"; } > "$WORK/sweep.yaml"
+start=$(now)
+"$SAECTL" train "$WORK/sweep.yaml" --output "$WORK/sweep" > "$WORK/sweep.log" 2>&1
+together=$(echo "$(now) - $start" | bc -l)
+grep -q "trained" "$WORK/sweep.log" || { cat "$WORK/sweep.log"; exit 1; }
+
+sae_tokens=$((4 * TOKENS))
+printf '%-38s %10s %16s\n' "" "wall s" "SAE-tokens/s"
+printf '%-38s %10.1f %16.0f\n' "four separate saectl train runs" "$separate" \
+  "$(echo "$sae_tokens / $separate" | bc -l)"
+printf '%-38s %10.1f %16.0f\n' "one saectl train, sweep of four" "$together" \
+  "$(echo "$sae_tokens / $together" | bc -l)"
+printf 'ratio (one stream / four runs): %.2fx\n' "$(echo "$separate / $together" | bc -l)"
+echo "(the machine may be shared: both sides ran one after the other in this script)"
