@@ -23,9 +23,12 @@ CACHE="${SAE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sae-service}"
 SAECTL="$(cd "$BUILD" && pwd)/bin/saectl"
 CORPUS="$CACHE/corpus/fortunes.jsonl"
 # The model trained here when SAE_MODEL_PATH is unset: its flags are part of the cache folder's
-# name, so a change of them trains a new one instead of reusing a different model.
+# name, so a change of them trains a new one instead of reusing a different model. The suffix is
+# the recipe's version, raised whenever a model cached by an earlier version must not be reused:
+# v2 holds out documents drawn over the whole corpus (v1, no suffix, held out its tail), the
+# same documents the quickstart's SAE run and evaluation hold out.
 MINI_TOKENS=${SAE_QUICKSTART_MODEL_TOKENS:-600000}
-MODEL="${SAE_MODEL_PATH:-$CACHE/models/gpt2-mini-fortunes-${MINI_TOKENS}}"
+MODEL="${SAE_MODEL_PATH:-$CACHE/models/gpt2-mini-fortunes-${MINI_TOKENS}-v2}"
 MODEL_START=$(date +%s)
 if [ -n "${SAE_MODEL_PATH:-}" ]; then
   if [ ! -f "$MODEL/model.safetensors" ]; then
@@ -81,7 +84,8 @@ sed -n 2p "$SAE_CLUSTER_DIR/quickstart-summary.txt"
 echo
 "$SAECTL" sae info "$OUT"
 echo
-echo "quickstart: the SAE spliced into the model (saectl eval, the corpus's first 80 contexts):"
-"$SAECTL" eval "$OUT" --model "$MODEL" --dataset "$CORPUS" || true
+echo "quickstart: the SAE spliced into the model (saectl eval, 80 contexts of the corpus's" \
+     "held-out documents, which neither the model nor the SAE trained on):"
+"$SAECTL" eval "$OUT" --model "$MODEL" --dataset "$CORPUS" --held-out-fraction 0.05 || true
 echo
 echo "The SAE is in $OUT (SAELens format: cfg.json, sae_weights.safetensors, sparsity.safetensors)."

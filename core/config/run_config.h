@@ -191,7 +191,8 @@ struct RunConfig {
   // null: store_batch_size.
   std::optional<int64_t> eval_batch_size_prompts;
   int64_t eval_every_n_wandb_logs = 100;
-  // null: the held-out tail of dataset_path (eval_held_out_fraction of it).
+  // null: the held-out documents of dataset_path (about eval_held_out_fraction of them, drawn
+  // over the whole dataset: data::Dataset::IsHeldOut).
   std::optional<std::string> eval_dataset_path;
   double eval_held_out_fraction = 0.05;
 

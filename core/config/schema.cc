@@ -392,11 +392,12 @@ Table BuildTable() {
         AtLeast<int64_t>(0));
   t.Add("eval_dataset_path", &C::eval_dataset_path, kSeed,
         "Dataset of the evaluation contexts (any format dataset_path takes); null: the held-out "
-        "tail of dataset_path.",
+        "documents of dataset_path.",
         NonEmpty());
   t.Add("eval_held_out_fraction", &C::eval_held_out_fraction, kOurs,
-        "Fraction of dataset_path, at its end, that training never reads and evaluations use "
-        "when eval_dataset_path is null and n_eval_batches > 0.",
+        "Fraction of the documents of dataset_path, drawn over the whole dataset by a hash of "
+        "where each starts, that training never reads and evaluations use when "
+        "eval_dataset_path is null and n_eval_batches > 0.",
         Between(0.0, 0.5));
 
   t.Group("Device");

@@ -124,61 +124,6 @@ TEST(ContextShardsTest, AreDisjointAndTogetherCoverEveryDocumentOnce) {
   }
 }
 
-// Every document of epoch 0 of shard `shard` of `shard_count`.
-std::vector<std::vector<int32_t>> EpochZero(std::shared_ptr<const Dataset> dataset, uint32_t shard,
-                                            uint32_t shard_count) {
-  std::vector<std::vector<int32_t>> documents;
-  auto stream = DocumentStream::Open(std::move(dataset), shard, shard_count);
-  EXPECT_TRUE(stream.ok()) << stream.status();
-  if (!stream.ok()) return documents;
-  Document document;
-  while ((*stream)->Next(&document).ok() && document.position.epoch == 0) {
-    documents.push_back(document.tokens.ToVector());
-  }
-  return documents;
-}
-
-TEST(HeldOutTailTest, IsNeverReadByTrainingShardsAndHoldsTheLastDocuments) {
-  support::TempDir folder;
-  std::vector<std::vector<int32_t>> documents = RandomDocuments(120, 17);
-  for (const Layout& layout : WriteLayouts(folder, documents)) {
-    SCOPED_TRACE(layout.name);
-    DatasetOptions options;
-    options.dataset_path = layout.path;
-    options.context_size = 16;
-    options.held_out_fraction = 0.25;
-    absl::StatusOr<std::shared_ptr<const Dataset>> dataset = Dataset::Open(options, nullptr);
-    ASSERT_TRUE(dataset.ok()) << dataset.status();
-    std::vector<std::vector<int32_t>> trained;
-    for (uint32_t shard = 0; shard < 3; ++shard) {
-      for (auto& document : EpochZero(*dataset, shard, 3)) trained.push_back(document);
-    }
-    std::vector<std::vector<int32_t>> held_out = EpochZero(*dataset, Dataset::kHeldOutShard, 3);
-    // Training reads a prefix of the documents and the tail holds the rest, about a quarter.
-    const std::vector<std::vector<int32_t>> unsplit = EpochZero(OpenOrDie(layout.path), 0, 1);
-    ASSERT_EQ(unsplit.size(), documents.size());
-    ASSERT_FALSE(held_out.empty());
-    ASSERT_EQ(trained.size() + held_out.size(), unsplit.size());
-    EXPECT_GT(held_out.size(), unsplit.size() / 8);
-    EXPECT_LT(held_out.size(), unsplit.size() / 2);
-    std::vector<std::vector<int32_t>> all = trained;
-    all.insert(all.end(), held_out.begin(), held_out.end());
-    EXPECT_EQ(all, unsplit);
-    // The split is part of the data's identity: cursors of the unsplit data do not apply.
-    EXPECT_NE((*dataset)->fingerprint(), OpenOrDie(layout.path)->fingerprint());
-  }
-}
-
-TEST(HeldOutTailTest, IsAnErrorToReadWhenNothingIsHeldOut) {
-  support::TempDir folder;
-  std::shared_ptr<const Dataset> dataset =
-      OpenOrDie(folder.Write("one.bin", BinOf(RandomDocuments(10, 3))));
-  absl::StatusOr<std::unique_ptr<DocumentStream>> stream =
-      DocumentStream::Open(dataset, Dataset::kHeldOutShard, 1);
-  ASSERT_FALSE(stream.ok());
-  EXPECT_THAT(stream.status().message(), HasSubstr("holds out nothing"));
-}
-
 // Reads `count` contexts of a shard, stopping at each of `stops` (sorted context counts) to
 // serialise the cursor, drop everything, reopen the dataset and resume from the bytes.
 std::vector<std::vector<int32_t>> ReadWithRestarts(const std::string& path, int64_t context_size,

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <filesystem>
 #include <system_error>
 
@@ -285,8 +286,8 @@ absl::StatusOr<std::shared_ptr<const Dataset>> Dataset::Open(
                          : absl::StrCat("its ", dataset->files_.size(), " files hold no data")));
   }
 
-  dataset->training_units_ = dataset->total_units_ - static_cast<uint64_t>(
-      options.held_out_fraction * static_cast<double>(dataset->total_units_));
+  // fraction x 2^64 is exact (a power-of-two scaling) and at most 2^63, so it fits.
+  dataset->held_out_threshold_ = static_cast<uint64_t>(std::ldexp(options.held_out_fraction, 64));
 
   const std::optional<bool>& given = options.is_dataset_tokenized;
   switch (kind) {
@@ -357,19 +358,26 @@ absl::StatusOr<std::shared_ptr<const Dataset>> Dataset::Open(
         list.root.empty() ? file.path : fs::path(file.path).lexically_relative(list.root).string();
     hash = Fnv1a(hash, absl::StrCat("\n", name, "\t", file.units));
   }
-  // Where documents begin depends on the held-out split too.
+  // Which documents a shard reads depends on the held-out split too (and on its rule: cursors
+  // of the former held-out tail do not apply).
   if (options.held_out_fraction > 0) {
-    hash = Fnv1a(hash, absl::StrCat("\nheld_out ", options.held_out_fraction));
+    hash = Fnv1a(hash, absl::StrCat("\nheld_out splitmix64 ", options.held_out_fraction));
   }
   dataset->fingerprint_ = hash;
   return std::shared_ptr<const Dataset>(std::move(dataset));
 }
 
+uint64_t Dataset::HeldOutDraw(uint64_t unit) {
+  uint64_t z = (unit + 1) * 0x9e3779b97f4a7c15ULL;  // modulo 2^64
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
 ShardRange Dataset::RangeOfShard(uint32_t shard_index, uint32_t shard_count) const {
-  if (shard_index == kHeldOutShard) return ShardRange{training_units_, total_units_};
+  if (shard_index == kHeldOutShard) return ShardRange{0, total_units_};
   auto boundary = [this, shard_count](uint64_t i) {
-    return static_cast<uint64_t>(static_cast<unsigned __int128>(training_units_) * i /
-                                 shard_count);
+    return static_cast<uint64_t>(static_cast<unsigned __int128>(total_units_) * i / shard_count);
   };
   return ShardRange{boundary(shard_index), boundary(shard_index + 1ULL)};
 }

@@ -68,16 +68,26 @@ class Dataset {
   // The global unit where file `file_index` starts (the sum of the units of the files before).
   uint64_t file_begin(size_t file_index) const { return file_begins_[file_index]; }
 
-  // The shard index of the held-out tail (DatasetOptions::held_out_fraction), whatever the
-  // shard count: RangeOfShard(kHeldOutShard, n) is [training_units(), total_units()).
+  // The shard index of the held-out documents (DatasetOptions::held_out_fraction), whatever
+  // the shard count. Its range is the whole dataset; it reads only the held-out documents.
   static constexpr uint32_t kHeldOutShard = 0xffffffffu;
 
-  // The units training reads: total_units() less the held-out tail.
-  uint64_t training_units() const { return training_units_; }
+  // Whether the document that starts at global unit `unit` (file_begin of its file plus its
+  // start in the file) is held out: HeldOutDraw(unit) < held_out_fraction x 2^64. Never when
+  // held_out_fraction is 0. A function of the unit and the fraction alone, so every shard, every
+  // process and every run agree (docs/data.md, "Held-out documents").
+  bool IsHeldOut(uint64_t unit) const { return HeldOutDraw(unit) < held_out_threshold_; }
+
+  // The document's draw, uniform over 64 bits: the (unit + 1)-th output of splitmix64 seeded
+  // with 0 (Steele, Lea and Flood 2014; Vigna's splitmix64.c). Integer arithmetic only, the
+  // same on every platform. The draw of unit 0 is 0xe220a8397b1dcdaf (0.88 x 2^64), so the
+  // first document of a dataset is never held out: a one-document dataset keeps it for training.
+  static uint64_t HeldOutDraw(uint64_t unit);
 
   // The units shard `shard_index` of `shard_count` owns. Requires shard_index < shard_count, or
-  // kHeldOutShard. The ranges of the training shards are disjoint and cover
-  // [0, training_units()); the held-out tail is the rest.
+  // kHeldOutShard. The ranges of the shards are disjoint and cover [0, total_units()); a shard
+  // reads the documents that start in its range and are not held out (IsHeldOut). The range of
+  // kHeldOutShard is [0, total_units()) and it reads the held-out documents.
   ShardRange RangeOfShard(uint32_t shard_index, uint32_t shard_count) const;
 
   // The index of the file holding global unit `unit` and the unit where that file starts.
@@ -105,7 +115,7 @@ class Dataset {
   std::vector<DatasetFile> files_;
   std::vector<uint64_t> file_begins_;  // global unit where each file starts
   uint64_t total_units_ = 0;
-  uint64_t training_units_ = 0;
+  uint64_t held_out_threshold_ = 0;  // held_out_fraction x 2^64
   uint64_t fingerprint_ = 0;
 };
 

@@ -39,9 +39,10 @@ struct DatasetOptions {
   // Ids at or above this are errors naming the file and the line or offset.
   int32_t vocab_size = 50257;
 
-  // The fraction of the dataset's units, at its end, that training never reads: the documents
-  // that start there are held out for evaluations (Dataset::kHeldOutShard). 0: none. In
-  // [0, 0.5].
+  // The fraction of the dataset's documents that training never reads, held out for evaluations
+  // (Dataset::kHeldOutShard): each document is held out or not by a hash of where it starts
+  // (Dataset::IsHeldOut), so the held-out documents are spread over the whole dataset and about
+  // this fraction of them (and of its tokens) is held out. 0: none. In [0, 0.5].
   double held_out_fraction = 0;
 
   // A line holding exactly this (a trailing '\r' allowed) separates documents of a text file;

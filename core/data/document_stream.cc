@@ -31,10 +31,9 @@ absl::StatusOr<std::unique_ptr<DocumentStream>> DocumentStream::Open(
         absl::StrCat("shard ", shard_index, " of ", shard_count, " does not exist"));
   }
   ShardRange range = dataset->RangeOfShard(shard_index, shard_count);
-  if (range.begin == range.end && held_out) {
+  if (held_out && dataset->options().held_out_fraction == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        dataset->Describe(), " holds out nothing for evaluations (held_out_fraction is ",
-        dataset->options().held_out_fraction, ")"));
+        dataset->Describe(), " holds out nothing for evaluations (held_out_fraction is 0)"));
   }
   if (range.begin == range.end) {
     return absl::InvalidArgumentError(
@@ -78,10 +77,12 @@ uint64_t DocumentStream::LocalEnd(uint64_t file_index) const {
   return std::min(dataset_->files()[file_index].units, range_.end - file_begin);
 }
 
-absl::Status DocumentStream::Next(Document* document) {
+absl::StatusOr<bool> DocumentStream::NextOfThisEpoch(Document* document) {
+  const bool held_out = shard_index_ == Dataset::kHeldOutShard;
   while (true) {
     if (reader_ == nullptr) {
-      SAE_ASSIGN_OR_RETURN(reader_, FileDocumentReader::Open(*dataset_, position_.file_index));
+      SAE_ASSIGN_OR_RETURN(reader_,
+                           FileDocumentReader::Open(*dataset_, position_.file_index, held_out));
       reader_->Seek(position_.offset);
     }
     FileDocument found;
@@ -91,7 +92,7 @@ absl::Status DocumentStream::Next(Document* document) {
       document->tokens = std::move(found.tokens);
       position_.offset = reader_->position();
       ++documents_this_epoch_;
-      return absl::OkStatus();
+      return true;
     }
     if (position_.file_index < last_file_) {
       reader_.reset();
@@ -99,16 +100,30 @@ absl::Status DocumentStream::Next(Document* document) {
       position_.offset = LocalBegin(position_.file_index);
       continue;
     }
+    if (epoch_read_from_start_ && documents_this_epoch_ == 0 && held_out) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          dataset_->Describe(), " holds out no document: each is held out with probability ",
+          dataset_->options().held_out_fraction,
+          " (held_out_fraction) and none was drawn; raise the fraction or use more data"));
+    }
     if (epoch_read_from_start_ && documents_this_epoch_ == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "shard ", shard_index_, " of ", shard_count_, " of ", dataset_->Describe(),
           " holds no documents (units ", range_.begin, " to ", range_.end,
-          " hold only blank lines, separators or delimiters, or no document starts there); "
-          "use fewer shards"));
+          " hold only blank lines, separators, delimiters or held-out documents, or no document "
+          "starts there); use fewer shards"));
     }
+    return false;
+  }
+}
+
+absl::Status DocumentStream::Next(Document* document) {
+  while (true) {
+    SAE_ASSIGN_OR_RETURN(bool has_document, NextOfThisEpoch(document));
+    if (has_document) return absl::OkStatus();
     ++position_.epoch;
     const std::string shard = shard_index_ == Dataset::kHeldOutShard
-                                  ? std::string("the held-out tail")
+                                  ? std::string("the held-out documents")
                                   : absl::StrCat("shard ", shard_index_, " of ", shard_count_);
     spdlog::warn(
         "dataset {}: {} served all its documents ({} this pass); starting epoch {}, so "

@@ -40,14 +40,16 @@ struct Document {
 };
 
 // Reads the documents of shard `shard_index` of `shard_count`: the documents whose first unit
-// lies in Dataset::RangeOfShard, in file order. After the last one the shard starts a new
-// epoch at its first document, counts it and logs a warning. Not thread-safe; one stream per
-// thread.
+// lies in Dataset::RangeOfShard and that are not held out (Dataset::IsHeldOut), in file order;
+// or, for Dataset::kHeldOutShard, the held-out documents of the whole dataset. After the last one
+// the shard starts a new epoch at its first document, counts it and logs a warning. Not
+// thread-safe; one stream per thread.
 class DocumentStream {
  public:
   // A stream at the start of epoch 0. `shard_index` may be Dataset::kHeldOutShard, the
-  // held-out tail. InvalidArgument when shard_index >= shard_count (and is not the tail) or the
-  // shard's range is empty (more shards than units of data, or nothing held out).
+  // held-out documents. InvalidArgument when shard_index >= shard_count (and is not
+  // kHeldOutShard), the shard's range is empty (more shards than units of data), or
+  // kHeldOutShard is asked of a dataset whose held_out_fraction is 0.
   static absl::StatusOr<std::unique_ptr<DocumentStream>> Open(
       std::shared_ptr<const Dataset> dataset, uint32_t shard_index, uint32_t shard_count);
 
@@ -62,10 +64,15 @@ class DocumentStream {
   DocumentStream& operator=(const DocumentStream&) = delete;
 
   // The next document. A view in `document->tokens` stays valid until the next call.
-  // FailedPrecondition when a whole epoch held no document (the shard owns only blank lines or
-  // delimiters, or no document starts in its range: use fewer shards); the errors of the files
+  // FailedPrecondition when a whole epoch held no document (the shard owns only blank lines,
+  // delimiters or held-out documents, or no document starts in its range: use fewer shards; or
+  // no document is held out); the errors of the files
   // (malformed lines, ids outside the vocabulary) name the file and the line or offset.
   absl::Status Next(Document* document);
+
+  // The next document of the current epoch, like Next; false at the epoch's end, where the
+  // stream stays (Next then starts the next epoch), so one pass reads without a warning.
+  absl::StatusOr<bool> NextOfThisEpoch(Document* document);
 
   // Where the next call to Next starts searching.
   const DocumentPosition& position() const { return position_; }

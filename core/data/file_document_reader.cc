@@ -36,8 +36,10 @@ size_t LineStartAtOrAfter(std::string_view bytes, size_t at) {
 // line break in front of the next separator line (that break, and a '\r' before it, excluded).
 class TextReader : public FileDocumentReader {
  public:
-  TextReader(const Dataset& dataset, std::unique_ptr<MappedFile> file)
-      : tokenizer_(*dataset.tokenizer()),
+  TextReader(const Dataset& dataset, size_t file_index, bool held_out,
+             std::unique_ptr<MappedFile> file)
+      : FileDocumentReader(dataset, file_index, held_out),
+        tokenizer_(*dataset.tokenizer()),
         separator_(dataset.options().text_document_separator),
         file_(std::move(file)),
         bytes_(file_->bytes()) {}
@@ -84,7 +86,7 @@ class TextReader : public FileDocumentReader {
         document_end = separator_line == begin ? begin : separator_line - 1;
         if (document_end > begin && bytes_[document_end - 1] == '\r') --document_end;
       }
-      if (document_end == begin) continue;
+      if (document_end == begin || !Wanted(begin)) continue;
       std::vector<int32_t> tokens = tokenizer_.Encode(bytes_.substr(begin, document_end - begin));
       if (tokens.empty()) continue;
       document->start = begin;
@@ -123,8 +125,11 @@ class TextReader : public FileDocumentReader {
 // JSONL: every non-blank line is a document and starts at its first byte.
 class JsonlReader : public FileDocumentReader {
  public:
-  JsonlReader(const Dataset& dataset, std::unique_ptr<MappedFile> file)
-      : dataset_(dataset), file_(std::move(file)), bytes_(file_->bytes()) {}
+  JsonlReader(const Dataset& dataset, size_t file_index, bool held_out,
+              std::unique_ptr<MappedFile> file)
+      : FileDocumentReader(dataset, file_index, held_out),
+        file_(std::move(file)),
+        bytes_(file_->bytes()) {}
 
   void Seek(uint64_t offset) override {
     position_ = LineStartAtOrAfter(bytes_, std::min<uint64_t>(offset, bytes_.size()));
@@ -138,7 +143,7 @@ class JsonlReader : public FileDocumentReader {
       if (begin >= end || begin >= bytes_.size()) return false;
       position_ = AfterLineBreak(bytes_, begin);
       std::string_view line = bytes_.substr(begin, position_ - begin);
-      if (IsBlankLine(line)) continue;
+      if (IsBlankLine(line) || !Wanted(begin)) continue;
       size_t line_number = LineNumberAt(begin);
       std::vector<int32_t> tokens;
       if (dataset_.is_tokenized()) {
@@ -175,7 +180,6 @@ class JsonlReader : public FileDocumentReader {
     return line_number_;
   }
 
-  const Dataset& dataset_;
   std::unique_ptr<MappedFile> file_;
   std::string_view bytes_;
   size_t position_ = 0;
@@ -251,11 +255,12 @@ absl::Status TokenOutsideVocabulary(const DatasetFile& file, uint64_t index, int
 // starts at id 0 or right after a delimiter; runs of delimiters make no empty documents.
 class TokenStreamReader : public FileDocumentReader {
  public:
-  TokenStreamReader(const Dataset& dataset, const DatasetFile& file,
+  TokenStreamReader(const Dataset& dataset, size_t file_index, bool held_out,
                     std::unique_ptr<MappedFile> mapped)
-      : file_(file),
+      : FileDocumentReader(dataset, file_index, held_out),
+        file_(dataset.files()[file_index]),
         mapped_(std::move(mapped)),
-        tokens_(*mapped_, file.layout),
+        tokens_(*mapped_, file_.layout),
         delimiter_(dataset.options().bos_token_id),
         vocab_size_(dataset.options().vocab_size) {}
 
@@ -289,7 +294,7 @@ class TokenStreamReader : public FileDocumentReader {
         ++at;  // a valid id above the delimiter
       }
       position_ = at < tokens_.size() ? at + 1 : tokens_.size();
-      if (at == begin) continue;
+      if (at == begin || !Wanted(begin)) continue;
       document->start = begin;
       document->tokens = TokenSequence::View(tokens_.data() + begin * tokens_.width(), at - begin,
                                              tokens_.width());
@@ -309,12 +314,13 @@ class TokenStreamReader : public FileDocumentReader {
 // Rows of a 2-D .npy: each row is a document and a context.
 class TokenRowReader : public FileDocumentReader {
  public:
-  TokenRowReader(const Dataset& dataset, const DatasetFile& file,
+  TokenRowReader(const Dataset& dataset, size_t file_index, bool held_out,
                  std::unique_ptr<MappedFile> mapped)
-      : file_(file),
+      : FileDocumentReader(dataset, file_index, held_out),
+        file_(dataset.files()[file_index]),
         mapped_(std::move(mapped)),
-        tokens_(*mapped_, file.layout),
-        row_length_(file.layout.row_length),
+        tokens_(*mapped_, file_.layout),
+        row_length_(file_.layout.row_length),
         vocab_size_(dataset.options().vocab_size) {}
 
   void Seek(uint64_t offset) override { position_ = std::min(offset, file_.units); }
@@ -323,6 +329,8 @@ class TokenRowReader : public FileDocumentReader {
 
   absl::StatusOr<bool> Next(uint64_t end, FileDocument* document) override {
     uint64_t row = position_;
+    while (row < end && row < file_.units && !Wanted(row)) ++row;
+    position_ = row;
     if (row >= end || row >= file_.units) return false;
     uint64_t first = row * row_length_;
     for (uint64_t i = first; i < first + row_length_; ++i) {
@@ -349,7 +357,8 @@ class TokenRowReader : public FileDocumentReader {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<FileDocumentReader>> FileDocumentReader::Open(const Dataset& dataset,
-                                                                             size_t file_index) {
+                                                                             size_t file_index,
+                                                                             bool held_out) {
   const DatasetFile& file = dataset.files()[file_index];
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<MappedFile> mapped, MappedFile::Open(file.path));
   uint64_t size = mapped->bytes().size();
@@ -363,9 +372,11 @@ absl::StatusOr<std::unique_ptr<FileDocumentReader>> FileDocumentReader::Open(con
   }
   switch (dataset.format()) {
     case DatasetFormat::kText:
-      return std::unique_ptr<FileDocumentReader>(new TextReader(dataset, std::move(mapped)));
+      return std::unique_ptr<FileDocumentReader>(
+          new TextReader(dataset, file_index, held_out, std::move(mapped)));
     case DatasetFormat::kJsonl:
-      return std::unique_ptr<FileDocumentReader>(new JsonlReader(dataset, std::move(mapped)));
+      return std::unique_ptr<FileDocumentReader>(
+          new JsonlReader(dataset, file_index, held_out, std::move(mapped)));
     case DatasetFormat::kTokenFile:
       if (file.layout.row_length > 0) {
         if (static_cast<int64_t>(file.layout.row_length) < dataset.options().context_size) {
@@ -375,10 +386,10 @@ absl::StatusOr<std::unique_ptr<FileDocumentReader>> FileDocumentReader::Open(con
               "; rows are used as they are, so each must fill a context"));
         }
         return std::unique_ptr<FileDocumentReader>(
-            new TokenRowReader(dataset, file, std::move(mapped)));
+            new TokenRowReader(dataset, file_index, held_out, std::move(mapped)));
       }
       return std::unique_ptr<FileDocumentReader>(
-          new TokenStreamReader(dataset, file, std::move(mapped)));
+          new TokenStreamReader(dataset, file_index, held_out, std::move(mapped)));
   }
   return absl::InternalError("unknown dataset format");
 }

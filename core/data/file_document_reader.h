@@ -24,10 +24,11 @@ struct FileDocument {
 // saved from position() resumes exactly. Not thread-safe.
 class FileDocumentReader {
  public:
-  // A reader for file `file_index` of `dataset`, positioned at its start. The dataset must
-  // outlive the reader.
+  // A reader for file `file_index` of `dataset`, positioned at its start, that returns the
+  // held-out documents (Dataset::IsHeldOut) when `held_out`, the others otherwise; it skips the
+  // rest without tokenising or parsing them. The dataset must outlive the reader.
   static absl::StatusOr<std::unique_ptr<FileDocumentReader>> Open(const Dataset& dataset,
-                                                                  size_t file_index);
+                                                                  size_t file_index, bool held_out);
 
   virtual ~FileDocumentReader() = default;
 
@@ -37,10 +38,24 @@ class FileDocumentReader {
   // Where the next document is searched from: a document start, or the file's size.
   virtual uint64_t position() const = 0;
 
-  // Reads the next document when it starts before `end`, returning true, and moves past it;
-  // returns false when no document starts before `end`. A view into the file in `document`
-  // stays valid while the reader lives. Errors name the file and the line or offset.
+  // Reads the next document of the reader's side of the split when it starts before `end`,
+  // returning true, and moves past it; returns false when no such document starts before `end`. A
+  // view into the file in `document` stays valid while the reader lives. Errors name the file and
+  // the line or offset.
   virtual absl::StatusOr<bool> Next(uint64_t end, FileDocument* document) = 0;
+
+ protected:
+  FileDocumentReader(const Dataset& dataset, size_t file_index, bool held_out)
+      : dataset_(dataset), file_begin_(dataset.file_begin(file_index)), held_out_(held_out) {}
+
+  // Whether the document starting at `start` (in the file's units) is on the reader's side.
+  bool Wanted(uint64_t start) const { return dataset_.IsHeldOut(file_begin_ + start) == held_out_; }
+
+  const Dataset& dataset_;
+
+ private:
+  uint64_t file_begin_;
+  bool held_out_;
 };
 
 }  // namespace sae::data

@@ -181,5 +181,46 @@ TEST_F(TextDatasetsTest, ShardsOfOneLargeTextFileSplitAtDocumentBoundariesAndRes
   EXPECT_EQ(resumed, uninterrupted);
 }
 
+TEST_F(TextDatasetsTest,
+       HeldOutDocumentsOfTextAndJsonlAreSkippedByTrainingAndReadByTheHeldOutShard) {
+  support::TempDir folder;
+  std::vector<std::string> documents;
+  std::string jsonl;
+  for (int i = 0; i < 200; ++i) {
+    documents.push_back(absl::StrCat("Document ", i, ". ", Documents()[i % Documents().size()]));
+    jsonl += nlohmann::json{{"text", documents.back()}}.dump() + "\n";
+  }
+  for (const std::string& path :
+       {folder.Write("large.txt", absl::StrJoin(documents, "\n<|endoftext|>\n")),
+        folder.Write("large.jsonl", jsonl)}) {
+    SCOPED_TRACE(path);
+    DatasetOptions options;
+    options.dataset_path = path;
+    options.context_size = 16;
+    options.held_out_fraction = 0.2;
+    absl::StatusOr<std::shared_ptr<const Dataset>> dataset = Dataset::Open(options, tokenizer());
+    ASSERT_TRUE(dataset.ok()) << dataset.status();
+    // The side of each document follows from where it starts in the file.
+    std::vector<std::string> expected_trained, expected_held_out;
+    auto all = DocumentStream::Open(Open(path, 16), 0, 1);
+    ASSERT_TRUE(all.ok());
+    for (size_t i = 0; i < documents.size(); ++i) {
+      Document document;
+      ASSERT_TRUE((*all)->Next(&document).ok());
+      (*dataset)->IsHeldOut(document.position.offset) ? expected_held_out.push_back(documents[i])
+                                                      : expected_trained.push_back(documents[i]);
+    }
+    EXPECT_GT(expected_held_out.size(), 20u);
+    EXPECT_LT(expected_held_out.size(), 60u);
+    EXPECT_EQ(ReadEpoch(*dataset, Dataset::kHeldOutShard, 1), expected_held_out);
+    std::vector<std::string> trained;
+    for (uint32_t shard = 0; shard < 3; ++shard) {
+      std::vector<std::string> texts = ReadEpoch(*dataset, shard, 3);
+      trained.insert(trained.end(), texts.begin(), texts.end());
+    }
+    EXPECT_EQ(trained, expected_trained);
+  }
+}
+
 }  // namespace
 }  // namespace sae::data

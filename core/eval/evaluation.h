@@ -45,7 +45,7 @@ class TensorContextSource : public ContextSource {
 
 // The first `count` contexts of `dataset`, packed as training packs them (context_packing.h;
 // a 2-D .npy or JSONL `tokens` row is one context): [count, T] int64. `shard_index` 0: one shard
-// over the data training reads; data::Dataset::kHeldOutShard: the held-out tail (evaluations
+// over the data training reads; data::Dataset::kHeldOutShard: the held-out documents (evaluations
 // during training). OutOfRange, naming the dataset and both counts, when it holds fewer
 // (packing would wrap around into a second epoch).
 absl::StatusOr<at::Tensor> ReadFirstContexts(std::shared_ptr<const data::Dataset> dataset,

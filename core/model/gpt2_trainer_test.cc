@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <random>
 
+#include "core/data/token_file_format.h"
 #include "core/io/tensor_io.h"
 #include "core/model/gpt2_model.h"
 #include "support/temp_dir.h"
@@ -48,14 +49,21 @@ Gpt2Config TinyConfig(int context) {
   return c;
 }
 
-TrainingCorpus MarkovCorpus(int documents, int context) {
+// The documents as a nanoGPT .bin, loaded as `saectl model train` loads a dataset: the
+// dataset's held-out documents (drawn over the whole file, data::Dataset::IsHeldOut) are the
+// held-out part.
+TrainingCorpus MarkovCorpus(int documents, int context, double held_out_fraction = 0.05) {
+  support::TempDir folder;
+  std::vector<int32_t> stream;
+  for (const std::vector<int32_t>& document : MarkovDocuments(documents, 11)) {
+    stream.insert(stream.end(), document.begin(), document.end());
+    stream.push_back(50256);
+  }
   TrainingCorpusOptions options;
+  options.dataset_path = folder.Write("markov.bin", *data::EncodeNanoGptBin(stream));
   options.context_size = context;
-  // The last twentieth of the documents is held out (as the dataset's tail would be).
-  std::vector<std::vector<int32_t>> all = MarkovDocuments(documents, 11);
-  std::vector<std::vector<int32_t>> held(all.end() - documents / 20, all.end());
-  all.resize(all.size() - documents / 20);
-  auto corpus = TrainingCorpus::FromDocuments(options, all, held);
+  options.held_out_fraction = held_out_fraction;
+  auto corpus = TrainingCorpus::Load(options, nullptr);
   EXPECT_TRUE(corpus.ok()) << corpus.status();
   return *std::move(corpus);
 }
@@ -82,8 +90,7 @@ TEST(TrainGpt2Test, TinyModelWithTheRealVocabularyLearnsBelowTheUnigramEntropy) 
   EXPECT_EQ(result->steps, 150);
   EXPECT_EQ(reports, 150);
   std::printf("held-out loss %.3f nats, held-out unigram entropy %.3f nats, %.0f tokens/s\n",
-              result->held_out_loss, result->held_out_unigram_entropy,
-              result->tokens_per_second);
+              result->held_out_loss, result->held_out_unigram_entropy, result->tokens_per_second);
   EXPECT_GT(result->held_out_unigram_entropy, 3.5);  // about ln 64 = 4.16
   EXPECT_LT(result->held_out_loss, result->held_out_unigram_entropy - 1.0)
       << "held-out loss " << result->held_out_loss << " vs unigram entropy "
@@ -116,7 +123,7 @@ Gpt2TrainingOptions ResumeOptions(const std::string& out) {
 
 TEST(TrainGpt2Test, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
   support::TempDir folder;
-  const TrainingCorpus corpus = MarkovCorpus(20, 16);
+  const TrainingCorpus corpus = MarkovCorpus(20, 16, 0.2);
   ASSERT_LT(corpus.train().size(0), 12 * 4);
 
   Gpt2TrainingOptions straight = ResumeOptions(folder.path() + "/straight");
@@ -153,11 +160,14 @@ TEST(TrainGpt2Test, ResumingFromAnInterruptionEqualsTrainingStraightThrough) {
   for (const auto& [name, tensor] : *a) {
     EXPECT_TRUE(at::equal(tensor, b->at(name))) << name << " differs after resuming";
   }
-  EXPECT_EQ(resumed->held_out_loss, TrainGpt2(corpus, [&] {
-                                      Gpt2TrainingOptions again = straight;
-                                      again.resume = true;  // a finished run resumes to its end
-                                      return again;
-                                    }())->held_out_loss);
+  EXPECT_EQ(resumed->held_out_loss, TrainGpt2(corpus,
+                                              [&] {
+                                                Gpt2TrainingOptions again = straight;
+                                                again.resume =
+                                                    true;  // a finished run resumes to its end
+                                                return again;
+                                              }())
+                                        ->held_out_loss);
 }
 
 TEST(TrainGpt2Test, RefusesToResumeWithOtherOptions) {

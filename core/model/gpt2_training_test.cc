@@ -5,9 +5,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
+#include "core/data/dataset.h"
 #include "core/model/gpt2_model.h"
 #include "core/model/training_corpus.h"
 #include "support/random_gpt2.h"
@@ -21,10 +23,10 @@ Gpt2Weights ToDouble(Gpt2Weights w) {
   cast(w.wte);
   cast(w.wpe);
   for (Gpt2BlockWeights& b : w.blocks) {
-    for (at::Tensor* t : {&b.ln_1_weight, &b.ln_1_bias, &b.attn_c_attn_weight,
-                          &b.attn_c_attn_bias, &b.attn_c_proj_weight, &b.attn_c_proj_bias,
-                          &b.ln_2_weight, &b.ln_2_bias, &b.mlp_c_fc_weight, &b.mlp_c_fc_bias,
-                          &b.mlp_c_proj_weight, &b.mlp_c_proj_bias}) {
+    for (at::Tensor* t :
+         {&b.ln_1_weight, &b.ln_1_bias, &b.attn_c_attn_weight, &b.attn_c_attn_bias,
+          &b.attn_c_proj_weight, &b.attn_c_proj_bias, &b.ln_2_weight, &b.ln_2_bias,
+          &b.mlp_c_fc_weight, &b.mlp_c_fc_bias, &b.mlp_c_proj_weight, &b.mlp_c_proj_bias}) {
       cast(*t);
     }
   }
@@ -200,11 +202,11 @@ TEST(LearningRateScheduleTest, WarmsUpLinearlyThenDecaysByCosineToTheMinimum) {
   EXPECT_GT(s.At(50), s.At(51));
 }
 
-TEST(TrainingCorpusTest, HoldsOutTheDatasetsTailAndNeverTrainsOnIt) {
+TEST(TrainingCorpusTest, HoldsOutTheDatasetsHeldOutDocumentsFromAllOverAndNeverTrainsOnThem) {
   support::TempDir folder;
-  // nanoGPT's .bin: raw uint16 ids, documents delimited by 50256.
+  // nanoGPT's .bin: raw uint16 ids, documents delimited by 50256; document i is [id id id].
   std::vector<uint16_t> ids;
-  for (uint16_t i = 0; i < 100; ++i) {
+  for (uint16_t i = 0; i < 400; ++i) {
     const uint16_t id = 1000 + i;
     ids.insert(ids.end(), {id, id, id, 50256});
   }
@@ -212,21 +214,38 @@ TEST(TrainingCorpusTest, HoldsOutTheDatasetsTailAndNeverTrainsOnIt) {
   options.dataset_path = folder.Write(
       "corpus.bin", std::string(reinterpret_cast<const char*>(ids.data()), 2 * ids.size()));
   options.context_size = 4;  // one document per context: [BOS d d d]
-  options.held_out_fraction = 0.05;
+  options.held_out_fraction = 0.1;
   auto corpus = TrainingCorpus::Load(options, nullptr);
   ASSERT_TRUE(corpus.ok()) << corpus.status();
-  EXPECT_EQ(corpus->documents(), 100);
-  const int64_t held = corpus->held_out().size(0);
-  EXPECT_EQ(corpus->held_out_documents(), held);
-  EXPECT_GE(held, 4);
-  EXPECT_LE(held, 6);
-  ASSERT_EQ(corpus->train().size(0), 100 - held);
-  for (int64_t i = 0; i < held; ++i) {  // the last documents of the file
-    EXPECT_GE(corpus->held_out()[i][1].item<int64_t>(), 1100 - held);
+  EXPECT_EQ(corpus->documents(), 400);
+  // The held-out documents are those the dataset's rule draws (document i starts at id 4 i).
+  data::DatasetOptions dataset_options;
+  dataset_options.dataset_path = options.dataset_path;
+  dataset_options.held_out_fraction = options.held_out_fraction;
+  auto dataset = data::Dataset::Open(dataset_options, nullptr);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  std::vector<int64_t> expected_held_out, expected_train;
+  for (int64_t i = 0; i < 400; ++i) {
+    ((*dataset)->IsHeldOut(4 * i) ? expected_held_out : expected_train).push_back(1000 + i);
   }
-  for (int64_t i = 0; i < corpus->train().size(0); ++i) {
-    EXPECT_LT(corpus->train()[i][1].item<int64_t>(), 1100 - held);
-    EXPECT_EQ(corpus->train()[i][0].item<int64_t>(), 50256);
+  auto document_ids = [](const at::Tensor& contexts) {
+    std::vector<int64_t> out;
+    for (int64_t i = 0; i < contexts.size(0); ++i) {
+      EXPECT_EQ(contexts[i][0].item<int64_t>(), 50256);
+      out.push_back(contexts[i][1].item<int64_t>());
+    }
+    return out;
+  };
+  EXPECT_EQ(document_ids(corpus->held_out()), expected_held_out);
+  EXPECT_EQ(document_ids(corpus->train()), expected_train);  // none of the held-out ones
+  EXPECT_EQ(corpus->held_out_documents(), static_cast<int64_t>(expected_held_out.size()));
+  EXPECT_GT(expected_held_out.size(), 25u);
+  EXPECT_LT(expected_held_out.size(), 55u);
+  // Spread over the file, not its tail: every quarter holds some.
+  for (int64_t quarter = 0; quarter < 4; ++quarter) {
+    EXPECT_TRUE(std::any_of(expected_held_out.begin(), expected_held_out.end(),
+                            [&](int64_t id) { return (id - 1000) / 100 == quarter; }))
+        << "quarter " << quarter;
   }
 }
 
@@ -244,8 +263,8 @@ TEST(TrainingCorpusTest, ServesEveryContextOncePerEpochInASeededOrder) {
                         std::get<0>(corpus->train().select(1, 1).sort())));
   EXPECT_FALSE(at::equal(epoch0, epoch1));
   // Any window reads the same contexts, whatever was read before.
-  EXPECT_TRUE(at::equal(corpus->Contexts(n - 3, 6, 7), at::cat({epoch0.narrow(0, n - 3, 3),
-                                                                 epoch1.narrow(0, 0, 3)})));
+  EXPECT_TRUE(at::equal(corpus->Contexts(n - 3, 6, 7),
+                        at::cat({epoch0.narrow(0, n - 3, 3), epoch1.narrow(0, 0, 3)})));
   EXPECT_FALSE(at::equal(corpus->Contexts(0, n, 8), epoch0));
 }
 

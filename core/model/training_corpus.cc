@@ -17,8 +17,8 @@ namespace {
 
 // Uniform in [0, n) from a 64-bit engine, by rejection (no modulo bias, library-independent).
 uint64_t UniformBelow(std::mt19937_64& engine, uint64_t n) {
-  const uint64_t limit = std::numeric_limits<uint64_t>::max() -
-                         (std::numeric_limits<uint64_t>::max() % n + 1) % n;
+  const uint64_t limit =
+      std::numeric_limits<uint64_t>::max() - (std::numeric_limits<uint64_t>::max() % n + 1) % n;
   uint64_t x;
   do {
     x = engine();
@@ -61,22 +61,14 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> ReadShard(
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<data::DocumentStream> stream,
                        data::DocumentStream::Open(dataset, shard, 1));
   std::vector<std::vector<int32_t>> documents;
-  const uint64_t end = dataset->RangeOfShard(shard, 1).end;
+  data::Document document;
   while (true) {
-    // Stop at the shard's end rather than let the stream start its next epoch (and warn).
-    const data::DocumentPosition& at = stream->position();
-    if (at.epoch == 0 && at.file_index < dataset->files().size() &&
-        dataset->file_begin(at.file_index) + at.offset >= end) {
-      break;
-    }
-    data::Document document;
-    SAE_RETURN_IF_ERROR(stream->Next(&document));
-    if (document.position.epoch > 0) break;  // the shard started over: every document was read
+    SAE_ASSIGN_OR_RETURN(bool has_document, stream->NextOfThisEpoch(&document));
+    if (!has_document) return documents;
     std::vector<int32_t> ids;
     document.tokens.AppendTo(0, document.tokens.size(), &ids);
     documents.push_back(std::move(ids));
   }
-  return documents;
 }
 
 }  // namespace
@@ -84,8 +76,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> ReadShard(
 absl::StatusOr<TrainingCorpus> TrainingCorpus::Load(const TrainingCorpusOptions& options,
                                                     const tokenizer::Gpt2Tokenizer* tokenizer) {
   if (!(options.held_out_fraction > 0 && options.held_out_fraction <= 0.5)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the held-out fraction must be in (0, 0.5], got ", options.held_out_fraction));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the held-out fraction must be in (0, 0.5], got ", options.held_out_fraction));
   }
   data::DatasetOptions dataset_options;
   dataset_options.dataset_path = options.dataset_path;
@@ -114,8 +106,8 @@ absl::StatusOr<TrainingCorpus> TrainingCorpus::FromDocuments(
   if (train.empty() || held.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "the dataset ", options.dataset_path, " is too small: ", train_docs.size(),
-        " training and ", held_docs.size(), " held-out documents pack into ", train.size(),
-        " and ", held.size(), " contexts of ", options.context_size,
+        " training and ", held_docs.size(), " held-out documents pack into ", train.size(), " and ",
+        held.size(), " contexts of ", options.context_size,
         " tokens; each part needs at least one (use more data or a smaller context size)"));
   }
   TrainingCorpus corpus;

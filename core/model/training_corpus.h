@@ -17,10 +17,11 @@ namespace sae::model {
 struct TrainingCorpusOptions {
   std::string dataset_path;  // anything core/data reads (docs/data.md); text is tokenised
   int64_t context_size = 128;
-  // The dataset's held-out tail (data::DatasetOptions::held_out_fraction: the documents that
-  // start in the last fraction of its units, Dataset::kHeldOutShard), which the model never
-  // trains on. The default equals run.yaml's eval_held_out_fraction, so an SAE's evaluations on
-  // the same dataset read documents the model never saw. In (0, 0.5].
+  // The dataset's held-out documents (data::DatasetOptions::held_out_fraction: each document is
+  // held out by a hash of where it starts, data::Dataset::IsHeldOut; read through
+  // Dataset::kHeldOutShard), which the model never trains on. The default equals run.yaml's
+  // eval_held_out_fraction and the rule is the same, so an SAE's evaluations on the same dataset
+  // read documents the model never saw. In (0, 0.5].
   double held_out_fraction = 0.05;
   int32_t vocab_size = 50257;
   std::string text_document_separator = "<|endoftext|>";
@@ -33,7 +34,7 @@ struct TrainingCorpusOptions {
 // another BOS); the ids of an incomplete last context are dropped.
 class TrainingCorpus {
  public:
-  // Reads every document once (epoch 0 of the training part and of the held-out tail).
+  // Reads every document once (epoch 0 of the training part and of the held-out part).
   // `tokenizer` is needed for text and may be null for token data. InvalidArgument when either
   // part has no full context (too little data for context_size or for the held-out fraction),
   // plus the errors of data::Dataset::Open and data::DocumentStream::Next.

@@ -313,7 +313,7 @@ TEST_F(LocalTrainingTest, NoEvaluationsWithZeroEvalBatches) {
 TEST_F(LocalTrainingTest, DefaultEvaluationBatchesShrinkToWhatASmallTailHolds) {
   LocalTrainingOptions options;
   options.output_dir = dir_ + "/out";
-  // A 1% tail of this dataset holds about 8 contexts of 16 tokens: 2 of the default 10 batches
+  // 1% of this dataset's documents hold about 8 contexts of 16 tokens: 2 of the default 10 batches
   // of store_batch_size (4) contexts.
   auto result = RunLocalTraining(Config("eval_held_out_fraction: 0.01\n"), options);
   ASSERT_TRUE(result.ok()) << result.status();

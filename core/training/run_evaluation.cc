@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<RunEvaluator>> RunEvaluator::Create(
   }
   absl::StatusOr<at::Tensor> contexts = eval::ReadFirstContexts(dataset, count, shard);
   // With n_eval_batches and eval_batch_size_prompts left at their defaults, a small dataset's
-  // tail gets as many whole batches as it holds (said in the log) rather than an error.
+  // held-out part gets as many whole batches as it holds (said in the log) rather than an error.
   const bool defaults = !config.source.Given("n_eval_batches") &&
                         !config.source.Given("eval_batch_size_prompts");
   for (int64_t batches = config.n_eval_batches - 1;

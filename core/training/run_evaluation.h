@@ -21,7 +21,8 @@ class RunEvaluator {
   // Null (and OK) when the run has no evaluations: n_eval_batches 0, or a run from cached
   // activations (no model or dataset to evaluate with; logged). Reads the
   // n_eval_batches * eval_batch_size_prompts evaluation contexts once: the first ones of the
-  // held-out tail of assets.dataset (LoadRunAssets holds it out), or of eval_dataset_path.
+  // held-out documents of assets.dataset (LoadRunAssets holds them out), or of
+  // eval_dataset_path.
   // `assets.model` must outlive the evaluator. Errors name the key to change: InvalidArgument
   // when the evaluation data holds fewer contexts than asked (it never wraps around into
   // contexts already evaluated), and the dataset's errors.

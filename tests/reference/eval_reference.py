@@ -17,7 +17,10 @@ processed value x_hat is the raw value x_hat + b_V (zero-ablation in processed s
 
 Cases: a standard SAE on a residual hook, a standard SAE on one head of hook_z
 (hook_head_index, nested SAELens 6 cfg.json), a TopK SAE on all heads of hook_z, each with both
-processings; every metric within 1e-4 relative. Then the errors: exit 2, nothing written.
+processings; every metric within 1e-4 relative. `--held-out-fraction`: the contexts are the
+first rows the held-out rule of docs/data.md draws (computed here from its definition,
+splitmix64 of the row index), and the metrics agree with the reference on those rows. Then the
+errors: exit 2, nothing written.
 Exit status 0 on success; every disagreement is printed.
 """
 import argparse
@@ -265,6 +268,40 @@ def run_eval(saectl, sae_dir, model_dir, data, processing, extra=("-o", "json"))
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
+def splitmix64(unit):
+    """The (unit + 1)-th output of splitmix64 seeded with 0 (docs/data.md, held-out documents)."""
+    mask = (1 << 64) - 1
+    z = ((unit + 1) * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def check_held_out(saectl, tmp, w, folder, ref_sae, model_dir, failures):
+    """`--held-out-fraction F` evaluates the first rows whose index draws below F x 2^64."""
+    fraction = 0.2
+    g = torch.Generator().manual_seed(78)
+    rows = torch.randint(0, VOCAB, (120, ROW), generator=g, dtype=torch.int64)
+    rows[:, 0] = 50256
+    data = os.path.join(tmp, "many_rows.npy")
+    np.save(data, rows.numpy().astype("<i4"))
+    threshold = int(fraction * 2**64)  # exact: a power-of-two scaling of the double
+    held = [i for i in range(rows.shape[0]) if splitmix64(i) < threshold]
+    count = N_BATCHES * BATCH
+    if len(held) < count or held[:count] == list(range(count)):
+        failures.append(f"held-out: the rule drew {held}; the check needs a spread of rows")
+        return 0
+    r = run_eval(saectl, folder, model_dir, data, "none",
+                 ("-o", "json", "--held-out-fraction", str(fraction)))
+    if r.returncode != 0:
+        failures.append(f"held-out: saectl eval failed: {r.stderr.strip()}")
+        return 0
+    ref = reference_metrics(w, ref_sae, rows[held[:count], :CONTEXT], "none")
+    print(f"held-out rows {held[:count]}: ce_loss_score "
+          f"{ref['model_performance_preservation']['ce_loss_score']:.4f}")
+    return compare("held-out", json.loads(r.stdout), ref, failures)
+
+
 def check_errors(saectl, tmp, model_dir, data, failures):
     """A user's mistake: exit 2, one line naming both sides, no --out file."""
     out = os.path.join(tmp, "should_not_exist.json")
@@ -332,9 +369,11 @@ def main():
             ("z_head_standard", random_sae(2, DH, 24), "blocks.2.attn.hook_z", 1, True),
             ("z_all_topk", random_sae(3, D, 16, k=70), "blocks.0.attn.hook_z", None, False),
         ]
+        ref_saes = {}
         for label, sae, hook, head, nested in cases:
             folder = os.path.join(tmp, label)
             ref_sae = write_sae(folder, sae, hook, head, nested)
+            ref_saes[label] = ref_sae
             for processing in ["transformer_lens", "none"]:
                 r = run_eval(args.saectl, folder, model_dir, data, processing)
                 if r.returncode != 0:
@@ -357,6 +396,8 @@ def main():
                 failures.append(f"table: no group {group}")
         if not os.path.exists(out) or json.load(open(out)) != json.loads(json_run.stdout):
             failures.append("--out did not write what -o json prints")
+        checked += check_held_out(args.saectl, tmp, w, folder, ref_saes[cases[0][0]], model_dir,
+                                  failures)
         check_errors(args.saectl, tmp, model_dir, data, failures)
     for f in failures:
         print("MISMATCH", f)

@@ -26,6 +26,7 @@ struct EvalFlags {
   std::string dataset;
   int64_t n_eval_batches = 10;
   int64_t eval_batch_size_prompts = 8;
+  double held_out_fraction = 0;  // > 0: the dataset's held-out documents
   int64_t context_size = 0;     // 0: the SAE's cfg.json
   std::string prepend_bos;      // empty: the SAE's cfg.json
   std::string processing;       // empty: the SAE's cfg.json
@@ -41,6 +42,11 @@ absl::Status RunEval(const EvalFlags& f) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--n-eval-batches (", f.n_eval_batches, ") and --eval-batch-size-prompts (",
         f.eval_batch_size_prompts, ") must be positive"));
+  }
+  if (!(f.held_out_fraction >= 0 && f.held_out_fraction <= 0.5)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--held-out-fraction is ", f.held_out_fraction,
+                     "; it must be in [0, 0.5] (0: the dataset's first contexts)"));
   }
   // The SAE and what its cfg.json says about how it was trained, flags overriding it.
   SAE_ASSIGN_OR_RETURN(
@@ -60,12 +66,22 @@ absl::Status RunEval(const EvalFlags& f) {
         " must be in [2, ", config.n_positions, "], the context length of model ", f.model));
   }
 
-  // The first N*M contexts, packed as training packs them.
-  SAE_ASSIGN_OR_RETURN(auto dataset,
+  // The first N*M contexts, packed as training packs them: of the whole dataset, or of its
+  // held-out documents (the ones `saectl model train` and run.yaml's eval_held_out_fraction hold
+  // out with the same fraction). The dataset points to the tokenizer, which must outlive it.
+  std::unique_ptr<tokenizer::Gpt2Tokenizer> tokenizer;
+  SAE_ASSIGN_OR_RETURN(std::shared_ptr<const data::Dataset> dataset,
                        OpenDatasetFor(f.dataset, f.tokenizer, f.model, context_size, prepend_bos,
-                                      config.vocab_size));
+                                      config.vocab_size, &tokenizer));
+  uint32_t shard = 0;
+  if (f.held_out_fraction > 0) {
+    data::DatasetOptions options = dataset->options();
+    options.held_out_fraction = f.held_out_fraction;
+    SAE_ASSIGN_OR_RETURN(dataset, data::Dataset::Open(options, tokenizer.get()));
+    shard = data::Dataset::kHeldOutShard;
+  }
   const int64_t count = f.n_eval_batches * f.eval_batch_size_prompts;
-  auto contexts = eval::ReadFirstContexts(dataset, count);
+  auto contexts = eval::ReadFirstContexts(dataset, count, shard);
   if (!contexts.ok()) {
     return absl::Status(contexts.status().code(),
                         absl::StrCat(contexts.status().message(), " (--n-eval-batches ",
@@ -93,10 +109,14 @@ absl::Status RunEval(const EvalFlags& f) {
                 sae.hook_head_index >= 0 ? absl::StrCat(" head ", sae.hook_head_index).c_str()
                                          : "");
     const std::string processing(model::ProcessingName(model_options.processing));
-    std::printf("model %s (processing %s, %s); %lld contexts of %lld tokens from %s\n\n",
-                f.model.c_str(), processing.c_str(),
-                f.dtype.c_str(), static_cast<long long>(count),
-                static_cast<long long>(context_size), f.dataset.c_str());
+    const std::string held_out =
+        f.held_out_fraction > 0
+            ? absl::StrCat(" (its held-out documents, fraction ", f.held_out_fraction, ")")
+            : "";
+    std::printf("model %s (processing %s, %s); %lld contexts of %lld tokens from %s%s\n\n",
+                f.model.c_str(), processing.c_str(), f.dtype.c_str(),
+                static_cast<long long>(count), static_cast<long long>(context_size),
+                f.dataset.c_str(), held_out.c_str());
     std::printf("%s", eval::FormatEvalTable(results).c_str());
   }
   std::fflush(stdout);
@@ -120,6 +140,11 @@ void RegisterEvalCommands(CLI::App& app) {
                   "N x M contexts are evaluated")
       ->required();
   cmd->add_option("--n-eval-batches", f->n_eval_batches, "Batches (N)")->capture_default_str();
+  cmd->add_option("--held-out-fraction", f->held_out_fraction,
+                  "Evaluate on the dataset's held-out documents at this fraction (those "
+                  "`saectl model train --held-out-fraction` and run.yaml's eval_held_out_fraction "
+                  "hold out); 0: its first contexts")
+      ->capture_default_str();
   cmd->add_option("--eval-batch-size-prompts", f->eval_batch_size_prompts,
                   "Contexts per batch (M)")
       ->capture_default_str();

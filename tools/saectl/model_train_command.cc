@@ -200,8 +200,8 @@ void RegisterModelTrainCommand(CLI::App& model) {
   auto f = std::make_shared<ModelTrainFlags>();
   CLI::App* train = model.add_subcommand(
       "train",
-      "Train a GPT-2 on a dataset (AdamW, warm-up + cosine, clipping; the dataset's tail held "
-      "out) and write a Hugging Face folder");
+      "Train a GPT-2 on a dataset (AdamW, warm-up + cosine, clipping; a fraction of its "
+      "documents held out) and write a Hugging Face folder");
   train->add_option("--preset", f->preset, "gpt2-mini | gpt2-tiny | gpt2-small | ...")
       ->capture_default_str();
   train->add_option("--n-layer", f->n_layer, "Override the number of layers");
@@ -226,8 +226,8 @@ void RegisterModelTrainCommand(CLI::App& model) {
       ->capture_default_str();
   train->add_option("--seed", f->seed, "Initialisation and data order")->capture_default_str();
   train->add_option("--held-out-fraction", f->held_out_fraction,
-                    "Tail of the dataset never trained on (the held-out loss; as run.yaml's "
-                    "eval_held_out_fraction)")
+                    "Fraction of the documents never trained on (the held-out loss; the same "
+                    "documents as run.yaml's eval_held_out_fraction holds out)")
       ->capture_default_str();
   train->add_option("--checkpoint-every", f->checkpoint_every,
                     "Steps between checkpoints in OUT/checkpoint (default: 5 per run)");
