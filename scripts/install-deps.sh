@@ -21,6 +21,7 @@ TEST_PACKAGES=(
   prometheus                      # promtool and a real server for scrape tests
   fortunes                        # /usr/share/games/fortunes: real English text for demos and benchmarks
   chromium                        # headless browser of the console and dashboard tests (tests/console, tests/features)
+  clang libclang-rt-14-dev        # libFuzzer and the sanitizer runtimes: scripts/fuzz.sh (docs/reliability.md)
 )
 
 APT_PACKAGES=("${BUILD_PACKAGES[@]}")

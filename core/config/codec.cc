@@ -83,6 +83,45 @@ absl::Status TypeError(absl::string_view expected, bool nullable, const ScalarVa
   return absl::InvalidArgumentError(absl::StrCat(what, ", got '", value.text, "'"));
 }
 
+bool IsUtf8(absl::string_view text, size_t* bad_offset) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = p[i];
+    size_t length = 0;
+    unsigned char low = 0x80, high = 0xBF;  // the allowed range of the second byte
+    if (c < 0x80) {
+      length = 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      if (c == 0xE0) low = 0xA0;   // no overlong forms
+      if (c == 0xED) high = 0x9F;  // no surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      if (c == 0xF0) low = 0x90;   // no overlong forms
+      if (c == 0xF4) high = 0x8F;  // nothing above U+10FFFF
+    } else {
+      *bad_offset = i;
+      return false;
+    }
+    if (i + length > n) {
+      *bad_offset = i;
+      return false;
+    }
+    for (size_t k = 1; k < length; ++k) {
+      const unsigned char next = p[i + k];
+      if (next < (k == 1 ? low : 0x80) || next > (k == 1 ? high : 0xBF)) {
+        *bad_offset = i;
+        return false;
+      }
+    }
+    i += length;
+  }
+  return true;
+}
+
 std::string FormatString(const std::string& text) {
   bool plain = !text.empty() && (absl::ascii_isalpha(text.front()) || text.front() == '/') &&
                text.back() != ':';

@@ -44,6 +44,12 @@ std::optional<double> ReadDouble(absl::string_view text);
 // (2e6, 3.0e8, up to 2^53).
 std::optional<int64_t> ReadInteger(absl::string_view text);
 
+// Well-formed UTF-8 (no overlong forms, surrogates or code points above U+10FFFF). JSON, proto3
+// strings and YAML are UTF-8, so a string key that is not (a byte-garbled dataset_path) would
+// break cfg.json and the controller's records later; ParseRunConfig refuses it up front.
+// `bad_offset` receives the offset of the first byte that is not.
+bool IsUtf8(absl::string_view text, size_t* bad_offset);
+
 // "expected a number, got 'abc'"; `nullable` adds "or null" to what is expected.
 absl::Status TypeError(absl::string_view expected, bool nullable, const ScalarValue& value);
 
@@ -56,6 +62,12 @@ struct Codec<std::string> {
   static std::string Allowed() { return "string"; }
   static absl::Status Parse(const ScalarValue& value, bool nullable, std::string* out) {
     if (value.is_null) return TypeError("a string", nullable, value);
+    size_t bad = 0;
+    if (!IsUtf8(value.text, &bad)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected UTF-8 text, got a byte that is not UTF-8 at offset ", bad,
+                       " of the value (save run.yaml as UTF-8)"));
+    }
     *out = value.text;
     return absl::OkStatus();
   }

@@ -147,6 +147,21 @@ TEST(ParseRunConfigTest, RejectsAnIntegerThatIsNotExact) {
   EXPECT_THAT(ErrorOf("context_size: 1__28\n"), HasSubstr("context_size: expected an integer"));
 }
 
+// Found by fuzz/run_config_fuzz.cc: a string that is not UTF-8 was accepted, and ToJson's dump
+// (like cfg.json's when the SAE is exported) threw nlohmann's type_error 316 on it.
+TEST(ParseRunConfigTest, RejectsAStringThatIsNotUtf8) {
+  EXPECT_EQ(ErrorOf("model_name: gpt2-\xff\xf2\n"),
+            "run.yaml:3: model_name: expected UTF-8 text, got a byte that is not UTF-8 at offset 5 "
+            "of the value (save run.yaml as UTF-8)");
+  EXPECT_THAT(ErrorOf("run_name: \"caf\xc3\"\n"), HasSubstr("at offset 3"));    // cut short
+  EXPECT_THAT(ErrorOf("run_name: \xc0\xaf\n"), HasSubstr("at offset 0"));       // overlong
+  EXPECT_THAT(ErrorOf("run_name: a\xed\xa0\x80\n"), HasSubstr("at offset 1"));  // surrogate
+  EXPECT_EQ(Parse("run_name: caf\xc3\xa9 \xf0\x9f\x99\x82\n").run_name,
+            "caf\xc3\xa9 \xf0\x9f\x99\x82");
+  RunConfig config = Parse("");
+  EXPECT_THAT(ApplyOverride(config, "run_name=\xfe").message(), HasSubstr("not UTF-8"));
+}
+
 TEST(ParseRunConfigTest, RejectsAWrongTypeNamingKeyLineAndWhatIsExpected) {
   EXPECT_EQ(ErrorOf("lr: abc\n"), "run.yaml:3: lr: expected a number, got 'abc'");
   EXPECT_EQ(ErrorOf("seed: 1\nuse_ghost_grads: yes\n"),

@@ -82,7 +82,8 @@ class CfgFields {
 };
 
 // The architecture and its parameters, from SAELens 6's fields or the flat form's.
-absl::Status ReadArchitecture(const std::string& cfg_path, const Json& cfg, SaeLensMetadata& m) {
+absl::Status ReadArchitecture(const std::string& cfg_path, const Json& cfg, int64_t d_sae,
+                              SaeLensMetadata& m) {
   std::string activation = "relu";
   for (const char* key : {"activation_fn_str", "activation_fn"}) {
     if (cfg.contains(key) && cfg[key].is_string()) activation = cfg[key].get<std::string>();
@@ -95,10 +96,18 @@ absl::Status ReadArchitecture(const std::string& cfg_path, const Json& cfg, SaeL
     if (cfg.contains("k") && cfg["k"].is_number_integer()) {
       m.k = cfg["k"].get<int64_t>();
     } else if (cfg.contains("activation_fn_kwargs") && cfg["activation_fn_kwargs"].is_object() &&
-               cfg["activation_fn_kwargs"].contains("k")) {
+               cfg["activation_fn_kwargs"].contains("k") &&
+               cfg["activation_fn_kwargs"]["k"].is_number_integer()) {
       m.k = cfg["activation_fn_kwargs"]["k"].get<int64_t>();
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(cfg_path, ": a topk SAE needs \"k\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat(cfg_path, ": a topk SAE needs an integer \"k\""));
+    }
+    // A k outside [1, d_sae] selects nothing or more latents than there are (torch's topk
+    // throws on the first batch); the file is wrong, so say so now.
+    if (m.k < 1 || m.k > d_sae) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(cfg_path, ": k ", m.k, " must be in [1, d_sae = ", d_sae, "]"));
     }
   } else if (m.architecture != "standard" && m.architecture != "jumprelu" &&
              m.architecture != "gated") {
@@ -251,7 +260,7 @@ absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir) {
   }
   const int64_t D = sae.cfg["d_in"].get<int64_t>(), S = sae.cfg["d_sae"].get<int64_t>();
   SaeLensMetadata& m = sae.metadata;
-  SAE_RETURN_IF_ERROR(ReadArchitecture(cfg_path, sae.cfg, m));
+  SAE_RETURN_IF_ERROR(ReadArchitecture(cfg_path, sae.cfg, S, m));
   const CfgFields fields(sae.cfg);
   m.format = sae.cfg.contains("metadata") && sae.cfg["metadata"].is_object() ? "saelens6" : "flat";
   m.sae_lens_version = fields.String("sae_lens_version", "");

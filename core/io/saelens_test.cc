@@ -243,6 +243,31 @@ TEST_F(SaeLensTest, WeightsThatContradictCfgAreRejected) {
               HasSubstr("'W_enc' has shape [8,16], expected [8,32]"));
 }
 
+// Found by fuzz/saelens_cfg_fuzz.cc: k 0 was accepted, and a k that is not an integer in
+// activation_fn_kwargs threw nlohmann's type_error out of ReadSaeLens.
+TEST_F(SaeLensTest, TopKNeedsAnIntegerKFromOneToDSae) {
+  SaeLensSae sae = Example("topk");
+  NamedTensors weights = {
+      {"W_enc", sae.W_enc}, {"b_enc", sae.b_enc}, {"W_dec", sae.W_dec}, {"b_dec", sae.b_dec}};
+  for (const nlohmann::json& k : {nlohmann::json(0), nlohmann::json(-3), nlohmann::json(33)}) {
+    WriteFolder(dir_, {{"d_in", 8}, {"d_sae", 32}, {"architecture", "topk"}, {"k", k}}, weights);
+    auto back = ReadSaeLens(dir_);
+    EXPECT_EQ(back.status().code(), absl::StatusCode::kInvalidArgument) << k;
+    EXPECT_THAT(std::string(back.status().message()),
+                HasSubstr("k " + k.dump() + " must be in [1, d_sae = 32]"));
+  }
+  WriteFolder(dir_,
+              {{"d_in", 8},
+               {"d_sae", 32},
+               {"activation_fn_str", "topk"},
+               {"activation_fn_kwargs", {{"k", "8"}}}},
+              weights);
+  EXPECT_THAT(std::string(ReadSaeLens(dir_).status().message()),
+              HasSubstr("a topk SAE needs an integer \"k\""));
+  WriteFolder(dir_, {{"d_in", 8}, {"d_sae", 32}, {"architecture", "topk"}, {"k", 32}}, weights);
+  EXPECT_TRUE(ReadSaeLens(dir_).ok());
+}
+
 TEST_F(SaeLensTest, MissingFolderAndBadCfgAreClearErrors) {
   EXPECT_EQ(ReadSaeLens(dir_).status().code(), absl::StatusCode::kNotFound);
   ASSERT_TRUE(MakeDirectories(dir_).ok());
