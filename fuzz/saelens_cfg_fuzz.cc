@@ -84,7 +84,7 @@ void CheckRoundTrip(const sae::io::SaeLensSae& read) {
       m.hook_name != n.hook_name || m.hook_layer != n.hook_layer ||
       m.hook_head_index != n.hook_head_index || m.context_size != n.context_size ||
       m.prepend_bos != n.prepend_bos || m.dataset_path != n.dataset_path ||
-      m.processed_weights != n.processed_weights) {
+      m.processing != n.processing) {
     PropertyFailed("metadata differs after WriteSaeLens and ReadSaeLens:\n" +
                    sae::io::SaeLensConfig(fresh).dump(2));
   }

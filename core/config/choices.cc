@@ -95,6 +95,8 @@ absl::string_view ToString(Processing value) {
       return "transformer_lens";
     case Processing::kNone:
       return "none";
+    case Processing::kTransformerLensUncentered:
+      return "transformer_lens_uncentered";
   }
   return "?";
 }

@@ -73,6 +73,9 @@ enum class Processing {
   kTransformerLens,  // "transformer_lens": fold_ln, center_writing_weights, center_unembed,
                      // fold_value_biases, as HookedTransformer.from_pretrained does
   kNone,             // "none": the Hugging Face weights as they are
+  kTransformerLensUncentered,  // "transformer_lens_uncentered": fold_ln, center_unembed,
+                               // fold_value_biases without center_writing_weights (SAELens's
+                               // default model_from_pretrained_kwargs for HookedTransformer)
 };
 
 // `dtype` and `wire_dtype`. Parsing also accepts the seed's "torch.float32" forms.
@@ -132,8 +135,8 @@ struct EnumValues<FeatureSamplingMethod> {
 };
 template <>
 struct EnumValues<Processing> {
-  static constexpr std::array<Processing, 2> kAll = {Processing::kTransformerLens,
-                                                     Processing::kNone};
+  static constexpr std::array<Processing, 3> kAll = {
+      Processing::kTransformerLens, Processing::kNone, Processing::kTransformerLensUncentered};
 };
 template <>
 struct EnumValues<DType> {

@@ -225,7 +225,7 @@ absl::StatusOr<Processing> ProcessingFromKwargs(const YAML::Node& kwargs) {
     if (!known) {
       return absl::InvalidArgumentError(absl::StrCat(
           "'", name, "' is not supported; allowed: fold_ln, center_writing_weights, "
-          "center_unembed and fold_value_biases, all true or all false"));
+          "center_unembed and fold_value_biases"));
     }
     if (!Boolean(true)(entry.second) && !Boolean(false)(entry.second)) {
       return absl::InvalidArgumentError(absl::StrCat(name, " must be true or false"));
@@ -236,11 +236,14 @@ absl::StatusOr<Processing> ProcessingFromKwargs(const YAML::Node& kwargs) {
   }
   if (off.empty()) return Processing::kTransformerLens;
   if (on.empty()) return Processing::kNone;
+  if (off.size() == 1 && off[0] == std::string("center_writing_weights")) {
+    return Processing::kTransformerLensUncentered;
+  }
   return absl::InvalidArgumentError(absl::StrCat(
       absl::StrJoin(off, ", "), " false with ", absl::StrJoin(on, ", "),
-      " true (SAELens's default for HookedTransformer is {center_writing_weights: false}) is "
-      "not implemented: write {} for TransformerLens's weight processing (processing: "
-      "transformer_lens) or all four false (processing: none)"));
+      " true is not implemented: write {} for TransformerLens's weight processing (processing: "
+      "transformer_lens), {center_writing_weights: false} (SAELens's default; processing: "
+      "transformer_lens_uncentered) or all four false (processing: none)"));
 }
 
 std::string ShortYaml(const YAML::Node& value) {

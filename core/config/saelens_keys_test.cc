@@ -68,6 +68,19 @@ TEST(SaeLens6SpellingTest, ReadsJsonAsSaeLensDumpsIt) {
   EXPECT_EQ(c->processing, Processing::kTransformerLens);
 }
 
+TEST(SaeLens6SpellingTest, SaeLensDefaultModelKwargsSelectTransformerLensWithoutCentring) {
+  absl::StatusOr<RunConfig> c =
+      Read("model_from_pretrained_kwargs: {center_writing_weights: false}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->processing, Processing::kTransformerLensUncentered);
+  c = Read("model_from_pretrained_kwargs: {center_writing_weights: false, fold_ln: true}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->processing, Processing::kTransformerLensUncentered);
+  c = Read("processing: transformer_lens_uncentered\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->processing, Processing::kTransformerLensUncentered);
+}
+
 TEST(SaeLens6SpellingTest, RefusesTheSameKeyWrittenBothWaysWithDifferentValues) {
   EXPECT_EQ(ErrorOf("k: 64\narchitecture: topk\nsae:\n  k: 32\n"),
             "run.yaml:6: sae.k: 32 contradicts k: 64 on line 3 (the same key, k, in SAELens 6's "
@@ -113,9 +126,9 @@ TEST(SaeLens6SpellingTest, RefusesSaeLensSettingsThatWouldNotHappenHere) {
                         "expected_average_only_in, constant_norm_rescale, got 'layer_norm'"));
   EXPECT_THAT(ErrorOf("seqpos_slice: [5, -5]\n"),
               HasSubstr("run.yaml:3: seqpos_slice: [5, -5] is not supported"));
-  EXPECT_THAT(ErrorOf("model_from_pretrained_kwargs: {center_writing_weights: false}\n"),
-              HasSubstr("run.yaml:3: model_from_pretrained_kwargs: center_writing_weights false "
-                        "with fold_ln, center_unembed, fold_value_biases true"));
+  EXPECT_THAT(ErrorOf("model_from_pretrained_kwargs: {fold_ln: false}\n"),
+              HasSubstr("run.yaml:3: model_from_pretrained_kwargs: fold_ln false "
+                        "with center_writing_weights, center_unembed, fold_value_biases true"));
   EXPECT_THAT(ErrorOf("llm_device: cuda\n"), HasSubstr("run.yaml:3: llm_device: cuda is not"));
   EXPECT_TRUE(Read("lr_decay_steps: 0\nn_restart_cycles: 1\nseqpos_slice: [null]\n"
                    "llm_device: null\nact_store_device: with_model\nexclude_special_tokens: false\n"

@@ -178,7 +178,9 @@ Table BuildTable() {
         NonEmpty());
   t.Add("processing", &C::processing, kOurs,
         "Weight processing before hooks are read: transformer_lens (fold_ln, "
-        "center_writing_weights, center_unembed, fold_value_biases, as the seed) or none.");
+        "center_writing_weights, center_unembed, fold_value_biases, as the seed), "
+        "transformer_lens_uncentered (the same without center_writing_weights: SAELens 6's "
+        "default model_from_pretrained_kwargs) or none.");
   t.Add("hook_point", &C::hook_point, kSeed,
         "TransformerLens hook whose activations the SAE reconstructs, e.g. "
         "blocks.2.hook_resid_pre.",

@@ -37,6 +37,8 @@ constexpr char kResampling[] =
 constexpr char kPath[] =
     "an SAE to start from per child is not supported; start from a pretrained SAE in a run of "
     "its own";
+constexpr char kNormEstimate[] =
+    "the activation-scale estimate reads its batches once from the stream the run's SAEs share";
 constexpr char kList[] = "a list-valued key cannot be swept";
 
 // Every key of the schema: "" when it may be swept, else why not. Keys missing here (added
@@ -66,6 +68,10 @@ const std::map<std::string, std::string, std::less<>>& SweepRules() {
       {"d_sae", ""},
       {"k", ""},
       {"b_dec_init_method", ""},
+      {"decoder_init_norm", ""},
+      {"apply_b_dec_to_input", ""},
+      {"normalize_activations", ""},
+      {"n_batches_for_norm_estimate", kNormEstimate},
       {"from_pretrained_path", kPath},
       // Training
       {"lr", ""},
@@ -77,6 +83,8 @@ const std::map<std::string, std::string, std::less<>>& SweepRules() {
       {"lr_scheduler_name", ""},
       {"lr_warm_up_steps", ""},
       {"lr_end", ""},
+      {"lr_decay_steps", ""},
+      {"n_restart_cycles", ""},
       {"train_batch_size", kStream},
       {"total_training_tokens", kStream},
       {"seed", kSeed},
@@ -88,6 +96,7 @@ const std::map<std::string, std::string, std::less<>>& SweepRules() {
       {"jumprelu_sparsity_loss_mode", ""},
       {"jumprelu_tanh_scale", ""},
       {"jumprelu_ste_to_input", ""},
+      {"target_l0", ""},
       {"l0_coefficient", ""},
       {"l0_warm_up_steps", ""},
       {"pre_act_loss_coefficient", ""},

@@ -143,6 +143,24 @@ TEST(SweepTest, StreamKeysAreRefusedWithTheReason) {
               HasSubstr("did you mean l1_coefficient?"));
 }
 
+TEST(SweepTest, SaeLens6TrainingOptionsAreSweptPerSae) {
+  RunConfig config = Parse(
+      "hook_point: blocks.0.hook_resid_pre\n"
+      "sweep:\n"
+      "  normalize_activations: [none, expected_average_only_in]\n"
+      "  apply_b_dec_to_input: [true, false]\n");
+  absl::StatusOr<std::vector<SaeChild>> saes = ExpandSaes(config);
+  ASSERT_TRUE(saes.ok()) << saes.status();
+  ASSERT_EQ(saes->size(), 4u);
+  EXPECT_EQ((*saes)[0].config.normalize_activations, NormalizeActivations::kNone);
+  EXPECT_TRUE((*saes)[0].config.apply_b_dec_to_input);
+  EXPECT_FALSE((*saes)[1].config.apply_b_dec_to_input);
+  EXPECT_EQ((*saes)[3].config.normalize_activations, NormalizeActivations::kExpectedAverageOnlyIn);
+  EXPECT_FALSE((*saes)[3].config.apply_b_dec_to_input);
+  EXPECT_THAT(ErrorOf("sweep:\n  n_batches_for_norm_estimate: [10, 100]\n"),
+              HasSubstr("reads its batches once"));
+}
+
 TEST(SweepTest, EverySchemaKeyIsDecidedSweepableOrNot) {
   for (const KeySpec& key : RunConfigKeys()) {
     const std::string why = WhyNotSweepable(key.name);

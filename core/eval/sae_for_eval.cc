@@ -36,6 +36,7 @@ SaeTrainingSetup TrainingSetupFromSaeLens(const io::SaeLensSae& sae) {
   const nlohmann::json& kwargs = CfgValue(cfg, "model_from_pretrained_kwargs");
   if (kwargs.is_object()) {
     int on = 0, off = 0;
+    bool centering_off = false;
     for (const char* flag :
          {"fold_ln", "center_writing_weights", "center_unembed", "fold_value_biases"}) {
       // from_pretrained's default for a flag the kwargs do not set is true.
@@ -43,11 +44,14 @@ SaeTrainingSetup TrainingSetupFromSaeLens(const io::SaeLensSae& sae) {
                              ? kwargs[flag].get<bool>()
                              : true;
       (value ? on : off) += 1;
+      if (!value && std::string(flag) == "center_writing_weights") centering_off = true;
     }
     if (off == 0) {
       setup.processing = model::Processing::kTransformerLens;
     } else if (on == 0) {
       setup.processing = model::Processing::kNone;
+    } else if (off == 1 && centering_off) {
+      setup.processing = model::Processing::kTransformerLensUncentered;
     } else {
       setup.processing = std::nullopt;
     }

@@ -40,8 +40,9 @@ struct SaeTrainingSetup {
   int64_t context_size = 128;
   bool prepend_bos = true;
   // From model_from_pretrained_kwargs: all four TransformerLens processing flags true (or the
-  // kwargs absent: from_pretrained's defaults) -> kTransformerLens; all false -> kNone; a mix
-  // is not a processing this engine has: nullopt.
+  // kwargs absent: from_pretrained's defaults) -> kTransformerLens; all false -> kNone; only
+  // center_writing_weights false -> kTransformerLensUncentered; another mix is not a processing
+  // this engine has: nullopt.
   std::optional<model::Processing> processing = model::Processing::kTransformerLens;
   std::string model_name;
 };

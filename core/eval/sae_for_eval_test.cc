@@ -78,12 +78,15 @@ TEST(SaeForEvalFromSaeLensTest, RefusesWhatItCannotEvaluate) {
   auto no_hook = SaeForEvalFromSaeLens(Sae({{"d_in", 4}, {"d_sae", 6}}), "dir");
   EXPECT_EQ(no_hook.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(no_hook.status().message(), HasSubstr("dir/cfg.json"));
-  auto scaled = SaeForEvalFromSaeLens(Sae({{"d_in", 4},
-                                           {"d_sae", 6},
-                                           {"hook_name", "blocks.0.hook_resid_pre"},
-                                           {"normalize_activations", "expected_average_only_in"}}),
-                                      "dir");
+  // io::ReadSaeLens fills the metadata from cfg.json; here it is set as the reader would.
+  io::SaeLensSae unfolded = Sae({{"d_in", 4},
+                                 {"d_sae", 6},
+                                 {"hook_name", "blocks.0.hook_resid_pre"},
+                                 {"normalize_activations", "expected_average_only_in"}});
+  unfolded.metadata.normalize_activations = "expected_average_only_in";
+  auto scaled = SaeForEvalFromSaeLens(unfolded, "dir");
   EXPECT_EQ(scaled.status().code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(scaled.status().message(), HasSubstr("dir/cfg.json: normalize_activations"));
 }
 
 TEST(HookSiteTest, ReplacesAndAblatesOnlyTheSaesHead) {

@@ -1,6 +1,7 @@
 #include "core/io/saelens.h"
 
 #include <filesystem>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -187,7 +188,11 @@ Json SaeLensConfig(const SaeLensSae& sae) {
     cfg["rescale_acts_by_decoder_norm"] = false;
   }
   Json kwargs = Json::object();
-  for (const char* flag : kProcessingFlags) kwargs[flag] = m.processed_weights;
+  for (const char* flag : kProcessingFlags) {
+    kwargs[flag] = m.processing == "transformer_lens" ||
+                   (m.processing == "transformer_lens_uncentered" &&
+                    std::string(flag) != "center_writing_weights");
+  }
   Json metadata = {
       {"sae_lens_version", kSaeLensFormatVersion},
       {"sae_lens_training_version", nullptr},
@@ -276,10 +281,16 @@ absl::StatusOr<SaeLensSae> ReadSaeLens(const std::string& dir) {
   m.device = fields.String("device", "cpu");
   const Json& kwargs = fields.Get("model_from_pretrained_kwargs");
   if (kwargs.is_object()) {
+    std::vector<std::string> off;
     for (const char* flag : kProcessingFlags) {
       if (kwargs.contains(flag) && kwargs[flag].is_boolean() && !kwargs[flag].get<bool>()) {
-        m.processed_weights = false;
+        off.push_back(flag);
       }
+    }
+    if (off.size() == 1 && off[0] == "center_writing_weights") {
+      m.processing = "transformer_lens_uncentered";
+    } else if (!off.empty()) {
+      m.processing = "none";
     }
   }
 

@@ -51,8 +51,11 @@ struct SaeLensMetadata {
   std::string dataset_path;
   std::string dtype = "float32";
   std::string device = "cpu";
-  // TransformerLens weight processing the activations came from (from_pretrained defaults).
-  bool processed_weights = true;
+  // TransformerLens weight processing the activations came from, as model_from_pretrained_kwargs
+  // says: "transformer_lens" (from_pretrained's defaults: every flag true or absent),
+  // "transformer_lens_uncentered" (only center_writing_weights false, SAELens's default) or
+  // "none" (any other flag false).
+  std::string processing = "transformer_lens";
 
   // As read (ReadSaeLens): "saelens6" (nested metadata) or "flat"; the metadata's
   // sae_lens_version ("" when absent); and what ReadSaeLens folded into the weights so that

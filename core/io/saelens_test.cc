@@ -118,7 +118,7 @@ TEST_F(SaeLensTest, ReadsAPre6FlatTopKFolder) {
   EXPECT_EQ(back->metadata.hook_name, "blocks.4.hook_mlp_out");
   EXPECT_EQ(back->metadata.hook_layer, 4);
   EXPECT_EQ(back->metadata.context_size, 64);
-  EXPECT_FALSE(back->metadata.processed_weights);
+  EXPECT_EQ(back->metadata.processing, "none");
   EXPECT_TRUE(at::equal(back->W_enc, sae.W_enc));
 }
 

@@ -151,7 +151,9 @@ void Gpt2Model::Build(const Gpt2Weights& w) {
   }
   ln_final_ = {f64(w.ln_f_weight), f64(w.ln_f_bias)};
   w_u_ = f64(w.lm_head).t().contiguous();  // [D,V]
-  if (options_.processing == Processing::kTransformerLens) ApplyTransformerLensProcessing();
+  if (options_.processing != Processing::kNone) {
+    ApplyTransformerLensProcessing(options_.processing == Processing::kTransformerLens);
+  }
 
   const at::ScalarType dt = options_.dtype;
   auto cast = [dt](at::Tensor& t) {
@@ -171,7 +173,7 @@ void Gpt2Model::Build(const Gpt2Weights& w) {
   cast(b_u_);
 }
 
-void Gpt2Model::ApplyTransformerLensProcessing() {
+void Gpt2Model::ApplyTransformerLensProcessing(bool center_writing_weights) {
   // fold_ln: each LayerNorm's affine map moves into the linear map that reads its output, and
   // those reading weights are centred over d_model (a no-op on normalised inputs).
   auto fold = [](LayerNormParams& ln, at::Tensor& w, at::Tensor& b) {
@@ -188,13 +190,15 @@ void Gpt2Model::ApplyTransformerLensProcessing() {
 
   // center_writing_weights: everything that writes into the residual stream has zero mean over
   // d_model, so every residual-stream activation is centred.
-  w_e_ = Centered(w_e_, 1);
-  w_pos_ = Centered(w_pos_, 1);
-  for (Block& blk : blocks_) {
-    blk.w_o = Centered(blk.w_o, 1);
-    blk.b_o = Centered(blk.b_o, 0);
-    blk.w_out = Centered(blk.w_out, 1);
-    blk.b_out = Centered(blk.b_out, 0);
+  if (center_writing_weights) {
+    w_e_ = Centered(w_e_, 1);
+    w_pos_ = Centered(w_pos_, 1);
+    for (Block& blk : blocks_) {
+      blk.w_o = Centered(blk.w_o, 1);
+      blk.b_o = Centered(blk.b_o, 0);
+      blk.w_out = Centered(blk.w_out, 1);
+      blk.b_out = Centered(blk.b_out, 0);
+    }
   }
 
   // center_unembed: logits shift by a constant per position; log-probabilities are unchanged.

@@ -27,10 +27,12 @@ namespace sae::model {
 // Weight processing (core/config/choices.h): kTransformerLens is HookedTransformer.from_pretrained's
 // defaults (fold_ln, center_writing_weights, center_unembed, fold_value_biases: residual-stream
 // hooks are centred over d_model, hook_v and hook_z lose b_V, log-probabilities are unchanged);
+// kTransformerLensUncentered is the same without center_writing_weights (SAELens's default
+// model_from_pretrained_kwargs: residual-stream hooks keep Hugging Face's values);
 // kNone keeps Hugging Face's values.
 using Processing = config::Processing;
 
-// "transformer_lens" or "none"; InvalidArgument otherwise.
+// "transformer_lens", "transformer_lens_uncentered" or "none"; InvalidArgument otherwise.
 absl::StatusOr<Processing> ParseProcessing(absl::string_view name);
 absl::string_view ProcessingName(Processing processing);
 
@@ -103,7 +105,8 @@ class Gpt2Model {
 
   Gpt2Model(Gpt2Config config, ModelOptions options) : config_(config), options_(options) {}
   void Build(const Gpt2Weights& weights);
-  void ApplyTransformerLensProcessing();
+  // fold_ln, center_unembed, fold_value_biases and, when asked, center_writing_weights.
+  void ApplyTransformerLensProcessing(bool center_writing_weights);
 
   Gpt2Config config_;
   ModelOptions options_;

@@ -235,6 +235,35 @@ TEST_F(Gpt2ModelTest, TransformerLensProcessingKeepsReadingHooksAndLogProbs) {
   }
 }
 
+// SAELens 6's default model_from_pretrained_kwargs ({center_writing_weights: false}): the
+// residual stream keeps Hugging Face's values (fold_ln and fold_value_biases move weights
+// between maps without changing what is written), log-probabilities are unchanged, and hook_v
+// and hook_z still lose b_V.
+TEST_F(Gpt2ModelTest, TransformerLensProcessingWithoutCentringKeepsTheResidualStream) {
+  auto uncentered =
+      *Gpt2Model::FromWeights(weights_, {Processing::kTransformerLensUncentered, at::kFloat});
+  ForwardResult raw = Run(*raw_, tokens_, CaptureAll(true));
+  ForwardResult tl = Run(*tl_, tokens_, CaptureAll(true));
+  ForwardResult un = Run(*uncentered, tokens_, CaptureAll(true));
+  for (const char* name :
+       {"hook_embed", "blocks.0.hook_resid_pre", "blocks.1.hook_resid_mid",
+        "blocks.2.hook_resid_post", "blocks.1.hook_attn_out", "blocks.2.hook_mlp_out",
+        "blocks.2.mlp.hook_post", "blocks.1.attn.hook_pattern"}) {
+    EXPECT_TRUE(at::allclose(un.activations[name], raw.activations[name], 1e-4, 1e-4)) << name;
+  }
+  // Not centred: the residual stream's mean over d_model is the raw model's, not zero.
+  at::Tensor raw_mean = raw.activations["blocks.2.hook_resid_post"].mean(-1);
+  ASSERT_GT(raw_mean.abs().max().item<float>(), 1e-2);
+  EXPECT_TRUE(at::allclose(un.activations["blocks.2.hook_resid_post"].mean(-1), raw_mean, 1e-4,
+                           1e-4));
+  EXPECT_TRUE(
+      at::allclose(at::log_softmax(un.logits, -1), at::log_softmax(raw.logits, -1), 1e-4, 1e-4));
+  for (const char* name : {"blocks.0.attn.hook_v", "blocks.2.attn.hook_z"}) {
+    EXPECT_TRUE(at::allclose(un.activations[name], tl.activations[name], 1e-4, 1e-4)) << name;
+    EXPECT_FALSE(at::allclose(un.activations[name], raw.activations[name], 1e-3, 1e-3)) << name;
+  }
+}
+
 TEST_F(Gpt2ModelTest, LossIsNextTokenCrossEntropy) {
   ForwardRequest req;
   req.logits = true;

@@ -203,7 +203,7 @@ io::SaeLensMetadata SaeLensMetadataFor(const config::RunConfig& c) {
   m.dataset_path = c.dataset_path.value_or("");
   m.dtype = "float32";
   m.device = c.device;
-  m.processed_weights = c.processing == config::Processing::kTransformerLens;
+  m.processing = std::string(config::ToString(c.processing));
   return m;
 }
 

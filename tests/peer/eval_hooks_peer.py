@@ -1,8 +1,9 @@
 """Peer test: TransformerLens's HookedTransformer and our engine give the same hook values.
 
 A random Hugging Face GPT-2 (random biases and LayerNorm maps) is saved with save_pretrained;
-TransformerLens builds its HookedTransformer from the same weights (peer_gpt2.py) with and
-without its weight processing; `saectl model activations` writes every hook, the logits and the
+TransformerLens builds its HookedTransformer from the same weights (peer_gpt2.py) with its
+weight processing, with it but without center_writing_weights (SAELens 6's default), and
+without it; `saectl model activations` writes every hook, the logits and the
 per-position loss for both processings. Every hook within 1e-4 (relative to 1 + |value|),
 log-probabilities and per-position losses too (center_unembed shifts logits by a constant per
 position). Fails, never skips, when the peers are missing.
@@ -31,7 +32,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = os.path.join(tmp, "model")
         hf = peer_gpt2.write_random_gpt2(model_dir, seed=5)
-        for processing in ["transformer_lens", "none"]:
+        for processing in ["transformer_lens", "transformer_lens_uncentered", "none"]:
             tl = peer_gpt2.hooked_transformer(hf, processing)
             with torch.no_grad():
                 logits, cache = tl.run_with_cache(torch.tensor([tokens]))

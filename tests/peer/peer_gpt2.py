@@ -4,7 +4,8 @@ HookedTransformer.from_pretrained needs the Hub (it fetches the config of the of
 when hf_model is given), so the model is built the way from_pretrained builds it internally:
 a HookedTransformerConfig from the HF config, TransformerLens's own convert_gpt2_weights, and
 load_and_process_state_dict with from_pretrained's processing flags (processing
-"transformer_lens": fold_ln, center_writing_weights, center_unembed, fold_value_biases) or
+"transformer_lens": fold_ln, center_writing_weights, center_unembed, fold_value_biases; or
+"transformer_lens_uncentered": the same without center_writing_weights, as SAELens sets it) or
 from_pretrained_no_processing's (all off).
 """
 import os
@@ -48,10 +49,12 @@ def hooked_transformer(hf_model, processing):
         original_architecture="GPT2LMHeadModel", positional_embedding_type="standard",
         default_prepend_bos=False)
     model = HookedTransformer(cfg)
-    on = processing == "transformer_lens"
+    # "transformer_lens_uncentered": SAELens 6's default model_from_pretrained_kwargs,
+    # {center_writing_weights: False}, the other flags at from_pretrained's defaults.
+    on = processing in ("transformer_lens", "transformer_lens_uncentered")
     model.load_and_process_state_dict(convert_gpt2_weights(hf_model, cfg), fold_ln=on,
-                                      center_writing_weights=on, center_unembed=on,
-                                      fold_value_biases=on)
+                                      center_writing_weights=processing == "transformer_lens",
+                                      center_unembed=on, fold_value_biases=on)
     model.eval()
     return model
 

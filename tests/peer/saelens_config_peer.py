@@ -10,13 +10,12 @@ LoggingConfig) and written the way SAELens's runner writes runner_cfg.json
      --set is model_path, which SAELens has no key for) for the number of steps SAELens's
      total_training_steps gives, and the exported SAE has the architecture and width asked for;
   3. the same config with SAELens's default model_from_pretrained_kwargs for HookedTransformer,
-     {center_writing_weights: False}, is refused with exit 2 and one line naming the key
-     (a processing this engine does not have; docs/config.md).
+     {center_writing_weights: False}, is read as processing transformer_lens_uncentered and
+     trains (eval_hooks_peer.py checks that processing's hooks against TransformerLens).
 """
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -103,17 +102,30 @@ def main():
                 failures.append(f"{architecture}: exported {info['architecture']} "
                                 f"d_sae {info['d_sae']}")
 
-        # SAELens's own default for HookedTransformer: a processing we do not have.
+        # SAELens's own default for HookedTransformer: TransformerLens's processing without
+        # center_writing_weights.
         cfg = runner_config("standard", dataset, kwargs=None)
+        if cfg.model_from_pretrained_kwargs != {"center_writing_weights": False}:
+            failures.append("SAELens's default model_from_pretrained_kwargs is now "
+                            f"{cfg.model_from_pretrained_kwargs!r}; revisit this case")
         path = os.path.join(tmp, "default_kwargs_runner_cfg.json")
         with open(path, "w") as f:
             json.dump(cfg.to_dict(), f)
-        r = subprocess.run([saectl, "submit", path, "--dry-run", "--set",
-                            f"model_path={model_dir}"], capture_output=True, text=True)
-        err = r.stderr.strip()
-        if (r.returncode != 2 or "model_from_pretrained_kwargs" not in err
-                or len(err.splitlines()) != 1):
-            failures.append(f"default model_from_pretrained_kwargs: exit {r.returncode}: {err}")
+        printed = yaml.safe_load(peer_gpt2.run(
+            [saectl, "submit", path, "--dry-run", "--set", f"model_path={model_dir}"]))
+        if printed.get("processing") != "transformer_lens_uncentered":
+            failures.append("default model_from_pretrained_kwargs: --dry-run printed processing "
+                            f"{printed.get('processing')!r}")
+        out = os.path.join(tmp, "run_default_kwargs")
+        log = peer_gpt2.run([saectl, "train", path, "--output", out, "--threads", "2",
+                             "--set", f"model_path={model_dir}"])
+        if f"trained {cfg.total_training_steps} steps" not in log:
+            failures.append(f"default model_from_pretrained_kwargs: did not train: {log}")
+        info = json.loads(peer_gpt2.run([saectl, "sae", "info", os.path.join(out, "final"),
+                                         "-o", "json"]))
+        if info.get("processing") != "transformer_lens_uncentered":
+            failures.append(f"default model_from_pretrained_kwargs: exported processing "
+                            f"{info.get('processing')!r}")
 
     print(f"sae-lens {sae_lens.__version__}")
     if failures:

@@ -215,7 +215,7 @@ void RegisterModelCommands(CLI::App& app) {
                    "Tokenizer folder for --text (vocab.json+merges.txt or encoder.json+vocab.bpe; "
                    "default: the cache that scripts/fetch-assets.sh fills)");
   acts->add_flag("--prepend-bos", act->prepend_bos, "Put <|endoftext|> (50256) before --text");
-  acts->add_option("--processing", act->processing, "transformer_lens | none")
+  acts->add_option("--processing", act->processing, "transformer_lens | transformer_lens_uncentered | none")
       ->capture_default_str();
   acts->add_option("--dtype", act->dtype, "float32 | bfloat16")->capture_default_str();
   acts->add_flag("--logits", act->logits, "Also write logits [1,T,V]");

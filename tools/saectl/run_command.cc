@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "core/config/memory_estimate.h"
 #include "core/config/run_config.h"
 #include "core/config/sweep.h"
 #include "core/io/saelens.h"
@@ -22,6 +21,7 @@
 #include "tools/saectl/command.h"
 #include "tools/saectl/follow.h"
 #include "tools/saectl/format.h"
+#include "tools/saectl/memory_report.h"
 #include "tools/saectl/run_output.h"
 #include "tools/saectl/sae_inputs.h"
 #include "tools/saectl/server_flags.h"
@@ -36,44 +36,6 @@ using client::RunStateName;
 bool StdoutIsTerminal() { return ::isatty(STDOUT_FILENO) != 0; }
 
 // ---- submit ----
-
-// What the run's SAEs hold in memory (config::EstimateMemory), when the model's config.json is
-// readable here; otherwise says why there is no estimate.
-void PrintMemoryEstimate(const config::RunConfig& config) {
-  if (config.use_cached_activations || !config.model_path) return;
-  absl::StatusOr<model::Gpt2Config> model = model::LoadGpt2Config(*config.model_path);
-  if (!model.ok()) {
-    std::fprintf(stderr, "saectl: no memory estimate: %s\n",
-                 std::string(model.status().message()).c_str());
-    return;
-  }
-  absl::StatusOr<std::vector<config::SaeChild>> saes = config::ExpandSaes(config, model->dims());
-  if (!saes.ok()) {
-    std::fprintf(stderr, "saectl: %s\n", std::string(saes.status().message()).c_str());
-    return;
-  }
-  if (!config::TrainsManySaes(config)) {  // a run of one SAE: resolve it for its d_in
-    config::RunConfig resolved = config;
-    if (!config::ResolveAgainstModel(resolved, model->dims()).ok()) return;
-    (*saes)[0].config = resolved;
-  }
-  const config::RunMemory memory = config::EstimateMemory(config, *saes);
-  std::fprintf(stderr,
-               "saectl: memory estimate per trainer (float32; model weights not included):\n");
-  for (const config::SaeMemory& sae : memory.saes) {
-    std::fprintf(stderr,
-                 "  SAE %s d_in %lld d_sae %lld: parameters %s, Adam %s, gradients %s, "
-                 "feature state %s = %s\n",
-                 sae.name.empty() ? "(the run's)" : sae.name.c_str(),
-                 static_cast<long long>(sae.d_in), static_cast<long long>(sae.d_sae),
-                 HumanBytes(sae.parameters).c_str(), HumanBytes(sae.adam).c_str(),
-                 HumanBytes(sae.gradients).c_str(), HumanBytes(sae.feature_state).c_str(),
-                 HumanBytes(sae.total()).c_str());
-  }
-  std::fprintf(stderr, "  step temporaries (largest SAE; SAEs step in turn) %s, mixing buffer %s\n",
-               HumanBytes(memory.step).c_str(), HumanBytes(memory.buffer).c_str());
-  std::fprintf(stderr, "  total %s\n", HumanBytes(memory.total()).c_str());
-}
 
 struct SubmitFlags {
   ServerFlags server;

@@ -62,7 +62,7 @@ absl::Status RunSaeInfo(const std::string& dir, const std::string& output) {
   j["hook_head_index"] = m.hook_head_index >= 0 ? Json(m.hook_head_index) : Json();
   j["context_size"] = m.context_size;
   j["prepend_bos"] = m.prepend_bos;
-  j["processing"] = m.processed_weights ? "transformer_lens" : "none";
+  j["processing"] = m.processing;
   j["dataset_path"] = m.dataset_path;
   at::Tensor norms = sae.W_dec.norm(2, {1});
   j["decoder_row_norm"] = {{"min", norms.min().item<double>()},
@@ -111,7 +111,7 @@ absl::Status RunSaeInfo(const std::string& dir, const std::string& output) {
   std::printf("model / hook:   %s  %s (layer %d%s)  processing %s\n", m.model_name.c_str(),
               m.hook_name.c_str(), m.hook_layer,
               m.hook_head_index >= 0 ? absl::StrCat(", head ", m.hook_head_index).c_str() : "",
-              m.processed_weights ? "transformer_lens" : "none");
+              m.processing.c_str());
   std::printf("context_size:   %d   prepend_bos: %s   dataset: %s\n", m.context_size,
               m.prepend_bos ? "true" : "false", m.dataset_path.c_str());
   std::printf("decoder norms:  %.4f .. %.4f\n", j["decoder_row_norm"]["min"].get<double>(),

@@ -69,7 +69,8 @@ absl::StatusOr<SaeInputs> ReadSaeInputs(const SaeInputFlags& f) {
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         f.sae_dir, "/cfg.json: model_from_pretrained_kwargs turns only some of TransformerLens's "
-                   "weight processing on; give --processing transformer_lens or none"));
+                   "weight processing on; give --processing transformer_lens, "
+                   "transformer_lens_uncentered or none"));
   }
   if (f.dtype == "float32") {
     in.model_options.dtype = at::kFloat;

@@ -23,7 +23,7 @@ struct SaeInputFlags {
   std::string sae_dir;
   int64_t context_size = 0;
   std::string prepend_bos;  // "true" | "false" | ""
-  std::string processing;   // "transformer_lens" | "none" | ""
+  std::string processing;   // "transformer_lens" | "transformer_lens_uncentered" | "none" | ""
   std::string dtype = "float32";
 };
 

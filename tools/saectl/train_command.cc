@@ -26,6 +26,7 @@
 #include "nlohmann/json.hpp"
 #include "tools/saectl/command.h"
 #include "tools/saectl/format.h"
+#include "tools/saectl/memory_report.h"
 
 namespace sae::saectl {
 namespace {
@@ -92,6 +93,7 @@ absl::Status RunTrain(const TrainFlags& f) {
     }
     std::fprintf(stderr, "\n");
   }
+  PrintMemoryEstimate(config);
   // Log lines name the SAE; the progress bar follows the first one.
   auto tag = [](const std::string& sae) { return sae.empty() ? sae : "[" + sae + "] "; };
   options.on_step = [&](const std::string& sae, const sparse::StepMetrics& m, double tps,
