@@ -7,7 +7,10 @@
 #include <signal.h>
 
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/strings/numbers.h"
@@ -68,8 +71,11 @@ class ControllerProcess {
 
   // The process's peak resident memory (VmHWM) in bytes; -1 when it cannot be read.
   int64_t PeakResidentBytes() const {
-    auto status = ReadFile(absl::StrCat("/proc/", process_.pid(), "/status"));
-    if (!status.ok()) return -1;
+    // Not ReadFile: it reads st_size bytes, and /proc files report 0.
+    std::ifstream file(absl::StrCat("/proc/", process_.pid(), "/status"));
+    std::optional<std::string> status;
+    status.emplace(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+    if (!file.good() && !file.eof()) return -1;
     const size_t at = status->find("VmHWM:");
     int64_t kib = 0;
     if (at == std::string::npos ||
