@@ -136,7 +136,8 @@ int64_t FolderBytes(const std::string& dir) {
 
 double Mib(double bytes) { return bytes / (1 << 20); }
 
-TEST(ControllerLargeCheckpointTest, AGpt2SmallSizedCheckpointIsCommittedReadBackAndAKillLeavesNone) {
+TEST(ControllerLargeCheckpointTest,
+     AGpt2SmallSizedCheckpointIsCommittedReadBackAndAKillLeavesNone) {
   TempDir folder("large_checkpoint_test");
   const std::string data_dir = folder.path() + "/db";
   // A lease longer than the test: the hand-registered workers send no heartbeats.

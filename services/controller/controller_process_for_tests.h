@@ -104,8 +104,8 @@ class ControllerProcess {
   std::string address_;
 };
 
-inline std::unique_ptr<client::ControllerClient> Connect(const std::string& address,
-                                                         absl::Duration timeout = absl::Seconds(10)) {
+inline std::unique_ptr<client::ControllerClient> Connect(
+    const std::string& address, absl::Duration timeout = absl::Seconds(10)) {
   client::ControllerClientOptions options;
   options.address = address;
   options.timeout = timeout;

@@ -39,10 +39,12 @@ class SpdlogLogger : public rocksdb::Logger {
     Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap);
   }
   void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
-    const spdlog::level::level_enum to = level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? spdlog::level::err
-                                         : level == rocksdb::InfoLogLevel::WARN_LEVEL
-                                             ? spdlog::level::warn
-                                             : spdlog::level::debug;
+    spdlog::level::level_enum to = spdlog::level::debug;
+    if (level >= rocksdb::InfoLogLevel::ERROR_LEVEL) {
+      to = spdlog::level::err;
+    } else if (level == rocksdb::InfoLogLevel::WARN_LEVEL) {
+      to = spdlog::level::warn;
+    }
     if (!spdlog::should_log(to)) return;
     char line[1024];
     std::vsnprintf(line, sizeof(line), format, ap);
@@ -201,8 +203,9 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& dir,
   std::unique_ptr<RunStore> store(new RunStore());
   store->dir_ = dir;
   rocksdb::DB* db = nullptr;
-  SAE_RETURN_IF_ERROR(store->Rocks(rocksdb::DB::Open(db_options, dir, families, &store->handles_, &db),
-                                absl::StrCat("cannot open ", dir)));
+  SAE_RETURN_IF_ERROR(
+      store->Rocks(rocksdb::DB::Open(db_options, dir, families, &store->handles_, &db),
+                   absl::StrCat("cannot open ", dir)));
   store->db_.reset(db);
   store->default_ = store->handles_[0];
   store->runs_ = store->handles_[1];
