@@ -45,8 +45,7 @@ absl::StatusOr<std::string> Sha256OfFile(const std::string& path) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(md.get(), digest, &length);
-  return absl::BytesToHexString(
-      absl::string_view(reinterpret_cast<const char*>(digest), length));
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), length));
 }
 
 // Every regular file under `dir` but the checksum list, by relative path, sorted.
@@ -78,12 +77,12 @@ absl::Status CheckpointWriteError(const absl::Status& status, const std::string&
   const std::string parent = std::filesystem::path(dir).parent_path().string();
   if (absl::IsResourceExhausted(status)) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "checkpoint ", dir, " was not written: ", status.message(), ". The file system of ",
-        parent, " is full: free space there, or point checkpoint_path (--output) at a larger "
+        "checkpoint ", dir, " was not written: ", status.message(), ". The file system of ", parent,
+        " is full: free space there, or point checkpoint_path (--output) at a larger "
         "disk; the checkpoints written before are intact and nothing of this one is left"));
   }
-  return absl::Status(status.code(), absl::StrCat("checkpoint ", dir, " was not written: ",
-                                                  status.message()));
+  return absl::Status(status.code(),
+                      absl::StrCat("checkpoint ", dir, " was not written: ", status.message()));
 }
 
 }  // namespace
@@ -93,8 +92,10 @@ std::string CheckpointName(int64_t step) { return absl::StrFormat("step_%08d", s
 absl::Status VerifyCheckpointChecksums(const std::string& dir) {
   absl::StatusOr<std::string> text = ReadFile(dir + "/" + kChecksumsFile);
   if (absl::IsNotFound(text.status())) {
-    spdlog::warn("checkpoint {} has no {} (written by an older version): its files are loaded "
-                 "unchecked", dir, kChecksumsFile);
+    spdlog::warn(
+        "checkpoint {} has no {} (written by an older version): its files are loaded "
+        "unchecked",
+        dir, kChecksumsFile);
     return absl::OkStatus();
   }
   SAE_RETURN_IF_ERROR(text.status());
@@ -117,10 +118,11 @@ absl::Status VerifyCheckpointChecksums(const std::string& dir) {
     }
     SAE_RETURN_IF_ERROR(digest.status());
     if (*digest != line.substr(0, 64)) {
-      return absl::DataLossError(absl::StrCat(
-          "checkpoint ", dir, " is damaged: ", file, " does not match its SHA-256 in ",
-          kChecksumsFile, "; it is not loaded. Resume from another checkpoint (an earlier "
-          "step folder, or the controller's copy)"));
+      return absl::DataLossError(
+          absl::StrCat("checkpoint ", dir, " is damaged: ", file, " does not match its SHA-256 in ",
+                       kChecksumsFile,
+                       "; it is not loaded. Resume from another checkpoint (an earlier "
+                       "step folder, or the controller's copy)"));
     }
     ++checked;
   }

@@ -86,9 +86,8 @@ TEST_F(CheckpointFaultTest, ACheckpointOnAFullDiskFailsCleanlyAndTheRunResumesFr
   LocalTrainingOptions options;
   options.output_dir = dir_ + "/out";
   const std::string root = disk.path() + "/checkpoints";
-  auto result =
-      RunLocalTraining(Config(absl::StrCat("n_checkpoints: 4\ncheckpoint_path: ", root, "\n")),
-                       options);
+  auto result = RunLocalTraining(
+      Config(absl::StrCat("n_checkpoints: 4\ncheckpoint_path: ", root, "\n")), options);
   ASSERT_FALSE(result.ok()) << "a second checkpoint fit on a disk with room for one and a half";
   EXPECT_EQ(result.status().code(), absl::StatusCode::kResourceExhausted) << result.status();
   const std::string message(result.status().message());

@@ -63,9 +63,11 @@ absl::StatusOr<std::string> Controller::ReadChunk(const v1::CheckpointManifest& 
       rpc::Sha256::Of(data) != manifest.chunks(index).sha256()) {
     return absl::DataLossError(absl::StrCat(
         "chunk ", index, " of the checkpoint at step ", manifest.step(), " of run ",
-        manifest.run_id(), " does not match the SHA-256 recorded when it was uploaded: the "
+        manifest.run_id(),
+        " does not match the SHA-256 recorded when it was uploaded: the "
         "controller's data dir is damaged; restore it from a backup, or use an earlier "
-        "checkpoint (saectl checkpoints ", manifest.run_id(), " lists them)"));
+        "checkpoint (saectl checkpoints ",
+        manifest.run_id(), " lists them)"));
   }
   return data;
 }

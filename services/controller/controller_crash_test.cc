@@ -21,8 +21,8 @@
 #include "services/controller/run_store.h"
 #include "support/binaries.h"
 #include "support/child_process.h"
-#include "support/ports.h"
 #include "support/fake_worker.h"
+#include "support/ports.h"
 #include "support/temp_dir.h"
 
 namespace sae::controller {

@@ -92,9 +92,7 @@ class RawStore {
   rocksdb::ColumnFamilyHandle* family(const std::string& name) { return by_name_.at(name); }
 
   // Writes every memtable to files (SST and blob files), so that the bytes are on disk.
-  void FlushAll() {
-    ASSERT_TRUE(db_->Flush(rocksdb::FlushOptions(), handles_).ok());
-  }
+  void FlushAll() { ASSERT_TRUE(db_->Flush(rocksdb::FlushOptions(), handles_).ok()); }
 
  private:
   std::unique_ptr<rocksdb::DB> db_;

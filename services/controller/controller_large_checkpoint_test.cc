@@ -45,10 +45,9 @@ double SecondsSince(Clock::time_point start) {
 
 // A float32 safetensors file of `tensors` (name, shape), written in 1 MiB pieces of
 // pseudo-random bytes; returns its SHA-256 (hex) or "" on failure. Never holds the file.
-std::string WriteLargeSafetensors(const std::string& path,
-                                  const std::vector<std::pair<std::string, std::vector<int64_t>>>&
-                                      tensors,
-                                  uint64_t seed) {
+std::string WriteLargeSafetensors(
+    const std::string& path,
+    const std::vector<std::pair<std::string, std::vector<int64_t>>>& tensors, uint64_t seed) {
   nlohmann::json header = nlohmann::json::object();
   int64_t offset = 0;
   for (const auto& [name, shape] : tensors) {
@@ -105,8 +104,7 @@ std::string FileSha256(const std::string& path) {
 // A trainer checkpoint folder of that size: state.safetensors (parameters and both Adam
 // moments), sae/sae_weights.safetensors (the parameters again, as exported), state.json.
 // Returns the SHA-256 of every file by relative path.
-std::map<std::string, std::string> WriteGpt2SmallCheckpoint(const std::string& dir,
-                                                            uint64_t seed) {
+std::map<std::string, std::string> WriteGpt2SmallCheckpoint(const std::string& dir, uint64_t seed) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> parameters = {
       {"W_enc", {kDIn, kDSae}}, {"b_enc", {kDSae}}, {"W_dec", {kDSae, kDIn}}, {"b_dec", {kDIn}}};
   std::vector<std::pair<std::string, std::vector<int64_t>>> state = parameters;
@@ -119,8 +117,8 @@ std::map<std::string, std::string> WriteGpt2SmallCheckpoint(const std::string& d
   digests["state.safetensors"] = WriteLargeSafetensors(dir + "/state.safetensors", state, seed);
   digests["sae/sae_weights.safetensors"] =
       WriteLargeSafetensors(dir + "/sae/sae_weights.safetensors", parameters, seed + 1);
-  const std::string json = absl::StrCat("{\"step\": ", seed, ", \"d_in\": ", kDIn,
-                                        ", \"d_sae\": ", kDSae, "}\n");
+  const std::string json =
+      absl::StrCat("{\"step\": ", seed, ", \"d_in\": ", kDIn, ", \"d_sae\": ", kDSae, "}\n");
   EXPECT_TRUE(WriteFileAtomically(dir + "/state.json", json).ok());
   digests["state.json"] = absl::BytesToHexString(rpc::Sha256::Of(json));
   return digests;
@@ -167,10 +165,11 @@ TEST(ControllerLargeCheckpointTest,
   const int64_t bytes = FolderBytes(source);
   // The reference for the rates: making the files here (random bytes, SHA-256, write).
   const double local_rate = Mib(static_cast<double>(bytes)) / SecondsSince(started);
-  std::printf("checkpoint of d_in %lld, d_sae %lld: %.3f GB (%.1f MiB) in %zu files, written in "
-              "%.1f s\n",
-              static_cast<long long>(kDIn), static_cast<long long>(kDSae), bytes / 1e9,
-              Mib(static_cast<double>(bytes)), digests.size(), SecondsSince(started));
+  std::printf(
+      "checkpoint of d_in %lld, d_sae %lld: %.3f GB (%.1f MiB) in %zu files, written in "
+      "%.1f s\n",
+      static_cast<long long>(kDIn), static_cast<long long>(kDSae), bytes / 1e9,
+      Mib(static_cast<double>(bytes)), digests.size(), SecondsSince(started));
   ASSERT_GT(bytes, 1'200'000'000);
 
   v1::UploadHeader header;
@@ -184,10 +183,11 @@ TEST(ControllerLargeCheckpointTest,
   ASSERT_TRUE(committed.ok()) << committed.status();
   EXPECT_GE(committed->total_bytes(), bytes);
   const double upload_rate = Mib(static_cast<double>(committed->total_bytes())) / upload_seconds;
-  std::printf("upload and commit: %.1f MiB in %d chunks, %.1f s, %.0f MiB/s; writing the files "
-              "here: %.0f MiB/s (ratio %.2f)\n",
-              Mib(static_cast<double>(committed->total_bytes())), committed->chunk_count(),
-              upload_seconds, upload_rate, local_rate, upload_rate / local_rate);
+  std::printf(
+      "upload and commit: %.1f MiB in %d chunks, %.1f s, %.0f MiB/s; writing the files "
+      "here: %.0f MiB/s (ratio %.2f)\n",
+      Mib(static_cast<double>(committed->total_bytes())), committed->chunk_count(), upload_seconds,
+      upload_rate, local_rate, upload_rate / local_rate);
   auto listed = client->ListCheckpoints(run->run_id());
   ASSERT_TRUE(listed.ok()) << listed.status();
   ASSERT_EQ(listed->size(), 1u);
@@ -224,9 +224,7 @@ TEST(ControllerLargeCheckpointTest,
   });
   const double half = received_before + static_cast<double>(bytes) / 2;
   const bool reached = support::Eventually(
-      [&] {
-        return controller->Metric("sae_controller_checkpoint_received_bytes_total") >= half;
-      },
+      [&] { return controller->Metric("sae_controller_checkpoint_received_bytes_total") >= half; },
       std::chrono::seconds(300));
   const int64_t peak = controller->PeakResidentBytes();
   const double received = controller->Metric("sae_controller_checkpoint_received_bytes_total");
@@ -236,9 +234,10 @@ TEST(ControllerLargeCheckpointTest,
   EXPECT_FALSE(interrupted.ok());
   EXPECT_LT(received, received_before + static_cast<double>(bytes))
       << "the upload finished before the kill";
-  std::printf("controller killed with %.1f MiB of the second checkpoint stored; its peak "
-              "resident memory: %.1f MiB\n",
-              Mib(received - received_before), Mib(static_cast<double>(peak)));
+  std::printf(
+      "controller killed with %.1f MiB of the second checkpoint stored; its peak "
+      "resident memory: %.1f MiB\n",
+      Mib(received - received_before), Mib(static_cast<double>(peak)));
 
   started = Clock::now();
   controller = std::make_unique<ControllerProcess>(data_dir, folder.path(), 1800);

@@ -160,8 +160,8 @@ absl::Status RunStore::Rocks(const rocksdb::Status& status, absl::string_view wh
 
 absl::Status RunStore::CheckWritable() {
   return Rocks(db_->Put(WriteOptionsFor(Durability::kBuffered), default_, "health-probe",
-                            absl::StrCat(absl::ToUnixMillis(absl::Now()))),
-                   "the run store does not accept writes");
+                        absl::StrCat(absl::ToUnixMillis(absl::Now()))),
+               "the run store does not accept writes");
 }
 
 // ---- Open / close ----
@@ -284,7 +284,7 @@ absl::Status RunStore::WriteRun(const v1::Run& run, const std::vector<v1::RunEve
   rocksdb::WriteBatch batch;
   SAE_RETURN_IF_ERROR(AddRunToBatch(run, events, runs_, events_, &batch));
   return Rocks(db_->Write(WriteOptionsFor(durability), &batch),
-                   absl::StrCat("cannot write run ", run.run_id()));
+               absl::StrCat("cannot write run ", run.run_id()));
 }
 
 absl::StatusOr<std::vector<v1::RunEvent>> RunStore::ReadEvents(const std::string& run_id,
@@ -319,7 +319,7 @@ absl::Status RunStore::DeleteRun(const std::string& run_id) {
   batch.DeleteRange(history_, begin, end);
   batch.Delete(features_, run_id);
   return Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                   absl::StrCat("cannot delete run ", run_id));
+               absl::StrCat("cannot delete run ", run_id));
 }
 
 // ---- Progress history ----
@@ -331,14 +331,14 @@ absl::Status RunStore::WriteHistory(const std::string& run_id,
   if (added.metrics().step() < 0) return absl::InvalidArgumentError("run store: a negative step");
   rocksdb::WriteBatch batch;
   for (int64_t step : removed_steps) {
-    SAE_RETURN_IF_ERROR(Rocks(batch.Delete(history_, NumberKey(run_id, step)),
-                                  "cannot batch a history delete"));
+    SAE_RETURN_IF_ERROR(
+        Rocks(batch.Delete(history_, NumberKey(run_id, step)), "cannot batch a history delete"));
   }
-  SAE_RETURN_IF_ERROR(Rocks(batch.Put(history_, NumberKey(run_id, added.metrics().step()),
-                                          added.SerializeAsString()),
-                                "cannot batch a history point"));
+  SAE_RETURN_IF_ERROR(Rocks(
+      batch.Put(history_, NumberKey(run_id, added.metrics().step()), added.SerializeAsString()),
+      "cannot batch a history point"));
   return Rocks(db_->Write(WriteOptionsFor(Durability::kBuffered), &batch),
-                   absl::StrCat("cannot write the history of ", run_id));
+               absl::StrCat("cannot write the history of ", run_id));
 }
 
 absl::StatusOr<std::vector<v1::ProgressPoint>> RunStore::ReadHistory(const std::string& run_id) {
@@ -371,8 +371,8 @@ absl::StatusOr<std::unique_ptr<RunStore::Upload>> RunStore::BeginUpload(const st
   rocksdb::WriteBatch batch;
   batch.Put(default_, kNextUploadIdKey, next);
   batch.Put(staging_, UploadIdKey(upload_id), UploadPrefix(run_id, step, upload_id));
-  SAE_RETURN_IF_ERROR(Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                                "cannot stage an upload"));
+  SAE_RETURN_IF_ERROR(
+      Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch), "cannot stage an upload"));
   next_upload_id_ = upload_id + 1;
   return std::unique_ptr<Upload>(new Upload(this, run_id, step, upload_id));
 }
@@ -382,7 +382,7 @@ absl::Status RunStore::AbortUpload(uint64_t upload_id, const std::string& prefix
   batch.DeleteRange(blobs_, prefix, UploadPrefixEnd(prefix));
   batch.Delete(staging_, UploadIdKey(upload_id));
   return Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                   "cannot drop a staged upload");
+               "cannot drop a staged upload");
 }
 
 absl::StatusOr<std::vector<v1::CheckpointManifest>> RunStore::CommitUpload(
@@ -428,7 +428,7 @@ absl::StatusOr<std::vector<v1::CheckpointManifest>> RunStore::CommitUpload(
   }
   SAE_RETURN_IF_ERROR(AddRunToBatch(run, events, runs_, events_, &batch));
   SAE_RETURN_IF_ERROR(Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                                absl::StrCat("cannot commit a checkpoint of ", run.run_id())));
+                            absl::StrCat("cannot commit a checkpoint of ", run.run_id())));
   upload.committed_ = true;
   return deleted;
 }
@@ -453,7 +453,7 @@ absl::Status RunStore::CommitFeatures(Upload& upload, v1::CheckpointManifest man
   }
   SAE_RETURN_IF_ERROR(AddRunToBatch(run, events, runs_, events_, &batch));
   SAE_RETURN_IF_ERROR(Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                                absl::StrCat("cannot commit the features of ", run.run_id())));
+                            absl::StrCat("cannot commit the features of ", run.run_id())));
   upload.committed_ = true;
   return absl::OkStatus();
 }
@@ -499,9 +499,9 @@ absl::StatusOr<std::string> RunStore::ReadChunk(const v1::CheckpointManifest& ma
     return absl::DataLossError(absl::StrCat("run store: checkpoint ", manifest.step(), " of ",
                                             manifest.run_id(), " has lost chunk ", index));
   }
-  SAE_RETURN_IF_ERROR(Rocks(status, absl::StrCat("cannot read chunk ", index,
-                                                  " of the checkpoint at step ", manifest.step(),
-                                                  " of run ", manifest.run_id())));
+  SAE_RETURN_IF_ERROR(
+      Rocks(status, absl::StrCat("cannot read chunk ", index, " of the checkpoint at step ",
+                                 manifest.step(), " of run ", manifest.run_id())));
   return value;
 }
 
@@ -538,8 +538,8 @@ absl::Status RunStore::Upload::AddChunk(absl::string_view data) {
   rocksdb::Slice value(data.data(), data.size());
   SAE_RETURN_IF_ERROR(
       store_->Rocks(store_->db_->Put(WriteOptionsFor(Durability::kBuffered), store_->blobs_,
-                                 ChunkKey(prefix_, chunk_count_), value),
-                "cannot stage a checkpoint chunk"));
+                                     ChunkKey(prefix_, chunk_count_), value),
+                    "cannot stage a checkpoint chunk"));
   ++chunk_count_;
   bytes_ += static_cast<int64_t>(data.size());
   return absl::OkStatus();
