@@ -42,12 +42,19 @@ absl::StatusOr<std::vector<std::string>> WriteCheckpoints(
   const std::string partial = dir + ".partial";
   std::error_code ec;
   std::filesystem::remove_all(partial, ec);
-  SAE_RETURN_IF_ERROR(MakeDirectories(partial + "/saes"));
-  for (const LoopSae& sae : saes) {
-    SAE_RETURN_IF_ERROR(
-        WriteCheckpoint(*sae.trainer, *sae.config, position, partial + "/saes/" + sae.name));
+  absl::Status written = [&]() -> absl::Status {
+    SAE_RETURN_IF_ERROR(MakeDirectories(partial + "/saes"));
+    for (const LoopSae& sae : saes) {
+      SAE_RETURN_IF_ERROR(
+          WriteCheckpoint(*sae.trainer, *sae.config, position, partial + "/saes/" + sae.name));
+    }
+    return WriteFileAtomically(partial + "/run.yaml", config::ToYaml(config));
+  }();
+  if (!written.ok()) {
+    // As for one SAE: nothing of a failed checkpoint stays.
+    std::filesystem::remove_all(partial, ec);
+    return written;
   }
-  SAE_RETURN_IF_ERROR(WriteFileAtomically(partial + "/run.yaml", config::ToYaml(config)));
   std::filesystem::remove_all(dir, ec);
   std::filesystem::rename(partial, dir, ec);
   if (ec) {

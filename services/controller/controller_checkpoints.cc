@@ -56,7 +56,20 @@ absl::StatusOr<v1::CheckpointManifest> Controller::FindFeatures(const std::strin
 
 absl::StatusOr<std::string> Controller::ReadChunk(const v1::CheckpointManifest& manifest,
                                                   int32_t index) const {
-  return store_->ReadChunk(manifest, index);
+  SAE_ASSIGN_OR_RETURN(std::string data, store_->ReadChunk(manifest, index));
+  // RocksDB's checksums cover what it wrote; the chunk's SHA-256, taken when it arrived, also
+  // covers what happened since (a rewritten value, a bug): what does not match is never sent.
+  if (index >= 0 && index < manifest.chunks_size() && !manifest.chunks(index).sha256().empty() &&
+      rpc::Sha256::Of(data) != manifest.chunks(index).sha256()) {
+    return absl::DataLossError(absl::StrCat(
+        "chunk ", index, " of the checkpoint at step ", manifest.step(), " of run ",
+        manifest.run_id(),
+        " does not match the SHA-256 recorded when it was uploaded: the "
+        "controller's data dir is damaged; restore it from a backup, or use an earlier "
+        "checkpoint (saectl checkpoints ",
+        manifest.run_id(), " lists them)"));
+  }
+  return data;
 }
 
 // ---- Checkpoint uploads ----

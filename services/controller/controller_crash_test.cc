@@ -17,82 +17,20 @@
 #include "sae/v1/controller.grpc.pb.h"
 #include "services/common/controller_client.h"
 #include "services/common/sha256.h"
+#include "services/controller/controller_process_for_tests.h"
 #include "services/controller/run_store.h"
 #include "support/binaries.h"
 #include "support/child_process.h"
-#include "support/ports.h"
 #include "support/fake_worker.h"
+#include "support/ports.h"
 #include "support/temp_dir.h"
 
 namespace sae::controller {
 namespace {
 
 using support::TempDir;
-
-// A sae-controller child process on a free loopback port (it writes the port it got to a file).
-class ControllerProcess {
- public:
-  ControllerProcess(const std::string& data_dir, const std::string& work_dir)
-      : port_file_(absl::StrCat(work_dir, "/port.", counter_++)),
-        metrics_port_(support::FreeLoopbackPort()),
-        process_({support::BinaryPath("sae-controller"), "--listen", "127.0.0.1:0", "--data-dir",
-                  data_dir, "--port-file", port_file_, "--lease-seconds", "60", "--metrics-port",
-                  absl::StrCat(metrics_port_)},
-                 absl::StrCat(work_dir, "/controller.log")) {
-    absl::Time give_up = absl::Now() + absl::Seconds(20);
-    while (absl::Now() < give_up && !process_.Exited()) {
-      auto text = ReadFile(port_file_);
-      int port = 0;
-      if (text.ok() && absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &port)) {
-        address_ = absl::StrCat("127.0.0.1:", port);
-        return;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    ADD_FAILURE() << "sae-controller did not start; see " << process_.log_path();
-  }
-
-  const std::string& address() const { return address_; }
-
-  // The value of the unlabelled series `name` on /metrics; -1 when it cannot be read.
-  double Metric(const std::string& name) const {
-    httplib::Client http("127.0.0.1", metrics_port_);
-    httplib::Result got = http.Get("/metrics");
-    if (!got || got->status != 200) return -1;
-    const size_t at = got->body.find("\n" + name + " ");
-    double value = -1;
-    if (at == std::string::npos ||
-        !absl::SimpleAtod(got->body.substr(at + name.size() + 2,
-                                           got->body.find('\n', at + 1) - at - name.size() - 2),
-                          &value)) {
-      return -1;
-    }
-    return value;
-  }
-
-  // SIGKILL at once, or SIGTERM (SIGKILL after 10 s); returns once the process is reaped.
-  void Stop(int signal) {
-    if (signal == SIGKILL) {
-      process_.KillHard();
-    } else {
-      process_.Stop();
-    }
-  }
-
- private:
-  static inline int counter_ = 0;
-  const std::string port_file_;
-  const int metrics_port_;
-  support::ChildProcess process_;
-  std::string address_;
-};
-
-std::unique_ptr<client::ControllerClient> Connect(const std::string& address) {
-  client::ControllerClientOptions options;
-  options.address = address;
-  options.timeout = absl::Seconds(10);
-  return std::move(*client::ControllerClient::Connect(options));
-}
+using testing_support::Connect;
+using testing_support::ControllerProcess;
 
 TEST(ControllerCrashTest, KilledDuringAnUploadShowsNoPartOfThatCheckpointAfterRestart) {
   TempDir folder;

@@ -10,6 +10,7 @@
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
 #include "rocksdb/write_batch.h"
+#include "services/controller/run_store_rocksdb.h"
 
 namespace sae::controller {
 namespace {
@@ -22,18 +23,6 @@ constexpr char kStagingFamily[] = "staging";
 constexpr char kHistoryFamily[] = "history";
 constexpr char kFeaturesFamily[] = "features";
 constexpr char kNextUploadIdKey[] = "next_upload_id";
-
-absl::Status FromRocks(const rocksdb::Status& status, absl::string_view what) {
-  if (status.ok()) return absl::OkStatus();
-  std::string message = absl::StrCat("run store: ", what, ": ", status.ToString());
-  if (status.IsNotFound()) return absl::NotFoundError(message);
-  if (status.IsCorruption()) return absl::DataLossError(message);
-  if (status.IsBusy() || status.IsTimedOut() || status.IsTryAgain()) {
-    return absl::UnavailableError(message);
-  }
-  if (status.IsNoSpace()) return absl::ResourceExhaustedError(message);
-  return absl::InternalError(message);
-}
 
 void AppendBigEndian(uint64_t value, int bytes, std::string* out) {
   for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>((value >> (8 * i)) & 0xff));
@@ -113,9 +102,9 @@ rocksdb::WriteOptions WriteOptionsFor(Durability durability) {
 }  // namespace
 
 absl::Status RunStore::CheckWritable() {
-  return FromRocks(db_->Put(WriteOptionsFor(Durability::kBuffered), default_, "health-probe",
-                            absl::StrCat(absl::ToUnixMillis(absl::Now()))),
-                   "the run store does not accept writes");
+  return Rocks(db_->Put(WriteOptionsFor(Durability::kBuffered), default_, "health-probe",
+                        absl::StrCat(absl::ToUnixMillis(absl::Now()))),
+               "the run store does not accept writes");
 }
 
 // ---- Open / close ----
@@ -124,6 +113,12 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& dir,
                                                          const RunStoreOptions& options) {
   SAE_RETURN_IF_ERROR(MakeDirectories(dir));
   rocksdb::DBOptions db_options;
+  // Every read checks the block (and blob record) checksums it reads (ReadOptions'
+  // verify_checksums, on by default), and with paranoid_checks a failed write or a corrupt file
+  // stops the database's writes instead of going on: corruption surfaces as DataLoss naming
+  // the file, never as other bytes.
+  db_options.paranoid_checks = true;
+  db_options.info_log = NewSpdlogLogger();
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
@@ -149,9 +144,11 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& dir,
       {kFeaturesFamily, plain},
   };
   std::unique_ptr<RunStore> store(new RunStore());
+  store->dir_ = dir;
   rocksdb::DB* db = nullptr;
-  SAE_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(db_options, dir, families, &store->handles_, &db),
-                                absl::StrCat("cannot open ", dir)));
+  SAE_RETURN_IF_ERROR(
+      store->Rocks(rocksdb::DB::Open(db_options, dir, families, &store->handles_, &db),
+                   absl::StrCat("cannot open ", dir)));
   store->db_.reset(db);
   store->default_ = store->handles_[0];
   store->runs_ = store->handles_[1];
@@ -167,7 +164,7 @@ absl::StatusOr<std::unique_ptr<RunStore>> RunStore::Open(const std::string& dir,
   if (got.ok()) {
     store->next_upload_id_ = ReadBigEndian(value);
   } else if (!got.IsNotFound()) {
-    return FromRocks(got, "cannot read the upload counter");
+    return store->Rocks(got, "cannot read the upload counter");
   }
   SAE_RETURN_IF_ERROR(store->DropStagedUploads());
   return store;
@@ -185,7 +182,7 @@ absl::Status RunStore::DropStagedUploads() {
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     staged.emplace_back(ReadBigEndian(it->key().ToString()), it->value().ToString());
   }
-  SAE_RETURN_IF_ERROR(FromRocks(it->status(), "cannot list staged uploads"));
+  SAE_RETURN_IF_ERROR(Rocks(it->status(), "cannot list staged uploads"));
   for (const auto& [upload_id, prefix] : staged) {
     SAE_RETURN_IF_ERROR(AbortUpload(upload_id, prefix));
     ++dropped_uploads_;
@@ -203,7 +200,7 @@ absl::StatusOr<std::vector<v1::Run>> RunStore::LoadRuns() {
                          Parse<v1::Run>(it->value(), absl::StrCat("run ", it->key().ToString())));
     runs.push_back(std::move(run));
   }
-  SAE_RETURN_IF_ERROR(FromRocks(it->status(), "cannot list runs"));
+  SAE_RETURN_IF_ERROR(Rocks(it->status(), "cannot list runs"));
   return runs;
 }
 
@@ -229,8 +226,8 @@ absl::Status RunStore::WriteRun(const v1::Run& run, const std::vector<v1::RunEve
                                 Durability durability) {
   rocksdb::WriteBatch batch;
   SAE_RETURN_IF_ERROR(AddRunToBatch(run, events, runs_, events_, &batch));
-  return FromRocks(db_->Write(WriteOptionsFor(durability), &batch),
-                   absl::StrCat("cannot write run ", run.run_id()));
+  return Rocks(db_->Write(WriteOptionsFor(durability), &batch),
+               absl::StrCat("cannot write run ", run.run_id()));
 }
 
 absl::StatusOr<std::vector<v1::RunEvent>> RunStore::ReadEvents(const std::string& run_id,
@@ -248,7 +245,7 @@ absl::StatusOr<std::vector<v1::RunEvent>> RunStore::ReadEvents(const std::string
     SAE_ASSIGN_OR_RETURN(v1::RunEvent event, Parse<v1::RunEvent>(it->value(), "event"));
     events.push_back(std::move(event));
   }
-  SAE_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("cannot read events of ", run_id)));
+  SAE_RETURN_IF_ERROR(Rocks(it->status(), absl::StrCat("cannot read events of ", run_id)));
   return events;
 }
 
@@ -264,8 +261,8 @@ absl::Status RunStore::DeleteRun(const std::string& run_id) {
   batch.DeleteRange(blobs_, begin, end);
   batch.DeleteRange(history_, begin, end);
   batch.Delete(features_, run_id);
-  return FromRocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                   absl::StrCat("cannot delete run ", run_id));
+  return Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
+               absl::StrCat("cannot delete run ", run_id));
 }
 
 // ---- Progress history ----
@@ -277,14 +274,14 @@ absl::Status RunStore::WriteHistory(const std::string& run_id,
   if (added.metrics().step() < 0) return absl::InvalidArgumentError("run store: a negative step");
   rocksdb::WriteBatch batch;
   for (int64_t step : removed_steps) {
-    SAE_RETURN_IF_ERROR(FromRocks(batch.Delete(history_, NumberKey(run_id, step)),
-                                  "cannot batch a history delete"));
+    SAE_RETURN_IF_ERROR(
+        Rocks(batch.Delete(history_, NumberKey(run_id, step)), "cannot batch a history delete"));
   }
-  SAE_RETURN_IF_ERROR(FromRocks(batch.Put(history_, NumberKey(run_id, added.metrics().step()),
-                                          added.SerializeAsString()),
-                                "cannot batch a history point"));
-  return FromRocks(db_->Write(WriteOptionsFor(Durability::kBuffered), &batch),
-                   absl::StrCat("cannot write the history of ", run_id));
+  SAE_RETURN_IF_ERROR(Rocks(
+      batch.Put(history_, NumberKey(run_id, added.metrics().step()), added.SerializeAsString()),
+      "cannot batch a history point"));
+  return Rocks(db_->Write(WriteOptionsFor(Durability::kBuffered), &batch),
+               absl::StrCat("cannot write the history of ", run_id));
 }
 
 absl::StatusOr<std::vector<v1::ProgressPoint>> RunStore::ReadHistory(const std::string& run_id) {
@@ -300,7 +297,7 @@ absl::StatusOr<std::vector<v1::ProgressPoint>> RunStore::ReadHistory(const std::
                          Parse<v1::ProgressPoint>(it->value(), "history point"));
     points.push_back(std::move(point));
   }
-  SAE_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("cannot read the history of ", run_id)));
+  SAE_RETURN_IF_ERROR(Rocks(it->status(), absl::StrCat("cannot read the history of ", run_id)));
   return points;
 }
 
@@ -317,8 +314,8 @@ absl::StatusOr<std::unique_ptr<RunStore::Upload>> RunStore::BeginUpload(const st
   rocksdb::WriteBatch batch;
   batch.Put(default_, kNextUploadIdKey, next);
   batch.Put(staging_, UploadIdKey(upload_id), UploadPrefix(run_id, step, upload_id));
-  SAE_RETURN_IF_ERROR(FromRocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                                "cannot stage an upload"));
+  SAE_RETURN_IF_ERROR(
+      Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch), "cannot stage an upload"));
   next_upload_id_ = upload_id + 1;
   return std::unique_ptr<Upload>(new Upload(this, run_id, step, upload_id));
 }
@@ -327,8 +324,8 @@ absl::Status RunStore::AbortUpload(uint64_t upload_id, const std::string& prefix
   rocksdb::WriteBatch batch;
   batch.DeleteRange(blobs_, prefix, UploadPrefixEnd(prefix));
   batch.Delete(staging_, UploadIdKey(upload_id));
-  return FromRocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                   "cannot drop a staged upload");
+  return Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
+               "cannot drop a staged upload");
 }
 
 absl::StatusOr<std::vector<v1::CheckpointManifest>> RunStore::CommitUpload(
@@ -373,8 +370,8 @@ absl::StatusOr<std::vector<v1::CheckpointManifest>> RunStore::CommitUpload(
     }
   }
   SAE_RETURN_IF_ERROR(AddRunToBatch(run, events, runs_, events_, &batch));
-  SAE_RETURN_IF_ERROR(FromRocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                                absl::StrCat("cannot commit a checkpoint of ", run.run_id())));
+  SAE_RETURN_IF_ERROR(Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
+                            absl::StrCat("cannot commit a checkpoint of ", run.run_id())));
   upload.committed_ = true;
   return deleted;
 }
@@ -398,8 +395,8 @@ absl::Status RunStore::CommitFeatures(Upload& upload, v1::CheckpointManifest man
     batch.DeleteRange(blobs_, prefix, UploadPrefixEnd(prefix));
   }
   SAE_RETURN_IF_ERROR(AddRunToBatch(run, events, runs_, events_, &batch));
-  SAE_RETURN_IF_ERROR(FromRocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
-                                absl::StrCat("cannot commit the features of ", run.run_id())));
+  SAE_RETURN_IF_ERROR(Rocks(db_->Write(WriteOptionsFor(Durability::kSynced), &batch),
+                            absl::StrCat("cannot commit the features of ", run.run_id())));
   upload.committed_ = true;
   return absl::OkStatus();
 }
@@ -412,7 +409,7 @@ absl::StatusOr<v1::CheckpointManifest> RunStore::FindFeatures(const std::string&
     return absl::NotFoundError(absl::StrCat("run ", run_id, " has no feature dashboards (saectl "
                                             "features ", run_id, " makes them)"));
   }
-  SAE_RETURN_IF_ERROR(FromRocks(status, "cannot read a features manifest"));
+  SAE_RETURN_IF_ERROR(Rocks(status, "cannot read a features manifest"));
   return Parse<v1::CheckpointManifest>(value, "features manifest");
 }
 
@@ -430,7 +427,7 @@ absl::StatusOr<std::vector<v1::CheckpointManifest>> RunStore::ListCheckpoints(
                          Parse<v1::CheckpointManifest>(it->value(), "checkpoint manifest"));
     manifests.push_back(std::move(manifest));
   }
-  SAE_RETURN_IF_ERROR(FromRocks(it->status(), absl::StrCat("cannot list checkpoints of ", run_id)));
+  SAE_RETURN_IF_ERROR(Rocks(it->status(), absl::StrCat("cannot list checkpoints of ", run_id)));
   return manifests;
 }
 
@@ -445,7 +442,9 @@ absl::StatusOr<std::string> RunStore::ReadChunk(const v1::CheckpointManifest& ma
     return absl::DataLossError(absl::StrCat("run store: checkpoint ", manifest.step(), " of ",
                                             manifest.run_id(), " has lost chunk ", index));
   }
-  SAE_RETURN_IF_ERROR(FromRocks(status, "cannot read a checkpoint chunk"));
+  SAE_RETURN_IF_ERROR(
+      Rocks(status, absl::StrCat("cannot read chunk ", index, " of the checkpoint at step ",
+                                 manifest.step(), " of run ", manifest.run_id())));
   return value;
 }
 
@@ -458,7 +457,7 @@ absl::StatusOr<int64_t> RunStore::CountChunks(const std::string& run_id) {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, blobs_));
   int64_t count = 0;
   for (it->Seek(RunPrefix(run_id)); it->Valid(); it->Next()) ++count;
-  SAE_RETURN_IF_ERROR(FromRocks(it->status(), "cannot count chunks"));
+  SAE_RETURN_IF_ERROR(Rocks(it->status(), "cannot count chunks"));
   return count;
 }
 
@@ -481,9 +480,9 @@ absl::Status RunStore::Upload::AddChunk(absl::string_view data) {
   if (committed_) return absl::FailedPreconditionError("run store: the upload was committed");
   rocksdb::Slice value(data.data(), data.size());
   SAE_RETURN_IF_ERROR(
-      FromRocks(store_->db_->Put(WriteOptionsFor(Durability::kBuffered), store_->blobs_,
-                                 ChunkKey(prefix_, chunk_count_), value),
-                "cannot stage a checkpoint chunk"));
+      store_->Rocks(store_->db_->Put(WriteOptionsFor(Durability::kBuffered), store_->blobs_,
+                                     ChunkKey(prefix_, chunk_count_), value),
+                    "cannot stage a checkpoint chunk"));
   ++chunk_count_;
   bytes_ += static_cast<int64_t>(data.size());
   return absl::OkStatus();

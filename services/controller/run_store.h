@@ -44,6 +44,7 @@
 namespace rocksdb {
 class ColumnFamilyHandle;
 class DB;
+class Status;
 }  // namespace rocksdb
 
 namespace sae::controller {
@@ -148,10 +149,14 @@ class RunStore {
 
  private:
   RunStore() = default;
+  // A RocksDB status as an absl::Status ("run store: <what>: <RocksDB's message>"), with what to
+  // do added when the data dir is full (ResourceExhausted) or corrupt (DataLoss).
+  absl::Status Rocks(const rocksdb::Status& status, absl::string_view what) const;
   absl::Status DropStagedUploads();
   // Deletes the staged upload's chunks and record (synced).
   absl::Status AbortUpload(uint64_t upload_id, const std::string& prefix);
 
+  std::string dir_;
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::ColumnFamilyHandle* default_ = nullptr;
   rocksdb::ColumnFamilyHandle* runs_ = nullptr;
