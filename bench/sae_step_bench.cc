@@ -9,6 +9,7 @@
 //                                     density sweep (expansion 32): where the sparse step wins
 //   sae_step_bench --ghost [reps]     the sparse step with ghost gradients against the number
 //                                     of dead latents (expansion 32, L0 128)
+//   sae_step_bench --parts [reps]     the sparse step's parts beside the floor (expansion 64)
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "core/sae/adam.h"
 #include "core/sae/sae_trainer.h"
 #include "core/util/torch_runtime.h"
 #include "nlohmann/json.hpp"
@@ -164,6 +166,43 @@ int Ghost(int reps) {
   return 0;
 }
 
+// Where the sparse step's time goes (expansion 64, L0 128): the floor, the forward, the
+// backward and the whole trainer step (the rest: Adam, the decoder's parallel-gradient removal
+// and the dead-latent counters, all dense over the parameters).
+int Parts(int reps) {
+  const int64_t S = kDIn * 64;
+  SaeTrainer trainer(StepOptions(Architecture::kStandard, S), nullptr);
+  SetBiasForL0(trainer.sae().params(), 128);
+  at::Tensor x = at::randn({kBatch, kDIn});
+  const SparseAutoencoder& sae = trainer.sae();
+  const double floor = sae::bench::MedianSeconds(
+      [&] { (void)at::addmm(sae.params().b_enc, x, sae.params().W_enc); }, reps, 1);
+  ForwardPass pass;
+  const double forward =
+      sae::bench::MedianSeconds([&] { pass = sae.Forward(x, false); }, reps, 1);
+  StepBuffer buffer(sae.params());
+  at::Tensor sums = SparseAutoencoder::MomentSums(pass) / static_cast<double>(kBatch);
+  const double backward = sae::bench::MedianSeconds(
+      [&] { sae.Backward(pass, {sums[0], sums[1]}, LossOptions(), buffer); }, reps, 1);
+  SparseAutoencoder copy(sae.options(), sae.params().Clone());
+  Adam adam(copy.params().List());
+  const double adam_s = sae::bench::MedianSeconds(
+      [&] { adam.Step(copy.params().List(), buffer.gradients(), 1e-4); }, reps, 1);
+  at::Tensor grad_W_dec = buffer.W_dec;
+  const double parallel = sae::bench::MedianSeconds(
+      [&] { copy.RemoveGradientParallelToDecoder(grad_W_dec); }, reps, 1);
+  const double normalize =
+      sae::bench::MedianSeconds([&] { copy.NormalizeDecoderRows(); }, reps, 1);
+  const double step = sae::bench::MedianSeconds([&] { (void)trainer.Step(x); }, reps, 1);
+  std::printf("Adam %.3f s, decoder parallel-gradient removal %.3f s, decoder row norms %.3f s\n",
+              adam_s, parallel, normalize);
+  std::printf("expansion 64, L0 128 (%s step): encoder GEMM %.3f s, forward %.3f s (%.2fx the "
+              "GEMM), backward %.3f s, whole step %.3f s (%.2fx the GEMM)\n",
+              pass.entries ? "sparse" : "dense", floor, forward, forward / floor, backward, step,
+              step / floor);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,8 +217,9 @@ int main(int argc, char** argv) {
               (long long)kDIn, (long long)kBatch, threads, reps, kSparseStepMaxDensity);
   if (mode == "--calibrate") return Calibrate(reps);
   if (mode == "--ghost") return Ghost(reps);
+  if (mode == "--parts") return Parts(reps);
   if (!mode.empty()) {
-    std::fprintf(stderr, "unknown option %s: use --calibrate, --ghost or none\n", mode.c_str());
+    std::fprintf(stderr, "unknown option %s: use --calibrate, --ghost, --parts or none\n", mode.c_str());
     return 2;
   }
   return Table(threads, reps);

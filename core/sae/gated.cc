@@ -21,8 +21,8 @@ ForwardPass GatedForward(const SaeParameters& params, const at::Tensor& x_in,
     auto entries = std::make_shared<LatentEntries>();
     const double cap = std::min(max_density, 1.0) * static_cast<double>(B) * S;
     if (CollectLatentEntries(
-            pass.gate_pre, static_cast<int64_t>(cap), [](float v, int64_t) { return v > 0.0f; },
-            *entries)) {
+            pass.gate_pre, static_cast<int64_t>(cap), /*lower=*/nullptr,
+            [](float, int64_t) { return true; }, *entries)) {
       pass.gate_pre = at::Tensor();
       const at::Tensor sae_in = pass.sae_in.contiguous();
       const at::Tensor r_exp = params.r_mag.exp();

@@ -22,8 +22,8 @@ ForwardPass JumpReLUForward(const SaeParameters& params, const at::Tensor& x_in,
     auto entries = std::make_shared<LatentEntries>();
     const double cap = std::min(max_density, 1.0) * static_cast<double>(B) * S;
     if (CollectLatentEntries(
-            pass.hidden_pre, static_cast<int64_t>(cap),
-            [theta](float v, int64_t j) { return v > theta[j]; }, *entries)) {
+            pass.hidden_pre, static_cast<int64_t>(cap), /*lower=*/theta,
+            [](float, int64_t) { return true; }, *entries)) {
       pass.x_hat = params.b_dec.expand({B, pass.x.size(1)}).clone();
       LatentEntriesCombine(params.W_dec, *entries, entries->value.data(), pass.x_hat);
       pass.entries = std::move(entries);
@@ -55,9 +55,11 @@ void JumpReLUBackwardSparse(const SaeParameters& params, const ForwardPass& pass
   const float* th = theta.data_ptr<float>();
   const float bw = static_cast<float>(bandwidth);
   auto in_window = [bw](float v, float t) { return std::fabs((v - t) / bw) < 0.5f; };
+  // Both imply h > theta - bandwidth, the scan's vectorised bound.
+  const at::Tensor lower = (theta - bandwidth).contiguous();
   LatentEntries entries;
   CollectLatentEntries(
-      h, B * h.size(1),
+      h, B * h.size(1), lower.data_ptr<float>(),
       [th, in_window](float v, int64_t j) { return v > th[j] || in_window(v, th[j]); },
       entries);
 

@@ -156,8 +156,19 @@ void SparseAutoencoder::NormalizeDecoderRows() {
 }
 
 void SparseAutoencoder::RemoveGradientParallelToDecoder(at::Tensor& grad_W_dec) const {
-  at::Tensor parallel = (grad_W_dec * params_.W_dec).sum(1, /*keepdim=*/true);  // [S,1]
-  grad_W_dec.sub_(parallel * params_.W_dec);
+  // One pass over the rows (no [S,D] temporaries); rows of zeros (latents without a gradient,
+  // most of them in a sparse step) stay zero.
+  TORCH_CHECK(grad_W_dec.is_contiguous() && grad_W_dec.sizes() == params_.W_dec.sizes(),
+              "the decoder gradient must be a contiguous [d_sae, d_in] tensor");
+  const int64_t S = params_.W_dec.size(0), D = params_.W_dec.size(1);
+  const float* w = params_.W_dec.data_ptr<float>();
+  float* g = grad_W_dec.data_ptr<float>();
+  at::parallel_for(0, S, 64, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const float parallel = VecDot(g + j * D, w + j * D, D);
+      if (parallel != 0.0f) VecAxpy(-parallel, w + j * D, g + j * D, D);
+    }
+  });
 }
 
 ForwardPass SparseAutoencoder::BeginBatchForward(const at::Tensor& x_in) const {
@@ -204,7 +215,7 @@ ForwardPass SparseAutoencoder::ForwardImpl(const at::Tensor& x_in, bool keep_hid
       auto entries = std::make_shared<LatentEntries>();
       const double cap = std::min(max_density, 1.0) * static_cast<double>(B) * S;
       if (CollectLatentEntries(
-              h, static_cast<int64_t>(cap), [](float v, int64_t) { return v > 0.0f; },
+              h, static_cast<int64_t>(cap), /*lower=*/nullptr, [](float, int64_t) { return true; },
               *entries)) {
         if (keep_hidden_pre) pass.hidden_pre = h;
         pass.x_hat = params_.b_dec.expand({B, options_.d_in}).clone();

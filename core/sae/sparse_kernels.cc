@@ -143,16 +143,22 @@ void AxpyScalar(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-const bool kHasAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-
 }  // namespace
 
+bool HasAvx2Fma() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return has;
+}
+
 float VecDot(const float* x, const float* y, int64_t n) {
-  return kHasAvx2 ? DotAvx2(x, y, n) : DotScalar(x, y, n);
+  return HasAvx2Fma() ? DotAvx2(x, y, n) : DotScalar(x, y, n);
 }
 
 void VecAxpy(float a, const float* x, float* y, int64_t n) {
-  if (kHasAvx2) {
+  if (HasAvx2Fma()) {
     AxpyAvx2(a, x, y, n);
   } else {
     AxpyScalar(a, x, y, n);
@@ -160,6 +166,45 @@ void VecAxpy(float a, const float* x, float* y, int64_t n) {
 }
 
 namespace internal {
+
+namespace {
+
+// Appends to out the indices j in [0, n) with row[j] > lower[j] (lower may be null: 0).
+__attribute__((target("avx2"))) void CandidatesAvx2(const float* row, const float* lower,
+                                                    int64_t n, std::vector<int32_t>& out) {
+  int64_t j = 0;
+  const __m256 zero = _mm256_setzero_ps();
+  for (; j + 8 <= n; j += 8) {
+    const __m256 v = _mm256_loadu_ps(row + j);
+    const __m256 t = lower ? _mm256_loadu_ps(lower + j) : zero;
+    int mask = _mm256_movemask_ps(_mm256_cmp_ps(v, t, _CMP_GT_OQ));
+    while (mask) {
+      out.push_back(static_cast<int32_t>(j + __builtin_ctz(mask)));
+      mask &= mask - 1;
+    }
+  }
+  for (; j < n; ++j) {
+    if (row[j] > (lower ? lower[j] : 0.0f)) out.push_back(static_cast<int32_t>(j));
+  }
+}
+
+void CandidatesScalar(const float* row, const float* lower, int64_t n,
+                      std::vector<int32_t>& out) {
+  for (int64_t j = 0; j < n; ++j) {
+    if (row[j] > (lower ? lower[j] : 0.0f)) out.push_back(static_cast<int32_t>(j));
+  }
+}
+
+}  // namespace
+
+void RowCandidates(const float* row, const float* lower, int64_t n, std::vector<int32_t>& out) {
+  out.clear();
+  if (HasAvx2Fma()) {
+    CandidatesAvx2(row, lower, n, out);
+  } else {
+    CandidatesScalar(row, lower, n, out);
+  }
+}
 
 void BuildLatentEntries(std::vector<std::vector<Entry>>& chunks, int64_t batch, int64_t latents,
                         LatentEntries& out) {

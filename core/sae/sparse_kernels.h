@@ -59,16 +59,21 @@ struct Entry {
   int32_t token;
   float value;
 };
+// The indices j of row [n] with row[j] > lower[j] (lower null: > 0), in ascending order.
+void RowCandidates(const float* row, const float* lower, int64_t n, std::vector<int32_t>& out);
 // Orders chunked (latent, token, value) triples by latent (tokens stay ascending).
 void BuildLatentEntries(std::vector<std::vector<Entry>>& chunks, int64_t batch, int64_t latents,
                         LatentEntries& out);
 }  // namespace internal
 
 // Collects the entries of h [B,S] (contiguous float32) where keep(value, latent) holds, in one
-// parallel pass over h. Returns false, leaving `out` unspecified, as soon as more than max_nnz
-// entries are found (the caller then takes the dense path).
+// parallel pass over h. Only entries above `lower` (a [S] bound, or null for 0) are offered to
+// keep, so keep(v, j) must imply v > lower[j]; the bound is tested eight entries at a time.
+// Returns false, leaving `out` unspecified, as soon as more than max_nnz entries are found (the
+// caller then takes the dense path).
 template <typename Keep>
-bool CollectLatentEntries(const at::Tensor& h, int64_t max_nnz, Keep keep, LatentEntries& out) {
+bool CollectLatentEntries(const at::Tensor& h, int64_t max_nnz, const float* lower, Keep keep,
+                          LatentEntries& out) {
   const int64_t B = h.size(0), S = h.size(1);
   const float* hp = h.data_ptr<float>();
   constexpr int64_t kRows = 16;
@@ -77,28 +82,28 @@ bool CollectLatentEntries(const at::Tensor& h, int64_t max_nnz, Keep keep, Laten
   std::atomic<int64_t> found{0};
   std::atomic<bool> over{false};
   at::parallel_for(0, n_chunks, 1, [&](int64_t c0, int64_t c1) {
+    std::vector<int32_t> candidates;
     for (int64_t c = c0; c < c1 && !over.load(std::memory_order_relaxed); ++c) {
       std::vector<internal::Entry>& chunk = chunks[c];
       const int64_t b1 = std::min(B, (c + 1) * kRows);
       for (int64_t b = c * kRows; b < b1; ++b) {
         const float* row = hp + b * S;
-        for (int64_t j = 0; j < S; ++j) {
-          if (keep(row[j], j)) {
-            chunk.push_back(
-                {static_cast<int32_t>(j), static_cast<int32_t>(b), row[j]});
-          }
+        internal::RowCandidates(row, lower, S, candidates);
+        for (int32_t j : candidates) {
+          if (keep(row[j], j)) chunk.push_back({j, static_cast<int32_t>(b), row[j]});
         }
       }
-      if (found.fetch_add(static_cast<int64_t>(chunk.size())) +
-              static_cast<int64_t>(chunk.size()) > max_nnz) {
-        over.store(true);
-      }
+      const int64_t n = static_cast<int64_t>(chunk.size());
+      if (found.fetch_add(n) + n > max_nnz) over.store(true);
     }
   });
   if (over.load()) return false;
   internal::BuildLatentEntries(chunks, B, S, out);
   return true;
 }
+
+// Whether the CPU has AVX2 and FMA (the vectorised kernels' requirement; else scalar loops).
+bool HasAvx2Fma();
 
 // x [n] . y [n] and y += a * x, vectorised (AVX2 + FMA where the CPU has them).
 float VecDot(const float* x, const float* y, int64_t n);

@@ -279,8 +279,8 @@ TEST(SparseStepTest, CollectStopsPastTheCap) {
   h[5][7] = 2.0;
   LatentEntries entries;
   auto positive = [](float v, int64_t) { return v > 0.0f; };
-  EXPECT_FALSE(CollectLatentEntries(h, 8, positive, entries));
-  ASSERT_TRUE(CollectLatentEntries(h, 9, positive, entries));
+  EXPECT_FALSE(CollectLatentEntries(h, 8, nullptr, positive, entries));
+  ASSERT_TRUE(CollectLatentEntries(h, 9, nullptr, positive, entries));
   EXPECT_EQ(entries.nnz(), 9);
   EXPECT_EQ(entries.start[3], 0);
   EXPECT_EQ(entries.start[4], 8);
