@@ -4,15 +4,18 @@
 // thread count) and beside one dense encoder GEMM (the floor: the only dense GEMM the sparse
 // step keeps), all measured in the same run.
 //
-//   sae_step_bench [reps]             the table above (TopK k=32 beside it for comparison)
+//   sae_step_bench [reps]             the table above
 //   sae_step_bench --calibrate [reps] forward + backward forced dense and forced sparse over a
 //                                     density sweep (expansion 32): where the sparse step wins
 //   sae_step_bench --ghost [reps]     the sparse step with ghost gradients against the number
 //                                     of dead latents (expansion 32, L0 128)
 //   sae_step_bench --parts [reps]     the sparse step's parts beside the floor (expansion 64)
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -52,11 +55,6 @@ TrainerOptions StepOptions(Architecture architecture, int64_t d_sae) {
   return o;
 }
 
-double FloorSeconds(int64_t d_sae, int reps) {
-  at::Tensor x = at::randn({kBatch, kDIn}), w = at::randn({kDIn, d_sae}), b = at::randn({d_sae});
-  return sae::bench::MedianSeconds([&] { (void)at::addmm(b, x, w); }, reps, 1);
-}
-
 double EagerSeconds(const char* arch, int expansion, double l0, int threads, int reps) {
   std::string line = sae::bench::RunAndCaptureLastLine(
       "/usr/bin/python3 " + sae::bench::SourceDir() + "/bench/reference/sae_step_eager.py --arch " +
@@ -80,45 +78,51 @@ double ForwardBackwardSeconds(const SparseAutoencoder& sae, const at::Tensor& x,
       reps, 1);
 }
 
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+double Seconds(const std::function<void()>& fn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 int Table(int threads, int reps) {
   std::printf("%-9s %4s %5s %7s %10s %10s %9s %10s %9s %7s\n", "arch", "exp", "L0", "L0 seen",
               "ours (s)", "eager (s)", "vs eager", "floor (s)", "/ floor", "path");
   for (int expansion : {32, 64}) {
     const int64_t S = kDIn * expansion;
-    const double floor = FloorSeconds(S, reps);
     // The eager step is dense: its time does not depend on L0 (measured once, at L0 128).
     const double eager = EagerSeconds("standard", expansion, 128, threads, reps);
+    at::Tensor gx = at::randn({kBatch, kDIn}), gw = at::randn({kDIn, S}), gb = at::randn({S});
     for (double l0 : {32.0, 128.0, 512.0}) {
       SaeTrainer trainer(StepOptions(Architecture::kStandard, S), nullptr);
       SetBiasForL0(trainer.sae().params(), l0);
-      at::Tensor x = at::randn({kBatch, kDIn});
+      // A fresh batch every step: Adam's steps on one repeated batch would push its active
+      // pre-activations down and L0 with them.
+      std::vector<at::Tensor> batches;
+      for (int i = 0; i <= reps; ++i) batches.push_back(at::randn({kBatch, kDIn}));
       double seen = 0;
-      bool sparse = false;
-      const double ours = sae::bench::MedianSeconds(
-          [&] {
-            auto m = trainer.Step(x);
-            if (m.ok()) seen = m->l0;
-          },
-          reps, 1);
-      sparse = seen / S <= trainer.sae().sparse_step_max_density();
+      (void)trainer.Step(batches[0]);  // warm-up
+      // The floor (one encoder GEMM of the same shape) and our step alternate, so that both
+      // see the same load.
+      std::vector<double> ours, floor;
+      for (int i = 1; i <= reps; ++i) {
+        floor.push_back(Seconds([&] { (void)at::addmm(gb, gx, gw); }));
+        ours.push_back(Seconds([&] {
+          auto m = trainer.Step(batches[i]);
+          if (m.ok()) seen = m->l0;
+        }));
+      }
+      const double o = Median(ours), f = Median(floor);
+      const bool sparse = seen / S <= trainer.sae().sparse_step_max_density();
       std::printf("%-9s %4d %5.0f %7.1f %10.3f %10.3f %8.2fx %10.3f %8.2fx %7s\n", "standard",
-                  expansion, l0, seen, ours, eager, ours > 0 ? eager / ours : 0.0, floor,
-                  floor > 0 ? ours / floor : 0.0, sparse ? "sparse" : "dense");
+                  expansion, l0, seen, o, eager, o > 0 ? eager / o : 0.0, f, f > 0 ? o / f : 0.0,
+                  sparse ? "sparse" : "dense");
       std::fflush(stdout);
     }
-    {
-      SaeTrainer trainer(StepOptions(Architecture::kTopK, S), nullptr);
-      at::Tensor x = at::randn({kBatch, kDIn});
-      const double ours = sae::bench::MedianSeconds([&] { (void)trainer.Step(x); }, reps, 1);
-      const double eager_topk = EagerSeconds("topk", expansion, 32, threads, reps);
-      std::printf("%-9s %4d %5d %7s %10.3f %10.3f %8.2fx %10.3f %8.2fx %7s\n", "topk", expansion,
-                  32, "32", ours, eager_topk, ours > 0 ? eager_topk / ours : 0.0, floor,
-                  floor > 0 ? ours / floor : 0.0, "topk");
-    }
-    const double gflops = 2.0 * kBatch * kDIn * S / floor / 1e9;
-    std::printf("(floor: one encoder GEMM %lld x %lld x %lld, %.1f GFLOP/s)\n",
-                (long long)kBatch, (long long)kDIn, (long long)S, gflops);
-    std::fflush(stdout);
   }
   return 0;
 }
@@ -219,7 +223,8 @@ int main(int argc, char** argv) {
   if (mode == "--ghost") return Ghost(reps);
   if (mode == "--parts") return Parts(reps);
   if (!mode.empty()) {
-    std::fprintf(stderr, "unknown option %s: use --calibrate, --ghost, --parts or none\n", mode.c_str());
+    std::fprintf(stderr, "unknown option %s: use --calibrate, --ghost, --parts or none\n",
+                 mode.c_str());
     return 2;
   }
   return Table(threads, reps);

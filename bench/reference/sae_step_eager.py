@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """One SAE training step in PyTorch eager, for bench/sae_step_bench.
 
-standard: the seed's formulation (b_enc set for a target L0 with --l0) (normalised MSE + L1, autograd backward, removal of the decoder
-gradient's parallel component, Adam). topk: the dense formulation (top-k scattered into a dense
+standard: the seed's formulation (normalised MSE + L1, autograd backward, removal of the decoder
+gradient's parallel component, Adam), b_enc set for a target L0 with --l0. topk: the dense formulation (top-k scattered into a dense
 [B, d_sae] activation, dense decoder matmul, autograd). Prints one JSON line with the median
 step time.
 """

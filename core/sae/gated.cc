@@ -113,6 +113,10 @@ void GatedBackwardSparse(const SaeParameters& params, const ForwardPass& pass,
     double mag_sum = 0, gate_sum = 0;
     float fired_j = 0;
     for (int64_t e = e0; e < e1; ++e) {
+      if (e + 1 < entries.nnz()) {
+        PrefetchRow(vp + entries.token[e + 1] * D, D);
+        PrefetchRow(xp + entries.token[e + 1] * D, D);
+      }
       const int64_t b = entries.token[e];
       const float* x_b = xp + b * D;
       const float d_gate = VecDot(vp + b * D, w, D) + gate_l1;

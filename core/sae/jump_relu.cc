@@ -121,6 +121,10 @@ void JumpReLUBackwardSparse(const SaeParameters& params, const ForwardPass& pass
     double b_sum = 0, dtheta = 0, tanh_sum = 0;
     float fired_j = 0;
     for (int64_t e = entries.start[j]; e < entries.start[j + 1]; ++e) {
+      if (e + 1 < entries.nnz()) {
+        PrefetchRow(gp + entries.token[e + 1] * D, D);
+        PrefetchRow(xp + entries.token[e + 1] * D, D);
+      }
       const int64_t b = entries.token[e];
       const float v = entries.value[e];
       const bool above = v > t_j;

@@ -423,6 +423,7 @@ void SparseAutoencoder::BackwardStandardSparse(const ForwardPass& pass,
   const int64_t* start = entries.start.data();
   const int32_t* token = entries.token.data();
   const float* value = entries.value.data();
+  const int64_t nnz = entries.nnz();
   ForEachLatentColumn(at::Tensor(), buffer.W_enc, [&](int64_t j, const float*, float* col) {
     const int64_t e0 = start[j], e1 = start[j + 1];
     fired[j] = static_cast<float>(e1 - e0);
@@ -430,9 +431,12 @@ void SparseAutoencoder::BackwardStandardSparse(const ForwardPass& pass,
     const float* w = wp + j * D;
     float* gw_j = gw + j * D;
     for (int64_t e = e0; e < e1; ++e) {
+      if (e + 1 < nnz) {  // the next entry, of this latent or the next
+        PrefetchRow(gp + token[e + 1] * D, D);
+        PrefetchRow(xp + token[e + 1] * D, D);
+      }
       const float* g_b = gp + token[e] * D;
-      const float dh = VecDot(g_b, w, D) + l1_grad;
-      VecAxpy(value[e], g_b, gw_j, D);
+      const float dh = VecDotAxpy(g_b, w, value[e], gw_j, D) + l1_grad;
       VecAxpy(dh, xp + token[e] * D, col, D);
       b_sum += dh;
     }

@@ -128,6 +128,31 @@ __attribute__((target("avx2,fma"))) void AxpyAvx2(float a, const float* x, float
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+// Returns g . w and adds a * g to y, reading g once.
+__attribute__((target("avx2,fma"))) float DotAxpyAvx2(const float* g, const float* w, float a,
+                                                      float* y, int64_t n) {
+  const __m256 av = _mm256_set1_ps(a);
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 g0 = _mm256_loadu_ps(g + i), g1 = _mm256_loadu_ps(g + i + 8);
+    a0 = _mm256_fmadd_ps(g0, _mm256_loadu_ps(w + i), a0);
+    a1 = _mm256_fmadd_ps(g1, _mm256_loadu_ps(w + i + 8), a1);
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, g0, _mm256_loadu_ps(y + i)));
+    _mm256_storeu_ps(y + i + 8, _mm256_fmadd_ps(av, g1, _mm256_loadu_ps(y + i + 8)));
+  }
+  const __m256 acc = _mm256_add_ps(a0, a1);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  float out = _mm_cvtss_f32(s);
+  for (; i < n; ++i) {
+    out += g[i] * w[i];
+    y[i] += a * g[i];
+  }
+  return out;
+}
+
 float DotScalar(const float* x, const float* y, int64_t n) {
   float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
@@ -155,6 +180,17 @@ bool HasAvx2Fma() {
 
 float VecDot(const float* x, const float* y, int64_t n) {
   return HasAvx2Fma() ? DotAvx2(x, y, n) : DotScalar(x, y, n);
+}
+
+float VecDotAxpy(const float* g, const float* w, float a, float* y, int64_t n) {
+  if (HasAvx2Fma()) return DotAxpyAvx2(g, w, a, y, n);
+  const float dot = DotScalar(g, w, n);
+  AxpyScalar(a, g, y, n);
+  return dot;
+}
+
+void PrefetchRow(const float* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i);
 }
 
 void VecAxpy(float a, const float* x, float* y, int64_t n) {
@@ -241,6 +277,7 @@ void LatentEntriesCombine(const at::Tensor& rows, const LatentEntries& entries, 
   float* o = out.data_ptr<float>();
   const int64_t* start = entries.start.data();
   const int32_t* token = entries.token.data();
+  const int64_t nnz = entries.nnz();
   // Threads own disjoint column ranges (multiples of 16 floats) of out.
   const int64_t chunk = 16;
   at::parallel_for(0, (D + chunk - 1) / chunk, 1, [&](int64_t cb, int64_t ce) {
@@ -248,6 +285,7 @@ void LatentEntriesCombine(const at::Tensor& rows, const LatentEntries& entries, 
     for (int64_t j = 0; j < S; ++j) {
       const float* r = w + j * D + d0;
       for (int64_t e = start[j]; e < start[j + 1]; ++e) {
+        if (e + 1 < nnz) PrefetchRow(o + token[e + 1] * D + d0, d1 - d0);
         if (coef[e] == 0.0f) continue;
         VecAxpy(coef[e], r, o + token[e] * D + d0, d1 - d0);
       }

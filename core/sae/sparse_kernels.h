@@ -108,6 +108,10 @@ bool HasAvx2Fma();
 // x [n] . y [n] and y += a * x, vectorised (AVX2 + FMA where the CPU has them).
 float VecDot(const float* x, const float* y, int64_t n);
 void VecAxpy(float a, const float* x, float* y, int64_t n);
+// Returns g . w and adds a * g to y, reading g once.
+float VecDotAxpy(const float* g, const float* w, float a, float* y, int64_t n);
+// Asks the cache for the n floats at p (software prefetch of the next entry's rows).
+void PrefetchRow(const float* p, int64_t n);
 
 // out[b] += sum over latent j's entries (b, e) of coef[e] * rows[j]   rows [S,D], out [B,D],
 // coef [nnz] (entries with coef 0 are skipped). Threads own disjoint column ranges of out.

@@ -102,8 +102,9 @@ void ExpectSparseMatchesDense(SparseAutoencoder& sae, const at::Tensor& x, const
     EXPECT_GT(dense_grads[i].abs().max().item<double>(), 0) << label << " " << named[i].first;
   }
   EXPECT_TRUE(at::equal(sparse.buffer.fired, dense.buffer.fired)) << label << " fired";
-  for (auto [s, name] : {std::pair{StepBuffer::kLossSum, "loss"}, std::pair{StepBuffer::kMseSum, "mse"},
-                         std::pair{StepBuffer::kL1Sum, "l1"}, std::pair{StepBuffer::kGhostSum, "ghost"},
+  for (auto [s, name] : {std::pair{StepBuffer::kLossSum, "loss"},
+                         std::pair{StepBuffer::kMseSum, "mse"}, std::pair{StepBuffer::kL1Sum, "l1"},
+                         std::pair{StepBuffer::kGhostSum, "ghost"},
                          std::pair{StepBuffer::kAuxSum, "aux"},
                          std::pair{StepBuffer::kL0TokenSum, "l0"},
                          std::pair{StepBuffer::kL0LossSum, "l0_loss"},
