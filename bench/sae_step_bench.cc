@@ -10,6 +10,7 @@
 //   sae_step_bench --ghost [reps]     the sparse step with ghost gradients against the number
 //                                     of dead latents (expansion 32, L0 128)
 //   sae_step_bench --parts [reps]     the sparse step's parts beside the floor (expansion 64)
+//   sae_step_bench --others [reps]    jumprelu and gated forced dense vs sparse (expansion 32)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -148,6 +149,36 @@ int Calibrate(int reps) {
   return 0;
 }
 
+// jumprelu and gated at expansion 32, L0 about 128: forward + backward forced dense and sparse.
+int Others(int reps) {
+  const int64_t S = kDIn * 32;
+  std::printf("forward + backward at expansion 32, L0 128, forced dense vs sparse\n");
+  std::printf("%-9s %11s %11s %13s\n", "arch", "dense (s)", "sparse (s)", "dense/sparse");
+  at::Tensor x = at::randn({kBatch, kDIn});
+  for (Architecture a : {Architecture::kJumpReLU, Architecture::kGated}) {
+    SparseAutoencoder sae(StepOptions(a, S).sae, 1);
+    SaeParameters& p = sae.params();
+    if (a == Architecture::kGated) {
+      p.b_enc = p.W_enc.new_zeros({S});
+      SetBiasForL0(p, 128);
+      p.b_gate.copy_(p.b_enc);
+      p.b_enc = at::Tensor();
+    } else {
+      SetBiasForL0(p, 128);
+      p.b_enc.add_(p.threshold);  // h > threshold on L0 / d_sae of the tokens
+    }
+    LossOptions loss;
+    sae.set_sparse_step_max_density(-1);
+    const double dense = ForwardBackwardSeconds(sae, x, loss, reps);
+    sae.set_sparse_step_max_density(1);
+    const double sparse = ForwardBackwardSeconds(sae, x, loss, reps);
+    std::printf("%-9s %11.3f %11.3f %12.2fx\n", std::string(ArchitectureName(a)).c_str(), dense,
+                sparse, dense / sparse);
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 int Ghost(int reps) {
   const int64_t S = kDIn * 32;
   std::printf("sparse forward + backward with ghost gradients, expansion 32, L0 128\n");
@@ -222,8 +253,9 @@ int main(int argc, char** argv) {
   if (mode == "--calibrate") return Calibrate(reps);
   if (mode == "--ghost") return Ghost(reps);
   if (mode == "--parts") return Parts(reps);
+  if (mode == "--others") return Others(reps);
   if (!mode.empty()) {
-    std::fprintf(stderr, "unknown option %s: use --calibrate, --ghost, --parts or none\n",
+    std::fprintf(stderr, "unknown option %s: use --calibrate, --ghost, --parts, --others or none\n",
                  mode.c_str());
     return 2;
   }

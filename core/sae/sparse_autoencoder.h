@@ -1,6 +1,7 @@
 // The SAE's parameters and its forward and backward passes, written out by hand (no autograd):
 // the seed's standard SAE with ghost gradients, and TopK with AuxK whose backward touches only
-// the active latents. The architectures of SAELens 6 (batchtopk, matryoshka_batchtopk,
+// the active latents. The ReLU family (standard, jumprelu, gated) takes a sparse step over the
+// active entries when a batch is sparse enough (kSparseStepMaxDensity). The architectures of SAELens 6 (batchtopk, matryoshka_batchtopk,
 // jumprelu, gated) are in batch_topk.h, jump_relu.h and gated.h; this class dispatches to them.
 #ifndef SAE_CORE_SAE_SPARSE_AUTOENCODER_H_
 #define SAE_CORE_SAE_SPARSE_AUTOENCODER_H_
