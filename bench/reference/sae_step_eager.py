@@ -2,7 +2,7 @@
 """One SAE training step in PyTorch eager, for bench/sae_step_bench.
 
 standard: the seed's formulation (normalised MSE + L1, autograd backward, removal of the decoder
-gradient's parallel component, Adam). topk: the dense formulation (top-k scattered into a dense
+gradient's parallel component, Adam), b_enc set for a target L0 with --l0. topk: the dense formulation (top-k scattered into a dense
 [B, d_sae] activation, dense decoder matmul, autograd). Prints one JSON line with the median
 step time.
 """
@@ -22,6 +22,9 @@ def main():
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--l0", type=float, default=0,
+                   help="standard: set b_enc so that each latent fires on L0 / d_sae of the "
+                        "tokens (x ~ N(0, I)), as sae_step_bench does; 0 leaves b_enc at 0")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -31,6 +34,10 @@ def main():
     with torch.no_grad():
         W_dec /= W_dec.norm(dim=1, keepdim=True)
     b_enc = torch.nn.Parameter(torch.zeros(S))
+    if a.l0 > 0:
+        with torch.no_grad():
+            z = 2 ** 0.5 * torch.erfinv(torch.tensor(1 - 2 * a.l0 / S, dtype=torch.float64))
+            b_enc.copy_(W_enc.norm(dim=0) * -float(z))
     b_dec = torch.nn.Parameter(torch.zeros(D))
     opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=1e-4)
     x = torch.randn(B, D)

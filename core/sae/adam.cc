@@ -1,5 +1,9 @@
 #include "core/sae/adam.h"
 
+#include <immintrin.h>
+
+#include "core/sae/sparse_kernels.h"
+
 #include <ATen/Parallel.h>
 
 #include <cmath>
@@ -13,6 +17,37 @@ Adam::Adam(const std::vector<at::Tensor>& params, double beta1, double beta2)
     exp_avg_sq_.push_back(at::zeros_like(p));
   }
 }
+
+namespace {
+
+// The loop below, eight entries at a time with the same IEEE operations in the same order (no
+// fused multiply-add), so its results are bitwise those of the scalar loop. Returns the first
+// entry it left to the scalar loop.
+__attribute__((target("avx2"))) int64_t AdamAvx(float* p, const float* g, float* m, float* v,
+                                                int64_t begin, int64_t end, float one_minus_b1,
+                                                float b2, float one_minus_b2, float bc2_sqrt,
+                                                float eps, float step_size) {
+  const __m256 c1 = _mm256_set1_ps(one_minus_b1), cb2 = _mm256_set1_ps(b2);
+  const __m256 c2 = _mm256_set1_ps(one_minus_b2), bc = _mm256_set1_ps(bc2_sqrt);
+  const __m256 ce = _mm256_set1_ps(eps), cs = _mm256_set1_ps(step_size);
+  int64_t j = begin;
+  for (; j + 8 <= end; j += 8) {
+    const __m256 gj = _mm256_loadu_ps(g + j);
+    __m256 mj = _mm256_loadu_ps(m + j);
+    __m256 vj = _mm256_loadu_ps(v + j);
+    mj = _mm256_add_ps(mj, _mm256_mul_ps(c1, _mm256_sub_ps(gj, mj)));
+    vj = _mm256_add_ps(_mm256_mul_ps(vj, cb2), _mm256_mul_ps(_mm256_mul_ps(c2, gj), gj));
+    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vj), bc), ce);
+    const __m256 pj =
+        _mm256_sub_ps(_mm256_loadu_ps(p + j), _mm256_mul_ps(cs, _mm256_div_ps(mj, denom)));
+    _mm256_storeu_ps(m + j, mj);
+    _mm256_storeu_ps(v + j, vj);
+    _mm256_storeu_ps(p + j, pj);
+  }
+  return j;
+}
+
+}  // namespace
 
 void Adam::Step(const std::vector<at::Tensor>& params, const std::vector<at::Tensor>& grads,
                 double lr) {
@@ -34,6 +69,10 @@ void Adam::Step(const std::vector<at::Tensor>& params, const std::vector<at::Ten
     float* m = exp_avg_[i].data_ptr<float>();
     float* v = exp_avg_sq_[i].data_ptr<float>();
     at::parallel_for(0, params[i].numel(), 16384, [&](int64_t begin, int64_t end) {
+      if (HasAvx2Fma()) {
+        begin = AdamAvx(p, g, m, v, begin, end, one_minus_b1, b2, one_minus_b2, bc2_sqrt, eps,
+                        step_size);
+      }
       for (int64_t j = begin; j < end; ++j) {
         // The same operations in the same order as torch.optim.Adam:
         // exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2);

@@ -17,7 +17,10 @@ namespace sae::sparse {
 
 // x [B,d_in] -> pass.x, sae_in, gate_pre (pi_gate), hidden_pre (pi_mag), feature_acts, x_hat.
 // `b_dec_in_input`: the encoder reads x - b_dec (SaeOptions::apply_b_dec_to_input), else x.
-ForwardPass GatedForward(const SaeParameters& params, const at::Tensor& x, bool b_dec_in_input);
+// `max_density`: the sparse step (pass.entries, no dense feature_acts) when the batch's density
+// is at most this (SparseAutoencoder::sparse_step_max_density); negative: always dense.
+ForwardPass GatedForward(const SaeParameters& params, const at::Tensor& x, bool b_dec_in_input,
+                         double max_density = -1);
 
 // mse + l1_coefficient * l1 + auxiliary_reconstruction_loss, where l1 = mean over tokens of
 // sum_j relu(pi_gate_j) ||W_dec_j|| (its decoder-norm gradient, parallel to the rows, is left

@@ -16,8 +16,10 @@ namespace sae::sparse {
 
 // x [B,d_in] -> pass.x, sae_in, hidden_pre, feature_acts, x_hat.
 // `b_dec_in_input`: the encoder reads x - b_dec (SaeOptions::apply_b_dec_to_input), else x.
+// `max_density`: the sparse step (pass.entries, no dense feature_acts) when the batch's density
+// is at most this (SparseAutoencoder::sparse_step_max_density); negative: always dense.
 ForwardPass JumpReLUForward(const SaeParameters& params, const at::Tensor& x,
-                            bool b_dec_in_input);
+                            bool b_dec_in_input, double max_density = -1);
 
 // mse + l0_loss (step or tanh form, with loss.l0_coefficient) + pre_act_loss (when
 // loss.pre_act_loss_coefficient is set: on dead latents only). Gradients of every parameter,

@@ -156,8 +156,19 @@ void SparseAutoencoder::NormalizeDecoderRows() {
 }
 
 void SparseAutoencoder::RemoveGradientParallelToDecoder(at::Tensor& grad_W_dec) const {
-  at::Tensor parallel = (grad_W_dec * params_.W_dec).sum(1, /*keepdim=*/true);  // [S,1]
-  grad_W_dec.sub_(parallel * params_.W_dec);
+  // One pass over the rows (no [S,D] temporaries); rows of zeros (latents without a gradient,
+  // most of them in a sparse step) stay zero.
+  TORCH_CHECK(grad_W_dec.is_contiguous() && grad_W_dec.sizes() == params_.W_dec.sizes(),
+              "the decoder gradient must be a contiguous [d_sae, d_in] tensor");
+  const int64_t S = params_.W_dec.size(0), D = params_.W_dec.size(1);
+  const float* w = params_.W_dec.data_ptr<float>();
+  float* g = grad_W_dec.data_ptr<float>();
+  at::parallel_for(0, S, 64, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      const float parallel = VecDot(g + j * D, w + j * D, D);
+      if (parallel != 0.0f) VecAxpy(-parallel, w + j * D, g + j * D, D);
+    }
+  });
 }
 
 ForwardPass SparseAutoencoder::BeginBatchForward(const at::Tensor& x_in) const {
@@ -175,6 +186,11 @@ void SparseAutoencoder::FinishBatchForward(ForwardPass& pass,
 }
 
 ForwardPass SparseAutoencoder::Forward(const at::Tensor& x_in, bool keep_hidden_pre) const {
+  return ForwardImpl(x_in, keep_hidden_pre, sparse_step_max_density_);
+}
+
+ForwardPass SparseAutoencoder::ForwardImpl(const at::Tensor& x_in, bool keep_hidden_pre,
+                                           double max_density) const {
   const Architecture a = options_.architecture;
   if (IsBatchTopK(a)) {
     ForwardPass pass = BeginBatchForward(x_in);
@@ -183,14 +199,31 @@ ForwardPass SparseAutoencoder::Forward(const at::Tensor& x_in, bool keep_hidden_
     return pass;
   }
   const bool b_dec_in_input = options_.apply_b_dec_to_input;
-  if (a == Architecture::kJumpReLU) return JumpReLUForward(params_, x_in, b_dec_in_input);
-  if (a == Architecture::kGated) return GatedForward(params_, x_in, b_dec_in_input);
+  if (a == Architecture::kJumpReLU) {
+    return JumpReLUForward(params_, x_in, b_dec_in_input, max_density);
+  }
+  if (a == Architecture::kGated) return GatedForward(params_, x_in, b_dec_in_input, max_density);
   ForwardPass pass;
   pass.x = x_in.to(at::kFloat).contiguous();
   pass.b_dec_in_input = b_dec_in_input;
   pass.sae_in = b_dec_in_input ? pass.x - params_.b_dec : pass.x;
   at::Tensor h = at::addmm(params_.b_enc, pass.sae_in, params_.W_enc);  // (B,S)
   if (options_.architecture == Architecture::kStandard) {
+    const int64_t B = pass.x.size(0), S = options_.d_sae;
+    if (max_density >= 0) {
+      // The sparse step: the active entries (h > 0) by latent, when there are few enough.
+      auto entries = std::make_shared<LatentEntries>();
+      const double cap = std::min(max_density, 1.0) * static_cast<double>(B) * S;
+      if (CollectLatentEntries(
+              h, static_cast<int64_t>(cap), /*lower=*/nullptr, [](float, int64_t) { return true; },
+              *entries)) {
+        if (keep_hidden_pre) pass.hidden_pre = h;
+        pass.x_hat = params_.b_dec.expand({B, options_.d_in}).clone();
+        LatentEntriesCombine(params_.W_dec, *entries, entries->value.data(), pass.x_hat);
+        pass.entries = std::move(entries);
+        return pass;
+      }
+    }
     if (keep_hidden_pre) {
       pass.hidden_pre = h;
       pass.feature_acts = at::relu(h);
@@ -218,7 +251,11 @@ void SparseAutoencoder::Backward(const ForwardPass& pass, const BatchMoments& mo
   buffer.scalars.zero_();
   switch (options_.architecture) {
     case Architecture::kStandard:
-      BackwardStandard(pass, moments, loss, buffer);
+      if (pass.entries) {
+        BackwardStandardSparse(pass, moments, loss, buffer);
+      } else {
+        BackwardStandard(pass, moments, loss, buffer);
+      }
       break;
     case Architecture::kTopK:
       BackwardTopK(pass, loss, buffer);
@@ -356,6 +393,94 @@ void SparseAutoencoder::BackwardStandard(const ForwardPass& pass, const BatchMom
   buffer.set_scalar(StepBuffer::kLossSum, mse + l1 + ghost);
 }
 
+// The sparse step of the standard SAE: the same loss and gradients as BackwardStandard, with the
+// decoder gradient, the gradient into the latents and the encoder gradient over the active
+// entries only (pass.entries), one latent at a time.
+void SparseAutoencoder::BackwardStandardSparse(const ForwardPass& pass,
+                                               const BatchMoments& moments,
+                                               const LossOptions& loss, StepBuffer& buffer) const {
+  const LatentEntries& entries = *pass.entries;
+  const int64_t B = pass.x.size(0), D = options_.d_in;
+  const double BD = static_cast<double>(B) * static_cast<double>(D);
+
+  at::Tensor diff = pass.x_hat - pass.x;                                     // (B,D)
+  at::Tensor x_centred_norm = (pass.x - moments.x_mean).norm(2, {1}, true);  // (B,1)
+  at::Tensor mse_elem = diff.pow(2) / x_centred_norm;
+  const double mse = mse_elem.mean().item<double>();
+  at::Tensor G = (diff * (2.0 / BD) / x_centred_norm).contiguous();  // (B,D)
+
+  // Per active latent j, over its entries (b, f): dh = G_b . W_dec_j + l1_coefficient / B,
+  // W_dec grad row j = sum f G_b, W_enc grad column j = sum dh sae_in_b, b_enc grad j = sum dh.
+  const float l1_grad = static_cast<float>(loss.l1_coefficient / B);
+  const at::Tensor sae_in = pass.sae_in.contiguous();
+  const float* gp = G.data_ptr<float>();
+  const float* xp = sae_in.data_ptr<float>();
+  const float* wp = params_.W_dec.data_ptr<float>();
+  buffer.W_dec.zero_();
+  float* gw = buffer.W_dec.data_ptr<float>();
+  float* gb = buffer.b_enc.data_ptr<float>();
+  float* fired = buffer.fired.data_ptr<float>();
+  const int64_t* start = entries.start.data();
+  const int32_t* token = entries.token.data();
+  const float* value = entries.value.data();
+  const int64_t nnz = entries.nnz();
+  ForEachLatentColumn(at::Tensor(), buffer.W_enc, [&](int64_t j, const float*, float* col) {
+    const int64_t e0 = start[j], e1 = start[j + 1];
+    fired[j] = static_cast<float>(e1 - e0);
+    double b_sum = 0;
+    const float* w = wp + j * D;
+    float* gw_j = gw + j * D;
+    for (int64_t e = e0; e < e1; ++e) {
+      if (e + 1 < nnz) {  // the next entry, of this latent or the next
+        PrefetchRow(gp + token[e + 1] * D, D);
+        PrefetchRow(xp + token[e + 1] * D, D);
+      }
+      const float* g_b = gp + token[e] * D;
+      const float dh = VecDotAxpy(g_b, w, value[e], gw_j, D) + l1_grad;
+      VecAxpy(dh, xp + token[e] * D, col, D);
+      b_sum += dh;
+    }
+    gb[j] = static_cast<float>(b_sum);
+  });
+  double f_sum = 0;
+  for (float v : entries.value) f_sum += v;
+  const double l1_raw = f_sum / B;
+  const double l1 = loss.l1_coefficient * l1_raw;
+
+  // Ghost gradients, exactly as BackwardStandard: dense over the dead latents' columns.
+  double ghost = 0;
+  if (loss.use_ghost_grads && loss.dead_mask.defined() && loss.dead_mask.any().item<bool>()) {
+    TORCH_CHECK(pass.hidden_pre.defined(), "ghost gradients need the pre-activations");
+    at::Tensor dead = loss.dead_mask.nonzero().squeeze(1);
+    at::Tensor E = pass.hidden_pre.index_select(1, dead).exp();  // (B,Nd)
+    at::Tensor W_dead = params_.W_dec.index_select(0, dead);     // (Nd,D)
+    at::Tensor g0 = at::mm(E, W_dead);                           // (B,D)
+    at::Tensor residual = -diff;
+    at::Tensor scale =
+        residual.norm(2, {1}, true) / (1e-6 + 2 * g0.norm(2, {1}, true));  // detached
+    at::Tensor g = g0 * scale;
+    at::Tensor residual_centred_norm = (residual - moments.residual_mean).norm(2, {1}, true);
+    at::Tensor gap = g - residual;
+    at::Tensor mg = gap.pow(2) / residual_centred_norm;
+    at::Tensor rescale = mse_elem / (mg + 1e-6);  // detached
+    ghost = (rescale * mg).mean().item<double>();
+    at::Tensor dg0 = rescale * gap * (2.0 / BD) / residual_centred_norm * scale;  // (B,D)
+    at::Tensor dh_dead = at::mm(dg0, W_dead.t()) * E;                             // (B,Nd)
+    buffer.W_enc.index_add_(1, dead, at::mm(sae_in.t(), dh_dead));
+    buffer.b_enc.index_add_(0, dead, dh_dead.sum(0));
+    buffer.W_dec.index_add_(0, dead, at::mm(E.t(), dg0));
+  }
+
+  at::sum_out(buffer.b_dec, G, {0});
+  if (pass.b_dec_in_input) buffer.b_dec.sub_(at::mv(params_.W_enc, buffer.b_enc));
+
+  buffer.set_scalar(StepBuffer::kL0TokenSum, static_cast<double>(entries.nnz()));
+  buffer.set_scalar(StepBuffer::kMseSum, mse);
+  buffer.set_scalar(StepBuffer::kL1Sum, l1_raw);
+  buffer.set_scalar(StepBuffer::kGhostSum, ghost);
+  buffer.set_scalar(StepBuffer::kLossSum, mse + l1 + ghost);
+}
+
 void SparseAutoencoder::BackwardTopK(const ForwardPass& pass, const LossOptions& loss,
                                      StepBuffer& buffer) const {
   const int64_t B = pass.x.size(0), D = options_.d_in;
@@ -449,7 +574,7 @@ ForwardPass SparseAutoencoder::Infer(const at::Tensor& x_in) const {
   const Architecture a = options_.architecture;
   ForwardPass pass;
   if (a == Architecture::kStandard || a == Architecture::kTopK) {
-    pass = Forward(x, false);
+    pass = ForwardImpl(x, false, /*max_density=*/-1);  // evaluations read dense feature_acts
   } else {
     pass.x = x.to(at::kFloat).contiguous();
     pass.feature_acts = EncodeScaled(pass.x);

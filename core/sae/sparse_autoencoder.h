@@ -1,6 +1,7 @@
 // The SAE's parameters and its forward and backward passes, written out by hand (no autograd):
 // the seed's standard SAE with ghost gradients, and TopK with AuxK whose backward touches only
-// the active latents. The architectures of SAELens 6 (batchtopk, matryoshka_batchtopk,
+// the active latents. The ReLU family (standard, jumprelu, gated) takes a sparse step over the
+// active entries when a batch is sparse enough (kSparseStepMaxDensity). The architectures of SAELens 6 (batchtopk, matryoshka_batchtopk,
 // jumprelu, gated) are in batch_topk.h, jump_relu.h and gated.h; this class dispatches to them.
 #ifndef SAE_CORE_SAE_SPARSE_AUTOENCODER_H_
 #define SAE_CORE_SAE_SPARSE_AUTOENCODER_H_
@@ -8,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -17,6 +19,16 @@
 #include "core/sae/sae_options.h"
 
 namespace sae::sparse {
+
+struct LatentEntries;  // sparse_kernels.h
+
+// The sparse step of the ReLU-family SAEs (standard, jumprelu, gated): after the dense encoder
+// GEMM, a step whose pre-activations have at most this fraction of entries that the backward
+// needs (active latents; jumprelu adds the threshold's estimator window, gated counts the open
+// gates) runs the decoder, the decoder gradient, the gradient into the latents and the encoder
+// gradient over those entries only; a denser step runs the dense GEMMs. Measured on the
+// development machine with bench/sae_step_bench --calibrate (docs/performance.md).
+inline constexpr double kSparseStepMaxDensity = 0.05;
 
 // Parameters in SAELens's layout and names. All contiguous float32 on CPU; a tensor an
 // architecture does not have is undefined.
@@ -136,6 +148,10 @@ struct ForwardPass {
   at::Tensor gate_pre;      // gated: [B,d_sae] the gating path's pre-activations
   BatchSelection selection;  // batchtopk family
   at::Tensor x_hat;         // [B,d_in]
+  // standard, jumprelu, gated: set when the forward chose the sparse step (then feature_acts is
+  // undefined): the active entries by latent (gated: the open gates, with the magnitude path's
+  // pre-activation as `extra`).
+  std::shared_ptr<const LatentEntries> entries;
 };
 
 class SparseAutoencoder {
@@ -154,6 +170,11 @@ class SparseAutoencoder {
   SparseAutoencoder(const SaeOptions& options, SaeParameters params);
 
   const SaeOptions& options() const { return options_; }
+
+  // The density at or under which Forward and Backward take the sparse step (standard,
+  // jumprelu, gated); kSparseStepMaxDensity unless set. Negative: always dense; 1: always sparse.
+  double sparse_step_max_density() const { return sparse_step_max_density_; }
+  void set_sparse_step_max_density(double density) { sparse_step_max_density_ = density; }
   SaeParameters& params() { return params_; }
   const SaeParameters& params() const { return params_; }
 
@@ -163,7 +184,8 @@ class SparseAutoencoder {
   void RemoveGradientParallelToDecoder(at::Tensor& grad_W_dec) const;
 
   // Encoder and decoder on a batch x [B,d_in]. `keep_hidden_pre`: keep the pre-activations
-  // (needed when ghost gradients or AuxK may run).
+  // (needed when ghost gradients or AuxK may run). standard, jumprelu and gated take the sparse
+  // step (pass.entries) when the batch's density is at most sparse_step_max_density().
   // The batchtopk family selects over this batch alone (one process).
   ForwardPass Forward(const at::Tensor& x, bool keep_hidden_pre) const;
 
@@ -204,6 +226,9 @@ class SparseAutoencoder {
   at::Tensor InputScale(const at::Tensor& x) const;
 
  private:
+  ForwardPass ForwardImpl(const at::Tensor& x, bool keep_hidden_pre, double max_density) const;
+  void BackwardStandardSparse(const ForwardPass& pass, const BatchMoments& moments,
+                              const LossOptions& loss, StepBuffer& buffer) const;
   // Encode on activations already scaled.
   at::Tensor EncodeScaled(const at::Tensor& x) const;
   void BackwardStandard(const ForwardPass& pass, const BatchMoments& moments,
@@ -214,6 +239,7 @@ class SparseAutoencoder {
 
   SaeOptions options_;
   SaeParameters params_;
+  double sparse_step_max_density_ = kSparseStepMaxDensity;
 };
 
 }  // namespace sae::sparse
