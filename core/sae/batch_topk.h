@@ -25,13 +25,18 @@ at::Tensor BatchTopKCandidates(const at::Tensor& hidden_pre, int64_t K);
 // candidates side by side).
 BatchSelection SelectBatchTopK(const at::Tensor& candidates, int64_t K);
 
-// From pass.hidden_pre: pass.feature_acts = relu(h) where kept, else 0; pass.x_hat.
+// From pass.hidden_pre: pass.feature_acts = relu(h) where kept, else 0; pass.x_hat. When the
+// kept entries are at most `max_density` of the batch (and max_density >= 0), the sparse step
+// instead: pass.entries holds the kept entries by latent, feature_acts stays undefined, and the
+// decoder reads those entries only (about k per token, so a batch of k / d_sae density).
 void BatchTopKFinishForward(const SaeParameters& params, const BatchSelection& selection,
-                            ForwardPass& pass);
+                            double max_density, ForwardPass& pass);
 
 // Losses and gradients of batchtopk (mse + AuxK) and matryoshka_batchtopk (plus one inner MSE
 // per width but the last). AuxK as SAELens 6: the k_aux = d_in / 2 largest pre-activations of
-// dead latents reconstruct the residual x - x_hat without b_dec.
+// dead latents reconstruct the residual x - x_hat without b_dec. With pass.entries, the decoder
+// gradient, the gradient into the latents and the encoder gradient run over the kept entries
+// only, with the same results as the dense GEMMs.
 void BatchTopKBackward(const SaeOptions& options, const SaeParameters& params,
                        const ForwardPass& pass, const LossOptions& loss, StepBuffer& buffer);
 

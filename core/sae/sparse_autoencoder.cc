@@ -182,7 +182,7 @@ ForwardPass SparseAutoencoder::BeginBatchForward(const at::Tensor& x_in) const {
 
 void SparseAutoencoder::FinishBatchForward(ForwardPass& pass,
                                            const BatchSelection& selection) const {
-  BatchTopKFinishForward(params_, selection, pass);
+  BatchTopKFinishForward(params_, selection, sparse_step_max_density_, pass);
 }
 
 ForwardPass SparseAutoencoder::Forward(const at::Tensor& x_in, bool keep_hidden_pre) const {
@@ -195,7 +195,8 @@ ForwardPass SparseAutoencoder::ForwardImpl(const at::Tensor& x_in, bool keep_hid
   if (IsBatchTopK(a)) {
     ForwardPass pass = BeginBatchForward(x_in);
     const int64_t K = options_.k * pass.x.size(0);
-    FinishBatchForward(pass, SelectBatchTopK(BatchTopKCandidates(pass.hidden_pre, K), K));
+    BatchTopKFinishForward(params_, SelectBatchTopK(BatchTopKCandidates(pass.hidden_pre, K), K),
+                           max_density, pass);
     return pass;
   }
   const bool b_dec_in_input = options_.apply_b_dec_to_input;

@@ -272,7 +272,12 @@ void BuildLatentEntries(std::vector<std::vector<Entry>>& chunks, int64_t batch, 
 
 void LatentEntriesCombine(const at::Tensor& rows, const LatentEntries& entries, const float* coef,
                           at::Tensor& out) {
-  const int64_t D = rows.size(1), S = entries.latents;
+  LatentEntriesCombine(rows, entries, coef, 0, entries.latents, out);
+}
+
+void LatentEntriesCombine(const at::Tensor& rows, const LatentEntries& entries, const float* coef,
+                          int64_t first_latent, int64_t end_latent, at::Tensor& out) {
+  const int64_t D = rows.size(1);
   const float* w = rows.data_ptr<float>();
   float* o = out.data_ptr<float>();
   const int64_t* start = entries.start.data();
@@ -282,7 +287,7 @@ void LatentEntriesCombine(const at::Tensor& rows, const LatentEntries& entries, 
   const int64_t chunk = 16;
   at::parallel_for(0, (D + chunk - 1) / chunk, 1, [&](int64_t cb, int64_t ce) {
     const int64_t d0 = cb * chunk, d1 = std::min(D, ce * chunk);
-    for (int64_t j = 0; j < S; ++j) {
+    for (int64_t j = first_latent; j < end_latent; ++j) {
       const float* r = w + j * D + d0;
       for (int64_t e = start[j]; e < start[j + 1]; ++e) {
         if (e + 1 < nnz) PrefetchRow(o + token[e + 1] * D + d0, d1 - d0);

@@ -117,6 +117,9 @@ void PrefetchRow(const float* p, int64_t n);
 // coef [nnz] (entries with coef 0 are skipped). Threads own disjoint column ranges of out.
 void LatentEntriesCombine(const at::Tensor& rows, const LatentEntries& entries, const float* coef,
                           at::Tensor& out);
+// The same over the entries of latents [first_latent, end_latent) only.
+void LatentEntriesCombine(const at::Tensor& rows, const LatentEntries& entries, const float* coef,
+                          int64_t first_latent, int64_t end_latent, at::Tensor& out);
 
 // For every latent j (in parallel over blocks of consecutive latents) calls
 // body(j, in_col, out_col): in_col is column j of `in` [D,S] (nullptr when `in` is undefined) and

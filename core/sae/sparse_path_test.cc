@@ -1,4 +1,5 @@
-// The sparse step of the ReLU-family SAEs (standard, jumprelu, gated) against their dense step:
+// The sparse step of the ReLU-family SAEs (standard, jumprelu, gated) and of the batchtopk family
+// (batchtopk, matryoshka_batchtopk) against their dense step:
 // the same forward, losses, statistics and gradients within 1e-5 (relative to each tensor's
 // largest entry, float32) on random data at several densities, right at the switch point, with
 // dead latents (ghost gradients, the pre-activation loss), and the same parameters after
@@ -37,6 +38,8 @@ SaeOptions Options(Architecture architecture) {
   o.architecture = architecture;
   o.d_in = kDIn;
   o.d_sae = kDSae;
+  o.k = 8;  // batchtopk family: 8 of 384 latents per token on average
+  if (architecture == Architecture::kMatryoshkaBatchTopK) o.matryoshka_widths = {40, 160, kDSae};
   return o;
 }
 
@@ -225,10 +228,41 @@ TEST(SparseStepTest, GatedMatchesDenseAtSeveralDensities) {
   }
 }
 
+// The batchtopk family keeps k * B entries of the batch: its sparse step has no density to choose,
+// so the SAE's bias is left alone; AuxK with dead latents, the matryoshka prefixes, and b_dec off
+// the input are covered.
+TEST(SparseStepTest, BatchTopKFamilyMatchesDense) {
+  const at::Tensor x = Batch(8);
+  for (Architecture a : {Architecture::kBatchTopK, Architecture::kMatryoshkaBatchTopK}) {
+    for (bool b_dec_in_input : {true, false}) {
+      SaeOptions o = Options(a);
+      o.apply_b_dec_to_input = b_dec_in_input;
+      SparseAutoencoder sae(o, 17);
+      sae.params().b_dec.normal_(0, 0.1);
+      sae.params().b_enc.normal_(0, 0.1);
+      const std::string label = std::string(ArchitectureName(a)) +
+                                (b_dec_in_input ? "" : " (b_dec not in the input)");
+      ExpectSparseMatchesDense(sae, x, LossOptions(), label);
+      LossOptions aux;
+      aux.aux_k_coefficient = 0.5;
+      aux.dead_mask = at::arange(kDSae) % 3 == 0;
+      ExpectSparseMatchesDense(sae, x, aux, label + " with AuxK");
+      Step s = RunStep(sae, x, aux, true);
+      EXPECT_GT(s.buffer.scalar(StepBuffer::kAuxSum), 0) << label;
+      // k per token on average: the batch keeps k * B entries.
+      EXPECT_EQ(s.pass.entries->nnz(), o.k * kBatch) << label;
+      if (a == Architecture::kMatryoshkaBatchTopK) {
+        EXPECT_GT(s.buffer.scalar(StepBuffer::kInnerMseSum), 0) << label;
+      }
+    }
+  }
+}
+
 // Whole training steps (Adam, the decoder's parallel-gradient removal, dead-latent counters):
 // a trainer forced dense and one forced sparse keep the same parameters.
 TEST(SparseStepTest, TrainingStepsKeepTheSameParameters) {
-  for (Architecture a : {Architecture::kStandard, Architecture::kJumpReLU, Architecture::kGated}) {
+  for (Architecture a : {Architecture::kStandard, Architecture::kJumpReLU, Architecture::kGated,
+                         Architecture::kBatchTopK, Architecture::kMatryoshkaBatchTopK}) {
     TrainerOptions o;
     o.sae = Options(a);
     o.seed = 21;

@@ -69,6 +69,9 @@ class Consumer {
                     const std::function<bool()>& before_cancel = nullptr) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    // As the trainer's stream: a connection attempt that fails (seen once with 16 consumers
+    // connecting at once on a loaded machine) is retried until the deadline, not failed at once.
+    context.set_wait_for_ready(true);
     auto reader = stub_->StreamActivations(&context, request);
     Received out;
     v1::ActivationBatch batch;
