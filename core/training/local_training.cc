@@ -146,8 +146,7 @@ absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
     if (options.metrics != nullptr) {
       SAE_ASSIGN_OR_RETURN(
           sae.series,
-          TrainingMetrics::Create(*options.metrics,
-                                  many ? options.run_id + "/" + sae.name : options.run_id, 0));
+          TrainingMetrics::Create(*options.metrics, options.run_id, 0, sae.name));
     }
     SAE_ASSIGN_OR_RETURN(sae.evaluator, RunEvaluator::Create(sae.config, assets));
   }
