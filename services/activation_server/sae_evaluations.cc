@@ -26,8 +26,9 @@ grpc::Status SaeEvaluations::Serve(const std::string& run_id, const std::string&
   }
   auto sae = saes_.find(piece.sae());
   if (sae == saes_.end()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        absl::StrCat("run \"", run_id, "\" has no SAE named \"", piece.sae(), "\""));
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("run \"", run_id, "\" has no SAE named \"", piece.sae(), "\""));
   }
   const sparse::SaeOptions& sae_options = sae->second.options;
   const std::string label = piece.sae().empty() ? "" : absl::StrCat(" ", piece.sae());

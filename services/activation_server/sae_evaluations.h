@@ -25,7 +25,8 @@ class SaeEvaluations {
  public:
   // `evaluator`: the run's (RunEvaluator::Create, which read the evaluation contexts), null
   // when the run has no evaluations; its model must outlive this.
-  SaeEvaluations(std::unique_ptr<training::RunEvaluator> evaluator, sparse::SaeOptions sae_options) {
+  SaeEvaluations(std::unique_ptr<training::RunEvaluator> evaluator,
+                 sparse::SaeOptions sae_options) {
     saes_[""] = Sae{std::move(evaluator), std::move(sae_options)};
   }
 
@@ -47,7 +48,8 @@ class SaeEvaluations {
   int64_t evaluations() const { return evaluations_.load(); }
 
  private:
-  std::map<std::string, Sae> saes_;  // by name; "" for a run of one SAE; constant after construction
+  // By name ("" for a run of one SAE); constant after construction.
+  std::map<std::string, Sae> saes_;
   std::mutex mutex_;  // held for a whole evaluation
   std::atomic<int64_t> evaluations_{0};
 };

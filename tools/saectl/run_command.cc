@@ -313,7 +313,8 @@ absl::Status ExportSaesOfRun(const ExportFlags& f, const v1::CheckpointManifest&
   }
   if (names.empty()) {
     return absl::NotFoundError(absl::StrCat("run ", f.run_id, " has no SAE named \"", f.sae,
-                                            "\"; its SAEs: ", absl::StrJoin(manifest.saes(), ", ")));
+                                            "\"; its SAEs: ",
+                                            absl::StrJoin(manifest.saes(), ", ")));
   }
   const std::string what = manifest.final() ? "final SAE" : "checkpoint";
   std::vector<std::pair<std::string, fs::path>> moves;  // name -> its SAELens folder
@@ -321,8 +322,9 @@ absl::Status ExportSaesOfRun(const ExportFlags& f, const v1::CheckpointManifest&
     std::optional<std::string> found = FindSaeLensFolder((download / "saes" / name).string());
     if (!found) {
       return absl::NotFoundError(absl::StrCat("the ", what, " at step ", manifest.step(),
-                                              " of run ", f.run_id, " holds no SAELens folder for SAE ",
-                                              name, "; --all exports it whole"));
+                                              " of run ", f.run_id,
+                                              " holds no SAELens folder for SAE ", name,
+                                              "; --all exports it whole"));
     }
     moves.emplace_back(name, *found);
   }
