@@ -2,7 +2,7 @@
 # saectl train with sweep: and hook_points: on a gpt2-tiny model (docs/config.md, "Many SAEs in
 # one run"): one run trains every SAE into OUT/saes/<name>/final, log lines name the SAE, each
 # SAE equals (within 1e-5) the SAE of a separate saectl train of its config, --resume of a step
-# folder finishes every SAE, and saectl submit refuses the sweep with exit 2.
+# folder finishes every SAE, and saectl submit accepts the sweep (the cluster trains it).
 set -euo pipefail
 SAECTL="$1"
 PYTHON="${2:-/usr/bin/python3}"

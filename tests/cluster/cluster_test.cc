@@ -10,6 +10,8 @@
 //
 // Every test is bounded: each saectl call runs under `timeout -s KILL`, and a reaper process
 // kills whatever the cluster left if the test itself dies.
+#include <httplib.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -99,6 +101,21 @@ class ClusterTest : public ::testing::Test {
   // SIGKILL to the cluster's process `name` ("trainer-1", "controller", ...); returns once it
   // is gone.
   void KillProcess(const std::string& name) { cluster_.KillProcess(name); }
+
+  // The /metrics text of the cluster's process `name`; "" (and a failure) when it does not
+  // answer.
+  std::string Scrape(const std::string& name) {
+    const int port = cluster_.Process(name).value("metrics_port", -1);
+    httplib::Client client("127.0.0.1", port);
+    client.set_connection_timeout(5);
+    client.set_read_timeout(10);
+    httplib::Result response = client.Get("/metrics");
+    if (!response || response->status != 200) {
+      ADD_FAILURE() << "no /metrics from " << name << " on port " << port;
+      return "";
+    }
+    return response->body;
+  }
 
   // The name in cluster.json of the process that is the run's worker of `role` and `rank`
   // ("trainer-1", ...).
@@ -613,6 +630,14 @@ TEST_F(ClusterTest, TrainerKilledMidSweepResumesEverySaeAndTheRunSucceeds) {
   const std::string rank0 = ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0);
   WaitForProcessLog(rank0, "checkpoint at step 100:");
   WaitForProcessLog(rank0, "step 130/400");
+  // Per-SAE Prometheus series carry the SAE's name: the trainer's and the controller's.
+  const std::string sae = "blocks.1.hook_resid_pre/l1=0.003";
+  EXPECT_TRUE(absl::StrContains(Scrape(rank0), absl::StrCat("sae_train_l0{run_id=\"", run_id,
+                                                            "\",rank=\"0\",sae=\"", sae,
+                                                            "\"} ")));
+  EXPECT_TRUE(absl::StrContains(Scrape("controller"),
+                                absl::StrCat("sae_controller_sae_l0{run_id=\"", run_id,
+                                             "\",sae=\"", sae, "\"} ")));
   KillProcess(rank0);
   ExpectRestartedBySupervisor(rank0);
   ExpectSucceeds(run_id, kSteps * 256);
