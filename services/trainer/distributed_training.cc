@@ -291,13 +291,19 @@ std::unique_ptr<RemoteEvaluator> ConnectEvaluations(const DistributedTrainingOpt
 }
 
 // The evaluation of one SAE through `evaluator` (ConnectEvaluations): periodic ones start and
-// return; the final one is waited for and saved as final/eval_results.json in `output_dir`.
+// return; the final one is waited for and saved as final/eval_results.json in `output_dir`. In
+// a run of `count` SAEs the periodic evaluations take turns (the evaluator runs one at a time):
+// the k-th evaluation step (every `every` steps) evaluates the SAE of index k mod count.
 std::function<absl::Status(const sparse::SaeTrainer&, int64_t, bool)> EvaluateRemotely(
     RemoteEvaluator* evaluator, const std::string& output_dir, int64_t batch,
-    const std::string& sae) {
-  return [evaluator, output_dir, batch, sae](const sparse::SaeTrainer& trainer, int64_t step,
-                                             bool final) -> absl::Status {
+    const std::string& sae, size_t index, size_t count, int64_t every) {
+  return [evaluator, output_dir, batch, sae, index, count, every](
+             const sparse::SaeTrainer& trainer, int64_t step, bool final) -> absl::Status {
     if (!final) {
+      if (count > 1 && every > 0 &&
+          static_cast<size_t>(step / every - 1) % count != index) {
+        return absl::OkStatus();  // another SAE's turn
+      }
       evaluator->Start(step, step * batch, trainer.sae().params(), sae);
       return absl::OkStatus();
     }
@@ -506,7 +512,8 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
       entry.on_checkpoint = options.on_checkpoint;
     }
     if (evaluator != nullptr) {
-      entry.evaluate = EvaluateRemotely(evaluator.get(), sae.output_dir, batch, sae.run.name);
+      entry.evaluate = EvaluateRemotely(evaluator.get(), sae.output_dir, batch, sae.run.name, i,
+                                        saes.size(), loop.evaluate_every);
     }
     loop_saes.push_back(std::move(entry));
   }

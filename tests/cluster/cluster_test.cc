@@ -625,6 +625,7 @@ TEST_F(ClusterTest, TrainerKilledMidSweepResumesEverySaeAndTheRunSucceeds) {
                                  {"max_restarts", "2"},
                                  {"n_eval_batches", "1"},
                                  {"eval_batch_size_prompts", "4"},
+                                 {"eval_every_n_wandb_logs", "4"},
                                  {"sweep", "\n  l1_coefficient: [0.0004, 0.003]"}})));
   WaitForState(run_id, "RUN_STATE_RUNNING");
   const std::string rank0 = ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0);
@@ -648,6 +649,15 @@ TEST_F(ClusterTest, TrainerKilledMidSweepResumesEverySaeAndTheRunSucceeds) {
   for (const auto& sae : run["saes"]) EXPECT_EQ(Int(sae, "step"), kSteps) << run.dump(2);
   const std::string logs = Saectl("logs " + run_id).out;
   EXPECT_TRUE(absl::StrContains(logs, "resumes from the checkpoint at step")) << logs;
+  // Periodic evaluations (every 20 steps) take turns between the SAEs: each had some.
+  for (const char* l1 : {"0.0004", "0.003"}) {
+    const std::string what = absl::StrCat("evaluation of SAE blocks.1.hook_resid_pre/l1=", l1);
+    int periodic = 0;
+    for (size_t at = logs.find(what); at != std::string::npos; at = logs.find(what, at + 1)) {
+      if (at < 6 || logs.compare(at - 6, 6, "final ") != 0) ++periodic;
+    }
+    EXPECT_GE(periodic, 1) << what << "\n" << logs;
+  }
   const std::string out = folder_.path() + "/exported";
   Result exported = Saectl("export " + run_id + " --out " + out);
   ASSERT_EQ(exported.code, 0) << exported.out << exported.err;
