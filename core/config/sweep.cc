@@ -324,15 +324,6 @@ absl::StatusOr<std::vector<SaeChild>> ExpandSaes(const RunConfig& config,
   return ExpandWith(config, &dims);
 }
 
-absl::Status CheckOneSaePerClusterRun(const RunConfig& config) {
-  if (!TrainsManySaes(config)) return absl::OkStatus();
-  return ConfigKeyError(
-      config, config.sweep.empty() ? "hook_points" : "sweep",
-      "sweeps run with saectl train for now (saectl train run.yaml trains every SAE of the run "
-      "from one activation stream); a cluster run trains one SAE: submit one run per SAE, or "
-      "remove sweep: and hook_points:");
-}
-
 namespace internal {
 
 absl::Status ValidateManySaes(RunConfig& config, const model::ModelDims* dims) {

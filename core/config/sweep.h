@@ -80,11 +80,6 @@ absl::StatusOr<std::vector<SaeChild>> ExpandSaes(const RunConfig& config,
 // hook_point alone.
 std::vector<std::string> RunHookPoints(const RunConfig& config);
 
-// OK for a run of one SAE; InvalidArgument for sweep:/hook_points: on a cluster (controller,
-// activation servers and trainers train one SAE per run for now): "sweeps run with saectl
-// train for now; ...".
-absl::Status CheckOneSaePerClusterRun(const RunConfig& config);
-
 namespace internal {
 
 // For ValidateRunConfig and ResolveAgainstModel of a config of many SAEs: checks sweep: and

@@ -301,12 +301,21 @@ TEST(MemoryEstimateTest, CountsEachSaesStateAndTheSharedBufferOnce) {
   EXPECT_EQ(memory.total(), total);
 }
 
-TEST(SweepTest, ClusterRunsRefuseManySaes) {
-  EXPECT_TRUE(CheckOneSaePerClusterRun(Parse("")).ok());
-  absl::Status refused =
-      CheckOneSaePerClusterRun(Parse("sweep:\n  l1_coefficient: [4e-5, 8e-5]\n"));
-  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(refused.message(), HasSubstr("sweeps run with saectl train for now"));
+// A cluster run (activation servers, trainers) declares many SAEs like `saectl train` does: the
+// activation servers capture every hook, each trainer trains every SAE.
+TEST(SweepTest, ClusterRunsTrainManySaes) {
+  const RunConfig config = Parse(
+      "activation_servers: 2\ntrainers: 2\n"
+      "hook_points: [blocks.0.hook_resid_pre, blocks.1.hook_resid_pre]\n"
+      "sweep:\n  l1_coefficient: [4e-5, 8e-5]\n");
+  EXPECT_TRUE(TrainsManySaes(config));
+  EXPECT_THAT(Names(config), ElementsAre("blocks.0.hook_resid_pre/l1=4e-05",
+                                         "blocks.0.hook_resid_pre/l1=8e-05",
+                                         "blocks.1.hook_resid_pre/l1=4e-05",
+                                         "blocks.1.hook_resid_pre/l1=8e-05"));
+  // What the run's processes share stays out of a sweep, on a cluster as alone.
+  EXPECT_THAT(ErrorOf("activation_servers: 2\nsweep:\n  trainers: [1, 2]\n"),
+              HasSubstr("trainers"));
 }
 
 TEST(SweepTest, ACacheHoldsOneHook) {

@@ -62,15 +62,22 @@ std::string Escape(absl::string_view text, bool escape_quote) {
 }
 
 // Appends `{name="value",...}` (with `le` last when given), or nothing when there are no labels.
+// A label whose value is empty is left out: Prometheus reads an empty label as an absent one
+// (e.g. the `sae` label of a run of one SAE, core/training/training_metrics.h).
 void AppendLabels(const std::vector<std::string>& names, const std::vector<std::string>& values,
                   const std::string* le, std::string* out) {
-  if (names.empty() && le == nullptr) return;
+  bool any = false;
+  for (const std::string& value : values) any = any || !value.empty();
+  if (!any && le == nullptr) return;
   out->push_back('{');
+  bool first = true;
   for (size_t i = 0; i < names.size(); ++i) {
-    if (i > 0) out->push_back(',');
+    if (values[i].empty()) continue;
+    if (!first) out->push_back(',');
+    first = false;
     absl::StrAppend(out, names[i], "=\"", EscapeLabelValue(values[i]), "\"");
   }
-  if (le != nullptr) absl::StrAppend(out, names.empty() ? "" : ",", "le=\"", *le, "\"");
+  if (le != nullptr) absl::StrAppend(out, first ? "" : ",", "le=\"", *le, "\"");
   out->push_back('}');
 }
 

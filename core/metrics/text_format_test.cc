@@ -83,6 +83,36 @@ TEST(TextFormatTest, WritesCountersAndGaugesWithLabels) {
             "sae_train_tokens_total{run_id=\"run-1\",rank=\"1\"} 4096\n");
 }
 
+// Prometheus reads an empty label as an absent one: the `sae` label of a run of one SAE
+// (core/training/training_metrics.h) stays out of its series, histogram buckets included.
+TEST(TextFormatTest, LeavesOutLabelsWhoseValueIsEmpty) {
+  Registry registry;
+  Family<Gauge>* l0 = *registry.AddGauge("sae_train_l0", "Mean active features per token.",
+                                         {"run_id", "rank", "sae"});
+  l0->Labels({"run-1", "0", ""}).Set(3.5);
+  l0->Labels({"run-2", "0", "blocks.1.hook_resid_pre/l1=8e-05"}).Set(2);
+  Family<Gauge>* none = *registry.AddGauge("sae_x", "All labels empty.", {"sae"});
+  none->Labels({""}).Set(1);
+  Family<Histogram>* step =
+      *registry.AddHistogram("sae_y_seconds", "Histogram.", {"run_id", "sae"}, {1});
+  step->Labels({"run-1", ""}).Observe(0.5);
+  EXPECT_EQ(FormatText(registry.Collect()),
+            "# HELP sae_train_l0 Mean active features per token.\n"
+            "# TYPE sae_train_l0 gauge\n"
+            "sae_train_l0{run_id=\"run-1\",rank=\"0\"} 3.5\n"
+            "sae_train_l0{run_id=\"run-2\",rank=\"0\","
+            "sae=\"blocks.1.hook_resid_pre/l1=8e-05\"} 2\n"
+            "# HELP sae_x All labels empty.\n"
+            "# TYPE sae_x gauge\n"
+            "sae_x 1\n"
+            "# HELP sae_y_seconds Histogram.\n"
+            "# TYPE sae_y_seconds histogram\n"
+            "sae_y_seconds_bucket{run_id=\"run-1\",le=\"1\"} 1\n"
+            "sae_y_seconds_bucket{run_id=\"run-1\",le=\"+Inf\"} 1\n"
+            "sae_y_seconds_sum{run_id=\"run-1\"} 0.5\n"
+            "sae_y_seconds_count{run_id=\"run-1\"} 1\n");
+}
+
 TEST(TextFormatTest, WritesHistogramsWithCumulativeBucketsInfSumAndCount) {
   Registry registry;
   Family<Histogram>* step = *registry.AddHistogram(

@@ -11,6 +11,7 @@
 #include "core/training/checkpoint.h"
 #include "core/training/run_assets.h"
 #include "core/training/run_evaluation.h"
+#include "core/training/run_saes.h"
 #include "core/training/training_loop.h"
 #include "core/training/training_metrics.h"
 #include "core/util/files.h"
@@ -51,59 +52,27 @@ struct LocalSae {
   std::optional<eval::EvalResults> final_eval;
 };
 
-// The run's SAEs with resolved configs; the first child's config was resolved by
-// LoadRunAssets.
-absl::StatusOr<std::vector<LocalSae>> ResolveSaes(const config::RunConfig& run,
-                                                  std::vector<config::SaeChild> children,
-                                                  const std::string& output_dir) {
-  if (config::TrainsManySaes(run)) {
-    config::RunConfig checked = run;  // every SAE against the model; errors name the SAE
-    SAE_RETURN_IF_ERROR(ResolveRunConfig(checked));
-  }
-  std::vector<LocalSae> saes;
-  for (config::SaeChild& child : children) {
-    LocalSae sae;
-    sae.name = child.name;
-    sae.config = std::move(child.config);
-    if (!saes.empty()) SAE_RETURN_IF_ERROR(ResolveRunConfig(sae.config));
-    sae.output_dir = sae.name.empty() ? output_dir : output_dir + "/saes/" + sae.name;
-    saes.push_back(std::move(sae));
-  }
-  return saes;
-}
-
-// Sets each SAE's columns (its hook's, in RunHookPoints order) and lists the hooks after the
-// first. Needs resolved configs.
-std::vector<model::HookPoint> PlaceColumns(const config::RunConfig& run,
-                                           std::vector<LocalSae>& saes) {
-  std::vector<model::HookPoint> more_hooks;
-  std::map<std::string, int64_t> first_column;  // hook -> its first column in a batch
-  int64_t width = 0;
-  for (const std::string& hook : config::RunHookPoints(run)) {
-    for (const LocalSae& sae : saes) {
-      if (sae.config.hook_point != hook) continue;
-      if (width > 0) more_hooks.push_back(*sae.config.source.resolved_hook);
-      first_column[hook] = width;
-      width += sae.config.d_in.value_or(0);
-      break;
-    }
-  }
-  for (LocalSae& sae : saes) sae.first_column = first_column[sae.config.hook_point];
-  return more_hooks;
-}
-
 }  // namespace
 
 absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
                                                      const LocalTrainingOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const bool many = config::TrainsManySaes(config);
-  SAE_ASSIGN_OR_RETURN(std::vector<config::SaeChild> children, config::ExpandSaes(config));
-  SAE_ASSIGN_OR_RETURN(RunAssets assets,
-                       LoadRunAssets(children.front().config, !config.use_cached_activations));
-  SAE_ASSIGN_OR_RETURN(std::vector<LocalSae> saes,
-                       ResolveSaes(config, std::move(children), options.output_dir));
-  const std::vector<model::HookPoint> more_hooks = PlaceColumns(config, saes);
+  // Every SAE resolved, with its columns in the batch (run_saes.h, as the cluster places them).
+  SAE_ASSIGN_OR_RETURN(RunSaes resolved, ResolveRunSaes(config));
+  config::RunConfig first = resolved.saes.front().config;
+  SAE_ASSIGN_OR_RETURN(RunAssets assets, LoadRunAssets(first, !config.use_cached_activations));
+  std::vector<LocalSae> saes;
+  for (RunSae& run_sae : resolved.saes) {
+    LocalSae sae;
+    sae.name = std::move(run_sae.name);
+    sae.config = std::move(run_sae.config);
+    sae.first_column = run_sae.first_column;
+    sae.output_dir =
+        sae.name.empty() ? options.output_dir : options.output_dir + "/saes/" + sae.name;
+    saes.push_back(std::move(sae));
+  }
+  const std::vector<model::HookPoint>& more_hooks = resolved.more_hooks;
   // The loop's config: the run's shared keys (for one SAE, its resolved config).
   const config::RunConfig& run = many ? config : saes.front().config;
   SAE_RETURN_IF_ERROR(MakeDirectories(options.output_dir));
@@ -146,8 +115,7 @@ absl::StatusOr<LocalTrainingResult> RunLocalTraining(config::RunConfig config,
     if (options.metrics != nullptr) {
       SAE_ASSIGN_OR_RETURN(
           sae.series,
-          TrainingMetrics::Create(*options.metrics,
-                                  many ? options.run_id + "/" + sae.name : options.run_id, 0));
+          TrainingMetrics::Create(*options.metrics, options.run_id, 0, sae.name));
     }
     SAE_ASSIGN_OR_RETURN(sae.evaluator, RunEvaluator::Create(sae.config, assets));
   }

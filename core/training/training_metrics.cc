@@ -7,10 +7,10 @@
 namespace sae::training {
 
 absl::StatusOr<std::unique_ptr<TrainingMetrics>> TrainingMetrics::Create(
-    metrics::Registry& registry, const std::string& run_id, int rank) {
+    metrics::Registry& registry, const std::string& run_id, int rank, const std::string& sae) {
   std::unique_ptr<TrainingMetrics> m(new TrainingMetrics());
-  const std::vector<std::string> labels = {"run_id", "rank"};
-  const std::vector<std::string> values = {run_id, std::to_string(rank)};
+  const std::vector<std::string> labels = {"run_id", "rank", "sae"};
+  const std::vector<std::string> values = {run_id, std::to_string(rank), sae};
   metrics::LabelledSeries series(registry, labels, values);
   SAE_RETURN_IF_ERROR(series.AddGauge(
       "sae_train_overall_loss", "losses/overall_loss: total training loss.", &m->overall_loss_));

@@ -11,12 +11,15 @@
 
 namespace sae::training {
 
-// One run's training series, labelled {run_id, rank}. Thread-compatible: one thread records.
+// One run's training series, labelled {run_id, rank, sae}: `sae` is the SAE's name in a run of
+// many (core/config/sweep.h), "" for a run of one SAE, which the exposition leaves out.
+// Thread-compatible: one thread records.
 class TrainingMetrics {
  public:
   static absl::StatusOr<std::unique_ptr<TrainingMetrics>> Create(metrics::Registry& registry,
                                                                  const std::string& run_id,
-                                                                 int rank);
+                                                                 int rank,
+                                                                 const std::string& sae = "");
 
   // The run's size, once before the first step: latents and total steps.
   void RecordRunSize(int64_t d_sae, int64_t total_steps);

@@ -3,9 +3,13 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include <filesystem>
+#include <map>
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/config/sweep.h"
+#include "core/training/run_saes.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
 #include "core/wire/cursor_text.h"
@@ -74,7 +78,18 @@ absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
     return absl::InvalidArgumentError("--max-batches-per-call must be at least 1");
   }
   SAE_ASSIGN_OR_RETURN(std::optional<data::ShardCursor> start, StartCursor(options));
-  SAE_ASSIGN_OR_RETURN(server->assets_, training::LoadRunAssets(config));
+  // A run of many SAEs (core/config/sweep.h): the model runs once per context and captures
+  // every hook of the run, the hooks' columns side by side in each row (training/run_saes.h).
+  const bool many = config::TrainsManySaes(config);
+  training::RunSaes saes;
+  if (many) {
+    SAE_ASSIGN_OR_RETURN(saes, training::ResolveRunSaes(config));
+    SAE_RETURN_IF_ERROR(training::ResolveRunConfig(config));  // the digest is of the resolved run
+    config::RunConfig first = saes.saes.front().config;
+    SAE_ASSIGN_OR_RETURN(server->assets_, training::LoadRunAssets(first));
+  } else {
+    SAE_ASSIGN_OR_RETURN(server->assets_, training::LoadRunAssets(config));
+  }
 
   server->run_.run_id = options.run_id.empty() ? wire::DefaultRunId(config) : options.run_id;
   server->run_.config_digest = wire::RunConfigDigest(config);
@@ -88,15 +103,33 @@ absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
   }
 
   // Evaluations (EvaluateSae): the contexts are read now, so that a run whose evaluation data
-  // is too small fails at the start, as `saectl train` does.
-  SAE_ASSIGN_OR_RETURN(std::unique_ptr<training::RunEvaluator> evaluator,
-                       training::RunEvaluator::Create(config, server->assets_));
-  SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options, training::TrainerOptionsFor(config));
-  server->evaluations_ =
-      std::make_unique<SaeEvaluations>(std::move(evaluator), trainer_options.sae);
+  // is too small fails at the start, as `saectl train` does. Each SAE of a run of many is
+  // evaluated on its own hook.
+  if (many) {
+    std::map<std::string, SaeEvaluations::Sae> evaluated;
+    for (const training::RunSae& sae : saes.saes) {
+      SaeEvaluations::Sae entry;
+      SAE_ASSIGN_OR_RETURN(entry.evaluator,
+                           training::RunEvaluator::Create(sae.config, server->assets_));
+      SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options,
+                           training::TrainerOptionsFor(sae.config));
+      entry.options = trainer_options.sae;
+      evaluated[sae.name] = std::move(entry);
+    }
+    server->evaluations_ = std::make_unique<SaeEvaluations>(std::move(evaluated));
+  } else {
+    SAE_ASSIGN_OR_RETURN(std::unique_ptr<training::RunEvaluator> evaluator,
+                         training::RunEvaluator::Create(config, server->assets_));
+    SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options,
+                         training::TrainerOptionsFor(config));
+    server->evaluations_ =
+        std::make_unique<SaeEvaluations>(std::move(evaluator), trainer_options.sae);
+  }
 
   ActivationFeedOptions feed;
-  feed.store = training::ActivationStoreOptionsFor(config, server->assets_.hook);
+  feed.store = training::ActivationStoreOptionsFor(many ? saes.saes.front().config : config,
+                                                   server->assets_.hook);
+  feed.store.more_hooks = saes.more_hooks;
   feed.shard_index = options.shard_index;
   feed.shard_count = options.shard_count;
   feed.start = start;
@@ -140,7 +173,7 @@ absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
       "activation server for run {} (config {}) shard {}/{} listening on port {}; "
       "generating {} (d_in {}) from {}",
       server->run_.run_id, server->run_.config_digest, options.shard_index, options.shard_count,
-      server->port_, config.hook_point, server->feed_->d_in(),
+      server->port_, absl::StrJoin(config::RunHookPoints(config), " + "), server->feed_->d_in(),
       server->feed_->start_cursor().DebugString());
   return server;
 }

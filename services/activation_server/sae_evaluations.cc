@@ -24,7 +24,15 @@ grpc::Status SaeEvaluations::Serve(const std::string& run_id, const std::string&
                      config_digest, "); the SAE belongs to run \"", piece.run_id(),
                      "\" (config digest ", piece.config_digest(), ")"));
   }
-  if (evaluator_ == nullptr) {
+  auto sae = saes_.find(piece.sae());
+  if (sae == saes_.end()) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat("run \"", run_id, "\" has no SAE named \"", piece.sae(), "\""));
+  }
+  const sparse::SaeOptions& sae_options = sae->second.options;
+  const std::string label = piece.sae().empty() ? "" : absl::StrCat(" ", piece.sae());
+  if (sae->second.evaluator == nullptr) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         absl::StrCat("run \"", run_id, "\" has no evaluations (n_eval_batches 0)"));
   }
@@ -38,19 +46,20 @@ grpc::Status SaeEvaluations::Serve(const std::string& run_id, const std::string&
   do {
     if (absl::Status added = assembler.Add(piece); !added.ok()) return rpc::ToGrpcStatus(added);
   } while (reader->Read(&piece));
-  absl::StatusOr<sparse::SaeParameters> params = assembler.Finish(sae_options_);
+  absl::StatusOr<sparse::SaeParameters> params = assembler.Finish(sae_options);
   if (!params.ok()) return rpc::ToGrpcStatus(params.status());
-  const training::RunEvaluator* evaluator = evaluator_.get();
+  const training::RunEvaluator* evaluator = sae->second.evaluator.get();
 
-  spdlog::info("evaluating the SAE of run {} at step {} on {} contexts", run_id, step,
+  spdlog::info("evaluating the SAE{} of run {} at step {} on {} contexts", label, run_id, step,
                evaluator->contexts());
   const auto start = std::chrono::steady_clock::now();
-  absl::StatusOr<eval::EvalResults> results = evaluator->Evaluate(sae_options_, *params);
+  absl::StatusOr<eval::EvalResults> results = evaluator->Evaluate(sae_options, *params);
   if (!results.ok()) return rpc::ToGrpcStatus(results.status());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   ++evaluations_;
-  spdlog::info("evaluated the SAE of run {} at step {} in {:.2f} s: {}", run_id, step, seconds,
+  spdlog::info("evaluated the SAE{} of run {} at step {} in {:.2f} s: {}", label, run_id, step,
+               seconds,
                training::EvalSummaryLine(*results));
   response->set_results_json(eval::ToJson(*results).dump());
   response->set_seconds(seconds);

@@ -8,8 +8,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "core/sae/sae_options.h"
@@ -23,8 +25,19 @@ class SaeEvaluations {
  public:
   // `evaluator`: the run's (RunEvaluator::Create, which read the evaluation contexts), null
   // when the run has no evaluations; its model must outlive this.
-  SaeEvaluations(std::unique_ptr<training::RunEvaluator> evaluator, sparse::SaeOptions sae_options)
-      : evaluator_(std::move(evaluator)), sae_options_(std::move(sae_options)) {}
+  SaeEvaluations(std::unique_ptr<training::RunEvaluator> evaluator,
+                 sparse::SaeOptions sae_options) {
+    saes_[""] = Sae{std::move(evaluator), std::move(sae_options)};
+  }
+
+  // One SAE of a run of many (core/config/sweep.h): its evaluator (on its own hook) and
+  // options.
+  struct Sae {
+    std::unique_ptr<training::RunEvaluator> evaluator;
+    sparse::SaeOptions options;
+  };
+  // A run of many SAEs: by name (EvaluateSaeRequest.sae).
+  explicit SaeEvaluations(std::map<std::string, Sae> saes) : saes_(std::move(saes)) {}
 
   // Serves one EvaluateSae call for the run (`run_id`, `config_digest`): reads the pieces,
   // evaluates, answers. Status codes as activations.proto documents them.
@@ -35,8 +48,8 @@ class SaeEvaluations {
   int64_t evaluations() const { return evaluations_.load(); }
 
  private:
-  const std::unique_ptr<training::RunEvaluator> evaluator_;
-  const sparse::SaeOptions sae_options_;
+  // By name ("" for a run of one SAE); constant after construction.
+  std::map<std::string, Sae> saes_;
   std::mutex mutex_;  // held for a whole evaluation
   std::atomic<int64_t> evaluations_{0};
 };

@@ -235,7 +235,9 @@ void Controller::UpdateCountMetrics() {
 absl::StatusOr<v1::Run> Controller::SubmitRun(const v1::SubmitRunRequest& request) {
   SAE_ASSIGN_OR_RETURN(config::RunConfig config,
                        config::ParseRunConfig(request.config_yaml(), "run.yaml"));
-  SAE_RETURN_IF_ERROR(config::CheckOneSaePerClusterRun(config));
+  // A run of many SAEs (sweep:, hook_points:) trains them all from one activation stream; the
+  // run lists them from the start.
+  SAE_ASSIGN_OR_RETURN(std::vector<config::SaeChild> children, config::ExpandSaes(config));
   std::string name = SanitizeName(!request.name().empty() ? request.name()
                                   : config.run_name       ? *config.run_name
                                                           : "run");
@@ -257,6 +259,9 @@ absl::StatusOr<v1::Run> Controller::SubmitRun(const v1::SubmitRunRequest& reques
   run.set_trainers(static_cast<int32_t>(config.trainers));
   run.set_submit_time_unix_ms(UnixMillis(Now()));
   run.set_state(v1::RUN_STATE_PENDING);
+  if (config::TrainsManySaes(config)) {
+    for (const config::SaeChild& child : children) run.add_saes()->set_name(child.name);
+  }
   if (request.validate_only()) return run;
 
   run.set_submit_order(next_submit_order_++);

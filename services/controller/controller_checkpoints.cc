@@ -152,6 +152,7 @@ absl::StatusOr<v1::CheckpointManifest> Controller::CommitUpload(CheckpointUpload
   manifest.set_tokens(header.tokens());
   manifest.set_generation(header.generation());
   manifest.set_final(header.final());
+  *manifest.mutable_saes() = header.saes();
   manifest.set_total_bytes(upload.bytes_);
   manifest.set_chunk_count(upload.chunk_count());
   for (const v1::ChunkDigest& digest : upload.digests_) *manifest.add_chunks() = digest;

@@ -86,6 +86,31 @@ const std::vector<TrainingSeries>& Series() {
   return *series;
 }
 
+// A run of many SAEs: each SAE's last reported progress (Run.saes), labelled run_id and sae.
+struct SaeSeries {
+  const char* name;
+  const char* help;
+  std::function<double(const v1::SaeProgress&)> value;
+};
+
+const std::vector<SaeSeries>& PerSaeSeries() {
+  static const auto* series = new std::vector<SaeSeries>{
+      {"step", "A run of many SAEs: the SAE's optimiser steps, as trainer rank 0 reported.",
+       [](const v1::SaeProgress& s) { return static_cast<double>(s.step()); }},
+      {"overall_loss", "A run of many SAEs: the SAE's losses/overall_loss.",
+       [](const v1::SaeProgress& s) { return s.metrics().overall_loss(); }},
+      {"mse_loss", "A run of many SAEs: the SAE's losses/mse_loss.",
+       [](const v1::SaeProgress& s) { return s.metrics().mse_loss(); }},
+      {"l0", "A run of many SAEs: the SAE's metrics/l0.",
+       [](const v1::SaeProgress& s) { return s.metrics().l0(); }},
+      {"explained_variance", "A run of many SAEs: the SAE's metrics/explained_variance.",
+       [](const v1::SaeProgress& s) { return s.metrics().explained_variance(); }},
+      {"dead_features", "A run of many SAEs: the SAE's sparsity/dead_features.",
+       [](const v1::SaeProgress& s) { return static_cast<double>(s.metrics().dead_features()); }},
+  };
+  return *series;
+}
+
 std::string StateLabel(v1::RunState state) {
   switch (state) {
     case v1::RUN_STATE_PENDING:
@@ -159,6 +184,12 @@ absl::StatusOr<std::unique_ptr<ControllerMetrics>> ControllerMetrics::Create(
                                             series.help, {"run_id"}));
     m->training_.emplace_back(series.name, family);
   }
+  for (const SaeSeries& series : PerSaeSeries()) {
+    SAE_ASSIGN_OR_RETURN(auto* family,
+                         registry->AddGauge(absl::StrCat("sae_controller_sae_", series.name),
+                                            series.help, {"run_id", "sae"}));
+    m->per_sae_.emplace_back(series.name, family);
+  }
   return m;
 }
 
@@ -190,6 +221,12 @@ void ControllerMetrics::RecordProgress(const v1::Run& run) {
   for (size_t i = 0; i < series.size(); ++i) {
     training_[i].second->Labels({run.run_id()}).Set(series[i].value(run));
   }
+  const std::vector<SaeSeries>& sae_series = PerSaeSeries();
+  for (const v1::SaeProgress& sae : run.saes()) {
+    for (size_t i = 0; i < sae_series.size(); ++i) {
+      per_sae_[i].second->Labels({run.run_id(), sae.name()}).Set(sae_series[i].value(sae));
+    }
+  }
 }
 
 void ControllerMetrics::RecordRestart(const std::string& run_id) {
@@ -211,6 +248,7 @@ void ControllerMetrics::RecordReceivedChunk(int64_t bytes) {
 
 void ControllerMetrics::ForgetTraining(const std::string& run_id) {
   for (auto& [name, family] : training_) family->RemoveMatching("run_id", run_id);
+  for (auto& [name, family] : per_sae_) family->RemoveMatching("run_id", run_id);
   restarts_->RemoveMatching("run_id", run_id);
 }
 

@@ -51,6 +51,8 @@ class ControllerMetrics {
   metrics::Family<metrics::Counter>* received_bytes_ = nullptr;
   // One gauge family per training metric, labelled run_id.
   std::vector<std::pair<std::string, metrics::Family<metrics::Gauge>*>> training_;
+  // A run of many SAEs: per SAE (labels run_id, sae), sae_controller_sae_<name>.
+  std::vector<std::pair<std::string, metrics::Family<metrics::Gauge>*>> per_sae_;
 };
 
 }  // namespace sae::controller

@@ -111,6 +111,22 @@ void Controller::RecordTrainingProgress(v1::Run& run, const v1::ReportProgressRe
     }
     *run.mutable_metrics() = std::move(metrics);
   }
+  // A run of many SAEs: each SAE's progress, by name (the run lists its SAEs from the submit).
+  for (const v1::SaeProgress& reported : request.saes()) {
+    for (v1::SaeProgress& sae : *run.mutable_saes()) {
+      if (sae.name() != reported.name()) continue;
+      v1::TrainingMetrics metrics = reported.metrics();
+      const v1::TrainingMetrics& last = sae.metrics();
+      if (!metrics.has_mean_log10_feature_sparsity() && last.has_mean_log10_feature_sparsity()) {
+        metrics.set_mean_log10_feature_sparsity(last.mean_log10_feature_sparsity());
+        metrics.set_features_below_1e5(last.features_below_1e5());
+        metrics.set_features_below_1e6(last.features_below_1e6());
+        *metrics.mutable_log10_density_histogram() = last.log10_density_histogram();
+      }
+      sae.set_step(reported.step());
+      *sae.mutable_metrics() = std::move(metrics);
+    }
+  }
   int64_t after = std::min<int64_t>(request.tokens() * 10 / total, 10);
   if (after > before && after > 0) {
     v1::RunEvent& event = AddEvent(
@@ -144,8 +160,10 @@ void Controller::RecordEval(v1::Run& run, const v1::RunWorker& self, const v1::E
                             std::vector<v1::RunEvent>& events) {
   v1::EvalReport stored = eval;
   stored.set_time_unix_ms(UnixMillis(Now()));
-  const std::string what = absl::StrCat(eval.final() ? "final evaluation" : "evaluation",
-                                        " at step ", eval.step());
+  const std::string what =
+      absl::StrCat(eval.final() ? "final evaluation" : "evaluation",
+                   eval.sae().empty() ? "" : absl::StrCat(" of SAE ", eval.sae()), " at step ",
+                   eval.step());
   const bool ok = eval.error().empty();
   std::string message =
       ok ? absl::StrFormat("%s (%s, %.1f s): CE-loss score %.4g, KL score %.4g, explained "

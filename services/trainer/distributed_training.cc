@@ -11,10 +11,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/config/sweep.h"
 #include "core/io/saelens.h"
 #include "core/training/checkpoint.h"
 #include "core/training/run_assets.h"
 #include "core/training/run_evaluation.h"
+#include "core/training/run_saes.h"
 #include "core/training/training_loop.h"
 #include "core/training/training_metrics.h"
 #include "core/util/files.h"
@@ -208,6 +210,17 @@ absl::Status WriteSummary(const DistributedTrainingOptions& options, const std::
       {"cursors", result.cursors},
       {"final_dir", result.final_dir},
       {"last_checkpoint", result.last_checkpoint}};
+  if (result.saes.size() > 1 || (!result.saes.empty() && !result.saes.front().name.empty())) {
+    nlohmann::json saes = nlohmann::json::array();
+    for (const DistributedTrainingResult::Sae& sae : result.saes) {
+      saes.push_back({{"name", sae.name},
+                      {"final_dir", sae.final_dir},
+                      {"step", sae.last.step},
+                      {"l0", sae.last.l0},
+                      {"mse_loss", sae.last.mse_loss}});
+    }
+    summary["saes"] = std::move(saes);
+  }
   return WriteFileAtomically(options.output_dir + "/summary.json", summary.dump(2) + "\n");
 }
 
@@ -274,20 +287,64 @@ std::unique_ptr<RemoteEvaluator> ConnectEvaluations(const DistributedTrainingOpt
   auto evaluator = std::make_unique<RemoteEvaluator>(std::move(remote), std::move(report));
   loop.evaluate_every =
       config.eval_every_n_wandb_logs * std::max<int64_t>(1, config.wandb_log_frequency);
-  const int64_t batch = config.train_batch_size;
-  loop.evaluate = [evaluator = evaluator.get(), output_dir = options.output_dir, batch](
-                      const sparse::SaeTrainer& trainer, int64_t step, bool final) -> absl::Status {
+  return evaluator;
+}
+
+// The evaluation of one SAE through `evaluator` (ConnectEvaluations): periodic ones start and
+// return; the final one is waited for and saved as final/eval_results.json in `output_dir`. In
+// a run of `count` SAEs the periodic evaluations take turns (the evaluator runs one at a time):
+// the k-th evaluation step (every `every` steps) evaluates the SAE of index k mod count.
+std::function<absl::Status(const sparse::SaeTrainer&, int64_t, bool)> EvaluateRemotely(
+    RemoteEvaluator* evaluator, const std::string& output_dir, int64_t batch,
+    const std::string& sae, size_t index, size_t count, int64_t every) {
+  return [evaluator, output_dir, batch, sae, index, count, every](
+             const sparse::SaeTrainer& trainer, int64_t step, bool final) -> absl::Status {
     if (!final) {
-      evaluator->Start(step, step * batch, trainer.sae().params());
+      if (count > 1 && every > 0 &&
+          static_cast<size_t>(step / every - 1) % count != index) {
+        return absl::OkStatus();  // another SAE's turn
+      }
+      evaluator->Start(step, step * batch, trainer.sae().params(), sae);
       return absl::OkStatus();
     }
     RemoteEvaluation outcome =
-        evaluator->EvaluateNow(step, step * batch, trainer.sae().params(), true);
+        evaluator->EvaluateNow(step, step * batch, trainer.sae().params(), true, sae);
     if (!outcome.results.ok()) return outcome.results.status();
     return WriteFileAtomically(output_dir + "/final/eval_results.json",
                                eval::ToJson(*outcome.results).dump(2) + "\n");
   };
-  return evaluator;
+}
+
+// One SAE this rank trains: a child of the run's sweep (core/config/sweep.h), or the run.
+struct RankSae {
+  training::RunSae run;  // name, resolved config, columns
+  sparse::TrainerOptions options;
+  std::unique_ptr<sparse::SaeTrainer> trainer;
+  std::unique_ptr<training::TrainingMetrics> series;  // many SAEs: its own (sae label)
+  std::string output_dir;  // run.yaml (many SAEs) and final/
+};
+
+// A run of many SAEs uploads one checkpoint per step that holds every SAE under saes/<name>/
+// (the step's folder as the loop wrote it). The final SAEs are gathered the same way: a copy
+// of each SAE's final/ under output_dir/final_saes/saes/<name>/.
+absl::StatusOr<std::string> GatherFinalSaes(const std::string& output_dir,
+                                            const std::vector<RankSae>& saes) {
+  namespace fs = std::filesystem;
+  const std::string gathered = output_dir + "/final_saes";
+  std::error_code ec;
+  fs::remove_all(gathered, ec);
+  for (const RankSae& sae : saes) {
+    const std::string to = gathered + "/saes/" + sae.run.name;
+    SAE_RETURN_IF_ERROR(MakeDirectories(to));
+    fs::copy(sae.output_dir + "/final", to, fs::copy_options::recursive, ec);
+    if (ec) {
+      return absl::InternalError(absl::StrCat("cannot gather the final SAE ", sae.run.name,
+                                              " into ", to, ": ", ec.message()));
+    }
+  }
+  SAE_ASSIGN_OR_RETURN(std::string run_yaml, ReadFile(output_dir + "/run.yaml"));
+  SAE_RETURN_IF_ERROR(WriteFileAtomically(gathered + "/run.yaml", run_yaml));
+  return gathered;
 }
 
 }  // namespace
@@ -297,8 +354,18 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
   const auto start = Clock::now();
   config::RunConfig& config = options.config;
   SAE_RETURN_IF_ERROR(CheckGroup(options));
+  // A run of many SAEs (core/config/sweep.h): one trainer per SAE, all fed by the same batches,
+  // whose rows hold every hook of the run side by side (training/run_saes.h).
+  const bool many = config::TrainsManySaes(config);
+  training::RunSaes run_saes;
+  if (many) {
+    SAE_ASSIGN_OR_RETURN(run_saes, training::ResolveRunSaes(config));
+  }
   SAE_RETURN_IF_ERROR(training::ResolveRunConfig(config));
-  SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options, training::TrainerOptionsFor(config));
+  if (!many) {
+    run_saes.saes.push_back({"", config, 0});
+    run_saes.width = config.d_in.value_or(0);
+  }
   const std::string run_id = options.run_id.empty() ? wire::DefaultRunId(config) : options.run_id;
   const int rank = options.group.rank;
   const int world_size = options.group.world_size;
@@ -311,10 +378,29 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
         WriteFileAtomically(options.output_dir + "/run.yaml", config::ToYaml(config)));
   }
 
+  std::vector<RankSae> saes;
+  for (training::RunSae& run_sae : run_saes.saes) {
+    RankSae sae;
+    sae.run = std::move(run_sae);
+    SAE_ASSIGN_OR_RETURN(sae.options, training::TrainerOptionsFor(sae.run.config));
+    sae.output_dir =
+        many ? options.output_dir + "/saes/" + sae.run.name : options.output_dir;
+    if (many && rank == 0) {
+      SAE_RETURN_IF_ERROR(MakeDirectories(sae.output_dir));
+      SAE_RETURN_IF_ERROR(WriteFileAtomically(sae.output_dir + "/run.yaml",
+                                              config::ToYaml(sae.run.config)));
+    }
+    saes.push_back(std::move(sae));
+  }
+  const int64_t d_in = many ? run_saes.width : saes.front().options.sae.d_in;
+
   // A pretrained SAE to start from (from_pretrained_path), checked against the config.
-  std::optional<sparse::SaeParameters> pretrained;
+  std::vector<std::optional<sparse::SaeParameters>> pretrained(saes.size());
   if (!options.resume_dir) {
-    SAE_ASSIGN_OR_RETURN(pretrained, training::PretrainedSaeFor(config, trainer_options));
+    for (size_t i = 0; i < saes.size(); ++i) {
+      SAE_ASSIGN_OR_RETURN(pretrained[i],
+                           training::PretrainedSaeFor(saes[i].run.config, saes[i].options));
+    }
   }
   const int prefetch = PrefetchBatches(options.stream, servers);
   const int lease = LeaseBatches(options.stream, prefetch, servers);
@@ -327,19 +413,38 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
                                         ": abandoned (the controller moved the group on)"));
   SAE_ASSIGN_OR_RETURN(RankMetrics series,
                        CreateRankMetrics(options.metrics, run_id, rank, servers));
+  if (many && options.metrics != nullptr) {
+    for (RankSae& sae : saes) {
+      SAE_ASSIGN_OR_RETURN(sae.series, training::TrainingMetrics::Create(
+                                           *options.metrics, run_id, rank, sae.run.name));
+    }
+  }
 
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroupCollective> group, JoinGroup(options, run_id));
   sparse::Collective* collective = group.get();
-  std::unique_ptr<sparse::SaeTrainer> trainer =
-      pretrained ? std::make_unique<sparse::SaeTrainer>(trainer_options, *pretrained, collective)
-                 : std::make_unique<sparse::SaeTrainer>(trainer_options, collective);
+  for (size_t i = 0; i < saes.size(); ++i) {
+    saes[i].trainer =
+        pretrained[i]
+            ? std::make_unique<sparse::SaeTrainer>(saes[i].options, *pretrained[i], collective)
+            : std::make_unique<sparse::SaeTrainer>(saes[i].options, collective);
+  }
   std::vector<std::string> known_cursors;
   if (options.resume_dir) {
-    SAE_ASSIGN_OR_RETURN(auto extra, training::ReadCheckpoint(*options.resume_dir, *trainer));
-    SAE_ASSIGN_OR_RETURN(known_cursors, CheckpointCursors(extra, *options.resume_dir));
-    spdlog::info("resumed from {} at step {} ({} tokens)", *options.resume_dir, trainer->step(),
-                 trainer->tokens_seen());
+    // A run of many SAEs resumes every SAE from the same step's folder (saes/<name>/), whose
+    // data positions are one and the same.
+    for (size_t i = 0; i < saes.size(); ++i) {
+      const std::string dir =
+          many ? *options.resume_dir + "/saes/" + saes[i].run.name : *options.resume_dir;
+      SAE_ASSIGN_OR_RETURN(auto extra, training::ReadCheckpoint(dir, *saes[i].trainer));
+      if (i == 0) {
+        SAE_ASSIGN_OR_RETURN(known_cursors, CheckpointCursors(extra, dir));
+      }
+      spdlog::info("{}resumed from {} at step {} ({} tokens)",
+                   many ? absl::StrCat("[", saes[i].run.name, "] ") : "", dir,
+                   saes[i].trainer->step(), saes[i].trainer->tokens_seen());
+    }
   }
+  sparse::SaeTrainer& lead = *saes.front().trainer;
 
   // The readers, one per server.
   std::vector<std::unique_ptr<ActivationStreamReader>> readers;
@@ -352,13 +457,13 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
     }
   } shutdown{queue.get(), &readers};
   SAE_RETURN_IF_ERROR(StartReaders(
-      StreamOptionsFor(options, run_id, rank_batch, trainer_options.sae.d_in, lease, known_cursors),
-      options.servers, queue.get(), series, readers));
+      StreamOptionsFor(options, run_id, rank_batch, d_in, lease, known_cursors), options.servers,
+      queue.get(), series, readers));
   if (aborted()) return abandoned;
   SAE_ASSIGN_OR_RETURN(const int64_t tokens_trained_before,
                        AllReduceMax(options.tokens_trained_before, collective));
   if (options.on_group_ready) options.on_group_ready(tokens_trained_before);
-  queue->AddDemand(total_steps - trainer->step());
+  queue->AddDemand(total_steps - lead.step());
 
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<std::ofstream> batch_log, OpenBatchLog(options.batch_log));
   StreamBatches batches(*queue, readers, collective, rank_batch, std::max<int64_t>(total_steps, 1),
@@ -368,17 +473,59 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
   loop.initialize_decoder_bias = !options.resume_dir && !config.from_pretrained_path;
   loop.stop = options.stop;
   loop.abort = options.abort;
-  loop.series = series.training.get();
   loop.log_progress = true;
-  loop.on_step = options.on_step;
-  loop.on_checkpoint = options.on_checkpoint;
   std::unique_ptr<RemoteEvaluator> evaluator = ConnectEvaluations(options, run_id, loop);
-  absl::StatusOr<training::TrainingLoopResult> trained =
-      training::RunTrainingLoop(config, *trainer, collective, batches, loop);
+  const int64_t batch = config.train_batch_size;
+  std::vector<training::LoopSae> loop_saes;
+  for (size_t i = 0; i < saes.size(); ++i) {
+    RankSae& sae = saes[i];
+    training::LoopSae entry;
+    entry.name = sae.run.name;
+    entry.config = &sae.run.config;
+    entry.trainer = sae.trainer.get();
+    entry.first_column = sae.run.first_column;
+    entry.output_dir = sae.output_dir;
+    entry.series = many ? sae.series.get() : series.training.get();
+    if (many) {
+      if (options.on_sae_step) {
+        entry.on_step = [&options, i, name = sae.run.name](const sparse::StepMetrics& m,
+                                                          double tps, int64_t total) {
+          options.on_sae_step(i, name, m, tps, total);
+        };
+      }
+      if (options.on_checkpoint && i + 1 == saes.size()) {
+        // One upload per step with every SAE, after the last SAE's checkpoint is written.
+        entry.on_checkpoint = [&options, &saes, &config](const std::string& dir, int64_t step,
+                                                         bool final) -> absl::Status {
+          std::string folder;
+          if (final) {
+            SAE_ASSIGN_OR_RETURN(folder, GatherFinalSaes(options.output_dir, saes));
+          } else {
+            folder = training::CheckpointRoot(config, options.output_dir) + "/" +
+                     training::CheckpointName(step);
+          }
+          return options.on_checkpoint(folder, step, final);
+        };
+      }
+    } else {
+      entry.on_step = options.on_step;
+      entry.on_checkpoint = options.on_checkpoint;
+    }
+    if (evaluator != nullptr) {
+      entry.evaluate = EvaluateRemotely(evaluator.get(), sae.output_dir, batch, sae.run.name, i,
+                                        saes.size(), loop.evaluate_every);
+    }
+    loop_saes.push_back(std::move(entry));
+  }
+  absl::StatusOr<training::TrainingLoopResult> trained = training::RunTrainingLoop(
+      many ? config : saes.front().run.config, loop_saes, collective, batches, loop);
   if (!trained.ok()) return aborted() ? abandoned : trained.status();
   if (batch_log) batch_log->flush();
 
   DistributedTrainingResult result = ResultOf(*trained);
+  for (size_t i = 0; i < saes.size(); ++i) {
+    result.saes.push_back({saes[i].run.name, trained->saes[i].final_dir, trained->saes[i].last});
+  }
   if (!result.stopped) {
     SAE_RETURN_IF_ERROR(batches.CheckpointPosition().status());
   }

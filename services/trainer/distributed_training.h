@@ -92,7 +92,15 @@ struct DistributedTrainingOptions {
   std::function<void(const sparse::StepMetrics& step, double tokens_per_second,
                      int64_t total_steps)>
       on_step;
-  // Optional, rank 0: after each checkpoint (and the final SAE, `final` true) is written.
+  // Optional, every rank of a run of many SAEs (core/config/sweep.h), instead of on_step: after
+  // every step of every SAE, with its index and name in the run; in a step the SAEs step in the
+  // run's order, so the last SAE's call ends the step.
+  std::function<void(size_t index, const std::string& sae, const sparse::StepMetrics& step,
+                     double tokens_per_second, int64_t total_steps)>
+      on_sae_step;
+  // Optional, rank 0: after each checkpoint (and the final SAE, `final` true) is written. A run
+  // of many SAEs calls it once per step with a folder that holds every SAE under saes/<name>/
+  // (and the run's run.yaml).
   std::function<absl::Status(const std::string& dir, int64_t step, bool final)> on_checkpoint;
   // Optional, rank 0 of a run with evaluations (n_eval_batches > 0): every evaluation's
   // outcome, from the evaluation's thread (remote_evaluation.h). Unset: each is logged.
@@ -113,6 +121,13 @@ struct DistributedTrainingResult {
   sparse::StepMetrics last;
   std::vector<std::string> cursors;            // per server: the furthest cursor, hex ("" none)
   std::vector<ActivationStreamStats> streams;  // per server, this rank
+  // Per SAE, in the run's order (one named "" for a run of one SAE).
+  struct Sae {
+    std::string name;
+    std::string final_dir;  // rank 0, when not stopped
+    sparse::StepMetrics last;
+  };
+  std::vector<Sae> saes;
 };
 
 // Trains this rank to the end of the run (TotalTrainingSteps(config), the same step on every

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
 #include "core/training/run_evaluation.h"
 #include "spdlog/spdlog.h"
 
@@ -139,14 +140,16 @@ void ReportEvaluation(client::WorkerAgent& agent, const v1::Assignment& assignme
   eval.set_server(outcome.server);
   eval.set_seconds(outcome.seconds);
   eval.set_final(outcome.final);
+  eval.set_sae(outcome.sae);
   if (outcome.results.ok()) {
     eval.set_results_json(outcome.results_json);
     eval.set_ce_loss_score(outcome.results->ce_loss_score);
     eval.set_kl_div_score(outcome.results->kl_div_score);
     eval.set_explained_variance(outcome.results->explained_variance);
     eval.set_l0(outcome.results->l0);
-    spdlog::info("evaluation at step {} ({}, {:.1f} s): {}", outcome.step, outcome.server,
-                 outcome.seconds, training::EvalSummaryLine(*outcome.results));
+    spdlog::info("{}evaluation at step {} ({}, {:.1f} s): {}",
+                 outcome.sae.empty() ? "" : absl::StrCat("[", outcome.sae, "] "), outcome.step,
+                 outcome.server, outcome.seconds, training::EvalSummaryLine(*outcome.results));
   } else {
     eval.set_error(std::string(outcome.results.status().message()));
     spdlog::warn("{}; training goes on", eval.error());

@@ -33,17 +33,19 @@ void RemoteEvaluator::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool RemoteEvaluator::Start(int64_t step, int64_t tokens, const sparse::SaeParameters& params) {
+bool RemoteEvaluator::Start(int64_t step, int64_t tokens, const sparse::SaeParameters& params,
+                            const std::string& sae) {
   if (running_.load()) {
     ++skipped_;
-    spdlog::warn("evaluation at step {} skipped: the previous one is still running", step);
+    spdlog::warn("evaluation{} at step {} skipped: the previous one is still running",
+                 sae.empty() ? "" : absl::StrCat(" of ", sae), step);
     return false;
   }
   Join();
   running_ = true;
   const size_t server = next_server_++ % options_.servers.size();
-  thread_ = std::thread([this, server, step, tokens, params = Copy(params)] {
-    RemoteEvaluation outcome = EvaluateOn(server, step, tokens, params);
+  thread_ = std::thread([this, server, step, tokens, params = Copy(params), sae] {
+    RemoteEvaluation outcome = EvaluateOn(server, step, tokens, params, sae);
     if (!closing_) report_(outcome);
     running_ = false;
   });
@@ -51,11 +53,12 @@ bool RemoteEvaluator::Start(int64_t step, int64_t tokens, const sparse::SaeParam
 }
 
 RemoteEvaluation RemoteEvaluator::EvaluateNow(int64_t step, int64_t tokens,
-                                              const sparse::SaeParameters& params, bool final) {
+                                              const sparse::SaeParameters& params, bool final,
+                                              const std::string& sae) {
   Join();
   RemoteEvaluation outcome;
   for (size_t i = 0; i < options_.servers.size() && !closing_; ++i) {
-    outcome = EvaluateOn(next_server_++ % options_.servers.size(), step, tokens, params);
+    outcome = EvaluateOn(next_server_++ % options_.servers.size(), step, tokens, params, sae);
     outcome.final = final;
     report_(outcome);
     if (outcome.results.ok()) break;
@@ -64,15 +67,18 @@ RemoteEvaluation RemoteEvaluator::EvaluateNow(int64_t step, int64_t tokens,
 }
 
 RemoteEvaluation RemoteEvaluator::EvaluateOn(size_t server, int64_t step, int64_t tokens,
-                                             const sparse::SaeParameters& params) {
+                                             const sparse::SaeParameters& params,
+                                             const std::string& sae) {
   RemoteEvaluation outcome;
+  outcome.sae = sae;
   outcome.step = step;
   outcome.tokens = tokens;
   outcome.server = options_.servers[server];
   const auto start = std::chrono::steady_clock::now();
   auto fail = [&](const absl::Status& status) {
     outcome.results = absl::Status(
-        status.code(), absl::StrCat("evaluation at step ", step, " on activation server ",
+        status.code(), absl::StrCat("evaluation", sae.empty() ? "" : absl::StrCat(" of ", sae),
+                                    " at step ", step, " on activation server ",
                                     outcome.server, ": ", status.message()));
     outcome.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     return outcome;
@@ -95,6 +101,7 @@ RemoteEvaluation RemoteEvaluator::EvaluateOn(size_t server, int64_t step, int64_
   first.set_run_id(options_.run_id);
   first.set_config_digest(options_.config_digest);
   first.set_step(step);
+  first.set_sae(sae);
   // A broken stream shows in Finish's status, which says why.
   (void)service::SendSaePieces(params, first, [&](const v1::EvaluateSaeRequest& piece) {
     return writer->Write(piece);

@@ -41,6 +41,7 @@ struct RemoteEvaluation {
   int64_t step = 0;
   int64_t tokens = 0;
   bool final = false;
+  std::string sae;  // a run of many SAEs: the SAE evaluated; "" for a run of one
   absl::StatusOr<eval::EvalResults> results = absl::UnknownError("not evaluated");
   std::string results_json;  // as the server sent it (when results is OK)
   std::string server;        // host:port
@@ -59,18 +60,20 @@ class RemoteEvaluator {
 
   // Starts evaluating `params` (copied now) on the next server in turn, and returns. False
   // (logged) when the previous evaluation still runs: this one is skipped.
-  bool Start(int64_t step, int64_t tokens, const sparse::SaeParameters& params);
+  // `sae`: the SAE's name in a run of many (EvaluateSaeRequest.sae), "" for a run of one.
+  bool Start(int64_t step, int64_t tokens, const sparse::SaeParameters& params,
+             const std::string& sae = "");
 
   // Evaluates `params` now, after any evaluation in flight, trying the servers in turn until
   // one answers; every failure is reported too. The last error when none answered.
   RemoteEvaluation EvaluateNow(int64_t step, int64_t tokens, const sparse::SaeParameters& params,
-                               bool final);
+                               bool final, const std::string& sae = "");
 
   int64_t skipped() const { return skipped_.load(); }
 
  private:
   RemoteEvaluation EvaluateOn(size_t server, int64_t step, int64_t tokens,
-                              const sparse::SaeParameters& params);
+                              const sparse::SaeParameters& params, const std::string& sae);
   void Join();
 
   const RemoteEvaluationOptions options_;

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/config/run_config.h"
+#include "core/config/sweep.h"
 #include "core/util/files.h"
 #include "core/util/status.h"
 #include "services/common/exit_code.h"
@@ -349,6 +350,13 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
   SAE_ASSIGN_OR_RETURN(config::RunConfig config,
                        config::ParseRunConfig(assignment.config_yaml(),
                                               absl::StrCat("run.yaml of ", assignment.run_id())));
+  // A run of many SAEs (core/config/sweep.h): their names, in the run's order.
+  const bool many = config::TrainsManySaes(config);
+  std::vector<std::string> sae_names;
+  {
+    SAE_ASSIGN_OR_RETURN(std::vector<config::SaeChild> children, config::ExpandSaes(config));
+    for (const config::SaeChild& child : children) sae_names.push_back(child.name);
+  }
   const std::string run_dir = RunDir(assignment.run_id());
   const std::string dir = absl::StrCat(run_dir, "/g", assignment.generation());
   std::error_code ignored;
@@ -411,6 +419,33 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     *report.mutable_metrics() = ToProto(m, tokens_per_second);
     sender->Post(std::move(report));
   };
+  // A run of many SAEs reports every SAE's metrics at once, when the last SAE of the step
+  // stepped; `metrics` of the report is the first SAE's.
+  std::vector<v1::SaeProgress> sae_progress(sae_names.size());
+  options.on_sae_step = [&](size_t index, const std::string& name, const sparse::StepMetrics& m,
+                            double tokens_per_second, int64_t total_steps) {
+    v1::SaeProgress& progress = sae_progress[index];
+    progress.set_name(name);
+    progress.set_step(m.step);
+    *progress.mutable_metrics() = ToProto(m, tokens_per_second);
+    if (index + 1 != sae_progress.size()) return;
+    NoteTokens(WorkOf(assignment), m.tokens);
+    bool sparsity = false;
+    for (const v1::SaeProgress& sae : sae_progress) {
+      sparsity = sparsity || sae.metrics().has_mean_log10_feature_sparsity();
+    }
+    const bool due = m.step % log_every == 0 || m.step == total_steps || sparsity;
+    if (sender == nullptr || !due) return;
+    v1::ReportProgressRequest report;
+    report.set_run_id(assignment.run_id());
+    report.set_generation(assignment.generation());
+    report.set_step(m.step);
+    report.set_tokens(m.tokens);
+    *report.mutable_metrics() = sae_progress.front().metrics();
+    for (const v1::SaeProgress& sae : sae_progress) *report.add_saes() = sae;
+    sender->Post(std::move(report));
+  };
+  if (!many) options.on_sae_step = nullptr;
   options.on_eval = [&](const RemoteEvaluation& outcome) {
     ReportEvaluation(*agent_, assignment, outcome);
   };
@@ -427,6 +462,9 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     header.set_step(step);
     header.set_tokens(step * batch);
     header.set_final(final);
+    if (many) {
+      for (const std::string& name : sae_names) header.add_saes(name);
+    }
     return UploadCheckpoint(*agent_, std::move(header), checkpoint, attempt.abort);
   };
   absl::StatusOr<DistributedTrainingResult> result = RunDistributedTraining(std::move(options));

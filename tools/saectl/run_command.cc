@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/config/run_config.h"
 #include "core/config/sweep.h"
 #include "core/io/saelens.h"
@@ -60,13 +61,11 @@ absl::Status RunSubmit(const SubmitFlags& f) {
       SAE_ASSIGN_OR_RETURN(std::vector<config::SaeChild> saes, config::ExpandSaes(config));
       std::fprintf(stderr, "saectl: %zu SAEs:", saes.size());
       for (const config::SaeChild& sae : saes) std::fprintf(stderr, " %s", sae.name.c_str());
-      std::fprintf(stderr, "\nsaectl: %s\n",
-                   std::string(config::CheckOneSaePerClusterRun(config).message()).c_str());
+      std::fprintf(stderr, "\n");
     }
     std::fprintf(stderr, "saectl: %s is valid (dry run: nothing submitted)\n", f.config.c_str());
     return absl::OkStatus();
   }
-  SAE_RETURN_IF_ERROR(config::CheckOneSaePerClusterRun(config));
   SAE_ASSIGN_OR_RETURN(auto client, ConnectController(f.server));
   v1::SubmitRunRequest request;
   request.set_config_yaml(config::ToYaml(config));
@@ -300,7 +299,54 @@ struct ExportFlags {
   std::string out;
   int64_t checkpoint = -1;
   bool all = false;
+  std::string sae;  // a run of many SAEs: the one to export ("" : every one)
 };
+
+// The SAEs of a run of many (manifest.saes, each under saes/<name>/ of `download`): `only` into
+// `out`, or every one into out/<name>/.
+absl::Status ExportSaesOfRun(const ExportFlags& f, const v1::CheckpointManifest& manifest,
+                             const fs::path& download, const fs::path& out) {
+  std::error_code error;
+  std::vector<std::string> names;
+  for (const std::string& name : manifest.saes()) {
+    if (f.sae.empty() || name == f.sae) names.push_back(name);
+  }
+  if (names.empty()) {
+    return absl::NotFoundError(absl::StrCat("run ", f.run_id, " has no SAE named \"", f.sae,
+                                            "\"; its SAEs: ",
+                                            absl::StrJoin(manifest.saes(), ", ")));
+  }
+  const std::string what = manifest.final() ? "final SAE" : "checkpoint";
+  std::vector<std::pair<std::string, fs::path>> moves;  // name -> its SAELens folder
+  for (const std::string& name : names) {
+    std::optional<std::string> found = FindSaeLensFolder((download / "saes" / name).string());
+    if (!found) {
+      return absl::NotFoundError(absl::StrCat("the ", what, " at step ", manifest.step(),
+                                              " of run ", f.run_id,
+                                              " holds no SAELens folder for SAE ", name,
+                                              "; --all exports it whole"));
+    }
+    moves.emplace_back(name, *found);
+  }
+  fs::remove(out, error);  // an empty folder, if any
+  for (const auto& [name, source] : moves) {
+    const fs::path to = f.sae.empty() ? out / name : out;
+    fs::create_directories(to.parent_path(), error);
+    fs::rename(source, to, error);
+    if (error || !fs::exists(to)) {
+      return absl::InternalError(absl::StrCat("cannot move the download of SAE ", name, " into ",
+                                              to.string()));
+    }
+    SAE_ASSIGN_OR_RETURN(io::SaeLensSae sae, io::ReadSaeLens(to.string()));
+    std::printf(
+        "exported the %s %s at step %lld of run %s to %s (SAELens format: d_in %lld, d_sae "
+        "%lld, %s)\n",
+        what.c_str(), name.c_str(), static_cast<long long>(manifest.step()), f.run_id.c_str(),
+        to.c_str(), static_cast<long long>(sae.W_enc.size(0)),
+        static_cast<long long>(sae.W_enc.size(1)), sae.metadata.architecture.c_str());
+  }
+  return absl::OkStatus();
+}
 
 absl::Status RunExport(const ExportFlags& f) {
   std::error_code error;
@@ -326,6 +372,16 @@ absl::Status RunExport(const ExportFlags& f) {
   if (!manifest.ok()) {
     fs::remove_all(download, error);
     return manifest.status();
+  }
+  if (manifest->saes_size() > 0 && !f.all) {
+    absl::Status exported = ExportSaesOfRun(f, *manifest, download, out);
+    fs::remove_all(download, error);
+    return exported;
+  }
+  if (!f.sae.empty() && manifest->saes_size() == 0) {
+    fs::remove_all(download, error);
+    return absl::InvalidArgumentError(
+        absl::StrCat("run ", f.run_id, " trains one SAE; leave out --sae ", f.sae));
   }
   fs::path source = download;
   if (!f.all) {
@@ -485,6 +541,9 @@ void RegisterRunCommands(CLI::App& app) {
       ->required();
   export_command->add_option("--checkpoint", export_flags->checkpoint,
                              "Step of the checkpoint (default: the final SAE, else the newest)");
+  export_command->add_option("--sae", export_flags->sae,
+                             "A run of many SAEs: the SAE to export (its name, as `describe run` "
+                             "lists it); without it every SAE goes to OUT/<name>");
   export_command->add_flag("--all", export_flags->all,
                            "Write the whole checkpoint (trainer state too), not only the SAE");
   AddServerFlags(export_command, &export_flags->server);

@@ -35,7 +35,7 @@ std::vector<std::string> RunTableHeader(bool wide) {
   std::vector<std::string> header = {"RUN", "NAME", "STATE", "RESTARTS", "PROGRESS", "STEP", "AGE"};
   if (wide) {
     for (const char* column :
-         {"WORKERS", "LOSS", "L0", "EXPL.VAR", "CE.SCORE", "CHECKPOINT", "MESSAGE"}) {
+         {"WORKERS", "SAES", "LOSS", "L0", "EXPL.VAR", "CE.SCORE", "CHECKPOINT", "MESSAGE"}) {
       header.push_back(column);
     }
   }
@@ -54,6 +54,8 @@ std::vector<std::string> RunTableRow(const v1::Run& run, bool wide, absl::Time n
   };
   if (wide) {
     row.push_back(absl::StrCat(run.activation_servers(), "+", run.trainers()));
+    // SAEs the run trains (sweep:, hook_points:); the metrics that follow are the first one's.
+    row.push_back(absl::StrCat(std::max(run.saes_size(), 1)));
     row.push_back(Metric(run.metrics().overall_loss(), "%.4g"));
     row.push_back(Metric(run.metrics().l0(), "%.3g"));
     row.push_back(Metric(run.metrics().explained_variance(), "%.3f"));
@@ -128,7 +130,8 @@ std::string SuccessSummary(const v1::Run& run) {
 // The newest evaluation in two lines: its step and scores, then the three CE losses.
 std::string EvalDescription(const v1::EvalReport& eval) {
   std::string text = absl::StrFormat(
-      "%sstep %d on %s: ce_loss_score %.4f  kl_div_score %.4f  explained_variance %.4f  l0 %.4g",
+      "%s%sstep %d on %s: ce_loss_score %.4f  kl_div_score %.4f  explained_variance %.4f  l0 %.4g",
+      eval.sae().empty() ? "" : absl::StrCat("SAE ", eval.sae(), ", "),
       eval.final() ? "final SAE, " : "", eval.step(), eval.server(), eval.ce_loss_score(),
       eval.kl_div_score(), eval.explained_variance(), eval.l0());
   const nlohmann::json results = nlohmann::json::parse(eval.results_json(), nullptr, false);
@@ -184,6 +187,20 @@ std::string DescribeRun(const v1::Run& run, const std::vector<v1::CheckpointMani
                                   ? absl::StrFormat("%.4g", m.mean_log10_feature_sparsity())
                                   : std::string("- (no feature-sampling window ended yet)"),
                               m.learning_rate(), HumanCount(m.tokens_per_second())));
+  }
+  if (run.saes_size() > 0) {
+    // A run of many SAEs: each one's progress (Metrics above are the first SAE's).
+    field("SAEs", absl::StrCat(run.saes_size(), " from one activation stream (saectl export ",
+                               run.run_id(), " --sae NAME --out DIR exports one)"));
+    for (const v1::SaeProgress& sae : run.saes()) {
+      const v1::TrainingMetrics& sm = sae.metrics();
+      field("", sae.step() > 0
+                    ? absl::StrFormat("%s  step %d  l0 %.4g  mse_loss %.6g  "
+                                      "explained_variance %.4f  dead_features %d",
+                                      sae.name(), sae.step(), sm.l0(), sm.mse_loss(),
+                                      sm.explained_variance(), sm.dead_features())
+                    : absl::StrCat(sae.name(), "  (no step yet)"));
+    }
   }
   field("Evaluation", run.has_latest_eval() ? EvalDescription(run.latest_eval())
                                             : std::string("- (none yet)"));
