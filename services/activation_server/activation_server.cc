@@ -50,6 +50,29 @@ absl::StatusOr<std::optional<data::ShardCursor>> StartCursor(
   return start;
 }
 
+// The run's evaluations: one SAE, or each SAE of a run of many (`saes`) on its own hook.
+absl::StatusOr<std::unique_ptr<SaeEvaluations>> MakeEvaluations(
+    const config::RunConfig& config, const training::RunSaes* saes,
+    const training::RunAssets& assets) {
+  if (saes == nullptr) {
+    SAE_ASSIGN_OR_RETURN(std::unique_ptr<training::RunEvaluator> evaluator,
+                         training::RunEvaluator::Create(config, assets));
+    SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options,
+                         training::TrainerOptionsFor(config));
+    return std::make_unique<SaeEvaluations>(std::move(evaluator), trainer_options.sae);
+  }
+  std::map<std::string, SaeEvaluations::Sae> evaluated;
+  for (const training::RunSae& sae : saes->saes) {
+    SaeEvaluations::Sae entry;
+    SAE_ASSIGN_OR_RETURN(entry.evaluator, training::RunEvaluator::Create(sae.config, assets));
+    SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options,
+                         training::TrainerOptionsFor(sae.config));
+    entry.options = trainer_options.sae;
+    evaluated[sae.name] = std::move(entry);
+  }
+  return std::make_unique<SaeEvaluations>(std::move(evaluated));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
@@ -103,28 +126,9 @@ absl::StatusOr<std::unique_ptr<ActivationServer>> ActivationServer::Start(
   }
 
   // Evaluations (EvaluateSae): the contexts are read now, so that a run whose evaluation data
-  // is too small fails at the start, as `saectl train` does. Each SAE of a run of many is
-  // evaluated on its own hook.
-  if (many) {
-    std::map<std::string, SaeEvaluations::Sae> evaluated;
-    for (const training::RunSae& sae : saes.saes) {
-      SaeEvaluations::Sae entry;
-      SAE_ASSIGN_OR_RETURN(entry.evaluator,
-                           training::RunEvaluator::Create(sae.config, server->assets_));
-      SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options,
-                           training::TrainerOptionsFor(sae.config));
-      entry.options = trainer_options.sae;
-      evaluated[sae.name] = std::move(entry);
-    }
-    server->evaluations_ = std::make_unique<SaeEvaluations>(std::move(evaluated));
-  } else {
-    SAE_ASSIGN_OR_RETURN(std::unique_ptr<training::RunEvaluator> evaluator,
-                         training::RunEvaluator::Create(config, server->assets_));
-    SAE_ASSIGN_OR_RETURN(sparse::TrainerOptions trainer_options,
-                         training::TrainerOptionsFor(config));
-    server->evaluations_ =
-        std::make_unique<SaeEvaluations>(std::move(evaluator), trainer_options.sae);
-  }
+  // is too small fails at the start, as `saectl train` does.
+  SAE_ASSIGN_OR_RETURN(server->evaluations_,
+                       MakeEvaluations(config, many ? &saes : nullptr, server->assets_));
 
   ActivationFeedOptions feed;
   feed.store = training::ActivationStoreOptionsFor(many ? saes.saes.front().config : config,

@@ -414,26 +414,6 @@ TEST_F(ControllerServiceTest, BadConfigIsRefusedNamingTheKeyAndLine) {
 
 // A run of many SAEs (sweep:, hook_points:) is queued with its SAEs listed in the run's order;
 // a sweep of a key the SAEs share is refused naming it (docs/config.md).
-TEST_F(ControllerServiceTest, ASweepIsQueuedListingItsSaes) {
-  StartController();
-  v1::SubmitRunRequest request;
-  request.set_config_yaml(TestRunYaml(1, 1, 10) + "sweep:\n  l1_coefficient: [0.001, 0.002]\n");
-  absl::StatusOr<v1::Run> run = client_->SubmitRun(request);
-  ASSERT_TRUE(run.ok()) << run.status();
-  ASSERT_EQ(run->saes_size(), 2) << run->DebugString();
-  EXPECT_EQ(run->saes(0).name(), "blocks.0.hook_resid_pre/l1=0.001");
-  EXPECT_EQ(run->saes(1).name(), "blocks.0.hook_resid_pre/l1=0.002");
-  absl::StatusOr<v1::Run> stored = client_->GetRun(run->run_id());
-  ASSERT_TRUE(stored.ok()) << stored.status();
-  EXPECT_EQ(stored->saes_size(), 2);
-
-  request.set_config_yaml(TestRunYaml(1, 1, 10) + "sweep:\n  context_size: [8, 16]\n");
-  absl::Status refused = client_->SubmitRun(request).status();
-  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
-  EXPECT_NE(refused.message().find("context_size"), absl::string_view::npos) << refused;
-  EXPECT_EQ(client_->ListRuns()->size(), 1u);
-}
-
 TEST_F(ControllerServiceTest, DeleteRunRemovesAFinishedRunButRefusesAnActiveOne) {
   StartController();
   std::string queued = Submit(TestRunYaml(1, 1, 10));

@@ -450,5 +450,22 @@ TEST_F(ControllerTest, ValidateOnlySubmissionStoresNothing) {
   EXPECT_TRUE(controller_->ListRuns(v1::ListRunsRequest()).empty());
 }
 
+TEST_F(ControllerTest, ASweepIsQueuedListingItsSaes) {
+  v1::SubmitRunRequest request;
+  request.set_config_yaml(TestRunYaml(1, 1, 10) + "sweep:\n  l1_coefficient: [0.001, 0.002]\n");
+  absl::StatusOr<v1::Run> run = controller_->SubmitRun(request);
+  ASSERT_TRUE(run.ok()) << run.status();
+  ASSERT_EQ(run->saes_size(), 2) << run->DebugString();
+  EXPECT_EQ(run->saes(0).name(), "blocks.0.hook_resid_pre/l1=0.001");
+  EXPECT_EQ(run->saes(1).name(), "blocks.0.hook_resid_pre/l1=0.002");
+  EXPECT_EQ(Get(run->run_id()).saes_size(), 2);
+
+  request.set_config_yaml(TestRunYaml(1, 1, 10) + "sweep:\n  context_size: [8, 16]\n");
+  absl::Status refused = controller_->SubmitRun(request).status();
+  EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+  EXPECT_NE(refused.message().find("context_size"), absl::string_view::npos) << refused;
+  EXPECT_EQ(controller_->ListRuns(v1::ListRunsRequest()).size(), 1u);
+}
+
 }  // namespace
 }  // namespace sae::controller

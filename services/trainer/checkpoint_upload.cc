@@ -40,4 +40,16 @@ absl::Status UploadCheckpoint(client::WorkerAgent& agent, v1::UploadHeader heade
   }
 }
 
+v1::UploadHeader CheckpointHeader(const v1::Assignment& assignment, int64_t step, int64_t tokens,
+                                  bool final, const std::vector<std::string>& saes) {
+  v1::UploadHeader header;
+  header.set_run_id(assignment.run_id());
+  header.set_generation(assignment.generation());
+  header.set_step(step);
+  header.set_tokens(tokens);
+  header.set_final(final);
+  for (const std::string& name : saes) header.add_saes(name);
+  return header;
+}
+
 }  // namespace sae::trainer

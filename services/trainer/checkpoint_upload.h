@@ -3,7 +3,9 @@
 #define SAE_SERVICES_TRAINER_CHECKPOINT_UPLOAD_H_
 
 #include <atomic>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "sae/v1/controller.pb.h"
@@ -20,6 +22,11 @@ namespace sae::trainer {
 // generation moved on) or once `abort` is set.
 absl::Status UploadCheckpoint(client::WorkerAgent& agent, v1::UploadHeader header,
                               const std::string& dir, const std::atomic<bool>& abort);
+
+// The header of the checkpoint (or, `final`, the final SAE) of `assignment`'s run and
+// generation at `step`; a run of many SAEs lists their names (`saes`, empty for one SAE).
+v1::UploadHeader CheckpointHeader(const v1::Assignment& assignment, int64_t step, int64_t tokens,
+                                  bool final, const std::vector<std::string>& saes);
 
 }  // namespace sae::trainer
 

@@ -26,6 +26,7 @@
 #include "nlohmann/json.hpp"
 #include "services/trainer/prefetch_queue.h"
 #include "services/trainer/process_group.h"
+#include "services/trainer/rank_saes.h"
 #include "services/trainer/remote_evaluation.h"
 #include "services/trainer/stream_batches.h"
 #include "services/trainer/stream_metrics.h"
@@ -315,36 +316,57 @@ std::function<absl::Status(const sparse::SaeTrainer&, int64_t, bool)> EvaluateRe
   };
 }
 
-// One SAE this rank trains: a child of the run's sweep (core/config/sweep.h), or the run.
-struct RankSae {
-  training::RunSae run;  // name, resolved config, columns
-  sparse::TrainerOptions options;
-  std::unique_ptr<sparse::SaeTrainer> trainer;
-  std::unique_ptr<training::TrainingMetrics> series;  // many SAEs: its own (sae label)
-  std::string output_dir;  // run.yaml (many SAEs) and final/
-};
-
-// A run of many SAEs uploads one checkpoint per step that holds every SAE under saes/<name>/
-// (the step's folder as the loop wrote it). The final SAEs are gathered the same way: a copy
-// of each SAE's final/ under output_dir/final_saes/saes/<name>/.
-absl::StatusOr<std::string> GatherFinalSaes(const std::string& output_dir,
-                                            const std::vector<RankSae>& saes) {
-  namespace fs = std::filesystem;
-  const std::string gathered = output_dir + "/final_saes";
-  std::error_code ec;
-  fs::remove_all(gathered, ec);
-  for (const RankSae& sae : saes) {
-    const std::string to = gathered + "/saes/" + sae.run.name;
-    SAE_RETURN_IF_ERROR(MakeDirectories(to));
-    fs::copy(sae.output_dir + "/final", to, fs::copy_options::recursive, ec);
-    if (ec) {
-      return absl::InternalError(absl::StrCat("cannot gather the final SAE ", sae.run.name,
-                                              " into ", to, ": ", ec.message()));
+// The training loop's view of each SAE: trainer, columns, series and callbacks. A run of many
+// uploads one checkpoint per step holding every SAE, after the last SAE's is written.
+std::vector<training::LoopSae> LoopSaesFor(const DistributedTrainingOptions& options,
+                                           std::vector<RankSae>& saes, bool many,
+                                           training::TrainingMetrics* run_series,
+                                           RemoteEvaluator* evaluator,
+                                           const training::TrainingLoopOptions& loop) {
+  const config::RunConfig& config = options.config;
+  const int64_t batch = config.train_batch_size;
+  std::vector<training::LoopSae> loop_saes;
+  for (size_t i = 0; i < saes.size(); ++i) {
+    RankSae& sae = saes[i];
+    training::LoopSae entry;
+    entry.name = sae.run.name;
+    entry.config = &sae.run.config;
+    entry.trainer = sae.trainer.get();
+    entry.first_column = sae.run.first_column;
+    entry.output_dir = sae.output_dir;
+    entry.series = many ? sae.series.get() : run_series;
+    if (many) {
+      if (options.on_sae_step) {
+        entry.on_step = [&options, i, name = sae.run.name](const sparse::StepMetrics& m,
+                                                          double tps, int64_t total) {
+          options.on_sae_step(i, name, m, tps, total);
+        };
+      }
+      if (options.on_checkpoint && i + 1 == saes.size()) {
+        // One upload per step with every SAE, after the last SAE's checkpoint is written.
+        entry.on_checkpoint = [&options, &saes](const std::string& dir, int64_t step,
+                                                bool final) -> absl::Status {
+          std::string folder;
+          if (final) {
+            SAE_ASSIGN_OR_RETURN(folder, GatherFinalSaes(options.output_dir, saes));
+          } else {
+            folder = training::CheckpointRoot(options.config, options.output_dir) + "/" +
+                     training::CheckpointName(step);
+          }
+          return options.on_checkpoint(folder, step, final);
+        };
+      }
+    } else {
+      entry.on_step = options.on_step;
+      entry.on_checkpoint = options.on_checkpoint;
     }
+    if (evaluator != nullptr) {
+      entry.evaluate = EvaluateRemotely(evaluator, sae.output_dir, batch, sae.run.name, i,
+                                        saes.size(), loop.evaluate_every);
+    }
+    loop_saes.push_back(std::move(entry));
   }
-  SAE_ASSIGN_OR_RETURN(std::string run_yaml, ReadFile(output_dir + "/run.yaml"));
-  SAE_RETURN_IF_ERROR(WriteFileAtomically(gathered + "/run.yaml", run_yaml));
-  return gathered;
+  return loop_saes;
 }
 
 }  // namespace
@@ -378,29 +400,13 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
         WriteFileAtomically(options.output_dir + "/run.yaml", config::ToYaml(config)));
   }
 
-  std::vector<RankSae> saes;
-  for (training::RunSae& run_sae : run_saes.saes) {
-    RankSae sae;
-    sae.run = std::move(run_sae);
-    SAE_ASSIGN_OR_RETURN(sae.options, training::TrainerOptionsFor(sae.run.config));
-    sae.output_dir =
-        many ? options.output_dir + "/saes/" + sae.run.name : options.output_dir;
-    if (many && rank == 0) {
-      SAE_RETURN_IF_ERROR(MakeDirectories(sae.output_dir));
-      SAE_RETURN_IF_ERROR(WriteFileAtomically(sae.output_dir + "/run.yaml",
-                                              config::ToYaml(sae.run.config)));
-    }
-    saes.push_back(std::move(sae));
-  }
+  SAE_ASSIGN_OR_RETURN(std::vector<RankSae> saes,
+                       MakeRankSaes(std::move(run_saes.saes), many, rank, options.output_dir));
   const int64_t d_in = many ? run_saes.width : saes.front().options.sae.d_in;
-
   // A pretrained SAE to start from (from_pretrained_path), checked against the config.
-  std::vector<std::optional<sparse::SaeParameters>> pretrained(saes.size());
+  std::vector<std::optional<sparse::SaeParameters>> pretrained;
   if (!options.resume_dir) {
-    for (size_t i = 0; i < saes.size(); ++i) {
-      SAE_ASSIGN_OR_RETURN(pretrained[i],
-                           training::PretrainedSaeFor(saes[i].run.config, saes[i].options));
-    }
+    SAE_ASSIGN_OR_RETURN(pretrained, PretrainedSaes(saes));
   }
   const int prefetch = PrefetchBatches(options.stream, servers);
   const int lease = LeaseBatches(options.stream, prefetch, servers);
@@ -422,27 +428,10 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
 
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<ProcessGroupCollective> group, JoinGroup(options, run_id));
   sparse::Collective* collective = group.get();
-  for (size_t i = 0; i < saes.size(); ++i) {
-    saes[i].trainer =
-        pretrained[i]
-            ? std::make_unique<sparse::SaeTrainer>(saes[i].options, *pretrained[i], collective)
-            : std::make_unique<sparse::SaeTrainer>(saes[i].options, collective);
-  }
+  CreateSaeTrainers(saes, pretrained, collective);
   std::vector<std::string> known_cursors;
   if (options.resume_dir) {
-    // A run of many SAEs resumes every SAE from the same step's folder (saes/<name>/), whose
-    // data positions are one and the same.
-    for (size_t i = 0; i < saes.size(); ++i) {
-      const std::string dir =
-          many ? *options.resume_dir + "/saes/" + saes[i].run.name : *options.resume_dir;
-      SAE_ASSIGN_OR_RETURN(auto extra, training::ReadCheckpoint(dir, *saes[i].trainer));
-      if (i == 0) {
-        SAE_ASSIGN_OR_RETURN(known_cursors, CheckpointCursors(extra, dir));
-      }
-      spdlog::info("{}resumed from {} at step {} ({} tokens)",
-                   many ? absl::StrCat("[", saes[i].run.name, "] ") : "", dir,
-                   saes[i].trainer->step(), saes[i].trainer->tokens_seen());
-    }
+    SAE_ASSIGN_OR_RETURN(known_cursors, ResumeSaes(*options.resume_dir, many, saes));
   }
   sparse::SaeTrainer& lead = *saes.front().trainer;
 
@@ -475,48 +464,8 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
   loop.abort = options.abort;
   loop.log_progress = true;
   std::unique_ptr<RemoteEvaluator> evaluator = ConnectEvaluations(options, run_id, loop);
-  const int64_t batch = config.train_batch_size;
-  std::vector<training::LoopSae> loop_saes;
-  for (size_t i = 0; i < saes.size(); ++i) {
-    RankSae& sae = saes[i];
-    training::LoopSae entry;
-    entry.name = sae.run.name;
-    entry.config = &sae.run.config;
-    entry.trainer = sae.trainer.get();
-    entry.first_column = sae.run.first_column;
-    entry.output_dir = sae.output_dir;
-    entry.series = many ? sae.series.get() : series.training.get();
-    if (many) {
-      if (options.on_sae_step) {
-        entry.on_step = [&options, i, name = sae.run.name](const sparse::StepMetrics& m,
-                                                          double tps, int64_t total) {
-          options.on_sae_step(i, name, m, tps, total);
-        };
-      }
-      if (options.on_checkpoint && i + 1 == saes.size()) {
-        // One upload per step with every SAE, after the last SAE's checkpoint is written.
-        entry.on_checkpoint = [&options, &saes, &config](const std::string& dir, int64_t step,
-                                                         bool final) -> absl::Status {
-          std::string folder;
-          if (final) {
-            SAE_ASSIGN_OR_RETURN(folder, GatherFinalSaes(options.output_dir, saes));
-          } else {
-            folder = training::CheckpointRoot(config, options.output_dir) + "/" +
-                     training::CheckpointName(step);
-          }
-          return options.on_checkpoint(folder, step, final);
-        };
-      }
-    } else {
-      entry.on_step = options.on_step;
-      entry.on_checkpoint = options.on_checkpoint;
-    }
-    if (evaluator != nullptr) {
-      entry.evaluate = EvaluateRemotely(evaluator.get(), sae.output_dir, batch, sae.run.name, i,
-                                        saes.size(), loop.evaluate_every);
-    }
-    loop_saes.push_back(std::move(entry));
-  }
+  std::vector<training::LoopSae> loop_saes =
+      LoopSaesFor(options, saes, many, series.training.get(), evaluator.get(), loop);
   absl::StatusOr<training::TrainingLoopResult> trained = training::RunTrainingLoop(
       many ? config : saes.front().run.config, loop_saes, collective, batches, loop);
   if (!trained.ok()) return aborted() ? abandoned : trained.status();

@@ -161,4 +161,51 @@ void ReportEvaluation(client::WorkerAgent& agent, const v1::Assignment& assignme
   }
 }
 
+StepReports::StepReports(ProgressSender* sender, const v1::Assignment& assignment,
+                         int64_t log_every, size_t saes)
+    : sender_(sender),
+      run_id_(assignment.run_id()),
+      generation_(assignment.generation()),
+      log_every_(std::max<int64_t>(1, log_every)),
+      saes_(saes) {}
+
+v1::ReportProgressRequest StepReports::Report(const sparse::StepMetrics& m) const {
+  v1::ReportProgressRequest report;
+  report.set_run_id(run_id_);
+  report.set_generation(generation_);
+  report.set_step(m.step);
+  report.set_tokens(m.tokens);
+  return report;
+}
+
+void StepReports::OnStep(const sparse::StepMetrics& m, double tokens_per_second,
+                         int64_t total_steps) {
+  const bool due = m.step % log_every_ == 0 || m.step == total_steps || m.sparsity.has_value();
+  if (sender_ == nullptr || !due) return;
+  v1::ReportProgressRequest report = Report(m);
+  *report.mutable_metrics() = ToProto(m, tokens_per_second);
+  sender_->Post(std::move(report));
+}
+
+bool StepReports::OnSaeStep(size_t index, const std::string& name,
+                            const sparse::StepMetrics& m, double tokens_per_second,
+                            int64_t total_steps) {
+  v1::SaeProgress& progress = saes_.at(index);
+  progress.set_name(name);
+  progress.set_step(m.step);
+  *progress.mutable_metrics() = ToProto(m, tokens_per_second);
+  if (index + 1 != saes_.size()) return false;
+  bool sparsity = false;
+  for (const v1::SaeProgress& sae : saes_) {
+    sparsity = sparsity || sae.metrics().has_mean_log10_feature_sparsity();
+  }
+  const bool due = m.step % log_every_ == 0 || m.step == total_steps || sparsity;
+  if (sender_ == nullptr || !due) return true;
+  v1::ReportProgressRequest report = Report(m);
+  *report.mutable_metrics() = saes_.front().metrics();
+  for (const v1::SaeProgress& sae : saes_) *report.add_saes() = sae;
+  sender_->Post(std::move(report));
+  return true;
+}
+
 }  // namespace sae::trainer

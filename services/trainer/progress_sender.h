@@ -6,7 +6,9 @@
 #include <condition_variable>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "core/sae/sae_trainer.h"
 #include "sae/v1/controller.pb.h"
@@ -49,6 +51,31 @@ class ProgressSender {
   std::optional<v1::ReportProgressRequest> pending_;
   bool done_ = false;
   std::thread thread_;
+};
+
+// The progress reports of one attempt's steps, posted to `sender` (null: not rank 0, nothing is
+// posted): every `log_every` steps, the last step, and a step that ends a feature-sampling
+// window (its sparsity summary is sent once). A run of many SAEs reports every SAE's metrics of
+// a step at once, when the last SAE of the step stepped; the report's `metrics` are the first
+// SAE's.
+class StepReports {
+ public:
+  StepReports(ProgressSender* sender, const v1::Assignment& assignment, int64_t log_every,
+              size_t saes);
+  // The step of a run of one SAE.
+  void OnStep(const sparse::StepMetrics& m, double tokens_per_second, int64_t total_steps);
+  // SAE `index` of a run of many stepped; true when it was the step's last SAE.
+  bool OnSaeStep(size_t index, const std::string& name, const sparse::StepMetrics& m,
+                 double tokens_per_second, int64_t total_steps);
+
+ private:
+  v1::ReportProgressRequest Report(const sparse::StepMetrics& m) const;
+
+  ProgressSender* const sender_;
+  const std::string run_id_;
+  const uint64_t generation_;
+  const int64_t log_every_;
+  std::vector<v1::SaeProgress> saes_;
 };
 
 // Trainer rank 0, once after a restart's group formed: reports the tokens the rollback to the

@@ -383,7 +383,6 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     checkpoint_tokens = manifest->tokens();
   }
 
-  const int64_t log_every = std::max<int64_t>(1, config.wandb_log_frequency);
   const int64_t batch = config.train_batch_size;
   const int64_t last_step = config::TotalTrainingSteps(config);
   std::unique_ptr<ProgressSender> sender;
@@ -404,48 +403,21 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     }
     attempt.report_skipped = false;
   };
+  StepReports reports(sender.get(), assignment, options.config.wandb_log_frequency,
+                      sae_names.size());
   options.on_step = [&](const sparse::StepMetrics& m, double tokens_per_second,
                         int64_t total_steps) {
     NoteTokens(WorkOf(assignment), m.tokens);
-    // Every wandb_log_frequency steps, the last step, and the step that ends a feature-sampling
-    // window (its sparsity summary is sent once).
-    const bool due = m.step % log_every == 0 || m.step == total_steps || m.sparsity.has_value();
-    if (sender == nullptr || !due) return;
-    v1::ReportProgressRequest report;
-    report.set_run_id(assignment.run_id());
-    report.set_generation(assignment.generation());
-    report.set_step(m.step);
-    report.set_tokens(m.tokens);
-    *report.mutable_metrics() = ToProto(m, tokens_per_second);
-    sender->Post(std::move(report));
+    reports.OnStep(m, tokens_per_second, total_steps);
   };
-  // A run of many SAEs reports every SAE's metrics at once, when the last SAE of the step
-  // stepped; `metrics` of the report is the first SAE's.
-  std::vector<v1::SaeProgress> sae_progress(sae_names.size());
-  options.on_sae_step = [&](size_t index, const std::string& name, const sparse::StepMetrics& m,
-                            double tokens_per_second, int64_t total_steps) {
-    v1::SaeProgress& progress = sae_progress[index];
-    progress.set_name(name);
-    progress.set_step(m.step);
-    *progress.mutable_metrics() = ToProto(m, tokens_per_second);
-    if (index + 1 != sae_progress.size()) return;
-    NoteTokens(WorkOf(assignment), m.tokens);
-    bool sparsity = false;
-    for (const v1::SaeProgress& sae : sae_progress) {
-      sparsity = sparsity || sae.metrics().has_mean_log10_feature_sparsity();
-    }
-    const bool due = m.step % log_every == 0 || m.step == total_steps || sparsity;
-    if (sender == nullptr || !due) return;
-    v1::ReportProgressRequest report;
-    report.set_run_id(assignment.run_id());
-    report.set_generation(assignment.generation());
-    report.set_step(m.step);
-    report.set_tokens(m.tokens);
-    *report.mutable_metrics() = sae_progress.front().metrics();
-    for (const v1::SaeProgress& sae : sae_progress) *report.add_saes() = sae;
-    sender->Post(std::move(report));
-  };
-  if (!many) options.on_sae_step = nullptr;
+  if (many) {
+    options.on_sae_step = [&](size_t index, const std::string& name, const sparse::StepMetrics& m,
+                              double tokens_per_second, int64_t total_steps) {
+      if (reports.OnSaeStep(index, name, m, tokens_per_second, total_steps)) {
+        NoteTokens(WorkOf(assignment), m.tokens);
+      }
+    };
+  }
   options.on_eval = [&](const RemoteEvaluation& outcome) {
     ReportEvaluation(*agent_, assignment, outcome);
   };
@@ -456,15 +428,8 @@ absl::StatusOr<DistributedTrainingResult> TrainerWorker::Train(Attempt& attempt)
     // move the whole trainer state (parameters and Adam moments) only to drop it.
     if (!final && step >= last_step) return absl::OkStatus();
     if (sender != nullptr) sender->Flush();
-    v1::UploadHeader header;
-    header.set_run_id(assignment.run_id());
-    header.set_generation(assignment.generation());
-    header.set_step(step);
-    header.set_tokens(step * batch);
-    header.set_final(final);
-    if (many) {
-      for (const std::string& name : sae_names) header.add_saes(name);
-    }
+    v1::UploadHeader header = CheckpointHeader(assignment, step, step * batch, final,
+                                               many ? sae_names : std::vector<std::string>{});
     return UploadCheckpoint(*agent_, std::move(header), checkpoint, attempt.abort);
   };
   absl::StatusOr<DistributedTrainingResult> result = RunDistributedTraining(std::move(options));

@@ -34,6 +34,7 @@ void RegisterTokenizeCommands(CLI::App& app);
 void RegisterTrainCommands(CLI::App& app);
 void RegisterSaeCommands(CLI::App& app);
 void RegisterRunCommands(CLI::App& app);
+void RegisterRunExportCommand(CLI::App& app);  // called by RegisterRunCommands
 void RegisterClusterCommands(CLI::App& app);
 void RegisterEvalCommands(CLI::App& app);
 void RegisterFeaturesCommands(CLI::App& app);
