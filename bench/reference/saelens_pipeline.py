@@ -186,7 +186,7 @@ def main():
                    help="our n_batches_in_buffer (SAELens gets this times --store-batch)")
     p.add_argument("--lr", type=float, default=4e-4)
     p.add_argument("--l1", type=float, default=5.0, help="standard: l1_coefficient")
-    p.add_argument("--arch", choices=["standard", "topk"], default="standard")
+    p.add_argument("--arch", choices=["standard", "topk"], default="topk")
     p.add_argument("--k", type=int, default=32, help="topk: k")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args()
