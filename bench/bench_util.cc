@@ -1,6 +1,7 @@
 #include "bench/bench_util.h"
 
 #include <ATen/ATen.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -25,7 +26,26 @@ std::string RunAndCaptureLastLine(const std::string& command) {
   size_t end = out.find_last_not_of("\n");
   if (end == std::string::npos) return "";
   size_t start = out.find_last_of('\n', end);
-  return out.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+  return out.substr(start == std::string::npos ? 0 : start + 1,
+                    end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+std::string PeerVenvPython() {
+  auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v != nullptr ? v : "";
+  };
+  std::string path = env("SAE_PEER_PYTHON");
+  if (path.empty() && !env("SAE_PEER_VENV").empty()) path = env("SAE_PEER_VENV") + "/bin/python";
+  if (path.empty()) {
+    std::string cache = env("SAE_CACHE_DIR");
+    if (cache.empty()) {
+      const std::string xdg = env("XDG_CACHE_HOME");
+      cache = (xdg.empty() ? env("HOME") + "/.cache" : xdg) + "/sae-service";
+    }
+    path = cache + "/peer-venv/bin/python";
+  }
+  return ::access(path.c_str(), X_OK) == 0 ? path : "";
 }
 
 std::string SourceDir() {

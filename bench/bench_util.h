@@ -21,6 +21,15 @@ std::string RunAndCaptureLastLine(const std::string& command);
 // The source directory (from SAE_SOURCE_DIR or the compile-time default).
 std::string SourceDir();
 
+// Debian's interpreter, whose torch is 1.13 (the eager references' first peer).
+inline constexpr char kDebianPython[] = "/usr/bin/python3";
+
+// The peer virtual environment's interpreter (torch 2.x, made by scripts/peer-venv.sh):
+// $SAE_PEER_PYTHON, else $SAE_PEER_VENV/bin/python, else CACHE/peer-venv/bin/python with CACHE
+// $SAE_CACHE_DIR or ${XDG_CACHE_HOME:-$HOME/.cache}/sae-service, as the script places it. Empty
+// when that file is not executable.
+std::string PeerVenvPython();
+
 }  // namespace sae::bench
 
 #include "bench/bench_util_inl.h"

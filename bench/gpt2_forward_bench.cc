@@ -1,6 +1,7 @@
 // GPT-2-small-shaped forward: tokens/s and GFLOP/s to hook layer 2 and through all 12 layers,
-// beside this machine's LibTorch GEMM rate and the same forward in PyTorch eager, measured in
-// the same run.
+// beside this machine's LibTorch GEMM rate and the same forward in PyTorch eager
+// (bench/reference/gpt2_eager.py) under Debian's torch 1.13 and, when scripts/peer-venv.sh has
+// made it, the peer virtual environment's torch 2.x, all measured in the same run.
 #include <cstdio>
 #include <string>
 
@@ -32,13 +33,27 @@ int main(int argc, char** argv) {
   // scores and mixing over T keys (4 T D), multiply-adds counted as two FLOPs.
   const double flops_per_token_block = 24.0 * D * D + 4.0 * T * D;
 
-  std::printf("\n%-28s %12s %10s %10s %14s %10s\n", "forward", "tokens/s", "GFLOP/s", "of GEMM",
-              "eager tokens/s", "vs eager");
+  const std::string peer = sae::bench::PeerVenvPython();
+  // One reference run: its tokens/s (0 when it failed) and its torch version.
+  auto eager = [&](const std::string& python, int blocks, std::string* version) {
+    std::string line = sae::bench::RunAndCaptureLastLine(
+        python + " " + sae::bench::SourceDir() + "/bench/reference/gpt2_eager.py --layers " +
+        std::to_string(blocks) + " --threads " + std::to_string(threads) + " --reps " +
+        std::to_string(reps));
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("tokens_per_s")) return 0.0;
+    if (j.contains("torch")) *version = j["torch"].get<std::string>();
+    return j["tokens_per_s"].get<double>();
+  };
+
+  std::printf("\n%-28s %12s %10s %10s %12s %9s %12s %9s\n", "forward", "tokens/s", "GFLOP/s",
+              "of GEMM", "eager 1.13", "vs eager", "eager 2.x", "vs 2.x");
   struct Case {
     const char* label;
     const char* hook;
     int blocks;
   };
+  std::string old_version = "?", new_version = "?";
   for (const Case& c : {Case{"to blocks.2.hook_resid_pre", "blocks.2.hook_resid_pre", 2},
                         Case{"all 12 blocks", "blocks.11.hook_resid_post", 12}}) {
     sae::model::ForwardRequest request;
@@ -46,15 +61,19 @@ int main(int argc, char** argv) {
     double s = sae::bench::MedianSeconds([&] { (void)model->Forward(tokens, request); }, reps, 1);
     double tps = B * T / s;
     double gflops = tps * flops_per_token_block * c.blocks / 1e9;
-    std::string line = sae::bench::RunAndCaptureLastLine(
-        "/usr/bin/python3 " + sae::bench::SourceDir() + "/bench/reference/gpt2_eager.py --layers " +
-        std::to_string(c.blocks) + " --threads " + std::to_string(threads) + " --reps " +
-        std::to_string(reps));
-    double eager = 0;
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.contains("tokens_per_s")) eager = j["tokens_per_s"].get<double>();
-    std::printf("%-28s %12.0f %10.1f %9.0f%% %14.0f %9.2fx\n", c.label, tps, gflops,
-                100.0 * gflops / gemm, eager, eager > 0 ? tps / eager : 0.0);
+    const double old_eager = eager(sae::bench::kDebianPython, c.blocks, &old_version);
+    const double new_eager = peer.empty() ? 0.0 : eager(peer, c.blocks, &new_version);
+    std::printf("%-28s %12.0f %10.1f %9.0f%% %12.0f %8.2fx %12.0f %8.2fx\n", c.label, tps, gflops,
+                100.0 * gflops / gemm, old_eager, old_eager > 0 ? tps / old_eager : 0.0, new_eager,
+                new_eager > 0 ? tps / new_eager : 0.0);
+    std::fflush(stdout);
+  }
+  std::printf("eager 1.13: %s, torch %s\n", sae::bench::kDebianPython, old_version.c_str());
+  if (peer.empty()) {
+    std::printf("eager 2.x: skipped (no peer virtual environment; bash scripts/peer-venv.sh "
+                "makes it, or set SAE_PEER_PYTHON)\n");
+  } else {
+    std::printf("eager 2.x: %s, torch %s\n", peer.c_str(), new_version.c_str());
   }
   return 0;
 }

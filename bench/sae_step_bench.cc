@@ -1,8 +1,10 @@
 // SAE training step (d_in 768, batch 4096, expansion 32 and 64) of the standard SAE at L0 = 32,
 // 128 and 512 (a trained-like SAE: b_enc puts each latent's firing rate at L0 / d_sae on this
-// data), beside the seed's eager PyTorch step (bench/reference/sae_step_eager.py, same L0, same
-// thread count) and beside one dense encoder GEMM (the floor: the only dense GEMM the sparse
-// step keeps), all measured in the same run.
+// data) and of the TopK SAE at k = 32, beside the eager PyTorch step
+// (bench/reference/sae_step_eager.py: the seed's for standard, same L0, same thread count) under
+// Debian's torch 1.13 and, when scripts/peer-venv.sh has made it, the peer virtual environment's
+// torch 2.x, and beside one dense encoder GEMM (the floor: the only dense GEMM the sparse step
+// keeps), all measured in the same run.
 //
 //   sae_step_bench [reps]             the table above
 //   sae_step_bench --calibrate [reps] forward + backward forced dense and forced sparse over a
@@ -56,13 +58,17 @@ TrainerOptions StepOptions(Architecture architecture, int64_t d_sae) {
   return o;
 }
 
-double EagerSeconds(const char* arch, int expansion, double l0, int threads, int reps) {
+// The eager step's median seconds under `python` (0 when it failed); sets *version to its torch.
+double EagerSeconds(const std::string& python, const char* arch, int expansion, double l0,
+                    int threads, int reps, std::string* version) {
   std::string line = sae::bench::RunAndCaptureLastLine(
-      "/usr/bin/python3 " + sae::bench::SourceDir() + "/bench/reference/sae_step_eager.py --arch " +
-      arch + " --expansion " + std::to_string(expansion) + " --l0 " + std::to_string(l0) +
-      " --threads " + std::to_string(threads) + " --reps " + std::to_string(reps));
+      python + " " + sae::bench::SourceDir() + "/bench/reference/sae_step_eager.py --arch " + arch +
+      " --expansion " + std::to_string(expansion) + " --l0 " + std::to_string(l0) + " --threads " +
+      std::to_string(threads) + " --reps " + std::to_string(reps));
   auto j = nlohmann::json::parse(line, nullptr, false);
-  return (!j.is_discarded() && j.contains("seconds")) ? j["seconds"].get<double>() : 0;
+  if (j.is_discarded() || !j.contains("seconds")) return 0;
+  if (j.contains("torch")) *version = j["torch"].get<std::string>();
+  return j["seconds"].get<double>();
 }
 
 // Forward + backward (no optimiser) of `sae` on x.
@@ -91,16 +97,23 @@ double Seconds(const std::function<void()>& fn) {
 }
 
 int Table(int threads, int reps) {
-  std::printf("%-9s %4s %5s %7s %10s %10s %9s %10s %9s %7s\n", "arch", "exp", "L0", "L0 seen",
-              "ours (s)", "eager (s)", "vs eager", "floor (s)", "/ floor", "path");
+  const std::string peer = sae::bench::PeerVenvPython();
+  std::string old_version = "?", new_version = "?";
+  std::printf("%-9s %4s %5s %7s %9s %10s %9s %10s %9s %10s %9s %7s\n", "arch", "exp", "L0",
+              "L0 seen", "ours (s)", "1.13 (s)", "vs 1.13", "2.x (s)", "vs 2.x", "floor (s)",
+              "/ floor", "path");
   for (int expansion : {32, 64}) {
     const int64_t S = kDIn * expansion;
-    // The eager step is dense: its time does not depend on L0 (measured once, at L0 128).
-    const double eager = EagerSeconds("standard", expansion, 128, threads, reps);
+    // The eager step is dense: its time does not depend on L0 (measured once, at L0 128), under
+    // Debian's torch 1.13 and the peer virtual environment's torch 2.x.
+    const double eager = EagerSeconds(sae::bench::kDebianPython, "standard", expansion, 128,
+                                      threads, reps, &old_version);
+    const double eager2 =
+        peer.empty() ? 0.0
+                     : EagerSeconds(peer, "standard", expansion, 128, threads, reps, &new_version);
     at::Tensor gx = at::randn({kBatch, kDIn}), gw = at::randn({kDIn, S}), gb = at::randn({S});
-    for (double l0 : {32.0, 128.0, 512.0}) {
-      SaeTrainer trainer(StepOptions(Architecture::kStandard, S), nullptr);
-      SetBiasForL0(trainer.sae().params(), l0);
+    // One row: `trainer` stepped on fresh batches, alternating with the floor.
+    auto row = [&](const char* arch, SaeTrainer& trainer, double l0, double eager1, double eager2) {
       // A fresh batch every step: Adam's steps on one repeated batch would push its active
       // pre-activations down and L0 with them.
       std::vector<at::Tensor> batches;
@@ -119,11 +132,32 @@ int Table(int threads, int reps) {
       }
       const double o = Median(ours), f = Median(floor);
       const bool sparse = seen / S <= trainer.sae().sparse_step_max_density();
-      std::printf("%-9s %4d %5.0f %7.1f %10.3f %10.3f %8.2fx %10.3f %8.2fx %7s\n", "standard",
-                  expansion, l0, seen, o, eager, o > 0 ? eager / o : 0.0, f, f > 0 ? o / f : 0.0,
-                  sparse ? "sparse" : "dense");
+      std::printf("%-9s %4d %5.0f %7.1f %9.3f %10.3f %8.2fx %10.3f %8.2fx %10.3f %8.2fx %7s\n",
+                  arch, expansion, l0, seen, o, eager1, o > 0 ? eager1 / o : 0.0, eager2,
+                  o > 0 ? eager2 / o : 0.0, f, f > 0 ? o / f : 0.0, sparse ? "sparse" : "dense");
       std::fflush(stdout);
+    };
+    for (double l0 : {32.0, 128.0, 512.0}) {
+      SaeTrainer trainer(StepOptions(Architecture::kStandard, S), nullptr);
+      SetBiasForL0(trainer.sae().params(), l0);
+      row("standard", trainer, l0, eager, eager2);
     }
+    // TopK at k 32 (L0 is k by construction) beside the eager dense formulation: top-k
+    // scattered into a dense [B, d_sae] activation, dense decoder matmul, autograd.
+    const double topk1 =
+        EagerSeconds(sae::bench::kDebianPython, "topk", expansion, 0, threads, reps, &old_version);
+    const double topk2 =
+        peer.empty() ? 0.0 : EagerSeconds(peer, "topk", expansion, 0, threads, reps, &new_version);
+    SaeTrainer topk(StepOptions(Architecture::kTopK, S), nullptr);
+    row("topk", topk, 32, topk1, topk2);
+  }
+  std::printf("1.13: eager step under %s, torch %s\n", sae::bench::kDebianPython,
+              old_version.c_str());
+  if (peer.empty()) {
+    std::printf("2.x: skipped (no peer virtual environment; bash scripts/peer-venv.sh makes it, "
+                "or set SAE_PEER_PYTHON)\n");
+  } else {
+    std::printf("2.x: eager step under %s, torch %s\n", peer.c_str(), new_version.c_str());
   }
   return 0;
 }

@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """PyTorch eager GPT-2 forward (Hugging Face's formulation) for the forward benchmark.
 
-Prints one JSON line: {"tokens_per_s": ..., "seconds": ...} for a GPT-2-shaped model with random
-weights, run to the output of block `--layers - 1` (the residual stream after it) or, with
-`--layers 0`, not at all.
+Prints one JSON line: {"tokens_per_s": ..., "seconds": ..., "torch": version} for a GPT-2-shaped
+model with random weights, run to the output of block `--layers - 1` (the residual stream after
+it) or, with `--layers 0`, not at all. Runs under torch 1.13 (Debian's python3) and 2.x (the peer
+virtual environment); gpt2_forward_bench runs it under both.
 """
 import argparse
 import json
@@ -70,7 +71,8 @@ def main():
             forward()
             times.append(time.perf_counter() - t0)
     best = sorted(times)[len(times) // 2]
-    print(json.dumps({"tokens_per_s": B * T / best, "seconds": best}))
+    print(json.dumps({"tokens_per_s": B * T / best, "seconds": best,
+                      "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

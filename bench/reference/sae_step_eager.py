@@ -2,9 +2,10 @@
 """One SAE training step in PyTorch eager, for bench/sae_step_bench.
 
 standard: the seed's formulation (normalised MSE + L1, autograd backward, removal of the decoder
-gradient's parallel component, Adam), b_enc set for a target L0 with --l0. topk: the dense formulation (top-k scattered into a dense
-[B, d_sae] activation, dense decoder matmul, autograd). Prints one JSON line with the median
-step time.
+gradient's parallel component, Adam), b_enc set for a target L0 with --l0. topk: the dense
+formulation (top-k scattered into a dense [B, d_sae] activation, dense decoder matmul, autograd).
+Prints one JSON line with the median step time and the torch version. Runs under torch 1.13
+(Debian's python3) and 2.x (the peer virtual environment); sae_step_bench runs it under both.
 """
 import argparse
 import json
@@ -70,7 +71,7 @@ def main():
         t0 = time.perf_counter()
         step()
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"seconds": sorted(times)[len(times) // 2]}))
+    print(json.dumps({"seconds": sorted(times)[len(times) // 2], "torch": torch.__version__}))
 
 
 if __name__ == "__main__":
