@@ -88,4 +88,12 @@ echo "quickstart: the SAE spliced into the model (saectl eval, 80 contexts of th
      "held-out documents, which neither the model nor the SAE trained on):"
 "$SAECTL" eval "$OUT" --model "$MODEL" --dataset "$CORPUS" --held-out-fraction 0.05 || true
 echo
+echo "quickstart: feature dashboards (saectl features, 1024 contexts of the corpus):"
+"$SAECTL" features "$OUT" --model "$MODEL" --dataset "$CORPUS" --tokens 131072 --top 10 \
+  2>/dev/null || true
+echo
 echo "The SAE is in $OUT (SAELens format: cfg.json, sae_weights.safetensors, sparsity.safetensors)."
+if [ -f "$OUT/features/index.html" ]; then
+  echo "Its feature dashboards: open $OUT/features/index.html in a browser (one page per feature:"
+  echo "top contexts, activation histogram, the tokens it raises and lowers)."
+fi

@@ -151,8 +151,8 @@ void RegisterEvalCommands(CLI::App& app) {
   cmd->add_option("--context-size", f->context_size, "Tokens per context (default: cfg.json)");
   cmd->add_option("--prepend-bos", f->prepend_bos, "true | false (default: cfg.json)");
   cmd->add_option("--processing", f->processing,
-                  "transformer_lens | none: the model weights the SAE was trained on (default: "
-                  "cfg.json's model_from_pretrained_kwargs)");
+                  "transformer_lens | transformer_lens_uncentered | none: the model weights the "
+                  "SAE was trained on (default: cfg.json's model_from_pretrained_kwargs)");
   cmd->add_option("--dtype", f->dtype, "Model compute type: float32 | bfloat16")
       ->capture_default_str();
   cmd->add_option("-o,--output", f->output, "table | json")
