@@ -99,6 +99,7 @@ absl::Status WorkerAgent::Register(absl::Time give_up) {
   request.set_address(options_.address);
   request.set_hostname(options_.hostname);
   request.set_pid(::getpid());
+  request.set_memory_bytes(options_.memory_bytes);
   absl::Duration backoff = absl::Milliseconds(100);
   while (true) {
     absl::StatusOr<v1::RegisterWorkerResponse> response = client_->RegisterWorker(request);

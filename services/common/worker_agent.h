@@ -66,6 +66,9 @@ struct WorkerAgentOptions {
   std::string address;
   // Reported to the controller for humans. Default "": the machine's host name.
   std::string hostname;
+  // Trainers: the memory a run may use on this worker (RegisterWorkerRequest.memory_bytes);
+  // 0: not reported.
+  int64_t memory_bytes = 0;
   // Deadline of each call to the controller.
   absl::Duration rpc_timeout = absl::Seconds(10);
   // How long Start keeps trying to register while the controller is unreachable.

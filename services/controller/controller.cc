@@ -7,6 +7,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "core/config/memory_estimate.h"
 #include "core/config/run_config.h"
 #include "core/config/sweep.h"
 #include "core/util/status.h"
@@ -262,6 +263,15 @@ absl::StatusOr<v1::Run> Controller::SubmitRun(const v1::SubmitRunRequest& reques
   if (config::TrainsManySaes(config)) {
     for (const config::SaeChild& child : children) run.add_saes()->set_name(child.name);
   }
+  // What each trainer will hold: saectl's estimate (it reads the model's config.json), else ours
+  // when run.yaml gives every SAE's d_in.
+  int64_t estimate = std::max<int64_t>(0, request.memory_estimate_bytes());
+  const bool dims_known = std::all_of(children.begin(), children.end(), [](const auto& child) {
+    return child.config.d_in.has_value() && config::EffectiveDSae(child.config).has_value();
+  });
+  if (estimate == 0 && dims_known) estimate = config::EstimateMemory(config, children).total();
+  run.set_memory_estimate_bytes(estimate);
+  SAE_RETURN_IF_ERROR(CheckTrainerMemory(run));
   if (request.validate_only()) return run;
 
   run.set_submit_order(next_submit_order_++);

@@ -193,6 +193,9 @@ class Controller {
       RunEntry& entry, const v1::RunWorker& self, bool is_rank0,
       const v1::ReportProgressRequest& request, std::vector<v1::RunEvent>& events);
   void Schedule();
+  // ResourceExhausted when the run's memory estimate fits fewer registered trainers than it
+  // needs (only when at least that many trainers reported their memory); OK otherwise.
+  absl::Status CheckTrainerMemory(const v1::Run& run) const;
   absl::Status StartGeneration(RunEntry& entry, const Placement& placement);
   v1::Assignment BuildAssignment(const v1::Run& run, const WorkerEntry& worker) const;
   void UpdateCountMetrics();

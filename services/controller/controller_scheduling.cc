@@ -32,6 +32,7 @@ void Controller::Schedule() {
     request.run_id = entry->run.run_id();
     request.activation_servers = entry->run.activation_servers();
     request.trainers = entry->run.trainers();
+    request.trainer_memory_bytes = entry->run.memory_estimate_bytes();
     for (const v1::RunWorker& member : entry->run.workers()) {
       auto& slots = member.role() == v1::WORKER_ROLE_TRAINER ? request.previous_trainers
                                                              : request.previous_activation_servers;
@@ -42,7 +43,8 @@ void Controller::Schedule() {
   std::vector<std::pair<uint64_t, IdleWorker>> idle_ordered;
   for (const auto& [id, worker] : workers_) {
     if (worker.info.run_id().empty()) {
-      idle_ordered.push_back({worker.order, IdleWorker{id, worker.info.role()}});
+      idle_ordered.push_back(
+          {worker.order, IdleWorker{id, worker.info.role(), worker.info.memory_bytes()}});
     }
   }
   std::sort(idle_ordered.begin(), idle_ordered.end(),
@@ -59,7 +61,9 @@ void Controller::Schedule() {
   if (placements.size() < queue.size()) {
     std::vector<IdleWorker> left;
     for (const auto& [id, worker] : workers_) {
-      if (worker.info.run_id().empty()) left.push_back(IdleWorker{id, worker.info.role()});
+      if (worker.info.run_id().empty()) {
+        left.push_back(IdleWorker{id, worker.info.role(), worker.info.memory_bytes()});
+      }
     }
     const GangRequest& head = queue[placements.size()];
     for (size_t i = placements.size(); i < queue.size(); ++i) {
@@ -74,6 +78,41 @@ void Controller::Schedule() {
     }
   }
   UpdateCountMetrics();
+}
+
+absl::Status Controller::CheckTrainerMemory(const v1::Run& run) const {
+  const int64_t needed = run.memory_estimate_bytes();
+  if (needed <= 0) return absl::OkStatus();
+  std::vector<const v1::Worker*> reported;
+  int fitting = 0;
+  for (const auto& [id, worker] : workers_) {
+    if (worker.info.role() != v1::WORKER_ROLE_TRAINER) continue;
+    if (worker.info.memory_bytes() <= 0 || worker.info.memory_bytes() >= needed) ++fitting;
+    if (worker.info.memory_bytes() > 0) reported.push_back(&worker.info);
+  }
+  // Too few trainers known to judge: the run waits for trainers that can hold it.
+  if (fitting >= run.trainers() || static_cast<int>(reported.size()) < run.trainers()) {
+    return absl::OkStatus();
+  }
+  std::sort(reported.begin(), reported.end(), [](const v1::Worker* a, const v1::Worker* b) {
+    return a->memory_bytes() > b->memory_bytes();
+  });
+  std::string offers;
+  for (size_t i = 0; i < reported.size() && i < 4; ++i) {
+    absl::StrAppend(&offers, i == 0 ? "" : ", ", reported[i]->worker_id(), " ",
+                    internal::HumanBytes(reported[i]->memory_bytes()));
+  }
+  if (reported.size() > 4) absl::StrAppend(&offers, ", ...");
+  const int saes = std::max(1, run.saes_size());
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "the run needs about ", internal::HumanBytes(needed), " on each of its ", run.trainers(),
+      " trainer", run.trainers() == 1 ? "" : "s", " (", saes, " SAE", saes == 1 ? "" : "s",
+      ": parameters, Adam, gradients and feature state, one step's temporaries and the mixing "
+      "buffer; `saectl submit --dry-run` itemises it), but only ", fitting, " of the ",
+      reported.size(), " registered trainers can hold it (", offers,
+      "). Every trainer holds every SAE of a run: split the sweep into runs of fewer SAEs, lower "
+      "expansion_factor/d_sae or train_batch_size, or start trainers with more memory "
+      "(sae-trainer --memory-limit)"));
 }
 
 absl::Status Controller::StartGeneration(RunEntry& entry, const Placement& placement) {

@@ -56,6 +56,7 @@ absl::StatusOr<v1::RegisterWorkerResponse> Controller::RegisterWorker(
   worker.info.set_address(request.address());
   worker.info.set_hostname(request.hostname());
   worker.info.set_pid(request.pid());
+  worker.info.set_memory_bytes(std::max<int64_t>(0, request.memory_bytes()));
   worker.info.set_register_time_unix_ms(UnixMillis(now));
   worker.info.set_last_heartbeat_unix_ms(UnixMillis(now));
   worker.lease_deadline = now + options_.lease;

@@ -6,9 +6,12 @@
 // fit blocks those behind it (strict FIFO), so a large run is never starved by small ones.
 // Within a run, a slot (a shard or a rank) goes back to the worker that held it in the previous
 // generation when that worker is idle; the other slots take idle workers in registration order.
+// A trainer that reported its memory only takes runs whose per-trainer estimate fits it (a
+// worker or run without a figure is not checked).
 #ifndef SAE_SERVICES_CONTROLLER_SCHEDULER_H_
 #define SAE_SERVICES_CONTROLLER_SCHEDULER_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,7 @@ namespace sae::controller {
 struct IdleWorker {
   std::string worker_id;
   v1::WorkerRole role = v1::WORKER_ROLE_UNSPECIFIED;
+  int64_t memory_bytes = 0;  // what a run may use there (trainers); 0: not reported
 };
 
 // What one run needs.
@@ -26,6 +30,8 @@ struct GangRequest {
   std::string run_id;
   int activation_servers = 0;
   int trainers = 0;
+  // What each trainer will hold (Run.memory_estimate_bytes); 0: unknown.
+  int64_t trainer_memory_bytes = 0;
   // The worker that held each shard / rank in the previous generation ("" for none); shorter
   // than the gang or empty when there is no previous generation.
   std::vector<std::string> previous_activation_servers;
@@ -45,7 +51,8 @@ std::vector<Placement> PlanSchedule(const std::vector<GangRequest>& queue,
                                     const std::vector<IdleWorker>& idle);
 
 // Why `request` does not fit on `idle`, for the run's message, e.g.
-// "waiting for workers: 2 trainers needed, 1 idle". "" when it fits.
+// "waiting for workers: 2 trainers needed, 1 idle", or "2 trainers with 3.1 GiB for the run
+// needed, 1 of 2 idle has it". "" when it fits.
 std::string WaitingReason(const GangRequest& request, const std::vector<IdleWorker>& idle);
 
 }  // namespace sae::controller

@@ -62,5 +62,29 @@ TEST(SchedulerTest, WaitingReasonNamesEachMissingRole) {
   EXPECT_EQ(WaitingReason(Gang("r", 0, 1), idle), "");
 }
 
+TEST(SchedulerTest, TrainersWithTooLittleMemoryAreSkippedAndTheReasonSaysSo) {
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  std::vector<IdleWorker> idle = {
+      {"s1", kServer}, {"t1", kTrainer, kGiB}, {"t2", kTrainer, 4 * kGiB}, {"t3", kTrainer, 0}};
+  GangRequest request = Gang("r", 1, 2);
+  request.trainer_memory_bytes = 2 * kGiB;
+  // t1 is too small; t3 reported nothing and is not checked.
+  std::vector<Placement> placed = PlanSchedule({request}, idle);
+  ASSERT_EQ(placed.size(), 1u);
+  EXPECT_EQ(placed[0].trainers, (std::vector<std::string>{"t2", "t3"}));
+  // A previous holder that is too small is not given its slot back.
+  request.previous_trainers = {"t1"};
+  placed = PlanSchedule({request}, idle);
+  ASSERT_EQ(placed.size(), 1u);
+  EXPECT_EQ(placed[0].trainers, (std::vector<std::string>{"t2", "t3"}));
+
+  idle.pop_back();
+  EXPECT_TRUE(PlanSchedule({request}, idle).empty());
+  EXPECT_EQ(WaitingReason(request, idle),
+            "waiting for workers: 2 trainers with 2.00 GiB for the run needed, 1 of 2 idle has it");
+  request.trainer_memory_bytes = 0;
+  EXPECT_EQ(PlanSchedule({request}, idle).size(), 1u);
+}
+
 }  // namespace
 }  // namespace sae::controller

@@ -33,6 +33,7 @@
 #include "services/common/exit_code.h"
 #include "services/common/host_port.h"
 #include "services/common/large_allocations.h"
+#include "services/common/memory_limit.h"
 #include "services/common/termination_signals.h"
 #include "services/trainer/distributed_training.h"
 #include "services/trainer/worker_mode.h"
@@ -46,6 +47,7 @@ struct Flags {
   std::string listen;
   std::string work_dir;
   double restart_grace_seconds = 0;
+  std::string memory_limit;
   std::string config;
   std::vector<std::string> sets;
   std::string run_id;
@@ -162,6 +164,12 @@ absl::Status RunWorker(const Flags& flags) {
   }
   SAE_ASSIGN_OR_RETURN(options.group, GroupFromFlags(flags, true));
   options.restart_grace = absl::Seconds(flags.restart_grace_seconds);
+  if (!flags.memory_limit.empty()) {
+    SAE_ASSIGN_OR_RETURN(options.memory_bytes,
+                         service::ParseByteSize(flags.memory_limit, "--memory-limit"));
+  } else {
+    options.memory_bytes = service::AvailableMemoryBytes();
+  }
   options.metrics = &registry;
   options.health = &health;
   return RunTrainerWorker(options, [](absl::Duration timeout) {
@@ -222,6 +230,27 @@ absl::StatusOr<bool> Run(const Flags& flags, const std::atomic<bool>* stop) {
 namespace {
 
 // --metrics-port and how the metrics port is protected.
+// The flags of a trainer that takes its runs from the controller (--controller).
+void AddWorkerFlags(CLI::App& app, sae::trainer::Flags& flags, CLI::Option* controller) {
+  app.add_option("--listen", flags.listen,
+                 "with --controller: host:port registered with the controller; as rank 0 of a "
+                 "group this trainer hosts the c10d TCPStore on its port")
+      ->needs(controller);
+  app.add_option("--work-dir", flags.work_dir,
+                 "with --controller: folder for downloaded checkpoints and each generation's "
+                 "outputs (default: $TMPDIR/sae-trainer-PORT)")
+      ->needs(controller);
+  app.add_option("--restart-grace", flags.restart_grace_seconds,
+                 "with --controller: seconds a rank whose group broke waits for the next "
+                 "generation before it reports the failure (0: twice the lease plus 5)")
+      ->needs(controller);
+  app.add_option("--memory-limit", flags.memory_limit,
+                 "with --controller: memory runs may use on this worker, e.g. 16GiB; the "
+                 "controller gives it no run whose estimate is larger (default: the memory the "
+                 "machine and this process's cgroup have available at start)")
+      ->needs(controller);
+}
+
 void AddMetricsFlags(CLI::App& app, sae::trainer::Flags& flags) {
   app.add_option("--metrics-port", flags.metrics_port,
                  "port of /metrics and /healthz (default 9402; 0: any free port, -1: none)");
@@ -251,18 +280,7 @@ int Main(int argc, char** argv) {
   CLI::Option* controller = app.add_option(
       "--controller", flags.controller,
       "host:port of the controller: train the runs it assigns (instead of --config)");
-  app.add_option("--listen", flags.listen,
-                 "with --controller: host:port registered with the controller; as rank 0 of a "
-                 "group this trainer hosts the c10d TCPStore on its port")
-      ->needs(controller);
-  app.add_option("--work-dir", flags.work_dir,
-                 "with --controller: folder for downloaded checkpoints and each generation's "
-                 "outputs (default: $TMPDIR/sae-trainer-PORT)")
-      ->needs(controller);
-  app.add_option("--restart-grace", flags.restart_grace_seconds,
-                 "with --controller: seconds a rank whose group broke waits for the next "
-                 "generation before it reports the failure (0: twice the lease plus 5)")
-      ->needs(controller);
+  AddWorkerFlags(app, flags, controller);
   const std::vector<CLI::Option*> by_hand = {
       app.add_option("--config", flags.config, "run.yaml of the run (without --controller)"),
       app.add_option("--set", flags.sets, "override a run.yaml key (key=value), repeatable"),

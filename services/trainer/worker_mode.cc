@@ -482,10 +482,13 @@ absl::Status RunTrainerWorker(const TrainerWorkerOptions& options,
   agent_options.security = options.controller_security;
   agent_options.role = v1::WORKER_ROLE_TRAINER;
   agent_options.address = options.listen;
+  agent_options.memory_bytes = options.memory_bytes;
   SAE_ASSIGN_OR_RETURN(std::unique_ptr<client::WorkerAgent> agent,
                        client::WorkerAgent::Start(agent_options));
-  spdlog::info("registered with the controller at {} as {} ({})", options.controller,
-               agent->worker_id(), options.listen);
+  spdlog::info("registered with the controller at {} as {} ({}; memory for runs {})",
+               options.controller, agent->worker_id(), options.listen,
+               options.memory_bytes > 0 ? absl::StrCat(options.memory_bytes >> 20, " MiB")
+                                        : std::string("not reported"));
   client::WorkerAgent* raw_agent = agent.get();
   TrainerWorker worker(options, std::move(agent));
   // Unbound (before the worker and its agent go) when this scope ends.

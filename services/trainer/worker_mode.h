@@ -68,6 +68,9 @@ struct TrainerWorkerOptions {
   absl::Duration restart_grace = absl::ZeroDuration();
   // Optional: the Prometheus registry of the training and stream series.
   metrics::Registry* metrics = nullptr;
+  // The memory a run may use here, reported when registering: the controller gives this worker
+  // no run whose estimate is larger (docs/operations.md, "Memory"). 0: not reported.
+  int64_t memory_bytes = 0;
 };
 
 // Registers with the controller and trains what it assigns until `wait_for_shutdown` (called

@@ -445,6 +445,36 @@ TEST_F(ClusterTest, SubmitOfABadRunYamlExitsTwoNamingTheKeyAndLineAndQueuesNothi
   EXPECT_FALSE(absl::StrContains(runs.out, "run_id")) << runs.out;
 }
 
+TEST_F(ClusterTest, SweepTheTrainersCannotHoldIsRefusedAtSubmitWithTheEstimate) {
+  support::LocalClusterOptions options;
+  options.trainer_memory_limit = "3MiB";
+  Result up = cluster_.Up(options);
+  cluster_up_ = true;
+  ASSERT_EQ(up.code, 0) << up.out << up.err;
+  Result status = Saectl("cluster status --data-dir " + DataDir());
+  EXPECT_TRUE(absl::StrContains(status.out, "MEMORY")) << status.out;
+  EXPECT_TRUE(absl::StrContains(status.out, "3.0 MiB")) << status.out;
+
+  // saectl reads the model's config.json and sends its estimate; the controller compares it
+  // with what the trainer reported when it registered.
+  const std::string big = WriteRunYaml(
+      1, 1, 40, {{"expansion_factor", "64"}, {"sweep", "{l1_coefficient: [0.001, 0.002]}"}});
+  Result refused = Saectl("submit " + big);
+  EXPECT_EQ(refused.code, 1) << refused.out << refused.err;
+  EXPECT_TRUE(refused.out.empty()) << refused.out;
+  for (const char* part : {"memory estimate per trainer", "SAE blocks.", "the run needs about",
+                           "only 0 of the 1 registered trainers", "3.0 MiB", "--memory-limit"}) {
+    EXPECT_TRUE(absl::StrContains(refused.err, part)) << part << " not in: " << refused.err;
+  }
+  Result runs = Saectl("get runs -o json");
+  EXPECT_FALSE(absl::StrContains(runs.out, "run_id")) << runs.out;
+
+  // A run that fits is accepted and trains on that trainer.
+  const std::string run_id = Submit(WriteRunYaml(1, 1, 40, {}, "small.yaml"));
+  ExpectSucceeds(run_id, int64_t{40} * 256);
+  EXPECT_GT(Int(GetRun(run_id), "memory_estimate_bytes"), 0);
+}
+
 TEST_F(ClusterTest, RunWhoseDInDisagreesWithTheModelFailsAtOnceNamingTheKey) {
   StartCluster(1, 1);
   const std::string run_id = Submit(WriteRunYaml(1, 1, 40, {{"d_in", "100"}}));

@@ -95,6 +95,9 @@ CommandResult LocalCluster::Up(const LocalClusterOptions& options) {
       options.lease_seconds);
   if (options.threads > 0) absl::StrAppend(&args, " --threads ", options.threads);
   if (options.max_restarts > 0) absl::StrAppend(&args, " --max-restarts ", options.max_restarts);
+  if (!options.trainer_memory_limit.empty()) {
+    absl::StrAppend(&args, " --trainer-memory-limit ", options.trainer_memory_limit);
+  }
   absl::StrAppend(&args, " --wait ", options.wait_seconds);
   CommandResult up = runner_.Saectl(args, options.timeout_seconds);
   const std::string address = ServerAddress(up);

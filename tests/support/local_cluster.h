@@ -26,6 +26,7 @@ struct LocalClusterOptions {
   int trainers = 1;
   double lease_seconds = 2;
   int threads = 1;  // --threads; 0 leaves the flag out
+  std::string trainer_memory_limit;  // --trainer-memory-limit; "" leaves the flag out
   int wait_seconds = 60;
   int max_restarts = 0;      // --max-restarts of the supervisor; 0 leaves the flag out
   int timeout_seconds = 90;  // of the saectl call

@@ -179,7 +179,7 @@ absl::Status ClusterStatus(ClusterFlags f) {
   }
   const bool supervised = SupervisorRunning(record.supervisor);
   std::vector<std::vector<std::string>> rows = {{"PROCESS", "PID", "STATE", "RESTARTS", "LAST EXIT",
-                                                 "ADDRESS", "METRICS", "WORKER", "RUN"}};
+                                                 "ADDRESS", "METRICS", "WORKER", "MEMORY", "RUN"}};
   for (const Process& p : processes) {
     auto worker = by_address.find(p.address);
     bool registered = worker != by_address.end();
@@ -195,6 +195,9 @@ absl::Status ClusterStatus(ClusterFlags f) {
                     absl::StrCat(p.restarts), LastExit(p), p.address,
                     absl::StrCat(":", p.metrics_port),
                     registered ? worker->second.worker_id() : "-",
+                    registered && worker->second.memory_bytes() > 0
+                        ? HumanBytes(worker->second.memory_bytes())
+                        : "-",
                     registered && !worker->second.run_id().empty()
                         ? absl::StrCat(worker->second.run_id(), " (rank ",
                                        worker->second.rank(), ")")
@@ -303,6 +306,9 @@ void RegisterClusterCommands(CLI::App& app) {
                  "LibTorch threads of each worker (0: each worker's default, one per core)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  up->add_option("--trainer-memory-limit", flags->trainer_memory_limit,
+                 "Memory runs may use on each trainer, e.g. 8GiB (sae-trainer --memory-limit; "
+                 "default: what the machine has available when it starts)");
   up->add_option("--wait", flags->wait_seconds, "Seconds to wait for every worker to register")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

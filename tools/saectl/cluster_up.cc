@@ -269,6 +269,9 @@ absl::Status StartCluster(const ClusterFlags& f, const std::string& data_dir) {
     }
     if (!server) {
       p.args.insert(p.args.end(), {"--work-dir", absl::StrCat(data_dir, "/work/", p.name)});
+      if (!f.trainer_memory_limit.empty()) {
+        p.args.insert(p.args.end(), {"--memory-limit", f.trainer_memory_limit});
+      }
     }
     absl::StatusOr<pid_t> pid = Spawn(p.args, p.log);
     if (!pid.ok()) return fail(pid.status());

@@ -25,6 +25,7 @@ struct ClusterFlags {
   std::string bin_dir;
   double lease_seconds = 10;
   int threads = 0;
+  std::string trainer_memory_limit;  // sae-trainer --memory-limit; "" leaves it out
   double wait_seconds = 120;
   int max_restarts = 5;  // the supervisor's restarts of one process within the window
   double restart_window_seconds = 60;

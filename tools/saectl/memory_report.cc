@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/config/memory_estimate.h"
 #include "core/config/sweep.h"
 #include "core/model/gpt2_config.h"
@@ -11,25 +12,35 @@
 
 namespace sae::saectl {
 
-void PrintMemoryEstimate(const config::RunConfig& config) {
-  if (config.use_cached_activations || !config.model_path) return;
+std::optional<config::RunMemory> EstimateRunMemory(const config::RunConfig& config,
+                                                   std::string* why) {
+  if (config.use_cached_activations || !config.model_path) return std::nullopt;
   absl::StatusOr<model::Gpt2Config> model = model::LoadGpt2Config(*config.model_path);
   if (!model.ok()) {
-    std::fprintf(stderr, "saectl: no memory estimate: %s\n",
-                 std::string(model.status().message()).c_str());
-    return;
+    if (why != nullptr) *why = absl::StrCat("no memory estimate: ", model.status().message());
+    return std::nullopt;
   }
   absl::StatusOr<std::vector<config::SaeChild>> saes = config::ExpandSaes(config, model->dims());
   if (!saes.ok()) {
-    std::fprintf(stderr, "saectl: %s\n", std::string(saes.status().message()).c_str());
-    return;
+    if (why != nullptr) *why = std::string(saes.status().message());
+    return std::nullopt;
   }
   if (!config::TrainsManySaes(config)) {  // a run of one SAE: resolve it for its d_in
     config::RunConfig resolved = config;
-    if (!config::ResolveAgainstModel(resolved, model->dims()).ok()) return;
+    if (!config::ResolveAgainstModel(resolved, model->dims()).ok()) return std::nullopt;
     (*saes)[0].config = resolved;
   }
-  const config::RunMemory memory = config::EstimateMemory(config, *saes);
+  return config::EstimateMemory(config, *saes);
+}
+
+void PrintMemoryEstimate(const config::RunConfig& config) {
+  std::string why;
+  const std::optional<config::RunMemory> estimate = EstimateRunMemory(config, &why);
+  if (!estimate) {
+    if (!why.empty()) std::fprintf(stderr, "saectl: %s\n", why.c_str());
+    return;
+  }
+  const config::RunMemory& memory = *estimate;
   std::fprintf(stderr,
                "saectl: memory estimate per trainer (float32; model weights not included):\n");
   for (const config::SaeMemory& sae : memory.saes) {

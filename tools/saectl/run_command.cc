@@ -70,7 +70,15 @@ absl::Status RunSubmit(const SubmitFlags& f) {
   v1::SubmitRunRequest request;
   request.set_config_yaml(config::ToYaml(config));
   request.set_name(f.name);
-  SAE_ASSIGN_OR_RETURN(v1::Run run, client->SubmitRun(request));
+  // The controller refuses a run no registered trainer can hold (docs/operations.md, Memory).
+  if (std::optional<config::RunMemory> memory = EstimateRunMemory(config)) {
+    request.set_memory_estimate_bytes(memory->total());
+  }
+  absl::StatusOr<v1::Run> submitted = client->SubmitRun(request);
+  if (absl::IsResourceExhausted(submitted.status()) && request.memory_estimate_bytes() > 0) {
+    PrintMemoryEstimate(config);
+  }
+  SAE_ASSIGN_OR_RETURN(v1::Run run, std::move(submitted));
   std::printf("%s\n", run.run_id().c_str());
   std::fflush(stdout);
   if (!f.follow) {
