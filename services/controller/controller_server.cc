@@ -38,7 +38,15 @@ absl::StatusOr<std::unique_ptr<ControllerServer>> ControllerServer::Start(
     v1::TrainingMetrics metrics = request.metrics();
     metrics.set_step(request.step());
     metrics.set_tokens(request.tokens());
-    absl::Status recorded = history->Record(run.run_id(), run.generation(), metrics, now);
+    std::vector<v1::SaePoint> saes;
+    for (const v1::SaeProgress& reported : request.saes()) {
+      v1::SaePoint& sae = saes.emplace_back();
+      sae.set_name(reported.name());
+      *sae.mutable_metrics() = reported.metrics();
+      sae.mutable_metrics()->set_step(reported.step());
+      sae.mutable_metrics()->set_tokens(request.tokens());
+    }
+    absl::Status recorded = history->Record(run.run_id(), run.generation(), metrics, now, saes);
     if (!recorded.ok()) {
       spdlog::warn("progress history of run {}: {}", run.run_id(), recorded.ToString());
     }

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <regex>
 #include <string>
 #include <vector>
@@ -120,20 +121,38 @@ class ConsoleBrowserTest : public ::testing::Test {
   }
 
   // The run.yaml of a gpt2-tiny run of `steps` steps of 256 tokens, reporting every 2 steps.
-  std::string WriteRunYaml(int64_t steps, int checkpoints = 2) {
+  std::string WriteRunYaml(int64_t steps, int checkpoints = 2,
+                           const std::map<std::string, std::string>& extra = {}) {
     const std::string dir = folder_.path();
     if (!fs::exists(dir + "/model")) {
       absl::Status files = support::WriteGpt2TinyRunFiles(runner_, dir, 4000, 7);
       EXPECT_TRUE(files.ok()) << files;
     }
-    return folder_.Write(
-        "run.yaml", support::Gpt2TinyRunYaml(dir, steps,
-                                             {{"wandb_log_frequency", "2"},
-                                              {"feature_sampling_window", "20"},
-                                              {"n_checkpoints", absl::StrCat(checkpoints)},
-                                              {"max_restarts", "2"},
-                                              {"activation_servers", "1"},
-                                              {"trainers", "1"}}));
+    std::map<std::string, std::string> keys = {{"wandb_log_frequency", "2"},
+                                               {"feature_sampling_window", "20"},
+                                               {"n_checkpoints", absl::StrCat(checkpoints)},
+                                               {"max_restarts", "2"},
+                                               {"activation_servers", "1"},
+                                               {"trainers", "1"}};
+    for (const auto& [key, value] : extra) keys[key] = value;
+    return folder_.Write("run.yaml", support::Gpt2TinyRunYaml(dir, steps, keys));
+  }
+
+  // The history columns of `run_id` (of SAE `sae` when given) from the console's API.
+  nlohmann::json HistoryColumns(const std::string& console, const std::string& run_id,
+                                const std::string& sae = "") {
+    std::smatch port;
+    EXPECT_TRUE(std::regex_search(console, port, std::regex(":([0-9]+)/")));
+    httplib::Client http("127.0.0.1", std::stoi(port.str(1)));
+    httplib::Params params;
+    if (!sae.empty()) params.emplace("sae", sae);
+    httplib::Result history = http.Get(
+        httplib::append_query_params(absl::StrCat("/api/runs/", run_id, "/history"), params)
+            .c_str(),
+        {{"Authorization", std::string("Bearer ") + kToken}});
+    EXPECT_TRUE(history && history->status == 200) << (history ? history->body : "no answer");
+    if (!history || history->status != 200) return nlohmann::json::object();
+    return nlohmann::json::parse(history->body)["columns"];
   }
 
   // Loads `url` in headless chromium and returns the DOM after `budget_ms` of virtual time;
@@ -301,6 +320,56 @@ TEST_F(ConsoleBrowserTest, MarksARestartOnTheChartsWhoseHistoryFollowsTheRollbac
   EXPECT_LE(run.ChartPoints("l0"), 300) << run.dom;
   EXPECT_GE(run.ChartPoints("l0"), 30) << run.dom;
   EXPECT_TRUE(absl::StrContains(run.dom, ">RESTART<")) << "the restart in the events list";
+}
+
+// A run of two SAEs (an l1 sweep): the run page offers both, and the charts and figures are
+// those of the SAE in the page's address.
+TEST_F(ConsoleBrowserTest, ChartsTheSaeChosenInARunOfManySaes) {
+  const std::string console = StartCluster();
+  ASSERT_FALSE(console.empty());
+  const std::vector<std::string> saes = {"blocks.1.hook_resid_pre/l1=0.0001",
+                                         "blocks.1.hook_resid_pre/l1=0.03"};
+  Result submitted = Saectl("submit " +
+                            WriteRunYaml(80, 1,
+                                         {{"hook_point", "blocks.1.hook_resid_pre"},
+                                          {"sweep", "\n  l1_coefficient: [0.0001, 0.03]"}}) +
+                            " --name sweep");
+  ASSERT_EQ(submitted.code, 0) << submitted.out << submitted.err;
+  const std::string run_id(
+      absl::StripAsciiWhitespace(submitted.out.substr(0, submitted.out.find('\n'))));
+  Result waited = Saectl(absl::StrCat("wait ", run_id, " --timeout 300"), 330);
+  ASSERT_EQ(waited.code, 0) << waited.out << waited.err;
+
+  const std::string login_url = absl::StrCat(console, "?token=", kToken);
+  std::vector<double> last_l0;
+  for (const std::string& sae : saes) {
+    nlohmann::json columns = HistoryColumns(console, run_id, sae);
+    double last = -1;
+    int stored = 0;
+    for (const nlohmann::json& value : columns["l0"]) {
+      if (value.is_number()) last = value.get<double>(), ++stored;
+    }
+    ASSERT_GE(stored, 2) << columns.dump();
+    last_l0.push_back(last);
+    httplib::Params params{{"sae", sae}};
+    Page page = Load(absl::StrCat(login_url, "#/run/", run_id,
+                                  httplib::append_query_params("", params)),
+                     sae == saes[1] ? "run-sae.png" : "", 8000);
+    EXPECT_EQ(page.BodyAttribute("data-ready"), "1") << page.dom;
+    EXPECT_EQ(page.BodyAttribute("data-sae"), sae) << page.dom;
+    EXPECT_EQ(page.ChartPoints("l0"), stored) << page.dom;
+    double drawn = -2;
+    EXPECT_TRUE(absl::SimpleAtod(page.Attribute("data-chart", "l0", "data-last"), &drawn))
+        << page.dom;
+    EXPECT_DOUBLE_EQ(drawn, last) << sae;
+    for (const std::string& name : saes) {
+      EXPECT_TRUE(absl::StrContains(page.dom, "<option value=\"" + name + "\"")) << page.dom;
+    }
+    ExpectNoJavaScriptErrors(page, "run page of " + sae);
+  }
+  // The two SAEs train with l1 coefficients 300x apart: their L0s differ, so the page could
+  // not pass by showing the same SAE twice.
+  EXPECT_GT(last_l0[0], last_l0[1]) << "more L1 penalty, fewer active latents";
 }
 
 // `saectl features RUN` computes the dashboards of a finished run's SAE with the run's model and

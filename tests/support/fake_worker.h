@@ -38,6 +38,9 @@ struct FakeWorkerOptions {
   absl::Duration step_time = absl::Milliseconds(15);
   // Trainers of rank 0: a checkpoint every this many steps.
   int64_t checkpoint_every = 4;
+  // Trainers: the SAEs of a run of many to report (ReportProgressRequest.saes); SAE i reports
+  // L0 10 + step + 100 (i + 1).
+  std::vector<std::string> saes;
 };
 
 class FakeWorker {
@@ -151,6 +154,13 @@ class FakeWorker {
       report.mutable_metrics()->set_l0(10.0 + step);
       report.mutable_metrics()->set_overall_loss(1.0 / static_cast<double>(step));
       report.mutable_metrics()->set_explained_variance(0.5);
+      for (size_t i = 0; i < options_.saes.size(); ++i) {
+        v1::SaeProgress* sae = report.add_saes();
+        sae->set_name(options_.saes[i]);
+        sae->set_step(step);
+        *sae->mutable_metrics() = report.metrics();
+        sae->mutable_metrics()->set_l0(10.0 + step + 100.0 * static_cast<double>(i + 1));
+      }
       auto answer = agent_->ReportProgress(report);
       if (!answer.ok()) continue;
       bool stop = answer->stop_requested() || agent_->Current().stop_requested;

@@ -132,11 +132,30 @@ absl::StatusOr<json> ConsoleApi::Run(const std::string& run_id) {
               {"now_unix_ms", NowMillis()}};
 }
 
-absl::StatusOr<json> ConsoleApi::History(const std::string& run_id) {
+absl::StatusOr<json> ConsoleApi::History(const std::string& run_id, const std::string& sae) {
   absl::StatusOr<v1::Run> run = controller_->GetRun(run_id);
   if (!run.ok()) return run.status();
+  json names = json::array();
+  for (const v1::SaeProgress& progress : run->saes()) names.push_back(progress.name());
+  if (!sae.empty() && std::find(names.begin(), names.end(), sae) == names.end()) {
+    return absl::NotFoundError(absl::StrCat("run ", run_id, " has no SAE named '", sae,
+                                            "'; its SAEs: ", names.empty() ? "none (one SAE)"
+                                                                           : names.dump()));
+  }
   absl::StatusOr<std::vector<v1::ProgressPoint>> points = history_->Read(run_id);
   if (!points.ok()) return points.status();
+  // The metrics each point charts: the run's, or the chosen SAE's (empty where it is missing).
+  std::vector<const v1::TrainingMetrics*> rows;
+  for (const v1::ProgressPoint& point : *points) {
+    const v1::TrainingMetrics* row = &point.metrics();
+    if (!sae.empty()) {
+      row = &v1::TrainingMetrics::default_instance();
+      for (const v1::SaePoint& entry : point.saes()) {
+        if (entry.name() == sae) row = &entry.metrics();
+      }
+    }
+    rows.push_back(row);
+  }
   json columns = json::object();
   json time = json::array(), generation = json::array();
   for (const v1::ProgressPoint& point : *points) {
@@ -150,13 +169,25 @@ absl::StatusOr<json> ConsoleApi::History(const std::string& run_id) {
     const google::protobuf::FieldDescriptor* field = descriptor->field(i);
     if (field->is_repeated()) continue;
     json column = json::array();
-    for (const v1::ProgressPoint& point : *points) {
-      column.push_back(Finite(FieldValue(point.metrics(), field)));
+    for (size_t i = 0; i < points->size(); ++i) {
+      const bool missing = rows[i] == &v1::TrainingMetrics::default_instance();
+      column.push_back(missing ? json(nullptr) : Finite(FieldValue(*rows[i], field)));
     }
     columns[field->name()] = std::move(column);
   }
+  if (!sae.empty()) {  // the x axes stay the run's
+    json step = json::array(), tokens = json::array();
+    for (const v1::ProgressPoint& point : *points) {
+      step.push_back(point.metrics().step());
+      tokens.push_back(point.metrics().tokens());
+    }
+    columns["step"] = std::move(step);
+    columns["tokens"] = std::move(tokens);
+  }
   return json{{"points", points->size()},
               {"capacity", ProgressHistory::kDefaultCapacity},
+              {"saes", std::move(names)},
+              {"sae", sae},
               {"columns", std::move(columns)}};
 }
 

@@ -41,9 +41,11 @@ class ConsoleApi {
 
   // The progress history as columns of equal length, by step: {"capacity", "points",
   // "columns": {"step": [...], "tokens", "time_unix_ms", "generation", and one per
-  // TrainingMetrics field (null where a report did not carry an optional field)}}.
-  // NotFound for an unknown run.
-  absl::StatusOr<nlohmann::json> History(const std::string& run_id);
+  // TrainingMetrics field (null where a report did not carry an optional field)}, "saes":
+  // [names of a run of many SAEs], "sae": the SAE the columns are of ("" for the run's
+  // top-level metrics, which are its first SAE's)}. With `sae`, the metric columns are that
+  // SAE's (null at points that lack it). NotFound for an unknown run or SAE.
+  absl::StatusOr<nlohmann::json> History(const std::string& run_id, const std::string& sae = "");
 
   // {"events": [...], "last_sequence"}: at most `max_events` events after `after_sequence`.
   absl::StatusOr<nlohmann::json> Events(const std::string& run_id, uint64_t after_sequence,

@@ -296,7 +296,8 @@ class Console {
       run.ok() ? SendJson(r, 200, *run) : SendError(r, run.status());
     }));
     routes.push_back(Api("GET", R"(/api/runs/([^/]+)/history)", [this](const auto& q, auto& r) {
-      absl::StatusOr<json> history = api_->History(q.matches[1].str());
+      absl::StatusOr<json> history =
+          api_->History(q.matches[1].str(), q.has_param("sae") ? q.get_param_value("sae") : "");
       history.ok() ? SendJson(r, 200, *history) : SendError(r, history.status());
     }));
     routes.push_back(Api("GET", R"(/api/runs/([^/]+)/events)", [this](const auto& q, auto& r) {

@@ -60,20 +60,21 @@ class ConsoleHttpTest : public ::testing::Test {
     client_ = std::move(*client);
   }
 
-  void AddGang() {
+  void AddGang(const std::vector<std::string>& saes = {}) {
     for (v1::WorkerRole role : {v1::WORKER_ROLE_ACTIVATION_SERVER, v1::WORKER_ROLE_TRAINER}) {
       FakeWorkerOptions options;
       options.controller = server_->address();
       options.role = role;
       options.auth_token = token_;
       options.step_time = absl::Milliseconds(5);
+      options.saes = saes;
       workers_.push_back(FakeWorker::Start(options));
     }
   }
 
-  std::string Submit(int64_t steps) {
+  std::string Submit(int64_t steps, const std::string& extra_yaml = "") {
     v1::SubmitRunRequest request;
-    request.set_config_yaml(TestRunYaml(1, 1, steps));
+    request.set_config_yaml(TestRunYaml(1, 1, steps) + extra_yaml);
     request.set_name("console");
     auto run = client_->SubmitRun(request);
     EXPECT_TRUE(run.ok()) << run.status();
@@ -162,6 +163,40 @@ TEST_F(ConsoleHttpTest, ServesRunsHistoryEventsAndWorkersOfARun) {
 
   GetJson("/api/runs/nope-12345", 404);
   GetJson("/api/runs/nope-12345/history", 404);
+}
+
+TEST_F(ConsoleHttpTest, ServesEachSaesHistoryOfARunOfManySaes) {
+  StartController();
+  const std::vector<std::string> saes = {"blocks.0.hook_resid_pre/l1=0.001",
+                                         "blocks.0.hook_resid_pre/l1=0.002"};
+  AddGang(saes);
+  const std::string run_id = Submit(20, "sweep:\n  l1_coefficient: [0.001, 0.002]\n");
+  WaitForState(run_id, v1::RUN_STATE_SUCCEEDED);
+
+  json top = GetJson("/api/runs/" + run_id + "/history");
+  EXPECT_EQ(top["saes"], json(saes)) << top.dump();
+  EXPECT_EQ(top["sae"], "");
+  ASSERT_EQ(top["points"], 20) << top.dump();
+  for (size_t i = 0; i < saes.size(); ++i) {
+    // The name holds '/' and '=': escaped in the query as the console does.
+    httplib::Params params{{"sae", saes[i]}};
+    const std::string path = httplib::append_query_params("/api/runs/" + run_id + "/history",
+                                                          params);
+    json history = GetJson(path);
+    EXPECT_EQ(history["sae"], saes[i]);
+    const json& columns = history["columns"];
+    ASSERT_EQ(columns["l0"].size(), 20u) << history.dump();
+    for (size_t p = 0; p < 20; ++p) {
+      const int64_t step = columns["step"][p].get<int64_t>();
+      EXPECT_EQ(step, static_cast<int64_t>(p) + 1);
+      EXPECT_DOUBLE_EQ(columns["l0"][p].get<double>(), 10.0 + step + 100.0 * (i + 1))
+          << "the fake trainer's L0 of SAE " << i;
+      EXPECT_EQ(columns["tokens"][p].get<int64_t>(), step * 64);
+    }
+  }
+  json missing = GetJson(
+      httplib::append_query_params("/api/runs/" + run_id + "/history", {{"sae", "nope"}}), 404);
+  EXPECT_TRUE(absl::StrContains(missing.dump(), "l1=0.002")) << missing.dump();
 }
 
 TEST_F(ConsoleHttpTest, ServesThePagesAndAssetsBesideAnUnchangedMetricsEndpoint) {

@@ -38,7 +38,8 @@ absl::StatusOr<ProgressHistory::Cached*> ProgressHistory::CachedRun(const std::s
 }
 
 absl::Status ProgressHistory::Record(const std::string& run_id, uint64_t generation,
-                                     const v1::TrainingMetrics& metrics, absl::Time received) {
+                                     const v1::TrainingMetrics& metrics, absl::Time received,
+                                     const std::vector<v1::SaePoint>& saes) {
   std::lock_guard<std::mutex> lock(mutex_);
   SAE_ASSIGN_OR_RETURN(Cached * cached, CachedRun(run_id));
   DownsampledSeries::Change change = cached->series.Add(metrics.step());
@@ -47,6 +48,7 @@ absl::Status ProgressHistory::Record(const std::string& run_id, uint64_t generat
   point.set_time_unix_ms(absl::ToUnixMillis(received));
   point.set_generation(generation);
   *point.mutable_metrics() = metrics;
+  for (const v1::SaePoint& sae : saes) *point.add_saes() = sae;
   point.set_stride(cached->series.stride());
   absl::Status written = store_->WriteHistory(run_id, change.removed_steps, point);
   if (!written.ok()) {

@@ -37,8 +37,10 @@ class ProgressHistory {
   // Adds a report of the run's trainer rank 0: `metrics` with its step and tokens set (a report
   // at or before the newest point's step replaces the points from that step on: a restart's
   // rollback). A buffered write of the store.
+  // `saes`: each SAE's metrics of a run of many (stored with the point; empty for one SAE).
   absl::Status Record(const std::string& run_id, uint64_t generation,
-                      const v1::TrainingMetrics& metrics, absl::Time received);
+                      const v1::TrainingMetrics& metrics, absl::Time received,
+                      const std::vector<v1::SaePoint>& saes = {});
 
   // The run's points by step (none for a run without reports, or an unknown run). From memory
   // for the runs read or recorded lately, else from the store (whose deletions leave tombstones

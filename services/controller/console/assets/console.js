@@ -190,8 +190,8 @@
 
   // ---- run page ----
 
-  function showRun(runId) {
-    view = { page: 'run', runId: runId, charts: {}, events: [], lastSequence: 0, history: null, xKey: 'step', configShown: false };
+  function showRun(runId, sae) {
+    view = { page: 'run', runId: runId, sae: sae || '', charts: {}, events: [], lastSequence: 0, history: null, xKey: 'step', configShown: false };
     var chartBoxes = CHARTS.map(function (c) {
       return '<div class="chart" id="chart-' + c.id + '" data-chart="' + c.id + '" data-points="0"><h3>' + esc(c.title) +
         '</h3><div class="plot"><div class="empty">No progress reported yet.</div></div></div>';
@@ -202,7 +202,7 @@
       '<div class="stats" id="run-stats"></div>' +
       '<div class="toolbar"><button class="danger" id="stop-run" hidden>Stop run</button></div>' +
       '<h2>Training <span class="muted" style="font-weight:400">— x axis <select id="x-axis"><option value="step">steps</option>' +
-      '<option value="tokens">tokens</option></select></span></h2>' +
+      '<option value="tokens">tokens</option></select><span id="sae-choice" hidden> · SAE <select id="sae-select"></select></span></span></h2>' +
       '<div class="charts" id="charts">' + chartBoxes + '</div>' +
       '<p class="legend-note"><span class="restart">┆ red: restart</span> · <span class="ckpt">┆ green: checkpoint</span> · ' +
       '<span id="history-note"></span></p>' +
@@ -217,6 +217,10 @@
     document.getElementById('x-axis').addEventListener('change', function (e) {
       view.xKey = e.target.value;
       drawCharts();
+    });
+    // A run of many SAEs: the charts show one SAE at a time (its name in the page's address).
+    document.getElementById('sae-select').addEventListener('change', function (e) {
+      location.hash = '#/run/' + encodeURIComponent(runId) + (e.target.value ? '?sae=' + encodeURIComponent(e.target.value) : '');
     });
     document.getElementById('stop-run').addEventListener('click', function () {
       if (!confirm('Stop run ' + runId + '? It checkpoints at the next step and ends STOPPED.')) return;
@@ -238,7 +242,8 @@
       // The history (up to 2048 points) is fetched again only when rank 0 reported since.
       var key = parts[0].run.step + '|' + parts[0].run.generation + '|' + JSON.stringify(parts[0].run.metrics);
       if (current.history && key === current.historyKey) return parts.concat([current.history]);
-      return api('/api/runs/' + id + '/history').then(function (history) {
+      var which = current.sae ? '?sae=' + encodeURIComponent(current.sae) : '';
+      return api('/api/runs/' + id + '/history' + which).then(function (history) {
         current.historyKey = key;
         return parts.concat([history]);
       });
@@ -262,6 +267,7 @@
   function renderRun(data) {
     var run = data.run;
     var m = run.metrics || {};
+    (run.saes || []).forEach(function (s) { if (view.sae && s.name === view.sae) m = s.metrics || {}; });
     var state = stateName(run.state);
     document.getElementById('run-title').textContent = run.run_id + (run.name ? ' · ' + run.name : '');
     document.getElementById('run-state').innerHTML = badge(run.state);
@@ -288,6 +294,7 @@
     }).join('');
     document.getElementById('stop-run').hidden = !ACTIVE[state] || run.stop_requested;
     var h = view.history;
+    renderSaeChoice(run);
     document.getElementById('history-note').textContent = h ?
       h.points + ' points (the controller keeps at most ' + h.capacity + ' per run, halving the resolution when full)' : '';
 
@@ -318,6 +325,21 @@
 
   // The last window's feature densities: one bar per bin of log10 density (features that never
   // fired sit in the leftmost bin).
+  // The SAE selector of a run of many SAEs; the page's charts and stats are of view.sae (the
+  // first SAE when none is chosen: the run's top-level metrics are its).
+  function renderSaeChoice(run) {
+    var saes = run.saes || [];
+    var box = document.getElementById('sae-choice');
+    box.hidden = saes.length === 0;
+    if (!saes.length) return;
+    var select = document.getElementById('sae-select');
+    if (select.options.length !== saes.length) {
+      select.innerHTML = saes.map(function (s) { return '<option value="' + esc(s.name) + '">' + esc(s.name) + '</option>'; }).join('');
+    }
+    select.value = view.sae || saes[0].name;
+    document.body.dataset.sae = select.value;
+  }
+
   function renderDensity(m) {
     var bins = SaeFormat.densityBins(m);
     var box = document.getElementById('density-histogram');
@@ -410,6 +432,9 @@
       var points = 0;
       data.slice(1).forEach(function (ys) { ys.forEach(function (v) { if (v !== null && v !== undefined) points++; }); });
       box.dataset.points = String(points);
+      // The newest value of the chart's first line, for tests and for a glance in the DOM.
+      var first = (data[1] || []).filter(function (v) { return v !== null && v !== undefined; });
+      box.dataset.last = first.length ? String(first[first.length - 1]) : '';
       box.dataset.markers = String(c.id === 'evals' ? 0 : current.markers.length);
       box.dataset.restarts = String(c.id === 'evals' ? 0 : current.markers.filter(function (m) { return m.restart; }).length);
       var plot = box.querySelector('.plot');
@@ -485,7 +510,12 @@
     Array.prototype.forEach.call(document.querySelectorAll('[data-nav]'), function (a) {
       a.className = a.dataset.nav === page || (page === 'run' && a.dataset.nav === 'runs') ? 'active' : '';
     });
-    if (page === 'run' && parts[1]) showRun(decodeURIComponent(parts.slice(1).join('/')));
+    if (page === 'run' && parts[1]) {
+      // #/run/ID or #/run/ID?sae=NAME (a run of many SAEs).
+      var target = parts.slice(1).join('/'), query = target.indexOf('?');
+      var sae = query < 0 ? '' : new URLSearchParams(target.slice(query + 1)).get('sae') || '';
+      showRun(decodeURIComponent(query < 0 ? target : target.slice(0, query)), sae);
+    }
     else if (page === 'workers') showWorkers();
     else if (page === 'features') { view = { page: page }; SaeConsoleFeatures.show(main, hash); }
     else { document.body.dataset.page = 'runs'; showRuns(); }
