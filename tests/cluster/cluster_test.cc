@@ -473,6 +473,9 @@ TEST_F(ClusterTest, SweepTheTrainersCannotHoldIsRefusedAtSubmitWithTheEstimate) 
   const std::string run_id = Submit(WriteRunYaml(1, 1, 40, {}, "small.yaml"));
   ExpectSucceeds(run_id, int64_t{40} * 256);
   EXPECT_GT(Int(GetRun(run_id), "memory_estimate_bytes"), 0);
+  Result described = Saectl("describe run " + run_id);
+  EXPECT_TRUE(absl::StrContains(described.out, "Memory per trainer")) << described.out;
+  EXPECT_TRUE(absl::StrContains(described.out, "every trainer holds every SAE")) << described.out;
 }
 
 TEST_F(ClusterTest, RunWhoseDInDisagreesWithTheModelFailsAtOnceNamingTheKey) {

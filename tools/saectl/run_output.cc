@@ -165,6 +165,10 @@ std::string DescribeRun(const v1::Run& run, const std::vector<v1::CheckpointMani
   field("Gang", absl::StrCat(run.activation_servers(), " activation server",
                              run.activation_servers() == 1 ? "" : "s", ", ", run.trainers(),
                              " trainer", run.trainers() == 1 ? "" : "s"));
+  field("Memory per trainer", run.memory_estimate_bytes() > 0
+                                  ? absl::StrCat("about ", HumanBytes(run.memory_estimate_bytes()),
+                                                 " (estimate; every trainer holds every SAE)")
+                                  : std::string("not estimated"));
   field("Submitted", absl::StrCat(FormatTime(run.submit_time_unix_ms()), " (",
                                   HumanAge(run.submit_time_unix_ms(), now), " ago)"));
   field("Started", FormatTime(run.start_time_unix_ms()));
