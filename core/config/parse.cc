@@ -333,6 +333,7 @@ absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
         ": expected a mapping of `key: value` lines at the top level, got ", NodeKindName(root)));
   }
   KeyReader reader(config);
+  bool saelens6_sae_block = false;
   for (const auto& entry : root) {
     const YAML::Node& key_node = entry.first;
     int line = key_node.Mark().line + 1;
@@ -351,9 +352,15 @@ absl::StatusOr<RunConfig> ParseRunConfig(absl::string_view yaml_text,
     }
     if (internal::IsPeerBlock(key) && internal::FindField(key) == nullptr) {
       SAE_RETURN_IF_ERROR(reader.ReadBlock(key, line, entry.second));
+      saelens6_sae_block = saelens6_sae_block || key == "sae";
       continue;
     }
     SAE_RETURN_IF_ERROR(reader.Read(key, line, entry.second));
+  }
+  // SAELens 6 has no b_dec_init_method: its SAEs start with b_dec at zero. A config in its
+  // spelling (an `sae:` block) means that unless it says otherwise.
+  if (saelens6_sae_block && !config.source.Given("b_dec_init_method")) {
+    config.b_dec_init_method = BDecInitMethod::kZeros;
   }
   LetDSaeDecideWidth(config);
   SAE_RETURN_IF_ERROR(SettleHookPoint(config));

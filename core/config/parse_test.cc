@@ -427,6 +427,18 @@ TEST(WarningsTest, RepeatTheSeedsAdviceAgainstZeroDecoderBias) {
                                     "you want")));
 }
 
+TEST(SaeLens6SpellingTest, AnSaeBlockStartsTheDecoderBiasAtZeroAsSaeLens6Does) {
+  RunConfig c = Parse("sae:\n  architecture: topk\n  k: 8\n");
+  EXPECT_EQ(c.b_dec_init_method, BDecInitMethod::kZeros);
+  EXPECT_TRUE(c.source.warnings.empty()) << c.source.warnings.front();
+  // Written out, it stays zeros: the controller and the workers parse ToYaml's text.
+  EXPECT_THAT(ToYaml(c), HasSubstr("b_dec_init_method: zeros"));
+  // Said explicitly, it wins; without an sae: block the seed's default holds.
+  EXPECT_EQ(Parse("sae:\n  k: 8\nb_dec_init_method: mean\n").b_dec_init_method,
+            BDecInitMethod::kMean);
+  EXPECT_EQ(Parse("k: 8\n").b_dec_init_method, BDecInitMethod::kGeometricMedian);
+}
+
 TEST(ApplyOverrideTest, SetsAKeyWithTheSameChecksAsAFile) {
   RunConfig c = Parse("");
   ASSERT_TRUE(ApplyOverride(c, "lr=4e-4").ok());

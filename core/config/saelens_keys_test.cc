@@ -34,7 +34,7 @@ TEST(SaeLens6SpellingTest, ReadsTheSameConfigAsTheSeedsSpelling) {
       "total_training_tokens: 1_000_000\ntrain_batch_size: 2048\nstore_batch_size: 16\n"
       "architecture: topk\nd_in: 64\nd_sae: 512\nk: 16\naux_k_coefficient: 0.5\n"
       "wandb_log_frequency: 5\nrun_name: both\neval_every_n_wandb_logs: 7\n"
-      "processing: none\n");
+      "processing: none\nb_dec_init_method: zeros\n");  // SAELens 6 starts b_dec at zero
   absl::StatusOr<RunConfig> peer = Read(
       "hook_name: blocks.2.attn.hook_z\nhook_head_index: 3\n"
       "training_tokens: 1_000_000\ntrain_batch_size_tokens: 2048\nstore_batch_size_prompts: 16\n"

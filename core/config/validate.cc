@@ -305,7 +305,8 @@ void CollectWarnings(RunConfig& config) {
          "and to the controller (saectl get runs, saectl logs); wandb_project and wandb_entity "
          "are ignored");
   }
-  if (config.b_dec_init_method == BDecInitMethod::kZeros) {
+  if (config.b_dec_init_method == BDecInitMethod::kZeros &&
+      config.source.Given("b_dec_init_method")) {
     Warn(config, "b_dec_init_method",
          "zeros is probably not what you want; geometric_median or mean start the decoder "
          "bias at the data");
