@@ -4,8 +4,13 @@
 The dashboard is generated so that its conventions hold on every panel: each query is filtered by
 the run variable, values that every trainer rank holds alike after the all-reduce are taken once
 per run (max by run_id) instead of once per rank, and per-rank counters are summed over ranks.
-tests/deploy checks that the committed JSON is this script's output and that every query
-returns data against a real run.
+A run can train many SAEs from one stream (docs/config.md): the trainer's sae_train_* series
+then carry an `sae` label (the SAE's name; a run of one SAE has none). Every per-SAE quantity is
+filtered by the `sae` variable and grouped by (run_id, sae) as well, so that a run of many SAEs
+draws one line per SAE; its All value `.*` also matches the series without the label.
+tests/deploy checks that the committed JSON is this script's output, that every query returns
+data against a real run, and (dashboard_sae_test.py, promtool) that the sae variable selects
+exactly the SAEs chosen on every per-SAE panel.
 
   python3 deploy/grafana/make_dashboard.py          # rewrite the JSON
   python3 deploy/grafana/make_dashboard.py --check  # exit 1 if the JSON is stale
@@ -16,6 +21,8 @@ import sys
 
 DS = {"type": "prometheus", "uid": "prometheus"}
 RUN = 'run_id=~"$run_id"'
+SAE = 'sae=~"$sae"'
+SAE_VALUES = f"label_values(sae_train_step{{{RUN}}}, sae)"
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboards", "sae-training.json")
 
 
@@ -24,8 +31,19 @@ def once(metric):
     return f"max by (run_id) ({metric}{{{RUN}}})"
 
 
+def once_sae(metric):
+    """An all-reduced training gauge of each SAE, one line per SAE of each run."""
+    return f"max by (run_id, sae) ({metric}{{{RUN}, {SAE}}})"
+
+
 def ranks_sum_rate(counter, window="1m"):
     return f"sum by (run_id) (rate({counter}{{{RUN}}}[{window}]))"
+
+
+def ranks_sum_rate_sae(counter, window="1m"):
+    """A per-rank counter of each SAE (sae_train_tokens_total: every SAE of a run trains on
+    every token, so summing over the SAEs too would count each token once per SAE)."""
+    return f"sum by (run_id, sae) (rate({counter}{{{RUN}, {SAE}}}[{window}]))"
 
 
 def p95(histogram, by="run_id", window="5m"):
@@ -33,8 +51,17 @@ def p95(histogram, by="run_id", window="5m"):
             f"(rate({histogram}_bucket{{{RUN}}}[{window}])))")
 
 
-WAIT_SHARE = (f"sum by (run_id) (rate(sae_train_wait_for_data_seconds_sum{{{RUN}}}[5m])) / "
-              f"(sum by (run_id) (rate(sae_train_wait_for_data_seconds_sum{{{RUN}}}[5m])) + "
+def p95_sae(histogram, window="5m"):
+    return (f"histogram_quantile(0.95, sum by (le, run_id, sae) "
+            f"(rate({histogram}_bucket{{{RUN}, {SAE}}}[{window}])))")
+
+
+# Each rank waits once per batch, but records the wait in every SAE's series (alike), while
+# the SAEs step one after another: the rank's wait is the max over its SAEs' series, its step
+# time the sum. For a run of one SAE this is the plain sum over ranks.
+WAIT = ("sum by (run_id) (max by (run_id, rank) "
+        f"(rate(sae_train_wait_for_data_seconds_sum{{{RUN}}}[5m])))")
+WAIT_SHARE = (f"{WAIT} / ({WAIT} + "
               f"sum by (run_id) (rate(sae_train_step_duration_seconds_sum{{{RUN}}}[5m])))")
 ETA = (f"({once('sae_controller_run_total_tokens')} - {once('sae_controller_run_tokens')}) / "
        f"(max by (run_id) (deriv(sae_controller_run_tokens{{{RUN}}}[5m])) > 0)")
@@ -50,34 +77,40 @@ ROWS = [
          [(f"time() - {once('sae_controller_checkpoint_last_commit_timestamp_seconds')}",
            "{{run_id}}")], "stat"),
         ("Throughput (tokens/s, all ranks)", "short",
-         [(ranks_sum_rate("sae_train_tokens_total"), "trained {{run_id}}"),
+         [(ranks_sum_rate_sae("sae_train_tokens_total"), "trained {{run_id}} {{sae}}"),
           (ranks_sum_rate("sae_activation_generated_tokens_total"), "generated {{run_id}}")],
          "timeseries"),
     ]),
-    ("Training (the seed's metrics, once per run)", [
+    ("Training (the seed's metrics, once per SAE of a run)", [
         ("Losses", "short",
-         [(once("sae_train_overall_loss"), "overall {{run_id}}"),
-          (once("sae_train_mse_loss"), "mse {{run_id}}"),
-          (once("sae_train_ghost_grad_loss"), "ghost {{run_id}}"),
-          (once("sae_train_aux_loss"), "auxk {{run_id}}")], "timeseries"),
+         [(once_sae("sae_train_overall_loss"), "overall {{run_id}} {{sae}}"),
+          (once_sae("sae_train_mse_loss"), "mse {{run_id}} {{sae}}"),
+          (once_sae("sae_train_ghost_grad_loss"), "ghost {{run_id}} {{sae}}"),
+          (once_sae("sae_train_aux_loss"), "auxk {{run_id}} {{sae}}")], "timeseries"),
         ("L1 (sum |f|, no coefficient)", "short",
-         [(once("sae_train_l1_loss"), "{{run_id}}")], "timeseries"),
+         [(once_sae("sae_train_l1_loss"), "{{run_id}} {{sae}}")], "timeseries"),
         ("L0 (active features per token)", "short",
-         [(once("sae_train_l0"), "{{run_id}}")], "timeseries"),
+         [(once_sae("sae_train_l0"), "{{run_id}} {{sae}}")], "timeseries"),
         ("Explained variance", "short",
-         [(once("sae_train_explained_variance"), "mean {{run_id}}"),
-          (once("sae_train_explained_variance_std"), "std {{run_id}}")], "timeseries"),
+         [(once_sae("sae_train_explained_variance"), "mean {{run_id}} {{sae}}"),
+          (once_sae("sae_train_explained_variance_std"), "std {{run_id}} {{sae}}")],
+         "timeseries"),
         ("Dead-feature fraction", "percentunit",
-         [(f"{once('sae_train_dead_features')} / {once('sae_train_latents')}", "{{run_id}}")],
+         [(f"{once_sae('sae_train_dead_features')} / {once_sae('sae_train_latents')}",
+           "{{run_id}} {{sae}}")],
          "timeseries"),
         ("L2 ratio (|x_hat| / |x|)", "short",
-         [(once("sae_train_l2_ratio"), "{{run_id}}")], "timeseries"),
+         [(once_sae("sae_train_l2_ratio"), "{{run_id}} {{sae}}")], "timeseries"),
         ("Mean log10 feature sparsity", "short",
-         [(once("sae_train_mean_log10_feature_sparsity"), "{{run_id}}")], "timeseries"),
+         [(once_sae("sae_train_mean_log10_feature_sparsity"), "{{run_id}} {{sae}}")],
+         "timeseries"),
         ("Learning rate and L1 coefficient", "short",
-         [(once("sae_train_learning_rate"), "lr {{run_id}}"),
-          (once("sae_train_l1_coefficient"), "l1 coefficient {{run_id}}")], "timeseries"),
-        ("Evaluation scores (newest)", "short",
+         [(once_sae("sae_train_learning_rate"), "lr {{run_id}} {{sae}}"),
+          (once_sae("sae_train_l1_coefficient"), "l1 coefficient {{run_id}} {{sae}}")],
+         "timeseries"),
+        # The controller keeps one newest evaluation per run (sae_controller_run_eval_*, no sae
+        # label): in a run of many SAEs, that of the SAE evaluated last. Not filtered by SAE.
+        ("Evaluation scores (the run's newest, of any SAE)", "short",
          [(once("sae_controller_run_eval_ce_loss_score"), "CE-loss score {{run_id}}"),
           (once("sae_controller_run_eval_kl_div_score"), "KL score {{run_id}}"),
           (once("sae_controller_run_eval_explained_variance"), "explained variance {{run_id}}")],
@@ -87,9 +120,11 @@ ROWS = [
         ("Share of step time waiting for data", "percentunit", [(WAIT_SHARE, "{{run_id}}")],
          "timeseries"),
         ("Step, data wait and all-reduce (p95)", "s",
-         [(p95("sae_train_step_duration_seconds"), "step {{run_id}}"),
+         [(p95_sae("sae_train_step_duration_seconds"), "step {{run_id}} {{sae}}"),
+          # Alike in every SAE's series (one wait per batch): the run's, not filtered by SAE.
           (p95("sae_train_wait_for_data_seconds"), "data wait {{run_id}}"),
-          (p95("sae_train_allreduce_duration_seconds"), "all-reduce {{run_id}}")], "timeseries"),
+          (p95_sae("sae_train_allreduce_duration_seconds"), "all-reduce {{run_id}} {{sae}}")],
+         "timeseries"),
         ("Prefetch queue (batches, per rank)", "short",
          [(f"sae_train_prefetch_queue_batches{{{RUN}}}", "{{run_id}} rank {{rank}}")],
          "timeseries"),
@@ -193,6 +228,12 @@ def dashboard():
             "query": {"query": "label_values(sae_controller_run_step, run_id)", "refId": "run_id"},
             "definition": "label_values(sae_controller_run_step, run_id)",
             "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2,
+            "current": {"text": "All", "value": "$__all"}}, {
+            # The SAEs of the chosen runs (a run of many SAEs; a run of one has no sae label).
+            # All is `.*`, which also matches a series without the label.
+            "name": "sae", "label": "SAE", "type": "query", "datasource": DS,
+            "query": {"query": SAE_VALUES, "refId": "sae"}, "definition": SAE_VALUES,
+            "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2, "sort": 1,
             "current": {"text": "All", "value": "$__all"}}]},
         "panels": panels,
     }

@@ -2,8 +2,8 @@
 """The checks scripts/compose-test.sh runs against the compose stack's Prometheus after a run:
   * every scrape target (controller, both activation servers, both trainers) is up;
   * Prometheus holds the run's series (training, stream, controller);
-  * every query of every Grafana panel (with $run_id set to the run) returns data over the last
-    15 minutes; a panel without data fails;
+  * every query of every Grafana panel (with $run_id set to the run, $sae to All) returns data
+    over the last 15 minutes; a panel without data fails;
   * no container log contains the bearer token.
 """
 import argparse
@@ -66,11 +66,13 @@ def main():
             failures.append(f"no series {name} for run {a.run}")
 
     dash = json.load(open(a.dashboard))
+    all_sae = next(v["allValue"] for v in dash["templating"]["list"] if v["name"] == "sae")
     panels = 0
     for panel in dash["panels"]:
         for t in panel.get("targets", []):
-            # Run ids are [a-z0-9-]: nothing to escape for the regex matcher.
-            expr = t["expr"].replace("$run_id", a.run)
+            # Run ids are [a-z0-9-]: nothing to escape for the regex matcher. $sae as Grafana's
+            # All (the variable's allValue), which also matches the one-SAE run's series.
+            expr = t["expr"].replace("$run_id", a.run).replace("$sae", all_sae)
             result = api(a.prometheus, "query_range", query=expr, start=start, end=now, step=2)["result"]
             samples = sum(len(r["values"]) for r in result)
             panels += 1
