@@ -151,8 +151,10 @@ def read_families(source, failures):
     controller = "services/controller/controller_metrics.cc"
     add(controller, "controller")
     text = open(os.path.join(source, controller)).read()
-    if '"sae_controller_run_", series.name' not in text.replace("absl::StrCat(", "") or \
-            '{"run_id", "sae"}' not in text:
+    made = re.findall(r'StrCat\("(sae_controller_[a-z]+_)", series\.name\),\s*series\.help, '
+                      r'(\{[^}]*\})', text)
+    if made != [("sae_controller_run_", '{"run_id"}'),
+                ("sae_controller_sae_", '{"run_id", "sae"}')]:
         failures.append(f"{controller}: the run and per-SAE families are not made as the test "
                         "expects (StrCat(\"sae_controller_run_\"/\"sae_controller_sae_\", name)): "
                         "update dashboard_sae_test.py")
@@ -392,7 +394,8 @@ def main():
         "value": build_values[("sae_train_step", ONE, "")]} for r in range(RANKS)]
     tests.append({"expr": f'sae_train_step{{run_id="{ONE}", sae=~".*"}}', "eval_time": EVAL,
                   "exp_samples": one_step})
-    tests.append({"expr": f'sae_train_step{{run_id="{ONE}", sae=~"{grafana_regex_escape(SAES[0])}"}}',
+    one_sae = grafana_regex_escape(SAES[0])
+    tests.append({"expr": f'sae_train_step{{run_id="{ONE}", sae=~"{one_sae}"}}',
                   "eval_time": EVAL, "exp_samples": []})
     # The run's share of step time waiting for data: a wait of 0.25 s a batch and steps of
     # 0.05 + 0.5 s (r-sweep), 0.5 s (r-one; its one SAE's steps take the second SAE's time).
@@ -407,6 +410,9 @@ def main():
                           "eval_time": EVAL,
                           "exp_samples": [{"labels": f'{{run_id="{run}"}}', "value": 1}]})
 
+    for key in RUN_LEVEL:
+        if key not in {(t, r) for t, r, _ in queries}:
+            failures.append(f"RUN_LEVEL lists {key}, which is no panel query of the dashboard")
     if checked["per SAE"] < 15:
         failures.append(f"only {checked['per SAE']} per-SAE queries found")
     doc = {"rule_files": [], "evaluation_interval": "1m",
