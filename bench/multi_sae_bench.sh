@@ -5,6 +5,10 @@
 # each side's total wall time and SAE-tokens/s (tokens trained summed over the four SAEs per
 # second of wall time) and their ratio. Not a test.
 #   bench/multi_sae_bench.sh [BUILD_DIR] [TOKENS] [MODEL_DIR] [EXPANSION]
+# With SAE_BENCH_CLUSTER=1 both sides run on a local cluster instead (`saectl cluster up` with one
+# activation server and one trainer, one LibTorch thread each, started once for both sides): one
+# submitted run with the sweep beside four submitted runs, each timed from `saectl submit -f` to
+# its end.
 # MODEL_DIR defaults to the trained gpt2-mini in the cache when present, else a random gpt2-mini
 # (`saectl model init --preset gpt2-mini`); `saectl model init --preset gpt2-small` gives the
 # shape of the seed's recipe, where the forward is most of a run's cost.
@@ -40,26 +44,52 @@ wandb_log_frequency: 1000
 YAML
 now() { date +%s.%N; }
 
-echo "model $MODEL, hook blocks.2.hook_resid_pre, expansion $EXPANSION, batch 4096, $TOKENS tokens per SAE"
+CLUSTER="${SAE_BENCH_CLUSTER:-0}"
+WHERE="saectl train"
+if [ "$CLUSTER" = 1 ]; then
+  WHERE="cluster run"
+  printf 'activation_servers: 1\ntrainers: 1\n' >> "$WORK/base.yaml"
+  unset SAE_AUTH_TOKEN
+  "$SAECTL" cluster up --data-dir "$WORK/cluster" --activation-servers 1 --trainers 1 --port 0 \
+    --threads 1 > "$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; exit 1; }
+  trap '"$SAECTL" cluster down --data-dir "$WORK/cluster" >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+  export SAECTL_SERVER
+  SAECTL_SERVER=$(sed -n 's/.*SAECTL_SERVER=\([0-9.:]*\).*/\1/p' "$WORK/up.log")
+  [ -n "$SAECTL_SERVER" ] || SAECTL_SERVER=127.0.0.1:7070
+fi
+# One SAE or the sweep: `saectl train`, or a submitted run followed to its end.
+train() {  # train CONFIG NAME [--set ...]
+  local config="$1" name="$2"
+  shift 2
+  if [ "$CLUSTER" = 1 ]; then
+    "$SAECTL" submit "$config" --name "$name" -f "$@" > "$WORK/$name.log" 2>&1
+  else
+    "$SAECTL" train "$config" --output "$WORK/$name" "$@" > "$WORK/$name.log" 2>&1
+  fi
+}
+
+echo "model $MODEL, hook blocks.2.hook_resid_pre, expansion $EXPANSION, batch 4096, $TOKENS tokens per SAE ($WHERE)"
 echo "l1 sweep: ${COEFFICIENTS[*]}"
 start=$(now)
 for i in "${!COEFFICIENTS[@]}"; do
-  "$SAECTL" train "$WORK/base.yaml" --output "$WORK/alone$i" \
-    --set l1_coefficient="${COEFFICIENTS[$i]}" > "$WORK/alone$i.log" 2>&1
+  train "$WORK/base.yaml" "alone$i" --set l1_coefficient="${COEFFICIENTS[$i]}" ||
+    { cat "$WORK/alone$i.log"; exit 1; }
 done
 separate=$(echo "$(now) - $start" | bc -l)
 
 { cat "$WORK/base.yaml"; printf 'sweep:\n  l1_coefficient: [%s, %s, %s, %s]\n' "${COEFFICIENTS[@]}"; } > "$WORK/sweep.yaml"
 start=$(now)
-"$SAECTL" train "$WORK/sweep.yaml" --output "$WORK/sweep" > "$WORK/sweep.log" 2>&1
+train "$WORK/sweep.yaml" sweep || { cat "$WORK/sweep.log"; exit 1; }
 together=$(echo "$(now) - $start" | bc -l)
-grep -q "trained" "$WORK/sweep.log" || { cat "$WORK/sweep.log"; exit 1; }
+if [ "$CLUSTER" != 1 ]; then
+  grep -q "trained" "$WORK/sweep.log" || { cat "$WORK/sweep.log"; exit 1; }
+fi
 
 sae_tokens=$((4 * TOKENS))
 printf '%-38s %10s %16s\n' "" "wall s" "SAE-tokens/s"
-printf '%-38s %10.1f %16.0f\n' "four separate saectl train runs" "$separate" \
+printf '%-38s %10.1f %16.0f\n' "four separate ${WHERE}s" "$separate" \
   "$(echo "$sae_tokens / $separate" | bc -l)"
-printf '%-38s %10.1f %16.0f\n' "one saectl train, sweep of four" "$together" \
+printf '%-38s %10.1f %16.0f\n' "one $WHERE, sweep of four" "$together" \
   "$(echo "$sae_tokens / $together" | bc -l)"
 printf 'ratio (one stream / four runs): %.2fx\n' "$(echo "$separate / $together" | bc -l)"
 echo "(the machine may be shared: both sides ran one after the other in this script)"

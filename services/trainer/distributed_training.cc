@@ -147,7 +147,8 @@ absl::StatusOr<std::unique_ptr<std::ofstream>> OpenBatchLog(const std::string& p
   return log;
 }
 
-// This rank's series: training, prefetch queue, and one set per server.
+// This rank's series: training (a run of one SAE; a run of many has one set per SAE, labelled
+// with its name), prefetch queue, and one set per server.
 struct RankMetrics {
   std::unique_ptr<training::TrainingMetrics> training;
   std::unique_ptr<PrefetchMetrics> prefetch;
@@ -156,11 +157,13 @@ struct RankMetrics {
 
 absl::StatusOr<RankMetrics> CreateRankMetrics(metrics::Registry* registry,
                                               const std::string& run_id, int rank,
-                                              int64_t servers) {
+                                              int64_t servers, bool many) {
   RankMetrics m;
   m.streams.resize(servers);
   if (registry == nullptr) return m;
-  SAE_ASSIGN_OR_RETURN(m.training, training::TrainingMetrics::Create(*registry, run_id, rank));
+  if (!many) {
+    SAE_ASSIGN_OR_RETURN(m.training, training::TrainingMetrics::Create(*registry, run_id, rank));
+  }
   SAE_ASSIGN_OR_RETURN(m.prefetch, PrefetchMetrics::Create(*registry, run_id, rank));
   for (int64_t s = 0; s < servers; ++s) {
     SAE_ASSIGN_OR_RETURN(m.streams[s], ServerStreamMetrics::Create(*registry, run_id, rank,
@@ -418,7 +421,7 @@ absl::StatusOr<DistributedTrainingResult> RunDistributedTraining(
       absl::CancelledError(absl::StrCat("run ", run_id, " generation ", options.generation,
                                         ": abandoned (the controller moved the group on)"));
   SAE_ASSIGN_OR_RETURN(RankMetrics series,
-                       CreateRankMetrics(options.metrics, run_id, rank, servers));
+                       CreateRankMetrics(options.metrics, run_id, rank, servers, many));
   if (many && options.metrics != nullptr) {
     for (RankSae& sae : saes) {
       SAE_ASSIGN_OR_RETURN(sae.series, training::TrainingMetrics::Create(

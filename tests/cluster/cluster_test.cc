@@ -666,9 +666,14 @@ TEST_F(ClusterTest, TrainerKilledMidSweepResumesEverySaeAndTheRunSucceeds) {
   WaitForProcessLog(rank0, "step 130/400");
   // Per-SAE Prometheus series carry the SAE's name: the trainer's and the controller's.
   const std::string sae = "blocks.1.hook_resid_pre/l1=0.003";
-  EXPECT_TRUE(absl::StrContains(Scrape(rank0), absl::StrCat("sae_train_l0{run_id=\"", run_id,
-                                                            "\",rank=\"0\",sae=\"", sae,
-                                                            "\"} ")));
+  const std::string trainer_metrics = Scrape(rank0);
+  EXPECT_TRUE(absl::StrContains(trainer_metrics, absl::StrCat("sae_train_l0{run_id=\"", run_id,
+                                                              "\",rank=\"0\",sae=\"", sae,
+                                                              "\"} ")));
+  // No run-level set without the label beside them (it would draw a line at zero).
+  EXPECT_FALSE(absl::StrContains(trainer_metrics,
+                                 absl::StrCat("sae_train_l0{run_id=\"", run_id, "\",rank=\"0\"} ")))
+      << trainer_metrics;
   EXPECT_TRUE(absl::StrContains(Scrape("controller"),
                                 absl::StrCat("sae_controller_sae_l0{run_id=\"", run_id,
                                              "\",sae=\"", sae, "\"} ")));

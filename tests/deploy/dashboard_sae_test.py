@@ -185,11 +185,11 @@ def label_sets(labels, who, run):
             elif label == "server":
                 values = [str(s) for s in range(SERVERS)]
             elif label == "sae":
-                # A run of many SAEs: each SAE's series, and (the trainer's training series) the
-                # run-level set registered for every run and left at zero; a run of one: no label.
+                # A run of many SAEs: each SAE's series (the trainer registers no run-level set
+                # for it: services/trainer/distributed_training.cc); a run of one: no label.
                 # The controller's per-SAE series exist for a run of many SAEs only.
                 if run == SWEEP:
-                    values = SAES + ([""] if who == "training" else [])
+                    values = list(SAES)
                 else:
                     values = [""] if who == "training" else []
             else:
