@@ -58,4 +58,22 @@ assert.strictEqual(format.densityBins({}), null);
 const bins = format.densityBins({ log10_density_histogram: ['3', '0', '5'] });
 assert.deepStrictEqual(bins[0], { from: -10, to: -9.5, count: 3 });
 assert.deepStrictEqual(bins[2], { from: -9, to: -8.5, count: 5 });
+// The run page's markers and eval chart, from the run's events.
+const columns = { time_unix_ms: [1000, 2000, 3000], step: [10, 20, 30], tokens: [640, 1280, 1920] };
+const events = [
+  { type: 'TYPE_CHECKPOINT_COMMITTED', step: '20', tokens: '1280', time_unix_ms: '2100' },
+  { type: 'TYPE_STATE_CHANGED', state: 'RUN_STATE_RESTARTING', time_unix_ms: '2500' },
+  { type: 'TYPE_STATE_CHANGED', state: 'RUN_STATE_RUNNING', time_unix_ms: '2600' },
+  { type: 'TYPE_EVAL_COMPLETED', step: '30', eval: { ce_loss_score: 0.9, kl_div_score: 0.8, seconds: 1 } },
+  { type: 'TYPE_EVAL_COMPLETED', step: '10', eval: { ce_loss_score: 0.5 } },
+];
+assert.deepStrictEqual(format.chartMarkers(events, columns, 'step'), [
+  { x: 20, color: '#1f9d55', restart: false }, { x: 20, color: '#d64545', restart: true }]);
+assert.deepStrictEqual(format.chartMarkers(events, columns, 'tokens').map((m) => m.x), [1280, 1280]);
+const evalChart = format.evalChartData(events, 'step', columns).chart;
+assert.deepStrictEqual(evalChart.series, ['eval.ce_loss_score', 'eval.kl_div_score']);
+assert.deepStrictEqual(evalChart.data.x, [10, 30], 'sorted by step');
+assert.deepStrictEqual(evalChart.data.y['eval.kl_div_score'], [null, 0.8]);
+assert.strictEqual(format.evalChartData(events.slice(0, 3), 'step', columns), null);
+assert.ok(format.RUN_CHARTS.some((c) => c.id === 'l0'));
 console.log('console_format_test: ok');

@@ -9,18 +9,6 @@
   var ACTIVE = { PENDING: true, RUNNING: true, RESTARTING: true };
   var COLORS = ['#3b6fd8', '#d64545', '#1f9d55', '#d98c1a', '#8e44ad', '#16a2b8', '#6e6e86'];
 
-  // The charts of the run page: title, and the history columns drawn in it.
-  var CHARTS = [
-    { id: 'losses', title: 'Losses', series: ['overall_loss', 'mse_loss', 'ghost_grad_loss', 'aux_loss'] },
-    { id: 'l1_loss', title: 'L1 loss (before its coefficient)', series: ['l1_loss'] },
-    { id: 'l0', title: 'L0 (active features per token)', series: ['l0'] },
-    { id: 'explained_variance', title: 'Explained variance', series: ['explained_variance'] },
-    { id: 'dead_features', title: 'Dead features', series: ['dead_features'] },
-    { id: 'feature_density', title: 'Mean log10 feature density (per window)', series: ['mean_log10_feature_sparsity'] },
-    { id: 'learning_rate', title: 'Learning rate', series: ['learning_rate'] },
-    { id: 'tokens_per_second', title: 'Tokens per second', series: ['tokens_per_second'] },
-  ];
-
   var main = document.getElementById('main');
   var timer = null;
   var view = null;         // the current page's state
@@ -30,15 +18,16 @@
 
   // Formatting (console_format.js).
   var F = SaeFormat;
+  var CHARTS = F.RUN_CHARTS;  // the run page's charts and the history columns they draw
   var num = F.num, esc = F.esc, stateName = F.stateName, typeName = F.typeName;
   var roleName = F.roleName, fmt = F.fmt, si = F.si, bytes = F.bytes, duration = F.duration;
   var tick = F.tick, time = F.time, plural = F.plural, badge = F.badge, bar = F.bar;
   var progressOf = F.progressOf, eventX = F.eventX, markerPlugin = F.markerPlugin;
+  function markers(columns, xKey) { return F.chartMarkers(view.events, columns, xKey); }
+  function evalChartData(xKey, columns) { return F.evalChartData(view.events, xKey, columns); }
 
   // Eval results, found generically (console_format.js).
-  var evalNumbers = SaeFormat.evalNumbers;
-  var ceLossScore = SaeFormat.ceLossScore;
-  var isEval = SaeFormat.isEvalEvent;
+  var evalNumbers = F.evalNumbers, ceLossScore = F.ceLossScore, isEval = F.isEvalEvent;
 
   function showUplotNotice() {
     var notice = document.getElementById('notice');
@@ -381,18 +370,6 @@
       '<table id="event-table"><tbody>' + rows.join('') + '</tbody></table>' : '<div class="empty-state">No events.</div>';
   }
 
-  function markers(columns, xKey) {
-    var out = [];
-    view.events.forEach(function (e) {
-      var t = typeName(e.type);
-      var restart = t === 'STATE_CHANGED' && stateName(e.state) === 'RESTARTING';
-      if (!restart && t !== 'CHECKPOINT_COMMITTED') return;
-      var x = eventX(e, columns, xKey);
-      if (x !== null) out.push({ x: x, color: restart ? '#d64545' : '#1f9d55', restart: restart });
-    });
-    return out;
-  }
-
   function drawCharts() {
     var h = view.history;
     if (!h) return;
@@ -474,21 +451,6 @@
   }
 
   // The eval events as a chart of their numbers against the step (null without evals).
-  function evalChartData(xKey, columns) {
-    var evals = view.events.filter(isEval);
-    if (!evals.length) return null;
-    var names = {};
-    evals.forEach(function (e) { Object.keys(evalNumbers(e)).forEach(function (k) { if (/score/.test(k)) names[k] = true; }); });
-    var keys = Object.keys(names);
-    if (!keys.length) return null;
-    var rows = evals.map(function (e) { return { x: eventX(e, columns, xKey), n: evalNumbers(e) }; })
-      .filter(function (r) { return r.x !== null; })
-      .sort(function (a, b) { return a.x - b.x; });
-    var y = {};
-    keys.forEach(function (k) { y[k] = rows.map(function (r) { return k in r.n ? r.n[k] : null; }); });
-    return { chart: { id: 'evals', title: 'Eval scores', series: keys, data: { x: rows.map(function (r) { return r.x; }), y: y } } };
-  }
-
   window.addEventListener('resize', function () {
     if (!view || !view.charts) return;
     Object.keys(view.charts).forEach(function (id) {

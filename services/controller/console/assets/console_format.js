@@ -169,12 +169,56 @@
     };
   }
 
+  // The run page's chart markers: restarts (red) and checkpoint commits (green) where the events
+  // stand on the x axis (`columns` the run's history, `xKey` 'step' or 'tokens').
+  function chartMarkers(events, columns, xKey) {
+    var out = [];
+    events.forEach(function (e) {
+      var t = typeName(e.type);
+      var restart = t === 'STATE_CHANGED' && stateName(e.state) === 'RESTARTING';
+      if (!restart && t !== 'CHECKPOINT_COMMITTED') return;
+      var x = eventX(e, columns, xKey);
+      if (x !== null) out.push({ x: x, color: restart ? '#d64545' : '#1f9d55', restart: restart });
+    });
+    return out;
+  }
+
+  // The eval scores chart: every eval event's numbers whose name holds "score", by x; null when
+  // there are none.
+  function evalChartData(events, xKey, columns) {
+    var evals = events.filter(isEvalEvent);
+    if (!evals.length) return null;
+    var names = {};
+    evals.forEach(function (e) { Object.keys(evalNumbers(e)).forEach(function (k) { if (/score/.test(k)) names[k] = true; }); });
+    var keys = Object.keys(names);
+    if (!keys.length) return null;
+    var rows = evals.map(function (e) { return { x: eventX(e, columns, xKey), n: evalNumbers(e) }; })
+      .filter(function (r) { return r.x !== null; })
+      .sort(function (a, b) { return a.x - b.x; });
+    var y = {};
+    keys.forEach(function (k) { y[k] = rows.map(function (r) { return k in r.n ? r.n[k] : null; }); });
+    return { chart: { id: 'evals', title: 'Eval scores', series: keys, data: { x: rows.map(function (r) { return r.x; }), y: y } } };
+  }
+
+  // The charts of the run page: title, and the history columns drawn in it.
+  var RUN_CHARTS = [
+    { id: 'losses', title: 'Losses', series: ['overall_loss', 'mse_loss', 'ghost_grad_loss', 'aux_loss'] },
+    { id: 'l1_loss', title: 'L1 loss (before its coefficient)', series: ['l1_loss'] },
+    { id: 'l0', title: 'L0 (active features per token)', series: ['l0'] },
+    { id: 'explained_variance', title: 'Explained variance', series: ['explained_variance'] },
+    { id: 'dead_features', title: 'Dead features', series: ['dead_features'] },
+    { id: 'feature_density', title: 'Mean log10 feature density (per window)', series: ['mean_log10_feature_sparsity'] },
+    { id: 'learning_rate', title: 'Learning rate', series: ['learning_rate'] },
+    { id: 'tokens_per_second', title: 'Tokens per second', series: ['tokens_per_second'] },
+  ];
+
   var api = {
     isEvalEvent: isEvalEvent, evalNumbers: evalNumbers, ceLossScore: ceLossScore,
     num: num, esc: esc, stateName: stateName, typeName: typeName, roleName: roleName, fmt: fmt,
     si: si, bytes: bytes, duration: duration, tick: tick, time: time, plural: plural,
     badge: badge, bar: bar, progressOf: progressOf, eventX: eventX, markerPlugin: markerPlugin,
-    densityBins: densityBins,
+    densityBins: densityBins, chartMarkers: chartMarkers, evalChartData: evalChartData,
+    RUN_CHARTS: RUN_CHARTS,
   };
   if (typeof module !== 'undefined' && module.exports) module.exports = api;
   else root.SaeFormat = api;
