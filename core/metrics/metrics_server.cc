@@ -96,9 +96,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   }
   for (const MetricsServerOptions::Route& route : options.routes) {
     if (route.method != "GET" && route.method != "POST") {
-      return absl::InvalidArgumentError(absl::StrCat("metrics server route ", route.pattern,
-                                                     ": method '", route.method,
-                                                     "' is not GET or POST"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics server route ", route.pattern, ": method '", route.method,
+                       "' is not GET or POST"));
     }
     if (route.pattern == "/metrics" || route.pattern == "/healthz") {
       return absl::InvalidArgumentError(
@@ -136,17 +136,17 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     }
     response.set_content(FormatText(registry->Collect()), kTextFormatContentType);
   });
-  server->Get("/healthz",
-              [health = options.health](const httplib::Request&, httplib::Response& response) {
-                const absl::Status status = health ? health() : absl::OkStatus();
-                if (status.ok()) {
-                  response.set_content("ok\n", "text/plain; charset=utf-8");
-                } else {
-                  response.status = 503;
-                  response.set_content(absl::StrCat("unhealthy: ", status.message(), "\n"),
-                                       "text/plain; charset=utf-8");
-                }
-              });
+  server->Get("/healthz", [health = options.health](const httplib::Request&,
+                                                     httplib::Response& response) {
+    const absl::Status status = health ? health() : absl::OkStatus();
+    if (status.ok()) {
+      response.set_content("ok\n", "text/plain; charset=utf-8");
+    } else {
+      response.status = 503;
+      response.set_content(absl::StrCat("unhealthy: ", status.message(), "\n"),
+                           "text/plain; charset=utf-8");
+    }
+  });
   for (const MetricsServerOptions::Route& route : options.routes) {
     if (route.method == "GET") {
       server->Get(route.pattern, route.handler);

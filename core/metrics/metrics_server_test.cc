@@ -95,8 +95,7 @@ TEST(MetricsServerTest, HealthzSaysWhyTheProcessIsUnhealthy) {
   MetricsServerOptions options;
   options.bind_address = "127.0.0.1";
   options.health = [&healthy] {
-    return healthy ? absl::OkStatus()
-                   : absl::UnavailableError("the run store does not accept writes");
+    return healthy ? absl::OkStatus() : absl::UnavailableError("the run store does not accept writes");
   };
   absl::StatusOr<std::unique_ptr<MetricsServer>> server = MetricsServer::Start(&registry, options);
   ASSERT_TRUE(server.ok()) << server.status();

@@ -15,8 +15,7 @@ namespace sae::metrics {
 //   process_max_fds                 the soft limit on file descriptors
 //   process_start_time_seconds      start time, seconds since the Unix epoch
 // Names as in the Go and Python clients, so stock dashboards work. Also
-//   sae_build_info{version, revision}  1 (the project's version; the git revision at configure
-//   time)
+//   sae_build_info{version, revision}  1 (the project's version; the git revision at configure time)
 // Call once per registry.
 // Unavailable when /proc cannot be read; errors from Registry::AddGauge/AddCounter otherwise.
 absl::Status AddProcessMetrics(Registry* registry);
