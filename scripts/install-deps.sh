@@ -13,6 +13,7 @@ BUILD_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libyaml-cpp-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libspdlog-dev libfmt-dev
   libpcre2-dev
+  prometheus-cpp-dev              # core/metrics: metrics, text serializer (core library only)
 )
 TEST_PACKAGES=(
   python3-torch python3-numpy     # reference implementations in tests and benchmarks

@@ -2,28 +2,36 @@
 #ifndef SAE_CORE_METRICS_COUNTER_H_
 #define SAE_CORE_METRICS_COUNTER_H_
 
-#include <atomic>
+#include "prometheus/client_metric.h"
+#include "prometheus/counter.h"
 
 namespace sae::metrics {
 
 // One labelled child of a counter family (see Family). Obtained from Family<Counter>::Labels;
-// never constructed by users. Thread-safe and lock-free: Increment is one compare-and-swap loop on
-// an atomic double, cheap enough for every training step.
+// never constructed by users. The value lives in a prometheus::Counter (an atomic double):
+// Increment is one compare-and-swap loop, cheap enough for every training step.
 class Counter {
  public:
   Counter() = default;
   Counter(const Counter&) = delete;
   Counter& operator=(const Counter&) = delete;
 
-  // Adds `amount` (default 1). A counter never goes down: a negative or NaN amount is ignored.
-  // Integer totals stay exact up to 2^53.
-  void Increment(double amount = 1.0);
+  // Adds `amount` (default 1). A counter never goes down: a negative or NaN amount is ignored
+  // (prometheus::Counter ignores negative amounts but would add a NaN). Integer totals stay exact
+  // up to 2^53.
+  void Increment(double amount = 1.0) {
+    if (!(amount >= 0.0)) return;  // Also rejects NaN, for which every comparison is false.
+    counter_.Increment(amount);
+  }
 
   // The current total.
-  double Value() const { return value_.load(std::memory_order_relaxed); }
+  double Value() const { return counter_.Value(); }
+
+  // The value as prometheus-cpp exports it, without labels (the family adds them).
+  prometheus::ClientMetric Collect() const { return counter_.Collect(); }
 
  private:
-  std::atomic<double> value_{0.0};
+  prometheus::Counter counter_;
 };
 
 }  // namespace sae::metrics

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
+#include "core/metrics/text_format.h"
 
 namespace sae::metrics {
 namespace {
@@ -29,6 +30,7 @@ FamilyBase::FamilyBase(MetricType type, std::string name, std::string help,
     : type_(type),
       name_(std::move(name)),
       help_(std::move(help)),
+      exposed_help_(EscapeHelp(help_)),
       label_names_(std::move(label_names)),
       bucket_bounds_(std::move(bucket_bounds)) {}
 
@@ -63,9 +65,15 @@ template <typename T>
 T& Family<T>::Labels(const std::vector<std::string>& label_values) {
   CheckLabelCount(label_values);
   std::lock_guard<std::mutex> lock(mutex_);
-  std::unique_ptr<T>& child = children_[label_values];
-  if (child == nullptr) child = NewChild();
-  return *child;
+  Child& child = children_[label_values];
+  if (child.metric == nullptr) {
+    child.metric = NewChild();
+    for (size_t i = 0; i < label_values.size(); ++i) {
+      if (label_values[i].empty()) continue;
+      child.labels.push_back({label_names()[i], ReplaceInvalidUtf8(label_values[i])});
+    }
+  }
+  return *child.metric;
 }
 
 template <typename T>
@@ -73,7 +81,7 @@ bool Family<T>::Remove(const std::vector<std::string>& label_values) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = children_.find(label_values);
   if (it == children_.end()) return false;
-  removed_.push_back(std::move(it->second));
+  removed_.push_back(std::move(it->second.metric));
   children_.erase(it);
   return true;
 }
@@ -87,7 +95,7 @@ size_t Family<T>::RemoveMatching(absl::string_view label_name, absl::string_view
   size_t removed = 0;
   for (auto it = children_.begin(); it != children_.end();) {
     if (it->first[index] == label_value) {
-      removed_.push_back(std::move(it->second));
+      removed_.push_back(std::move(it->second.metric));
       it = children_.erase(it);
       ++removed;
     } else {
@@ -101,20 +109,13 @@ template <typename T>
 FamilySnapshot Family<T>::Collect() const {
   FamilySnapshot snapshot;
   snapshot.name = name();
-  snapshot.help = help();
-  snapshot.type = type();
-  snapshot.label_names = label_names();
-  snapshot.bucket_bounds = bucket_bounds();
+  snapshot.help = exposed_help();
+  snapshot.type = ToPrometheusType(type());
   std::lock_guard<std::mutex> lock(mutex_);
-  snapshot.children.reserve(children_.size());
+  snapshot.metric.reserve(children_.size());
   for (const auto& [label_values, child] : children_) {
-    ChildSnapshot& out = snapshot.children.emplace_back();
-    out.label_values = label_values;
-    if constexpr (std::is_same_v<T, Histogram>) {
-      out.histogram = child->Value();
-    } else {
-      out.value = child->Value();
-    }
+    prometheus::ClientMetric& metric = snapshot.metric.emplace_back(child.metric->Collect());
+    metric.label = child.labels;
   }
   return snapshot;
 }

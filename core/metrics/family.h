@@ -15,6 +15,7 @@
 #include "core/metrics/gauge.h"
 #include "core/metrics/histogram.h"
 #include "core/metrics/snapshot.h"
+#include "prometheus/client_metric.h"
 
 namespace sae::metrics {
 
@@ -30,12 +31,15 @@ class FamilyBase {
 
   const std::string& name() const { return name_; }
   const std::string& help() const { return help_; }
+  // The help as exported: escaped for the # HELP line, invalid UTF-8 replaced (text_format.h).
+  const std::string& exposed_help() const { return exposed_help_; }
   MetricType type() const { return type_; }
   const std::vector<std::string>& label_names() const { return label_names_; }
   // Finite upper bounds of a histogram's buckets; empty for counters and gauges.
   const std::vector<double>& bucket_bounds() const { return bucket_bounds_; }
 
-  // The family and the current values of its children. Thread-safe.
+  // The family and the current values of its children, for prometheus::TextSerializer.
+  // Thread-safe.
   virtual FamilySnapshot Collect() const = 0;
 
  protected:
@@ -50,12 +54,16 @@ class FamilyBase {
   const MetricType type_;
   const std::string name_;
   const std::string help_;
+  const std::string exposed_help_;
   const std::vector<std::string> label_names_;
   const std::vector<double> bucket_bounds_;
 };
 
 // A family whose children are T: Counter, Gauge or Histogram. Obtained from Registry::AddCounter,
 // AddGauge or AddHistogram. All methods are thread-safe.
+//
+// Not a prometheus::Family: that one deletes a child on Remove, so a reference to it would dangle,
+// while ours promise to stay valid. The children's values are prometheus-cpp metrics all the same.
 template <typename T>
 class Family final : public FamilyBase {
  public:
@@ -84,12 +92,19 @@ class Family final : public FamilyBase {
   Family(std::string name, std::string help, std::vector<std::string> label_names,
          std::vector<double> bucket_bounds);
 
+  // A live child and its labels as exported: empty values left out (Prometheus reads an empty
+  // label as an absent one), invalid UTF-8 replaced. Built once, when the child is created.
+  struct Child {
+    std::unique_ptr<T> metric;
+    std::vector<prometheus::ClientMetric::Label> labels;
+  };
+
   std::unique_ptr<T> NewChild() const;
 
-  // Guards children_ and removed_, not the children's values (atomics).
+  // Guards children_ and removed_, not the children's values (prometheus-cpp's atomics).
   mutable std::mutex mutex_;
   // Sorted by label values, which makes the exposition deterministic.
-  std::map<std::vector<std::string>, std::unique_ptr<T>> children_;
+  std::map<std::vector<std::string>, Child> children_;
   // Removed children, kept alive so that references handed out never dangle.
   std::vector<std::unique_ptr<T>> removed_;
 };

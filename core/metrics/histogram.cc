@@ -1,7 +1,7 @@
 #include "core/metrics/histogram.h"
 
-#include <algorithm>
 #include <cmath>
+#include <utility>
 
 namespace sae::metrics {
 
@@ -26,34 +26,29 @@ std::vector<double> LinearBuckets(double start, double width, int count) {
 }
 
 Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)), counts_(new std::atomic<uint64_t>[bounds_.size() + 1]) {
-  for (size_t i = 0; i <= bounds_.size(); ++i) counts_[i].store(0, std::memory_order_relaxed);
-}
+    : bounds_(std::move(bounds)), histogram_(bounds_) {}
 
 void Histogram::Observe(double value) {
-  // Prometheus buckets are "less than or equal": the first bound >= value. NaN compares false
-  // with every bound, so it would land in bucket 0; it belongs in +Inf only.
-  size_t bucket =
-      std::isnan(value)
-          ? bounds_.size()
-          : static_cast<size_t>(std::lower_bound(bounds_.begin(), bounds_.end(), value) -
-                                bounds_.begin());
-  counts_[bucket].fetch_add(1, std::memory_order_relaxed);
-  double current = sum_.load(std::memory_order_relaxed);
-  while (!sum_.compare_exchange_weak(current, current + value, std::memory_order_relaxed)) {
+  if (!std::isnan(value)) {
+    histogram_.Observe(value);
+    return;
   }
+  // prometheus::Histogram would count NaN in the first bucket (it compares false with every
+  // bound); it belongs in +Inf only. Rare, so the vector costs nothing that matters.
+  std::vector<double> increments(bounds_.size() + 1, 0.0);
+  increments.back() = 1.0;
+  histogram_.ObserveMultiple(increments, value);
 }
 
 HistogramValue Histogram::Value() const {
+  prometheus::ClientMetric metric = histogram_.Collect();
   HistogramValue value;
-  value.cumulative_counts.resize(bounds_.size() + 1);
-  uint64_t running = 0;
-  for (size_t i = 0; i <= bounds_.size(); ++i) {
-    running += counts_[i].load(std::memory_order_relaxed);
-    value.cumulative_counts[i] = running;
+  value.cumulative_counts.reserve(metric.histogram.bucket.size());
+  for (const prometheus::ClientMetric::Bucket& bucket : metric.histogram.bucket) {
+    value.cumulative_counts.push_back(bucket.cumulative_count);
   }
-  value.count = running;
-  value.sum = sum_.load(std::memory_order_relaxed);
+  value.sum = metric.histogram.sample_sum;
+  value.count = metric.histogram.sample_count;
   return value;
 }
 

@@ -3,10 +3,11 @@
 #ifndef SAE_CORE_METRICS_HISTOGRAM_H_
 #define SAE_CORE_METRICS_HISTOGRAM_H_
 
-#include <atomic>
 #include <cstdint>
-#include <memory>
 #include <vector>
+
+#include "prometheus/client_metric.h"
+#include "prometheus/histogram.h"
 
 namespace sae::metrics {
 
@@ -32,8 +33,9 @@ struct HistogramValue {
 };
 
 // One labelled child of a histogram family (see Family). Obtained from Family<Histogram>::Labels;
-// never constructed by users. Thread-safe and lock-free: Observe is a binary search over the
-// bounds, one atomic increment and one compare-and-swap loop for the sum.
+// never constructed by users. The buckets and sum live in a prometheus::Histogram: Observe is a
+// binary search over the bounds and a few atomic updates under prometheus-cpp's own mutex, which
+// keeps buckets, count and sum consistent with each other.
 class Histogram {
  public:
   // `bounds` are strictly increasing finite upper bounds (validated by Registry::AddHistogram);
@@ -46,17 +48,18 @@ class Histogram {
   // or when value is NaN) and adds it to the sum.
   void Observe(double value);
 
-  // A snapshot of the buckets, sum and count. Under concurrent Observe calls the buckets and count
-  // always agree with each other; the sum may lag them by the observations in flight.
+  // A snapshot of the buckets, sum and count, taken consistently.
   HistogramValue Value() const;
 
   const std::vector<double>& bounds() const { return bounds_; }
 
+  // The buckets (cumulative, ending with +Inf), sum and count as prometheus-cpp exports them,
+  // without labels (the family adds them).
+  prometheus::ClientMetric Collect() const { return histogram_.Collect(); }
+
  private:
   const std::vector<double> bounds_;
-  // bounds_.size() + 1 non-cumulative counts; the last one is the +Inf bucket.
-  std::unique_ptr<std::atomic<uint64_t>[]> counts_;
-  std::atomic<double> sum_{0.0};
+  prometheus::Histogram histogram_;
 };
 
 }  // namespace sae::metrics

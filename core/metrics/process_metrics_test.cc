@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -16,7 +17,10 @@ namespace {
 std::map<std::string, double> CollectValues(Registry* registry) {
   std::map<std::string, double> values;
   for (const FamilySnapshot& family : registry->Collect()) {
-    if (family.children.size() == 1) values[family.name] = family.children[0].value;
+    if (family.metric.size() != 1) continue;
+    const prometheus::ClientMetric& metric = family.metric[0];
+    values[family.name] =
+        family.type == prometheus::MetricType::Counter ? metric.counter.value : metric.gauge.value;
   }
   return values;
 }
@@ -42,12 +46,15 @@ TEST(ProcessMetricsTest, SaysWhichBuildThisIs) {
   bool found = false;
   for (const FamilySnapshot& family : registry.Collect()) {
     if (family.name != "sae_build_info") continue;
-    ASSERT_EQ(family.children.size(), 1u);
-    EXPECT_EQ(family.children[0].value, 1);
-    ASSERT_EQ(family.children[0].label_values.size(), 2u);
+    ASSERT_EQ(family.metric.size(), 1u);
+    EXPECT_EQ(family.metric[0].gauge.value, 1);
+    const std::vector<prometheus::ClientMetric::Label>& labels = family.metric[0].label;
+    ASSERT_EQ(labels.size(), 2u);
     // The project's version from CMake's project() (x.y.z), and a git revision or "unknown".
-    EXPECT_EQ(family.children[0].label_values[0], SAE_TEST_VERSION);
-    EXPECT_FALSE(family.children[0].label_values[1].empty());
+    EXPECT_EQ(labels[0].name, "version");
+    EXPECT_EQ(labels[0].value, SAE_TEST_VERSION);
+    EXPECT_EQ(labels[1].name, "revision");
+    EXPECT_FALSE(labels[1].value.empty());
     found = true;
   }
   EXPECT_TRUE(found);

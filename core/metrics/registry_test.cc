@@ -21,7 +21,15 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::SizeIs;
+
+// A child's exported label values, in the family's label order.
+std::vector<std::string> LabelValues(const prometheus::ClientMetric& metric) {
+  std::vector<std::string> values;
+  for (const prometheus::ClientMetric::Label& label : metric.label) values.push_back(label.value);
+  return values;
+}
 
 MATCHER_P2(IsErrorWith, code, substring, "") {
   return arg.status().code() == code &&
@@ -142,9 +150,9 @@ TEST(RegistryTest, CollectsFamiliesSortedByNameAndChildrenByLabelValues) {
   ASSERT_THAT(families, SizeIs(2));
   EXPECT_EQ(families[0].name, "sae_a");
   EXPECT_EQ(families[1].name, "sae_b");
-  ASSERT_THAT(families[1].children, SizeIs(2));
-  EXPECT_THAT(families[1].children[0].label_values, ElementsAre("0"));
-  EXPECT_THAT(families[1].children[1].label_values, ElementsAre("1"));
+  ASSERT_THAT(families[1].metric, SizeIs(2));
+  EXPECT_THAT(LabelValues(families[1].metric[0]), ElementsAre("0"));
+  EXPECT_THAT(LabelValues(families[1].metric[1]), ElementsAre("1"));
 }
 
 TEST(RegistryTest, ExportsAnUnlabelledFamilyAtZeroBeforeItsFirstUpdate) {
@@ -152,9 +160,9 @@ TEST(RegistryTest, ExportsAnUnlabelledFamilyAtZeroBeforeItsFirstUpdate) {
   ASSERT_TRUE(registry.AddCounter("sae_restarts_total", "Restarts.", {}).ok());
   std::vector<FamilySnapshot> families = registry.Collect();
   ASSERT_THAT(families, SizeIs(1));
-  ASSERT_THAT(families[0].children, SizeIs(1));
-  EXPECT_THAT(families[0].children[0].label_values, IsEmpty());
-  EXPECT_EQ(families[0].children[0].value, 0.0);
+  ASSERT_THAT(families[0].metric, SizeIs(1));
+  EXPECT_THAT(families[0].metric[0].label, IsEmpty());
+  EXPECT_EQ(families[0].metric[0].counter.value, 0.0);
 }
 
 TEST(FamilyTest, ReturnsTheSameChildForTheSameLabelValues) {
@@ -177,8 +185,8 @@ TEST(FamilyTest, RemovesAChildButKeepsReferencesToItValid) {
   EXPECT_FALSE(l0->Remove({"run-1", "0"}));
   ended.Set(5);  // Still a live object, just no longer exported.
   FamilySnapshot snapshot = l0->Collect();
-  ASSERT_THAT(snapshot.children, SizeIs(1));
-  EXPECT_THAT(snapshot.children[0].label_values, ElementsAre("run-2", "0"));
+  ASSERT_THAT(snapshot.metric, SizeIs(1));
+  EXPECT_THAT(LabelValues(snapshot.metric[0]), ElementsAre("run-2", "0"));
   EXPECT_EQ(l0->Labels({"run-1", "0"}).Value(), 0.0);  // A fresh child.
 }
 
@@ -191,8 +199,37 @@ TEST(FamilyTest, RemovesEveryChildOfARun) {
   EXPECT_EQ(l0->RemoveMatching("run_id", "run-1"), 2u);
   EXPECT_EQ(l0->RemoveMatching("server", "0"), 0u);
   FamilySnapshot snapshot = l0->Collect();
-  ASSERT_THAT(snapshot.children, SizeIs(1));
-  EXPECT_THAT(snapshot.children[0].label_values, ElementsAre("run-2", "0"));
+  ASSERT_THAT(snapshot.metric, SizeIs(1));
+  EXPECT_THAT(LabelValues(snapshot.metric[0]), ElementsAre("run-2", "0"));
+}
+
+// prometheus::Family::Remove deletes the metric; ours keeps it alive. A reference taken before
+// RemoveMatching still takes writes, which are not exported, and Labels() starts afresh.
+TEST(FamilyTest, KeepsReferencesValidAfterRemoveMatching) {
+  Registry registry;
+  Family<Counter>* tokens = *registry.AddCounter("sae_tokens_total", "Tokens.", {"run_id"});
+  Family<Histogram>* step = *registry.AddHistogram("sae_step_seconds", "Step.", {"run_id"}, {1});
+  Counter& old_tokens = tokens->Labels({"run-1"});
+  Histogram& old_step = step->Labels({"run-1"});
+  old_tokens.Increment(5);
+  old_step.Observe(0.5);
+  ASSERT_EQ(tokens->RemoveMatching("run_id", "run-1"), 1u);
+  ASSERT_EQ(step->RemoveMatching("run_id", "run-1"), 1u);
+  old_tokens.Increment(7);  // Writes into the removed children: no crash...
+  old_step.Observe(2);
+  EXPECT_EQ(old_tokens.Value(), 12.0);
+  EXPECT_EQ(old_step.Value().count, 2u);
+  const std::string removed = FormatText(registry.Collect());
+  EXPECT_THAT(removed, Not(HasSubstr("run-1")));  // ...and nothing exported.
+  Counter& new_tokens = tokens->Labels({"run-1"});
+  EXPECT_NE(&new_tokens, &old_tokens);
+  EXPECT_EQ(new_tokens.Value(), 0.0);
+  EXPECT_EQ(step->Labels({"run-1"}).Value().count, 0u);
+  new_tokens.Increment(1);
+  old_tokens.Increment(100);
+  const std::string text = FormatText(registry.Collect());
+  EXPECT_THAT(text, HasSubstr("sae_tokens_total{run_id=\"run-1\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("sae_step_seconds_count{run_id=\"run-1\"} 0\n"));
 }
 
 TEST(FamilyDeathTest, AbortsOnTheWrongNumberOfLabelValues) {
@@ -207,7 +244,7 @@ TEST(RegistryTest, RunsCollectorsBeforeEachCollect) {
   registry.AddCollector([&scrapes] { scrapes.Increment(); });
   registry.Collect();
   std::vector<FamilySnapshot> families = registry.Collect();
-  EXPECT_EQ(families[0].children[0].value, 2.0);
+  EXPECT_EQ(families[0].metric[0].gauge.value, 2.0);
 }
 
 TEST(RegistryTest, AllowsRegistrationAndUpdatesDuringConcurrentCollects) {
@@ -234,8 +271,10 @@ TEST(RegistryTest, AllowsRegistrationAndUpdatesDuringConcurrentCollects) {
   ASSERT_THAT(families, SizeIs(17));
   const FamilySnapshot& counters = families.back();
   ASSERT_EQ(counters.name, "sae_tokens_total");
-  ASSERT_THAT(counters.children, SizeIs(4));
-  for (const ChildSnapshot& child : counters.children) EXPECT_EQ(child.value, 20000.0);
+  ASSERT_THAT(counters.metric, SizeIs(4));
+  for (const prometheus::ClientMetric& child : counters.metric) {
+    EXPECT_EQ(child.counter.value, 20000.0);
+  }
 }
 
 }  // namespace

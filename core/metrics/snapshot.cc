@@ -14,4 +14,16 @@ absl::string_view MetricTypeName(MetricType type) {
   return "untyped";
 }
 
+prometheus::MetricType ToPrometheusType(MetricType type) {
+  switch (type) {
+    case MetricType::kCounter:
+      return prometheus::MetricType::Counter;
+    case MetricType::kGauge:
+      return prometheus::MetricType::Gauge;
+    case MetricType::kHistogram:
+      return prometheus::MetricType::Histogram;
+  }
+  return prometheus::MetricType::Untyped;
+}
+
 }  // namespace sae::metrics

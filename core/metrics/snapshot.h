@@ -1,12 +1,10 @@
-// Point-in-time copies of metric families, the input of the text exposition.
+// Metric types and point-in-time copies of metric families, the input of the text exposition.
 #ifndef SAE_CORE_METRICS_SNAPSHOT_H_
 #define SAE_CORE_METRICS_SNAPSHOT_H_
 
-#include <string>
-#include <vector>
-
 #include "absl/strings/string_view.h"
-#include "core/metrics/histogram.h"
+#include "prometheus/metric_family.h"
+#include "prometheus/metric_type.h"
 
 namespace sae::metrics {
 
@@ -15,22 +13,13 @@ enum class MetricType { kCounter, kGauge, kHistogram };
 // "counter", "gauge" or "histogram", as the # TYPE line spells it.
 absl::string_view MetricTypeName(MetricType type);
 
-// One child of a family: its label values (in the family's label-name order) and its value.
-struct ChildSnapshot {
-  std::vector<std::string> label_values;
-  double value = 0.0;        // Counters and gauges.
-  HistogramValue histogram;  // Histograms.
-};
+// prometheus-cpp's name for the same type.
+prometheus::MetricType ToPrometheusType(MetricType type);
 
-// A family and all its children, children in lexicographic order of their label values.
-struct FamilySnapshot {
-  std::string name;
-  std::string help;
-  MetricType type = MetricType::kGauge;
-  std::vector<std::string> label_names;
-  std::vector<double> bucket_bounds;  // Histograms: finite upper bounds; +Inf is implicit.
-  std::vector<ChildSnapshot> children;
-};
+// A family and the current values of its children, as prometheus-cpp's TextSerializer takes it:
+// name, help (already escaped for the # HELP line), type, and one prometheus::ClientMetric per
+// child in lexicographic order of its label values, carrying its non-empty labels.
+using FamilySnapshot = prometheus::MetricFamily;
 
 }  // namespace sae::metrics
 

@@ -1,10 +1,6 @@
 #include "core/metrics/text_format.h"
 
-#include <charconv>
-#include <cmath>
-#include <cstdint>
-
-#include "absl/strings/str_cat.h"
+#include "prometheus/text_serializer.h"
 
 namespace sae::metrics {
 namespace {
@@ -36,7 +32,7 @@ size_t Utf8SequenceLength(absl::string_view text, size_t i) {
   return 0;
 }
 
-std::string Escape(absl::string_view text, bool escape_quote) {
+std::string Escape(absl::string_view text, bool escape) {
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size();) {
@@ -47,12 +43,10 @@ std::string Escape(absl::string_view text, bool escape_quote) {
       continue;
     }
     char c = text[i];
-    if (c == '\\') {
+    if (escape && c == '\\') {
       out += "\\\\";
-    } else if (c == '\n') {
+    } else if (escape && c == '\n') {
       out += "\\n";
-    } else if (c == '"' && escape_quote) {
-      out += "\\\"";
     } else {
       out.append(text.data() + i, length);
     }
@@ -61,82 +55,14 @@ std::string Escape(absl::string_view text, bool escape_quote) {
   return out;
 }
 
-// Appends `{name="value",...}` (with `le` last when given), or nothing when there are no labels.
-// A label whose value is empty is left out: Prometheus reads an empty label as an absent one
-// (e.g. the `sae` label of a run of one SAE, core/training/training_metrics.h).
-void AppendLabels(const std::vector<std::string>& names, const std::vector<std::string>& values,
-                  const std::string* le, std::string* out) {
-  bool any = false;
-  for (const std::string& value : values) any = any || !value.empty();
-  if (!any && le == nullptr) return;
-  out->push_back('{');
-  bool first = true;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (values[i].empty()) continue;
-    if (!first) out->push_back(',');
-    first = false;
-    absl::StrAppend(out, names[i], "=\"", EscapeLabelValue(values[i]), "\"");
-  }
-  if (le != nullptr) absl::StrAppend(out, first ? "" : ",", "le=\"", *le, "\"");
-  out->push_back('}');
-}
-
-void AppendSample(absl::string_view name, const std::vector<std::string>& label_names,
-                  const std::vector<std::string>& label_values, const std::string* le,
-                  absl::string_view value, std::string* out) {
-  out->append(name.data(), name.size());
-  AppendLabels(label_names, label_values, le, out);
-  absl::StrAppend(out, " ", value, "\n");
-}
-
 }  // namespace
 
-std::string FormatValue(double value) {
-  if (std::isnan(value)) return "NaN";
-  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
-  char buffer[64];
-  std::to_chars_result result;
-  constexpr double kTwoToThe53 = 9007199254740992.0;
-  if (value == std::trunc(value) && std::fabs(value) < kTwoToThe53) {
-    result = std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::fixed);
-  } else {
-    result = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  }
-  return std::string(buffer, result.ptr);
-}
+std::string ReplaceInvalidUtf8(absl::string_view text) { return Escape(text, /*escape=*/false); }
 
-std::string EscapeHelp(absl::string_view help) { return Escape(help, /*escape_quote=*/false); }
-
-std::string EscapeLabelValue(absl::string_view value) {
-  return Escape(value, /*escape_quote=*/true);
-}
+std::string EscapeHelp(absl::string_view help) { return Escape(help, /*escape=*/true); }
 
 std::string FormatText(const std::vector<FamilySnapshot>& families) {
-  std::string out;
-  for (const FamilySnapshot& family : families) {
-    absl::StrAppend(&out, "# HELP ", family.name, " ", EscapeHelp(family.help), "\n");
-    absl::StrAppend(&out, "# TYPE ", family.name, " ", MetricTypeName(family.type), "\n");
-    for (const ChildSnapshot& child : family.children) {
-      if (family.type != MetricType::kHistogram) {
-        AppendSample(family.name, family.label_names, child.label_values, nullptr,
-                     FormatValue(child.value), &out);
-        continue;
-      }
-      const HistogramValue& histogram = child.histogram;
-      std::string bucket_name = absl::StrCat(family.name, "_bucket");
-      for (size_t i = 0; i <= family.bucket_bounds.size(); ++i) {
-        std::string le =
-            i < family.bucket_bounds.size() ? FormatValue(family.bucket_bounds[i]) : "+Inf";
-        AppendSample(bucket_name, family.label_names, child.label_values, &le,
-                     absl::StrCat(histogram.cumulative_counts[i]), &out);
-      }
-      AppendSample(absl::StrCat(family.name, "_sum"), family.label_names, child.label_values,
-                   nullptr, FormatValue(histogram.sum), &out);
-      AppendSample(absl::StrCat(family.name, "_count"), family.label_names, child.label_values,
-                   nullptr, absl::StrCat(histogram.count), &out);
-    }
-  }
-  return out;
+  return prometheus::TextSerializer().Serialize(families);
 }
 
 }  // namespace sae::metrics

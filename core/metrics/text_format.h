@@ -1,5 +1,5 @@
-// The Prometheus text exposition format, version 0.0.4:
-// https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
+// The Prometheus text exposition format, version 0.0.4, as prometheus-cpp's TextSerializer writes
+// it: https://prometheus.io/docs/instrumenting/exposition_formats/#text-based-format
 #ifndef SAE_CORE_METRICS_TEXT_FORMAT_H_
 #define SAE_CORE_METRICS_TEXT_FORMAT_H_
 
@@ -14,23 +14,19 @@ namespace sae::metrics {
 // The Content-Type of a /metrics response in this format.
 inline constexpr char kTextFormatContentType[] = "text/plain; version=0.0.4; charset=utf-8";
 
-// A sample value or bucket bound as Prometheus writes it: "+Inf", "-Inf", "NaN"; integers below
-// 2^53 in magnitude as plain integers ("1712345678", never "1.712345678e+09"); anything else in
-// the shortest form that parses back to the same double ("0.1", "2.5e-07").
-std::string FormatValue(double value);
+// `text` with every byte that is not part of well-formed UTF-8 replaced by U+FFFD: one invalid
+// byte would make Prometheus reject the whole scrape, and prometheus-cpp passes bytes through.
+std::string ReplaceInvalidUtf8(absl::string_view text);
 
-// A # HELP text with backslash and newline escaped (\\ and \n). Invalid UTF-8 bytes become U+FFFD,
-// since one invalid byte would make Prometheus reject the whole scrape.
+// A # HELP text with backslash and newline escaped (\\ and \n) and invalid UTF-8 replaced, ready
+// for prometheus-cpp, which writes help verbatim (a raw newline would end the line early). Label
+// values need only ReplaceInvalidUtf8: TextSerializer escapes them itself.
 std::string EscapeHelp(absl::string_view help);
 
-// A label value with backslash, double quote and newline escaped (\\, \" and \n), and invalid
-// UTF-8 bytes replaced by U+FFFD.
-std::string EscapeLabelValue(absl::string_view value);
-
-// The exposition of `families`, in the given order (Registry::Collect sorts them by name): for
-// each, a # HELP and a # TYPE line, then one line per child, or for a histogram child its
-// cumulative _bucket lines (ending with le="+Inf"), _sum and _count. A family without children
-// writes only its HELP and TYPE lines. Every line ends in "\n".
+// prometheus::TextSerializer's exposition of `families`, in the given order (Registry::Collect
+// sorts them by name): for each, # HELP and # TYPE lines, then one line per child, or for a
+// histogram child its _count, _sum and cumulative _bucket lines (ending with le="+Inf"). Values
+// print with 16 significant digits ("0.1", "1712345678", "2.5e-07"), as "+Inf", "-Inf" and "Nan".
 std::string FormatText(const std::vector<FamilySnapshot>& families);
 
 }  // namespace sae::metrics
