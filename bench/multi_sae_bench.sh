@@ -9,14 +9,14 @@
 # activation server and one trainer, one LibTorch thread each, started once for both sides): one
 # submitted run with the sweep beside four submitted runs, each timed from `saectl submit -f` to
 # its end.
-# MODEL_DIR defaults to the trained gpt2-mini in the cache when present, else a random gpt2-mini
+# MODEL_DIR defaults to the quickstart's trained gpt2-mini in the cache when present, else a random gpt2-mini
 # (`saectl model init --preset gpt2-mini`); `saectl model init --preset gpt2-small` gives the
 # shape of the seed's recipe, where the forward is most of a run's cost.
 set -euo pipefail
 BUILD="${1:-build}"
 TOKENS="${2:-409600}"
 CACHE="${SAE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sae-service}"
-MODEL="${3:-$CACHE/models/gpt2-mini-fortunes-600000}"
+MODEL="${3:-$CACHE/models/gpt2-mini-fortunes-600000-v2}"
 EXPANSION="${4:-4}"
 SAECTL="$BUILD/bin/saectl"
 WORK=$(mktemp -d)
