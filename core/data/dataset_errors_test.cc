@@ -142,6 +142,31 @@ TEST(DatasetErrorsTest, MalformedJsonLineNamesFileAndLine) {
   EXPECT_THAT(status.message(), AllOf(HasSubstr(path + ":2:"), HasSubstr("malformed JSON")));
 }
 
+// Found by fuzzing (fuzz/regressions/dataset_jsonl): a number beyond a double's range made the
+// JSON parser throw out_of_range, which ended the process.
+TEST(DatasetErrorsTest, NumberBeyondADoublesRangeInJsonlIsAnErrorNamingTheLine) {
+  support::TempDir folder;
+  std::string path = folder.Write("data.jsonl", "{\"tokens\": [1, 2, 3, 4]}\n"
+                                                "{\"tokens\": [5, 1e999, 7, 8]}\n");
+  DatasetOptions options = Options(path);
+  absl::StatusOr<std::shared_ptr<const Dataset>> dataset = Dataset::Open(options, nullptr);
+  ASSERT_TRUE(dataset.ok()) << dataset.status();
+  auto shard = ContextShard::Open(*dataset, 0, 1);
+  ASSERT_TRUE(shard.ok());
+  std::vector<int32_t> context;
+  absl::Status status = (*shard)->Next(&context);
+  if (status.ok()) status = (*shard)->Next(&context);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), AllOf(HasSubstr(path + ":2:"), HasSubstr("malformed JSON"),
+                                      HasSubstr("number overflow")))
+      << status;
+  // The first line decides the format: there too it is an error, not an abort.
+  path = folder.Write("first.jsonl", "{\"tokens\": [1e999]}\n");
+  absl::StatusOr<std::shared_ptr<const Dataset>> first = Dataset::Open(Options(path), nullptr);
+  EXPECT_FALSE(first.ok());
+  EXPECT_THAT(first.status().message(), HasSubstr(path + ":1:")) << first.status();
+}
+
 TEST(DatasetErrorsTest, TokenIdBeyondTheVocabularyInJsonlNamesFileAndLine) {
   support::TempDir folder;
   std::string path =

@@ -18,7 +18,8 @@ absl::StatusOr<Json> ParseObject(std::string_view line, const std::string& path,
   Json value;
   try {
     value = Json::parse(line.begin(), line.end());
-  } catch (const Json::parse_error& error) {
+  } catch (const Json::exception& error) {  // parse_error, and out_of_range for a number
+                                           // beyond a double's range (found by fuzzing)
     return absl::InvalidArgumentError(
         absl::StrCat(Where(path, line_number), "malformed JSON (", error.what(), ")"));
   }
