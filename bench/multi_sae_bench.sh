@@ -8,7 +8,7 @@
 # With SAE_BENCH_CLUSTER=1 both sides run on a local cluster instead (`saectl cluster up` with one
 # activation server and one trainer, one LibTorch thread each, started once for both sides): one
 # submitted run with the sweep beside four submitted runs, each timed from `saectl submit -f` to
-# its end.
+# its end. SAE_BENCH_HOOK picks the hook (default blocks.2.hook_resid_pre).
 # MODEL_DIR defaults to the quickstart's trained gpt2-mini in the cache when present, else a random gpt2-mini
 # (`saectl model init --preset gpt2-mini`); `saectl model init --preset gpt2-small` gives the
 # shape of the seed's recipe, where the forward is most of a run's cost.
@@ -18,6 +18,7 @@ TOKENS="${2:-409600}"
 CACHE="${SAE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sae-service}"
 MODEL="${3:-$CACHE/models/gpt2-mini-fortunes-600000-v2}"
 EXPANSION="${4:-4}"
+HOOK="${SAE_BENCH_HOOK:-blocks.2.hook_resid_pre}"  # the hook all SAEs read
 SAECTL="$BUILD/bin/saectl"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -29,7 +30,7 @@ COEFFICIENTS=(4e-5 8e-5 1.6e-4 3.2e-4)
 cat > "$WORK/base.yaml" <<YAML
 model_path: $MODEL
 dataset_path: $CACHE/corpus/fortunes.jsonl
-hook_point: blocks.2.hook_resid_pre
+hook_point: $HOOK
 context_size: 128
 expansion_factor: $EXPANSION
 train_batch_size: 4096
@@ -68,7 +69,7 @@ train() {  # train CONFIG NAME [--set ...]
   fi
 }
 
-echo "model $MODEL, hook blocks.2.hook_resid_pre, expansion $EXPANSION, batch 4096, $TOKENS tokens per SAE ($WHERE)"
+echo "model $MODEL, hook $HOOK, expansion $EXPANSION, batch 4096, $TOKENS tokens per SAE ($WHERE)"
 echo "l1 sweep: ${COEFFICIENTS[*]}"
 start=$(now)
 for i in "${!COEFFICIENTS[@]}"; do
