@@ -54,7 +54,9 @@ function(sae_test name)
   if(ARG_LABELS)
     set(labels LABELS ${ARG_LABELS})
   endif()
-  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST
+  # Listing a LibTorch binary's tests takes seconds under a sanitizer on a loaded machine: more
+  # than the default 5 s discovery timeout (scripts/sanitize.sh).
+  gtest_discover_tests(${name} DISCOVERY_MODE PRE_TEST DISCOVERY_TIMEOUT 120
     PROPERTIES TIMEOUT ${ARG_TIMEOUT} ${labels}
     # Two single-item properties: gtest_discover_tests splits a two-item ENVIRONMENT list.
     ENVIRONMENT "SAE_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
