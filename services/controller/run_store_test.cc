@@ -173,8 +173,9 @@ TEST(RunStoreTest, UploadInterruptedByACrashIsDroppedOnOpen) {
     ASSERT_TRUE((*upload)->AddChunk(std::string(100000, 'x')).ok());
     ASSERT_TRUE((*upload)->AddChunk(std::string(100000, 'y')).ok());
     // As if the process died here: the upload neither commits nor cleans up. The object is kept
-    // reachable from a static, so that LeakSanitizer does not report the simulated crash.
-    static void* crashed_upload = nullptr;
+    // reachable from a static (volatile: the store must not be optimised away), so that
+    // LeakSanitizer does not report the simulated crash.
+    static void* volatile crashed_upload = nullptr;
     crashed_upload = upload->release();
   }
   auto store = OpenStore(folder.path());
