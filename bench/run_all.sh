@@ -43,7 +43,12 @@ SUMMARY="$OUT/summary.txt"
 
 # The GEMM rate LibTorch reaches here (the first line gpt2_forward_bench prints), as the
 # yardstick of the machine at the start and the end of the run.
-gemm() { "$B/gpt2_forward_bench" 1 2>/dev/null | grep -m1 'LibTorch GEMM' || echo "GEMM: not measured"; }
+# (The output is read whole: grep -m1 on the pipe would end the benchmark with SIGPIPE.)
+gemm() {
+  local out
+  out=$("$B/gpt2_forward_bench" 1 2>/dev/null)
+  grep -m1 'LibTorch GEMM' <<<"$out" || echo "GEMM: not measured"
+}
 echo "start: $(gemm)" | tee -a "$SUMMARY"
 
 failures=0
@@ -65,7 +70,7 @@ run data_bench "$B/data_bench"
 run gpt2_forward_bench "$B/gpt2_forward_bench" "$REPS"
 run gpt2_train_bench "$B/gpt2_train_bench" "$REPS" 4 128 4 128 16
 run stream_bench "$B/stream_bench"
-run sae_step_bench "$B/sae_step_bench" 1
+run sae_step_bench "$B/sae_step_bench" "$REPS"
 run sae_step_bench_ghost "$B/sae_step_bench" --ghost 1
 run sae_step_bench_others "$B/sae_step_bench" --others 1
 run sae_architectures_bench "$B/sae_architectures_bench" "$REPS"
@@ -74,6 +79,12 @@ run features_bench "$B/features_bench" "$REPS"
 run progress_history_bench "$B/progress_history_bench"
 [ -x "$B/metrics_bench" ] && run metrics_bench "$B/metrics_bench"
 run multi_sae_bench bash bench/multi_sae_bench.sh "$BUILD"
+# The same sweep on a GPT-2-small-shaped model at layer 8 (random weights, made once in the cache).
+SMALL="${SAE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sae-service}/models/gpt2-small-random"
+[ -f "$SMALL/model.safetensors" ] ||
+  "$BUILD/bin/saectl" model init --preset gpt2-small --seed 0 --out "$SMALL" >/dev/null
+run multi_sae_bench_gpt2_small env SAE_BENCH_HOOK=blocks.8.hook_resid_pre \
+  bash bench/multi_sae_bench.sh "$BUILD" 40960 "$SMALL" 4
 run pipeline_vs_saelens bash bench/pipeline_vs_saelens.sh "$BUILD"
 
 echo "end: $(gemm)" | tee -a "$SUMMARY"

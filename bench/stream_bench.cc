@@ -277,7 +277,10 @@ int main(int argc, char** argv) {
   }
 
   // 3. End to end.
-  const std::string e2e_yaml = RunYaml(model, tokens, "blocks.2.hook_resid_pre", batch, e2e_tokens);
+  // No evaluation at the end: the single process would run it inside the measured time (several
+  // minutes of GPT-2 small forwards), the distributed run after its final SAE.
+  const std::string e2e_yaml =
+      RunYaml(model, tokens, "blocks.2.hook_resid_pre", batch, e2e_tokens, "n_eval_batches: 0\n");
   const std::string e2e_config = scratch.path() + "/e2e.yaml";
   std::ofstream(e2e_config) << e2e_yaml;
   std::printf(
