@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <functional>
 #include <map>
@@ -101,7 +102,8 @@ class Consumer {
   void NewSession() { session_ = "session-" + std::to_string(next_session_++); }
 
  private:
-  static inline int next_session_ = 0;
+  // Atomic: the sixteen-consumer test constructs consumers on sixteen threads at once.
+  static inline std::atomic<int> next_session_{0};
   config::RunConfig config_;
   int rank_;
   int count_;
