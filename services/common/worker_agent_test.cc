@@ -166,7 +166,9 @@ TEST_F(WorkerAgentTest, RegistersAgainUnderANewIdWhenTheControllerForgetsIt) {
 TEST_F(WorkerAgentTest, UploadedCheckpointDownloadsIntoAnIdenticalDirectory) {
   StartController(folder_.path() + "/db");
   StartAgent(v1::WORKER_ROLE_ACTIVATION_SERVER);
-  WorkerAgent* trainer = StartAgent(v1::WORKER_ROLE_TRAINER);
+  // The calls' deadline is only a failure bound: generous, because under ThreadSanitizer copying
+  // the 2.5 MB through gRPC takes about 15 s (scripts/sanitize.sh tsan).
+  WorkerAgent* trainer = StartAgent(v1::WORKER_ROLE_TRAINER, absl::Seconds(120));
   std::string run_id = Submit(TestRunYaml(1, 1, 100));
   WaitUntil(*trainer, [](const AssignmentState& s) { return s.assignment.has_value(); });
 

@@ -164,7 +164,9 @@ TEST_F(ControllerServiceTest, SecondRunWaitsPendingThenRunsWhenTheFirstEnds) {
 }
 
 TEST_F(ControllerServiceTest, LostWorkerRestartsTheRunFromItsLastCheckpointWithANewGeneration) {
-  StartController(absl::Milliseconds(600));
+  // Long enough that the remaining workers' heartbeats arrive in time under ThreadSanitizer too
+  // (with 600 ms a second worker was declared lost there, and the run restarted twice).
+  StartController(absl::Seconds(2));
   AddWorker(kServer);
   AddWorker(kTrainer);
   AddWorker(kTrainer);
