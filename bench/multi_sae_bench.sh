@@ -22,6 +22,11 @@ HOOK="${SAE_BENCH_HOOK:-blocks.2.hook_resid_pre}"  # the hook all SAEs read
 SAECTL="$BUILD/bin/saectl"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
+if [ -n "${3:-}" ] && [ ! -f "$MODEL/model.safetensors" ]; then
+  echo "multi_sae_bench.sh: $MODEL has no model.safetensors (make one with" \
+       "'saectl model init --preset gpt2-small --out $MODEL')" >&2
+  exit 2
+fi
 if [ ! -f "$MODEL/model.safetensors" ]; then
   MODEL="$WORK/gpt2-mini"
   "$SAECTL" model init --preset gpt2-mini --seed 0 --out "$MODEL" >/dev/null
