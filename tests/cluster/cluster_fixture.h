@@ -93,6 +93,9 @@ class ClusterTest : public ::testing::Test {
   // SIGKILL to the cluster's process `name` ("trainer-1", "controller", ...); returns once it
   // is gone.
   void KillProcess(const std::string& name) { cluster_.KillProcess(name); }
+  void FreezeProcess(const std::string& name) { cluster_.FreezeProcess(name); }
+  void ThawProcess(const std::string& name) { cluster_.ThawProcess(name); }
+  std::string ProcessLog(const std::string& name) const { return cluster_.ProcessLog(name); }
 
   // The /metrics text of the cluster's process `name`; "" (and a failure) when it does not
   // answer.

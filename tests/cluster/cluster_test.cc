@@ -11,6 +11,8 @@
 // Every test is bounded: each saectl call runs under `timeout -s KILL`, and a reaper process
 // kills whatever the cluster left if the test itself dies.
 
+#include <regex>
+
 #include "tests/cluster/cluster_fixture.h"
 
 namespace sae {
@@ -113,6 +115,16 @@ TEST_F(ClusterTest, PeriodicEvaluationsRunOnTheServersAndAServerKilledMidEvalFai
   EXPECT_EQ(Int(run["latest_eval"], "step"), kSteps) << run.dump(2);
 }
 
+// The last match of `pattern`'s first group in `text`, as a number; -1 when none.
+int64_t LastNumber(const std::string& text, const std::regex& pattern) {
+  int64_t last = -1;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), pattern);
+       it != std::sregex_iterator(); ++it) {
+    last = std::stoll((*it)[1].str());
+  }
+  return last;
+}
+
 TEST_F(ClusterTest, TrainerKilledMidRunIsRestartedByTheSupervisorAndTheRunSucceeds) {
   StartCluster(1, 2);
   constexpr int64_t kSteps = 1000;
@@ -120,17 +132,39 @@ TEST_F(ClusterTest, TrainerKilledMidRunIsRestartedByTheSupervisorAndTheRunSuccee
       Submit(WriteRunYaml(1, 2, kSteps, {{"n_checkpoints", "4"}, {"max_restarts", "2"}}));
   WaitForState(run_id, "RUN_STATE_RUNNING");
   // Rank 0 goes: the next group's rank 0 hosts its store on the same port again. It goes
-  // after the checkpoint at step 250 and past it, so that the rollback skips something.
+  // after the checkpoint at step 250 and between two checkpoints, so that the rollback skips
+  // something. A kill that lands just after a checkpoint's upload skips nothing (rightly), so
+  // rank 0 is frozen first and killed only once its log shows a step past its last checkpoint
+  // (one it may still be uploading: the kill drops that upload, and the run resumes from it or
+  // an earlier one, behind the logged step either way).
   const std::string rank0 = ProcessOf(run_id, "WORKER_ROLE_TRAINER", 0);
   WaitForProcessLog(rank0, "checkpoint at step 250:");
   WaitForProcessLog(rank0, "step 300/1000");
+  const std::regex step_line(R"(step (\d+)/1000 tokens)");
+  const std::regex checkpoint_line(R"(checkpoint at step (\d+):)");
+  int64_t logged = -1;
+  int64_t checkpointed = -1;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    FreezeProcess(rank0);
+    const std::string log = ProcessLog(rank0);
+    logged = LastNumber(log, step_line);
+    checkpointed = LastNumber(log, checkpoint_line);
+    if (logged > checkpointed) break;
+    ThawProcess(rank0);
+    WaitForProcessLog(rank0, absl::StrCat("step ", logged + 5, "/1000"));
+  }
+  ASSERT_GT(logged, checkpointed) << "rank 0 was never frozen between two checkpoints";
   KillProcess(rank0);
   ExpectRestartedBySupervisor(rank0);
   ExpectSucceeds(run_id, kSteps * 256);
 
   nlohmann::json run = GetRun(run_id);
   EXPECT_GE(Int(run, "generation"), 1) << run.dump(2);
-  EXPECT_GT(Int(run, "tokens_skipped"), 0) << run.dump(2);
+  // Rank 0 trained at least to its logged step; the run went back to step `checkpointed` or
+  // before.
+  EXPECT_GE(Int(run, "tokens_skipped"), (logged - checkpointed) * 256)
+      << "killed after step " << logged << ", last checkpoint " << checkpointed << "\n"
+      << run.dump(2);
   EXPECT_GT(Int(run, "tokens_generated"), 0) << "the server reported its progress";
   const std::string logs = Saectl("logs " + run_id).out;
   EXPECT_TRUE(absl::StrContains(logs, "WORKER_LOST")) << logs;

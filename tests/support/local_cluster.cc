@@ -181,6 +181,51 @@ void LocalCluster::KillProcess(const std::string& name) {
   FAIL() << "no process " << name << " in " << processes.dump();
 }
 
+namespace {
+
+// The state letter of /proc/PID/stat ('R', 'S', 'T', ...); '?' when the process is gone.
+char ProcessState(int pid) {
+  const std::string stat = ReadWholeFile(absl::StrCat("/proc/", pid, "/stat"));
+  const size_t name_end = stat.rfind(')');  // the command name may hold spaces and parentheses
+  return name_end == std::string::npos || name_end + 2 >= stat.size() ? '?'
+                                                                      : stat[name_end + 2];
+}
+
+}  // namespace
+
+void LocalCluster::FreezeProcess(const std::string& name) {
+  const int pid = Process(name).value("pid", -1);
+  ASSERT_GT(pid, 0) << "no process " << name << " in " << Processes().dump();
+  ASSERT_EQ(::kill(pid, SIGSTOP), 0) << name;
+  // A group stop reaches each thread on its own: wait for all of them.
+  auto all_stopped = [pid] {
+    std::error_code error;
+    int threads = 0;
+    for (const auto& task :
+         std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
+      const std::string stat = ReadWholeFile(task.path().string() + "/stat");
+      const size_t name_end = stat.rfind(')');
+      if (name_end == std::string::npos || name_end + 2 >= stat.size()) continue;  // exited
+      if (stat[name_end + 2] != 'T' && stat[name_end + 2] != 't') return false;
+      ++threads;
+    }
+    return !error && threads > 0;
+  };
+  const bool stopped = Eventually(all_stopped, std::chrono::seconds(10));
+  ASSERT_TRUE(stopped) << name << " (pid " << pid << ") did not stop on SIGSTOP: state "
+                       << ProcessState(pid);
+}
+
+void LocalCluster::ThawProcess(const std::string& name) {
+  const int pid = Process(name).value("pid", -1);
+  ASSERT_GT(pid, 0) << "no process " << name;
+  ASSERT_EQ(::kill(pid, SIGCONT), 0) << name;
+}
+
+std::string LocalCluster::ProcessLog(const std::string& name) const {
+  return ReadWholeFile(data_dir_ + "/logs/" + name + ".log");
+}
+
 void LocalCluster::WaitForProcessLog(const std::string& name, const std::string& text,
                                      int seconds) {
   const std::string path = data_dir_ + "/logs/" + name + ".log";

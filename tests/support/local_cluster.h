@@ -80,6 +80,16 @@ class LocalCluster {
   // is gone. A failure of the current test when there is no such process or it survives.
   void KillProcess(const std::string& name);
 
+  // SIGSTOP to the cluster's process `name`; returns once every thread of it is stopped (state
+  // "T" in /proc), so that nothing it logs or sends moves until ThawProcess. A failure of the
+  // current test when there is no such process.
+  void FreezeProcess(const std::string& name);
+  // SIGCONT to a process FreezeProcess stopped.
+  void ThawProcess(const std::string& name);
+
+  // The log file of the cluster's process `name`, as it is now.
+  std::string ProcessLog(const std::string& name) const;
+
   // Polls the log file of the cluster's process `name` ("trainer-0", "supervisor", ...) every
   // 20 ms until it
   // contains `text`; a failure of the current test after `seconds`. Far quicker than
