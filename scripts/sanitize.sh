@@ -51,9 +51,19 @@ if [ "$MODE" = tsan ]; then
   # Debian's Abseil is not instrumented, so TSan cannot see absl::Mutex order anything; this
   # object gives every executable annotated absl::Mutex/CondVar/Notification functions (see the
   # file for how).
+  # Linked through the linker flags, it is no dependency ninja knows of: when the object
+  # changes, the executables are deleted so that every one is linked again with it.
+  shim="$BUILD_DIR/tsan_absl_annotations.o"
   "${CXX:-g++}" -std=c++17 -O1 -g -fPIC $FLAGS -c tests/sanitizers/tsan_absl_annotations.cc \
-    -o "$BUILD_DIR/tsan_absl_annotations.o"
-  EXE_FLAGS="$FLAGS $PWD/$BUILD_DIR/tsan_absl_annotations.o"
+    -o "$shim.new"
+  if ! cmp -s "$shim.new" "$shim"; then
+    mv "$shim.new" "$shim"
+    find "$BUILD_DIR/bin" "$BUILD_DIR/tests" "$BUILD_DIR/bench" -maxdepth 1 -type f -executable \
+      -delete 2>/dev/null || true
+  else
+    rm -f "$shim.new"
+  fi
+  EXE_FLAGS="$FLAGS $PWD/$shim"
 fi
 # Configured every time (cheap when nothing changed) so that a change of flags reaches the build.
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
