@@ -3,7 +3,7 @@
 # folder holding bin/{saectl,sae-controller,sae-activation-server,sae-trainer},
 # gpt2-tokenizer/ and docker/{runtime-packages.txt,healthcheck.sh}; scripts/compose-test.sh
 # makes it.
-FROM debian:12
+FROM debian:12-slim
 ENV DEBIAN_FRONTEND=noninteractive SAE_CACHE_DIR=/opt/sae/cache \
     GRPC_DNS_RESOLVER=native
 COPY docker/runtime-packages.txt /tmp/runtime-packages.txt
@@ -20,7 +20,7 @@ ARG SAE_REVISION=unknown
 LABEL org.opencontainers.image.title="sae-service" \
       org.opencontainers.image.version="${SAE_VERSION}" \
       org.opencontainers.image.revision="${SAE_REVISION}" \
-      org.opencontainers.image.base.name="debian:12"
+      org.opencontainers.image.base.name="debian:12-slim"
 USER sae
 WORKDIR /var/lib/sae
 EXPOSE 7070 50051 29500 9400 9401 9402

@@ -3,7 +3,7 @@
 #   1. podman, podman-compose, buildah, debootstrap and runc installed if missing, and the host
 #      settings podman needs here (/etc/containers/containers.conf, only when absent);
 #   2. a Debian 12 base image debootstrapped from the host's apt mirror (once: kept as
-#      localhost/debian:bookworm, tagged debian:12);
+#      localhost/debian:bookworm, tagged debian:12 and debian:12-slim);
 #   3. the service image from docker/runtime.Dockerfile around the binaries of BUILD_DIR, and a
 #      Prometheus image from Debian's package (docker/prometheus.Dockerfile);
 #   4. deploy/docker-compose.yml up (controller, 2 activation servers, 2 trainers, Prometheus;
@@ -70,7 +70,7 @@ if ! podman image exists localhost/debian:bookworm; then
   $SUDO tar -C "$rootfs" -c . | podman import --change 'CMD ["/bin/bash"]' - localhost/debian:bookworm >/dev/null
   $SUDO rm -rf "$rootfs"
 fi
-podman tag localhost/debian:bookworm docker.io/library/debian:bookworm docker.io/library/debian:12
+podman tag localhost/debian:bookworm docker.io/library/debian:bookworm docker.io/library/debian:12 docker.io/library/debian:12-slim
 
 # 3. Images: the service around the host's binaries, and Prometheus.
 WORK=$(mktemp -d)
