@@ -128,7 +128,8 @@ podman run --rm --network=none localhost/sae-service:test bash -c '
   for b in saectl sae-controller sae-activation-server sae-trainer; do
     "$b" --help >/dev/null || { echo "$b --help failed in the image"; exit 1; }
   done
-  [ "$(id -u)" = 10001 ] || { echo "uid $(id -u), not 10001"; exit 1; }' \
+  [ "$(id -u)" = 10001 ] || { echo "uid $(id -u), not 10001"; exit 1; }
+  if sae-healthcheck >/dev/null 2>&1; then echo "sae-healthcheck passes with nothing listening"; exit 1; fi' \
   || { log "the image's binaries do not run"; exit 1; }
 probe=$(podman create localhost/sae-service:test)
 podman cp "$probe:/usr/local/bin/sae-trainer" "$WORK/sae-trainer.image" && podman rm -f "$probe" >/dev/null
@@ -178,6 +179,13 @@ if ! "$SAECTL" wait "$RUN" --timeout 600; then
   exit 1
 fi
 log "run $RUN SUCCEEDED"
+# Each service's health check, run as the engine runs it (podman runs the timers through systemd,
+# which this host lacks, so the test runs each once itself).
+for s in controller_1 activation-server_1 activation-server_2 trainer_1 trainer_2; do
+  podman healthcheck run "${PROJECT}_$s" >/dev/null 2>&1 \
+    || { log "the health check of ${PROJECT}_$s failed"; podman inspect -f '{{json .State.Health}}' "${PROJECT}_$s" >&2 || true; exit 1; }
+done
+log "the health checks of the controller, both activation servers and both trainers pass"
 "$SAECTL" get runs -o wide >&2
 /usr/bin/python3 tests/deploy/compose_queries.py --prometheus "http://127.0.0.1:$SAE_PROMETHEUS_PORT" \
   --run "$RUN" --dashboard deploy/grafana/dashboards/sae-training.json --token "$TOKEN" \
