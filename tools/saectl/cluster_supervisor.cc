@@ -53,7 +53,11 @@ absl::Status ClusterSupervisor::Poll(absl::Time now) {
     }
   }
   if (!changed) return absl::OkStatus();
-  return SaveClusterRecord(data_dir_, record_);
+  absl::Status saved = SaveClusterRecord(data_dir_, record_);
+  // After the save: whoever reads "gave up" in the log finds it in cluster.json too.
+  for (const std::string& message : given_up_) spdlog::error("{}", message);
+  given_up_.clear();
+  return saved;
 }
 
 bool ClusterSupervisor::Exited(const Process& p, int& status) {
@@ -85,7 +89,7 @@ void ClusterSupervisor::NoteExit(Process& p, Watch& watch, int status, absl::Tim
         "gave up on ", p.name, ": it exited ", exits, " times within ",
         absl::FormatDuration(policy_.window), " (last: ", p.last_exit, "); see ", p.log,
         ", fix the cause, then start it again with: saectl cluster up --data-dir ", data_dir_);
-    spdlog::error("{}", record_.supervisor.message);
+    given_up_.push_back(record_.supervisor.message);  // logged once the record says so
     return;
   }
   const absl::Duration delay = RestartBackoff(policy_, exits);

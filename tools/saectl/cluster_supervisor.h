@@ -17,6 +17,7 @@
 #include <deque>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -63,6 +64,7 @@ class ClusterSupervisor {
   RestartPolicy policy_;
   ClusterRecord record_;
   std::map<std::string, Watch> watches_;  // by process name
+  std::vector<std::string> given_up_;      // give-up messages of this poll, logged after its save
 };
 
 }  // namespace sae::saectl
