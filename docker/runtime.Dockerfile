@@ -17,6 +17,9 @@ COPY docker/healthcheck.sh /usr/local/bin/sae-healthcheck
 # Last, so that a new revision does not invalidate the apt layer above.
 ARG SAE_VERSION=0.1.0
 ARG SAE_REVISION=unknown
+# The release, readable in a container. It also makes the LABEL below follow a new SAE_REVISION
+# under podman: buildah reuses a cached LABEL step whatever the build argument, a RUN step not.
+RUN printf 'sae-service %s (revision %s)\n' "$SAE_VERSION" "$SAE_REVISION" > /etc/sae-service-release
 LABEL org.opencontainers.image.title="sae-service" \
       org.opencontainers.image.version="${SAE_VERSION}" \
       org.opencontainers.image.revision="${SAE_REVISION}" \

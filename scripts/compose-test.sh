@@ -124,11 +124,13 @@ podman image inspect -f '{{json .Config.Healthcheck}}' localhost/sae-service:tes
   || { log "the image has no HEALTHCHECK running sae-healthcheck"; exit 1; }
 [ "$(podman image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' localhost/sae-service:test)" = "$REVISION" ] \
   || { log "the image's org.opencontainers.image.revision label is not $REVISION"; exit 1; }
-podman run --rm --network=none localhost/sae-service:test bash -c '
+podman run --rm --network=none -e REVISION="$REVISION" localhost/sae-service:test bash -c '
   for b in saectl sae-controller sae-activation-server sae-trainer; do
     "$b" --help >/dev/null || { echo "$b --help failed in the image"; exit 1; }
   done
   [ "$(id -u)" = 10001 ] || { echo "uid $(id -u), not 10001"; exit 1; }
+  grep -q "(revision $REVISION)" /etc/sae-service-release \
+    || { echo "/etc/sae-service-release: $(cat /etc/sae-service-release), not revision $REVISION"; exit 1; }
   if sae-healthcheck >/dev/null 2>&1; then echo "sae-healthcheck passes with nothing listening"; exit 1; fi' \
   || { log "the image's binaries do not run"; exit 1; }
 probe=$(podman create localhost/sae-service:test)
