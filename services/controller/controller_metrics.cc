@@ -19,6 +19,9 @@ struct TrainingSeries {
 double EvalValue(const v1::Run& run, double value) {
   return run.has_latest_eval() ? value : std::numeric_limits<double>::quiet_NaN();
 }
+double SaeEvalValue(const v1::SaeProgress& sae, double value) {
+  return sae.has_latest_eval() ? value : std::numeric_limits<double>::quiet_NaN();
+}
 
 const std::vector<TrainingSeries>& Series() {
   static const auto* series = new std::vector<TrainingSeries>{
@@ -68,7 +71,8 @@ const std::vector<TrainingSeries>& Series() {
        [](const v1::Run& r) { return r.metrics().learning_rate(); }},
       {"tokens_per_second", "Training throughput in activations per second.",
        [](const v1::Run& r) { return r.metrics().tokens_per_second(); }},
-      // The newest evaluation (docs/evals.md); NaN before the first.
+      // The newest evaluation (docs/evals.md); NaN before the first. In a run of many SAEs,
+      // of whichever SAE was evaluated last: sae_controller_sae_eval_* has each SAE's.
       {"eval_ce_loss_score",
        "model_performance_preservation/ce_loss_score of the newest evaluation.",
        [](const v1::Run& r) { return EvalValue(r, r.latest_eval().ce_loss_score()); }},
@@ -107,6 +111,27 @@ const std::vector<SaeSeries>& PerSaeSeries() {
        [](const v1::SaeProgress& s) { return s.metrics().explained_variance(); }},
       {"dead_features", "A run of many SAEs: the SAE's sparsity/dead_features.",
        [](const v1::SaeProgress& s) { return static_cast<double>(s.metrics().dead_features()); }},
+      // The SAE's newest evaluation (docs/evals.md); NaN before its first.
+      {"eval_ce_loss_score",
+       "A run of many SAEs: model_performance_preservation/ce_loss_score of the SAE's newest "
+       "evaluation.",
+       [](const v1::SaeProgress& s) { return SaeEvalValue(s, s.latest_eval().ce_loss_score()); }},
+      {"eval_kl_div_score",
+       "A run of many SAEs: model_behavior_preservation/kl_div_score of the SAE's newest "
+       "evaluation.",
+       [](const v1::SaeProgress& s) { return SaeEvalValue(s, s.latest_eval().kl_div_score()); }},
+      {"eval_explained_variance",
+       "A run of many SAEs: reconstruction_quality/explained_variance of the SAE's newest "
+       "evaluation.",
+       [](const v1::SaeProgress& s) {
+         return SaeEvalValue(s, s.latest_eval().explained_variance());
+       }},
+      {"eval_l0", "A run of many SAEs: sparsity/l0 of the SAE's newest evaluation.",
+       [](const v1::SaeProgress& s) { return SaeEvalValue(s, s.latest_eval().l0()); }},
+      {"eval_step", "A run of many SAEs: training step of the SAE's newest evaluation.",
+       [](const v1::SaeProgress& s) {
+         return SaeEvalValue(s, static_cast<double>(s.latest_eval().step()));
+       }},
   };
   return *series;
 }

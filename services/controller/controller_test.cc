@@ -4,91 +4,16 @@
 #include <memory>
 #include <string>
 
-#include "core/metrics/text_format.h"
 #include "gtest/gtest.h"
-#include "support/fake_worker.h"
-#include "support/temp_dir.h"
+#include "services/controller/controller_test_fixture.h"
 
 namespace sae::controller {
 namespace {
 
-using support::TempDir;
+using controller_testing::ControllerTest;
+using controller_testing::kServer;
+using controller_testing::kTrainer;
 using support::TestRunYaml;
-
-constexpr v1::WorkerRole kServer = v1::WORKER_ROLE_ACTIVATION_SERVER;
-constexpr v1::WorkerRole kTrainer = v1::WORKER_ROLE_TRAINER;
-
-class ControllerTest : public ::testing::Test {
- protected:
-  void SetUp() override { Open(); }
-
-  void Open() {
-    controller_.reset();
-    auto store = RunStore::Open(folder_.path());
-    ASSERT_TRUE(store.ok()) << store.status();
-    ControllerOptions options;
-    options.lease = absl::Seconds(10);
-    options.stop_timeout = absl::Seconds(60);
-    options.now = [this] { return now_; };
-    auto controller = Controller::Open(std::move(*store), options, &registry_);
-    ASSERT_TRUE(controller.ok()) << controller.status();
-    controller_ = std::move(*controller);
-  }
-
-  std::string Register(v1::WorkerRole role, const std::string& address) {
-    v1::RegisterWorkerRequest request;
-    request.set_role(role);
-    request.set_address(address);
-    auto response = controller_->RegisterWorker(request);
-    EXPECT_TRUE(response.ok()) << response.status();
-    return response->worker_id();
-  }
-
-  v1::HeartbeatResponse Beat(const std::string& worker_id) {
-    v1::HeartbeatRequest request;
-    request.set_worker_id(worker_id);
-    auto response = controller_->Heartbeat(request);
-    EXPECT_TRUE(response.ok()) << response.status();
-    return response.ok() ? *response : v1::HeartbeatResponse();
-  }
-
-  std::string Submit(const std::string& yaml) {
-    v1::SubmitRunRequest request;
-    request.set_config_yaml(yaml);
-    auto run = controller_->SubmitRun(request);
-    EXPECT_TRUE(run.ok()) << run.status();
-    return run->run_id();
-  }
-
-  v1::Run Get(const std::string& run_id) { return *controller_->GetRun(run_id); }
-
-  // Commits a one-chunk checkpoint at `step` from `worker_id` (the final SAE when `final`).
-  absl::Status Checkpoint(const std::string& worker_id, const v1::Run& run, int64_t step,
-                          bool final = false) {
-    v1::UploadHeader header;
-    header.set_worker_id(worker_id);
-    header.set_run_id(run.run_id());
-    header.set_generation(run.generation());
-    header.set_step(step);
-    header.set_final(final);
-    header.set_tokens(step * 64);
-    auto upload = controller_->BeginUpload(header);
-    if (!upload.ok()) return upload.status();
-    v1::CheckpointChunk chunk;
-    chunk.set_data("weights");
-    if (absl::Status added = controller_->AddChunk(**upload, chunk); !added.ok()) return added;
-    v1::UploadCommit commit;
-    commit.set_chunk_count(1);
-    commit.set_total_bytes(7);
-    commit.set_sha256(rpc::Sha256::Of("weights"));
-    return controller_->CommitUpload(**upload, commit).status();
-  }
-
-  TempDir folder_;
-  metrics::Registry registry_;
-  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
-  std::unique_ptr<Controller> controller_;
-};
 
 TEST_F(ControllerTest, AssignmentsCarryEverythingTheWorkersNeed) {
   std::string s0 = Register(kServer, "10.0.0.1:7001");
@@ -198,65 +123,6 @@ TEST_F(ControllerTest, TheSparsitySummaryOfTheLastWindowOutlivesLaterReports) {
   EXPECT_EQ(run.metrics().mean_log10_feature_sparsity(), -2.5);
   EXPECT_EQ(run.metrics().features_below_1e5(), 7);
   EXPECT_EQ(run.metrics().features_below_1e6(), 3);
-}
-
-TEST_F(ControllerTest, EvaluationsBecomeEventsTheLatestEvalAndGaugesAndAFailureIsOnlyAnEvent) {
-  std::string s0 = Register(kServer, "h:1");
-  std::string t0 = Register(kTrainer, "h:2");
-  std::string run_id = Submit(TestRunYaml(1, 1, 100));
-  auto report = [&](const std::string& worker, int64_t step, const std::string& error) {
-    v1::ReportProgressRequest request;
-    request.set_worker_id(worker);
-    request.set_run_id(run_id);
-    v1::EvalReport& eval = *request.mutable_eval();
-    eval.set_step(step);
-    eval.set_tokens(step * 64);
-    eval.set_server("h:1");
-    if (error.empty()) {
-      eval.set_results_json(R"({"model_performance_preservation":{"ce_loss_score":0.9}})");
-      eval.set_ce_loss_score(0.5 + 0.001 * static_cast<double>(step));
-      eval.set_explained_variance(0.75);
-    } else {
-      eval.set_error(error);
-    }
-    return controller_->ReportProgress(request);
-  };
-  ASSERT_TRUE(report(t0, 20, "").ok());
-  ASSERT_TRUE(report(t0, 40, "activation server h:1: connection reset").ok());
-  EXPECT_EQ(report(s0, 40, "").status().code(), absl::StatusCode::kInvalidArgument)
-      << "only trainer rank 0 evaluates";
-
-  v1::Run run = Get(run_id);
-  ASSERT_TRUE(run.has_latest_eval());
-  EXPECT_EQ(run.latest_eval().step(), 20) << "a failed evaluation leaves the latest success";
-  EXPECT_DOUBLE_EQ(run.latest_eval().ce_loss_score(), 0.52);
-  EXPECT_EQ(run.state(), v1::RUN_STATE_RUNNING) << "a failed evaluation fails nothing";
-  EXPECT_EQ(run.step(), 0) << "an evaluation report is not training progress";
-  auto events = controller_->ReadEvents(run_id, 0, 100);
-  ASSERT_TRUE(events.ok());
-  std::vector<const v1::RunEvent*> evals;
-  for (const v1::RunEvent& e : *events) {
-    if (e.type() == v1::RunEvent::TYPE_EVAL_COMPLETED || e.type() == v1::RunEvent::TYPE_EVAL_FAILED) {
-      evals.push_back(&e);
-    }
-  }
-  ASSERT_EQ(evals.size(), 2u);
-  EXPECT_EQ(evals[0]->type(), v1::RunEvent::TYPE_EVAL_COMPLETED);
-  EXPECT_EQ(evals[0]->step(), 20);
-  EXPECT_NE(evals[0]->message().find("CE-loss score 0.52"), std::string::npos)
-      << evals[0]->message();
-  EXPECT_EQ(evals[1]->type(), v1::RunEvent::TYPE_EVAL_FAILED);
-  EXPECT_NE(evals[1]->message().find("connection reset"), std::string::npos);
-  const std::string text = metrics::FormatText(registry_.Collect());
-  EXPECT_NE(text.find("sae_controller_run_eval_ce_loss_score{run_id=\"" + run_id + "\"} 0.52"),
-            std::string::npos)
-      << text;
-  EXPECT_NE(text.find("sae_controller_run_eval_explained_variance{run_id=\"" + run_id +
-                      "\"} 0.75"),
-            std::string::npos);
-
-  Open();  // the latest evaluation survives a controller restart
-  EXPECT_EQ(Get(run_id).latest_eval().step(), 20);
 }
 
 TEST_F(ControllerTest, AWorkerLostAfterTheFinalSaeWasCommittedEndsTheRunSucceeded) {

@@ -109,6 +109,11 @@ TEST_F(ClusterTest, SweepAndHookPointsOnTheClusterEqualTheSameRunInSaectlTrain) 
     EXPECT_EQ(sae.value("name", ""), names[i]) << run.dump(2);
     EXPECT_EQ(Int(sae, "step"), kSteps) << run.dump(2);
     EXPECT_GT(sae["metrics"].value("l0", 0.0), 0.0) << run.dump(2);
+    // Each SAE's newest evaluation is kept beside the run's (the last SAE evaluated).
+    ASSERT_TRUE(sae.contains("latest_eval")) << run.dump(2);
+    EXPECT_EQ(Int(sae["latest_eval"], "step"), kSteps) << run.dump(2);
+    EXPECT_EQ(sae["latest_eval"].value("sae", ""), names[i]) << run.dump(2);
+    EXPECT_TRUE(sae["latest_eval"].value("final", false)) << run.dump(2);
   }
   // Each SAE has its own evaluation, on its own hook.
   const std::string logs = Saectl("logs " + run_id).out;
@@ -119,6 +124,7 @@ TEST_F(ClusterTest, SweepAndHookPointsOnTheClusterEqualTheSameRunInSaectlTrain) 
   Result described = Saectl("describe run " + run_id);
   EXPECT_TRUE(absl::StrContains(described.out, "4 from one activation stream")) << described.out;
   EXPECT_TRUE(absl::StrContains(described.out, names[3] + "  step 40  l0 ")) << described.out;
+  EXPECT_TRUE(absl::StrContains(described.out, "eval at step 40: CE-loss score ")) << described.out;
   Result wide = Saectl("get runs -o wide");
   EXPECT_TRUE(absl::StrContains(wide.out, "SAES")) << wide.out;
   // The run's row: WORKERS 1+1, then SAES 4.

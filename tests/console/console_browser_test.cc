@@ -284,6 +284,20 @@ TEST_F(ConsoleBrowserTest, ShowsARunItsChartsAndWorkersBehindTheTokenAcrossACont
   EXPECT_EQ(again.ChartPoints("l0"), l0_points) << "the same history after the restart";
   ExpectNoJavaScriptErrors(again, "run page after a controller restart");
 
+  // The restarted controller knows a worker once that worker registers again (at its next
+  // heartbeat, which the old controller's death made fail): the page is loaded after both did.
+  std::string listed;
+  EXPECT_TRUE(support::Eventually(
+      [&] {
+        httplib::Result answer =
+            http.Get("/api/workers", {{"Authorization", std::string("Bearer ") + kToken}});
+        if (!answer || answer->status != 200) return false;
+        listed = answer->body;
+        nlohmann::json body = nlohmann::json::parse(listed, nullptr, false);
+        return body.is_object() && body.contains("workers") && body["workers"].size() >= 2;
+      },
+      std::chrono::seconds(60)))
+      << "the server and the trainer did not register again: " << listed;
   Page workers = Load(login_url + "#/workers", "workers.png");
   EXPECT_EQ(workers.BodyAttribute("data-page"), "workers") << workers.dom;
   EXPECT_EQ(workers.BodyAttribute("data-ready"), "1") << workers.dom;

@@ -198,12 +198,18 @@ std::string DescribeRun(const v1::Run& run, const std::vector<v1::CheckpointMani
                                run.run_id(), " --sae NAME --out DIR exports one)"));
     for (const v1::SaeProgress& sae : run.saes()) {
       const v1::TrainingMetrics& sm = sae.metrics();
-      field("", sae.step() > 0
-                    ? absl::StrFormat("%s  step %d  l0 %.4g  mse_loss %.6g  "
-                                      "explained_variance %.4f  dead_features %d",
-                                      sae.name(), sae.step(), sm.l0(), sm.mse_loss(),
-                                      sm.explained_variance(), sm.dead_features())
-                    : absl::StrCat(sae.name(), "  (no step yet)"));
+      std::string line = sae.step() > 0
+                             ? absl::StrFormat("%s  step %d  l0 %.4g  mse_loss %.6g  "
+                                               "explained_variance %.4f  dead_features %d",
+                                               sae.name(), sae.step(), sm.l0(), sm.mse_loss(),
+                                               sm.explained_variance(), sm.dead_features())
+                             : absl::StrCat(sae.name(), "  (no step yet)");
+      if (sae.has_latest_eval()) {
+        absl::StrAppendFormat(&line, "  eval at step %d: CE-loss score %.4g, KL score %.4g",
+                              sae.latest_eval().step(), sae.latest_eval().ce_loss_score(),
+                              sae.latest_eval().kl_div_score());
+      }
+      field("", line);
     }
   }
   field("Evaluation", run.has_latest_eval() ? EvalDescription(run.latest_eval())
