@@ -183,7 +183,7 @@ void Controller::RecordEval(v1::Run& run, const v1::RunWorker& self, const v1::E
   // A run of many SAEs keeps each SAE's newest evaluation too: the run's own is whichever SAE
   // was evaluated last.
   for (v1::SaeProgress& sae : *run.mutable_saes()) {
-    if (!eval.sae().empty() && sae.name() == eval.sae()) *sae.mutable_latest_eval() = stored;
+    if (sae.name() == eval.sae()) *sae.mutable_latest_eval() = stored;
   }
   *run.mutable_latest_eval() = std::move(stored);
 }

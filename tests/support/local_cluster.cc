@@ -183,13 +183,16 @@ void LocalCluster::KillProcess(const std::string& name) {
 
 namespace {
 
-// The state letter of /proc/PID/stat ('R', 'S', 'T', ...); '?' when the process is gone.
-char ProcessState(int pid) {
-  const std::string stat = ReadWholeFile(absl::StrCat("/proc/", pid, "/stat"));
+// The state letter of a /proc stat file ('R', 'S', 'T', ...); '?' when the process or thread
+// is gone.
+char StateIn(const std::string& stat_path) {
+  const std::string stat = ReadWholeFile(stat_path);
   const size_t name_end = stat.rfind(')');  // the command name may hold spaces and parentheses
   return name_end == std::string::npos || name_end + 2 >= stat.size() ? '?'
                                                                       : stat[name_end + 2];
 }
+
+char ProcessState(int pid) { return StateIn(absl::StrCat("/proc/", pid, "/stat")); }
 
 }  // namespace
 
@@ -203,10 +206,9 @@ void LocalCluster::FreezeProcess(const std::string& name) {
     int threads = 0;
     for (const auto& task :
          std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"), error)) {
-      const std::string stat = ReadWholeFile(task.path().string() + "/stat");
-      const size_t name_end = stat.rfind(')');
-      if (name_end == std::string::npos || name_end + 2 >= stat.size()) continue;  // exited
-      if (stat[name_end + 2] != 'T' && stat[name_end + 2] != 't') return false;
+      const char state = StateIn(task.path().string() + "/stat");
+      if (state == '?') continue;  // the thread exited
+      if (state != 'T' && state != 't') return false;
       ++threads;
     }
     return !error && threads > 0;
